@@ -1,0 +1,161 @@
+// Shared-memory layouts of flowbus: the ring's data and control segments.
+// (The bus directory's layout is private to core/src/directory_layout.hpp.)
+// Every struct here is standard-layout, shared between processes that may be
+// built by different compilers, so sizes and offsets are pinned by asserts
+// and padding uses a fixed 128 bytes (two cache lines: adjacent-line prefetch).
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+namespace flowbus::detail {
+
+inline constexpr size_t kLinePad = 128;
+inline constexpr uint32_t kLayoutVersion = 1;
+
+inline constexpr uint64_t kRingMagic = 0x474e495242574c46ull;     // "FLWBRING"
+inline constexpr uint64_t kControlMagic = 0x4c54434242574c46ull;  // "FLWBBCTL"
+
+static_assert(std::atomic<uint64_t>::is_always_lock_free);
+static_assert(std::atomic<uint32_t>::is_always_lock_free);
+
+// ---------------------------------------------------------------------------
+// Data segment "flowbus.<bus>.<topic>.<publisher>": written by its publisher
+// only, mapped read-only by every reader.
+//
+//   0     +-------------------------------------------+
+//         | RingHeader.identity: magic, version,       |
+//         | capacity, publisher id, policy             |
+//   128   +-------------------------------------------+
+//         | write_position, next_sequence,             |
+//         | last_publish_ns          (writer, per event)|
+//   256   +-------------------------------------------+
+//         | tail_position, limit                       |
+//         | (writer, when it refreshes its limit)      |
+//   384   +-------------------------------------------+
+//         | reserved                                   |
+//   512   +-------------------------------------------+ kRecordsOffset
+//         | records ... (capacity bytes, power of two) |
+//         +-------------------------------------------+
+//
+// A record at absolute position P lives at offset P & (capacity - 1):
+//
+//   +--------+------+----------------------+-----+------+-----------+------+
+//   | commit | size | flags:4 data_offset:28| seq | time | [subject] | data |
+//   | u64    | u32  | u32                  | u64 | u64  |           |      |
+//   +--------+------+----------------------+-----+------+-----------+------+
+//   commit == P + 1 once the record is complete (written last, release);
+//   any other value means "not yet written at this lap".
+// ---------------------------------------------------------------------------
+
+inline constexpr size_t kRecordAlign = 32;
+inline constexpr uint32_t kFlagPadding = 1u << 28;     // skip to the next lap
+inline constexpr uint32_t kFlagHasSubject = 2u << 28;  // u16 length + bytes after the header
+inline constexpr uint32_t kOffsetMask = (1u << 28) - 1;
+inline constexpr uint32_t kKnownFlags = kFlagPadding | kFlagHasSubject;
+inline constexpr size_t kMaxSubject = 1024;
+
+struct RecordHeader {
+  std::atomic<uint64_t> commit;
+  uint32_t size;              // payload bytes
+  uint32_t offset_and_flags;  // payload start from the record start (low 28 bits), flags
+  uint64_t sequence;
+  uint64_t time_ns;
+};
+static_assert(sizeof(RecordHeader) == kRecordAlign);
+static_assert(std::is_standard_layout_v<RecordHeader>);
+
+inline constexpr uint64_t record_length(uint64_t data_offset, uint64_t size) {
+  return (data_offset + size + kRecordAlign - 1) & ~uint64_t(kRecordAlign - 1);
+}
+
+struct RingHeader {
+  // identity: written once by the creator, magic last (release)
+  std::atomic<uint64_t> magic;
+  uint32_t layout_version;
+  uint32_t policy;
+  uint64_t capacity;
+  uint64_t publisher_id;
+  uint64_t created_ns;
+  char pad0[kLinePad - 40];
+
+  std::atomic<uint64_t> write_position;   // first byte not yet committed
+  std::atomic<uint64_t> next_sequence;    // stored before write_position, for restarts
+  std::atomic<uint64_t> last_publish_ns;
+  char pad1[kLinePad - 24];
+
+  std::atomic<uint64_t> tail_position;    // oldest record still guaranteed intact
+  std::atomic<uint64_t> limit;            // writer writes below it; bytes below limit - capacity may go
+  char pad2[kLinePad - 16];
+
+  char reserved[kLinePad];
+};
+inline constexpr size_t kRecordsOffset = sizeof(RingHeader);
+static_assert(sizeof(RingHeader) == 4 * kLinePad);
+static_assert(offsetof(RingHeader, write_position) == kLinePad);
+static_assert(offsetof(RingHeader, tail_position) == 2 * kLinePad);
+static_assert(std::is_standard_layout_v<RingHeader>);
+
+// ---------------------------------------------------------------------------
+// Control segment "flowbus.<bus>.<topic>.<publisher>.ctl": written by readers.
+//
+//   0     +-------------------------------------------+
+//         | magic, version, slot count                 |
+//   128   +-------------------------------------------+
+//         | waiters (readers asleep), wake word (futex)|
+//   256   +-------------------------------------------+
+//         | CursorSlot[kCursorSlots], 128 bytes each   |
+//         +-------------------------------------------+
+//
+// A cursor word packs [epoch:8][participant:8][position/32:48]. The epoch is
+// odd while the slot is owned and even while free; every claim and every
+// free (or eviction) bumps it, so an evicted owner's compare-and-swap fails
+// and it can never write into a slot that someone else now owns.
+// ---------------------------------------------------------------------------
+
+inline constexpr uint32_t kCursorSlots = 64;
+inline constexpr uint64_t kNeverMoved = ~0ull;  // last_moved_ns of a freshly claimed slot
+
+struct CursorWord {
+  static constexpr uint64_t kUnitsBits = 48;
+  static constexpr uint64_t kUnitsMask = (1ull << kUnitsBits) - 1;
+  static uint64_t pack(uint32_t epoch, uint32_t participant, uint64_t position) {
+    return (uint64_t(epoch & 0xff) << 56) | (uint64_t(participant & 0xff) << 48) |
+           ((position / kRecordAlign) & kUnitsMask);
+  }
+  static uint32_t epoch(uint64_t word) { return uint32_t(word >> 56); }
+  static uint32_t participant(uint64_t word) { return uint32_t(word >> 48) & 0xff; }
+  static bool owned(uint64_t word) { return (epoch(word) & 1) != 0; }
+  /// The full position, given any position `near` within 2^53 bytes of it.
+  static uint64_t position(uint64_t word, uint64_t near) {
+    const uint64_t near_units = near / kRecordAlign;
+    const uint64_t behind = (near_units - (word & kUnitsMask)) & kUnitsMask;
+    return (near_units - behind) * kRecordAlign;
+  }
+};
+
+struct CursorSlot {
+  std::atomic<uint64_t> word;           // see CursorWord
+  std::atomic<uint64_t> last_moved_ns;  // CLOCK_MONOTONIC of the last move
+  std::atomic<uint64_t> evictions;      // times this slot's owner was evicted (for tools)
+  char pad[kLinePad - 24];
+};
+static_assert(sizeof(CursorSlot) == kLinePad);
+
+struct ControlHeader {
+  std::atomic<uint64_t> magic;
+  uint32_t layout_version;
+  uint32_t slot_count;
+  char pad0[kLinePad - 16];
+  std::atomic<uint32_t> waiters;  // readers about to sleep or asleep on wake_word
+  std::atomic<uint32_t> wake_word;
+  char pad1[kLinePad - 8];
+  CursorSlot slots[kCursorSlots];
+};
+static_assert(offsetof(ControlHeader, waiters) == kLinePad);
+static_assert(offsetof(ControlHeader, slots) == 2 * kLinePad);
+static_assert(std::is_standard_layout_v<ControlHeader>);
+
+}  // namespace flowbus::detail

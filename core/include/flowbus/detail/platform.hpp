@@ -1,0 +1,32 @@
+// Clocks and futex calls used by the ring protocol.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <ctime>
+
+namespace flowbus::detail {
+
+/// Event time: nanoseconds since the Unix epoch (vDSO, no syscall).
+inline uint64_t unix_now_ns() noexcept {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
+}
+
+/// Timeouts and idle times: monotonic, shared by every process on the host.
+inline uint64_t monotonic_now_ns() noexcept {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
+}
+
+/// Wakes every process sleeping on `word` (a shared futex).
+void futex_wake_all(std::atomic<uint32_t>* word) noexcept;
+
+/// Sleeps while *words[i] == expected[i] for all i, up to timeout_ns.
+/// Returns early on any wake, signal or change. At most 128 words.
+void futex_wait_any(std::atomic<uint32_t>* const* words, const uint32_t* expected,
+                    unsigned count, uint64_t timeout_ns) noexcept;
+
+}  // namespace flowbus::detail

@@ -1,0 +1,94 @@
+// A publisher: the single writer of one ring of one topic.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include <flatbuffers/flatbuffers.h>
+
+#include "flowbus/detail/ring.hpp"
+
+namespace flowbus {
+
+namespace detail { struct BusState; struct RingSegments; }
+
+struct PublisherOptions {
+  std::string name = "main";       ///< ring name; appears in each event's source
+  std::vector<uint8_t> schema;     ///< if set, must be a compatible evolution of the topic's
+};
+
+class Publisher;
+
+/// Ring memory lent to a FlatBufferBuilder: the event is built in place.
+/// Get one from Publisher::loan, build with builder(), Finish it, then
+/// Publisher::commit. Thread: the publisher's owner only.
+class Loan {
+ public:
+  flatbuffers::FlatBufferBuilder& builder() noexcept { return *builder_; }
+  size_t capacity() const noexcept { return capacity_; }
+  explicit operator bool() const noexcept { return builder_.has_value(); }
+
+ private:
+  friend class Publisher;
+  class RingAllocator : public flatbuffers::Allocator {
+   public:
+    uint8_t* allocate(size_t size) override;
+    void deallocate(uint8_t*, size_t) override {}
+    uint8_t* reallocate_downward(uint8_t*, size_t, size_t new_size, size_t, size_t) override;
+    uint8_t* memory = nullptr;
+    size_t size = 0;
+  };
+  RingAllocator allocator_;
+  std::optional<flatbuffers::FlatBufferBuilder> builder_;
+  detail::RingWriter::Reservation reservation_;
+  size_t capacity_ = 0;
+  uint32_t front_ = 0;  // bytes before the loaned area (header, subject)
+  uint32_t flags_ = 0;
+};
+
+class Publisher {
+ public:
+  /// Copies `bytes` (a finished FlatBuffer of the topic's type) into the ring.
+  /// Never waits: Full at once when a live reader holds the space (Block).
+  /// Thread: owner only. No allocation, lock or syscall (unless a reader sleeps).
+  PublishStatus try_publish(std::span<const uint8_t> bytes, std::string_view subject = {}) noexcept;
+  /// As try_publish, but waits up to `timeout` for space; stuck readers are
+  /// evicted after the topic's slow-consumer timeout, dead ones at once.
+  PublishStatus publish(std::span<const uint8_t> bytes, std::chrono::nanoseconds timeout,
+                        std::string_view subject = {}) noexcept;
+  /// Publishes the builder's finished buffer (copied once) and clears the
+  /// builder for reuse.
+  PublishStatus publish(flatbuffers::FlatBufferBuilder& builder, std::chrono::nanoseconds timeout,
+                        std::string_view subject = {}) noexcept;
+
+  /// Reserves `max_bytes` in the ring and lends them to a FlatBufferBuilder.
+  /// Returns Full/TooLarge instead of a loan when there is no room. Building
+  /// past max_bytes throws Error(InvalidArgument): loan more.
+  PublishStatus loan(size_t max_bytes, Loan& out, std::string_view subject = {}) noexcept;
+  /// Publishes a finished loan. Thread: owner only.
+  void commit(Loan& loan) noexcept;
+
+  uint64_t next_sequence() const noexcept { return writer_.next_sequence; }
+  uint64_t evictions() const noexcept { return writer_.evictions; }
+  const std::string& topic() const noexcept;
+  const std::string& source() const noexcept;  ///< the CloudEvents source of this ring's events
+  uint64_t publisher_id() const noexcept;
+
+  Publisher(Publisher&&) noexcept;
+  Publisher& operator=(Publisher&&) noexcept;
+  ~Publisher();
+
+ private:
+  friend class Bus;
+  Publisher(std::shared_ptr<detail::BusState> bus, std::unique_ptr<detail::RingSegments> ring);
+  std::shared_ptr<detail::BusState> bus_;
+  std::unique_ptr<detail::RingSegments> ring_;
+  detail::RingWriter writer_;
+};
+
+}  // namespace flowbus

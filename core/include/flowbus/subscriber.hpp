@@ -1,0 +1,108 @@
+// A subscriber: reads every ring of every topic matching a pattern, in place.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "flowbus/detail/ring.hpp"
+#include "flowbus/event.hpp"
+
+namespace flowbus {
+
+namespace detail { struct BusState; struct RingSegments; }
+
+enum class StartAt { Latest, Earliest };
+
+struct SubscriberOptions {
+  StartAt from = StartAt::Latest;  ///< where a ring found at subscribe time starts (new rings: earliest)
+  std::chrono::nanoseconds spin = std::chrono::microseconds(50);  ///< wait(): spin this long, then sleep
+};
+
+/// What read() found. `missed` counts events skipped (Evicted, Lost).
+struct ReadResult {
+  ReadStatus status = ReadStatus::Empty;
+  uint64_t missed = 0;
+  std::string ring;  ///< Corrupt: which ring ("topic/publisher"); empty otherwise
+};
+
+struct PollResult {
+  size_t delivered = 0;
+  uint64_t missed = 0;         ///< events lost (Latest) or skipped after an eviction (Block)
+  uint32_t evictions = 0;      ///< times this subscriber was evicted
+  uint32_t corrupt_rings = 0;  ///< rings quarantined during this poll
+};
+
+class Subscriber {
+ public:
+  /// The next event of any ring (rings taken in turn). Ok: `event` stays valid
+  /// until release(event); release it before the next read. Evicted and Lost
+  /// report skipped events and leave `event` unset; read again to go on.
+  /// Thread: owner only. No allocation, lock or syscall.
+  ReadResult read(Event& event) noexcept;
+  /// Moves past `event`. Evicted: this subscriber was evicted while holding
+  /// it, so its bytes may have been reused meanwhile.
+  ReadStatus release(const Event& event) noexcept;
+  /// Latest policy: true if `event`'s bytes were not overwritten while you
+  /// read them. Check after reading, before trusting what you read.
+  bool still_valid(const Event& event) const noexcept;
+
+  /// Calls on_event(const Event&) for up to max_events available events,
+  /// releasing each after the call. Never waits.
+  template <class F>
+  PollResult poll(F&& on_event, size_t max_events = SIZE_MAX);
+
+  /// Waits until an event may be readable: spins for options.spin, then
+  /// sleeps on the futex of every ring at once. False on timeout.
+  bool wait(std::chrono::nanoseconds timeout);
+
+  /// Attaches rings created since the last look (cheap when nothing changed).
+  void refresh();
+  size_t ring_count() const noexcept { return readers_.size(); }
+  const std::string& pattern() const noexcept { return pattern_; }
+
+  Subscriber(Subscriber&&) noexcept;
+  Subscriber& operator=(Subscriber&&) noexcept;
+  ~Subscriber();
+
+ private:
+  friend class Bus;
+  Subscriber(std::shared_ptr<detail::BusState> bus, std::string pattern, SubscriberOptions options);
+  bool changed() const noexcept;
+  ReadResult read_attached(Event& event) noexcept;
+  void attach_rings(StartAt from);
+
+  std::shared_ptr<detail::BusState> bus_;
+  std::string pattern_;
+  SubscriberOptions options_;
+  std::vector<std::unique_ptr<detail::RingSegments>> segments_;
+  std::vector<detail::RingReader> readers_;
+  std::vector<bool> reported_corrupt_;
+  size_t next_ring_ = 0;
+  uint64_t seen_generation_ = 0;
+};
+
+template <class F>
+PollResult Subscriber::poll(F&& on_event, size_t max_events) {
+  PollResult result;
+  Event event;
+  while (result.delivered < max_events) {
+    ReadResult r = read(event);
+    if (r.status == ReadStatus::Ok) {
+      on_event(static_cast<const Event&>(event));
+      ++result.delivered;
+      // An Evicted release is reported again, with its count, by the next read.
+      (void)release(event);
+      continue;
+    }
+    if (r.status == ReadStatus::Empty) break;
+    result.missed += r.missed;
+    if (r.status == ReadStatus::Evicted) ++result.evictions;
+    if (r.status == ReadStatus::Corrupt) ++result.corrupt_rings;
+  }
+  return result;
+}
+
+}  // namespace flowbus

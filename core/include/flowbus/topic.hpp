@@ -1,0 +1,49 @@
+// Topic description: what a topic is, how it behaves when full, who may read it.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace flowbus {
+
+/// What the writer does when the ring is full.
+enum class Policy : uint32_t {
+  Block = 0,   ///< lossless: the writer waits (or gets Full) until every live cursor moved on
+  Latest = 1,  ///< telemetry: the writer overwrites the oldest bytes; readers count their losses
+};
+
+const char* to_string(Policy policy) noexcept;
+Policy parse_policy(const std::string& text);  // throws Error(InvalidArgument)
+
+/// The timeout value that means "never evict a live cursor, only a dead one".
+inline constexpr std::chrono::nanoseconds kNever = std::chrono::nanoseconds::max();
+
+struct TopicSpec {
+  std::string name;                  ///< dotted name, e.g. "orders.created"
+  std::string type;                  ///< root table, fully qualified, e.g. "examples.Order"
+  std::vector<uint8_t> schema;       ///< binary schema (.bfbs) whose root is `type`
+  Policy policy = Policy::Block;
+  uint64_t ring_size = 4u << 20;     ///< bytes per publisher ring, a power of two >= 4 KiB
+  std::chrono::nanoseconds slow_consumer_timeout = std::chrono::seconds(5);
+  std::chrono::seconds retention = std::chrono::hours(1);  ///< how long a dead writer's ring is kept
+  uint32_t mode = 0600;              ///< permission bits of every segment of the topic
+  int64_t group = -1;                ///< gid given to the segments, -1 keeps the creator's
+};
+
+/// A topic as registered in a bus directory.
+struct TopicInfo {
+  std::string name;
+  std::string type;
+  std::string schema_id;  ///< "fnv1a64:<16 hex digits>" of the binary schema
+  Policy policy = Policy::Block;
+  uint64_t ring_size = 0;
+  std::chrono::nanoseconds slow_consumer_timeout{};
+  std::chrono::seconds retention{};
+  uint32_t mode = 0;
+  int64_t group = -1;
+  std::vector<uint8_t> schema;
+};
+
+}  // namespace flowbus

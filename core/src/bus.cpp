@@ -1,0 +1,416 @@
+// The bus directory: participants, topics and rings, changed only by CAS on
+// slot state words (see directory_layout.hpp), and the Bus handle.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <random>
+#include <thread>
+
+#include "bus_state.hpp"
+#include "flowbus/bus.hpp"
+#include "flowbus/error.hpp"
+#include "flowbus/names.hpp"
+#include "flowbus/schema.hpp"
+#include "liveness.hpp"
+
+namespace flowbus {
+namespace detail {
+
+namespace {
+
+void copy_name(char* dst, size_t cap, const std::string& src) {
+  std::memset(dst, 0, cap);
+  std::memcpy(dst, src.data(), std::min(src.size(), cap - 1));
+}
+
+std::string read_name(const char* src, size_t cap) { return std::string(src, strnlen(src, cap)); }
+
+std::string host_name() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0) return "localhost";
+  return buf;
+}
+
+uint64_t random_id() {
+  std::random_device rd;
+  return (uint64_t(rd()) << 32) ^ rd() ^ unix_now_ns();
+}
+
+}  // namespace
+
+std::string directory_segment_name(const std::string& bus) { return "flowbus." + bus; }
+std::string data_segment_name(const std::string& bus, const std::string& topic, const std::string& publisher) {
+  // Publisher names hold no '.', so "@<publisher>" and "@<publisher>.ctl" never collide.
+  return "flowbus." + bus + "." + topic + "@" + publisher;
+}
+std::string control_segment_name(const std::string& bus, const std::string& topic, const std::string& publisher) {
+  return data_segment_name(bus, topic, publisher) + ".ctl";
+}
+
+void open_ring_segments(RingSegments& ring, const std::string& bus, const std::string& topic,
+                        const std::string& publisher, Access data_access) {
+  const std::string data_name = data_segment_name(bus, topic, publisher);
+  ring.data = Segment::open(data_name, data_access, kRecordsOffset);
+  const RingHeader* h = ring.header();
+  // Acquire: pairs with the creator's release store of magic (written last).
+  const uint64_t magic = h->magic.load(std::memory_order_acquire);
+  if (magic != kRingMagic)
+    throw Error(magic == 0 ? ErrorCode::NotFound : ErrorCode::Corrupt,
+                "ring '" + data_name + (magic == 0 ? "' is still being created; try again"
+                                                   : "' has no valid magic: it is damaged; remove it with `flowbus gc --force " + bus + "`"));
+  if (h->layout_version != kLayoutVersion)
+    throw Error(ErrorCode::VersionMismatch,
+                "ring '" + data_name + "' has layout version " + std::to_string(h->layout_version) +
+                    ", this flowbus speaks version " + std::to_string(kLayoutVersion) +
+                    ": stop its processes and remove the bus with `flowbus gc --force " + bus + "`, or use a matching flowbus");
+  const uint64_t cap = h->capacity;
+  if (cap < 4096 || (cap & (cap - 1)) != 0 || ring.data.size() < kRecordsOffset + cap)
+    throw Error(ErrorCode::Corrupt, "ring '" + data_name + "' claims capacity " + std::to_string(cap) +
+                                        " which its segment of " + std::to_string(ring.data.size()) +
+                                        " bytes cannot hold: it is damaged");
+  const std::string ctl_name = control_segment_name(bus, topic, publisher);
+  ring.control = Segment::open(ctl_name, Access::ReadWrite, sizeof(ControlHeader));
+  const ControlHeader* c = ring.control_header();
+  if (c->magic.load(std::memory_order_acquire) != kControlMagic)
+    throw Error(ErrorCode::Corrupt, "control segment '" + ctl_name + "' has no valid magic: it is damaged");
+  if (c->layout_version != kLayoutVersion)
+    throw Error(ErrorCode::VersionMismatch, "control segment '" + ctl_name + "' has layout version " +
+                                                std::to_string(c->layout_version) + ", this flowbus speaks version " +
+                                                std::to_string(kLayoutVersion));
+  ring.publisher_id = h->publisher_id;
+}
+
+TopicInfo topic_info_of(const TopicSlot& slot) {
+  TopicInfo info;
+  info.name = read_name(slot.name, kNameBytes);
+  info.type = read_name(slot.type, kNameBytes);
+  info.schema_id = read_name(slot.schema_id, sizeof slot.schema_id);
+  info.policy = Policy(slot.policy);
+  info.ring_size = slot.ring_size;
+  info.slow_consumer_timeout = slot.slow_timeout_ns == UINT64_MAX ? kNever : std::chrono::nanoseconds(slot.slow_timeout_ns);
+  info.retention = std::chrono::seconds(slot.retention_s);
+  info.mode = slot.mode;
+  info.group = slot.group;
+  const size_t n = std::min<uint64_t>(slot.schema_size, kMaxSchemaBytes);
+  info.schema.assign(slot.schema, slot.schema + n);
+  return info;
+}
+
+BusState::~BusState() {
+  if (dir == nullptr || participant >= kParticipants) return;
+  // Leave: our participant slot goes back to Free. Release: everything we
+  // did to the directory happens before someone else claims the slot.
+  uint64_t expected = participant_word;
+  dir->participants[participant].state.compare_exchange_strong(
+      expected, SlotWord::pack(SlotWord::epoch(participant_word), 0, kFree), std::memory_order_release);
+  bump_generation();
+}
+
+bool BusState::participant_alive(uint32_t index) const noexcept {
+  if (index >= kParticipants) return false;
+  const ParticipantSlot& p = dir->participants[index];
+  const uint64_t w = p.state.load(std::memory_order_acquire);
+  if (SlotWord::state(w) != kReady) return false;
+  if (w == participant_word && index == participant) return true;
+  return process_alive(pid_t(SlotWord::who(w)), p.start_time);
+}
+
+void BusState::bump_generation() noexcept {
+  // Release: pairs with subscribers' acquire load of generation; the slot
+  // changes made before are visible to whoever sees the new generation.
+  dir->header.generation.fetch_add(1, std::memory_order_release);
+  dir->header.topology_word.fetch_add(1, std::memory_order_release);
+  futex_wake_all(&dir->header.topology_word);
+}
+
+std::optional<TopicInfo> BusState::find_topic(const std::string& name) const {
+  for (uint32_t i = 0; i < kTopics; ++i) {
+    const TopicSlot& t = dir->topics[i];
+    // Acquire: pairs with the creator's store of Ready; the fields are complete.
+    if (SlotWord::state(t.state.load(std::memory_order_acquire)) != kReady) continue;
+    if (name == read_name(t.name, kNameBytes)) return topic_info_of(t);  // lowest index wins
+  }
+  return std::nullopt;
+}
+
+std::vector<TopicInfo> BusState::topics() const {
+  std::vector<TopicInfo> out;
+  for (uint32_t i = 0; i < kTopics; ++i) {
+    const TopicSlot& t = dir->topics[i];
+    if (SlotWord::state(t.state.load(std::memory_order_acquire)) != kReady) continue;
+    TopicInfo info = topic_info_of(t);
+    bool shadow = false;  // a duplicate left by a creation race: the lower index wins
+    for (const auto& seen : out) shadow |= seen.name == info.name;
+    if (!shadow) out.push_back(std::move(info));
+  }
+  return out;
+}
+
+namespace {
+
+/// Rolls back a Claiming slot whose claimer died. Returns true if it did.
+bool roll_back_if_dead_claimer(std::atomic<uint64_t>& state) {
+  uint64_t w = state.load(std::memory_order_acquire);
+  if (SlotWord::state(w) != kClaiming || process_alive(pid_t(SlotWord::who(w)), 0)) return false;
+  // acq_rel: we publish the rollback; if the claimer's successor changed it
+  // meanwhile the CAS fails and we leave it alone.
+  return state.compare_exchange_strong(w, SlotWord::pack(SlotWord::epoch(w), 0, kFree), std::memory_order_acq_rel);
+}
+
+void free_cursors_of(const std::string& bus, const RingSlot& ring, uint32_t participant) {
+  const std::string topic = read_name(ring.topic, kNameBytes);
+  const std::string publisher = read_name(ring.publisher, kPublisherNameBytes);
+  Segment ctl;
+  try {
+    ctl = Segment::open(control_segment_name(bus, topic, publisher), Access::ReadWrite, sizeof(ControlHeader));
+  } catch (const Error&) {
+    return;  // gone or not ours to touch: nothing to free here
+  }
+  auto* c = reinterpret_cast<ControlHeader*>(ctl.data());
+  if (c->magic.load(std::memory_order_acquire) != kControlMagic) return;
+  for (CursorSlot& slot : c->slots) {
+    uint64_t w = slot.word.load(std::memory_order_acquire);
+    if (!CursorWord::owned(w) || CursorWord::participant(w) != participant) continue;
+    // Same CAS as an eviction: bumping the epoch frees the slot for good.
+    slot.word.compare_exchange_strong(w, CursorWord::pack(CursorWord::epoch(w) + 1, 0, 0), std::memory_order_acq_rel);
+  }
+}
+
+}  // namespace
+
+size_t BusState::clean_up_dead_participants() {
+  size_t cleaned = 0;
+  bool changed = false;
+  for (uint32_t i = 0; i < kParticipants; ++i) {
+    ParticipantSlot& p = dir->participants[i];
+    uint64_t w = p.state.load(std::memory_order_acquire);
+    const uint32_t state = SlotWord::state(w);
+    if (state == kClaiming) {
+      changed |= roll_back_if_dead_claimer(p.state);
+      continue;
+    }
+    if (state == kReady && participant_alive(i)) continue;
+    if (state == kCleaning && process_alive(pid_t(SlotWord::who(w)), 0)) continue;  // someone is on it
+    if (state != kReady && state != kCleaning) continue;
+    // Take the cleanup over; the epoch stays so ring owners still match it.
+    const uint32_t epoch = SlotWord::epoch(w);
+    if (!p.state.compare_exchange_strong(w, SlotWord::pack(epoch, uint32_t(pid), kCleaning), std::memory_order_acq_rel))
+      continue;
+    for (uint32_t r = 0; r < kRings; ++r) {
+      RingSlot& ring = dir->rings[r];
+      if (SlotWord::state(ring.state.load(std::memory_order_acquire)) != kReady) continue;
+      uint64_t owner = ring.owner.load(std::memory_order_acquire);
+      if (owner != 0 && SlotWord::who(owner) == i && SlotWord::epoch(owner) == epoch)
+        ring.owner.compare_exchange_strong(owner, 0, std::memory_order_acq_rel);  // the ring stays: it is retention
+      free_cursors_of(name, ring, i);
+    }
+    // Release: the cleanup above happens before the slot can be claimed again.
+    p.state.store(SlotWord::pack(epoch, 0, kFree), std::memory_order_release);
+    ++cleaned;
+    changed = true;
+  }
+  for (TopicSlot& t : dir->topics) changed |= roll_back_if_dead_claimer(t.state);
+  for (RingSlot& r : dir->rings) changed |= roll_back_if_dead_claimer(r.state);
+  if (changed) bump_generation();
+  return cleaned;
+}
+
+namespace {
+
+void initialise_directory(DirectoryLayout* dir, uint64_t size) {
+  dir->header.layout_version = kLayoutVersion;
+  dir->header.participants = kParticipants;
+  dir->header.topics = kTopics;
+  dir->header.rings = kRings;
+  dir->header.segment_size = size;
+  dir->header.created_ns = unix_now_ns();
+  // Release: openers acquire magic and then see a complete header.
+  dir->header.magic.store(kDirectoryMagic, std::memory_order_release);
+}
+
+void check_directory(const DirectoryLayout* dir, const std::string& bus, uint64_t size) {
+  // A creator may still be writing the header: give it a moment.
+  for (int i = 0; i < 1000 && dir->header.magic.load(std::memory_order_acquire) == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  const uint64_t magic = dir->header.magic.load(std::memory_order_acquire);
+  if (magic != kDirectoryMagic)
+    throw Error(ErrorCode::Corrupt, "bus '" + bus + "': its directory segment /dev/shm/" + directory_segment_name(bus) +
+                                        " has no valid magic; it is damaged or not a flowbus bus: remove it with `flowbus gc --force " + bus + "`");
+  if (dir->header.layout_version != kLayoutVersion)
+    throw Error(ErrorCode::VersionMismatch,
+                "bus '" + bus + "' was created with layout version " + std::to_string(dir->header.layout_version) +
+                    ", this flowbus speaks version " + std::to_string(kLayoutVersion) +
+                    ": stop its processes and remove it with `flowbus gc --force " + bus + "`, or use a matching flowbus");
+  if (dir->header.segment_size != size || dir->header.participants != kParticipants ||
+      dir->header.topics != kTopics || dir->header.rings != kRings)
+    throw Error(ErrorCode::Corrupt, "bus '" + bus + "': directory sizes do not match its segment; it is damaged");
+}
+
+std::shared_ptr<BusState> attach(std::string_view name_view, const BusOptions* create) {
+  const std::string name(name_view);
+  validate_bus_name(name);
+  auto state = std::make_shared<BusState>();
+  state->name = name;
+  state->host = host_name();
+  state->pid = ::getpid();
+  state->start_time = process_start_time(state->pid);
+  const std::string seg_name = directory_segment_name(name);
+  const uint64_t size = sizeof(DirectoryLayout);
+  bool created = false;
+  if (create != nullptr) {
+    try {
+      state->segment = Segment::create(seg_name, size, create->mode, create->group);
+      created = true;
+    } catch (const Error& e) {
+      if (e.code() != ErrorCode::AlreadyExists) throw;
+    }
+  }
+  if (!created) {
+    try {
+      state->segment = Segment::open(seg_name, Access::ReadWrite, sizeof(DirectoryHeader));
+    } catch (const Error& e) {
+      if (e.code() == ErrorCode::NotFound)
+        throw Error(ErrorCode::NotFound, "bus '" + name + "' does not exist on this host; create it with `flowbus topic create " + name + " ...` or list buses with `flowbus inspect`");
+      throw;
+    }
+    if (state->segment.size() < size) {
+      auto* header = reinterpret_cast<const DirectoryHeader*>(state->segment.data());
+      if (header->magic.load(std::memory_order_acquire) == kDirectoryMagic && header->layout_version != kLayoutVersion)
+        throw Error(ErrorCode::VersionMismatch, "bus '" + name + "' was created with layout version " +
+                                                    std::to_string(header->layout_version) + ", this flowbus speaks version " +
+                                                    std::to_string(kLayoutVersion) + ": remove it with `flowbus gc --force " + name + "`");
+      throw Error(ErrorCode::Corrupt, "bus '" + name + "': directory segment is too small; it is damaged: remove it with `flowbus gc --force " + name + "`");
+    }
+  }
+  state->dir = reinterpret_cast<DirectoryLayout*>(state->segment.data());
+  if (created) initialise_directory(state->dir, size);
+  check_directory(state->dir, name, size);
+  state->clean_up_dead_participants();
+  // Claim a participant slot: Free -> Claiming(pid) -> fill -> Ready(pid).
+  for (uint32_t i = 0; i < kParticipants; ++i) {
+    ParticipantSlot& p = state->dir->participants[i];
+    uint64_t w = p.state.load(std::memory_order_acquire);
+    if (SlotWord::state(w) != kFree) continue;
+    const uint32_t epoch = SlotWord::epoch(w) + 1;
+    if (!p.state.compare_exchange_strong(w, SlotWord::pack(epoch, uint32_t(state->pid), kClaiming),
+                                         std::memory_order_acq_rel))
+      continue;
+    p.start_time = state->start_time;
+    p.attached_ns = unix_now_ns();
+    state->participant = i;
+    state->participant_word = SlotWord::pack(epoch, uint32_t(state->pid), kReady);
+    // Release: the fields above are visible to whoever sees Ready.
+    p.state.store(state->participant_word, std::memory_order_release);
+    state->bump_generation();
+    return state;
+  }
+  state->dir = nullptr;
+  throw Error(ErrorCode::NoSpace, "bus '" + name + "' has " + std::to_string(kParticipants) +
+                                      " live participants already; close some processes or run `flowbus gc`");
+}
+
+void validate_spec(const TopicSpec& spec) {
+  validate_topic_name(spec.name);
+  if (spec.type.empty() || spec.type.size() >= kNameBytes)
+    throw Error(ErrorCode::InvalidArgument, "topic '" + spec.name + "': give the event type, the schema's root table (e.g. examples.Order)");
+  if (spec.schema.empty())
+    throw Error(ErrorCode::InvalidArgument, "topic '" + spec.name + "': give its binary schema (compile the .fbs with flowbus::compile_schema_file)");
+  if (spec.schema.size() > kMaxSchemaBytes)
+    throw Error(ErrorCode::InvalidArgument, "topic '" + spec.name + "': schema of " + std::to_string(spec.schema.size()) +
+                                                " bytes exceeds the " + std::to_string(kMaxSchemaBytes) + " bytes a topic can hold");
+  if (!schema_has_table(spec.schema, spec.type))
+    throw Error(ErrorCode::InvalidArgument, "topic '" + spec.name + "': the schema has no table '" + spec.type +
+                                                "'; name the root table with its namespace, e.g. examples.Order");
+  if (spec.ring_size < 4096 || spec.ring_size > (1ull << 40) || (spec.ring_size & (spec.ring_size - 1)) != 0)
+    throw Error(ErrorCode::InvalidArgument, "topic '" + spec.name + "': ring size " + std::to_string(spec.ring_size) +
+                                                " must be a power of two from 4 KiB to 1 TiB (e.g. 4MiB)");
+  if (spec.mode > 0777 || (spec.mode & 0600) != 0600)
+    throw Error(ErrorCode::InvalidArgument, "topic '" + spec.name + "': mode must be within 0777 and give its owner rw (e.g. 0600, 0640)");
+  if (spec.slow_consumer_timeout.count() <= 0)
+    throw Error(ErrorCode::InvalidArgument, "topic '" + spec.name + "': the slow-consumer timeout must be positive (or kNever)");
+}
+
+void check_same_topic(const TopicInfo& existing, const TopicSpec& spec) {
+  if (existing.type != spec.type || existing.policy != spec.policy)
+    throw Error(ErrorCode::AlreadyExists, "topic '" + spec.name + "' exists with type " + existing.type + " and policy " +
+                                              to_string(existing.policy) + "; you asked for " + spec.type + " and " +
+                                              to_string(spec.policy) + ": use another topic name");
+  check_compatible_evolution(existing.schema, spec.schema);
+}
+
+}  // namespace
+}  // namespace detail
+
+using namespace detail;
+
+Bus::Bus(std::shared_ptr<BusState> state) : state_(std::move(state)) {}
+Bus::Bus(Bus&&) noexcept = default;
+Bus& Bus::operator=(Bus&&) noexcept = default;
+Bus::~Bus() = default;
+
+Bus Bus::open(std::string_view name, const BusOptions& options) { return Bus(attach(name, &options)); }
+Bus Bus::open_existing(std::string_view name) { return Bus(attach(name, nullptr)); }
+const std::string& Bus::name() const noexcept { return state_->name; }
+
+std::optional<TopicInfo> Bus::find_topic(std::string_view name) const { return state_->find_topic(std::string(name)); }
+std::vector<TopicInfo> Bus::topics() const { return state_->topics(); }
+
+TopicInfo Bus::create_topic(const TopicSpec& spec) {
+  validate_spec(spec);
+  if (auto existing = state_->find_topic(spec.name)) {
+    check_same_topic(*existing, spec);
+    return *existing;
+  }
+  DirectoryLayout* dir = state_->dir;
+  for (uint32_t i = 0; i < kTopics; ++i) {
+    TopicSlot& t = dir->topics[i];
+    uint64_t w = t.state.load(std::memory_order_acquire);
+    if (SlotWord::state(w) != kFree) continue;
+    const uint32_t epoch = SlotWord::epoch(w) + 1;
+    if (!t.state.compare_exchange_strong(w, SlotWord::pack(epoch, uint32_t(state_->pid), kClaiming), std::memory_order_acq_rel))
+      continue;
+    t.policy = uint32_t(spec.policy);
+    t.mode = spec.mode;
+    t.group = spec.group;
+    t.ring_size = spec.ring_size;
+    t.slow_timeout_ns = spec.slow_consumer_timeout == kNever ? UINT64_MAX : uint64_t(spec.slow_consumer_timeout.count());
+    t.retention_s = uint64_t(spec.retention.count());
+    t.schema_size = spec.schema.size();
+    t.created_ns = unix_now_ns();
+    copy_name(t.name, kNameBytes, spec.name);
+    copy_name(t.type, kNameBytes, spec.type);
+    copy_name(t.schema_id, sizeof t.schema_id, schema_id(spec.schema));
+    std::memcpy(t.schema, spec.schema.data(), spec.schema.size());
+    // seq_cst: publishes the slot (release) and orders it before the
+    // duplicate scan below, against a concurrent creator doing the same.
+    t.state.store(SlotWord::pack(epoch, 0, kReady), std::memory_order_seq_cst);
+    for (uint32_t j = 0; j < i; ++j) {
+      const TopicSlot& other = dir->topics[j];
+      if (SlotWord::state(other.state.load(std::memory_order_seq_cst)) == kReady &&
+          read_name(other.name, kNameBytes) == spec.name) {
+        t.state.store(SlotWord::pack(epoch, 0, kFree), std::memory_order_release);  // a racing creator won
+        const TopicInfo winner = topic_info_of(other);
+        check_same_topic(winner, spec);
+        return winner;
+      }
+    }
+    state_->bump_generation();
+    return topic_info_of(t);
+  }
+  throw Error(ErrorCode::NoSpace, "bus '" + state_->name + "' holds " + std::to_string(kTopics) + " topics already");
+}
+
+size_t Bus::destroy(std::string_view name_view) {
+  const std::string name(name_view);
+  validate_bus_name(name);
+  // Every segment of bus B is named "flowbus.B" or "flowbus.B.<...>", and bus
+  // names hold no '.', so this prefix matches bus B and nothing else.
+  const std::string directory = directory_segment_name(name), prefix = directory + ".";
+  size_t removed = 0;
+  for (const std::string& seg : list_shm_segments())
+    if (seg == directory || seg.rfind(prefix, 0) == 0) removed += Segment::remove(seg);
+  return removed;
+}
+
+}  // namespace flowbus

@@ -1,0 +1,72 @@
+// What a Bus handle shares with its publishers and subscribers: the mapped
+// directory, this process's participant slot, and the directory operations.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "directory_layout.hpp"
+#include "flowbus/event.hpp"
+#include "flowbus/topic.hpp"
+#include "segment.hpp"
+
+namespace flowbus::detail {
+
+/// The two segments of one ring and the constant CloudEvents context of its events.
+struct RingSegments {
+  Segment data;
+  Segment control;
+  RingContext context;
+  uint32_t slot = 0;  // index in the directory's ring table
+  uint64_t publisher_id = 0;
+  RingHeader* header() const noexcept { return reinterpret_cast<RingHeader*>(data.data()); }
+  uint8_t* records() const noexcept { return data.data() + kRecordsOffset; }
+  ControlHeader* control_header() const noexcept { return reinterpret_cast<ControlHeader*>(control.data()); }
+};
+
+std::string directory_segment_name(const std::string& bus);
+std::string data_segment_name(const std::string& bus, const std::string& topic, const std::string& publisher);
+std::string control_segment_name(const std::string& bus, const std::string& topic, const std::string& publisher);
+
+/// Opens and checks a ring's segments (magic, version, sizes). Throws Error.
+void open_ring_segments(RingSegments& ring, const std::string& bus, const std::string& topic,
+                        const std::string& publisher, Access data_access);
+
+struct BusState {
+  std::string name;
+  std::string host;
+  Segment segment;
+  DirectoryLayout* dir = nullptr;
+  pid_t pid = 0;
+  uint64_t start_time = 0;
+  uint32_t participant = 0;       // our slot
+  uint64_t participant_word = 0;  // our slot's Ready word
+
+  ~BusState();
+
+  /// What a ring slot's `owner` holds while we own it: our epoch and slot index.
+  uint64_t owner_word() const noexcept {
+    return SlotWord::pack(SlotWord::epoch(participant_word), participant, kReady);
+  }
+
+  /// Is participant slot `index` held by a living process?
+  bool participant_alive(uint32_t index) const noexcept;
+  static bool liveness_thunk(const void* self, uint32_t index) noexcept {
+    return static_cast<const BusState*>(self)->participant_alive(index);
+  }
+
+  void bump_generation() noexcept;
+  std::optional<TopicInfo> find_topic(const std::string& name) const;
+  std::vector<TopicInfo> topics() const;
+  /// Frees what dead participants left: cursors, half-done slots, ring owners.
+  /// Returns the number of participants cleaned up.
+  size_t clean_up_dead_participants();
+};
+
+TopicInfo topic_info_of(const TopicSlot& slot);
+
+}  // namespace flowbus::detail

@@ -1,0 +1,118 @@
+// Layout of a bus directory segment "flowbus.<bus>". Mapped read-write by
+// every participant; changed only by CAS on slot state words.
+//
+//   0       +------------------------------------------+
+//           | magic (written last), version, sizes     |
+//   128     +------------------------------------------+
+//           | generation: moves on every change        |
+//   256     +------------------------------------------+
+//           | ParticipantSlot[kParticipants]   128 B   |
+//           +------------------------------------------+
+//           | TopicSlot[kTopics]        512 B + schema |
+//           +------------------------------------------+
+//           | RingSlot[kRings]                 256 B   |
+//           +------------------------------------------+
+//
+// Slot state words pack [epoch:24][pid or participant:32][state:8]. A slot is
+// claimed by CAS from Free to Claiming (with the claimer in the word), filled,
+// then stored Ready. A Claiming slot whose claimer is dead is rolled back by
+// whoever sees it, so a process killed mid-change wedges no one.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "flowbus/detail/layout.hpp"
+
+namespace flowbus::detail {
+
+inline constexpr uint64_t kDirectoryMagic = 0x5249444257574c46ull;  // "FLWWBDIR"
+inline constexpr uint32_t kParticipants = 64;
+inline constexpr uint32_t kTopics = 128;
+inline constexpr uint32_t kRings = 512;
+inline constexpr size_t kMaxSchemaBytes = 32 * 1024;
+inline constexpr size_t kNameBytes = 128;  // topic and type names, NUL-terminated
+inline constexpr size_t kPublisherNameBytes = 40;
+
+enum SlotState : uint32_t { kFree = 0, kClaiming = 1, kReady = 2, kCleaning = 3 };
+
+struct SlotWord {
+  static uint64_t pack(uint32_t epoch, uint32_t who, uint32_t state) {
+    return (uint64_t(epoch & 0xffffff) << 40) | (uint64_t(who) << 8) | state;
+  }
+  static uint32_t epoch(uint64_t w) { return uint32_t(w >> 40); }
+  static uint32_t who(uint64_t w) { return uint32_t(w >> 8); }
+  static uint32_t state(uint64_t w) { return uint32_t(w & 0xff); }
+};
+
+struct DirectoryHeader {
+  std::atomic<uint64_t> magic;
+  uint32_t layout_version;
+  uint32_t participants;
+  uint32_t topics;
+  uint32_t rings;
+  uint64_t segment_size;
+  uint64_t created_ns;
+  char pad0[kLinePad - 40];
+  std::atomic<uint64_t> generation;
+  std::atomic<uint32_t> topology_word;  // futex: bumped with generation, wakes pattern subscribers
+  uint32_t reserved;
+  char pad1[kLinePad - 16];
+};
+static_assert(sizeof(DirectoryHeader) == 2 * kLinePad);
+
+// who = pid while Claiming or Cleaning (so a dead claimer is recognised), and
+// pid while Ready (Live).
+struct ParticipantSlot {
+  std::atomic<uint64_t> state;
+  uint64_t start_time;   // process start time (clock ticks since boot): catches pid reuse
+  uint64_t attached_ns;  // unix ns
+  char pad[kLinePad - 24];
+};
+static_assert(sizeof(ParticipantSlot) == kLinePad);
+
+// who = claiming participant's pid while Claiming.
+struct TopicSlot {
+  std::atomic<uint64_t> state;
+  uint32_t policy;
+  uint32_t mode;
+  int64_t group;
+  uint64_t ring_size;
+  uint64_t slow_timeout_ns;  // UINT64_MAX = never
+  uint64_t retention_s;
+  uint64_t schema_size;
+  uint64_t created_ns;
+  char name[kNameBytes];
+  char type[kNameBytes];
+  char schema_id[32];
+  char pad[512 - 64 - 2 * kNameBytes - 32];
+  uint8_t schema[kMaxSchemaBytes];
+};
+static_assert(offsetof(TopicSlot, schema) == 512);
+
+// owner: 0 when no publisher holds the ring, else the owning participant's
+// state word (so a participant slot reused by another process is not taken
+// for the old owner).
+struct RingSlot {
+  std::atomic<uint64_t> state;
+  std::atomic<uint64_t> owner;
+  uint64_t publisher_id;
+  uint64_t created_ns;
+  uint32_t owner_pid;  // for messages and tools
+  uint32_t owner_participant;
+  char topic[kNameBytes];
+  char publisher[kPublisherNameBytes];
+  char pad[256 - 40 - kNameBytes - kPublisherNameBytes];
+};
+static_assert(sizeof(RingSlot) == 256);
+
+struct DirectoryLayout {
+  DirectoryHeader header;
+  ParticipantSlot participants[kParticipants];
+  TopicSlot topics[kTopics];
+  RingSlot rings[kRings];
+};
+static_assert(std::is_standard_layout_v<DirectoryLayout>);
+
+}  // namespace flowbus::detail

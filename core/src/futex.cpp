@@ -1,0 +1,58 @@
+// Shared futexes: the only syscalls of the data path, and only when a reader sleeps.
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <ctime>
+
+#include "flowbus/detail/platform.hpp"
+
+#ifndef SYS_futex_waitv
+#define SYS_futex_waitv 449
+#endif
+
+namespace flowbus::detail {
+
+namespace {
+struct WaitV {  // struct futex_waitv (Linux 5.16)
+  uint64_t val;
+  uint64_t uaddr;
+  uint32_t flags;
+  uint32_t reserved;
+};
+constexpr uint32_t kFutex32 = 2;  // FUTEX2_SIZE_U32, shared (no private flag)
+}  // namespace
+
+void futex_wake_all(std::atomic<uint32_t>* word) noexcept {
+  // Not FUTEX_PRIVATE: the word lives in memory shared between processes.
+  ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+}
+
+void futex_wait_any(std::atomic<uint32_t>* const* words, const uint32_t* expected, unsigned count,
+                    uint64_t timeout_ns) noexcept {
+  if (count == 0) return;
+  if (count == 1) {
+    timespec rel{time_t(timeout_ns / 1000000000ull), long(timeout_ns % 1000000000ull)};
+    ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(words[0]), FUTEX_WAIT, expected[0], &rel, nullptr, 0);
+    return;
+  }
+  WaitV waiters[128];
+  if (count > 128) count = 128;
+  for (unsigned i = 0; i < count; ++i)
+    waiters[i] = {expected[i], reinterpret_cast<uint64_t>(words[i]), kFutex32, 0};
+  timespec abs{};
+  clock_gettime(CLOCK_MONOTONIC, &abs);
+  const uint64_t end = uint64_t(abs.tv_sec) * 1000000000ull + uint64_t(abs.tv_nsec) + timeout_ns;
+  abs.tv_sec = time_t(end / 1000000000ull);
+  abs.tv_nsec = long(end % 1000000000ull);
+  if (::syscall(SYS_futex_waitv, waiters, count, 0, &abs, CLOCK_MONOTONIC) == -1 && errno == ENOSYS) {
+    // Kernels before 5.16: wait on the first word, but wake up often to look at the rest.
+    const uint64_t slice = timeout_ns < 1000000 ? timeout_ns : 1000000;
+    timespec rel{0, long(slice)};
+    ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(words[0]), FUTEX_WAIT, expected[0], &rel, nullptr, 0);
+  }
+}
+
+}  // namespace flowbus::detail

@@ -1,0 +1,116 @@
+#include "flowbus/gc.hpp"
+
+#include <unistd.h>
+
+#include <cstring>
+#include <set>
+
+#include "bus_state.hpp"
+#include "flowbus/bus.hpp"
+#include "flowbus/error.hpp"
+#include "flowbus/names.hpp"
+#include "liveness.hpp"
+
+namespace flowbus {
+using namespace detail;
+
+std::vector<std::string> list_buses() {
+  std::set<std::string> names;
+  for (const std::string& seg : list_shm_segments()) {
+    const std::string rest = seg.substr(8);  // after "flowbus."
+    names.insert(rest.substr(0, rest.find('.')));
+  }
+  return {names.begin(), names.end()};
+}
+
+namespace {
+
+void collect_bus(const std::string& name, bool force, GcReport& report) {
+  auto state = std::make_shared<BusState>();
+  state->name = name;
+  state->pid = ::getpid();
+  state->start_time = process_start_time(state->pid);
+  state->participant = UINT32_MAX;  // gc looks, cleans, removes; it never joins
+  auto destroy_all = [&](const std::string& why) {
+    state->dir = nullptr;
+    state->segment = Segment();
+    const std::string dir_name = directory_segment_name(name), prefix = dir_name + ".";
+    for (const std::string& seg : list_shm_segments())
+      if ((seg == dir_name || seg.rfind(prefix, 0) == 0) && Segment::remove(seg)) report.removed_segments.push_back(seg);
+    report.removed_buses.push_back(name + ": " + why);
+  };
+  try {
+    state->segment = Segment::open(directory_segment_name(name), Access::ReadWrite, sizeof(DirectoryLayout));
+  } catch (const Error& e) {
+    if (e.code() == ErrorCode::NotFound) return destroy_all("ring segments without a directory");
+    if (force && e.code() != ErrorCode::PermissionDenied) return destroy_all(std::string("damaged (") + e.what() + ")");
+    report.errors.push_back(e.what());
+    return;
+  }
+  state->dir = reinterpret_cast<DirectoryLayout*>(state->segment.data());
+  const DirectoryHeader& h = state->dir->header;
+  if (h.magic.load(std::memory_order_acquire) != kDirectoryMagic || h.layout_version != kLayoutVersion) {
+    if (force) return destroy_all("damaged or another layout version");
+    report.errors.push_back("bus '" + name + "' has another layout version or is damaged; `flowbus gc --force " + name + "` removes it");
+    state->dir = nullptr;
+    return;
+  }
+  report.participants_cleaned += state->clean_up_dead_participants();
+  size_t live = 0;
+  for (uint32_t i = 0; i < kParticipants; ++i) live += state->participant_alive(i);
+  const uint64_t now = unix_now_ns();
+  size_t retained = 0;
+  for (RingSlot& r : state->dir->rings) {
+    uint64_t w = r.state.load(std::memory_order_acquire);
+    if (SlotWord::state(w) != kReady || r.owner.load(std::memory_order_acquire) != 0) {
+      retained += SlotWord::state(w) == kReady;
+      continue;
+    }
+    const std::string topic(r.topic, strnlen(r.topic, kNameBytes));
+    const std::string pub(r.publisher, strnlen(r.publisher, kPublisherNameBytes));
+    const auto info = state->find_topic(topic);
+    uint64_t last = r.created_ns;
+    try {
+      RingSegments ring;
+      open_ring_segments(ring, name, topic, pub, Access::ReadOnly);
+      last = std::max(last, ring.header()->last_publish_ns.load(std::memory_order_relaxed));
+    } catch (const Error&) {
+      last = 0;  // damaged or missing: nothing worth retaining
+    }
+    const uint64_t retention_ns = info ? uint64_t(info->retention.count()) * 1000000000ull : 0;
+    if (last + retention_ns > now) {
+      ++retained;
+      continue;
+    }
+    // Free the slot first (CAS), so no one attaches to segments we remove.
+    if (!r.state.compare_exchange_strong(w, SlotWord::pack(SlotWord::epoch(w), 0, kFree), std::memory_order_acq_rel)) continue;
+    for (const std::string& seg : {data_segment_name(name, topic, pub), control_segment_name(name, topic, pub)})
+      if (Segment::remove(seg)) report.removed_segments.push_back(seg);
+  }
+  state->bump_generation();
+  if (live == 0 && (retained == 0 || force)) return destroy_all(force && retained ? "no live participant (forced)" : "no live participant, nothing retained");
+  report.kept_buses.push_back(name + ": " + std::to_string(live) + " live participant(s), " + std::to_string(retained) + " retained ring(s)");
+  state->dir = nullptr;  // not a participant: nothing to leave
+}
+
+}  // namespace
+
+GcReport collect_garbage(const std::optional<std::string>& bus, bool force) {
+  GcReport report;
+  if (bus) {
+    validate_bus_name(*bus);
+    collect_bus(*bus, force, report);
+    return report;
+  }
+  for (const std::string& name : list_buses()) {
+    try {
+      validate_bus_name(name);
+    } catch (const Error&) {
+      continue;  // not ours
+    }
+    collect_bus(name, force, report);
+  }
+  return report;
+}
+
+}  // namespace flowbus

@@ -1,0 +1,56 @@
+#include "liveness.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+namespace flowbus::detail {
+
+namespace {
+
+struct ProcStat {
+  char state = 0;
+  uint64_t start_time = 0;
+};
+
+ProcStat read_proc_stat(pid_t pid) noexcept {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", int(pid));
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return {};
+  char buf[1024];
+  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return {};
+  buf[n] = 0;
+  // The command name (field 2) may hold spaces and parentheses: skip to the last ')'.
+  const char* p = std::strrchr(buf, ')');
+  if (p == nullptr || p[1] != ' ') return {};
+  ProcStat st;
+  st.state = p[2];
+  // Fields after ')': 3 state, 4 ppid, ... 22 starttime.
+  for (int field = 2; field < 22 && *p; ++p)
+    if (*p == ' ') ++field;
+  st.start_time = std::strtoull(p, nullptr, 10);
+  return st;
+}
+
+}  // namespace
+
+uint64_t process_start_time(pid_t pid) noexcept { return read_proc_stat(pid).start_time; }
+
+bool process_alive(pid_t pid, uint64_t start_time) noexcept {
+  if (pid <= 0) return false;
+  if (::kill(pid, 0) != 0 && errno == ESRCH) return false;
+  const ProcStat st = read_proc_stat(pid);
+  // A zombie (killed, not yet reaped) still has a /proc entry: it is dead.
+  if (st.state == 0 || st.state == 'Z' || st.state == 'X') return false;
+  return start_time == 0 || st.start_time == start_time;
+}
+
+}  // namespace flowbus::detail

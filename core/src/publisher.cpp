@@ -1,0 +1,270 @@
+// Publisher: attach or create the ring, then the hot path over RingWriter.
+#include <thread>
+
+#include <cstring>
+#include <random>
+
+#include "bus_state.hpp"
+#include "flowbus/bus.hpp"
+#include "flowbus/error.hpp"
+#include "flowbus/names.hpp"
+#include "flowbus/schema.hpp"
+#include "liveness.hpp"
+
+namespace flowbus {
+using namespace detail;
+
+namespace {
+
+std::string read_name(const char* src, size_t cap) { return std::string(src, strnlen(src, cap)); }
+
+uint32_t control_mode(uint32_t data_mode) {
+  // Readers write their cursors: whoever may read the topic may write its control segment.
+  uint32_t mode = data_mode;
+  if (data_mode & 0040) mode |= 0020;
+  if (data_mode & 0004) mode |= 0002;
+  return mode | 0600;
+}
+
+void create_ring_segments(RingSegments& ring, const std::string& bus, const TopicInfo& topic,
+                          const std::string& publisher, uint64_t publisher_id) {
+  const std::string data_name = data_segment_name(bus, topic.name, publisher);
+  const std::string ctl_name = control_segment_name(bus, topic.name, publisher);
+  // Left over from a creator that died before its slot was Ready: ours now.
+  Segment::remove(data_name);
+  Segment::remove(ctl_name);
+  ring.control = Segment::create(ctl_name, sizeof(ControlHeader), control_mode(topic.mode), topic.group);
+  auto* c = ring.control_header();
+  c->layout_version = kLayoutVersion;
+  c->slot_count = kCursorSlots;
+  c->magic.store(kControlMagic, std::memory_order_release);  // written last: openers acquire it
+  ring.data = Segment::create(data_name, kRecordsOffset + topic.ring_size, topic.mode, topic.group);
+  RingHeader* h = ring.header();
+  h->layout_version = kLayoutVersion;
+  h->policy = uint32_t(topic.policy);
+  h->capacity = topic.ring_size;
+  h->publisher_id = publisher_id;
+  h->created_ns = unix_now_ns();
+  h->magic.store(kRingMagic, std::memory_order_release);  // written last: openers acquire it
+  ring.publisher_id = publisher_id;
+}
+
+}  // namespace
+
+Publisher Bus::publisher(std::string_view topic_name, const PublisherOptions& options) {
+  validate_topic_name(topic_name);
+  validate_publisher_name(options.name);
+  BusState& bus = *state_;
+  const auto topic = bus.find_topic(std::string(topic_name));
+  if (!topic)
+    throw Error(ErrorCode::NotFound, "topic '" + std::string(topic_name) + "' does not exist on bus '" + bus.name +
+                                         "'; create it first with `flowbus topic create " + bus.name + " " +
+                                         std::string(topic_name) + " --schema FILE.fbs --type ROOT`");
+  if (!options.schema.empty()) check_compatible_evolution(topic->schema, options.schema);
+  const std::string& name = options.name;
+  auto ring = std::make_unique<RingSegments>();
+  DirectoryLayout* dir = bus.dir;
+  bool attached = false;
+  for (uint32_t i = 0; i < kRings && !attached; ++i) {
+    RingSlot& r = dir->rings[i];
+    if (SlotWord::state(r.state.load(std::memory_order_acquire)) != kReady) continue;
+    if (read_name(r.topic, kNameBytes) != topic->name || read_name(r.publisher, kPublisherNameBytes) != name) continue;
+    uint64_t owner = r.owner.load(std::memory_order_acquire);
+    if (owner != 0) {
+      const uint32_t holder = SlotWord::who(owner);  // the owner's participant slot
+      const bool same_owner = holder < kParticipants &&
+          SlotWord::epoch(dir->participants[holder].state.load(std::memory_order_acquire)) == SlotWord::epoch(owner);
+      if (same_owner && bus.participant_alive(holder))
+        throw Error(ErrorCode::NameInUse, "publisher '" + name + "' on topic '" + topic->name + "' is held by live pid " +
+                                              std::to_string(r.owner_pid) + "; stop it or choose another --name");
+    }
+    // The previous owner is gone: take the ring over (CAS, so two restarts
+    // of the same name cannot both win).
+    if (!r.owner.compare_exchange_strong(owner, bus.owner_word(), std::memory_order_acq_rel))
+      throw Error(ErrorCode::NameInUse, "publisher '" + name + "' on topic '" + topic->name + "' was just taken by pid " +
+                                            std::to_string(r.owner_pid) + "; choose another --name");
+    r.owner_pid = uint32_t(bus.pid);
+    r.owner_participant = bus.participant;
+    open_ring_segments(*ring, bus.name, topic->name, name, Access::ReadWrite);
+    ring->slot = i;
+    attached = true;
+  }
+  if (!attached) {
+    uint32_t i = 0;
+    for (; i < kRings; ++i) {
+      RingSlot& r = dir->rings[i];
+      uint64_t w = r.state.load(std::memory_order_acquire);
+      if (SlotWord::state(w) != kFree) continue;
+      const uint32_t epoch = SlotWord::epoch(w) + 1;
+      if (!r.state.compare_exchange_strong(w, SlotWord::pack(epoch, uint32_t(bus.pid), kClaiming), std::memory_order_acq_rel))
+        continue;
+      // Another publisher of the same name may be creating right now: if so, it wins.
+      for (uint32_t j = 0; j < kRings; ++j) {
+        const RingSlot& o = dir->rings[j];
+        if (j == i || SlotWord::state(o.state.load(std::memory_order_seq_cst)) == kFree) continue;
+        if (read_name(o.topic, kNameBytes) == topic->name && read_name(o.publisher, kPublisherNameBytes) == name) {
+          r.state.store(SlotWord::pack(epoch, 0, kFree), std::memory_order_release);
+          throw Error(ErrorCode::NameInUse, "publisher '" + name + "' on topic '" + topic->name +
+                                                "' is being created by another process; choose another --name");
+        }
+      }
+      std::random_device rd;
+      r.publisher_id = (uint64_t(rd()) << 32) ^ rd() ^ unix_now_ns();
+      r.created_ns = unix_now_ns();
+      r.owner_pid = uint32_t(bus.pid);
+      r.owner_participant = bus.participant;
+      r.owner.store(bus.owner_word(), std::memory_order_relaxed);
+      std::memset(r.topic, 0, kNameBytes);
+      std::memcpy(r.topic, topic->name.data(), topic->name.size());
+      std::memset(r.publisher, 0, kPublisherNameBytes);
+      std::memcpy(r.publisher, name.data(), name.size());
+      // seq_cst: the name is visible before the duplicate scan of a racing creator.
+      r.state.store(SlotWord::pack(epoch, uint32_t(bus.pid), kClaiming), std::memory_order_seq_cst);
+      try {
+        create_ring_segments(*ring, bus.name, *topic, name, r.publisher_id);
+      } catch (...) {
+        r.state.store(SlotWord::pack(epoch, 0, kFree), std::memory_order_release);
+        throw;
+      }
+      ring->slot = i;
+      // Release: segments and fields are complete for whoever sees Ready.
+      r.state.store(SlotWord::pack(epoch, 0, kReady), std::memory_order_release);
+      break;
+    }
+    if (i == kRings)
+      throw Error(ErrorCode::NoSpace, "bus '" + bus.name + "' holds " + std::to_string(kRings) + " rings already; run `flowbus gc`");
+  }
+  ring->context.topic = topic->name;
+  ring->context.publisher_name = name;
+  ring->context.publisher_id = ring->publisher_id;
+  ring->context.source = "flowbus://" + bus.host + "/" + bus.name + "/" + name;
+  ring->context.type = topic->type;
+  ring->context.dataschema = "flowbus:schema/" + topic->schema_id;
+  ring->context.datacontenttype = "application/x-flatbuffers";
+  Publisher p(state_, std::move(ring));
+  p.writer_.policy = topic->policy;
+  p.writer_.slow_timeout_ns = topic->slow_consumer_timeout == kNever ? UINT64_MAX : uint64_t(topic->slow_consumer_timeout.count());
+  p.writer_.recover();
+  bus.bump_generation();
+  return p;
+}
+
+Publisher::Publisher(std::shared_ptr<BusState> bus, std::unique_ptr<RingSegments> ring)
+    : bus_(std::move(bus)), ring_(std::move(ring)) {
+  writer_.header = ring_->header();
+  writer_.records = ring_->records();
+  writer_.control = ring_->control_header();
+  writer_.capacity = ring_->header()->capacity;
+  writer_.mask = writer_.capacity - 1;
+  writer_.liveness = LivenessProbe{&BusState::liveness_thunk, bus_.get()};
+}
+
+Publisher::Publisher(Publisher&& other) noexcept = default;
+Publisher& Publisher::operator=(Publisher&& other) noexcept = default;
+
+Publisher::~Publisher() {
+  if (!ring_) return;
+  // Give the ring up: it stays (retention) and a restart under our name takes it.
+  RingSlot& r = bus_->dir->rings[ring_->slot];
+  uint64_t mine = bus_->owner_word();
+  r.owner.compare_exchange_strong(mine, 0, std::memory_order_acq_rel);
+  bus_->bump_generation();
+}
+
+const std::string& Publisher::topic() const noexcept { return ring_->context.topic; }
+const std::string& Publisher::source() const noexcept { return ring_->context.source; }
+uint64_t Publisher::publisher_id() const noexcept { return ring_->publisher_id; }
+
+namespace {
+
+uint32_t subject_front(std::string_view subject, uint32_t& flags) {
+  if (subject.empty()) return sizeof(RecordHeader);
+  flags |= kFlagHasSubject;
+  // header, u16 length, subject bytes, then the payload 16-aligned
+  return uint32_t((sizeof(RecordHeader) + 2 + subject.size() + 15) & ~size_t(15));
+}
+
+void write_subject(uint8_t* record, std::string_view subject) {
+  const uint16_t n = uint16_t(subject.size());
+  std::memcpy(record + sizeof(RecordHeader), &n, sizeof n);
+  std::memcpy(record + sizeof(RecordHeader) + 2, subject.data(), n);
+}
+
+}  // namespace
+
+PublishStatus Publisher::try_publish(std::span<const uint8_t> bytes, std::string_view subject) noexcept {
+  if (subject.size() > kMaxSubject || bytes.size() > UINT32_MAX) return PublishStatus::TooLarge;
+  uint32_t flags = 0;
+  const uint32_t front = subject_front(subject, flags);
+  RingWriter::Reservation r;
+  const PublishStatus s = writer_.reserve(front, bytes.size(), r);
+  if (s != PublishStatus::Ok) return s;
+  if (flags) write_subject(r.record, subject);
+  std::memcpy(r.record + front, bytes.data(), bytes.size());
+  writer_.commit(r, front | flags, uint32_t(bytes.size()), unix_now_ns());
+  return PublishStatus::Ok;
+}
+
+PublishStatus Publisher::publish(std::span<const uint8_t> bytes, std::chrono::nanoseconds timeout,
+                                 std::string_view subject) noexcept {
+  PublishStatus s = try_publish(bytes, subject);
+  if (s != PublishStatus::Full) return s;
+  const uint64_t deadline = monotonic_now_ns() + uint64_t(std::max<int64_t>(0, timeout.count()));
+  for (uint32_t round = 0; s == PublishStatus::Full; ++round) {
+    if (monotonic_now_ns() >= deadline) return s;
+    // Back off: spin briefly, then yield, then sleep a little (readers need the CPU).
+    if (round > 64) std::this_thread::sleep_for(std::chrono::microseconds(round > 1000 ? 500 : 20));
+    else if (round > 16) std::this_thread::yield();
+    s = try_publish(bytes, subject);
+  }
+  return s;
+}
+
+PublishStatus Publisher::publish(flatbuffers::FlatBufferBuilder& builder, std::chrono::nanoseconds timeout,
+                                 std::string_view subject) noexcept {
+  const PublishStatus s = publish(std::span<const uint8_t>(builder.GetBufferPointer(), builder.GetSize()), timeout, subject);
+  if (s == PublishStatus::Ok) builder.Clear();
+  return s;
+}
+
+uint8_t* Loan::RingAllocator::allocate(size_t wanted) {
+  if (wanted > size)
+    throw Error(ErrorCode::InvalidArgument, "the FlatBuffer needs " + std::to_string(wanted) + " bytes but the loan holds " +
+                                                std::to_string(size) + "; loan more");
+  return memory;
+}
+
+uint8_t* Loan::RingAllocator::reallocate_downward(uint8_t*, size_t, size_t new_size, size_t, size_t) {
+  throw Error(ErrorCode::InvalidArgument, "the FlatBuffer outgrew its loan (needs " + std::to_string(new_size) +
+                                              " bytes, the loan holds " + std::to_string(size) + "); loan more");
+}
+
+PublishStatus Publisher::loan(size_t max_bytes, Loan& out, std::string_view subject) noexcept {
+  if (subject.size() > kMaxSubject) return PublishStatus::TooLarge;
+  uint32_t flags = 0;
+  const uint32_t front = subject_front(subject, flags);
+  const size_t size = (max_bytes + kRecordAlign - 1) & ~size_t(kRecordAlign - 1);
+  const PublishStatus s = writer_.reserve(front, size, out.reservation_);
+  if (s != PublishStatus::Ok) return s;
+  if (flags) write_subject(out.reservation_.record, subject);
+  out.allocator_.memory = out.reservation_.record + front;
+  out.allocator_.size = size;
+  out.capacity_ = size;
+  out.front_ = front;
+  out.flags_ = flags;
+  // Builds back to front into [memory, memory + size); no heap allocation.
+  out.builder_.emplace(size, &out.allocator_, false, 16);
+  return PublishStatus::Ok;
+}
+
+void Publisher::commit(Loan& loan) noexcept {
+  if (!loan.builder_) return;
+  flatbuffers::FlatBufferBuilder& b = *loan.builder_;
+  const uint8_t* start = b.GetBufferPointer();
+  const uint32_t offset = uint32_t(start - loan.reservation_.record);
+  // The finished buffer ends the loan; the unused front is the only waste.
+  writer_.commit(loan.reservation_, offset | loan.flags_, uint32_t(b.GetSize()), unix_now_ns());
+  loan.builder_.reset();
+}
+
+}  // namespace flowbus

@@ -1,0 +1,342 @@
+// FlatBuffers schema handling for flowbus (see schema.hpp).
+//
+// Notes on FlatBuffers 2.0.8 behaviour this file relies on:
+//  - Parser::Serialize() without opts.project_root stores no file paths, so
+//    the .bfbs bytes (and schema_id) do not depend on where the .fbs lives.
+//    (flatc sets a project root and embeds "//file.fbs", so flatc output and
+//    compile_schema_file output differ in bytes and in schema_id.)
+//  - Parser::ConformTo works on parsers built with Parser::Deserialize and
+//    gives the same answers as on parsers built from source. It accepts
+//    removing a table's last field, growing a struct and changing the root
+//    table, so check_compatible_evolution adds those checks itself.
+//  - Parser::error_ accumulates across calls and a failed parse can leave
+//    internal stacks dirty, so the codec rebuilds its parser after an error.
+#include "flowbus/schema.hpp"
+
+#include <flatbuffers/idl.h>
+#include <flatbuffers/reflection.h>
+#include <flatbuffers/reflection_generated.h>
+#include <flatbuffers/verifier.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+
+#include "flowbus/error.hpp"
+
+namespace flowbus {
+namespace {
+
+constexpr flatbuffers::uoffset_t kMaxDepth = 64;
+constexpr flatbuffers::uoffset_t kMaxTables = 100000;
+// Smallest possible FlatBuffer: root offset, vtable offset, 2-entry vtable.
+// (FLATBUFFERS_MIN_BUFFER_SIZE in 2.0.8 only compiles inside namespace flatbuffers.)
+constexpr size_t kMinBufferSize = sizeof(flatbuffers::uoffset_t) +
+                                  sizeof(flatbuffers::soffset_t) + 2 * sizeof(uint16_t);
+
+const char* const kEvolutionRules =
+    "FlatBuffers evolution rules: add new fields only at the end of a table, "
+    "never change a field's type, id or default, mark unused fields "
+    "(deprecated) instead of deleting them, and never change a struct";
+
+std::vector<uint8_t> read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    const int err = errno;
+    throw Error(ErrorCode::InvalidArgument,
+                "cannot read schema file '" + path + "': " + std::strerror(err) +
+                    "; check the path and its permissions");
+  }
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)),
+                             std::istreambuf_iterator<char>());
+  if (in.bad()) {
+    throw Error(ErrorCode::InvalidArgument,
+                "error while reading schema file '" + path + "'; check the file and retry");
+  }
+  return bytes;
+}
+
+bool is_valid_bfbs(const std::vector<uint8_t>& bfbs) {
+  if (bfbs.empty() || bfbs.size() >= FLATBUFFERS_MAX_BUFFER_SIZE) return false;
+  flatbuffers::Verifier verifier(bfbs.data(), bfbs.size());
+  return reflection::VerifySchemaBuffer(verifier);
+}
+
+// Verifies `bfbs` and returns its root Schema; `what` names the buffer in errors.
+const reflection::Schema& checked_schema(const std::vector<uint8_t>& bfbs,
+                                         const std::string& what) {
+  if (!is_valid_bfbs(bfbs)) {
+    throw Error(ErrorCode::InvalidArgument,
+                what + " (" + std::to_string(bfbs.size()) +
+                    " bytes) is not a valid binary FlatBuffers schema (.bfbs); "
+                    "compile the .fbs with compile_schema_file() or "
+                    "'flatc --binary --schema'");
+  }
+  return *reflection::GetSchema(bfbs.data());
+}
+
+// Linear search: does not rely on the objects vector being sorted by name.
+const reflection::Object* find_object(const reflection::Schema& schema,
+                                      std::string_view name) noexcept {
+  if (!schema.objects()) return nullptr;
+  for (const reflection::Object* obj : *schema.objects()) {
+    if (obj && obj->name() && obj->name()->string_view() == name) return obj;
+  }
+  return nullptr;
+}
+
+std::string table_list(const reflection::Schema& schema) {
+  std::string out;
+  if (schema.objects()) {
+    for (const reflection::Object* obj : *schema.objects()) {
+      if (obj->is_struct()) continue;
+      if (!out.empty()) out += ", ";
+      out += obj->name()->str();
+    }
+  }
+  return out.empty() ? "(none)" : out;
+}
+
+std::unique_ptr<flatbuffers::Parser> deserialize_parser(const std::vector<uint8_t>& bfbs,
+                                                        const flatbuffers::IDLOptions& opts,
+                                                        const std::string& what) {
+  auto parser = std::make_unique<flatbuffers::Parser>(opts);
+  if (!parser->Deserialize(bfbs.data(), bfbs.size())) {
+    throw Error(ErrorCode::InvalidArgument,
+                "FlatBuffers could not load " + what + ": " + parser->error_ +
+                    "; recompile the schema from its .fbs");
+  }
+  return parser;
+}
+
+// What Parser::ConformTo does not check (see file comment). "" if fine.
+std::string extra_evolution_problem(const reflection::Schema& reg,
+                                    const reflection::Schema& cand) {
+  if (reg.root_table()) {
+    const std::string root = reg.root_table()->name()->str();
+    if (!cand.root_table()) return "root_type " + root + " is no longer declared";
+    if (cand.root_table()->name()->str() != root) {
+      return "root_type changed from " + root + " to " + cand.root_table()->name()->str();
+    }
+  }
+  if (!reg.objects()) return "";
+  for (const reflection::Object* ro : *reg.objects()) {
+    const reflection::Object* co = find_object(cand, ro->name()->string_view());
+    if (!co) continue;  // a type that is no longer used; fields referring to it are checked by ConformTo
+    const std::string name = ro->name()->str();
+    if (ro->is_struct() != co->is_struct()) {
+      return name + " changed from " + (ro->is_struct() ? "struct to table" : "table to struct");
+    }
+    if (ro->is_struct()) {
+      if (ro->bytesize() != co->bytesize() || ro->fields()->size() != co->fields()->size()) {
+        return "struct " + name + " changed its layout (" + std::to_string(ro->bytesize()) +
+               " -> " + std::to_string(co->bytesize()) + " bytes)";
+      }
+      continue;
+    }
+    for (const reflection::Field* rf : *ro->fields()) {
+      bool kept = false;
+      for (const reflection::Field* cf : *co->fields()) {
+        if (cf->id() == rf->id()) { kept = true; break; }
+      }
+      if (!kept) {
+        return "field " + name + "." + rf->name()->str() + " (id " + std::to_string(rf->id()) +
+               ") was removed";
+      }
+    }
+  }
+  return "";
+}
+
+flatbuffers::IDLOptions codec_options() {
+  flatbuffers::IDLOptions opts;
+  opts.strict_json = false;  // accept unquoted field names on input; set true for output
+  opts.indent_step = -1;     // single-line output
+  opts.output_default_scalars_in_json = true;
+  opts.natural_utf8 = true;  // UTF-8 text as is, not \u escapes (invalid UTF-8 still fails)
+  return opts;
+}
+
+}  // namespace
+
+std::vector<uint8_t> compile_schema_file(const std::string& fbs_path,
+                                         const std::vector<std::string>& include_dirs) {
+  if (fbs_path.ends_with(".bfbs")) {
+    std::vector<uint8_t> bytes = read_file(fbs_path);
+    checked_schema(bytes, "schema file '" + fbs_path + "'");
+    return bytes;
+  }
+
+  std::vector<uint8_t> raw = read_file(fbs_path);
+  const std::string source(raw.begin(), raw.end());
+  if (source.find('\0') != std::string::npos) {
+    throw Error(ErrorCode::InvalidArgument,
+                "schema file '" + fbs_path + "' contains NUL bytes; is it a binary file? "
+                "Binary schemas must have the .bfbs extension");
+  }
+
+  std::string own_dir = std::filesystem::path(fbs_path).parent_path().string();
+  if (own_dir.empty()) own_dir = ".";
+  std::vector<std::string> dirs{own_dir};
+  dirs.insert(dirs.end(), include_dirs.begin(), include_dirs.end());
+  std::vector<const char*> dir_ptrs;
+  for (const std::string& d : dirs) dir_ptrs.push_back(d.c_str());
+  dir_ptrs.push_back(nullptr);
+
+  flatbuffers::Parser parser;
+  if (!parser.Parse(source.c_str(), dir_ptrs.data(), fbs_path.c_str())) {
+    std::string searched;
+    for (const std::string& d : dirs) searched += (searched.empty() ? "" : ", ") + d;
+    throw Error(ErrorCode::InvalidArgument,
+                "cannot compile schema file '" + fbs_path + "': " + parser.error_ +
+                    "; fix the schema (include directories searched: " + searched + ")");
+  }
+  parser.Serialize();
+  const uint8_t* p = parser.builder_.GetBufferPointer();
+  return std::vector<uint8_t>(p, p + parser.builder_.GetSize());
+}
+
+std::string schema_id(const std::vector<uint8_t>& bfbs) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (uint8_t b : bfbs) {
+    h ^= b;
+    h *= 0x100000001b3ULL;
+  }
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
+  return std::string("fnv1a64:") + hex;
+}
+
+std::string schema_root_type(const std::vector<uint8_t>& bfbs) {
+  const reflection::Schema& schema = checked_schema(bfbs, "schema");
+  return schema.root_table() ? schema.root_table()->name()->str() : std::string();
+}
+
+bool schema_has_table(const std::vector<uint8_t>& bfbs, const std::string& type) {
+  const reflection::Object* obj = find_object(checked_schema(bfbs, "schema"), type);
+  return obj && !obj->is_struct();
+}
+
+void check_compatible_evolution(const std::vector<uint8_t>& registered,
+                                const std::vector<uint8_t>& candidate) {
+  const reflection::Schema& reg = checked_schema(registered, "registered schema");
+  const reflection::Schema& cand = checked_schema(candidate, "candidate schema");
+  if (registered == candidate) return;
+
+  flatbuffers::IDLOptions opts;
+  auto reg_parser = deserialize_parser(registered, opts, "the registered schema");
+  auto cand_parser = deserialize_parser(candidate, opts, "the candidate schema");
+  std::string problem = cand_parser->ConformTo(*reg_parser);
+  if (problem.empty()) problem = extra_evolution_problem(reg, cand);
+  if (!problem.empty()) {
+    throw Error(ErrorCode::IncompatibleSchema,
+                "schema " + schema_id(candidate) +
+                    " is not a compatible evolution of the registered schema " +
+                    schema_id(registered) + ": " + problem + ". " + kEvolutionRules +
+                    "; or publish the new schema on a new topic");
+  }
+}
+
+// ---------------------------------------------------------------- SchemaCodec
+
+SchemaCodec::SchemaCodec(std::vector<uint8_t> bfbs, const std::string& root_type)
+    : bfbs_(std::move(bfbs)), root_type_(root_type) {
+  const reflection::Schema& schema = checked_schema(bfbs_, "schema given to SchemaCodec");
+  if (root_type_.empty()) {
+    if (!schema.root_table()) {
+      throw Error(ErrorCode::InvalidArgument,
+                  "schema declares no root_type; name the payload table explicitly "
+                  "(tables in the schema: " + table_list(schema) + ")");
+    }
+    root_type_ = schema.root_table()->name()->str();
+  }
+  const reflection::Object* obj = find_object(schema, root_type_);
+  if (!obj) {
+    throw Error(ErrorCode::InvalidArgument,
+                "type '" + root_type_ + "' is not in the schema; use a fully qualified "
+                "table name (tables in the schema: " + table_list(schema) + ")");
+  }
+  if (obj->is_struct()) {
+    throw Error(ErrorCode::InvalidArgument,
+                "'" + root_type_ + "' is a struct, but a payload type must be a table "
+                "(tables in the schema: " + table_list(schema) + ")");
+  }
+  reset_parser();
+}
+
+SchemaCodec::~SchemaCodec() = default;
+SchemaCodec::SchemaCodec(SchemaCodec&&) noexcept = default;
+SchemaCodec& SchemaCodec::operator=(SchemaCodec&&) noexcept = default;
+
+void SchemaCodec::reset_parser() const {
+  auto parser = deserialize_parser(bfbs_, codec_options(), "the schema");
+  if (!parser->SetRootType(root_type_.c_str())) {
+    throw Error(ErrorCode::InvalidArgument,
+                "FlatBuffers cannot use '" + root_type_ + "' as root type: " + parser->error_);
+  }
+  parser_ = std::move(parser);
+}
+
+std::vector<uint8_t> SchemaCodec::json_to_flatbuffer(std::string_view json) const {
+  if (json.find('\0') != std::string_view::npos) {
+    throw Error(ErrorCode::BadPayload,
+                "JSON for " + root_type_ + " contains a NUL byte; send text JSON only");
+  }
+  const std::string text(json);  // the parser needs a NUL-terminated string
+  parser_->opts.strict_json = false;
+  parser_->error_.clear();
+  if (!parser_->ParseJson(text.c_str())) {
+    std::string err = parser_->error_;
+    reset_parser();  // a failed parse can leave the parser in a bad state
+    throw Error(ErrorCode::BadPayload,
+                "JSON does not fit " + root_type_ + ": " + err +
+                    "; check field names and value types against the schema");
+  }
+  const uint8_t* p = parser_->builder_.GetBufferPointer();
+  std::vector<uint8_t> out(p, p + parser_->builder_.GetSize());
+  parser_->builder_.Clear();
+  return out;
+}
+
+std::string SchemaCodec::flatbuffer_to_json(const uint8_t* data, size_t size) const {
+  if (!verify(data, size)) {
+    throw Error(ErrorCode::BadPayload,
+                "payload (" + std::to_string(size) + " bytes) is not a valid " + root_type_ +
+                    " FlatBuffer (verification failed: out-of-bounds offset, misalignment, "
+                    "depth > 64 or > 100000 tables); check that the publisher uses schema " +
+                    schema_id(bfbs_));
+  }
+  std::string out;
+  parser_->opts.strict_json = true;
+  const bool ok = flatbuffers::GenerateText(*parser_, data, &out);
+  parser_->opts.strict_json = false;
+  if (!ok) {
+    throw Error(ErrorCode::BadPayload,
+                "cannot render " + root_type_ +
+                    " payload as JSON (a string field is probably not valid UTF-8); "
+                    "fix the publisher's string data");
+  }
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  return out;
+}
+
+bool SchemaCodec::verify(const uint8_t* data, size_t size) const noexcept {
+  if (data == nullptr || size < kMinBufferSize ||
+      size >= FLATBUFFERS_MAX_BUFFER_SIZE) {
+    return false;
+  }
+  flatbuffers::Verifier::Options vopts;
+  vopts.max_depth = kMaxDepth;
+  vopts.max_tables = kMaxTables;
+  flatbuffers::Verifier verifier(data, size, vopts);
+  if (verifier.VerifyOffset(0) == 0) return false;  // root offset in bounds and aligned
+  const reflection::Schema* schema = reflection::GetSchema(bfbs_.data());
+  const reflection::Object* root = find_object(*schema, root_type_);
+  return root && flatbuffers::Verify(*schema, *root, data, size, kMaxDepth, kMaxTables);
+}
+
+}  // namespace flowbus

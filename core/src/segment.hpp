@@ -1,0 +1,51 @@
+// A named shared-memory segment (Boost.Interprocess), created with an exact
+// mode whatever the umask, with its space reserved up front so that a full
+// /dev/shm is an error at create time rather than a SIGBUS later.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace boost::interprocess { class mapped_region; }
+
+namespace flowbus::detail {
+
+enum class Access { ReadOnly, ReadWrite };
+
+class Segment {
+ public:
+  /// Creates `name` exclusively. Throws AlreadyExists if it exists, NoSpace if
+  /// /dev/shm cannot hold `size` bytes, PermissionDenied, System.
+  static Segment create(const std::string& name, uint64_t size, uint32_t mode, int64_t group);
+  /// Opens an existing segment. Throws NotFound, PermissionDenied (naming the
+  /// owner and mode), Corrupt if it is smaller than `min_size`.
+  static Segment open(const std::string& name, Access access, uint64_t min_size = 0);
+  static bool exists(const std::string& name);
+  /// Removes the name; mappings stay valid. False if it did not exist.
+  static bool remove(const std::string& name) noexcept;
+
+  Segment();
+  Segment(Segment&&) noexcept;
+  Segment& operator=(Segment&&) noexcept;
+  ~Segment();
+
+  uint8_t* data() const noexcept { return data_; }
+  uint64_t size() const noexcept { return size_; }
+  const std::string& name() const noexcept { return name_; }
+
+ private:
+  std::unique_ptr<boost::interprocess::mapped_region> region_;
+  uint8_t* data_ = nullptr;
+  uint64_t size_ = 0;
+  std::string name_;
+};
+
+/// Names of every segment in /dev/shm that starts with "flowbus.".
+std::vector<std::string> list_shm_segments();
+
+/// "rw-r-----, owner uid 1000 (alice), group 100 (users)" for messages.
+std::string describe_owner_and_mode(const std::string& segment_name);
+
+}  // namespace flowbus::detail

@@ -1,0 +1,181 @@
+// Subscriber: finds the rings matching its pattern, reads them in turn, waits.
+#include <cstring>
+
+#include "bus_state.hpp"
+#include "flowbus/bus.hpp"
+#include "flowbus/error.hpp"
+#include "flowbus/names.hpp"
+
+namespace flowbus {
+using namespace detail;
+
+Subscriber Bus::subscribe(std::string_view pattern, const SubscriberOptions& options) {
+  validate_pattern(pattern);
+  Subscriber s(state_, std::string(pattern), options);
+  s.attach_rings(options.from);
+  return s;
+}
+
+Subscriber::Subscriber(std::shared_ptr<BusState> bus, std::string pattern, SubscriberOptions options)
+    : bus_(std::move(bus)), pattern_(std::move(pattern)), options_(options) {}
+Subscriber::Subscriber(Subscriber&&) noexcept = default;
+Subscriber& Subscriber::operator=(Subscriber&&) noexcept = default;
+
+Subscriber::~Subscriber() {
+  for (RingReader& r : readers_) r.leave();
+}
+
+bool Subscriber::changed() const noexcept {
+  // Acquire: pairs with bump_generation's release; what changed is visible.
+  return bus_->dir->header.generation.load(std::memory_order_acquire) != seen_generation_;
+}
+
+void Subscriber::refresh() {
+  if (changed()) attach_rings(StartAt::Earliest);
+}
+
+void Subscriber::attach_rings(StartAt from) {
+  const DirectoryLayout* dir = bus_->dir;
+  seen_generation_ = dir->header.generation.load(std::memory_order_acquire);
+  for (uint32_t i = 0; i < kRings; ++i) {
+    const RingSlot& slot = dir->rings[i];
+    if (SlotWord::state(slot.state.load(std::memory_order_acquire)) != kReady) continue;
+    const std::string topic(slot.topic, strnlen(slot.topic, kNameBytes));
+    if (!pattern_matches(pattern_, topic)) continue;
+    bool known = false;
+    for (const auto& seg : segments_) known |= seg->slot == i && seg->publisher_id == slot.publisher_id;
+    if (known) continue;
+    const std::string publisher(slot.publisher, strnlen(slot.publisher, kPublisherNameBytes));
+    const auto info = bus_->find_topic(topic);
+    if (!info) continue;
+    auto ring = std::make_unique<RingSegments>();
+    try {
+      open_ring_segments(*ring, bus_->name, topic, publisher, Access::ReadOnly);
+    } catch (const Error& e) {
+      // A topic named exactly must be readable; under a wildcard, rings we may
+      // not open are skipped (they belong to someone else).
+      if (e.code() == ErrorCode::NotFound) continue;  // still being created: next refresh
+      if (pattern_.find_first_of("*>") == std::string::npos) throw;
+      continue;
+    }
+    ring->slot = i;
+    ring->context.topic = topic;
+    ring->context.publisher_name = publisher;
+    ring->context.publisher_id = ring->publisher_id;
+    ring->context.source = "flowbus://" + bus_->host + "/" + bus_->name + "/" + publisher;
+    ring->context.type = info->type;
+    ring->context.dataschema = "flowbus:schema/" + info->schema_id;
+    ring->context.datacontenttype = "application/x-flatbuffers";
+    RingReader r;
+    r.header = ring->header();
+    r.records = ring->records();
+    r.control = ring->control_header();
+    r.capacity = ring->header()->capacity;
+    r.mask = r.capacity - 1;
+    r.policy = Policy(ring->header()->policy) == Policy::Latest ? Policy::Latest : Policy::Block;
+    r.context = &ring->context;
+    r.participant = bus_->participant;
+    r.ring_index = uint32_t(readers_.size());
+    const bool joined = from == StartAt::Earliest ? r.join_earliest() : r.join_latest();
+    if (!joined) {
+      if (pattern_.find_first_of("*>") == std::string::npos)
+        throw Error(ErrorCode::NoSpace, "ring '" + ring->data.name() + "' has all its " + std::to_string(kCursorSlots) +
+                                            " reader slots taken; close some subscribers");
+      continue;
+    }
+    segments_.push_back(std::move(ring));
+    readers_.push_back(r);
+    reported_corrupt_.push_back(false);
+  }
+}
+
+ReadResult Subscriber::read(Event& event) noexcept {
+  ReadResult result = read_attached(event);
+  if (result.status != ReadStatus::Empty || !changed()) return result;
+  const size_t before = readers_.size();
+  try {
+    refresh();  // topology changed: allocation is allowed here, never in steady state
+  } catch (...) {
+    // a ring we cannot open now; retried at the next change
+  }
+  return readers_.size() != before ? read_attached(event) : result;
+}
+
+ReadResult Subscriber::read_attached(Event& event) noexcept {
+  ReadResult result;
+  const size_t n = readers_.size();
+  for (size_t k = 0; k < n; ++k) {
+    const size_t i = next_ring_ + k < n ? next_ring_ + k : next_ring_ + k - n;
+    RingReader& r = readers_[i];
+    if (r.quarantined && reported_corrupt_[i]) continue;
+    const ReadStatus s = r.peek(event);
+    if (r.evicted_pending || (r.missed != 0 && s != ReadStatus::Corrupt)) {
+      result.status = r.evicted_pending ? ReadStatus::Evicted : ReadStatus::Lost;
+      result.missed = r.missed;
+      r.evicted_pending = false;
+      r.missed = 0;
+      next_ring_ = i;  // the event found (if any) is delivered by the next read
+      return result;
+    }
+    if (s == ReadStatus::Ok) {
+      next_ring_ = i + 1 == n ? 0 : i + 1;
+      result.status = ReadStatus::Ok;
+      return result;
+    }
+    if (s == ReadStatus::Corrupt) {
+      reported_corrupt_[i] = true;
+      result.status = ReadStatus::Corrupt;
+      result.ring = segments_[i]->data.name();  // a rare path: the string is allowed to allocate
+      return result;
+    }
+  }
+  return result;
+}
+
+ReadStatus Subscriber::release(const Event& event) noexcept { return readers_[event.ring_index_].release(event); }
+
+bool Subscriber::still_valid(const Event& event) const noexcept {
+  return readers_[event.ring_index_].still_valid_at(event.position_);
+}
+
+bool Subscriber::wait(std::chrono::nanoseconds timeout) {
+  const uint64_t start = monotonic_now_ns();
+  const uint64_t deadline = start + uint64_t(std::max<int64_t>(0, timeout.count()));
+  const uint64_t spin_until = std::min(deadline, start + uint64_t(std::max<int64_t>(0, options_.spin.count())));
+  auto ready = [&] {
+    for (const RingReader& r : readers_)
+      if (!r.quarantined && r.has_data()) return true;
+    return changed();
+  };
+  do {
+    if (ready()) return true;
+  } while (monotonic_now_ns() < spin_until);
+  std::atomic<uint32_t>* words[128];
+  uint32_t expected[128];
+  ControlHeader* counted[128];
+  for (;;) {
+    unsigned count = 0;
+    for (RingReader& r : readers_) {
+      if (r.quarantined || count == 127) continue;  // beyond 127 rings: woken by the others or the timeout
+      counted[count] = r.control;
+      // seq_cst: the reader half of the wake-up Dekker (see publish_position).
+      r.control->waiters.fetch_add(1, std::memory_order_seq_cst);
+      words[count] = &r.control->wake_word;
+      expected[count++] = r.control->wake_word.load(std::memory_order_acquire);
+    }
+    words[count] = &bus_->dir->header.topology_word;  // new rings wake us too
+    expected[count++] = bus_->dir->header.topology_word.load(std::memory_order_acquire);
+    const bool have = ready();
+    const uint64_t now = monotonic_now_ns();
+    if (!have && now < deadline) futex_wait_any(words, expected, count, deadline - now);
+    for (unsigned i = 0; i + 1 < count; ++i)
+      counted[i]->waiters.fetch_sub(1, std::memory_order_relaxed);  // relaxed: a stale count costs one futex_wake, no more
+    if (have || ready()) {
+      if (changed()) refresh();
+      return true;
+    }
+    if (monotonic_now_ns() >= deadline) return false;
+  }
+}
+
+}  // namespace flowbus

@@ -1,0 +1,47 @@
+// Test helpers: a uniquely named bus that is destroyed at the end of the test.
+#pragma once
+
+#include <unistd.h>
+
+#include <atomic>
+#include <string>
+
+#include "flowbus/bus.hpp"
+#include "flowbus/schema.hpp"
+#include "flowbus/examples/sensor_generated.h"
+
+namespace flowbus::testing {
+
+inline std::string unique_bus_name(const char* stem) {
+  static std::atomic<int> counter{0};
+  return std::string(stem) + "-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
+}
+
+inline std::string example_schema(const char* file) {
+  return std::string(FLOWBUS_SOURCE_DIR) + "/schemas/examples/" + file;
+}
+
+/// Removes every segment of the bus when the test ends, whatever happened.
+struct ScopedBusName {
+  std::string name;
+  explicit ScopedBusName(const char* stem) : name(unique_bus_name(stem)) {}
+  ~ScopedBusName() { Bus::destroy(name); }
+};
+
+inline TopicSpec sensor_topic(const std::string& name, Policy policy = Policy::Block, uint64_t ring = 64 * 1024) {
+  TopicSpec spec;
+  spec.name = name;
+  spec.type = "examples.SensorReading";
+  spec.schema = compile_schema_file(example_schema("sensor.fbs"));
+  spec.policy = policy;
+  spec.ring_size = ring;
+  return spec;
+}
+
+/// A SensorReading whose seq field is `seq`.
+inline void build_reading(flatbuffers::FlatBufferBuilder& fbb, uint64_t seq, double celsius = 21.5) {
+  fbb.Clear();
+  fbb.Finish(examples::CreateSensorReadingDirect(fbb, "line1", "t1", celsius, seq));
+}
+
+}  // namespace flowbus::testing

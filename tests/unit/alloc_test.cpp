@@ -1,0 +1,45 @@
+// The hot path allocates nothing: 1M publish/poll pairs with a counting operator new.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <new>
+
+#include "test_bus.hpp"
+
+namespace {
+std::atomic<uint64_t> g_allocations{0};
+}
+
+void* operator new(size_t n) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, size_t) noexcept { std::free(p); }
+
+using namespace flowbus;
+using namespace flowbus::testing;
+
+TEST(AllocTest, PublishAndPollAllocateNothing) {
+  ScopedBusName name("alloc");
+  Bus bus = Bus::open(name.name);
+  bus.create_topic(sensor_topic("t", Policy::Block, 1 << 16));
+  Subscriber sub = bus.subscribe("t");
+  Publisher pub = bus.publisher("t");
+  flatbuffers::FlatBufferBuilder fbb(256);
+  build_reading(fbb, 0);  // warm up: the builder's buffer, the subscriber's discovery of the ring
+  ASSERT_EQ(pub.try_publish({fbb.GetBufferPointer(), fbb.GetSize()}), PublishStatus::Ok);
+  ASSERT_EQ(sub.poll([](const Event&) {}).delivered, 1u);
+  uint64_t sum = 0;
+  const uint64_t before = g_allocations.load();
+  for (uint64_t i = 0; i < 1000000; ++i) {
+    build_reading(fbb, i);
+    ASSERT_EQ(pub.try_publish({fbb.GetBufferPointer(), fbb.GetSize()}), PublishStatus::Ok);
+    sub.poll([&](const Event& e) { sum += e.sequence(); });
+  }
+  const uint64_t after = g_allocations.load();
+  EXPECT_EQ(after - before, 0u);
+  EXPECT_EQ(sum, 1000000ull * 1000001ull / 2);  // sequences 1..1000000
+}

@@ -1,0 +1,427 @@
+// The ring protocol and the bus directory, pinned down (DESIGN.md invariants 1-9).
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/statvfs.h>
+#include <sys/wait.h>
+
+#include <cstring>
+#include <random>
+#include <thread>
+
+#include "bus_state.hpp"
+#include "flowbus/bus.hpp"
+#include "flowbus/error.hpp"
+#include "flowbus/names.hpp"
+#include "test_bus.hpp"
+
+using namespace flowbus;
+using namespace flowbus::testing;
+using namespace std::chrono_literals;
+
+namespace {
+
+uint64_t read_seq_field(const Event& e) { return examples::GetSensorReading(e.data())->seq(); }
+
+template <class F>
+ErrorCode error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.code();
+  }
+  ADD_FAILURE() << "expected a flowbus::Error";
+  return ErrorCode::System;
+}
+
+}  // namespace
+
+TEST(RingTest, DeliversEventsInOrderWithTheirCloudEventsContext) {
+  ScopedBusName name("ring");
+  Bus bus = Bus::open(name.name);
+  bus.create_topic(sensor_topic("sensor.temp.line1"));
+  Subscriber sub = bus.subscribe("sensor.temp.line1");
+  Publisher pub = bus.publisher("sensor.temp.line1", {"probe"});
+  flatbuffers::FlatBufferBuilder fbb;
+  for (uint64_t i = 0; i < 100; ++i) {
+    build_reading(fbb, i);
+    ASSERT_EQ(pub.try_publish({fbb.GetBufferPointer(), fbb.GetSize()}, i == 7 ? "line1/t1" : ""), PublishStatus::Ok);
+  }
+  uint64_t expected = 0;
+  sub.poll([&](const Event& e) {
+    EXPECT_EQ(e.sequence(), expected);
+    EXPECT_EQ(read_seq_field(e), expected);
+    EXPECT_EQ(e.type(), "examples.SensorReading");
+    EXPECT_NE(e.source().find("/" + name.name + "/probe"), std::string::npos) << e.source();
+    EXPECT_EQ(e.datacontenttype(), "application/x-flatbuffers");
+    EXPECT_EQ(e.dataschema().rfind("flowbus:schema/fnv1a64:", 0), 0u);
+    EXPECT_EQ(e.subject(), expected == 7 ? "line1/t1" : "");
+    EXPECT_EQ(e.id().substr(e.id().find('-') + 1), std::to_string(expected));
+    EXPECT_EQ(e.time().size(), 30u);  // 2026-11-28T10:56:41.123456789Z
+    ++expected;
+  });
+  EXPECT_EQ(expected, 100u);
+}
+
+TEST(RingTest, BlockPolicyAnswersFullAtOnceAndLosesNothing) {
+  ScopedBusName name("ring");
+  Bus bus = Bus::open(name.name);
+  bus.create_topic(sensor_topic("t", Policy::Block, 4096));
+  Publisher pub = bus.publisher("t");
+  Subscriber sub = bus.subscribe("t");
+  flatbuffers::FlatBufferBuilder fbb;
+  uint64_t published = 0;
+  for (; published < 100000; ++published) {
+    build_reading(fbb, published);
+    const auto t0 = std::chrono::steady_clock::now();
+    const PublishStatus s = pub.try_publish({fbb.GetBufferPointer(), fbb.GetSize()});
+    if (s == PublishStatus::Full) {
+      EXPECT_LT(std::chrono::steady_clock::now() - t0, 100ms);  // no waiting inside try_publish
+      break;
+    }
+    ASSERT_EQ(s, PublishStatus::Ok);
+  }
+  EXPECT_GT(published, 10u);
+  uint64_t seen = 0;
+  auto r = sub.poll([&](const Event& e) { EXPECT_EQ(read_seq_field(e), seen++); });
+  EXPECT_EQ(seen, published);
+  EXPECT_EQ(r.missed, 0u);
+  build_reading(fbb, published);
+  EXPECT_EQ(pub.try_publish({fbb.GetBufferPointer(), fbb.GetSize()}), PublishStatus::Ok);  // room again
+}
+
+TEST(RingTest, LatestPolicyNeverBlocksAndCountsLossesExactly) {
+  ScopedBusName name("ring");
+  Bus bus = Bus::open(name.name);
+  bus.create_topic(sensor_topic("t", Policy::Latest, 4096));
+  Publisher pub = bus.publisher("t");
+  Subscriber sub = bus.subscribe("t");
+  flatbuffers::FlatBufferBuilder fbb;
+  for (uint64_t i = 0; i < 1000; ++i) {
+    build_reading(fbb, i);
+    ASSERT_EQ(pub.try_publish({fbb.GetBufferPointer(), fbb.GetSize()}), PublishStatus::Ok);
+  }
+  uint64_t delivered = 0, last = 0;
+  const PollResult r = sub.poll([&](const Event& e) {
+    ++delivered;
+    last = read_seq_field(e);
+    EXPECT_TRUE(sub.still_valid(e));
+  });
+  EXPECT_EQ(last, 999u);
+  EXPECT_GT(r.missed, 0u);
+  EXPECT_EQ(delivered + r.missed, 1000u);  // every event delivered or counted lost
+}
+
+TEST(RingTest, LateJoinerAtEarliestGetsTheRetainedEvents) {
+  ScopedBusName name("ring");
+  Bus bus = Bus::open(name.name);
+  bus.create_topic(sensor_topic("t"));
+  Publisher pub = bus.publisher("t");
+  flatbuffers::FlatBufferBuilder fbb;
+  for (uint64_t i = 0; i < 20; ++i) {
+    build_reading(fbb, i);
+    ASSERT_EQ(pub.try_publish({fbb.GetBufferPointer(), fbb.GetSize()}), PublishStatus::Ok);
+  }
+  Subscriber early = bus.subscribe("t", {StartAt::Earliest});
+  Subscriber late = bus.subscribe("t", {StartAt::Latest});
+  EXPECT_EQ(early.poll([](const Event&) {}).delivered, 20u);
+  EXPECT_EQ(late.poll([](const Event&) {}).delivered, 0u);
+}
+
+TEST(RingTest, RestartedPublisherContinuesItsSequence) {
+  ScopedBusName name("ring");
+  Bus bus = Bus::open(name.name);
+  bus.create_topic(sensor_topic("t"));
+  flatbuffers::FlatBufferBuilder fbb;
+  uint64_t first_id = 0;
+  {
+    Publisher pub = bus.publisher("t", {"p1"});
+    first_id = pub.publisher_id();
+    for (uint64_t i = 0; i < 5; ++i) {
+      build_reading(fbb, i);
+      ASSERT_EQ(pub.try_publish({fbb.GetBufferPointer(), fbb.GetSize()}), PublishStatus::Ok);
+    }
+  }
+  Publisher again = bus.publisher("t", {"p1"});
+  EXPECT_EQ(again.next_sequence(), 5u);
+  EXPECT_EQ(again.publisher_id(), first_id);  // same ring, so event ids stay unique
+}
+
+TEST(RingTest, SecondLivePublisherUnderOneNameIsRefusedNamingThePid) {
+  ScopedBusName name("ring");
+  Bus bus = Bus::open(name.name);
+  bus.create_topic(sensor_topic("t"));
+  Publisher pub = bus.publisher("t", {"only"});
+  try {
+    Bus other = Bus::open(name.name);
+    (void)other.publisher("t", {"only"});
+    FAIL() << "a second publisher was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::NameInUse);
+    EXPECT_NE(std::string(e.what()).find(std::to_string(getpid())), std::string::npos) << e.what();
+  }
+}
+
+TEST(RingTest, PatternSubscriberFindsTopicsCreatedAfterIt) {
+  ScopedBusName name("ring");
+  Bus bus = Bus::open(name.name);
+  Subscriber sub = bus.subscribe("sensor.*.line1");
+  EXPECT_EQ(sub.ring_count(), 0u);
+  bus.create_topic(sensor_topic("sensor.temp.line1"));
+  bus.create_topic(sensor_topic("sensor.temp.line2"));
+  Publisher a = bus.publisher("sensor.temp.line1");
+  Publisher b = bus.publisher("sensor.temp.line2");
+  flatbuffers::FlatBufferBuilder fbb;
+  build_reading(fbb, 1);
+  ASSERT_EQ(a.try_publish({fbb.GetBufferPointer(), fbb.GetSize()}), PublishStatus::Ok);
+  ASSERT_EQ(b.try_publish({fbb.GetBufferPointer(), fbb.GetSize()}), PublishStatus::Ok);
+  ASSERT_TRUE(sub.wait(1s));
+  size_t n = 0;
+  for (int i = 0; i < 3; ++i) n += sub.poll([&](const Event& e) { EXPECT_EQ(e.topic(), "sensor.temp.line1"); }).delivered;
+  EXPECT_EQ(n, 1u);
+  EXPECT_EQ(sub.ring_count(), 1u);
+}
+
+TEST(RingTest, WaitSleepsUntilAnotherProcessPublishes) {
+  ScopedBusName name("ring");
+  Bus bus = Bus::open(name.name);
+  bus.create_topic(sensor_topic("t"));
+  Subscriber sub = bus.subscribe("t", {StartAt::Latest, 0ns});
+  EXPECT_FALSE(sub.wait(20ms));
+  const pid_t child = fork();
+  if (child == 0) {
+    std::this_thread::sleep_for(100ms);
+    Bus b = Bus::open(name.name);
+    Publisher p = b.publisher("t", {"child"});
+    flatbuffers::FlatBufferBuilder fbb;
+    build_reading(fbb, 42);
+    _exit(p.try_publish({fbb.GetBufferPointer(), fbb.GetSize()}) == PublishStatus::Ok ? 0 : 1);
+  }
+  EXPECT_TRUE(sub.wait(5s));
+  int status = 0;
+  waitpid(child, &status, 0);
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  sub.refresh();
+  EXPECT_EQ(sub.poll([](const Event& e) { EXPECT_EQ(examples::GetSensorReading(e.data())->seq(), 42u); }).delivered, 1u);
+}
+
+TEST(RingTest, StuckReaderIsEvictedAndLearnsHowManyItMissed) {
+  ScopedBusName name("ring");
+  Bus bus = Bus::open(name.name);
+  TopicSpec spec = sensor_topic("t", Policy::Block, 4096);
+  spec.slow_consumer_timeout = 50ms;
+  bus.create_topic(spec);
+  Publisher pub = bus.publisher("t");
+  Subscriber slow = bus.subscribe("t");
+  flatbuffers::FlatBufferBuilder fbb;
+  uint64_t published = 0;
+  for (; published < 500; ++published) {
+    build_reading(fbb, published);
+    ASSERT_EQ(pub.publish({fbb.GetBufferPointer(), fbb.GetSize()}, 2s), PublishStatus::Ok) << published;
+  }
+  EXPECT_EQ(pub.evictions(), 1u);
+  Event e;
+  ReadResult r = slow.read(e);
+  ASSERT_EQ(r.status, ReadStatus::Evicted);
+  uint64_t delivered = 0, first = UINT64_MAX;
+  for (;;) {
+    r = slow.read(e);
+    if (r.status != ReadStatus::Ok) break;
+    first = std::min(first, e.sequence());
+    ++delivered;
+    (void)slow.release(e);
+  }
+  EXPECT_EQ(first, 0u + /*missed*/ (500 - delivered));  // resumed at the oldest retained event
+}
+
+TEST(RingTest, DeadSubscriberIsEvictedAtOnce) {
+  ScopedBusName name("ring");
+  Bus bus = Bus::open(name.name);
+  TopicSpec spec = sensor_topic("t", Policy::Block, 4096);
+  spec.slow_consumer_timeout = kNever;  // only death evicts
+  bus.create_topic(spec);
+  Publisher pub = bus.publisher("t");
+  const pid_t child = fork();
+  if (child == 0) {
+    Bus b = Bus::open(name.name);
+    Subscriber s = b.subscribe("t");
+    pause();
+    _exit(0);
+  }
+  std::this_thread::sleep_for(200ms);
+  flatbuffers::FlatBufferBuilder fbb;
+  for (uint64_t i = 0; i < 200; ++i) {
+    build_reading(fbb, i);
+    if (i == 20) {
+      kill(child, SIGKILL);
+      waitpid(child, nullptr, 0);
+    }
+    const PublishStatus s = pub.publish({fbb.GetBufferPointer(), fbb.GetSize()}, i < 20 ? 0s : 2s);
+    if (i >= 20) ASSERT_EQ(s, PublishStatus::Ok) << i;
+  }
+  EXPECT_GE(pub.evictions(), 1u);
+}
+
+TEST(RingTest, SubscriberMapsRingReadOnlySoAWriteFaults) {
+  ScopedBusName name("ring");
+  Bus bus = Bus::open(name.name);
+  bus.create_topic(sensor_topic("t"));
+  Publisher pub = bus.publisher("t");
+  flatbuffers::FlatBufferBuilder fbb;
+  build_reading(fbb, 1);
+  ASSERT_EQ(pub.try_publish({fbb.GetBufferPointer(), fbb.GetSize()}), PublishStatus::Ok);
+  const pid_t child = fork();
+  if (child == 0) {
+    Bus b = Bus::open(name.name);
+    Subscriber s = b.subscribe("t", {StartAt::Earliest});
+    Event e;
+    if (s.read(e).status != ReadStatus::Ok) _exit(3);
+    const_cast<uint8_t*>(e.data())[0] = 0xff;  // must fault
+    _exit(0);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "the write through a subscriber's mapping did not fault";
+  EXPECT_EQ(WTERMSIG(status), SIGSEGV);
+}
+
+TEST(RingTest, ScribbledRingIsReportedCorruptWithoutCrashOrHang) {
+  ScopedBusName name("ring");
+  Bus bus = Bus::open(name.name);
+  bus.create_topic(sensor_topic("t"));
+  bus.create_topic(sensor_topic("u"));
+  Publisher pub = bus.publisher("t", {"victim"});
+  Publisher healthy = bus.publisher("u");
+  Subscriber sub = bus.subscribe(">", {StartAt::Earliest});
+  flatbuffers::FlatBufferBuilder fbb;
+  for (uint64_t i = 0; i < 10; ++i) {
+    build_reading(fbb, i);
+    ASSERT_EQ(pub.try_publish({fbb.GetBufferPointer(), fbb.GetSize()}), PublishStatus::Ok);
+    ASSERT_EQ(healthy.try_publish({fbb.GetBufferPointer(), fbb.GetSize()}), PublishStatus::Ok);
+  }
+  // Scribble over the victim's records through a writable mapping of its data segment.
+  auto seg = detail::Segment::open(detail::data_segment_name(name.name, "t", "victim"), detail::Access::ReadWrite);
+  std::mt19937_64 rng(7);
+  for (uint64_t off = detail::kRecordsOffset; off < detail::kRecordsOffset + 2048; off += 8) {
+    const uint64_t junk = rng();
+    std::memcpy(seg.data() + off, &junk, 8);
+  }
+  uint64_t good = 0, corrupt = 0;
+  std::string which;
+  for (int i = 0; i < 100; ++i) {
+    Event e;
+    const ReadResult r = sub.read(e);
+    if (r.status == ReadStatus::Ok) {
+      EXPECT_EQ(e.topic(), "u");
+      ++good;
+      (void)sub.release(e);
+    } else if (r.status == ReadStatus::Corrupt) {
+      ++corrupt;
+      which = r.ring;
+    }
+  }
+  EXPECT_EQ(good, 10u);
+  EXPECT_EQ(corrupt, 1u);
+  EXPECT_NE(which.find("@victim"), std::string::npos) << which;
+}
+
+TEST(RingTest, LoanBuildsTheEventInPlace) {
+  ScopedBusName name("ring");
+  Bus bus = Bus::open(name.name);
+  bus.create_topic(sensor_topic("t", Policy::Block, 1 << 20));
+  Subscriber sub = bus.subscribe("t");
+  Publisher pub = bus.publisher("t");
+  Loan loan;
+  ASSERT_EQ(pub.loan(1024, loan), PublishStatus::Ok);
+  auto& b = loan.builder();
+  b.Finish(examples::CreateSensorReadingDirect(b, "line9", "t9", 99.5, 77));
+  pub.commit(loan);
+  EXPECT_EQ(sub.poll([](const Event& e) {
+    auto* r = examples::GetSensorReading(e.data());
+    EXPECT_EQ(r->seq(), 77u);
+    EXPECT_EQ(r->line()->str(), "line9");
+  }).delivered, 1u);
+  ASSERT_EQ(pub.loan(64, loan), PublishStatus::Ok);
+  EXPECT_THROW(loan.builder().CreateUninitializedVector(1000, 1, nullptr), Error);  // outgrew the loan
+}
+
+TEST(BusTest, RejectsBadNamesWithTheRule) {
+  EXPECT_EQ(error_of([] { Bus::open("Bad Name"); }), ErrorCode::InvalidName);
+  EXPECT_EQ(error_of([] { Bus::open("a.b"); }), ErrorCode::InvalidName);
+  EXPECT_EQ(error_of([] { validate_topic_name("orders..created"); }), ErrorCode::InvalidName);
+  EXPECT_EQ(error_of([] { validate_pattern("orders.>.x"); }), ErrorCode::InvalidName);
+  EXPECT_TRUE(pattern_matches("sensor.*.line1", "sensor.temp.line1"));
+  EXPECT_FALSE(pattern_matches("sensor.*.line1", "sensor.temp.line2"));
+  EXPECT_TRUE(pattern_matches("orders.>", "orders.created.eu"));
+  EXPECT_FALSE(pattern_matches("orders.>", "orders"));
+  EXPECT_TRUE(pattern_matches("orders", "orders"));
+  EXPECT_FALSE(pattern_matches("orders.*", "orders.a.b"));
+}
+
+TEST(BusTest, RefusesAnIncompatibleSchemaForAnExistingTopic) {
+  ScopedBusName name("bus");
+  Bus bus = Bus::open(name.name);
+  TopicSpec spec;
+  spec.name = "orders.created";
+  spec.type = "examples.Order";
+  spec.schema = compile_schema_file(example_schema("order.fbs"));
+  bus.create_topic(spec);
+  spec.schema = compile_schema_file(example_schema("order_v2.fbs"));
+  EXPECT_NO_THROW(bus.create_topic(spec));  // a compatible evolution
+  spec.schema = compile_schema_file(example_schema("order_bad.fbs"));
+  EXPECT_EQ(error_of([&] { bus.create_topic(spec); }), ErrorCode::IncompatibleSchema);
+  EXPECT_EQ(error_of([&] { bus.publisher("orders.created", {"p", spec.schema}); }), ErrorCode::IncompatibleSchema);
+}
+
+TEST(BusTest, LayoutVersionMismatchNamesBothVersions) {
+  ScopedBusName name("bus");
+  { Bus bus = Bus::open(name.name); }
+  auto seg = detail::Segment::open(detail::directory_segment_name(name.name), detail::Access::ReadWrite);
+  reinterpret_cast<detail::DirectoryHeader*>(seg.data())->layout_version = 99;
+  try {
+    Bus::open(name.name);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::VersionMismatch);
+    EXPECT_NE(std::string(e.what()).find("99"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("version " + std::to_string(detail::kLayoutVersion)), std::string::npos);
+  }
+}
+
+TEST(BusTest, FullDevShmIsAClearErrorAtCreateTime) {
+  ScopedBusName name("bus");
+  Bus bus = Bus::open(name.name);
+  struct statvfs fs {};
+  ASSERT_EQ(statvfs("/dev/shm", &fs), 0);
+  uint64_t ring = 4096;
+  while (ring <= uint64_t(fs.f_bavail) * fs.f_frsize) ring *= 2;  // larger than what is free
+  bus.create_topic(sensor_topic("big", Policy::Block, ring));
+  try {
+    (void)bus.publisher("big");
+    FAIL() << "a ring larger than /dev/shm was created";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::NoSpace);
+    EXPECT_NE(std::string(e.what()).find("/dev/shm"), std::string::npos);
+  }
+  EXPECT_FALSE(detail::Segment::exists(detail::data_segment_name(name.name, "big", "main")));
+}
+
+TEST(BusTest, OpeningABusFreesWhatDeadParticipantsLeft) {
+  ScopedBusName name("bus");
+  Bus bus = Bus::open(name.name);
+  bus.create_topic(sensor_topic("t", Policy::Block, 4096));
+  const pid_t child = fork();
+  if (child == 0) {
+    Bus b = Bus::open(name.name);
+    Publisher p = b.publisher("t", {"gone"});
+    Subscriber s = b.subscribe("t");
+    kill(getpid(), SIGKILL);
+  }
+  waitpid(child, nullptr, 0);
+  Bus again = Bus::open(name.name);  // cleans up after the dead child
+  Publisher p = again.publisher("t", {"gone"});  // its name is free again
+  flatbuffers::FlatBufferBuilder fbb;
+  for (uint64_t i = 0; i < 500; ++i) {
+    build_reading(fbb, i);
+    ASSERT_EQ(p.try_publish({fbb.GetBufferPointer(), fbb.GetSize()}), PublishStatus::Ok) << "dead cursor still blocks, at " << i;
+  }
+}

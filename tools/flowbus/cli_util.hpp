@@ -1,0 +1,34 @@
+// Small helpers shared by the flowbus subcommands.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "flowbus/event.hpp"
+
+namespace flowbus::cli {
+
+/// Thrown by a subcommand to end with `code` (its message already printed).
+struct ExitCode {
+  int code;
+};
+
+/// "4MiB", "64KiB", "1GiB", "4096" -> bytes. Throws CLI::ValidationError.
+uint64_t parse_size(const std::string& text);
+/// "0640" -> 0640 (octal).
+uint32_t parse_mode(const std::string& text);
+/// Seconds as a double ("0.5", "30", "inf") -> nanoseconds.
+std::chrono::nanoseconds parse_seconds(const std::string& text);
+std::string json_escape(std::string_view text);
+/// The CloudEvents context of `event` as JSON members ("id":..., "source":...), no braces.
+std::string cloudevent_members(const Event& event);
+
+void add_topic_commands(CLI::App& app);
+void add_pub_command(CLI::App& app);
+void add_sub_command(CLI::App& app);
+void add_gc_command(CLI::App& app);
+void add_demo_command(CLI::App& app, const char* argv0);
+
+}  // namespace flowbus::cli

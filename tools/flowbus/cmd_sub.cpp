@@ -1,0 +1,94 @@
+// flowbus sub: events as JSON lines, CloudEvents context at top level, payload under "data".
+#include <csignal>
+#include <cstdio>
+#include <map>
+
+#include "cli_util.hpp"
+#include "flowbus/bus.hpp"
+#include "flowbus/error.hpp"
+#include "flowbus/schema.hpp"
+
+namespace flowbus::cli {
+
+namespace {
+volatile std::sig_atomic_t g_stop = 0;
+void on_signal(int) { g_stop = 1; }
+}  // namespace
+
+void add_sub_command(CLI::App& app) {
+  struct Args {
+    std::string bus, pattern, from = "latest", timeout;
+    uint64_t count = 0;
+    bool json = false;
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* sub = app.add_subcommand("sub", "Print the events of every topic matching a pattern");
+  sub->add_option("bus", args->bus, "bus name")->required();
+  sub->add_option("pattern", args->pattern, "topic or pattern: '*' matches one token, '>' the rest (orders.>)")->required();
+  sub->add_option("--from", args->from, "latest (default) or earliest retained event")->check(CLI::IsMember({"latest", "earliest"}));
+  sub->add_option("--count", args->count, "stop after this many events");
+  sub->add_option("--timeout", args->timeout, "stop after this many seconds without a new event; exit 1 if --count was not reached");
+  sub->add_flag("--json", args->json, "one JSON object per line (CloudEvents attributes, payload under \"data\")");
+  sub->callback([args] {
+    std::signal(SIGINT, on_signal);
+    std::signal(SIGTERM, on_signal);
+    Bus bus = Bus::open_existing(args->bus);
+    SubscriberOptions options;
+    options.from = args->from == "earliest" ? StartAt::Earliest : StartAt::Latest;
+    Subscriber subscriber = bus.subscribe(args->pattern, options);
+    std::map<std::string, std::unique_ptr<SchemaCodec>> codecs;  // by topic
+    auto codec_for = [&](const std::string& topic) -> SchemaCodec* {
+      auto& slot = codecs[topic];
+      if (!slot) {
+        if (auto info = bus.find_topic(topic)) slot = std::make_unique<SchemaCodec>(info->schema, info->type);
+      }
+      return slot.get();
+    };
+    const auto idle_limit = args->timeout.empty() ? kNever : parse_seconds(args->timeout);
+    uint64_t received = 0;
+    auto last_event = std::chrono::steady_clock::now();
+    while (!g_stop && (args->count == 0 || received < args->count)) {
+      Event event;
+      const ReadResult r = subscriber.read(event);
+      if (r.status == ReadStatus::Ok) {
+        std::string data;
+        try {
+          SchemaCodec* codec = codec_for(event.topic());
+          data = codec ? codec->flatbuffer_to_json(event.data(), event.size()) : "null";
+        } catch (const Error& e) {
+          data = "{\"error\":\"" + json_escape(e.what()) + "\"}";
+        }
+        if (args->json)
+          std::printf("{%s,\"data\":%s}\n", cloudevent_members(event).c_str(), data.c_str());
+        else
+          std::printf("%s %s %s %s\n", event.time().c_str(), event.topic().c_str(), event.id().c_str(), data.c_str());
+        std::fflush(stdout);
+        if (subscriber.release(event) == ReadStatus::Evicted)
+          std::fprintf(stderr, "flowbus sub: evicted while reading the event above; it may be damaged\n");
+        ++received;
+        last_event = std::chrono::steady_clock::now();
+        continue;
+      }
+      if (r.status == ReadStatus::Evicted)
+        std::fprintf(stderr, "flowbus sub: evicted as a slow consumer: %llu events missed\n", static_cast<unsigned long long>(r.missed));
+      else if (r.status == ReadStatus::Lost)
+        std::fprintf(stderr, "flowbus sub: lapped by the writer: %llu events lost\n", static_cast<unsigned long long>(r.missed));
+      else if (r.status == ReadStatus::Corrupt)
+        std::fprintf(stderr, "flowbus sub: ring %s is corrupt and no longer read; check it with `flowbus inspect %s --check`\n",
+                     r.ring.c_str(), args->bus.c_str());
+      if (r.status != ReadStatus::Empty) continue;
+      const auto idle = std::chrono::steady_clock::now() - last_event;
+      if (idle_limit != kNever && idle >= idle_limit) break;
+      const auto slice = std::chrono::milliseconds(200);
+      subscriber.wait(idle_limit == kNever ? std::chrono::nanoseconds(slice)
+                                           : std::min<std::chrono::nanoseconds>(slice, idle_limit - idle));
+    }
+    if (args->count != 0 && received < args->count && !g_stop) {
+      std::fprintf(stderr, "flowbus sub: got %llu of %llu events before %s s passed without one\n",
+                   static_cast<unsigned long long>(received), static_cast<unsigned long long>(args->count), args->timeout.c_str());
+      throw ExitCode{1};
+    }
+  });
+}
+
+}  // namespace flowbus::cli

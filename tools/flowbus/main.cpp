@@ -1,0 +1,29 @@
+// flowbus: one command line for the bus.
+#include <cstdio>
+
+#include "cli_util.hpp"
+#include "flowbus/error.hpp"
+
+int main(int argc, char** argv) {
+  CLI::App app{"flowbus: a shared-memory event bus. Events are FlatBuffers with CloudEvents context,\n"
+               "read in place by every process on the host.",
+               "flowbus"};
+  app.require_subcommand(1);
+  app.fallthrough();
+  flowbus::cli::add_topic_commands(app);
+  flowbus::cli::add_pub_command(app);
+  flowbus::cli::add_sub_command(app);
+  flowbus::cli::add_gc_command(app);
+  flowbus::cli::add_demo_command(app, argv[0]);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const flowbus::cli::ExitCode& e) {
+    return e.code;
+  } catch (const flowbus::Error& e) {
+    std::fprintf(stderr, "flowbus: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

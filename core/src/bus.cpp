@@ -32,10 +32,6 @@ std::string host_name() {
   return buf;
 }
 
-uint64_t random_id() {
-  std::random_device rd;
-  return (uint64_t(rd()) << 32) ^ rd() ^ unix_now_ns();
-}
 
 }  // namespace
 
@@ -79,6 +75,8 @@ void open_ring_segments(RingSegments& ring, const std::string& bus, const std::s
                                                 std::to_string(c->layout_version) + ", this flowbus speaks version " +
                                                 std::to_string(kLayoutVersion));
   ring.publisher_id = h->publisher_id;
+  ring.capacity = cap;
+  ring.policy = Policy(h->policy) == Policy::Latest ? Policy::Latest : Policy::Block;
 }
 
 TopicInfo topic_info_of(const TopicSlot& slot) {
@@ -158,7 +156,10 @@ bool roll_back_if_dead_claimer(std::atomic<uint64_t>& state) {
   return state.compare_exchange_strong(w, SlotWord::pack(SlotWord::epoch(w), 0, kFree), std::memory_order_acq_rel);
 }
 
-void free_cursors_of(const std::string& bus, const RingSlot& ring, uint32_t participant) {
+// Frees the cursors of a dead participant. If a control segment cannot be
+// opened here (permissions), its cursors stay, but writers see them as dead:
+// the participant epoch in the cursor word no longer matches the slot.
+void free_cursors_of(const std::string& bus, const RingSlot& ring, uint32_t participant, uint32_t participant_epoch) {
   const std::string topic = read_name(ring.topic, kNameBytes);
   const std::string publisher = read_name(ring.publisher, kPublisherNameBytes);
   Segment ctl;
@@ -171,9 +172,11 @@ void free_cursors_of(const std::string& bus, const RingSlot& ring, uint32_t part
   if (c->magic.load(std::memory_order_acquire) != kControlMagic) return;
   for (CursorSlot& slot : c->slots) {
     uint64_t w = slot.word.load(std::memory_order_acquire);
-    if (!CursorWord::owned(w) || CursorWord::participant(w) != participant) continue;
+    if (!CursorWord::owned(w) || CursorWord::participant(w) != participant ||
+        CursorWord::participant_epoch(w) != (participant_epoch & 0xff))
+      continue;
     // Same CAS as an eviction: bumping the epoch frees the slot for good.
-    slot.word.compare_exchange_strong(w, CursorWord::pack(CursorWord::epoch(w) + 1, 0, 0), std::memory_order_acq_rel);
+    if (slot.word.compare_exchange_strong(w, CursorWord::freed(w), std::memory_order_acq_rel)) forget_sleeper(c, slot);
   }
 }
 
@@ -203,7 +206,7 @@ size_t BusState::clean_up_dead_participants() {
       uint64_t owner = ring.owner.load(std::memory_order_acquire);
       if (owner != 0 && SlotWord::who(owner) == i && SlotWord::epoch(owner) == epoch)
         ring.owner.compare_exchange_strong(owner, 0, std::memory_order_acq_rel);  // the ring stays: it is retention
-      free_cursors_of(name, ring, i);
+      free_cursors_of(name, ring, i, epoch);
     }
     // Release: the cleanup above happens before the slot can be claimed again.
     p.state.store(SlotWord::pack(epoch, 0, kFree), std::memory_order_release);
@@ -339,6 +342,52 @@ void check_same_topic(const TopicInfo& existing, const TopicSpec& spec) {
   check_compatible_evolution(existing.schema, spec.schema);
 }
 
+/// Claims a free topic slot, fills it, and publishes it unless a rival is
+/// creating the same name: then it rolls back and returns nothing. Returns
+/// the topic (ours, or the rival's if it is already Ready).
+std::optional<TopicInfo> try_create_topic(BusState& bus, const TopicSpec& spec) {
+  DirectoryLayout* dir = bus.dir;
+  for (uint32_t i = 0; i < kTopics; ++i) {
+    TopicSlot& t = dir->topics[i];
+    uint64_t w = t.state.load(std::memory_order_acquire);
+    if (SlotWord::state(w) != kFree) continue;
+    const uint32_t epoch = SlotWord::epoch(w) + 1;
+    if (!t.state.compare_exchange_strong(w, SlotWord::pack(epoch, uint32_t(bus.pid), kClaiming), std::memory_order_acq_rel))
+      continue;
+    t.policy = uint32_t(spec.policy);
+    t.mode = spec.mode;
+    t.group = spec.group;
+    t.ring_size = spec.ring_size;
+    t.slow_timeout_ns = spec.slow_consumer_timeout == kNever ? UINT64_MAX : uint64_t(spec.slow_consumer_timeout.count());
+    t.retention_s = uint64_t(spec.retention.count());
+    t.schema_size = spec.schema.size();
+    t.created_ns = unix_now_ns();
+    copy_name(t.name, kNameBytes, spec.name);
+    copy_name(t.type, kNameBytes, spec.type);
+    copy_name(t.schema_id, sizeof t.schema_id, schema_id(spec.schema));
+    std::memcpy(t.schema, spec.schema.data(), spec.schema.size());
+    // seq_cst store of our (named) claim, then seq_cst loads of every other
+    // slot: of two processes creating one name at once, at least one sees the
+    // other (Dekker). Whoever sees a rival steps back, so at most one goes on.
+    t.state.store(SlotWord::pack(epoch, uint32_t(bus.pid), kClaiming), std::memory_order_seq_cst);
+    for (uint32_t j = 0; j < kTopics; ++j) {
+      if (j == i) continue;
+      const TopicSlot& other = dir->topics[j];
+      const uint32_t state = SlotWord::state(other.state.load(std::memory_order_seq_cst));
+      if ((state == kClaiming || state == kReady) && read_name(other.name, kNameBytes) == spec.name) {
+        t.state.store(SlotWord::pack(epoch, 0, kFree), std::memory_order_release);
+        if (state == kReady) return topic_info_of(other);
+        return std::nullopt;
+      }
+    }
+    // Release: the fields above are complete for whoever sees Ready.
+    t.state.store(SlotWord::pack(epoch, 0, kReady), std::memory_order_release);
+    bus.bump_generation();
+    return topic_info_of(t);
+  }
+  throw Error(ErrorCode::NoSpace, "bus '" + bus.name + "' holds " + std::to_string(kTopics) + " topics already");
+}
+
 }  // namespace
 }  // namespace detail
 
@@ -358,47 +407,20 @@ std::vector<TopicInfo> Bus::topics() const { return state_->topics(); }
 
 TopicInfo Bus::create_topic(const TopicSpec& spec) {
   validate_spec(spec);
-  if (auto existing = state_->find_topic(spec.name)) {
-    check_same_topic(*existing, spec);
-    return *existing;
-  }
-  DirectoryLayout* dir = state_->dir;
-  for (uint32_t i = 0; i < kTopics; ++i) {
-    TopicSlot& t = dir->topics[i];
-    uint64_t w = t.state.load(std::memory_order_acquire);
-    if (SlotWord::state(w) != kFree) continue;
-    const uint32_t epoch = SlotWord::epoch(w) + 1;
-    if (!t.state.compare_exchange_strong(w, SlotWord::pack(epoch, uint32_t(state_->pid), kClaiming), std::memory_order_acq_rel))
-      continue;
-    t.policy = uint32_t(spec.policy);
-    t.mode = spec.mode;
-    t.group = spec.group;
-    t.ring_size = spec.ring_size;
-    t.slow_timeout_ns = spec.slow_consumer_timeout == kNever ? UINT64_MAX : uint64_t(spec.slow_consumer_timeout.count());
-    t.retention_s = uint64_t(spec.retention.count());
-    t.schema_size = spec.schema.size();
-    t.created_ns = unix_now_ns();
-    copy_name(t.name, kNameBytes, spec.name);
-    copy_name(t.type, kNameBytes, spec.type);
-    copy_name(t.schema_id, sizeof t.schema_id, schema_id(spec.schema));
-    std::memcpy(t.schema, spec.schema.data(), spec.schema.size());
-    // seq_cst: publishes the slot (release) and orders it before the
-    // duplicate scan below, against a concurrent creator doing the same.
-    t.state.store(SlotWord::pack(epoch, 0, kReady), std::memory_order_seq_cst);
-    for (uint32_t j = 0; j < i; ++j) {
-      const TopicSlot& other = dir->topics[j];
-      if (SlotWord::state(other.state.load(std::memory_order_seq_cst)) == kReady &&
-          read_name(other.name, kNameBytes) == spec.name) {
-        t.state.store(SlotWord::pack(epoch, 0, kFree), std::memory_order_release);  // a racing creator won
-        const TopicInfo winner = topic_info_of(other);
-        check_same_topic(winner, spec);
-        return winner;
-      }
+  std::minstd_rand backoff(uint32_t(state_->pid));
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    if (auto existing = state_->find_topic(spec.name)) {
+      check_same_topic(*existing, spec);
+      return *existing;
     }
-    state_->bump_generation();
-    return topic_info_of(t);
+    if (auto created = try_create_topic(*state_, spec)) {
+      check_same_topic(*created, spec);  // ours, or a rival's that won the race
+      return *created;
+    }
+    // A rival is creating the same name right now: let it finish.
+    std::this_thread::sleep_for(std::chrono::microseconds(100 + backoff() % 2000));
   }
-  throw Error(ErrorCode::NoSpace, "bus '" + state_->name + "' holds " + std::to_string(kTopics) + " topics already");
+  throw Error(ErrorCode::AlreadyExists, "topic '" + spec.name + "' is being created by another process that does not finish; run `flowbus gc " + state_->name + "` and try again");
 }
 
 size_t Bus::destroy(std::string_view name_view) {

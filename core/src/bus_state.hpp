@@ -23,6 +23,8 @@ struct RingSegments {
   RingContext context;
   uint32_t slot = 0;  // index in the directory's ring table
   uint64_t publisher_id = 0;
+  uint64_t capacity = 0;  // validated at open; never re-read from shared memory
+  Policy policy = Policy::Block;
   RingHeader* header() const noexcept { return reinterpret_cast<RingHeader*>(data.data()); }
   uint8_t* records() const noexcept { return data.data() + kRecordsOffset; }
   ControlHeader* control_header() const noexcept { return reinterpret_cast<ControlHeader*>(control.data()); }
@@ -55,9 +57,14 @@ struct BusState {
 
   /// Is participant slot `index` held by a living process?
   bool participant_alive(uint32_t index) const noexcept;
-  static bool liveness_thunk(const void* self, uint32_t index) noexcept {
-    return static_cast<const BusState*>(self)->participant_alive(index);
+  /// Alive, and still the participant whose epoch a cursor word recorded.
+  static bool liveness_thunk(const void* self, uint32_t index, uint32_t participant_epoch) noexcept {
+    const auto* bus = static_cast<const BusState*>(self);
+    if (index >= kParticipants) return false;
+    const uint64_t w = bus->dir->participants[index].state.load(std::memory_order_acquire);
+    return (SlotWord::epoch(w) & 0xff) == participant_epoch && bus->participant_alive(index);
   }
+  uint32_t participant_epoch() const noexcept { return SlotWord::epoch(participant_word) & 0xff; }
 
   void bump_generation() noexcept;
   std::optional<TopicInfo> find_topic(const std::string& name) const;

@@ -94,6 +94,8 @@ static_assert(offsetof(TopicSlot, schema) == 512);
 // owner: 0 when no publisher holds the ring, else the owning participant's
 // state word (so a participant slot reused by another process is not taken
 // for the old owner).
+inline constexpr uint64_t kOwnerRemoving = ~0ull;  // gc is removing the ring: nobody may take it
+
 struct RingSlot {
   std::atomic<uint64_t> state;
   std::atomic<uint64_t> owner;

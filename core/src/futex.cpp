@@ -25,7 +25,14 @@ struct WaitV {  // struct futex_waitv (Linux 5.16)
 constexpr uint32_t kFutex32 = 2;  // FUTEX2_SIZE_U32, shared (no private flag)
 }  // namespace
 
+namespace {
+std::atomic<uint64_t> g_wake_calls{0};
+}  // namespace
+
+uint64_t futex_wake_calls() noexcept { return g_wake_calls.load(std::memory_order_relaxed); }
+
 void futex_wake_all(std::atomic<uint32_t>* word) noexcept {
+  g_wake_calls.fetch_add(1, std::memory_order_relaxed);  // a statistic: relaxed is enough
   // Not FUTEX_PRIVATE: the word lives in memory shared between processes.
   ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
 }

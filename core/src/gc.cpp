@@ -82,8 +82,16 @@ void collect_bus(const std::string& name, bool force, GcReport& report) {
       ++retained;
       continue;
     }
-    // Free the slot first (CAS), so no one attaches to segments we remove.
-    if (!r.state.compare_exchange_strong(w, SlotWord::pack(SlotWord::epoch(w), 0, kFree), std::memory_order_acq_rel)) continue;
+    // Take the ring from under any publisher first (a tombstone owner), then
+    // free the slot: a publisher restarting right now cannot attach to
+    // segments we are about to remove.
+    uint64_t no_owner = 0;
+    if (!r.owner.compare_exchange_strong(no_owner, kOwnerRemoving, std::memory_order_acq_rel)) continue;
+    if (!r.state.compare_exchange_strong(w, SlotWord::pack(SlotWord::epoch(w), 0, kFree), std::memory_order_acq_rel)) {
+      r.owner.store(0, std::memory_order_release);
+      continue;
+    }
+    r.owner.store(0, std::memory_order_relaxed);  // the slot is Free: relaxed is enough
     for (const std::string& seg : {data_segment_name(name, topic, pub), control_segment_name(name, topic, pub)})
       if (Segment::remove(seg)) report.removed_segments.push_back(seg);
   }

@@ -22,7 +22,7 @@ ProcStat read_proc_stat(pid_t pid) noexcept {
   char path[64];
   std::snprintf(path, sizeof path, "/proc/%d/stat", int(pid));
   const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return {};
+  if (fd < 0) return ProcStat{errno == ENOENT ? char(0) : '?', 0};  // '?': exists, but hidden from us
   char buf[1024];
   const ssize_t n = ::read(fd, buf, sizeof buf - 1);
   ::close(fd);
@@ -50,6 +50,7 @@ bool process_alive(pid_t pid, uint64_t start_time) noexcept {
   const ProcStat st = read_proc_stat(pid);
   // A zombie (killed, not yet reaped) still has a /proc entry: it is dead.
   if (st.state == 0 || st.state == 'Z' || st.state == 'X') return false;
+  if (st.state == '?') return true;  // /proc hides it (hidepid): kill() said it exists
   return start_time == 0 || st.start_time == start_time;
 }
 

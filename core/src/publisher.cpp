@@ -47,6 +47,8 @@ void create_ring_segments(RingSegments& ring, const std::string& bus, const Topi
   h->created_ns = unix_now_ns();
   h->magic.store(kRingMagic, std::memory_order_release);  // written last: openers acquire it
   ring.publisher_id = publisher_id;
+  ring.capacity = topic.ring_size;
+  ring.policy = topic.policy;
 }
 
 }  // namespace
@@ -70,6 +72,9 @@ Publisher Bus::publisher(std::string_view topic_name, const PublisherOptions& op
     if (SlotWord::state(r.state.load(std::memory_order_acquire)) != kReady) continue;
     if (read_name(r.topic, kNameBytes) != topic->name || read_name(r.publisher, kPublisherNameBytes) != name) continue;
     uint64_t owner = r.owner.load(std::memory_order_acquire);
+    if (owner == kOwnerRemoving)
+      throw Error(ErrorCode::NameInUse, "the ring of publisher '" + name + "' on topic '" + topic->name +
+                                            "' is being removed by `flowbus gc`; try again");
     if (owner != 0) {
       const uint32_t holder = SlotWord::who(owner);  // the owner's participant slot
       const bool same_owner = holder < kParticipants &&
@@ -98,16 +103,6 @@ Publisher Bus::publisher(std::string_view topic_name, const PublisherOptions& op
       const uint32_t epoch = SlotWord::epoch(w) + 1;
       if (!r.state.compare_exchange_strong(w, SlotWord::pack(epoch, uint32_t(bus.pid), kClaiming), std::memory_order_acq_rel))
         continue;
-      // Another publisher of the same name may be creating right now: if so, it wins.
-      for (uint32_t j = 0; j < kRings; ++j) {
-        const RingSlot& o = dir->rings[j];
-        if (j == i || SlotWord::state(o.state.load(std::memory_order_seq_cst)) == kFree) continue;
-        if (read_name(o.topic, kNameBytes) == topic->name && read_name(o.publisher, kPublisherNameBytes) == name) {
-          r.state.store(SlotWord::pack(epoch, 0, kFree), std::memory_order_release);
-          throw Error(ErrorCode::NameInUse, "publisher '" + name + "' on topic '" + topic->name +
-                                                "' is being created by another process; choose another --name");
-        }
-      }
       std::random_device rd;
       r.publisher_id = (uint64_t(rd()) << 32) ^ rd() ^ unix_now_ns();
       r.created_ns = unix_now_ns();
@@ -118,8 +113,19 @@ Publisher Bus::publisher(std::string_view topic_name, const PublisherOptions& op
       std::memcpy(r.topic, topic->name.data(), topic->name.size());
       std::memset(r.publisher, 0, kPublisherNameBytes);
       std::memcpy(r.publisher, name.data(), name.size());
-      // seq_cst: the name is visible before the duplicate scan of a racing creator.
+      // seq_cst store, then seq_cst loads of the others (Dekker): of two
+      // processes creating the same name at once, at least one sees the other.
+      // Whoever sees a rival backs off, so at most one goes on.
       r.state.store(SlotWord::pack(epoch, uint32_t(bus.pid), kClaiming), std::memory_order_seq_cst);
+      for (uint32_t j = 0; j < kRings; ++j) {
+        const RingSlot& o = dir->rings[j];
+        if (j == i || SlotWord::state(o.state.load(std::memory_order_seq_cst)) == kFree) continue;
+        if (read_name(o.topic, kNameBytes) == topic->name && read_name(o.publisher, kPublisherNameBytes) == name) {
+          r.state.store(SlotWord::pack(epoch, 0, kFree), std::memory_order_release);
+          throw Error(ErrorCode::NameInUse, "publisher '" + name + "' on topic '" + topic->name +
+                                                "' is being created by another process right now; try again or choose another --name");
+        }
+      }
       try {
         create_ring_segments(*ring, bus.name, *topic, name, r.publisher_id);
       } catch (...) {
@@ -154,7 +160,7 @@ Publisher::Publisher(std::shared_ptr<BusState> bus, std::unique_ptr<RingSegments
   writer_.header = ring_->header();
   writer_.records = ring_->records();
   writer_.control = ring_->control_header();
-  writer_.capacity = ring_->header()->capacity;
+  writer_.capacity = ring_->capacity;
   writer_.mask = writer_.capacity - 1;
   writer_.liveness = LivenessProbe{&BusState::liveness_thunk, bus_.get()};
 }

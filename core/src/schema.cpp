@@ -11,6 +11,8 @@
 //    table, so check_compatible_evolution adds those checks itself.
 //  - Parser::error_ accumulates across calls and a failed parse can leave
 //    internal stacks dirty, so the codec rebuilds its parser after an error.
+#include <cctype>
+#include <cstdio>
 #include "flowbus/schema.hpp"
 
 #include <flatbuffers/idl.h>
@@ -281,6 +283,37 @@ void SchemaCodec::reset_parser() const {
   parser_ = std::move(parser);
 }
 
+namespace {
+
+// FlatBuffers reports "LINE: COLUMN: error: ..." without naming the field
+// (e.g. for a string where a number belongs): find the last key before that
+// spot so the message can name it.
+std::string field_near_error(std::string_view json, const std::string& err) {
+  unsigned line = 0, column = 0;
+  if (std::sscanf(err.c_str(), "%u: %u:", &line, &column) != 2 || line == 0) return {};
+  size_t start = 0;
+  for (unsigned l = 1; l < line && start != std::string_view::npos; ++l) {
+    start = json.find('\n', start);
+    if (start != std::string_view::npos) ++start;
+  }
+  if (start == std::string_view::npos) return {};
+  const std::string_view before = json.substr(start, std::min<size_t>(column, json.size() - start));
+  for (size_t colon = before.rfind(':'); colon != std::string_view::npos && colon > 0;
+       colon = before.rfind(':', colon - 1)) {
+    size_t end = colon;
+    while (end > 0 && (before[end - 1] == ' ' || before[end - 1] == '\t')) --end;
+    const bool quoted = end > 0 && before[end - 1] == '"';
+    if (quoted) --end;
+    size_t begin = end;
+    while (begin > 0 && (std::isalnum(static_cast<unsigned char>(before[begin - 1])) || before[begin - 1] == '_')) --begin;
+    if (begin < end && (!quoted || (begin > 0 && before[begin - 1] == '"'))) return std::string(before.substr(begin, end - begin));
+    if (colon == 0) break;
+  }
+  return {};
+}
+
+}  // namespace
+
 std::vector<uint8_t> SchemaCodec::json_to_flatbuffer(std::string_view json) const {
   if (json.find('\0') != std::string_view::npos) {
     throw Error(ErrorCode::BadPayload,
@@ -292,8 +325,9 @@ std::vector<uint8_t> SchemaCodec::json_to_flatbuffer(std::string_view json) cons
   if (!parser_->ParseJson(text.c_str())) {
     std::string err = parser_->error_;
     reset_parser();  // a failed parse can leave the parser in a bad state
+    const std::string field = field_near_error(json, err);
     throw Error(ErrorCode::BadPayload,
-                "JSON does not fit " + root_type_ + ": " + err +
+                "JSON does not fit " + root_type_ + (field.empty() ? "" : " at field '" + field + "'") + ": " + err +
                     "; check field names and value types against the schema");
   }
   const uint8_t* p = parser_->builder_.GetBufferPointer();

@@ -70,11 +70,12 @@ void Subscriber::attach_rings(StartAt from) {
     r.header = ring->header();
     r.records = ring->records();
     r.control = ring->control_header();
-    r.capacity = ring->header()->capacity;
+    r.capacity = ring->capacity;
     r.mask = r.capacity - 1;
-    r.policy = Policy(ring->header()->policy) == Policy::Latest ? Policy::Latest : Policy::Block;
+    r.policy = ring->policy;
     r.context = &ring->context;
     r.participant = bus_->participant;
+    r.participant_epoch = bus_->participant_epoch();
     r.ring_index = uint32_t(readers_.size());
     const bool joined = from == StartAt::Earliest ? r.join_earliest() : r.join_latest();
     if (!joined) {
@@ -152,14 +153,11 @@ bool Subscriber::wait(std::chrono::nanoseconds timeout) {
   } while (monotonic_now_ns() < spin_until);
   std::atomic<uint32_t>* words[128];
   uint32_t expected[128];
-  ControlHeader* counted[128];
   for (;;) {
     unsigned count = 0;
     for (RingReader& r : readers_) {
       if (r.quarantined || count == 127) continue;  // beyond 127 rings: woken by the others or the timeout
-      counted[count] = r.control;
-      // seq_cst: the reader half of the wake-up Dekker (see publish_position).
-      r.control->waiters.fetch_add(1, std::memory_order_seq_cst);
+      r.begin_sleep();
       words[count] = &r.control->wake_word;
       expected[count++] = r.control->wake_word.load(std::memory_order_acquire);
     }
@@ -168,8 +166,7 @@ bool Subscriber::wait(std::chrono::nanoseconds timeout) {
     const bool have = ready();
     const uint64_t now = monotonic_now_ns();
     if (!have && now < deadline) futex_wait_any(words, expected, count, deadline - now);
-    for (unsigned i = 0; i + 1 < count; ++i)
-      counted[i]->waiters.fetch_sub(1, std::memory_order_relaxed);  // relaxed: a stale count costs one futex_wake, no more
+    for (RingReader& r : readers_) r.end_sleep();
     if (have || ready()) {
       if (changed()) refresh();
       return true;

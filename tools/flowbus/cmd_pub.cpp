@@ -56,7 +56,7 @@ void add_pub_command(CLI::App& app) {
       try {
         events.push_back(codec.json_to_flatbuffer(documents[i]));
       } catch (const Error& e) {
-        std::fprintf(stderr, "flowbus pub: event %zu does not fit %s: %s\n", i + 1, topic->type.c_str(), e.what());
+        std::fprintf(stderr, "flowbus pub: event %zu: %s\n", i + 1, e.what());
         throw ExitCode{1};
       }
     }

@@ -33,6 +33,8 @@ struct PollResult {
   uint64_t missed = 0;         ///< events lost (Latest) or skipped after an eviction (Block)
   uint32_t evictions = 0;      ///< times this subscriber was evicted
   uint32_t corrupt_rings = 0;  ///< rings quarantined during this poll
+  uint32_t torn_views = 0;     ///< events handed to on_event while this subscriber was being
+                               ///< evicted: their bytes may have been reused as they were read
 };
 
 class Subscriber {
@@ -93,8 +95,8 @@ PollResult Subscriber::poll(F&& on_event, size_t max_events) {
     if (r.status == ReadStatus::Ok) {
       on_event(static_cast<const Event&>(event));
       ++result.delivered;
-      // An Evicted release is reported again, with its count, by the next read.
-      (void)release(event);
+      // The eviction itself (with its count) is reported by the next read.
+      if (release(event) == ReadStatus::Evicted) ++result.torn_views;
       continue;
     }
     if (r.status == ReadStatus::Empty) break;

@@ -109,26 +109,29 @@ static_assert(std::is_standard_layout_v<RingHeader>);
 //         | CursorSlot[kCursorSlots], 128 bytes each   |
 //         +-------------------------------------------+
 //
-// A cursor word packs [epoch:8][participant:8][position/32:48]. The epoch is
-// odd while the slot is owned and even while free; every claim and every
-// free (or eviction) bumps it, so an evicted owner's compare-and-swap fails
-// and it can never write into a slot that someone else now owns.
+// A cursor word packs [epoch:8][participant:8][participant epoch:8][position/32:40].
+// The epoch is odd while the slot is owned and even while free; every claim
+// and every free (or eviction) bumps it, so an evicted owner's compare-and-
+// swap fails and it can never write into a slot that someone else now owns.
+// The participant's own epoch (low 8 bits of its directory slot's epoch)
+// tells a live owner from a dead one whose participant slot was reused.
 // ---------------------------------------------------------------------------
 
 inline constexpr uint32_t kCursorSlots = 64;
-inline constexpr uint64_t kNeverMoved = ~0ull;  // last_moved_ns of a freshly claimed slot
 
 struct CursorWord {
-  static constexpr uint64_t kUnitsBits = 48;
+  static constexpr uint64_t kUnitsBits = 40;  // 32-byte units: a 32 TiB window, far above any capacity
   static constexpr uint64_t kUnitsMask = (1ull << kUnitsBits) - 1;
-  static uint64_t pack(uint32_t epoch, uint32_t participant, uint64_t position) {
+  static uint64_t pack(uint32_t epoch, uint32_t participant, uint32_t participant_epoch, uint64_t position) {
     return (uint64_t(epoch & 0xff) << 56) | (uint64_t(participant & 0xff) << 48) |
-           ((position / kRecordAlign) & kUnitsMask);
+           (uint64_t(participant_epoch & 0xff) << 40) | ((position / kRecordAlign) & kUnitsMask);
   }
+  static uint64_t freed(uint64_t word) { return pack(epoch(word) + 1, 0, 0, 0); }
   static uint32_t epoch(uint64_t word) { return uint32_t(word >> 56); }
   static uint32_t participant(uint64_t word) { return uint32_t(word >> 48) & 0xff; }
+  static uint32_t participant_epoch(uint64_t word) { return uint32_t(word >> 40) & 0xff; }
   static bool owned(uint64_t word) { return (epoch(word) & 1) != 0; }
-  /// The full position, given any position `near` within 2^53 bytes of it.
+  /// The full position, given any position `near` within 2^45 bytes above it.
   static uint64_t position(uint64_t word, uint64_t near) {
     const uint64_t near_units = near / kRecordAlign;
     const uint64_t behind = (near_units - (word & kUnitsMask)) & kUnitsMask;
@@ -138,9 +141,11 @@ struct CursorWord {
 
 struct CursorSlot {
   std::atomic<uint64_t> word;           // see CursorWord
-  std::atomic<uint64_t> last_moved_ns;  // CLOCK_MONOTONIC of the last move
-  std::atomic<uint64_t> evictions;      // times this slot's owner was evicted (for tools)
-  char pad[kLinePad - 24];
+  std::atomic<uint64_t> last_moved_ns;  // CLOCK_MONOTONIC when claimed or last seen idle (tools)
+  std::atomic<uint64_t> evictions;      // times this slot's owner was evicted (tools)
+  std::atomic<uint32_t> sleeping;       // 1 while its owner counts in ControlHeader::waiters
+  uint32_t reserved;
+  char pad[kLinePad - 32];
 };
 static_assert(sizeof(CursorSlot) == kLinePad);
 

@@ -24,6 +24,10 @@ inline uint64_t monotonic_now_ns() noexcept {
 /// Wakes every process sleeping on `word` (a shared futex).
 void futex_wake_all(std::atomic<uint32_t>* word) noexcept;
 
+/// futex_wake_all calls made by this process so far (tests prove with it that
+/// publishing makes no syscall while nobody sleeps).
+uint64_t futex_wake_calls() noexcept;
+
 /// Sleeps while *words[i] == expected[i] for all i, up to timeout_ns.
 /// Returns early on any wake, signal or change. At most 128 words.
 void futex_wait_any(std::atomic<uint32_t>* const* words, const uint32_t* expected,

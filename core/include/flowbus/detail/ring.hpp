@@ -69,14 +69,50 @@ const char* to_string(ReadStatus status) noexcept;
 
 namespace detail {
 
-/// Tells the writer whether the process behind a participant index lives.
+/// Tells the writer whether the owner of a cursor still lives.
 struct LivenessProbe {
-  bool (*alive)(const void* context, uint32_t participant) noexcept = nullptr;
+  bool (*alive)(const void* context, uint32_t participant, uint32_t participant_epoch) noexcept = nullptr;
   const void* context = nullptr;
-  bool operator()(uint32_t participant) const noexcept {
-    return alive == nullptr || alive(context, participant);
+  bool operator()(uint32_t participant, uint32_t participant_epoch) const noexcept {
+    return alive == nullptr || alive(context, participant, participant_epoch);
   }
 };
+
+/// The header fields after the commit word, copied once: shared memory may
+/// change under us (a lapping writer, a rogue process), and a copy cannot be
+/// re-read by the compiler after it was checked.
+struct RecordFields {
+  uint32_t size;
+  uint32_t offset_and_flags;
+  uint64_t sequence;
+  uint64_t time_ns;
+  uint64_t data_offset() const noexcept { return offset_and_flags & kOffsetMask; }
+  uint64_t length() const noexcept { return record_length(data_offset(), size); }
+  bool padding() const noexcept { return (offset_and_flags & kFlagPadding) != 0; }
+};
+static_assert(sizeof(RecordFields) == sizeof(RecordHeader) - 8);
+
+inline RecordFields read_fields(const RecordHeader* rec) noexcept {
+  RecordFields f;
+  std::memcpy(&f, reinterpret_cast<const uint8_t*>(rec) + 8, sizeof f);
+  return f;
+}
+
+/// Sane: starts after the header, fits before the end of the lap, known flags,
+/// and a padding record runs exactly to the end.
+inline bool fields_sane(const RecordFields& f, uint64_t room_to_end) noexcept {
+  const uint64_t len = f.length();
+  if (f.data_offset() < sizeof(RecordHeader) || len > room_to_end) return false;
+  if ((f.offset_and_flags & ~(kOffsetMask | kKnownFlags)) != 0) return false;
+  return !f.padding() || len == room_to_end;
+}
+
+/// Takes a sleeping reader out of the waiter count, once (whoever frees the
+/// slot or the reader itself on waking: the exchange decides who).
+inline void forget_sleeper(ControlHeader* control, CursorSlot& slot) noexcept {
+  if (slot.sleeping.exchange(0, std::memory_order_acq_rel) == 1)
+    control->waiters.fetch_sub(1, std::memory_order_relaxed);  // a hint for the writer: relaxed is enough
+}
 
 inline RecordHeader* record_at(uint8_t* records, uint64_t mask, uint64_t position) noexcept {
   return reinterpret_cast<RecordHeader*>(records + (position & mask));
@@ -92,7 +128,7 @@ struct RingWriter {
   uint64_t capacity = 0;
   uint64_t mask = 0;
   Policy policy = Policy::Block;
-  uint64_t slow_timeout_ns = 0;
+  uint64_t slow_timeout_ns = 0;  // UINT64_MAX: never evict a live reader
   LivenessProbe liveness;
 
   uint64_t write_position = 0;  // local copy of header->write_position
@@ -119,14 +155,15 @@ struct RingWriter {
     write_position = header->write_position.load(std::memory_order_acquire);
     next_sequence = header->next_sequence.load(std::memory_order_relaxed);
     tail = header->tail_position.load(std::memory_order_relaxed);
+    if (write_position % kRecordAlign != 0 || tail > write_position) tail = write_position;  // scribbled: keep nothing
     for (uint64_t walked = 0; walked < capacity;) {
-      RecordHeader* rec = record_at(records, mask, write_position);
+      const RecordHeader* rec = record_at(records, mask, write_position);
       if (rec->commit.load(std::memory_order_acquire) != write_position + 1) break;
-      const uint64_t len = record_length(rec->offset_and_flags & kOffsetMask, rec->size);
-      if (len == 0 || len > capacity - (write_position & mask)) break;
-      if (!(rec->offset_and_flags & kFlagPadding)) next_sequence = rec->sequence + 1;
-      write_position += len;
-      walked += len;
+      const RecordFields f = read_fields(rec);
+      if (!fields_sane(f, capacity - (write_position & mask))) break;
+      if (!f.padding()) next_sequence = f.sequence + 1;
+      write_position += f.length();
+      walked += f.length();
     }
     limit = write_position;  // forces a refresh (and a cursor scan) on the first publish
     header->next_sequence.store(next_sequence, std::memory_order_relaxed);
@@ -137,7 +174,7 @@ struct RingWriter {
   /// payload bytes. Never blocks. Thread: owner only.
   PublishStatus reserve(uint64_t data_offset, uint64_t size, Reservation& out) noexcept {
     const uint64_t len = record_length(data_offset, size);
-    if (len > capacity / 2 || data_offset > kOffsetMask) return PublishStatus::TooLarge;
+    if (len > capacity / 2 || data_offset + size > kOffsetMask) return PublishStatus::TooLarge;
     uint64_t position = write_position;
     const uint64_t room_to_end = capacity - (position & mask);
     const uint64_t padding = len > room_to_end ? room_to_end : 0;
@@ -155,8 +192,7 @@ struct RingWriter {
   }
 
   /// Makes the reserved record visible to readers. Thread: owner only.
-  void commit(const Reservation& r, uint32_t data_offset_and_flags, uint32_t size,
-              uint64_t time_ns) noexcept {
+  void commit(const Reservation& r, uint32_t data_offset_and_flags, uint32_t size, uint64_t time_ns) noexcept {
     auto* rec = reinterpret_cast<RecordHeader*>(r.record);
     rec->size = size;
     rec->offset_and_flags = data_offset_and_flags;
@@ -174,10 +210,10 @@ struct RingWriter {
     publish_position(time_ns);
   }
 
-  /// Writer bookkeeping after a commit, and the wake-up of sleeping readers.
+  /// Bookkeeping after a commit, and the wake-up of sleeping readers.
   void publish_position(uint64_t time_ns) noexcept {
-    // Relaxed: only read after a crash (recover) or by tools; ordered before
-    // write_position's store so a crash between the two is recoverable.
+    // Relaxed: only read after a crash (recover) or by tools; stored before
+    // write_position so that a crash between the two is recoverable.
     header->next_sequence.store(next_sequence, std::memory_order_relaxed);
     header->last_publish_ns.store(time_ns, std::memory_order_relaxed);
     // seq_cst, paired with the reader's seq_cst increment of waiters and its
@@ -189,21 +225,18 @@ struct RingWriter {
   }
 
   void wake_readers() noexcept {
-    // Release: a woken reader re-reads positions anyway; this just changes the
-    // futex word so a reader about to sleep on the old value returns at once.
+    // Release: a woken reader re-reads positions anyway; changing the word
+    // makes a reader about to sleep on the old value return at once.
     control->wake_word.fetch_add(1, std::memory_order_release);
     futex_wake_all(&control->wake_word);
   }
-
-  /// Bytes free for the writer before it would block (Block) or overwrite.
-  uint64_t free_bytes() const noexcept { return limit > write_position ? limit - write_position : 0; }
 
  private:
   void write_padding(uint64_t position, uint64_t padding) noexcept {
     auto* rec = record_at(records, mask, position);
     rec->size = uint32_t(padding - sizeof(RecordHeader));
     rec->offset_and_flags = uint32_t(sizeof(RecordHeader)) | kFlagPadding;
-    rec->sequence = next_sequence;
+    rec->sequence = next_sequence;  // the sequence of the record after it
     rec->time_ns = 0;
     // The record after the padding starts the next lap at offset 0; zero its
     // commit word first (relaxed: published by the release store below).
@@ -213,25 +246,24 @@ struct RingWriter {
     write_position = position + padding;
   }
 
-  /// Slowest owned cursor, or UINT64_MAX when there is none. Frees cursors of
-  /// dead owners and, when `blocked_below` is set, cursors that block the
-  /// writer and have not moved for the slow-consumer timeout.
-  uint64_t slowest_cursor(uint64_t blocked_below, uint64_t now_ns) noexcept {
+  /// Slowest owned cursor, or UINT64_MAX when there is none. When
+  /// `blocked_below` is set, frees the cursors below it whose owner is dead or
+  /// that have not moved for the slow-consumer timeout.
+  uint64_t slowest_cursor(uint64_t blocked_below, uint64_t now_ns, std::memory_order order) noexcept {
     uint64_t slowest = UINT64_MAX;
     for (uint32_t i = 0; i < kCursorSlots; ++i) {
       CursorSlot& slot = control->slots[i];
-      // Acquire: pairs with the reader's release CAS when it moves its cursor,
-      // so the reader's reads of the bytes it passed happen before we reuse them.
-      const uint64_t word = slot.word.load(std::memory_order_acquire);
+      // Acquire (at least): pairs with the reader's release CAS when it moves
+      // its cursor, so its reads of the bytes it passed happen before we reuse them.
+      const uint64_t word = slot.word.load(order);
       if (!CursorWord::owned(word)) continue;
       const uint64_t position = CursorWord::position(word, write_position);
       if (position > write_position) continue;  // a lying cursor cannot hold us back
       if (blocked_below != 0 && position < blocked_below && policy == Policy::Block) {
         if (watch[i].word != word) watch[i] = {word, now_ns};
         const bool stuck = slow_timeout_ns != UINT64_MAX && now_ns - watch[i].since_ns >= slow_timeout_ns;
-        if (stuck || !liveness(CursorWord::participant(word))) {
-          evict(slot, word);
-          continue;
+        if (stuck || !liveness(CursorWord::participant(word), CursorWord::participant_epoch(word))) {
+          if (evict(slot, word)) continue;
         }
       }
       slowest = std::min(slowest, position);
@@ -239,16 +271,16 @@ struct RingWriter {
     return slowest;
   }
 
-  void evict(CursorSlot& slot, uint64_t word) noexcept {
-    const uint64_t freed = CursorWord::pack(CursorWord::epoch(word) + 1, 0, 0);
+  bool evict(CursorSlot& slot, uint64_t word) noexcept {
     uint64_t expected = word;
     // acq_rel: acquire pairs with the owner's last release CAS (we are about to
     // reuse what it read); release publishes the free slot to claimers. If the
     // owner moved meanwhile the CAS fails and the cursor stays.
-    if (slot.word.compare_exchange_strong(expected, freed, std::memory_order_acq_rel)) {
-      slot.evictions.fetch_add(1, std::memory_order_relaxed);  // statistics only
-      ++evictions;
-    }
+    if (!slot.word.compare_exchange_strong(expected, CursorWord::freed(word), std::memory_order_acq_rel)) return false;
+    slot.evictions.fetch_add(1, std::memory_order_relaxed);  // statistics only
+    forget_sleeper(control, slot);
+    ++evictions;
+    return true;
   }
 
   /// Recomputes limit so that needed_end fits, if the readers allow it.
@@ -257,16 +289,19 @@ struct RingWriter {
     uint64_t wanted = write_position + run;
     if (policy == Policy::Block) {
       const uint64_t now = monotonic_now_ns();
-      const uint64_t slowest = slowest_cursor(needed_end > capacity ? needed_end - capacity : 0, now);
+      const uint64_t slowest =
+          slowest_cursor(needed_end > capacity ? needed_end - capacity : 0, now, std::memory_order_acquire);
       if (slowest != UINT64_MAX) wanted = std::min(wanted, slowest + capacity);
     }
     if (wanted < needed_end) return false;
     advance_tail(wanted > capacity ? wanted - capacity : 0);
-    // Dekker with joining readers: tail was stored seq_cst; now re-scan. A
-    // reader that claimed a slot below the new tail before our store is seen
-    // here; one that claims after it will see the new tail and jump past it.
+    // Dekker with joining readers: tail was stored seq_cst; the fence keeps
+    // the re-scan below from being satisfied before that store is visible
+    // (store-buffering). A reader that claimed a slot below the new tail
+    // before our store is seen here; one that claims later sees the new tail.
     if (policy == Policy::Block) {
-      const uint64_t slowest = slowest_cursor(0, 0);
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+      const uint64_t slowest = slowest_cursor(0, 0, std::memory_order_seq_cst);
       if (slowest != UINT64_MAX) wanted = std::min(wanted, slowest + capacity);
       if (wanted < needed_end) return false;
     }
@@ -276,16 +311,20 @@ struct RingWriter {
   }
 
   /// Moves tail to the first record boundary at or above `bound`, walking our
-  /// own committed records, and publishes it before any byte below it is reused.
+  /// own records, and publishes it before any byte below it is reused.
   void advance_tail(uint64_t bound) noexcept {
     if (tail >= bound) return;
     while (tail < bound && tail < write_position) {
-      const RecordHeader* rec = record_at(records, mask, tail);
-      tail += record_length(rec->offset_and_flags & kOffsetMask, rec->size);
+      const RecordFields f = read_fields(record_at(records, mask, tail));
+      if (!fields_sane(f, capacity - (tail & mask))) {
+        tail = std::min(bound, write_position);  // our own records were scribbled on: give them up
+        break;
+      }
+      tail += f.length();
     }
-    // seq_cst: the store half of the joiner Dekker (see refresh_limit), and,
-    // for Latest readers, the fence-fence pairing: a reader that sees bytes we
-    // write after this store sees this tail too (its acquire fence + load).
+    // seq_cst: the store half of the joiner Dekker (see refresh_limit). The
+    // release fence after it pairs with a Latest reader's acquire fence: a
+    // reader that sees bytes we write after this point also sees this tail.
     header->tail_position.store(tail, std::memory_order_seq_cst);
     std::atomic_thread_fence(std::memory_order_release);
   }
@@ -298,66 +337,77 @@ struct RingReader {
   const RingHeader* header = nullptr;
   const uint8_t* records = nullptr;
   ControlHeader* control = nullptr;
-  uint64_t capacity = 0;
+  uint64_t capacity = 0;  // validated when the segment was opened: never re-read from shared memory
   uint64_t mask = 0;
   Policy policy = Policy::Block;
   const RingContext* context = nullptr;
   uint32_t participant = 0;
+  uint32_t participant_epoch = 0;
   uint32_t ring_index = 0;
 
   int slot = -1;             // our cursor slot, -1 when we hold none
   uint64_t cursor_word = 0;  // what we last stored in it
   uint64_t position = 0;     // start of our next record
+  uint64_t published = 0;    // the position stored in cursor_word
   uint64_t expected_sequence = 0;
   bool sequence_known = false;
   bool sequence_estimated = false;  // expected_sequence may be one too high (set at join)
   bool quarantined = false;
-  bool evicted_pending = false;  // report Evicted on the next read
-  uint64_t missed = 0;           // events skipped, not yet reported
+  bool evicted_pending = false;     // report Evicted on the next read
+  uint32_t empty_peeks = 0;
+  uint64_t missed = 0;              // events skipped, not yet reported
 
   static const RecordHeader* record_at(const uint8_t* records, uint64_t mask, uint64_t p) noexcept {
     return reinterpret_cast<const RecordHeader*>(records + (p & mask));
   }
 
-  /// Claims a free cursor slot at `at` (then moves it up to tail if needed).
-  /// False when every slot is taken.
+  /// Claims a free cursor slot at `at`, then moves it up to tail if the
+  /// writer may already reuse those bytes. False when no slot could be had.
   bool join_at(uint64_t at) noexcept {
     for (uint32_t i = 0; i < kCursorSlots; ++i) {
       CursorSlot& s = control->slots[i];
       uint64_t word = s.word.load(std::memory_order_relaxed);
       if (CursorWord::owned(word)) continue;
-      const uint64_t mine = CursorWord::pack(CursorWord::epoch(word) + 1, participant, at);
+      const uint64_t mine = CursorWord::pack(CursorWord::epoch(word) + 1, participant, participant_epoch, at);
       // seq_cst: the claim half of the joiner Dekker (see the writer's refresh_limit).
       if (!s.word.compare_exchange_strong(word, mine, std::memory_order_seq_cst)) continue;
       s.last_moved_ns.store(monotonic_now_ns(), std::memory_order_relaxed);  // tools only
       slot = int(i);
       cursor_word = mine;
-      position = at;
-      return catch_up_with_tail();
+      position = published = at;
+      if (catch_up_with_tail()) return true;
+      leave();
+      return false;
     }
     return false;
   }
 
+  /// Joins at the write position. Its sequence is read between two equal
+  /// reads of write_position; the writer stores the sequence first, so the
+  /// estimate is the true one or one above it (peek corrects that).
   bool join_latest() noexcept {
-    // W first, then the sequence (the writer stores them in the other order),
-    // so the estimate is the sequence at W or one above it (see peek).
-    const uint64_t at = header->write_position.load(std::memory_order_acquire);
-    expected_sequence = header->next_sequence.load(std::memory_order_acquire);
-    sequence_known = true;
-    sequence_estimated = true;
+    uint64_t at = header->write_position.load(std::memory_order_acquire);
+    for (int i = 0; i < 100; ++i) {
+      expected_sequence = header->next_sequence.load(std::memory_order_acquire);
+      const uint64_t again = header->write_position.load(std::memory_order_acquire);
+      if (again == at) break;
+      at = again;
+    }
+    sequence_known = sequence_estimated = true;
     return join_at(at);
   }
   bool join_earliest() noexcept {
-    sequence_known = false;
+    sequence_known = sequence_estimated = false;
     return join_at(header->tail_position.load(std::memory_order_acquire));
   }
 
   void leave() noexcept {
     if (slot < 0) return;
+    CursorSlot& s = control->slots[slot];
+    forget_sleeper(control, s);
     uint64_t expected = cursor_word;
     // Release: our reads of the ring happen before anyone reuses the slot's bytes.
-    control->slots[slot].word.compare_exchange_strong(
-        expected, CursorWord::pack(CursorWord::epoch(cursor_word) + 1, 0, 0), std::memory_order_release);
+    s.word.compare_exchange_strong(expected, CursorWord::freed(cursor_word), std::memory_order_release);
     slot = -1;
   }
 
@@ -365,13 +415,20 @@ struct RingReader {
   /// move until release(). Thread: owner only.
   ReadStatus peek(Event& out) noexcept;
 
-  /// Moves the cursor past `event`. Evicted if our slot was freed meanwhile:
-  /// the bytes of `event` may have been reused while they were read.
+  /// Moves past `event`. Evicted if our slot was freed meanwhile: the bytes of
+  /// `event` may have been reused while they were read.
   ReadStatus release(const Event& event) noexcept {
     position = event.next_position_;
     expected_sequence = event.sequence_ + 1;
     sequence_known = true;
-    if (store_cursor()) return ReadStatus::Ok;
+    sequence_estimated = false;
+    // The writer looks at cursors once per quarter ring, so we publish ours
+    // once per eighth (and whenever we catch up, see peek): no CAS per event.
+    if (position - published >= capacity / 8) {
+      if (store_cursor()) return ReadStatus::Ok;
+    } else if (policy == Policy::Latest || still_owned()) {
+      return ReadStatus::Ok;
+    }
     rejoin_after_eviction();
     return ReadStatus::Evicted;
   }
@@ -390,25 +447,48 @@ struct RingReader {
     return header->write_position.load(std::memory_order_seq_cst) > position;
   }
 
+  /// Counts us among the ring's sleepers (before the last look and the futex wait).
+  void begin_sleep() noexcept {
+    if (slot < 0) return;
+    publish_progress();  // a sleeping reader must not hold the writer back
+    if (control->slots[slot].sleeping.exchange(1, std::memory_order_seq_cst) == 0)
+      // seq_cst: the increment half of the wake-up Dekker (see publish_position).
+      control->waiters.fetch_add(1, std::memory_order_seq_cst);
+  }
+  void end_sleep() noexcept {
+    if (slot >= 0) forget_sleeper(control, control->slots[slot]);
+  }
+
  private:
   /// Publishes our position. False if the slot was taken from us.
   bool store_cursor() noexcept {
     if (slot < 0) return false;
-    const uint64_t next = CursorWord::pack(CursorWord::epoch(cursor_word), participant, position);
-    if (next == cursor_word) {
-      // Unchanged, but still check that the slot is ours.
-      return control->slots[slot].word.load(std::memory_order_relaxed) == cursor_word;
-    }
+    const uint64_t next = CursorWord::pack(CursorWord::epoch(cursor_word), participant, participant_epoch, position);
+    if (next == cursor_word) return still_owned();
     uint64_t expected = cursor_word;
     // Release, paired with the writer's acquire load of cursors: our reads of
     // the records we pass happen before the writer reuses their bytes. A
     // failure means the writer evicted us (the epoch moved on).
-    if (control->slots[slot].word.compare_exchange_strong(expected, next, std::memory_order_release,
-                                                          std::memory_order_relaxed)) {
-      cursor_word = next;
-      return true;
-    }
-    return false;
+    if (!control->slots[slot].word.compare_exchange_strong(expected, next, std::memory_order_release,
+                                                          std::memory_order_relaxed))
+      return false;
+    cursor_word = next;
+    published = position;
+    return true;
+  }
+
+  bool still_owned() const noexcept {
+    // Relaxed: only asks "was I evicted?"; our own line, rarely touched by others.
+    return slot >= 0 && control->slots[slot].word.load(std::memory_order_relaxed) == cursor_word;
+  }
+
+  void publish_progress() noexcept {
+    if (position != published && !store_cursor()) rejoin_after_eviction();
+  }
+
+  void quarantine() noexcept {
+    quarantined = true;
+    leave();  // a reader that stops reading must not hold the writer back
   }
 
   /// Moves the cursor to tail if the writer may reuse the bytes we sit on.
@@ -416,130 +496,131 @@ struct RingReader {
     for (int round = 0; round < 1000; ++round) {
       // seq_cst: the load half of the joiner Dekker.
       const uint64_t tail = header->tail_position.load(std::memory_order_seq_cst);
+      if (tail % kRecordAlign != 0) return false;
       if (tail <= position) return true;
-      note_jump(tail);
+      position = tail;
       if (!store_cursor()) return false;
     }
-    return false;  // the writer outruns us a thousand times in a row
+    return false;  // the writer outran us a thousand times in a row
   }
 
-  /// We skip to `tail`: count what we miss by the sequence found there.
-  void note_jump(uint64_t tail) noexcept {
-    position = tail;
-    sequence_estimated = false;
-    if (!sequence_known) return;
-    uint64_t first = header->next_sequence.load(std::memory_order_acquire);
-    const RecordHeader* rec = record_at(records, mask, tail);
-    if (rec->commit.load(std::memory_order_acquire) == tail + 1 && !(rec->offset_and_flags & kFlagPadding) &&
-        rec->sequence < first)
-      first = rec->sequence;
-    if (first > expected_sequence) {
-      missed += first - expected_sequence;
-      expected_sequence = first;
-    }
-  }
-
+  /// We were evicted: take a slot again at our position (moved up to tail).
+  /// The sequence we expect is kept, so the next record found tells exactly
+  /// how many we missed.
   void rejoin_after_eviction() noexcept {
     evicted_pending = true;
     slot = -1;
-    const bool known = sequence_known;
-    const uint64_t expected = expected_sequence;
-    if (!join_at(position)) {
-      quarantined = true;  // no free slot: we cannot read this ring safely any more
-      return;
+    if (!join_at(position)) quarantine();
+  }
+
+  /// The record at our cursor is not there. Were we lapped or evicted, or is
+  /// there simply nothing new?
+  enum class Gap { Retry, Empty, Corrupt };
+  Gap no_record_at_cursor() noexcept {
+    if (policy == Policy::Block) {
+      // A live cursor is never passed by the writer: unless we were evicted,
+      // there is nothing new. Our slot word stays in our cache; the writer's
+      // lines are not touched on this path.
+      if (!still_owned()) {
+        rejoin_after_eviction();
+        return quarantined ? Gap::Corrupt : Gap::Retry;
+      }
+      publish_progress();  // caught up: let the writer have the space
+    } else {
+      // Latest: tail moves once per quarter ring, so this line is mostly cached.
+      std::atomic_thread_fence(std::memory_order_acquire);
+      const uint64_t tail = header->tail_position.load(std::memory_order_relaxed);
+      if (tail > position) {
+        position = tail;
+        return Gap::Retry;
+      }
     }
-    if (known) sequence_known = true, expected_sequence = std::min(expected_sequence, expected);
+    return (++empty_peeks & 63) == 0 ? look_for_damage() : Gap::Empty;
+  }
+
+  /// Now and then an empty ring is checked: if the writer is past us yet no
+  /// commit is at our cursor, the ring was scribbled on.
+  Gap look_for_damage() noexcept {
+    const uint64_t tail = header->tail_position.load(std::memory_order_acquire);
+    const uint64_t write = header->write_position.load(std::memory_order_acquire);
+    if (tail % kRecordAlign != 0 || write % kRecordAlign != 0 || tail > write) return Gap::Corrupt;
+    // write_position moves after commit (release, then seq_cst), so once it is
+    // past us the commit must be visible, unless the record was overwritten.
+    if (write > position && record_at(records, mask, position)->commit.load(std::memory_order_acquire) != position + 1)
+      return still_valid_at(position) ? Gap::Corrupt : Gap::Retry;
+    return Gap::Empty;
+  }
+
+  /// After reading a record that turns out insane: torn by a lap (retry at
+  /// tail), or damaged (quarantine).
+  bool torn_by_lap() noexcept {
+    if (still_valid_at(position)) return false;
+    const uint64_t tail = header->tail_position.load(std::memory_order_relaxed);
+    if (tail > position) position = tail;
+    return true;
   }
 };
 
 inline ReadStatus RingReader::peek(Event& out) noexcept {
   if (quarantined) return ReadStatus::Corrupt;
-  for (uint64_t skipped = 0; skipped <= capacity;) {
+  for (int round = 0; round < 1024; ++round) {
     const RecordHeader* rec = record_at(records, mask, position);
     // SYNC POINT: pairs with the writer's release store of commit; after it,
     // the header fields and payload of this record are complete.
-    const uint64_t commit = rec->commit.load(std::memory_order_acquire);
-    if (commit != position + 1) {
-      // Not written yet at this lap, or we were lapped (Latest) or evicted (Block).
-      const uint64_t tail = header->tail_position.load(std::memory_order_acquire);
-      const uint64_t write = header->write_position.load(std::memory_order_acquire);
-      if (tail > write || write - tail > capacity || tail % kRecordAlign != 0) {
-        quarantined = true;
-        return ReadStatus::Corrupt;
-      }
-      if (tail > position) {
-        if (policy == Policy::Block && !store_cursor()) {
-          rejoin_after_eviction();
-          if (quarantined) return ReadStatus::Corrupt;
-        }
-        note_jump(tail);
-        if (slot >= 0 && !store_cursor()) rejoin_after_eviction();
-        if (quarantined) return ReadStatus::Corrupt;
-        continue;
-      }
-      // write_position moves after commit (release/seq_cst), so once it is past
-      // us the commit must be visible: if it is not, the ring was scribbled on.
-      if (write > position && rec->commit.load(std::memory_order_acquire) != position + 1) {
-        quarantined = true;
-        return ReadStatus::Corrupt;
-      }
-      return ReadStatus::Empty;
-    }
-    const uint32_t size = rec->size;
-    const uint32_t offset_flags = rec->offset_and_flags;
-    const uint64_t data_offset = offset_flags & kOffsetMask;
-    const uint64_t room_to_end = capacity - (position & mask);
-    const uint64_t len = record_length(data_offset, size);
-    bool sane = data_offset >= sizeof(RecordHeader) && len <= room_to_end &&
-                (offset_flags & ~(kOffsetMask | kKnownFlags)) == 0;
-    if (sane && (offset_flags & kFlagPadding)) sane = len == room_to_end;
-    if (!sane) {
-      if (policy == Policy::Latest && !still_valid_at(position)) continue;  // torn by a lap: retry
-      quarantined = true;
+    if (rec->commit.load(std::memory_order_acquire) != position + 1) {
+      const Gap gap = no_record_at_cursor();
+      if (gap == Gap::Retry) continue;
+      if (gap == Gap::Empty) return ReadStatus::Empty;
+      quarantine();
       return ReadStatus::Corrupt;
     }
-    if (offset_flags & kFlagPadding) {
-      position += len;
-      skipped += len;
+    const RecordFields f = read_fields(rec);
+    const uint64_t room_to_end = capacity - (position & mask);
+    if (!fields_sane(f, room_to_end)) {
+      if (torn_by_lap()) continue;
+      quarantine();
+      return ReadStatus::Corrupt;
+    }
+    if (f.padding()) {
+      position += f.length();
       continue;
     }
     const uint8_t* base = reinterpret_cast<const uint8_t*>(rec);
     std::string_view subject;
-    if (offset_flags & kFlagHasSubject) {
+    if (f.offset_and_flags & kFlagHasSubject) {
       uint16_t n;
       std::memcpy(&n, base + sizeof(RecordHeader), sizeof n);
-      if (sizeof(RecordHeader) + 2 + n > data_offset) {
-        if (policy == Policy::Latest && !still_valid_at(position)) continue;
-        quarantined = true;
+      if (sizeof(RecordHeader) + 2 + n > f.data_offset()) {
+        if (torn_by_lap()) continue;
+        quarantine();
         return ReadStatus::Corrupt;
       }
       subject = std::string_view(reinterpret_cast<const char*>(base + sizeof(RecordHeader) + 2), n);
     }
-    const uint64_t sequence = rec->sequence;
-    out.data_ = base + data_offset;
-    out.size_ = size;
-    out.sequence_ = sequence;
-    out.time_ns_ = rec->time_ns;
+    out.data_ = base + f.data_offset();
+    out.size_ = f.size;
+    out.sequence_ = f.sequence;
+    out.time_ns_ = f.time_ns;
     out.position_ = position;
-    out.next_position_ = position + len;
+    out.next_position_ = position + f.length();
     out.subject_ = subject;
     out.context_ = context;
     out.ring_index_ = ring_index;
-    if (policy == Policy::Latest && !still_valid_at(position)) continue;  // torn under us: retry
-    if (sequence_estimated && sequence + 1 == expected_sequence) expected_sequence = sequence;
+    if (policy == Policy::Latest && torn_by_lap()) continue;  // overwritten while we looked
+    if (sequence_estimated && f.sequence + 1 == expected_sequence) expected_sequence = f.sequence;
     sequence_estimated = false;
-    if (sequence_known && sequence != expected_sequence) {
-      if (sequence < expected_sequence) {
-        quarantined = true;
+    if (sequence_known && f.sequence != expected_sequence) {
+      if (f.sequence < expected_sequence) {  // sequences only grow: this ring is damaged
+        quarantine();
         return ReadStatus::Corrupt;
       }
-      missed += sequence - expected_sequence;
-      expected_sequence = sequence;
+      missed += f.sequence - expected_sequence;
+      expected_sequence = f.sequence;
     }
+    empty_peeks = 0;
     return ReadStatus::Ok;
   }
-  quarantined = true;  // a full lap of padding: nothing sane is written here
-  return ReadStatus::Corrupt;
+  return ReadStatus::Empty;  // the writer outruns us: come back on the next read
 }
 
 }  // namespace detail

@@ -1,0 +1,80 @@
+/* flowbus C ABI: opaque handles, flowbus_<noun>_<verb>, integer status plus a
+ * thread-local last-error message. Thread rules are those of the C++ API:
+ * a publisher or subscriber is used by one thread at a time. */
+#ifndef FLOWBUS_H
+#define FLOWBUS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct flowbus_bus flowbus_bus;
+typedef struct flowbus_publisher flowbus_publisher;
+typedef struct flowbus_subscriber flowbus_subscriber;
+
+enum flowbus_status {
+  FLOWBUS_OK = 0,
+  FLOWBUS_FULL = 1,      /* block policy: no room yet */
+  FLOWBUS_EMPTY = 2,     /* nothing to read */
+  FLOWBUS_EVICTED = 3,   /* the subscriber was evicted; `missed` events skipped */
+  FLOWBUS_LOST = 4,      /* latest policy: lapped; `missed` events lost */
+  FLOWBUS_CORRUPT = 5,   /* a ring failed a consistency check and is no longer read */
+  FLOWBUS_TOO_LARGE = 6, /* the event can never fit the ring */
+  FLOWBUS_TIMEOUT = 7,
+  FLOWBUS_ERROR = -1     /* see flowbus_last_error() */
+};
+
+enum flowbus_policy { FLOWBUS_POLICY_BLOCK = 0, FLOWBUS_POLICY_LATEST = 1 };
+
+/* One event read in place. data points into shared memory and stays valid
+ * until flowbus_subscriber_release. Strings are NUL-terminated and live as
+ * long as the subscriber. */
+typedef struct flowbus_event {
+  const uint8_t* data;
+  size_t size;
+  uint64_t sequence;
+  uint64_t time_ns; /* since the Unix epoch */
+  uint64_t publisher_id;
+  uint64_t missed;  /* with FLOWBUS_EVICTED or FLOWBUS_LOST */
+  const char* topic;
+  const char* source;
+  const char* type;
+  const char* dataschema;
+  const char* datacontenttype;
+  const char* subject; /* not NUL-terminated: subject_len bytes */
+  size_t subject_len;
+} flowbus_event;
+
+/* The message of the last failed call on this thread ("" if none). */
+const char* flowbus_last_error(void);
+
+flowbus_bus* flowbus_bus_open(const char* name);
+void flowbus_bus_close(flowbus_bus* bus);
+
+/* Registers a topic from a .fbs (or .bfbs) file; type NULL = the schema's root_type. */
+int flowbus_topic_create(flowbus_bus* bus, const char* topic, const char* schema_file, const char* type,
+                         int policy, uint64_t ring_size);
+
+flowbus_publisher* flowbus_publisher_open(flowbus_bus* bus, const char* topic, const char* name);
+void flowbus_publisher_close(flowbus_publisher* publisher);
+/* Never waits. */
+int flowbus_publisher_try_publish(flowbus_publisher* publisher, const void* data, size_t size);
+/* Waits up to timeout_ns for room. */
+int flowbus_publisher_publish(flowbus_publisher* publisher, const void* data, size_t size, uint64_t timeout_ns);
+
+flowbus_subscriber* flowbus_subscriber_open(flowbus_bus* bus, const char* pattern, int from_earliest);
+void flowbus_subscriber_close(flowbus_subscriber* subscriber);
+/* FLOWBUS_OK fills *event; release it before the next read. */
+int flowbus_subscriber_read(flowbus_subscriber* subscriber, flowbus_event* event);
+int flowbus_subscriber_release(flowbus_subscriber* subscriber);
+/* FLOWBUS_OK when something may be readable, FLOWBUS_TIMEOUT otherwise. */
+int flowbus_subscriber_wait(flowbus_subscriber* subscriber, uint64_t timeout_ns);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FLOWBUS_H */

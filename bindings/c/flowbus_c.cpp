@@ -1,0 +1,173 @@
+// The C ABI over the C++ core: exceptions become FLOWBUS_ERROR plus a message.
+#include "flowbus.h"
+
+#include <string>
+
+#include "flowbus/bus.hpp"
+#include "flowbus/error.hpp"
+#include "flowbus/schema.hpp"
+
+struct flowbus_bus {
+  flowbus::Bus bus;
+};
+struct flowbus_publisher {
+  flowbus::Publisher publisher;
+};
+struct flowbus_subscriber {
+  flowbus::Subscriber subscriber;
+  flowbus::Event held;
+  bool holding = false;
+};
+
+namespace {
+
+thread_local std::string t_last_error;
+
+template <class F>
+auto guarded(F&& f, decltype(f()) on_error) noexcept -> decltype(f()) {
+  try {
+    t_last_error.clear();
+    return f();
+  } catch (const std::exception& e) {
+    t_last_error = e.what();
+  } catch (...) {
+    t_last_error = "unknown error";
+  }
+  return on_error;
+}
+
+int to_c(flowbus::PublishStatus s) {
+  switch (s) {
+    case flowbus::PublishStatus::Ok: return FLOWBUS_OK;
+    case flowbus::PublishStatus::Full: return FLOWBUS_FULL;
+    case flowbus::PublishStatus::TooLarge: return FLOWBUS_TOO_LARGE;
+  }
+  return FLOWBUS_ERROR;
+}
+
+int to_c(flowbus::ReadStatus s) {
+  switch (s) {
+    case flowbus::ReadStatus::Ok: return FLOWBUS_OK;
+    case flowbus::ReadStatus::Empty: return FLOWBUS_EMPTY;
+    case flowbus::ReadStatus::Evicted: return FLOWBUS_EVICTED;
+    case flowbus::ReadStatus::Lost: return FLOWBUS_LOST;
+    case flowbus::ReadStatus::Corrupt: return FLOWBUS_CORRUPT;
+  }
+  return FLOWBUS_ERROR;
+}
+
+bool check(const void* handle, const char* what) {
+  if (handle != nullptr) return true;
+  t_last_error = std::string(what) + " is NULL";
+  return false;
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* flowbus_last_error(void) { return t_last_error.c_str(); }
+
+flowbus_bus* flowbus_bus_open(const char* name) {
+  if (!check(name, "name")) return nullptr;
+  return guarded([&] { return new flowbus_bus{flowbus::Bus::open(name)}; }, static_cast<flowbus_bus*>(nullptr));
+}
+
+void flowbus_bus_close(flowbus_bus* bus) { delete bus; }
+
+int flowbus_topic_create(flowbus_bus* bus, const char* topic, const char* schema_file, const char* type, int policy,
+                         uint64_t ring_size) {
+  if (!check(bus, "bus") || !check(topic, "topic") || !check(schema_file, "schema_file")) return FLOWBUS_ERROR;
+  return guarded(
+      [&] {
+        flowbus::TopicSpec spec;
+        spec.name = topic;
+        spec.schema = flowbus::compile_schema_file(schema_file);
+        spec.type = type != nullptr ? type : flowbus::schema_root_type(spec.schema);
+        spec.policy = policy == FLOWBUS_POLICY_LATEST ? flowbus::Policy::Latest : flowbus::Policy::Block;
+        if (ring_size != 0) spec.ring_size = ring_size;
+        bus->bus.create_topic(spec);
+        return int(FLOWBUS_OK);
+      },
+      int(FLOWBUS_ERROR));
+}
+
+flowbus_publisher* flowbus_publisher_open(flowbus_bus* bus, const char* topic, const char* name) {
+  if (!check(bus, "bus") || !check(topic, "topic")) return nullptr;
+  return guarded(
+      [&] {
+        flowbus::PublisherOptions options;
+        if (name != nullptr) options.name = name;
+        return new flowbus_publisher{bus->bus.publisher(topic, options)};
+      },
+      static_cast<flowbus_publisher*>(nullptr));
+}
+
+void flowbus_publisher_close(flowbus_publisher* publisher) { delete publisher; }
+
+int flowbus_publisher_try_publish(flowbus_publisher* p, const void* data, size_t size) {
+  return to_c(p->publisher.try_publish({static_cast<const uint8_t*>(data), size}));
+}
+
+int flowbus_publisher_publish(flowbus_publisher* p, const void* data, size_t size, uint64_t timeout_ns) {
+  return to_c(p->publisher.publish({static_cast<const uint8_t*>(data), size},
+                                   std::chrono::nanoseconds(int64_t(std::min<uint64_t>(timeout_ns, INT64_MAX)))));
+}
+
+flowbus_subscriber* flowbus_subscriber_open(flowbus_bus* bus, const char* pattern, int from_earliest) {
+  if (!check(bus, "bus") || !check(pattern, "pattern")) return nullptr;
+  return guarded(
+      [&] {
+        flowbus::SubscriberOptions options;
+        options.from = from_earliest ? flowbus::StartAt::Earliest : flowbus::StartAt::Latest;
+        return new flowbus_subscriber{bus->bus.subscribe(pattern, options), {}, false};
+      },
+      static_cast<flowbus_subscriber*>(nullptr));
+}
+
+void flowbus_subscriber_close(flowbus_subscriber* subscriber) { delete subscriber; }
+
+int flowbus_subscriber_read(flowbus_subscriber* s, flowbus_event* out) {
+  if (s->holding) {
+    t_last_error = "release the event you hold (flowbus_subscriber_release) before reading the next";
+    return FLOWBUS_ERROR;
+  }
+  const flowbus::ReadResult r = s->subscriber.read(s->held);
+  *out = flowbus_event{};
+  out->missed = r.missed;
+  if (r.status == flowbus::ReadStatus::Ok) {
+    const flowbus::Event& e = s->held;
+    s->holding = true;
+    out->data = e.data();
+    out->size = e.size();
+    out->sequence = e.sequence();
+    out->time_ns = e.time_ns();
+    out->publisher_id = e.context().publisher_id;
+    out->topic = e.topic().c_str();
+    out->source = e.source().c_str();
+    out->type = e.type().c_str();
+    out->dataschema = e.dataschema().c_str();
+    out->datacontenttype = e.datacontenttype().c_str();
+    out->subject = e.subject().data();
+    out->subject_len = e.subject().size();
+  }
+  return to_c(r.status);
+}
+
+int flowbus_subscriber_release(flowbus_subscriber* s) {
+  if (!s->holding) return FLOWBUS_OK;
+  s->holding = false;
+  return to_c(s->subscriber.release(s->held));
+}
+
+int flowbus_subscriber_wait(flowbus_subscriber* s, uint64_t timeout_ns) {
+  return guarded(
+      [&] {
+        return s->subscriber.wait(std::chrono::nanoseconds(int64_t(std::min<uint64_t>(timeout_ns, INT64_MAX))))
+                   ? int(FLOWBUS_OK)
+                   : int(FLOWBUS_TIMEOUT);
+      },
+      int(FLOWBUS_ERROR));
+}
+
+}  // extern "C"

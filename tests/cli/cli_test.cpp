@@ -1,0 +1,290 @@
+// The flowbus command line, run as a real process: exit codes, stdout and
+// stderr, and the JSON it prints (parsed strictly, through FlexBuffers).
+#include <dirent.h>
+#include <gtest/gtest.h>
+
+#include <flatbuffers/flexbuffers.h>
+#include <flatbuffers/idl.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "child_process.hpp"
+#include "flowbus/bus.hpp"
+#include "test_bus.hpp"
+
+using namespace flowbus;
+using namespace flowbus::testing;
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::string kCli = FLOWBUS_BINARY_DIR "/bin/flowbus";
+const std::string kOrderJson = R"({"id":7,"customer":"acme","sku":"A-1","quantity":2,"price_cents":1999})";
+
+using Outcome = ChildProcess::Outcome;
+
+Outcome flowbus_cli(const std::vector<std::string>& args, std::chrono::milliseconds timeout = 30s) {
+  std::vector<std::string> argv{kCli};
+  argv.insert(argv.end(), args.begin(), args.end());
+  ChildProcess c(argv, {.pipe_stdin = false, .capture_stderr = true});
+  Outcome o = c.communicate(timeout);
+  EXPECT_TRUE(o.finished) << "flowbus did not finish within " << timeout.count() << " ms";
+  return o;
+}
+
+std::string describe(const Outcome& o) { return "exit " + std::to_string(o.exit_code) + "\nstdout:\n" + o.out + "stderr:\n" + o.err; }
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) out.push_back(line);
+  return out;
+}
+
+/// One strict JSON document, parsed into a FlexBuffer we can walk.
+class Json {
+ public:
+  explicit Json(const std::string& text) {
+    flatbuffers::IDLOptions options;
+    options.strict_json = true;
+    flatbuffers::Parser parser(options);
+    flexbuffers::Builder builder;
+    ok_ = parser.ParseFlexBuffer(text.c_str(), nullptr, &builder);
+    error_ = parser.error_;
+    if (ok_) buffer_ = builder.GetBuffer();
+  }
+  bool ok() const { return ok_; }
+  const std::string& error() const { return error_; }
+  flexbuffers::Map root() const { return flexbuffers::GetRoot(buffer_).AsMap(); }
+
+ private:
+  bool ok_ = false;
+  std::string error_;
+  std::vector<uint8_t> buffer_;
+};
+
+std::string str(const flexbuffers::Map& m, const char* key) { return m[key].IsString() ? m[key].AsString().str() : "<not a string>"; }
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+std::set<std::string> shm_entries(const std::string& prefix) {
+  std::set<std::string> out;
+  if (DIR* d = ::opendir("/dev/shm")) {
+    while (const dirent* e = ::readdir(d))
+      if (std::string(e->d_name).rfind(prefix, 0) == 0) out.insert(e->d_name);
+    ::closedir(d);
+  }
+  return out;
+}
+
+/// A bus (removed at the end of the test) with topic orders.created.
+struct OrdersBus {
+  ScopedBusName name{"cli"};
+  OrdersBus() {
+    const Outcome o = flowbus_cli({"topic", "create", name.name, "orders.created", "--schema", example_schema("order.fbs")});
+    EXPECT_EQ(o.exit_code, 0) << describe(o);
+  }
+  Outcome pub(const std::string& json, const std::vector<std::string>& more = {}) const {
+    std::vector<std::string> args{"pub", name.name, "orders.created", "--json", json};
+    args.insert(args.end(), more.begin(), more.end());
+    return flowbus_cli(args);
+  }
+  Outcome sub(const std::vector<std::string>& more) const {
+    std::vector<std::string> args{"sub", name.name, "orders.>", "--from", "earliest"};
+    args.insert(args.end(), more.begin(), more.end());
+    return flowbus_cli(args);
+  }
+};
+
+TEST(CliTest, EverySubcommandAnswersHelpAndExitsZero) {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases{
+      {{"--help"}, "Subcommands:"},
+      {{"topic", "--help"}, "create"},
+      {{"topic", "create", "--help"}, "--schema"},
+      {{"topic", "ls", "--help"}, "--json"},
+      {{"pub", "--help"}, "--name"},
+      {{"sub", "--help"}, "--timeout"},
+      {{"gc", "--help"}, "--force"},
+      {{"demo", "--help"}, "--seconds"},
+  };
+  for (const auto& [args, mentions] : cases) {
+    const Outcome o = flowbus_cli(args);
+    const std::string what = "flowbus " + args[0] + (args.size() > 1 ? " " + args[1] : "");
+    EXPECT_EQ(o.exit_code, 0) << what << "\n" << describe(o);
+    EXPECT_NE(o.out.find("Usage:"), std::string::npos) << what << "\n" << describe(o);
+    EXPECT_NE(o.out.find(mentions), std::string::npos) << what << " does not mention " << mentions << "\n" << describe(o);
+  }
+}
+
+TEST(CliTest, TopicCreateThenLsJsonShowsEachTopicWithItsTypeAndPolicy) {
+  ScopedBusName name("cli");
+  Outcome o = flowbus_cli({"topic", "create", name.name, "orders.created", "--schema", example_schema("order.fbs")});
+  ASSERT_EQ(o.exit_code, 0) << describe(o);
+  o = flowbus_cli({"topic", "create", name.name, "sensor.temp.line1", "--schema", example_schema("sensor.fbs"),
+                   "--type", "examples.SensorReading", "--policy", "latest", "--ring-size", "64KiB", "--json"});
+  ASSERT_EQ(o.exit_code, 0) << describe(o);
+  const Json created(lines_of(o.out).at(0));
+  ASSERT_TRUE(created.ok()) << created.error() << "\n" << o.out;
+  EXPECT_EQ(str(created.root(), "policy"), "latest");
+
+  o = flowbus_cli({"topic", "ls", name.name, "--json"});
+  ASSERT_EQ(o.exit_code, 0) << describe(o);
+  const auto lines = lines_of(o.out);
+  ASSERT_EQ(lines.size(), 2u) << describe(o);
+  std::map<std::string, std::pair<std::string, std::string>> seen;  // topic -> type, policy
+  for (const std::string& line : lines) {
+    const Json j(line);
+    ASSERT_TRUE(j.ok()) << j.error() << "\n" << line;
+    seen[str(j.root(), "topic")] = {str(j.root(), "type"), str(j.root(), "policy")};
+    if (str(j.root(), "topic") == "sensor.temp.line1") {
+      EXPECT_EQ(j.root()["ring_size"].AsUInt64(), 64u * 1024) << line;
+    }
+  }
+  EXPECT_EQ(seen["orders.created"], std::make_pair(std::string("examples.Order"), std::string("block"))) << o.out;
+  EXPECT_EQ(seen["sensor.temp.line1"], std::make_pair(std::string("examples.SensorReading"), std::string("latest"))) << o.out;
+}
+
+TEST(CliTest, PubThenSubJsonPrintsOneCloudEventPerLineWithThePublishedData) {
+  OrdersBus bus;
+  Outcome o = bus.pub(kOrderJson, {"--count", "3", "--name", "shop"});
+  ASSERT_EQ(o.exit_code, 0) << describe(o);
+  o = bus.sub({"--count", "3", "--timeout", "2", "--json"});
+  ASSERT_EQ(o.exit_code, 0) << describe(o);
+  const auto lines = lines_of(o.out);
+  ASSERT_EQ(lines.size(), 3u) << describe(o);
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const Json j(lines[i]);
+    ASSERT_TRUE(j.ok()) << j.error() << "\n" << lines[i];
+    const flexbuffers::Map e = j.root();
+    EXPECT_EQ(str(e, "specversion"), "1.0") << lines[i];
+    std::string id_suffix = "-";
+    id_suffix += std::to_string(i);  // (not "-" + ...: GCC 12 warns falsely, -Wrestrict)
+    EXPECT_TRUE(ends_with(str(e, "id"), id_suffix)) << lines[i];
+    EXPECT_EQ(str(e, "source").rfind("flowbus://", 0), 0u) << lines[i];
+    EXPECT_TRUE(ends_with(str(e, "source"), "/" + bus.name.name + "/shop")) << lines[i];
+    EXPECT_EQ(str(e, "type"), "examples.Order") << lines[i];
+    EXPECT_EQ(str(e, "time").size(), 30u) << lines[i];  // 2026-11-28T11:16:40.797549403Z
+    EXPECT_TRUE(ends_with(str(e, "time"), "Z")) << lines[i];
+    EXPECT_EQ(str(e, "datacontenttype"), "application/x-flatbuffers") << lines[i];
+    EXPECT_EQ(str(e, "dataschema").rfind("flowbus:schema/fnv1a64:", 0), 0u) << lines[i];
+    EXPECT_EQ(str(e, "flowbustopic"), "orders.created") << lines[i];
+    EXPECT_EQ(e["flowbusseq"].AsUInt64(), i) << lines[i];
+    ASSERT_TRUE(e["data"].IsMap()) << lines[i];
+    const flexbuffers::Map data = e["data"].AsMap();
+    EXPECT_EQ(data["id"].AsUInt64(), 7u) << lines[i];
+    EXPECT_EQ(str(data, "customer"), "acme") << lines[i];
+    EXPECT_EQ(str(data, "sku"), "A-1") << lines[i];
+    EXPECT_EQ(data["quantity"].AsUInt64(), 2u) << lines[i];
+    EXPECT_EQ(data["price_cents"].AsUInt64(), 1999u) << lines[i];
+  }
+}
+
+TEST(CliTest, SubWithATimeoutFailsWithAMessageUnlessItGotTheCount) {
+  OrdersBus bus;
+  ASSERT_EQ(bus.pub(kOrderJson, {"--count", "3"}).exit_code, 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  Outcome o = bus.sub({"--timeout", "0.5", "--count", "5"});
+  EXPECT_NE(o.exit_code, 0) << describe(o);
+  EXPECT_NE(o.err.find("3 of 5"), std::string::npos) << describe(o);
+  EXPECT_EQ(lines_of(o.out).size(), 3u) << describe(o);
+  EXPECT_LT(ms_since(t0), 5000);
+  o = bus.sub({"--timeout", "0.5", "--count", "3"});
+  EXPECT_EQ(o.exit_code, 0) << describe(o);
+  EXPECT_EQ(lines_of(o.out).size(), 3u) << describe(o);
+}
+
+TEST(CliTest, PubRefusesJsonThatDoesNotFitTheSchemaNamingTheField) {
+  OrdersBus bus;
+  const Outcome o = bus.pub(R"({"id":1,"colour":"red"})");
+  EXPECT_NE(o.exit_code, 0) << describe(o);
+  EXPECT_NE(o.err.find("colour"), std::string::npos) << describe(o);
+  EXPECT_NE(o.err.find("examples.Order"), std::string::npos) << describe(o);
+  // Nothing was published.
+  const Outcome s = bus.sub({"--timeout", "0.3"});
+  EXPECT_EQ(s.exit_code, 0) << describe(s);
+  EXPECT_EQ(s.out, "") << describe(s);
+}
+
+TEST(CliTest, PubRefusesAValueOfTheWrongTypeNamingTheField) {
+  OrdersBus bus;
+  for (const char* json : {R"({"id":1,"quantity":"lots"})", R"({"id":1,"quantity":-1})", R"({"id":1,"price_cents":true})"}) {
+    const Outcome o = bus.pub(json);
+    EXPECT_NE(o.exit_code, 0) << json << "\n" << describe(o);
+    const std::string field = std::string(json).find("price_cents") != std::string::npos ? "price_cents" : "quantity";
+    EXPECT_NE(o.err.find(field), std::string::npos) << json << "\n" << describe(o);
+  }
+}
+
+TEST(CliTest, InvalidBusNamesAndPatternsAreRefusedWithAMessage) {
+  OrdersBus bus;
+  const std::vector<std::vector<std::string>> bad_bus{
+      {"topic", "ls", "Bad Name"},
+      {"topic", "create", "Bad Name", "orders.created", "--schema", example_schema("order.fbs")},
+      {"pub", "Bad Name", "orders.created", "--json", kOrderJson},
+      {"sub", "Bad Name", "orders.>", "--timeout", "0.1"},
+      {"gc", "Bad Name"},
+  };
+  for (const auto& args : bad_bus) {
+    const Outcome o = flowbus_cli(args);
+    EXPECT_NE(o.exit_code, 0) << args[0] << "\n" << describe(o);
+    EXPECT_NE(o.err.find("invalid"), std::string::npos) << args[0] << "\n" << describe(o);
+  }
+  for (const char* pattern : {"a..b", "orders.>.x", "orders created"}) {
+    const Outcome o = flowbus_cli({"sub", bus.name.name, pattern, "--timeout", "0.1"});
+    EXPECT_NE(o.exit_code, 0) << pattern << "\n" << describe(o);
+    EXPECT_NE(o.err.find("invalid"), std::string::npos) << pattern << "\n" << describe(o);
+  }
+  EXPECT_TRUE(shm_entries("flowbus.Bad Name").empty());
+}
+
+TEST(CliTest, RestartedPubUnderTheSameNameContinuesTheSequence) {
+  OrdersBus bus;
+  Outcome o = bus.pub(kOrderJson, {"--name", "shop", "--count", "3"});
+  ASSERT_EQ(o.exit_code, 0) << describe(o);
+  o = bus.pub(kOrderJson, {"--name", "shop"});
+  ASSERT_EQ(o.exit_code, 0) << describe(o);
+  o = bus.sub({"--count", "4", "--timeout", "2", "--json"});
+  ASSERT_EQ(o.exit_code, 0) << describe(o);
+  const auto lines = lines_of(o.out);
+  ASSERT_EQ(lines.size(), 4u) << describe(o);
+  std::vector<std::string> ids;
+  for (const std::string& line : lines) {
+    const Json j(line);
+    ASSERT_TRUE(j.ok()) << j.error() << "\n" << line;
+    ids.push_back(str(j.root(), "id"));
+  }
+  EXPECT_TRUE(ends_with(ids[3], "-3")) << ids[3];  // the second run's first event
+  // Same publisher id, so ids stay unique across the restart.
+  EXPECT_EQ(ids[3].substr(0, ids[3].rfind('-')), ids[0].substr(0, ids[0].rfind('-')));
+  EXPECT_EQ(std::set<std::string>(ids.begin(), ids.end()).size(), 4u);
+}
+
+TEST(CliTest, DemoRunsForASecondAndLeavesNothingInDevShm) {
+  const auto before = shm_entries("flowbus.demo-");
+  ChildProcess demo({kCli, "demo", "--seconds", "1"}, {.pipe_stdin = false, .capture_stderr = true});
+  const std::string bus = "demo-" + std::to_string(demo.pid());
+  const Outcome o = demo.communicate(60s);
+  ASSERT_TRUE(o.finished) << describe(o);
+  EXPECT_EQ(o.exit_code, 0) << describe(o);
+  EXPECT_NE(o.out.find("bus '" + bus + "'"), std::string::npos) << describe(o);
+  EXPECT_NE(o.out.find("collector"), std::string::npos) << describe(o);
+  EXPECT_TRUE(shm_entries("flowbus." + bus).empty()) << describe(o);
+  // Nothing new named flowbus.demo-*, except what a demo that someone else is
+  // running right now (its pid, in the bus name, is alive) holds.
+  for (const std::string& e : shm_entries("flowbus.demo-")) {
+    const pid_t owner = pid_t(std::atoi(e.c_str() + std::strlen("flowbus.demo-")));
+    const bool running_elsewhere = owner > 0 && owner != demo.pid() && ::kill(owner, 0) == 0;
+    EXPECT_TRUE(before.count(e) || running_elsewhere) << "left behind: /dev/shm/" << e;
+  }
+  Bus::destroy(bus);  // in case it failed
+}
+
+}  // namespace

@@ -2,9 +2,9 @@
 BUILD ?= build
 JOBS ?= 2
 DEB_PACKAGES = cmake g++ make libboost-dev libflatbuffers-dev flatbuffers-compiler libcli11-dev \
-               libconcurrentqueue-dev libgtest-dev libgmock-dev
+               libconcurrentqueue-dev libgtest-dev libgmock-dev libbenchmark-dev
 
-.PHONY: deps build demo test clean
+.PHONY: deps build demo test bench clean
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -27,6 +27,11 @@ demo: build
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) --timeout 300
+
+bench: build
+	mkdir -p bench/results
+	$(BUILD)/bin/ring_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true \
+	  --benchmark_out=bench/results/ring_bench.json --benchmark_out_format=json
 
 clean:
 	rm -rf $(BUILD)

@@ -58,8 +58,9 @@ TEST(ThreadsStressTest, PublishersAndSubscribersJoinAndLeaveWhileEventsFlow) {
   for (int p = 0; p < 4; ++p)
     threads.emplace_back([&, p] {
       flatbuffers::FlatBufferBuilder fbb;
+      const std::string index = std::to_string(p);  // (GCC 12 warns falsely on "literal" + to_string)
       for (int round = 0; !stop; ++round) {
-        Publisher pub = bus.publisher("churn.t" + std::to_string(p), {"p" + std::to_string(p)});
+        Publisher pub = bus.publisher(std::string("churn.t").append(index), {std::string("p").append(index)});
         for (int i = 0; i < 2000 && !stop; ++i) {
           build_reading(fbb, pub.next_sequence());
           if (pub.publish({fbb.GetBufferPointer(), fbb.GetSize()}, 50ms) == PublishStatus::Ok) ++published;
@@ -70,7 +71,6 @@ TEST(ThreadsStressTest, PublishersAndSubscribersJoinAndLeaveWhileEventsFlow) {
     threads.emplace_back([&] {
       while (!stop) {
         Subscriber sub = bus.subscribe("churn.>", {StartAt::Earliest, 10us});
-        std::vector<uint64_t> last(16, UINT64_MAX);
         for (int i = 0; i < 200 && !stop; ++i) {
           sub.poll([&](const Event& e) {
             const uint64_t seq = examples::GetSensorReading(e.data())->seq();

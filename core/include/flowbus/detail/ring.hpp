@@ -422,8 +422,9 @@ struct RingReader {
     expected_sequence = event.sequence_ + 1;
     sequence_known = true;
     sequence_estimated = false;
-    // The writer looks at cursors once per quarter ring, so we publish ours
-    // once per eighth (and whenever we catch up, see peek): no CAS per event.
+    // The writer looks at cursors once per quarter ring and is blocked by us
+    // only when we are half a ring behind, so publishing once per eighth of a
+    // ring (and before sleeping) is enough: no CAS per event.
     if (position - published >= capacity / 8) {
       if (store_cursor()) return ReadStatus::Ok;
     } else if (policy == Policy::Latest || still_owned()) {
@@ -525,7 +526,9 @@ struct RingReader {
         rejoin_after_eviction();
         return quarantined ? Gap::Corrupt : Gap::Retry;
       }
-      publish_progress();  // caught up: let the writer have the space
+      // No need to publish our position here: a writer blocked on us sees a
+      // cursor at least half a ring behind W, and release() publishes every
+      // eighth of a ring, so a reader that caught up has published already.
     } else {
       // Latest: tail moves once per quarter ring, so this line is mostly cached.
       std::atomic_thread_fence(std::memory_order_acquire);

@@ -1,10 +1,13 @@
 // Shared futexes: the only syscalls of the data path, and only when a reader sleeps.
 #include <linux/futex.h>
+#include <linux/membarrier.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <climits>
+#include <cstdlib>
+#include <cstring>
 #include <ctime>
 
 #include "flowbus/detail/platform.hpp"
@@ -28,6 +31,22 @@ constexpr uint32_t kFutex32 = 2;  // FUTEX2_SIZE_U32, shared (no private flag)
 namespace {
 std::atomic<uint64_t> g_wake_calls{0};
 }  // namespace
+
+bool enable_light_writer_fence() noexcept {
+  // FLOWBUS_WAKE=full forces the symmetric protocol (for tests, and for
+  // sandboxes that allow membarrier but should not be interrupted by IPIs).
+  if (const char* mode = std::getenv("FLOWBUS_WAKE"); mode != nullptr && std::strcmp(mode, "full") == 0) return false;
+  // Registration belongs to the process: remember for which pid it was done,
+  // so a forked child registers itself.
+  static std::atomic<pid_t> registered_for{0};
+  const pid_t me = ::getpid();
+  if (registered_for.load(std::memory_order_relaxed) == me) return true;  // relaxed: a per-process cache
+  if (::syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) != 0) return false;
+  registered_for.store(me, std::memory_order_relaxed);
+  return true;
+}
+
+bool heavy_barrier() noexcept { return ::syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) == 0; }
 
 uint64_t futex_wake_calls() noexcept { return g_wake_calls.load(std::memory_order_relaxed); }
 

@@ -150,6 +150,11 @@ Publisher Bus::publisher(std::string_view topic_name, const PublisherOptions& op
   Publisher p(state_, std::move(ring));
   p.writer_.policy = topic->policy;
   p.writer_.slow_timeout_ns = topic->slow_consumer_timeout == kNever ? UINT64_MAX : uint64_t(topic->slow_consumer_timeout.count());
+  p.writer_.light_fence = enable_light_writer_fence();
+  // seq_cst: visible before anything this writer publishes (readers read it
+  // when they go to sleep).
+  p.writer_.header->wake_protocol.store(p.writer_.light_fence ? kWakeLightFence : kWakeFullFence,
+                                        std::memory_order_seq_cst);
   p.writer_.recover();
   bus.bump_generation();
   return p;

@@ -155,17 +155,22 @@ bool Subscriber::wait(std::chrono::nanoseconds timeout) {
   uint32_t expected[128];
   for (;;) {
     unsigned count = 0;
+    bool heavy = false;
     for (RingReader& r : readers_) {
       if (r.quarantined || count == 127) continue;  // beyond 127 rings: woken by the others or the timeout
-      r.begin_sleep();
+      heavy |= r.begin_sleep();
       words[count] = &r.control->wake_word;
       expected[count++] = r.control->wake_word.load(std::memory_order_acquire);
     }
+    // Writers with the light fence need a full barrier in them now (see
+    // RingWriter::publish_position). If the kernel refuses, sleep in short
+    // slices so a missed wake-up costs at most a millisecond.
+    const uint64_t max_sleep = heavy && !heavy_barrier() ? 1'000'000 : UINT64_MAX;
     words[count] = &bus_->dir->header.topology_word;  // new rings wake us too
     expected[count++] = bus_->dir->header.topology_word.load(std::memory_order_acquire);
     const bool have = ready();
     const uint64_t now = monotonic_now_ns();
-    if (!have && now < deadline) futex_wait_any(words, expected, count, deadline - now);
+    if (!have && now < deadline) futex_wait_any(words, expected, count, std::min(deadline - now, max_sleep));
     for (RingReader& r : readers_) r.end_sleep();
     if (have || ready()) {
       if (changed()) refresh();

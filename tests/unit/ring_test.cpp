@@ -226,6 +226,62 @@ TEST(RingTest, PublishingMakesNoWakeSyscallWhileNobodySleeps) {
   EXPECT_GE(detail::futex_wake_calls(), before + 1);  // a sleeping one is woken
 }
 
+// Both wake-up protocols: the light writer fence (sleepers run membarrier)
+// and the full fence per publish (FLOWBUS_WAKE=full), each across processes.
+class WakeProtocolTest : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(WakeProtocolTest, SleepingReaderIsWokenByAPublisherInAnotherProcess) {
+  ScopedBusName name("wake");
+  Bus bus = Bus::open(name.name);
+  bus.create_topic(sensor_topic("t"));
+  { Publisher create_ring = bus.publisher("t", {"child"}); }
+  Subscriber sub = bus.subscribe("t", {StartAt::Latest, 0ns});
+  int go[2];
+  ASSERT_EQ(pipe(go), 0);
+  const pid_t child = fork();
+  if (child == 0) {
+    if (std::string(GetParam()) == "full") setenv("FLOWBUS_WAKE", "full", 1);
+    Bus b = Bus::open(name.name);
+    Publisher p = b.publisher("t", {"child"});
+    char c;
+    if (read(go[0], &c, 1) != 1) _exit(2);
+    flatbuffers::FlatBufferBuilder fbb;
+    for (uint64_t i = 0; i < 200; ++i) {
+      std::this_thread::sleep_for(1ms);  // let the reader fall asleep between events
+      build_reading(fbb, i);
+      if (p.try_publish({fbb.GetBufferPointer(), fbb.GetSize()}) != PublishStatus::Ok) _exit(1);
+    }
+    _exit(0);
+  }
+  ASSERT_EQ(write(go[1], "g", 1), 1);
+  uint64_t received = 0;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (received < 200 && std::chrono::steady_clock::now() < deadline) {
+    received += sub.poll([](const Event&) {}).delivered;
+    if (received < 200) sub.wait(2s);  // a lost wake-up would show as a 2 s stall and a timeout
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_EQ(received, 200u);
+  auto seg = detail::Segment::open(detail::data_segment_name(name.name, "t", "child"), detail::Access::ReadOnly);
+  const uint32_t protocol = reinterpret_cast<const detail::RingHeader*>(seg.data())->wake_protocol.load();
+  EXPECT_EQ(protocol, std::string(GetParam()) == "full" ? detail::kWakeFullFence : detail::kWakeLightFence);
+}
+
+INSTANTIATE_TEST_SUITE_P(Protocols, WakeProtocolTest, ::testing::Values("light", "full"));
+
+TEST(ClockTest, EventTimeFollowsTheSystemClock) {
+  for (int i = 0; i < 20; ++i) {
+    const uint64_t before = detail::realtime_ns();
+    const uint64_t t = detail::unix_now_ns();
+    const uint64_t after = detail::realtime_ns();
+    EXPECT_GE(t + 20000, before);  // within 20 us of CLOCK_REALTIME, after calibration as before it
+    EXPECT_LE(t, after + 20000);
+    std::this_thread::sleep_for(10ms);  // spans the 50 ms calibration and a few rebases
+  }
+}
+
 TEST(RingTest, StuckReaderIsEvictedAndLearnsHowManyItMissed) {
   ScopedBusName name("ring");
   Bus bus = Bus::open(name.name);

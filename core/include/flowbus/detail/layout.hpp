@@ -50,6 +50,12 @@ static_assert(std::atomic<uint32_t>::is_always_lock_free);
 //   any other value means "not yet written at this lap".
 // ---------------------------------------------------------------------------
 
+// How the current writer orders its write_position store before its load of
+// `waiters` (the wake-up Dekker): a full fence per publish, or only a compiler
+// fence, which is enough when every sleeper first runs membarrier(GLOBAL_EXPEDITED).
+inline constexpr uint32_t kWakeFullFence = 0;
+inline constexpr uint32_t kWakeLightFence = 1;
+
 inline constexpr size_t kRecordAlign = 32;
 inline constexpr uint32_t kFlagPadding = 1u << 28;     // skip to the next lap
 inline constexpr uint32_t kFlagHasSubject = 2u << 28;  // u16 length + bytes after the header
@@ -79,7 +85,9 @@ struct RingHeader {
   uint64_t capacity;
   uint64_t publisher_id;
   uint64_t created_ns;
-  char pad0[kLinePad - 40];
+  std::atomic<uint32_t> wake_protocol;  // kWakeFullFence or kWakeLightFence, set by the current writer
+  uint32_t reserved0;
+  char pad0[kLinePad - 48];
 
   std::atomic<uint64_t> write_position;   // first byte not yet committed
   std::atomic<uint64_t> next_sequence;    // stored before write_position, for restarts

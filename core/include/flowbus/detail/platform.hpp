@@ -7,12 +7,17 @@
 
 namespace flowbus::detail {
 
-/// Event time: nanoseconds since the Unix epoch (vDSO, no syscall).
-inline uint64_t unix_now_ns() noexcept {
+/// CLOCK_REALTIME in ns since the Unix epoch (vDSO, no syscall; ~20-35 ns).
+inline uint64_t realtime_ns() noexcept {
   timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
 }
+
+/// Event time: ns since the Unix epoch, from the TSC where it is invariant
+/// (a few ns), rebased on CLOCK_REALTIME every ~100 ms per thread, so it
+/// stays within about a microsecond of the system clock. See clock.cpp.
+uint64_t unix_now_ns() noexcept;
 
 /// Timeouts and idle times: monotonic, shared by every process on the host.
 inline uint64_t monotonic_now_ns() noexcept {
@@ -20,6 +25,14 @@ inline uint64_t monotonic_now_ns() noexcept {
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
 }
+
+/// The writer's half of the asymmetric wake-up fence: registers this process
+/// for MEMBARRIER_CMD_GLOBAL_EXPEDITED once. False if the kernel refuses (then
+/// writers fall back to a full fence per publish).
+bool enable_light_writer_fence() noexcept;
+/// The sleeper's half: makes every registered process execute a full memory
+/// barrier. False if the kernel refuses.
+bool heavy_barrier() noexcept;
 
 /// Wakes every process sleeping on `word` (a shared futex).
 void futex_wake_all(std::atomic<uint32_t>* word) noexcept;

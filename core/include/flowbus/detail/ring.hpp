@@ -130,11 +130,19 @@ struct RingWriter {
   Policy policy = Policy::Block;
   uint64_t slow_timeout_ns = 0;  // UINT64_MAX: never evict a live reader
   LivenessProbe liveness;
+  bool light_fence = false;      // sleepers run a heavy barrier, so we need no full fence (see publish_position)
 
   uint64_t write_position = 0;  // local copy of header->write_position
   uint64_t next_sequence = 0;
   uint64_t limit = 0;           // cached: may write below it without looking at cursors
   uint64_t tail = 0;            // local copy of header->tail_position
+
+  // The first record start in each sixteenth of the ring (absolute positions,
+  // indexed by chunk number mod 16), so advance_tail can find a record
+  // boundary without walking old headers, a cache miss each.
+  static constexpr uint32_t kChunks = 16;
+  uint64_t chunk_first_record[kChunks] = {};
+  uint64_t last_record_chunk = UINT64_MAX;
 
   // Per cursor slot: the word last seen and since when (monotonic ns). A word
   // that stays the same while the writer is blocked on it is a stuck reader.
@@ -188,6 +196,7 @@ struct RingWriter {
     out.record = records + (position & mask);
     out.position = position;
     out.length = len;
+    note_record_start(position);
     return PublishStatus::Ok;
   }
 
@@ -216,12 +225,22 @@ struct RingWriter {
     // write_position so that a crash between the two is recoverable.
     header->next_sequence.store(next_sequence, std::memory_order_relaxed);
     header->last_publish_ns.store(time_ns, std::memory_order_relaxed);
-    // seq_cst, paired with the reader's seq_cst increment of waiters and its
-    // re-read of write_position (Dekker): either we see its waiter count, or it
-    // sees our new position and does not sleep. Release alone would let the
-    // waiters load below move ahead of this store and lose a wake-up.
-    header->write_position.store(write_position, std::memory_order_seq_cst);
-    if (control->waiters.load(std::memory_order_seq_cst) != 0) wake_readers();
+    // The wake-up Dekker: we store W then load waiters; a sleeper increments
+    // waiters then re-reads W. A plain release store could let our load pass
+    // the store (StoreLoad) and both sides miss each other: a lost wake-up.
+    if (light_fence) {
+      // Asymmetric: the sleeper runs membarrier(GLOBAL_EXPEDITED) between its
+      // increment and its re-read, which puts a full barrier into this thread
+      // wherever it is; so a compiler fence here is enough, and publishing
+      // costs no fence at all. Release: readers acquire W (tools, waits).
+      header->write_position.store(write_position, std::memory_order_release);
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+      if (control->waiters.load(std::memory_order_relaxed) != 0) wake_readers();
+    } else {
+      // Symmetric: seq_cst on both sides.
+      header->write_position.store(write_position, std::memory_order_seq_cst);
+      if (control->waiters.load(std::memory_order_seq_cst) != 0) wake_readers();
+    }
   }
 
   void wake_readers() noexcept {
@@ -232,7 +251,15 @@ struct RingWriter {
   }
 
  private:
+  void note_record_start(uint64_t position) noexcept {
+    const uint64_t chunk = position / (capacity / kChunks);
+    if (chunk == last_record_chunk) return;
+    last_record_chunk = chunk;
+    chunk_first_record[chunk % kChunks] = position;
+  }
+
   void write_padding(uint64_t position, uint64_t padding) noexcept {
+    note_record_start(position);
     auto* rec = record_at(records, mask, position);
     rec->size = uint32_t(padding - sizeof(RecordHeader));
     rec->offset_and_flags = uint32_t(sizeof(RecordHeader)) | kFlagPadding;
@@ -314,6 +341,17 @@ struct RingWriter {
   /// own records, and publishes it before any byte below it is reused.
   void advance_tail(uint64_t bound) noexcept {
     if (tail >= bound) return;
+    // The first noted record start at or above bound (at most a sixteenth of
+    // the ring further); entries from an older lap lie below bound.
+    const uint64_t chunk_size = capacity / kChunks;
+    for (uint64_t chunk = bound / chunk_size; chunk * chunk_size < write_position; ++chunk) {
+      const uint64_t start = chunk_first_record[chunk % kChunks];
+      if (start >= bound && start <= write_position && start / chunk_size == chunk) {
+        tail = start;
+        break;
+      }
+    }
+    // No note (a restart, or records longer than a chunk): walk the headers.
     while (tail < bound && tail < write_position) {
       const RecordFields f = read_fields(record_at(records, mask, tail));
       if (!fields_sane(f, capacity - (tail & mask))) {
@@ -448,13 +486,16 @@ struct RingReader {
     return header->write_position.load(std::memory_order_seq_cst) > position;
   }
 
-  /// Counts us among the ring's sleepers (before the last look and the futex wait).
-  void begin_sleep() noexcept {
-    if (slot < 0) return;
+  /// Counts us among the ring's sleepers (before the last look and the futex
+  /// wait). Returns true if the writer relies on a heavy barrier from us.
+  bool begin_sleep() noexcept {
+    if (slot < 0) return false;
     publish_progress();  // a sleeping reader must not hold the writer back
     if (control->slots[slot].sleeping.exchange(1, std::memory_order_seq_cst) == 0)
       // seq_cst: the increment half of the wake-up Dekker (see publish_position).
       control->waiters.fetch_add(1, std::memory_order_seq_cst);
+    // Relaxed: a writer that switches protocol stores it before it publishes.
+    return header->wake_protocol.load(std::memory_order_relaxed) == kWakeLightFence;
   }
   void end_sleep() noexcept {
     if (slot >= 0) forget_sleeper(control, control->slots[slot]);

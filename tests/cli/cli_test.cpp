@@ -114,6 +114,8 @@ TEST(CliTest, EverySubcommandAnswersHelpAndExitsZero) {
       {{"sub", "--help"}, "--timeout"},
       {{"gc", "--help"}, "--force"},
       {{"demo", "--help"}, "--seconds"},
+      {{"perf", "--help"}, "latency"},
+      {{"perf", "latency", "--help"}, "--transport"},
   };
   for (const auto& [args, mentions] : cases) {
     const Outcome o = flowbus_cli(args);
@@ -288,3 +290,36 @@ TEST(CliTest, DemoRunsForASecondAndLeavesNothingInDevShm) {
 }
 
 }  // namespace
+
+TEST(CliTest, PerfLatencyJsonGivesPercentilesForEveryTransportAndLeavesNothingBehind) {
+  const auto before = shm_entries("flowbus.perf-");
+  const Outcome o = flowbus_cli({"perf", "latency", "--iters", "2000", "--size", "64,4096", "--json"}, 120s);
+  ASSERT_EQ(o.exit_code, 0) << describe(o);
+  const auto lines = lines_of(o.out);
+  ASSERT_EQ(lines.size(), 8u) << describe(o);  // 4 transports x 2 sizes
+  std::set<std::string> transports;
+  for (const std::string& line : lines) {
+    Json j(line);
+    ASSERT_TRUE(j.ok()) << j.error() << "\n" << line;
+    const auto m = j.root();
+    transports.insert(str(m, "transport"));
+    EXPECT_EQ(m["iters"].AsUInt64(), 2000u) << line;
+    EXPECT_EQ(str(m, "wait"), "spin") << line;
+    const double p50 = m["rtt_p50_ns"].AsDouble(), p99 = m["rtt_p99_ns"].AsDouble(), max = m["rtt_max_ns"].AsDouble();
+    EXPECT_GT(p50, 0) << line;
+    EXPECT_LE(p50, m["rtt_p90_ns"].AsDouble()) << line;
+    EXPECT_LE(m["rtt_p90_ns"].AsDouble(), p99) << line;
+    EXPECT_LE(p99, m["rtt_p999_ns"].AsDouble()) << line;
+    EXPECT_LE(m["rtt_p999_ns"].AsDouble(), max) << line;
+    const uint64_t bytes = m["bytes"].AsUInt64();
+    EXPECT_TRUE(bytes == 64 || bytes == 4096) << line;
+  }
+  EXPECT_EQ(transports, (std::set<std::string>{"flowbus", "floor", "uds", "pipe"}));
+  EXPECT_EQ(shm_entries("flowbus.perf-"), before) << "perf left its bus in /dev/shm";
+}
+
+TEST(CliTest, PerfLatencyRefusesAnUnknownTransportWithTheChoices) {
+  const Outcome o = flowbus_cli({"perf", "latency", "--iters", "100", "--size", "64", "--transport", "carrier-pigeon"});
+  EXPECT_NE(o.exit_code, 0) << describe(o);
+  EXPECT_NE(o.err.find("flowbus, floor, uds or pipe"), std::string::npos) << describe(o);
+}

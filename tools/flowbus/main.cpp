@@ -15,13 +15,14 @@ int main(int argc, char** argv) {
   flowbus::cli::add_sub_command(app);
   flowbus::cli::add_gc_command(app);
   flowbus::cli::add_demo_command(app, argv[0]);
+  flowbus::cli::add_perf_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const flowbus::cli::ExitCode& e) {
     return e.code;
-  } catch (const flowbus::Error& e) {
+  } catch (const std::exception& e) {  // flowbus::Error and the rest: the message says what to do
     std::fprintf(stderr, "flowbus: %s\n", e.what());
     return 1;
   }

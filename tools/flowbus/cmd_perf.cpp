@@ -1,0 +1,133 @@
+// flowbus perf latency: two processes pinned to two CPUs ping-pong events of
+// each size over each transport, in the same run; round-trip percentiles and
+// the ratio to `floor`, the bare shared-memory flag plus payload write.
+#include <sched.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <x86intrin.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <sstream>
+
+#include "cli_util.hpp"
+#include "perf/transports.hpp"
+
+namespace flowbus::cli {
+
+namespace {
+
+struct Percentiles {
+  double p50, p90, p99, p999, max;
+};
+
+Percentiles percentiles(std::vector<double>& v) {
+  std::sort(v.begin(), v.end());
+  auto at = [&](double q) { return v[std::min(v.size() - 1, size_t(q * double(v.size())))]; };
+  return {at(0.50), at(0.90), at(0.99), at(0.999), v.back()};
+}
+
+void pin_to(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  (void)sched_setaffinity(0, sizeof set, &set);  // best effort: a 1-CPU machine runs unpinned
+}
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  for (std::string item; std::getline(in, item, ',');)
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+/// One transport at one size: returns round-trip times in ns.
+std::vector<double> run_one(const std::string& transport, size_t bytes, uint64_t iters, perf::WaitMode wait) {
+  auto pp = perf::make_transport(transport, bytes, wait);
+  const uint64_t warmup = std::max<uint64_t>(1000, iters / 10);
+  const pid_t child = fork();
+  if (child < 0) throw std::runtime_error("fork failed");
+  if (child == 0) {
+    try {
+      pin_to(1);
+      pp->start_echo_side();
+      pp->echo(warmup + iters);
+      _exit(0);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "flowbus perf: echo side: %s\n", e.what());
+      _exit(1);
+    }
+  }
+  pin_to(0);
+  pp->start_ping_side();
+  for (uint64_t i = 0; i < warmup; ++i) pp->round_trip(i);
+  std::vector<uint64_t> ticks(iters);
+  const auto t0 = std::chrono::steady_clock::now();
+  const uint64_t c0 = __rdtsc();
+  for (uint64_t i = 0; i < iters; ++i) {
+    const uint64_t start = __rdtsc();
+    pp->round_trip(warmup + i);
+    ticks[i] = __rdtsc() - start;
+  }
+  const uint64_t c1 = __rdtsc();
+  const double ns_per_tick = double(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count()) / double(c1 - c0);
+  int status = 0;
+  waitpid(child, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) throw std::runtime_error(transport + ": the echo process failed");
+  std::vector<double> ns(iters);
+  for (uint64_t i = 0; i < iters; ++i) ns[i] = double(ticks[i]) * ns_per_tick;
+  return ns;
+}
+
+}  // namespace
+
+void add_perf_command(CLI::App& app) {
+  CLI::App* perf = app.add_subcommand("perf", "Measure flowbus against other transports on this machine");
+  perf->require_subcommand(1);
+  struct Args {
+    std::string sizes = "64,4096,1048576", transports = "flowbus,floor,uds,pipe", wait = "spin";
+    uint64_t iters = 100000;
+    bool json = false;
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* latency = perf->add_subcommand("latency", "Round-trip latency between two pinned processes, per size and transport");
+  latency->add_option("--size", args->sizes, "payload sizes in bytes, comma separated (default 64,4096,1048576)");
+  latency->add_option("--iters", args->iters, "round trips measured per size and transport (default 100000; 10% more warm up)");
+  latency->add_option("--transport", args->transports, "any of flowbus,floor,uds,pipe (default all)");
+  latency->add_option("--wait", args->wait, "spin (busy poll) or futex (flowbus sleeps after a short spin)")->check(CLI::IsMember({"spin", "futex"}));
+  latency->add_flag("--json", args->json, "one JSON object per transport and size");
+  latency->callback([args] {
+    const perf::WaitMode wait = args->wait == "futex" ? perf::WaitMode::Futex : perf::WaitMode::Spin;
+    for (const std::string& size_text : split(args->sizes)) {
+      const size_t bytes = size_t(parse_size(size_text));
+      std::map<std::string, Percentiles> results;
+      for (const std::string& t : split(args->transports)) {
+        auto iters = args->iters;
+        if (bytes >= (1u << 20) && iters > 20000) iters = 20000;  // large copies: keep the run short
+        if (!args->json) std::fprintf(stderr, "  %s, %zu bytes, %llu round trips...\n", t.c_str(), bytes, static_cast<unsigned long long>(iters));
+        auto samples = run_one(t, bytes, iters, wait);
+        results[t] = percentiles(samples);
+        const Percentiles& p = results[t];
+        if (args->json)
+          std::printf("{\"transport\":\"%s\",\"bytes\":%zu,\"iters\":%llu,\"wait\":\"%s\",\"rtt_p50_ns\":%.0f,\"rtt_p90_ns\":%.0f,"
+                      "\"rtt_p99_ns\":%.0f,\"rtt_p999_ns\":%.0f,\"rtt_max_ns\":%.0f}\n",
+                      t.c_str(), bytes, static_cast<unsigned long long>(iters), args->wait.c_str(), p.p50, p.p90, p.p99, p.p999, p.max);
+      }
+      if (args->json) continue;
+      const auto floor = results.find("floor");
+      std::printf("\n%zu bytes, round trip in ns (wait %s)\n", bytes, args->wait.c_str());
+      std::printf("%-10s %10s %10s %10s %10s %12s %12s\n", "transport", "p50", "p90", "p99", "p99.9", "max", "p50/floor");
+      for (const auto& [name, p] : results) {
+        char ratio[32] = "-";
+        if (floor != results.end()) std::snprintf(ratio, sizeof ratio, "%.2fx", p.p50 / floor->second.p50);
+        std::printf("%-10s %10.0f %10.0f %10.0f %10.0f %12.0f %12s\n", name.c_str(), p.p50, p.p90, p.p99, p.p999, p.max, ratio);
+      }
+      std::fflush(stdout);
+    }
+  });
+}
+
+}  // namespace flowbus::cli

@@ -1,0 +1,36 @@
+// The transports `flowbus perf latency` compares, each as one ping-pong pair:
+// the parent's side sends message i and waits for the echo; the child's side
+// echoes. Every transport writes the payload's first and last cache line and
+// the receiver reads them, so copying transports pay their copies and
+// zero-copy pays none.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace flowbus::perf {
+
+enum class WaitMode { Spin, Futex };
+
+class PingPong {
+ public:
+  virtual ~PingPong() = default;
+  /// Called in the child after fork, before the first message.
+  virtual void start_echo_side() = 0;
+  /// Called in the parent after fork, before the first message.
+  virtual void start_ping_side() = 0;
+  /// Parent: send message `i` and wait for its echo.
+  virtual void round_trip(uint64_t i) = 0;
+  /// Child: echo `count` messages.
+  virtual void echo(uint64_t count) = 0;
+};
+
+/// Made in the parent before fork (shared set-up: mappings, sockets, bus names).
+std::unique_ptr<PingPong> make_transport(const std::string& name, size_t bytes, WaitMode wait);
+
+/// The payload's first and last cache lines carry `i`; the reader checks them.
+void stamp(uint8_t* payload, size_t bytes, uint64_t i) noexcept;
+bool check_stamp(const uint8_t* payload, size_t bytes, uint64_t i) noexcept;
+
+}  // namespace flowbus::perf

@@ -115,6 +115,7 @@ TEST(CliTest, EverySubcommandAnswersHelpAndExitsZero) {
       {{"gc", "--help"}, "--force"},
       {{"demo", "--help"}, "--seconds"},
       {{"perf", "--help"}, "latency"},
+      {{"inspect", "--help"}, "--json"},
       {{"perf", "latency", "--help"}, "--transport"},
   };
   for (const auto& [args, mentions] : cases) {
@@ -322,4 +323,27 @@ TEST(CliTest, PerfLatencyRefusesAnUnknownTransportWithTheChoices) {
   const Outcome o = flowbus_cli({"perf", "latency", "--iters", "100", "--size", "64", "--transport", "carrier-pigeon"});
   EXPECT_NE(o.exit_code, 0) << describe(o);
   EXPECT_NE(o.err.find("flowbus, floor, uds or pipe"), std::string::npos) << describe(o);
+}
+
+TEST(CliTest, InspectJsonShowsTheRingAndItsSequenceAndInspectListsTheBus) {
+  OrdersBus bus;
+  ASSERT_EQ(bus.pub(kOrderJson, {"--count", "4", "--name", "shop"}).exit_code, 0);
+  const Outcome o = flowbus_cli({"inspect", bus.name.name, "--json", "--rate-window", "0"});
+  ASSERT_EQ(o.exit_code, 0) << describe(o);
+  Json j(o.out);
+  ASSERT_TRUE(j.ok()) << j.error() << "\n" << o.out;
+  const auto root = j.root();
+  EXPECT_EQ(str(root, "bus"), bus.name.name);
+  const auto rings = root["rings"].AsVector();
+  ASSERT_EQ(rings.size(), 1u) << o.out;
+  const auto ring = rings[0].AsMap();
+  EXPECT_EQ(str(ring, "publisher"), "shop");
+  EXPECT_EQ(ring["next_sequence"].AsUInt64(), 4u);
+  EXPECT_FALSE(ring["writer_alive"].AsBool());  // pub exited
+  const Outcome list = flowbus_cli({"inspect"});
+  EXPECT_EQ(list.exit_code, 0) << describe(list);
+  EXPECT_NE(list.out.find(bus.name.name), std::string::npos) << describe(list);
+  const Outcome missing = flowbus_cli({"inspect", "no-such-bus-here"});
+  EXPECT_NE(missing.exit_code, 0);
+  EXPECT_NE(missing.err.find("does not exist"), std::string::npos) << describe(missing);
 }

@@ -1,0 +1,183 @@
+// `flowbus inspect`: read-only snapshots. Nothing here writes shared memory.
+#include "flowbus/inspect.hpp"
+
+#include <cstring>
+
+#include "bus_state.hpp"
+#include "flowbus/detail/ring.hpp"
+#include "flowbus/error.hpp"
+#include "flowbus/names.hpp"
+#include "liveness.hpp"
+
+namespace flowbus {
+using namespace detail;
+
+size_t BusSnapshot::live_participants() const {
+  size_t n = 0;
+  for (const auto& p : participants) n += p.alive;
+  return n;
+}
+
+namespace {
+
+bool participant_alive(const DirectoryLayout* dir, uint32_t index, uint32_t epoch_low8, int64_t* pid) {
+  if (index >= kParticipants) return false;
+  const ParticipantSlot& p = dir->participants[index];
+  const uint64_t w = p.state.load(std::memory_order_acquire);
+  if (SlotWord::state(w) != kReady) return false;
+  if (pid != nullptr) *pid = SlotWord::who(w);
+  if (epoch_low8 != 256 && (SlotWord::epoch(w) & 0xff) != epoch_low8) return false;
+  return process_alive(pid_t(SlotWord::who(w)), p.start_time);
+}
+
+void read_ring(const std::string& bus, const DirectoryLayout* dir, RingSnapshot& out) {
+  RingSegments ring;
+  try {
+    ring.data = Segment::open(data_segment_name(bus, out.topic, out.publisher), Access::ReadOnly, kRecordsOffset);
+  } catch (const Error& e) {
+    out.error = e.what();
+    return;
+  }
+  const RingHeader* h = ring.header();
+  if (h->magic.load(std::memory_order_acquire) != kRingMagic || h->layout_version != kLayoutVersion ||
+      ring.data.size() < kRecordsOffset + h->capacity || h->capacity == 0 || (h->capacity & (h->capacity - 1)) != 0) {
+    out.error = "damaged or foreign ring header (magic, version or capacity); check it with `flowbus inspect " + bus + " --check`";
+    return;
+  }
+  out.capacity = h->capacity;
+  out.write_position = h->write_position.load(std::memory_order_acquire);
+  out.tail_position = h->tail_position.load(std::memory_order_acquire);
+  out.next_sequence = h->next_sequence.load(std::memory_order_acquire);
+  out.last_publish_ns = h->last_publish_ns.load(std::memory_order_relaxed);
+  const uint8_t* records = ring.data.data() + kRecordsOffset;
+  const uint64_t mask = out.capacity - 1;
+  // The sequence at a position, if a committed, sane record is there.
+  auto sequence_at = [&](uint64_t p, uint64_t* seq) {
+    const auto* rec = reinterpret_cast<const RecordHeader*>(records + (p & mask));
+    if (p >= out.write_position || rec->commit.load(std::memory_order_acquire) != p + 1) return false;
+    const RecordFields f = read_fields(rec);
+    if (!fields_sane(f, out.capacity - (p & mask))) return false;
+    *seq = f.sequence;
+    return true;
+  };
+  uint64_t tail_seq = 0;
+  out.retained_events = sequence_at(out.tail_position, &tail_seq) && tail_seq <= out.next_sequence ? out.next_sequence - tail_seq : 0;
+  Segment ctl;
+  try {
+    ctl = Segment::open(control_segment_name(bus, out.topic, out.publisher), Access::ReadOnly, sizeof(ControlHeader));
+  } catch (const Error& e) {
+    out.error = e.what();
+    return;
+  }
+  const auto* c = reinterpret_cast<const ControlHeader*>(ctl.data());
+  uint64_t slowest = UINT64_MAX;
+  for (uint32_t i = 0; i < kCursorSlots; ++i) {
+    const CursorSlot& s = c->slots[i];
+    const uint64_t word = s.word.load(std::memory_order_acquire);
+    if (!CursorWord::owned(word)) continue;
+    CursorSnapshot cur;
+    cur.slot = i;
+    cur.alive = participant_alive(dir, CursorWord::participant(word), CursorWord::participant_epoch(word), &cur.pid);
+    cur.position = CursorWord::position(word, out.write_position);
+    cur.lag_bytes = out.write_position >= cur.position ? out.write_position - cur.position : 0;
+    uint64_t seq = 0;
+    if (cur.lag_bytes == 0) cur.lag_events = 0;
+    else if (sequence_at(cur.position, &seq) && seq <= out.next_sequence) cur.lag_events = int64_t(out.next_sequence - seq);
+    cur.evictions = s.evictions.load(std::memory_order_relaxed);
+    cur.sleeping = s.sleeping.load(std::memory_order_relaxed) != 0;
+    if (cur.alive) slowest = std::min(slowest, cur.position);
+    out.cursors.push_back(cur);
+  }
+  if (slowest != UINT64_MAX && out.write_position >= slowest) out.fill = double(out.write_position - slowest) / double(out.capacity);
+}
+
+std::string topic_of_ring(const RingSnapshot& r) { return r.topic + "@" + r.publisher; }
+
+void add_warnings(BusSnapshot& snap) {
+  if (snap.live_participants() == 0)
+    snap.warnings.push_back("no live process uses bus '" + snap.name + "': `flowbus gc " + snap.name +
+                            "` removes it once its rings' retention has passed (`--force` now)");
+  for (const auto& p : snap.participants)
+    if (!p.alive)
+      snap.warnings.push_back("process " + std::to_string(p.pid) + " died attached to the bus; the next process to open it (or `flowbus gc " + snap.name + "`) frees what it left");
+  for (const auto& r : snap.rings) {
+    if (!r.error.empty()) {
+      snap.warnings.push_back("ring " + topic_of_ring(r) + ": " + r.error);
+      continue;
+    }
+    if (!r.writer_alive) {
+      bool undrained = false;
+      for (const auto& c : r.cursors) undrained |= c.alive && c.lag_bytes > 0;
+      if (undrained)
+        snap.warnings.push_back("ring " + topic_of_ring(r) + ": its publisher (pid " + std::to_string(r.writer_pid) +
+                                ") is gone and readers have not drained it yet; restart the publisher under the name '" + r.publisher + "' to continue its sequence");
+    }
+    for (const auto& c : r.cursors) {
+      if (!c.alive)
+        snap.warnings.push_back("ring " + topic_of_ring(r) + ": cursor " + std::to_string(c.slot) + " belongs to a dead process (pid " +
+                                std::to_string(c.pid) + "); the writer evicts it when it needs the space");
+      else if (r.fill > 0.9 && c.lag_bytes * 10 > r.capacity * 9)
+        snap.warnings.push_back("ring " + topic_of_ring(r) + ": reader pid " + std::to_string(c.pid) +
+                                " is more than 90% of the ring behind; it will be evicted after the topic's slow-consumer timeout unless it catches up");
+    }
+  }
+}
+
+}  // namespace
+
+BusSnapshot inspect_bus(const std::string& name) {
+  validate_bus_name(name);
+  Segment seg;
+  try {
+    seg = Segment::open(directory_segment_name(name), Access::ReadOnly, sizeof(DirectoryHeader));
+  } catch (const Error& e) {
+    if (e.code() == ErrorCode::NotFound)
+      throw Error(ErrorCode::NotFound, "bus '" + name + "' does not exist on this host; `flowbus inspect` lists the buses there are");
+    throw;
+  }
+  const auto* dir = reinterpret_cast<const DirectoryLayout*>(seg.data());
+  BusSnapshot snap;
+  snap.name = name;
+  if (dir->header.magic.load(std::memory_order_acquire) != kDirectoryMagic)
+    throw Error(ErrorCode::Corrupt, "bus '" + name + "': its directory has no valid magic; `flowbus gc --force " + name + "` removes it");
+  snap.layout_version = dir->header.layout_version;
+  if (snap.layout_version != kLayoutVersion || seg.size() < sizeof(DirectoryLayout))
+    throw Error(ErrorCode::VersionMismatch, "bus '" + name + "' has layout version " + std::to_string(snap.layout_version) +
+                                                ", this flowbus speaks version " + std::to_string(kLayoutVersion));
+  snap.generation = dir->header.generation.load(std::memory_order_acquire);
+  for (uint32_t i = 0; i < kParticipants; ++i) {
+    const uint64_t w = dir->participants[i].state.load(std::memory_order_acquire);
+    if (SlotWord::state(w) != kReady) continue;
+    ParticipantSnapshot p;
+    p.slot = i;
+    p.pid = SlotWord::who(w);
+    p.alive = participant_alive(dir, i, 256, nullptr);
+    p.attached_ns = dir->participants[i].attached_ns;
+    snap.participants.push_back(p);
+  }
+  for (uint32_t i = 0; i < kTopics; ++i) {
+    if (SlotWord::state(dir->topics[i].state.load(std::memory_order_acquire)) != kReady) continue;
+    TopicSnapshot t{topic_info_of(dir->topics[i])};
+    t.info.schema.clear();
+    snap.topics.push_back(std::move(t));
+  }
+  for (uint32_t i = 0; i < kRings; ++i) {
+    const RingSlot& r = dir->rings[i];
+    if (SlotWord::state(r.state.load(std::memory_order_acquire)) != kReady) continue;
+    RingSnapshot ring;
+    ring.topic.assign(r.topic, strnlen(r.topic, kNameBytes));
+    ring.publisher.assign(r.publisher, strnlen(r.publisher, kPublisherNameBytes));
+    ring.segment = data_segment_name(name, ring.topic, ring.publisher);
+    ring.publisher_id = r.publisher_id;
+    ring.writer_pid = r.owner_pid;
+    const uint64_t owner = r.owner.load(std::memory_order_acquire);
+    ring.writer_alive = owner != 0 && owner != kOwnerRemoving &&
+                        participant_alive(dir, SlotWord::who(owner), SlotWord::epoch(owner) & 0xff, nullptr);
+    read_ring(name, dir, ring);
+    snap.rings.push_back(std::move(ring));
+  }
+  add_warnings(snap);
+  return snap;
+}
+
+}  // namespace flowbus

@@ -1,0 +1,106 @@
+// flowbus inspect against a bus whose state the test knows exactly.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "flowbus/error.hpp"
+#include "flowbus/inspect.hpp"
+#include "test_bus.hpp"
+
+using namespace flowbus;
+using namespace flowbus::testing;
+using namespace std::chrono_literals;
+
+namespace {
+
+void publish_n(Publisher& pub, uint64_t n) {
+  flatbuffers::FlatBufferBuilder fbb;
+  for (uint64_t i = 0; i < n; ++i) {
+    build_reading(fbb, i);
+    ASSERT_EQ(pub.try_publish({fbb.GetBufferPointer(), fbb.GetSize()}), PublishStatus::Ok);
+  }
+}
+
+}  // namespace
+
+TEST(InspectTest, ShowsWritersReadersLagAndTheDeadWithoutTouchingTheBus) {
+  ScopedBusName name("inspect");
+  Bus bus = Bus::open(name.name);
+  bus.create_topic(sensor_topic("sensor.temp.line1", Policy::Block, 64 * 1024));
+  Publisher pub = bus.publisher("sensor.temp.line1", {"line1"});
+  Subscriber live = bus.subscribe("sensor.>", {StartAt::Earliest, 0ns});
+  publish_n(pub, 10);
+  ASSERT_EQ(live.poll([](const Event&) {}).delivered, 10u);
+  EXPECT_FALSE(live.wait(10ms));  // asleep once: that publishes its cursor
+  publish_n(pub, 7);              // so it lags by exactly 7
+
+  const pid_t child = fork();
+  if (child == 0) {
+    Bus b = Bus::open(name.name);
+    Subscriber s = b.subscribe("sensor.temp.line1", {StartAt::Earliest});
+    kill(getpid(), SIGKILL);
+  }
+  waitpid(child, nullptr, 0);  // its participant and cursor stay behind until someone cleans up
+
+  const BusSnapshot a = inspect_bus(name.name);
+  const BusSnapshot b = inspect_bus(name.name);
+  EXPECT_EQ(a.generation, b.generation);  // looking changes nothing
+  ASSERT_EQ(a.topics.size(), 1u);
+  EXPECT_EQ(a.topics[0].info.type, "examples.SensorReading");
+  EXPECT_EQ(a.topics[0].info.policy, Policy::Block);
+  EXPECT_EQ(a.topics[0].info.ring_size, 64u * 1024);
+  ASSERT_EQ(a.participants.size(), 2u);
+  EXPECT_EQ(a.live_participants(), 1u);
+  ASSERT_EQ(a.rings.size(), 1u);
+  const RingSnapshot& r = a.rings[0];
+  EXPECT_TRUE(r.error.empty()) << r.error;
+  EXPECT_EQ(r.publisher, "line1");
+  EXPECT_EQ(r.writer_pid, getpid());
+  EXPECT_TRUE(r.writer_alive);
+  EXPECT_EQ(r.next_sequence, 17u);
+  EXPECT_EQ(r.retained_events, 17u);
+  ASSERT_EQ(r.cursors.size(), 2u);  // ours and the dead child's; the inspector claimed none
+  const CursorSnapshot& mine = r.cursors[0].pid == getpid() ? r.cursors[0] : r.cursors[1];
+  const CursorSnapshot& dead = r.cursors[0].pid == getpid() ? r.cursors[1] : r.cursors[0];
+  EXPECT_TRUE(mine.alive);
+  EXPECT_EQ(mine.lag_events, 7);
+  EXPECT_FALSE(dead.alive);
+  EXPECT_EQ(dead.pid, child);
+  EXPECT_EQ(dead.lag_events, 17);
+  bool warned_dead_cursor = false, warned_dead_process = false;
+  for (const auto& w : a.warnings) {
+    warned_dead_cursor |= w.find("dead process (pid " + std::to_string(child) + ")") != std::string::npos;
+    warned_dead_process |= w.find("process " + std::to_string(child) + " died") != std::string::npos;
+  }
+  EXPECT_TRUE(warned_dead_cursor);
+  EXPECT_TRUE(warned_dead_process);
+}
+
+TEST(InspectTest, AGonePublisherWithAnUndrainedRingIsNamedWithTheFix) {
+  ScopedBusName name("inspect");
+  Bus bus = Bus::open(name.name);
+  bus.create_topic(sensor_topic("t"));
+  Subscriber sub = bus.subscribe("t", {StartAt::Earliest});
+  {
+    Publisher pub = bus.publisher("t", {"gone"});
+    sub.refresh();
+    publish_n(pub, 3);
+  }
+  const BusSnapshot s = inspect_bus(name.name);
+  ASSERT_EQ(s.rings.size(), 1u);
+  EXPECT_FALSE(s.rings[0].writer_alive);
+  bool named = false;
+  for (const auto& w : s.warnings) named |= w.find("publisher") != std::string::npos && w.find("'gone'") != std::string::npos;
+  EXPECT_TRUE(named);
+}
+
+TEST(InspectTest, AMissingBusIsAClearError) {
+  try {
+    inspect_bus("no-such-bus-" + std::to_string(getpid()));
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::NotFound);
+    EXPECT_NE(std::string(e.what()).find("flowbus inspect"), std::string::npos);
+  }
+}

@@ -1,5 +1,6 @@
 // The bus directory: participants, topics and rings, changed only by CAS on
-// slot state words (see directory_layout.hpp), and the Bus handle.
+// slot state words, and the Bus handle. The memory-ordering rules for every
+// directory word are stated once, in directory_layout.hpp.
 #include <unistd.h>
 
 #include <chrono>

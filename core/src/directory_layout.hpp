@@ -17,6 +17,18 @@
 // claimed by CAS from Free to Claiming (with the claimer in the word), filled,
 // then stored Ready. A Claiming slot whose claimer is dead is rolled back by
 // whoever sees it, so a process killed mid-change wedges no one.
+//
+// Memory ordering, for every state word, owner word and magic in this file
+// (the code points here rather than repeat it at each line):
+//  * a slot's fields are written before its state becomes Ready with a
+//    release store (or seq_cst where a duplicate scan follows), and every
+//    reader loads the state with acquire before it reads the fields;
+//  * claims, takeovers and rollbacks are acq_rel CASes: acquire to see what
+//    the previous holder wrote, release to publish what we change;
+//  * name claims store "Claiming with name" seq_cst and then scan the other
+//    slots with seq_cst loads (Dekker: of two racing creators one sees the other);
+//  * fields written after a claim and before Ready (owner, pid, names) may be
+//    relaxed: the Ready store publishes them.
 #pragma once
 
 #include <atomic>

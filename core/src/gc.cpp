@@ -1,3 +1,4 @@
+// flowbus gc. Atomics on directory words follow the rules in directory_layout.hpp.
 #include "flowbus/gc.hpp"
 
 #include <unistd.h>

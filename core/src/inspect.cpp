@@ -1,4 +1,5 @@
 // `flowbus inspect`: read-only snapshots. Nothing here writes shared memory.
+// Loads of directory words are acquire (directory_layout.hpp); ring words as in ring.hpp.
 #include "flowbus/inspect.hpp"
 
 #include <cstring>

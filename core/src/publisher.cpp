@@ -1,4 +1,5 @@
 // Publisher: attach or create the ring, then the hot path over RingWriter.
+// Directory words follow the ordering rules in directory_layout.hpp.
 #include <thread>
 
 #include <cstring>

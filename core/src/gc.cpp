@@ -36,9 +36,14 @@ void collect_bus(const std::string& name, bool force, GcReport& report) {
     state->dir = nullptr;
     state->segment = Segment();
     const std::string dir_name = directory_segment_name(name), prefix = dir_name + ".";
+    size_t removed = 0;
     for (const std::string& seg : list_shm_segments())
-      if ((seg == dir_name || seg.rfind(prefix, 0) == 0) && Segment::remove(seg)) report.removed_segments.push_back(seg);
-    report.removed_buses.push_back(name + ": " + why);
+      if ((seg == dir_name || seg.rfind(prefix, 0) == 0) && Segment::remove(seg)) {
+        report.removed_segments.push_back(seg);
+        ++removed;
+      }
+    if (removed != 0) report.removed_buses.push_back(name + ": " + why);
+    else report.errors.push_back("bus '" + name + "' does not exist on this host; `flowbus inspect` lists the buses there are");
   };
   try {
     state->segment = Segment::open(directory_segment_name(name), Access::ReadWrite, sizeof(DirectoryLayout));

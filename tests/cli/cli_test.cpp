@@ -347,3 +347,11 @@ TEST(CliTest, InspectJsonShowsTheRingAndItsSequenceAndInspectListsTheBus) {
   EXPECT_NE(missing.exit_code, 0);
   EXPECT_NE(missing.err.find("does not exist"), std::string::npos) << describe(missing);
 }
+
+TEST(CliTest, GcOfABusThatDoesNotExistSaysSoAndRemovesNothing) {
+  const std::string name = "no-such-bus-" + std::to_string(getpid());
+  const Outcome o = flowbus_cli({"gc", name});
+  EXPECT_NE(o.exit_code, 0) << describe(o);
+  EXPECT_NE(o.err.find("does not exist"), std::string::npos) << describe(o);
+  EXPECT_EQ(o.out.find("removed"), std::string::npos) << describe(o);
+}

@@ -68,6 +68,12 @@ std::string json_escape(std::string_view text) {
   return out;
 }
 
+std::string json_string_array(const std::vector<std::string>& items) {
+  std::string out = "[";
+  for (size_t i = 0; i < items.size(); ++i) out += (i ? ",\"" : "\"") + json_escape(items[i]) + "\"";
+  return out + "]";
+}
+
 std::string cloudevent_members(const Event& e) {
   std::string out = "\"specversion\":\"1.0\",\"id\":\"" + e.id() + "\",\"source\":\"" + json_escape(e.source()) +
                     "\",\"type\":\"" + json_escape(e.type()) + "\",\"time\":\"" + e.time() +

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "flowbus/event.hpp"
 
@@ -22,6 +23,8 @@ uint32_t parse_mode(const std::string& text);
 /// Seconds as a double ("0.5", "30", "inf") -> nanoseconds.
 std::chrono::nanoseconds parse_seconds(const std::string& text);
 std::string json_escape(std::string_view text);
+/// ["a","b"] with each string escaped.
+std::string json_string_array(const std::vector<std::string>& items);
 /// The CloudEvents context of `event` as JSON members ("id":..., "source":...), no braces.
 std::string cloudevent_members(const Event& event);
 

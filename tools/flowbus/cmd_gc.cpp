@@ -19,11 +19,7 @@ void add_gc_command(CLI::App& app) {
   gc->callback([args] {
     const GcReport r = collect_garbage(args->bus.empty() ? std::nullopt : std::optional<std::string>(args->bus), args->force);
     if (args->json) {
-      auto list = [](const std::vector<std::string>& v) {
-        std::string out = "[";
-        for (size_t i = 0; i < v.size(); ++i) out += (i ? ",\"" : "\"") + json_escape(v[i]) + "\"";
-        return out + "]";
-      };
+      auto list = [](const std::vector<std::string>& v) { return json_string_array(v); };
       std::printf("{\"removed_buses\":%s,\"removed_segments\":%s,\"kept_buses\":%s,\"participants_cleaned\":%zu,\"errors\":%s}\n",
                   list(r.removed_buses).c_str(), list(r.removed_segments).c_str(), list(r.kept_buses).c_str(),
                   r.participants_cleaned, list(r.errors).c_str());
@@ -32,7 +28,7 @@ void add_gc_command(CLI::App& app) {
       for (const auto& s : r.removed_segments) std::printf("removed /dev/shm/%s\n", s.c_str());
       for (const auto& b : r.kept_buses) std::printf("kept bus %s\n", b.c_str());
       if (r.participants_cleaned) std::printf("cleaned up after %zu dead process(es)\n", r.participants_cleaned);
-      if (r.removed_segments.empty() && r.participants_cleaned == 0) std::printf("nothing stale\n");
+      if (r.removed_segments.empty() && r.participants_cleaned == 0 && r.errors.empty()) std::printf("nothing stale\n");
       for (const auto& e : r.errors) std::fprintf(stderr, "flowbus gc: %s\n", e.c_str());
     }
     if (!r.errors.empty()) throw ExitCode{1};

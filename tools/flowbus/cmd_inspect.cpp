@@ -22,12 +22,6 @@ std::string fmt_bytes(uint64_t b) {
   return buf;
 }
 
-std::string json_list(const std::vector<std::string>& v) {
-  std::string out = "[";
-  for (size_t i = 0; i < v.size(); ++i) out += (i ? ",\"" : "\"") + json_escape(v[i]) + "\"";
-  return out + "]";
-}
-
 /// Events per second per ring, from two snapshots.
 std::map<std::string, double> rates(const BusSnapshot& a, const BusSnapshot& b, double seconds) {
   std::map<std::string, double> out;
@@ -80,7 +74,7 @@ std::string snapshot_json(const BusSnapshot& s, const std::map<std::string, doub
     }
     o += "]}";
   }
-  return o + "],\"warnings\":" + json_list(s.warnings) + "}";
+  return o + "],\"warnings\":" + json_string_array(s.warnings) + "}";
 }
 
 void print_snapshot(const BusSnapshot& s, const std::map<std::string, double>& rate) {

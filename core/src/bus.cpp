@@ -25,7 +25,6 @@ void copy_name(char* dst, size_t cap, const std::string& src) {
   std::memcpy(dst, src.data(), std::min(src.size(), cap - 1));
 }
 
-std::string read_name(const char* src, size_t cap) { return std::string(src, strnlen(src, cap)); }
 
 std::string host_name() {
   char buf[256] = {};

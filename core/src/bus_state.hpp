@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <vector>
@@ -29,6 +30,9 @@ struct RingSegments {
   uint8_t* records() const noexcept { return data.data() + kRecordsOffset; }
   ControlHeader* control_header() const noexcept { return reinterpret_cast<ControlHeader*>(control.data()); }
 };
+
+/// A NUL-padded fixed-size name field of a directory slot, as a string.
+inline std::string read_name(const char* field, size_t capacity) { return std::string(field, strnlen(field, capacity)); }
 
 std::string directory_segment_name(const std::string& bus);
 std::string data_segment_name(const std::string& bus, const std::string& topic, const std::string& publisher);

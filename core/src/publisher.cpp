@@ -17,8 +17,6 @@ using namespace detail;
 
 namespace {
 
-std::string read_name(const char* src, size_t cap) { return std::string(src, strnlen(src, cap)); }
-
 uint32_t control_mode(uint32_t data_mode) {
   // Readers write their cursors: whoever may read the topic may write its control segment.
   uint32_t mode = data_mode;

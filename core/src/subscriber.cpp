@@ -126,7 +126,7 @@ ReadResult Subscriber::read_attached(Event& event) noexcept {
     if (s == ReadStatus::Corrupt) {
       reported_corrupt_[i] = true;
       result.status = ReadStatus::Corrupt;
-      result.ring = segments_[i]->data.name();  // a rare path: the string is allowed to allocate
+      result.ring = segments_[i]->data.name();
       return result;
     }
   }

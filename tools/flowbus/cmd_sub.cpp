@@ -75,7 +75,7 @@ void add_sub_command(CLI::App& app) {
         std::fprintf(stderr, "flowbus sub: lapped by the writer: %llu events lost\n", static_cast<unsigned long long>(r.missed));
       else if (r.status == ReadStatus::Corrupt)
         std::fprintf(stderr, "flowbus sub: ring %s is corrupt and no longer read; check it with `flowbus inspect %s --check`\n",
-                     r.ring.c_str(), args->bus.c_str());
+                     std::string(r.ring).c_str(), args->bus.c_str());
       if (r.status != ReadStatus::Empty) continue;
       const auto idle = std::chrono::steady_clock::now() - last_event;
       if (idle_limit != kNever && idle >= idle_limit) break;

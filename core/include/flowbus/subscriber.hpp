@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "flowbus/detail/ring.hpp"
@@ -25,7 +26,7 @@ struct SubscriberOptions {
 struct ReadResult {
   ReadStatus status = ReadStatus::Empty;
   uint64_t missed = 0;
-  std::string ring;  ///< Corrupt: which ring ("topic/publisher"); empty otherwise
+  std::string_view ring;  ///< Corrupt: which ring (its segment name); empty otherwise. Lives as long as the subscriber
 };
 
 struct PollResult {

@@ -26,14 +26,26 @@ void copy_name(char* dst, size_t cap, const std::string& src) {
 }
 
 
+}  // namespace
+
 std::string host_name() {
   char buf[256] = {};
   if (::gethostname(buf, sizeof buf - 1) != 0) return "localhost";
   return buf;
 }
 
-
-}  // namespace
+RingContext make_ring_context(const std::string& host, const std::string& bus, const TopicInfo& topic,
+                              const std::string& publisher, uint64_t publisher_id) {
+  RingContext c;
+  c.topic = topic.name;
+  c.publisher_name = publisher;
+  c.publisher_id = publisher_id;
+  c.source = "flowbus://" + host + "/" + bus + "/" + publisher;
+  c.type = topic.type;
+  c.dataschema = "flowbus:schema/" + topic.schema_id;
+  c.datacontenttype = "application/x-flatbuffers";
+  return c;
+}
 
 std::string directory_segment_name(const std::string& bus) { return "flowbus." + bus; }
 std::string data_segment_name(const std::string& bus, const std::string& topic, const std::string& publisher) {
@@ -45,7 +57,7 @@ std::string control_segment_name(const std::string& bus, const std::string& topi
 }
 
 void open_ring_segments(RingSegments& ring, const std::string& bus, const std::string& topic,
-                        const std::string& publisher, Access data_access) {
+                        const std::string& publisher, Access data_access, Access control_access) {
   const std::string data_name = data_segment_name(bus, topic, publisher);
   ring.data = Segment::open(data_name, data_access, kRecordsOffset);
   const RingHeader* h = ring.header();
@@ -66,7 +78,7 @@ void open_ring_segments(RingSegments& ring, const std::string& bus, const std::s
                                         " which its segment of " + std::to_string(ring.data.size()) +
                                         " bytes cannot hold: it is damaged");
   const std::string ctl_name = control_segment_name(bus, topic, publisher);
-  ring.control = Segment::open(ctl_name, Access::ReadWrite, sizeof(ControlHeader));
+  ring.control = Segment::open(ctl_name, control_access, sizeof(ControlHeader));
   const ControlHeader* c = ring.control_header();
   if (c->magic.load(std::memory_order_acquire) != kControlMagic)
     throw Error(ErrorCode::Corrupt, "control segment '" + ctl_name + "' has no valid magic: it is damaged");

@@ -34,13 +34,18 @@ struct RingSegments {
 /// A NUL-padded fixed-size name field of a directory slot, as a string.
 inline std::string read_name(const char* field, size_t capacity) { return std::string(field, strnlen(field, capacity)); }
 
+std::string host_name();
+/// The CloudEvents context shared by every event of one ring.
+RingContext make_ring_context(const std::string& host, const std::string& bus, const TopicInfo& topic,
+                              const std::string& publisher, uint64_t publisher_id);
+
 std::string directory_segment_name(const std::string& bus);
 std::string data_segment_name(const std::string& bus, const std::string& topic, const std::string& publisher);
 std::string control_segment_name(const std::string& bus, const std::string& topic, const std::string& publisher);
 
 /// Opens and checks a ring's segments (magic, version, sizes). Throws Error.
 void open_ring_segments(RingSegments& ring, const std::string& bus, const std::string& topic,
-                        const std::string& publisher, Access data_access);
+                        const std::string& publisher, Access data_access, Access control_access = Access::ReadWrite);
 
 struct BusState {
   std::string name;

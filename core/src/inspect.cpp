@@ -72,6 +72,7 @@ void read_ring(const std::string& bus, const DirectoryLayout* dir, RingSnapshot&
   }
   const auto* c = reinterpret_cast<const ControlHeader*>(ctl.data());
   uint64_t slowest = UINT64_MAX;
+  const uint64_t now = monotonic_now_ns();
   for (uint32_t i = 0; i < kCursorSlots; ++i) {
     const CursorSlot& s = c->slots[i];
     const uint64_t word = s.word.load(std::memory_order_acquire);
@@ -85,6 +86,9 @@ void read_ring(const std::string& bus, const DirectoryLayout* dir, RingSnapshot&
     if (cur.lag_bytes == 0) cur.lag_events = 0;
     else if (sequence_at(cur.position, &seq) && seq <= out.next_sequence) cur.lag_events = int64_t(out.next_sequence - seq);
     cur.evictions = s.evictions.load(std::memory_order_relaxed);
+    cur.losses = s.losses.load(std::memory_order_relaxed);
+    const uint64_t moved = s.last_moved_ns.load(std::memory_order_relaxed);
+    cur.idle_ns = moved != 0 && now > moved ? now - moved : 0;
     cur.sleeping = s.sleeping.load(std::memory_order_relaxed) != 0;
     if (cur.alive) slowest = std::min(slowest, cur.position);
     out.cursors.push_back(cur);

@@ -139,13 +139,7 @@ Publisher Bus::publisher(std::string_view topic_name, const PublisherOptions& op
     if (i == kRings)
       throw Error(ErrorCode::NoSpace, "bus '" + bus.name + "' holds " + std::to_string(kRings) + " rings already; run `flowbus gc`");
   }
-  ring->context.topic = topic->name;
-  ring->context.publisher_name = name;
-  ring->context.publisher_id = ring->publisher_id;
-  ring->context.source = "flowbus://" + bus.host + "/" + bus.name + "/" + name;
-  ring->context.type = topic->type;
-  ring->context.dataschema = "flowbus:schema/" + topic->schema_id;
-  ring->context.datacontenttype = "application/x-flatbuffers";
+  ring->context = make_ring_context(bus.host, bus.name, *topic, name, ring->publisher_id);
   Publisher p(state_, std::move(ring));
   p.writer_.policy = topic->policy;
   p.writer_.slow_timeout_ns = topic->slow_consumer_timeout == kNever ? UINT64_MAX : uint64_t(topic->slow_consumer_timeout.count());

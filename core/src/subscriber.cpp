@@ -59,13 +59,7 @@ void Subscriber::attach_rings(StartAt from) {
       continue;
     }
     ring->slot = i;
-    ring->context.topic = topic;
-    ring->context.publisher_name = publisher;
-    ring->context.publisher_id = ring->publisher_id;
-    ring->context.source = "flowbus://" + bus_->host + "/" + bus_->name + "/" + publisher;
-    ring->context.type = info->type;
-    ring->context.dataschema = "flowbus:schema/" + info->schema_id;
-    ring->context.datacontenttype = "application/x-flatbuffers";
+    ring->context = make_ring_context(bus_->host, bus_->name, *info, publisher, ring->publisher_id);
     RingReader r;
     r.header = ring->header();
     r.records = ring->records();
@@ -112,9 +106,8 @@ ReadResult Subscriber::read_attached(Event& event) noexcept {
     const ReadStatus s = r.peek(event);
     if (r.evicted_pending || (r.missed != 0 && s != ReadStatus::Corrupt)) {
       result.status = r.evicted_pending ? ReadStatus::Evicted : ReadStatus::Lost;
-      result.missed = r.missed;
+      result.missed = r.take_missed();
       r.evicted_pending = false;
-      r.missed = 0;
       next_ring_ = i;  // the event found (if any) is delivered by the next read
       return result;
     }

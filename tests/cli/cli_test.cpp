@@ -13,7 +13,7 @@
 #include <set>
 #include <sstream>
 
-#include "child_process.hpp"
+#include "cli_helpers.hpp"
 #include "flowbus/bus.hpp"
 #include "test_bus.hpp"
 
@@ -22,87 +22,6 @@ using namespace flowbus::testing;
 using namespace std::chrono_literals;
 
 namespace {
-
-const std::string kCli = FLOWBUS_BINARY_DIR "/bin/flowbus";
-const std::string kOrderJson = R"({"id":7,"customer":"acme","sku":"A-1","quantity":2,"price_cents":1999})";
-
-using Outcome = ChildProcess::Outcome;
-
-Outcome flowbus_cli(const std::vector<std::string>& args, std::chrono::milliseconds timeout = 30s) {
-  std::vector<std::string> argv{kCli};
-  argv.insert(argv.end(), args.begin(), args.end());
-  ChildProcess c(argv, {.pipe_stdin = false, .capture_stderr = true});
-  Outcome o = c.communicate(timeout);
-  EXPECT_TRUE(o.finished) << "flowbus did not finish within " << timeout.count() << " ms";
-  return o;
-}
-
-std::string describe(const Outcome& o) { return "exit " + std::to_string(o.exit_code) + "\nstdout:\n" + o.out + "stderr:\n" + o.err; }
-
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);)
-    if (!line.empty()) out.push_back(line);
-  return out;
-}
-
-/// One strict JSON document, parsed into a FlexBuffer we can walk.
-class Json {
- public:
-  explicit Json(const std::string& text) {
-    flatbuffers::IDLOptions options;
-    options.strict_json = true;
-    flatbuffers::Parser parser(options);
-    flexbuffers::Builder builder;
-    ok_ = parser.ParseFlexBuffer(text.c_str(), nullptr, &builder);
-    error_ = parser.error_;
-    if (ok_) buffer_ = builder.GetBuffer();
-  }
-  bool ok() const { return ok_; }
-  const std::string& error() const { return error_; }
-  flexbuffers::Map root() const { return flexbuffers::GetRoot(buffer_).AsMap(); }
-
- private:
-  bool ok_ = false;
-  std::string error_;
-  std::vector<uint8_t> buffer_;
-};
-
-std::string str(const flexbuffers::Map& m, const char* key) { return m[key].IsString() ? m[key].AsString().str() : "<not a string>"; }
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-std::set<std::string> shm_entries(const std::string& prefix) {
-  std::set<std::string> out;
-  if (DIR* d = ::opendir("/dev/shm")) {
-    while (const dirent* e = ::readdir(d))
-      if (std::string(e->d_name).rfind(prefix, 0) == 0) out.insert(e->d_name);
-    ::closedir(d);
-  }
-  return out;
-}
-
-/// A bus (removed at the end of the test) with topic orders.created.
-struct OrdersBus {
-  ScopedBusName name{"cli"};
-  OrdersBus() {
-    const Outcome o = flowbus_cli({"topic", "create", name.name, "orders.created", "--schema", example_schema("order.fbs")});
-    EXPECT_EQ(o.exit_code, 0) << describe(o);
-  }
-  Outcome pub(const std::string& json, const std::vector<std::string>& more = {}) const {
-    std::vector<std::string> args{"pub", name.name, "orders.created", "--json", json};
-    args.insert(args.end(), more.begin(), more.end());
-    return flowbus_cli(args);
-  }
-  Outcome sub(const std::vector<std::string>& more) const {
-    std::vector<std::string> args{"sub", name.name, "orders.>", "--from", "earliest"};
-    args.insert(args.end(), more.begin(), more.end());
-    return flowbus_cli(args);
-  }
-};
 
 TEST(CliTest, EverySubcommandAnswersHelpAndExitsZero) {
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases{

@@ -3,6 +3,8 @@
 #include <cmath>
 #include <cstdio>
 
+#include "flowbus/error.hpp"
+
 namespace flowbus::cli {
 
 uint64_t parse_size(const std::string& text) {
@@ -82,6 +84,29 @@ std::string cloudevent_members(const Event& e) {
   if (!e.subject().empty()) out += ",\"subject\":\"" + json_escape(e.subject()) + "\"";
   out += ",\"flowbustopic\":\"" + json_escape(e.topic()) + "\",\"flowbusseq\":" + std::to_string(e.sequence());
   return out;
+}
+
+std::string payload_json(const SchemaCodec* codec, const Event& event) {
+  if (codec == nullptr) return "null";
+  try {
+    return codec->flatbuffer_to_json(event.data(), event.size());
+  } catch (const Error& e) {
+    return "{\"error\":\"" + json_escape(e.what()) + "\"}";
+  }
+}
+
+std::string event_line(const Event& event, const std::string& data_json, bool json) {
+  if (json) return "{" + cloudevent_members(event) + ",\"data\":" + data_json + "}";
+  return event.time() + " " + event.topic() + " " + event.id() + " " + data_json;
+}
+
+std::string format_bytes(uint64_t b) {
+  char buf[32];
+  if (b >= (1ull << 30)) std::snprintf(buf, sizeof buf, "%.1fGiB", double(b) / double(1ull << 30));
+  else if (b >= (1u << 20)) std::snprintf(buf, sizeof buf, "%.1fMiB", double(b) / double(1u << 20));
+  else if (b >= 1024) std::snprintf(buf, sizeof buf, "%.1fKiB", double(b) / 1024.0);
+  else std::snprintf(buf, sizeof buf, "%lluB", static_cast<unsigned long long>(b));
+  return buf;
 }
 
 }  // namespace flowbus::cli

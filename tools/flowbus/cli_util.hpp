@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "flowbus/event.hpp"
+#include "flowbus/schema.hpp"
 
 namespace flowbus::cli {
 
@@ -27,6 +28,13 @@ std::string json_escape(std::string_view text);
 std::string json_string_array(const std::vector<std::string>& items);
 /// The CloudEvents context of `event` as JSON members ("id":..., "source":...), no braces.
 std::string cloudevent_members(const Event& event);
+/// The payload of `event` as JSON through `codec` ("null" without one, {"error":...} if it does not decode).
+std::string payload_json(const SchemaCodec* codec, const Event& event);
+/// One event as `flowbus sub` prints it: a JSON line (CloudEvents attributes, payload under
+/// "data") or a human line (time, topic, id, payload). No newline.
+std::string event_line(const Event& event, const std::string& data_json, bool json);
+/// "4.0KiB", "1.5MiB", "17B".
+std::string format_bytes(uint64_t bytes);
 
 void add_topic_commands(CLI::App& app);
 void add_pub_command(CLI::App& app);

@@ -51,17 +51,7 @@ void add_sub_command(CLI::App& app) {
       Event event;
       const ReadResult r = subscriber.read(event);
       if (r.status == ReadStatus::Ok) {
-        std::string data;
-        try {
-          SchemaCodec* codec = codec_for(event.topic());
-          data = codec ? codec->flatbuffer_to_json(event.data(), event.size()) : "null";
-        } catch (const Error& e) {
-          data = "{\"error\":\"" + json_escape(e.what()) + "\"}";
-        }
-        if (args->json)
-          std::printf("{%s,\"data\":%s}\n", cloudevent_members(event).c_str(), data.c_str());
-        else
-          std::printf("%s %s %s %s\n", event.time().c_str(), event.topic().c_str(), event.id().c_str(), data.c_str());
+        std::printf("%s\n", event_line(event, payload_json(codec_for(event.topic()), event), args->json).c_str());
         std::fflush(stdout);
         if (subscriber.release(event) == ReadStatus::Evicted)
           std::fprintf(stderr, "flowbus sub: evicted while reading the event above; it may be damaged\n");

@@ -9,6 +9,7 @@
 namespace flowbus {
 
 namespace detail { struct RingReader; }
+struct TapRecord;
 
 /// The CloudEvents attributes that are constant for a ring, built once when
 /// the ring is attached; events point at them, so nothing is built per event.
@@ -57,6 +58,7 @@ class Event {
   const RingContext* context_ = nullptr;
   uint32_t ring_index_ = 0;  // which of the subscriber's rings it came from
   friend class Subscriber;
+  friend struct TapRecord;
 };
 
 std::string format_rfc3339(uint64_t unix_ns);

@@ -4,9 +4,11 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "flowbus/event.hpp"
 #include "flowbus/topic.hpp"
 
 namespace flowbus {
@@ -26,6 +28,8 @@ struct CursorSnapshot {
   uint64_t lag_bytes = 0;     ///< write position - position
   int64_t lag_events = -1;    ///< next sequence - sequence at the cursor; -1 if not known
   uint64_t evictions = 0;     ///< evictions of this slot's owners so far
+  uint64_t losses = 0;        ///< events this slot's owners were told they missed (lapped or evicted)
+  uint64_t idle_ns = 0;       ///< since its owner last published a move (or joined)
   bool sleeping = false;
 };
 
@@ -60,5 +64,77 @@ struct BusSnapshot {
 /// Reads bus `name` without changing anything. Throws Error (NotFound,
 /// PermissionDenied naming owner and mode, VersionMismatch, Corrupt).
 BusSnapshot inspect_bus(const std::string& name);
+
+// ---------------------------------------------------------------------------
+// Reading events from outside: `flowbus inspect BUS TOPIC --dump`.
+// ---------------------------------------------------------------------------
+
+/// One record copied out of a ring: its header as written, its bytes (header,
+/// subject and payload), and the event they make.
+struct TapRecord {
+  uint64_t position = 0;
+  uint64_t commit = 0;  ///< the commit word as read: position + 1
+  uint32_t size = 0, data_offset = 0, flags = 0;
+  uint64_t sequence = 0, time_ns = 0;
+  bool padding = false;
+  std::vector<uint8_t> bytes;  ///< the whole record
+  std::string subject;
+  const RingContext* context = nullptr;
+  /// A view of the copy (valid while this record lives unchanged).
+  Event event() const;
+};
+
+/// Reads one ring without a cursor: the writer never waits for it, nothing in
+/// shared memory changes. Each record is copied, then checked against the
+/// ring's tail, so what it returns was intact; a tap that is lapped says how
+/// many events it missed.
+class RingTap {
+ public:
+  enum class Status { Ok, Empty, Lost, Corrupt };
+  /// Opens `topic@publisher` read-only. Throws Error (NotFound, PermissionDenied, Corrupt).
+  RingTap(const std::string& bus, const std::string& topic, const std::string& publisher);
+  ~RingTap();
+  RingTap(RingTap&&) noexcept;
+  RingTap& operator=(RingTap&&) noexcept;
+
+  void start_earliest();
+  /// Starts at the `count`-th last event (at the earliest retained if fewer).
+  void start_latest(uint64_t count);
+  /// The next record. Ok fills `out` (padding records only with `with_padding`);
+  /// Lost: the writer lapped us, `missed()` says how many events; Corrupt: the
+  /// ring fails its checks here (`flowbus inspect BUS --check` says more).
+  Status next(TapRecord& out, bool with_padding = false);
+  uint64_t take_missed() noexcept;
+  const RingContext& context() const noexcept;
+  const TopicInfo& topic() const noexcept;  ///< with its binary schema, to decode payloads
+  uint64_t capacity() const noexcept;
+
+ private:
+  struct State;
+  std::unique_ptr<State> s_;
+};
+
+// ---------------------------------------------------------------------------
+// Verifying invariants: `flowbus inspect BUS --check`.
+// ---------------------------------------------------------------------------
+
+struct CheckFinding {
+  std::string where;    ///< "directory", "topic NAME", "ring TOPIC@PUBLISHER", "ring ... control"
+  std::string problem;  ///< what is wrong, with the numbers
+};
+
+struct CheckReport {
+  std::string bus;
+  uint64_t topics = 0, rings = 0, records = 0, cursors = 0;  ///< what was verified
+  std::vector<CheckFinding> findings;
+  bool ok() const noexcept { return findings.empty(); }
+};
+
+/// Verifies the directory and every ring read-only: magic and version, sizes,
+/// names, alignment, positions, the record chain from tail to the write
+/// position (commit words, lengths, padding, sequences), and cursors. A
+/// finding caused by a live writer racing the walk is re-checked and dropped
+/// if it goes away. Throws Error only when the bus cannot be opened at all.
+CheckReport check_bus(const std::string& name);
 
 }  // namespace flowbus

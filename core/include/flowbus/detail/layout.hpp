@@ -149,11 +149,12 @@ struct CursorWord {
 
 struct CursorSlot {
   std::atomic<uint64_t> word;           // see CursorWord
-  std::atomic<uint64_t> last_moved_ns;  // CLOCK_MONOTONIC when claimed or last seen idle (tools)
+  std::atomic<uint64_t> last_moved_ns;  // CLOCK_MONOTONIC when its owner last published a move (tools)
   std::atomic<uint64_t> evictions;      // times this slot's owner was evicted (tools)
   std::atomic<uint32_t> sleeping;       // 1 while its owner counts in ControlHeader::waiters
   uint32_t reserved;
-  char pad[kLinePad - 32];
+  std::atomic<uint64_t> losses;         // events its owners were told they missed (tools)
+  char pad[kLinePad - 40];
 };
 static_assert(sizeof(CursorSlot) == kLinePad);
 

@@ -337,8 +337,11 @@ struct RingWriter {
     return true;
   }
 
-  /// Moves tail to the first record boundary at or above `bound`, walking our
-  /// own records, and publishes it before any byte below it is reused.
+  /// Moves tail to a record boundary at or above `bound` and publishes it
+  /// before any byte below it is reused. The boundary comes from the chunk
+  /// notes, so it may lie up to about two chunks above the first one: tail
+  /// then under-states what is intact (a Latest reader there skips records
+  /// that were still whole, and counts them lost), never over-states it.
   void advance_tail(uint64_t bound) noexcept {
     if (tail >= bound) return;
     // The first noted record start at or above bound (at most a sixteenth of
@@ -480,6 +483,15 @@ struct RingReader {
     return at >= header->tail_position.load(std::memory_order_relaxed);
   }
 
+  /// Hands over the count of events skipped since the last call, and adds it
+  /// to our slot's loss counter for tools (a rare path: only after a loss).
+  uint64_t take_missed() noexcept {
+    const uint64_t n = missed;
+    missed = 0;
+    if (n != 0 && slot >= 0) control->slots[slot].losses.fetch_add(n, std::memory_order_relaxed);  // statistics only
+    return n;
+  }
+
   /// True if something may be readable (for waiting).
   bool has_data() const noexcept {
     // seq_cst: the load half of the wake-up Dekker (see publish_position).
@@ -516,6 +528,8 @@ struct RingReader {
       return false;
     cursor_word = next;
     published = position;
+    // Tools only (idle time in `flowbus inspect`); once per eighth of a ring.
+    control->slots[slot].last_moved_ns.store(monotonic_now_ns(), std::memory_order_relaxed);
     return true;
   }
 

@@ -1,0 +1,182 @@
+// `flowbus inspect` views run as the real binary: --dump, --check, --watch
+// (in a pseudo-terminal, quit with q), and their errors.
+#include <fcntl.h>
+#include <poll.h>
+#include <pty.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "bus_state.hpp"
+#include "cli_helpers.hpp"
+#include "flowbus/detail/layout.hpp"
+
+using namespace flowbus;
+using namespace flowbus::testing;
+
+namespace {
+
+/// A bus with orders.created holding `n` orders with ids 0..n-1, published by "shop".
+struct ShopBus : OrdersBus {
+  explicit ShopBus(int n) {
+    std::string lines;
+    for (int i = 0; i < n; ++i)
+      lines += R"({"id":)" + std::to_string(i) + R"(,"customer":"acme","sku":"A-1","quantity":2,"price_cents":1999})" + "\n";
+    const std::string file = "/tmp/" + name.name + ".jsonl";
+    FILE* f = std::fopen(file.c_str(), "w");
+    std::fputs(lines.c_str(), f);
+    std::fclose(f);
+    const Outcome o = flowbus_cli({"pub", name.name, "orders.created", "--file", file, "--name", "shop"});
+    EXPECT_EQ(o.exit_code, 0) << describe(o);
+    std::remove(file.c_str());
+  }
+};
+
+}  // namespace
+
+TEST(InspectCliTest, DumpPrintsTheLastEventsDecodedThroughTheRegisteredSchema) {
+  ShopBus bus(12);
+  const Outcome o = flowbus_cli({"inspect", bus.name.name, "orders.created", "--dump", "3", "--json"});
+  ASSERT_EQ(o.exit_code, 0) << describe(o);
+  const auto lines = lines_of(o.out);
+  ASSERT_EQ(lines.size(), 3u) << describe(o);
+  for (size_t i = 0; i < 3; ++i) {
+    Json j(lines[i]);
+    ASSERT_TRUE(j.ok()) << j.error() << "\n" << lines[i];
+    const auto root = j.root();
+    EXPECT_EQ(root["flowbusseq"].AsUInt64(), 9 + i);
+    EXPECT_EQ(root["data"].AsMap()["id"].AsUInt64(), 9 + i);
+    EXPECT_EQ(str(root["data"].AsMap(), "customer"), "acme");
+    EXPECT_EQ(str(root, "type"), "examples.Order");
+    EXPECT_TRUE(ends_with(str(root, "source"), "/" + bus.name.name + "/shop"));
+  }
+  const Outcome earliest = flowbus_cli({"inspect", bus.name.name, "orders.created", "--dump", "2", "--from", "earliest"});
+  ASSERT_EQ(earliest.exit_code, 0) << describe(earliest);
+  const auto first = lines_of(earliest.out);
+  ASSERT_EQ(first.size(), 2u) << describe(earliest);
+  EXPECT_NE(first[0].find("\"id\": 0"), std::string::npos) << first[0];
+  EXPECT_NE(first[1].find("\"id\": 1"), std::string::npos) << first[1];
+}
+
+TEST(InspectCliTest, DumpRawShowsTheRecordHeaderAndItsBytesInHex) {
+  ShopBus bus(2);
+  const Outcome o = flowbus_cli({"inspect", bus.name.name, "orders.created", "--dump", "1", "--raw"});
+  ASSERT_EQ(o.exit_code, 0) << describe(o);
+  const auto lines = lines_of(o.out);
+  ASSERT_GE(lines.size(), 3u) << describe(o);
+  // The second record of a fresh ring: its position is the first record's length, its commit that plus one.
+  EXPECT_EQ(lines[0].rfind("record @", 0), 0u) << lines[0];
+  EXPECT_NE(lines[0].find("seq 1"), std::string::npos) << lines[0];
+  const uint64_t position = std::stoull(lines[0].substr(8));
+  char commit[64];
+  std::snprintf(commit, sizeof commit, "commit 0x%llx", static_cast<unsigned long long>(position + 1));
+  EXPECT_NE(lines[0].find(commit), std::string::npos) << lines[0];
+  // The first 8 bytes are that commit word, little-endian.
+  char first_bytes[64];
+  std::snprintf(first_bytes, sizeof first_bytes, "  000000  %02llx %02llx", static_cast<unsigned long long>((position + 1) & 0xff),
+                static_cast<unsigned long long>(((position + 1) >> 8) & 0xff));
+  EXPECT_EQ(lines[1].rfind(first_bytes, 0), 0u) << lines[1];
+}
+
+TEST(InspectCliTest, DumpFollowPrintsEventsPublishedAfterItStarted) {
+  ShopBus bus(1);
+  ChildProcess dump({kCli, "inspect", bus.name.name, "orders.created", "--dump", "1", "--follow", "--json"},
+                    {.pipe_stdin = false, .capture_stderr = true});
+  std::this_thread::sleep_for(300ms);
+  ASSERT_EQ(bus.pub(R"({"id":77,"customer":"late","sku":"B","quantity":1,"price_cents":5})", {"--name", "shop"}).exit_code, 0);
+  std::this_thread::sleep_for(300ms);
+  dump.signal(SIGINT);
+  const Outcome o = dump.communicate(10s);
+  ASSERT_TRUE(o.finished);
+  EXPECT_EQ(o.exit_code, 0) << describe(o);
+  const auto lines = lines_of(o.out);
+  ASSERT_EQ(lines.size(), 2u) << describe(o);
+  EXPECT_NE(lines[1].find("\"customer\": \"late\""), std::string::npos) << lines[1];
+}
+
+TEST(InspectCliTest, DumpErrorsSayWhatToDo) {
+  ShopBus bus(1);
+  const Outcome no_topic = flowbus_cli({"inspect", bus.name.name, "no.such", "--dump", "1"});
+  EXPECT_EQ(no_topic.exit_code, 1);
+  EXPECT_NE(no_topic.err.find("has no topic 'no.such'"), std::string::npos) << describe(no_topic);
+  const Outcome missing_topic = flowbus_cli({"inspect", bus.name.name, "--dump", "1"});
+  EXPECT_NE(missing_topic.exit_code, 0);
+  EXPECT_NE(missing_topic.err.find("--dump N needs a TOPIC"), std::string::npos) << describe(missing_topic);
+}
+
+TEST(InspectCliTest, CheckPassesAHealthyBusAndFailsADamagedOneNamingThePlace) {
+  ShopBus bus(20);
+  const Outcome ok = flowbus_cli({"inspect", bus.name.name, "--check", "--json"});
+  ASSERT_EQ(ok.exit_code, 0) << describe(ok);
+  Json j(ok.out);
+  ASSERT_TRUE(j.ok()) << j.error() << "\n" << ok.out;
+  EXPECT_TRUE(j.root()["ok"].AsBool());
+  EXPECT_EQ(j.root()["records"].AsUInt64(), 20u);
+
+  {  // zero the commit word of the first record
+    auto seg = detail::Segment::open(detail::data_segment_name(bus.name.name, "orders.created", "shop"), detail::Access::ReadWrite);
+    std::memset(seg.data() + detail::kRecordsOffset, 0, 8);
+  }
+  const Outcome bad = flowbus_cli({"inspect", bus.name.name, "--check"});
+  EXPECT_EQ(bad.exit_code, 1) << describe(bad);
+  EXPECT_NE(bad.out.find("ring orders.created@shop: record at position 0 (offset 0): commit word 0x0 is not position + 1 = 0x1"),
+            std::string::npos)
+      << describe(bad);
+  const Outcome dump = flowbus_cli({"inspect", bus.name.name, "orders.created", "--dump", "5", "--from", "earliest"});
+  EXPECT_EQ(dump.exit_code, 1) << describe(dump);
+  EXPECT_NE(dump.err.find("is damaged here; `flowbus inspect " + bus.name.name + " --check`"), std::string::npos) << describe(dump);
+}
+
+TEST(InspectCliTest, WatchWithoutATerminalPrintsFramesAndStops) {
+  ShopBus bus(3);
+  const Outcome o = flowbus_cli({"inspect", bus.name.name, "--watch", "--interval", "0.1", "--frames", "2"});
+  ASSERT_EQ(o.exit_code, 0) << describe(o);
+  size_t frames = 0;
+  for (size_t at = 0; (at = o.out.find("flowbus inspect " + bus.name.name + " --watch", at)) != std::string::npos; ++at) ++frames;
+  EXPECT_EQ(frames, 2u) << o.out;
+  EXPECT_NE(o.out.find("orders.created@shop"), std::string::npos) << o.out;
+  EXPECT_EQ(o.out.find("\x1b["), std::string::npos) << "no escape codes without a terminal";
+}
+
+TEST(InspectCliTest, WatchInATerminalQuitsOnQAndRestoresTheTerminal) {
+  ShopBus bus(3);
+  int master = -1;
+  const pid_t child = ::forkpty(&master, nullptr, nullptr, nullptr);
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::execl(kCli.c_str(), kCli.c_str(), "inspect", bus.name.name.c_str(), "--watch", "--interval", "0.1", nullptr);
+    _exit(127);
+  }
+  std::string screen;
+  auto read_for = [&](std::chrono::milliseconds how_long) {
+    const auto until = std::chrono::steady_clock::now() + how_long;
+    while (std::chrono::steady_clock::now() < until) {
+      pollfd fd{master, POLLIN, 0};
+      if (::poll(&fd, 1, 20) <= 0) continue;
+      char buf[4096];
+      const ssize_t n = ::read(master, buf, sizeof buf);
+      if (n <= 0) return;
+      screen.append(buf, size_t(n));
+    }
+  };
+  read_for(800ms);
+  EXPECT_NE(screen.find("\x1b[?1049h"), std::string::npos) << "takes the alternate screen";
+  EXPECT_NE(screen.find("orders.created@shop"), std::string::npos) << screen;
+  EXPECT_NE(screen.find("q or Ctrl-C quits"), std::string::npos) << screen;
+  termios live{};
+  ASSERT_EQ(::tcgetattr(master, &live), 0);
+  EXPECT_EQ(live.c_lflag & (ICANON | ECHO), 0u) << "keys are read one by one, unechoed";
+  ASSERT_EQ(::write(master, "q", 1), 1);
+  read_for(500ms);
+  int status = 0;
+  for (int i = 0; i < 200 && ::waitpid(child, &status, WNOHANG) == 0; ++i) std::this_thread::sleep_for(10ms);
+  termios after{};
+  ASSERT_EQ(::tcgetattr(master, &after), 0);
+  EXPECT_EQ(after.c_lflag & (ICANON | ECHO), tcflag_t(ICANON | ECHO)) << "line mode and echo are back";
+  ::close(master);
+  ASSERT_TRUE(WIFEXITED(status)) << "still running after q";
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  const size_t left = screen.rfind("\x1b[?1049l");
+  ASSERT_NE(left, std::string::npos) << "leaves the alternate screen";
+  EXPECT_NE(screen.find("\x1b[?25h", screen.rfind("\x1b[?25l")), std::string::npos) << "shows the cursor again";
+}

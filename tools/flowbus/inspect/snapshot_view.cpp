@@ -1,0 +1,135 @@
+// `flowbus inspect BUS`: the snapshot as a table and as JSON.
+#include <cstdarg>
+#include <cstdio>
+
+#include "../cli_util.hpp"
+#include "views.hpp"
+
+namespace flowbus::cli {
+
+namespace {
+
+void appendf(std::string& out, const char* format, ...) __attribute__((format(printf, 2, 3)));
+void appendf(std::string& out, const char* format, ...) {
+  char buf[512];
+  va_list args;
+  va_start(args, format);
+  const int n = std::vsnprintf(buf, sizeof buf, format, args);
+  va_end(args);
+  if (n > 0) out.append(buf, std::min<size_t>(size_t(n), sizeof buf - 1));
+}
+
+/// [#####.....]: how much of the ring a reader has yet to read.
+std::string lag_bar(uint64_t lag_bytes, uint64_t capacity) {
+  constexpr int kWidth = 10;
+  const int filled = capacity == 0 ? 0 : int(std::min<uint64_t>(kWidth, (lag_bytes * kWidth + capacity - 1) / capacity));
+  char bar[kWidth + 3] = "[";
+  for (int i = 0; i < kWidth; ++i) bar[1 + i] = i < filled ? '#' : '.';
+  bar[kWidth + 1] = ']';
+  bar[kWidth + 2] = '\0';
+  return bar;
+}
+
+std::string format_duration(uint64_t ns) {
+  char buf[32];
+  if (ns >= 3600ull * 1000000000ull) std::snprintf(buf, sizeof buf, "%.1fh", double(ns) / 3.6e12);
+  else if (ns >= 60ull * 1000000000ull) std::snprintf(buf, sizeof buf, "%.1fm", double(ns) / 6e10);
+  else std::snprintf(buf, sizeof buf, "%.1fs", double(ns) / 1e9);
+  return buf;
+}
+
+const char* json_bool(bool b) { return b ? "true" : "false"; }
+
+}  // namespace
+
+Rates publish_rates(const BusSnapshot& a, const BusSnapshot& b, double seconds) {
+  Rates out;
+  for (const auto& rb : b.rings)
+    for (const auto& ra : a.rings)
+      if (ra.segment == rb.segment && ra.publisher_id == rb.publisher_id && rb.next_sequence >= ra.next_sequence)
+        out[rb.segment] = double(rb.next_sequence - ra.next_sequence) / seconds;
+  return out;
+}
+
+std::string render_snapshot(const BusSnapshot& s, const Rates& rate) {
+  std::string o;
+  appendf(o, "bus %s: %zu live of %zu participants, %zu topics, %zu rings\n", s.name.c_str(), s.live_participants(),
+          s.participants.size(), s.topics.size(), s.rings.size());
+  appendf(o, "\n%-28s %-26s %-7s %9s %5s %s\n", "TOPIC", "TYPE", "POLICY", "RING", "MODE", "SCHEMA");
+  for (const auto& t : s.topics)
+    appendf(o, "%-28s %-26s %-7s %9s %04o  %s\n", t.info.name.c_str(), t.info.type.c_str(), to_string(t.info.policy),
+            format_bytes(t.info.ring_size).c_str(), t.info.mode, t.info.schema_id.c_str());
+  appendf(o, "\n%-34s %8s %-6s %10s %10s %6s %10s %9s\n", "RING (topic@publisher)", "PID", "WRITER", "SEQ", "WRITTEN", "FILL",
+          "EVENTS/S", "RETAINED");
+  for (const auto& r : s.rings) {
+    const auto it = rate.find(r.segment);
+    appendf(o, "%-34s %8lld %-6s %10llu %10s %5.1f%% %10.0f %9llu\n", (r.topic + "@" + r.publisher).c_str(),
+            static_cast<long long>(r.writer_pid), r.writer_alive ? "live" : "gone",
+            static_cast<unsigned long long>(r.next_sequence), format_bytes(r.write_position).c_str(), r.fill * 100.0,
+            it == rate.end() ? 0.0 : it->second, static_cast<unsigned long long>(r.retained_events));
+    for (const auto& c : r.cursors)
+      appendf(o, "    reader pid %-8lld %-4s lag %8s ev %9s %s idle %6s  evicted %llu  lost %llu%s\n",
+              static_cast<long long>(c.pid), c.alive ? "live" : "DEAD",
+              c.lag_events < 0 ? "?" : std::to_string(c.lag_events).c_str(), format_bytes(c.lag_bytes).c_str(),
+              lag_bar(c.lag_bytes, r.capacity).c_str(), format_duration(c.idle_ns).c_str(),
+              static_cast<unsigned long long>(c.evictions), static_cast<unsigned long long>(c.losses),
+              c.sleeping ? "  (asleep)" : "");
+  }
+  if (s.warnings.empty()) {
+    o += "\nhealthy\n";
+  } else {
+    appendf(o, "\n%zu warning(s):\n", s.warnings.size());
+    for (const auto& w : s.warnings) o += "  ! " + w + "\n";
+  }
+  return o;
+}
+
+std::string snapshot_json(const BusSnapshot& s, const Rates& rate) {
+  std::string o = "{\"bus\":\"" + json_escape(s.name) + "\",\"layout_version\":" + std::to_string(s.layout_version) +
+                  ",\"generation\":" + std::to_string(s.generation) + ",\"participants\":[";
+  for (size_t i = 0; i < s.participants.size(); ++i) {
+    const auto& p = s.participants[i];
+    o += std::string(i ? "," : "") + "{\"pid\":" + std::to_string(p.pid) + ",\"alive\":" + json_bool(p.alive) +
+         ",\"attached\":\"" + format_rfc3339(p.attached_ns) + "\"}";
+  }
+  o += "],\"topics\":[";
+  for (size_t i = 0; i < s.topics.size(); ++i) {
+    const auto& t = s.topics[i].info;
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", t.mode);
+    o += std::string(i ? "," : "") + "{\"topic\":\"" + json_escape(t.name) + "\",\"type\":\"" + json_escape(t.type) +
+         "\",\"schema_id\":\"" + t.schema_id + "\",\"policy\":\"" + to_string(t.policy) + "\",\"ring_size\":" +
+         std::to_string(t.ring_size) + ",\"mode\":\"" + mode + "\",\"group\":" + std::to_string(t.group) +
+         ",\"slow_consumer_timeout_ms\":" +
+         (t.slow_consumer_timeout == kNever ? std::string("null") : std::to_string(t.slow_consumer_timeout.count() / 1000000)) +
+         ",\"retention_s\":" + std::to_string(t.retention.count()) + "}";
+  }
+  o += "],\"rings\":[";
+  for (size_t i = 0; i < s.rings.size(); ++i) {
+    const auto& r = s.rings[i];
+    const auto it = rate.find(r.segment);
+    char fill[32];
+    std::snprintf(fill, sizeof fill, "%.4f", r.fill);
+    o += std::string(i ? "," : "") + "{\"topic\":\"" + json_escape(r.topic) + "\",\"publisher\":\"" + json_escape(r.publisher) +
+         "\",\"writer_pid\":" + std::to_string(r.writer_pid) + ",\"writer_alive\":" + json_bool(r.writer_alive) +
+         ",\"next_sequence\":" + std::to_string(r.next_sequence) + ",\"write_position\":" + std::to_string(r.write_position) +
+         ",\"tail_position\":" + std::to_string(r.tail_position) + ",\"capacity\":" + std::to_string(r.capacity) +
+         ",\"retained_events\":" + std::to_string(r.retained_events) + ",\"fill\":" + fill +
+         ",\"events_per_s\":" + (it == rate.end() ? std::string("null") : std::to_string(it->second)) +
+         ",\"last_publish\":" + (r.last_publish_ns ? "\"" + format_rfc3339(r.last_publish_ns) + "\"" : std::string("null")) +
+         ",\"error\":" + (r.error.empty() ? std::string("null") : "\"" + json_escape(r.error) + "\"") + ",\"cursors\":[";
+    for (size_t k = 0; k < r.cursors.size(); ++k) {
+      const auto& c = r.cursors[k];
+      o += std::string(k ? "," : "") + "{\"slot\":" + std::to_string(c.slot) + ",\"pid\":" + std::to_string(c.pid) +
+           ",\"alive\":" + json_bool(c.alive) + ",\"position\":" + std::to_string(c.position) +
+           ",\"lag_bytes\":" + std::to_string(c.lag_bytes) +
+           ",\"lag_events\":" + (c.lag_events < 0 ? std::string("null") : std::to_string(c.lag_events)) +
+           ",\"idle_ms\":" + std::to_string(c.idle_ns / 1000000) + ",\"evictions\":" + std::to_string(c.evictions) +
+           ",\"losses\":" + std::to_string(c.losses) + ",\"sleeping\":" + json_bool(c.sleeping) + "}";
+    }
+    o += "]}";
+  }
+  return o + "],\"warnings\":" + json_string_array(s.warnings) + "}";
+}
+
+}  // namespace flowbus::cli

@@ -139,6 +139,7 @@ Publisher Bus::publisher(std::string_view topic_name, const PublisherOptions& op
     if (i == kRings)
       throw Error(ErrorCode::NoSpace, "bus '" + bus.name + "' holds " + std::to_string(kRings) + " rings already; run `flowbus gc`");
   }
+  ring->data.prefault();  // no page faults on the first lap
   ring->context = make_ring_context(bus.host, bus.name, *topic, name, ring->publisher_id);
   Publisher p(state_, std::move(ring));
   p.writer_.policy = topic->policy;

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -111,6 +112,15 @@ Segment Segment::open(const std::string& name, Access access, uint64_t min_size)
   seg.data_ = static_cast<uint8_t*>(seg.region_->get_address());
   seg.name_ = name;
   return seg;
+}
+
+void Segment::prefault() const noexcept {
+  if (data_ == nullptr || size_ == 0) return;
+  const bool writable = region_->get_mode() == bip::read_write;
+  if (::madvise(data_, size_, writable ? MADV_POPULATE_WRITE : MADV_POPULATE_READ) == 0) return;
+  // Kernels before 5.14: touch each page (a read maps it; a writer's first
+  // write still faults once, which is no worse than without this).
+  for (uint64_t off = 0; off < size_; off += 4096) (void)*static_cast<volatile const uint8_t*>(data_ + off);
 }
 
 bool Segment::exists(const std::string& name) {

@@ -59,6 +59,7 @@ void Subscriber::attach_rings(StartAt from) {
       continue;
     }
     ring->slot = i;
+    ring->data.prefault();  // no page faults on the first lap
     ring->context = make_ring_context(bus_->host, bus_->name, *info, publisher, ring->publisher_id);
     RingReader r;
     r.header = ring->header();

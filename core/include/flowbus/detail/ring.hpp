@@ -217,6 +217,13 @@ struct RingWriter {
     ++next_sequence;
     write_position = r.position + r.length;
     publish_position(time_ns);
+    // Ask for the next lines in exclusive state now, while readers handle this
+    // event, so the next commit's stores (the zeroed commit word above all,
+    // which the release store must wait for) do not stall on a line last
+    // touched a lap ago. Not W's own line: a reader polls it. (Measured:
+    // 64 B round trip p50 1.36x -> 1.16x floor, p99 900 -> 600 ns.)
+    __builtin_prefetch(records + ((write_position + 64) & mask), 1);
+    __builtin_prefetch(records + ((write_position + 128) & mask), 1);
   }
 
   /// Bookkeeping after a commit, and the wake-up of sleeping readers.

@@ -40,6 +40,7 @@ namespace {
 
 // The sequence at a position, if a committed, sane record is there.
 bool sequence_at(const uint8_t* data, const RingSnapshot& ring, uint64_t p, uint64_t* seq) {
+  if (p % kRecordAlign != 0) return false;  // off the record grid: a scribbled tail
   const uint8_t* records = data + kRecordsOffset;
   const auto* rec = reinterpret_cast<const RecordHeader*>(records + (p & (ring.capacity - 1)));
   if (p >= ring.write_position || rec->commit.load(std::memory_order_acquire) != p + 1) return false;

@@ -1,0 +1,121 @@
+// Regression tests for what the fuzzers in fuzz/ found. Each names the input
+// kept in fuzz/corpus/<target>/ that first showed it.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <vector>
+
+#include "flowbus/detail/ring.hpp"
+#include "inspect_ring.hpp"
+
+using namespace flowbus;
+using namespace flowbus::detail;
+
+namespace {
+
+/// A ring in ordinary memory, written by a real RingWriter: the fuzzer's view of a ring.
+struct MemoryRing {
+  static constexpr uint64_t kCapacity = 4096;
+  std::vector<uint64_t> data = std::vector<uint64_t>((kRecordsOffset + kCapacity) / 8);
+  std::vector<uint64_t> control = std::vector<uint64_t>(sizeof(ControlHeader) / 8);
+  RingContext context;
+
+  RingHeader* header() { return reinterpret_cast<RingHeader*>(data.data()); }
+  uint8_t* bytes() { return reinterpret_cast<uint8_t*>(data.data()); }
+  uint8_t* records() { return bytes() + kRecordsOffset; }
+  ControlHeader* control_header() { return reinterpret_cast<ControlHeader*>(control.data()); }
+
+  MemoryRing(Policy policy, uint64_t events) {
+    header()->magic.store(kRingMagic);
+    header()->layout_version = kLayoutVersion;
+    header()->capacity = kCapacity;
+    header()->policy = uint32_t(policy);
+    control_header()->magic.store(kControlMagic);
+    control_header()->layout_version = kLayoutVersion;
+    RingWriter w;
+    w.header = header();
+    w.records = records();
+    w.control = control_header();
+    w.capacity = kCapacity;
+    w.mask = kCapacity - 1;
+    w.policy = policy;
+    w.slow_timeout_ns = UINT64_MAX;
+    w.recover();
+    for (uint64_t i = 0; i < events; ++i) {
+      RingWriter::Reservation r;
+      EXPECT_EQ(w.reserve(sizeof(RecordHeader), sizeof i, r), PublishStatus::Ok);
+      std::memcpy(r.record + sizeof(RecordHeader), &i, sizeof i);
+      w.commit(r, sizeof(RecordHeader), sizeof i, 0);
+    }
+  }
+
+  RingReader reader(Policy policy) {
+    RingReader r;
+    r.header = header();
+    r.records = records();
+    r.control = control_header();
+    r.capacity = kCapacity;
+    r.mask = kCapacity - 1;
+    r.policy = policy;
+    r.context = &context;
+    return r;
+  }
+};
+
+}  // namespace
+
+// fuzz/corpus/ring_records/crash-join-off-grid: a write position that is not a
+// multiple of 32 made a reader joining at latest read record headers at
+// misaligned addresses, up to 31 bytes past the end of the ring.
+TEST(FuzzRegression, ReaderJoiningAtAWritePositionOffTheRecordGridReportsCorrupt) {
+  for (Policy policy : {Policy::Block, Policy::Latest}) {
+    MemoryRing ring(policy, 3);
+    ring.header()->write_position.store(MemoryRing::kCapacity - 8);
+    RingReader r = ring.reader(policy);
+    ASSERT_TRUE(r.join_latest());
+    Event e;
+    EXPECT_EQ(r.peek(e), ReadStatus::Corrupt);
+    EXPECT_EQ(r.slot, -1);  // holds no cursor: it never holds the writer back
+  }
+}
+
+TEST(FuzzRegression, ReaderJoiningAtATailOffTheRecordGridReportsCorrupt) {
+  MemoryRing ring(Policy::Block, 3);
+  ring.header()->tail_position.store(40);
+  RingReader r = ring.reader(Policy::Block);
+  ASSERT_TRUE(r.join_earliest());  // was: false, which subscribers report as "all reader slots taken"
+  Event e;
+  EXPECT_EQ(r.peek(e), ReadStatus::Corrupt);
+}
+
+// A Latest reader moved to a scribbled tail (not a multiple of 32) and read
+// record headers there.
+TEST(FuzzRegression, LatestReaderMovedToATailOffTheRecordGridReportsCorrupt) {
+  MemoryRing ring(Policy::Latest, 3);
+  RingReader r = ring.reader(Policy::Latest);
+  ASSERT_TRUE(r.join_earliest());
+  Event e;
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(r.peek(e), ReadStatus::Ok);
+    ASSERT_EQ(r.release(e), ReadStatus::Ok);
+  }
+  ASSERT_EQ(r.peek(e), ReadStatus::Empty);
+  ring.header()->tail_position.store(ring.header()->write_position.load() + 40);
+  EXPECT_EQ(r.peek(e), ReadStatus::Corrupt);
+}
+
+// fuzz/corpus/ring_records/crash-inspect-tail-off-grid: the inspector looked
+// for a record at a tail that is not a multiple of 32, and could count
+// retained events from a fake header found there.
+TEST(FuzzRegression, InspectorIgnoresATailOffTheRecordGrid) {
+  MemoryRing ring(Policy::Block, 3);
+  const uint64_t tail = 8;
+  const uint64_t commit = tail + 1;
+  std::memcpy(ring.records() + tail, &commit, sizeof commit);
+  const RecordFields fake{0, uint32_t(sizeof(RecordHeader)), 0, 0};  // sequence 0: "3 retained"
+  std::memcpy(ring.records() + tail + 8, &fake, sizeof fake);
+  ring.header()->tail_position.store(tail);
+  RingSnapshot snap;
+  ASSERT_TRUE(snapshot_ring_data("fuzz", ring.bytes(), ring.data.size() * 8, snap)) << snap.error;
+  EXPECT_EQ(snap.retained_events, 0u);
+}

@@ -2,16 +2,40 @@
 // kept in fuzz/corpus/<target>/ that first showed it.
 #include <gtest/gtest.h>
 
+#include <flatbuffers/reflection_generated.h>
+
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <vector>
 
 #include "flowbus/detail/ring.hpp"
+#include "flowbus/error.hpp"
+#include "flowbus/schema.hpp"
 #include "inspect_ring.hpp"
 
 using namespace flowbus;
 using namespace flowbus::detail;
 
 namespace {
+
+std::vector<uint8_t> read_bytes(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+const std::filesystem::path kSchemaCorpus = std::filesystem::path(FLOWBUS_SOURCE_DIR) / "fuzz/corpus/schema";
+
+template <class F>
+ErrorCode error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.code();
+  }
+  return ErrorCode::System;  // "did not throw"
+}
 
 /// A ring in ordinary memory, written by a real RingWriter: the fuzzer's view of a ring.
 struct MemoryRing {
@@ -118,4 +142,67 @@ TEST(FuzzRegression, InspectorIgnoresATailOffTheRecordGrid) {
   RingSnapshot snap;
   ASSERT_TRUE(snapshot_ring_data("fuzz", ring.bytes(), ring.data.size() * 8, snap)) << snap.error;
   EXPECT_EQ(snap.retained_events, 0u);
+}
+
+// fuzz/corpus/schema/crash-*: binary schemas that pass the FlatBuffers
+// Verifier but are inconsistent (unknown base types, type indexes out of
+// range, struct sizes that do not match their fields, a table with a struct
+// size, a field both required and optional, an fbs_files entry without its
+// include list, two key fields, an enum named like a table). FlatBuffers
+// 2.0.8 asserts, dereferences null, or frees twice on them, in
+// Parser::Deserialize and in the reflection Verify. They are refused first.
+TEST(FuzzRegression, InconsistentBinarySchemasAreRefusedBeforeFlatBuffersSeesThem) {
+  const std::vector<uint8_t> order = read_bytes(kSchemaCorpus / "order.bfbs");
+  int seen = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(kSchemaCorpus)) {
+    if (entry.path().filename().string().rfind("crash-", 0) != 0) continue;
+    ++seen;
+    SCOPED_TRACE(entry.path().filename().string());
+    const std::vector<uint8_t> bad = read_bytes(entry.path());
+    EXPECT_EQ(error_of([&] { SchemaCodec(bad, ""); }), ErrorCode::InvalidArgument);
+    EXPECT_EQ(error_of([&] { SchemaCodec(bad, "examples.Order"); }), ErrorCode::InvalidArgument);
+    EXPECT_EQ(error_of([&] { check_compatible_evolution(order, bad); }), ErrorCode::InvalidArgument);
+    EXPECT_EQ(error_of([&] { check_compatible_evolution(bad, order); }), ErrorCode::InvalidArgument);
+    EXPECT_EQ(error_of([&] { (void)schema_has_table(bad, "examples.Order"); }), ErrorCode::InvalidArgument);
+  }
+  EXPECT_GE(seen, 9);
+}
+
+// Two types with one name: Parser::Deserialize dereferenced null.
+TEST(FuzzRegression, SchemaWithTwoTablesOfOneNameIsRefused) {
+  flatbuffers::FlatBufferBuilder b;
+  auto table = [&] {
+    std::vector<flatbuffers::Offset<reflection::Field>> fields;
+    return reflection::CreateObject(b, b.CreateString("a.A"), b.CreateVector(fields), false, 0, 1);
+  };
+  std::vector<flatbuffers::Offset<reflection::Object>> objects{table(), table()};
+  std::vector<flatbuffers::Offset<reflection::Enum>> enums;
+  const auto objects_vector = b.CreateVector(objects);
+  const auto enums_vector = b.CreateVector(enums);
+  b.Finish(reflection::CreateSchema(b, objects_vector, enums_vector), reflection::SchemaIdentifier());
+  const std::vector<uint8_t> bfbs(b.GetBufferPointer(), b.GetBufferPointer() + b.GetSize());
+  const std::vector<uint8_t> order = read_bytes(kSchemaCorpus / "order.bfbs");
+  EXPECT_EQ(error_of([&] { SchemaCodec(bfbs, "a.A"); }), ErrorCode::InvalidArgument);
+  EXPECT_EQ(error_of([&] { check_compatible_evolution(order, bfbs); }), ErrorCode::InvalidArgument);
+}
+
+// The consistency checks refuse nothing flatc or compile_schema_file makes:
+// structs in structs, arrays, enums, unions, vectors of structs and unions.
+TEST(FuzzRegression, ConsistencyChecksAcceptEveryKindOfType) {
+  const std::string fbs = std::string(FLOWBUS_SOURCE_DIR) + "/fuzz/schemas/all_kinds.fbs";
+  for (const std::vector<uint8_t>& bfbs : {read_bytes(kSchemaCorpus / "all_kinds.bfbs"), compile_schema_file(fbs)}) {
+    SchemaCodec codec(bfbs, "");
+    EXPECT_EQ(codec.root_type(), "kinds.T");
+    const std::vector<uint8_t> fb = codec.json_to_flatbuffer(
+        R"({w: {a: 1, v: {x: 1.5, y: 2, z: 3.5}, arr: [1, 2, 3]}, u_type: "A", u: {n: 7}, e: "Q",)"
+        R"( us_type: ["B"], us: [{s: "x"}], vs: [], names: ["a"], flags: [true], es: ["P"]})");
+    EXPECT_TRUE(codec.verify(fb.data(), fb.size()));
+    EXPECT_NE(codec.flatbuffer_to_json(fb.data(), fb.size()).find("\"n\": 7"), std::string::npos);
+    check_compatible_evolution(bfbs, bfbs);
+  }
+  for (const auto& entry : std::filesystem::directory_iterator(kSchemaCorpus)) {
+    if (entry.path().filename().string().rfind("crash-", 0) == 0) continue;
+    SCOPED_TRACE(entry.path().filename().string());
+    EXPECT_NO_THROW(schema_root_type(read_bytes(entry.path())));
+  }
 }

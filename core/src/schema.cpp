@@ -20,6 +20,7 @@
 #include <flatbuffers/reflection_generated.h>
 #include <flatbuffers/verifier.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -573,6 +574,23 @@ std::string SchemaCodec::flatbuffer_to_json(const uint8_t* data, size_t size) co
                     "fix the publisher's string data");
   }
   while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  // With natural_utf8, FlatBuffers copies control characters of strings raw
+  // (except \b \f \n \r \t), which JSON forbids; escape them. Single-line
+  // output has no other bytes below 0x20.
+  if (std::any_of(out.begin(), out.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; })) {
+    std::string escaped;
+    escaped.reserve(out.size() + 16);
+    for (char c : out) {
+      if (static_cast<unsigned char>(c) >= 0x20) {
+        escaped += c;
+      } else {
+        char u[8];
+        std::snprintf(u, sizeof u, "\\u%04x", static_cast<unsigned>(static_cast<unsigned char>(c)));
+        escaped += u;
+      }
+    }
+    out.swap(escaped);
+  }
   return out;
 }
 

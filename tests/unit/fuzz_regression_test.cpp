@@ -206,3 +206,16 @@ TEST(FuzzRegression, ConsistencyChecksAcceptEveryKindOfType) {
     EXPECT_NO_THROW(schema_root_type(read_bytes(entry.path())));
   }
 }
+
+// fuzz/corpus/json_to_flatbuffer/crash-control-character-in-string: a string
+// with a control character ("\u000e") was rendered with the raw byte, which is
+// not JSON (`flowbus sub --json` printed it; our own parser refused it back).
+TEST(FuzzRegression, ControlCharactersInStringsAreEscapedInJson) {
+  const SchemaCodec codec(compile_schema_file(std::string(FLOWBUS_SOURCE_DIR) + "/schemas/examples/sensor.fbs"), "");
+  const std::vector<uint8_t> fb = codec.json_to_flatbuffer(R"({line: "a\u000eb\u001f\n", sensor: "\u0001"})");
+  const std::string json = codec.flatbuffer_to_json(fb.data(), fb.size());
+  for (char c : json) EXPECT_GE(static_cast<unsigned char>(c), 0x20) << json;
+  EXPECT_NE(json.find(R"("line": "a\u000eb\u001f\n")"), std::string::npos) << json;
+  const std::vector<uint8_t> again = codec.json_to_flatbuffer(json);
+  EXPECT_EQ(codec.flatbuffer_to_json(again.data(), again.size()), json);
+}

@@ -8,7 +8,8 @@
 // capacity is the header's own field (bytes 16..23), zero-padded; the rest
 // (if any) is copied over a zeroed ControlHeader. A capacity that the real
 // open (open_ring_segments) refuses, or one above 64 KiB, only goes to the
-// inspector, with the data segment exactly as long as the input.
+// inspector, with a data segment of 512 + capacity bytes if the input is that
+// long, else of the whole input.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -104,12 +105,16 @@ void read_ring(const uint8_t* data, uint64_t capacity, const uint8_t* control_by
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   uint64_t capacity = 0;
   if (size >= 24) std::memcpy(&capacity, data + 16, sizeof capacity);
-  const bool readable = capacity >= 4096 && capacity <= kMaxCapacity && (capacity & (capacity - 1)) == 0;
+  const bool readable = capacity >= kMinCapacity && capacity <= kMaxCapacity && (capacity & (capacity - 1)) == 0;
   if (!readable) {
     // What the inspector does with a header the reader would never accept.
-    auto raw = copy_padded(data, size, std::max<size_t>(size, 1));
+    // A segment is as long as its header says when the input allows it, so
+    // that a read past 512 + capacity is a read past the buffer.
+    const bool pow2 = capacity != 0 && (capacity & (capacity - 1)) == 0;
+    const size_t n = pow2 && capacity <= size && kRecordsOffset + capacity <= size ? kRecordsOffset + capacity : size;
+    auto raw = copy_padded(data, n, std::max<size_t>(n, 1));
     auto control = copy_padded(nullptr, 0, sizeof(ControlHeader));
-    inspect(raw.get(), size, reinterpret_cast<const ControlHeader*>(control.get()));
+    inspect(raw.get(), n, reinterpret_cast<const ControlHeader*>(control.get()));
     return 0;
   }
   const size_t data_size = kRecordsOffset + capacity;

@@ -55,7 +55,7 @@ bool sequence_at(const uint8_t* data, const RingSnapshot& ring, uint64_t p, uint
 bool snapshot_ring_data(const std::string& bus, const uint8_t* data, uint64_t size, RingSnapshot& out) {
   const auto* h = reinterpret_cast<const RingHeader*>(data);
   if (size < kRecordsOffset || h->magic.load(std::memory_order_acquire) != kRingMagic ||
-      h->layout_version != kLayoutVersion || size < kRecordsOffset + h->capacity || h->capacity == 0 ||
+      h->layout_version != kLayoutVersion || size < kRecordsOffset + h->capacity || h->capacity < kMinCapacity ||
       (h->capacity & (h->capacity - 1)) != 0) {
     out.error = "damaged or foreign ring header (magic, version or capacity); check it with `flowbus inspect " + bus + " --check`";
     return false;

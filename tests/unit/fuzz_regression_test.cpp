@@ -219,3 +219,20 @@ TEST(FuzzRegression, ControlCharactersInStringsAreEscapedInJson) {
   const std::vector<uint8_t> again = codec.json_to_flatbuffer(json);
   EXPECT_EQ(codec.flatbuffer_to_json(again.data(), again.size()), json);
 }
+
+// fuzz/corpus/ring_records/crash-inspect-capacity-below-header: the inspector
+// accepted any power-of-two capacity, so a ring header claiming 16 bytes made
+// it read a 32-byte record header past the end of the segment.
+TEST(FuzzRegression, InspectorRefusesACapacityBelowTheSmallestRing) {
+  for (uint64_t capacity : {uint64_t(1), uint64_t(16), kMinCapacity / 2}) {
+    std::vector<uint64_t> data((kRecordsOffset + capacity + 7) / 8);
+    auto* h = reinterpret_cast<RingHeader*>(data.data());
+    h->magic.store(kRingMagic);
+    h->layout_version = kLayoutVersion;
+    h->capacity = capacity;
+    h->write_position.store(64);
+    RingSnapshot snap;
+    EXPECT_FALSE(snapshot_ring_data("fuzz", reinterpret_cast<const uint8_t*>(data.data()), kRecordsOffset + capacity, snap));
+    EXPECT_NE(snap.error.find("capacity"), std::string::npos) << snap.error;
+  }
+}

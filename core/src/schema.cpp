@@ -322,6 +322,35 @@ std::string table_list(const reflection::Schema& schema) {
   return out.empty() ? "(none)" : out;
 }
 
+// FlatBuffers 2.0.8's reflection Verify dereferences null (or asserts) on a
+// payload whose vector of unions lacks its type vector (or has a shorter
+// one), so verify() cannot be safe for a type that can hold one. Returns such
+// a field reachable from `root`, or nullptr. Only on a checked schema.
+const reflection::Field* reachable_union_vector(const reflection::Schema& schema, const reflection::Object& root) {
+  const auto& objects = *schema.objects();
+  std::vector<const reflection::Object*> todo{&root};
+  std::set<const reflection::Object*> seen{&root};
+  auto visit = [&](int32_t index) {
+    const reflection::Object* o = objects.Get(uint32_t(index));
+    if (seen.insert(o).second) todo.push_back(o);
+  };
+  while (!todo.empty()) {
+    const reflection::Object* o = todo.back();
+    todo.pop_back();
+    for (const reflection::Field* f : *o->fields()) {
+      const reflection::Type& t = *f->type();
+      const bool vector = t.base_type() == reflection::Vector;
+      const reflection::BaseType bt = vector ? t.element() : t.base_type();
+      if (vector && bt == reflection::Union) return f;
+      if (bt == reflection::Obj) visit(t.index());
+      if (bt == reflection::Union)
+        for (const reflection::EnumVal* v : *schema.enums()->Get(uint32_t(t.index()))->values())
+          if (v->value() != 0) visit(v->union_type()->index());
+    }
+  }
+  return nullptr;
+}
+
 std::unique_ptr<flatbuffers::Parser> deserialize_parser(const std::vector<uint8_t>& bfbs,
                                                         const flatbuffers::IDLOptions& opts,
                                                         const std::string& what) {
@@ -485,6 +514,12 @@ SchemaCodec::SchemaCodec(std::vector<uint8_t> bfbs, const std::string& root_type
     throw Error(ErrorCode::InvalidArgument,
                 "'" + root_type_ + "' is a struct, but a payload type must be a table "
                 "(tables in the schema: " + table_list(schema) + ")");
+  }
+  if (const reflection::Field* f = reachable_union_vector(schema, *obj)) {
+    throw Error(ErrorCode::InvalidArgument,
+                "field " + f->name()->str() + " of a table inside " + root_type_ +
+                    " is a vector of unions, which FlatBuffers 2.0.8 cannot verify safely; "
+                    "JSON conversion does not support it (use a vector of tables that hold a union)");
   }
   reset_parser();
 }

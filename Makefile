@@ -60,7 +60,7 @@ fuzz: deps fuzz-deps
 	  echo "== fuzz $$t for $(FUZZ_SECONDS)s"; \
 	  $(FUZZ_BUILD)/bin/$${t}_fuzz -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
 	    -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/artifacts/$$t- "$$work/corpus" 2>"$$work/log"; rc=$$?; \
-	  grep -E ' DONE |^Done |stat::number_of_executed_units|stat::peak_rss_mb' "$$work/log"; \
+	  grep -E 'DONE +cov|^Done |stat::number_of_executed_units|stat::peak_rss_mb' "$$work/log"; \
 	  if [ $$rc -ne 0 ]; then tail -60 "$$work/log"; failed="$$t (exit $$rc)"; fi; \
 	  rm -rf "$$work"; \
 	  [ -z "$$failed" ] || break; \

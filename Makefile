@@ -3,11 +3,17 @@ BUILD ?= build
 JOBS ?= 2
 DEB_PACKAGES = cmake g++ make libboost-dev libflatbuffers-dev flatbuffers-compiler libcli11-dev \
                libconcurrentqueue-dev libgtest-dev libgmock-dev libbenchmark-dev
+# `make fuzz` also needs clang and its libFuzzer/sanitizer runtimes.
+FUZZ_DEB_PACKAGES = clang-14 libclang-rt-14-dev
+FUZZ_BUILD = build-fuzz
+FUZZ_SECONDS ?= 30
+FUZZ_TARGETS = ring_records directory schema json_to_flatbuffer
 
-.PHONY: deps build demo test bench clean
+.PHONY: deps fuzz-deps build demo test bench fuzz fuzz-corpus clean
 
-deps:
-	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# $(call install_missing,packages): installs the missing Debian packages (as root), or says how.
+define install_missing
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
@@ -15,6 +21,13 @@ deps:
 	    echo "missing Debian packages; run: sudo apt-get install -y$$missing"; exit 1; \
 	  fi; \
 	fi
+endef
+
+deps:
+	$(call install_missing,$(DEB_PACKAGES))
+
+fuzz-deps:
+	$(call install_missing,$(FUZZ_DEB_PACKAGES))
 
 $(BUILD)/CMakeCache.txt: | deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
@@ -32,6 +45,36 @@ bench: build
 	mkdir -p bench/results
 	$(BUILD)/bin/ring_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true \
 	  --benchmark_out=bench/results/ring_bench.json --benchmark_out_format=json
+
+# Builds the libFuzzer targets (preset `fuzz`) and runs each for FUZZ_SECONDS
+# on a copy of its corpus, so the tree is not modified. Fails on the first
+# crash, leak or hang; the input that did it is kept in $(FUZZ_BUILD)/artifacts/.
+# Afterwards removes directory segments the `directory` target left behind
+# (flowbus.fuzzdir-<pid>, only if that process is gone: a crash mid-input).
+fuzz: deps fuzz-deps
+	cmake --preset fuzz >/dev/null
+	cmake --build $(FUZZ_BUILD) -j$(JOBS) --target fuzzers
+	@mkdir -p $(FUZZ_BUILD)/artifacts; failed=""; \
+	for t in $(FUZZ_TARGETS); do \
+	  work=$$(mktemp -d); cp -r fuzz/corpus/$$t "$$work/corpus"; \
+	  echo "== fuzz $$t for $(FUZZ_SECONDS)s"; \
+	  $(FUZZ_BUILD)/bin/$${t}_fuzz -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+	    -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/artifacts/$$t- "$$work/corpus" 2>"$$work/log"; rc=$$?; \
+	  grep -E 'DONE +cov|^Done |stat::number_of_executed_units|stat::peak_rss_mb' "$$work/log"; \
+	  if [ $$rc -ne 0 ]; then tail -60 "$$work/log"; failed="$$t (exit $$rc)"; fi; \
+	  rm -rf "$$work"; \
+	  [ -z "$$failed" ] || break; \
+	done; \
+	for seg in /dev/shm/flowbus.fuzzdir-*; do \
+	  [ -e "$$seg" ] && ! kill -0 "$${seg##*-}" 2>/dev/null && rm -f "$$seg"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz target $$failed failed; its input is in $(FUZZ_BUILD)/artifacts/"; exit 1; fi
+
+# Regenerates the generated seeds of fuzz/corpus/ (real rings and directories).
+fuzz-corpus: deps fuzz-deps
+	cmake --preset fuzz >/dev/null
+	cmake --build $(FUZZ_BUILD) -j$(JOBS) --target fuzz_make_corpus
+	$(FUZZ_BUILD)/bin/fuzz_make_corpus fuzz/corpus
 
 clean:
 	rm -rf $(BUILD)

@@ -73,7 +73,7 @@ void open_ring_segments(RingSegments& ring, const std::string& bus, const std::s
                     ", this flowbus speaks version " + std::to_string(kLayoutVersion) +
                     ": stop its processes and remove the bus with `flowbus gc --force " + bus + "`, or use a matching flowbus");
   const uint64_t cap = h->capacity;
-  if (cap < 4096 || (cap & (cap - 1)) != 0 || ring.data.size() < kRecordsOffset + cap)
+  if (cap < kMinCapacity || (cap & (cap - 1)) != 0 || ring.data.size() < kRecordsOffset + cap)
     throw Error(ErrorCode::Corrupt, "ring '" + data_name + "' claims capacity " + std::to_string(cap) +
                                         " which its segment of " + std::to_string(ring.data.size()) +
                                         " bytes cannot hold: it is damaged");

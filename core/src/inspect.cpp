@@ -6,6 +6,7 @@
 
 #include "bus_state.hpp"
 #include "flowbus/detail/ring.hpp"
+#include "inspect_ring.hpp"
 #include "flowbus/error.hpp"
 #include "flowbus/names.hpp"
 #include "liveness.hpp"
@@ -31,46 +32,47 @@ bool participant_alive(const DirectoryLayout* dir, uint32_t index, uint32_t epoc
   return process_alive(pid_t(SlotWord::who(w)), p.start_time);
 }
 
-void read_ring(const std::string& bus, const DirectoryLayout* dir, RingSnapshot& out) {
-  RingSegments ring;
-  try {
-    ring.data = Segment::open(data_segment_name(bus, out.topic, out.publisher), Access::ReadOnly, kRecordsOffset);
-  } catch (const Error& e) {
-    out.error = e.what();
-    return;
-  }
-  const RingHeader* h = ring.header();
-  if (h->magic.load(std::memory_order_acquire) != kRingMagic || h->layout_version != kLayoutVersion ||
-      ring.data.size() < kRecordsOffset + h->capacity || h->capacity == 0 || (h->capacity & (h->capacity - 1)) != 0) {
+}  // namespace
+
+namespace detail {
+
+namespace {
+
+// The sequence at a position, if a committed, sane record is there.
+bool sequence_at(const uint8_t* data, const RingSnapshot& ring, uint64_t p, uint64_t* seq) {
+  if (p % kRecordAlign != 0) return false;  // off the record grid: a scribbled tail
+  const uint8_t* records = data + kRecordsOffset;
+  const auto* rec = reinterpret_cast<const RecordHeader*>(records + (p & (ring.capacity - 1)));
+  if (p >= ring.write_position || rec->commit.load(std::memory_order_acquire) != p + 1) return false;
+  const RecordFields f = read_fields(rec);
+  if (!fields_sane(f, ring.capacity - (p & (ring.capacity - 1)))) return false;
+  *seq = f.sequence;
+  return true;
+}
+
+}  // namespace
+
+bool snapshot_ring_data(const std::string& bus, const uint8_t* data, uint64_t size, RingSnapshot& out) {
+  const auto* h = reinterpret_cast<const RingHeader*>(data);
+  if (size < kRecordsOffset || h->magic.load(std::memory_order_acquire) != kRingMagic ||
+      h->layout_version != kLayoutVersion || size < kRecordsOffset + h->capacity || h->capacity < kMinCapacity ||
+      (h->capacity & (h->capacity - 1)) != 0) {
     out.error = "damaged or foreign ring header (magic, version or capacity); check it with `flowbus inspect " + bus + " --check`";
-    return;
+    return false;
   }
   out.capacity = h->capacity;
   out.write_position = h->write_position.load(std::memory_order_acquire);
   out.tail_position = h->tail_position.load(std::memory_order_acquire);
   out.next_sequence = h->next_sequence.load(std::memory_order_acquire);
   out.last_publish_ns = h->last_publish_ns.load(std::memory_order_relaxed);
-  const uint8_t* records = ring.data.data() + kRecordsOffset;
-  const uint64_t mask = out.capacity - 1;
-  // The sequence at a position, if a committed, sane record is there.
-  auto sequence_at = [&](uint64_t p, uint64_t* seq) {
-    const auto* rec = reinterpret_cast<const RecordHeader*>(records + (p & mask));
-    if (p >= out.write_position || rec->commit.load(std::memory_order_acquire) != p + 1) return false;
-    const RecordFields f = read_fields(rec);
-    if (!fields_sane(f, out.capacity - (p & mask))) return false;
-    *seq = f.sequence;
-    return true;
-  };
   uint64_t tail_seq = 0;
-  out.retained_events = sequence_at(out.tail_position, &tail_seq) && tail_seq <= out.next_sequence ? out.next_sequence - tail_seq : 0;
-  Segment ctl;
-  try {
-    ctl = Segment::open(control_segment_name(bus, out.topic, out.publisher), Access::ReadOnly, sizeof(ControlHeader));
-  } catch (const Error& e) {
-    out.error = e.what();
-    return;
-  }
-  const auto* c = reinterpret_cast<const ControlHeader*>(ctl.data());
+  out.retained_events = sequence_at(data, out, out.tail_position, &tail_seq) && tail_seq <= out.next_sequence
+                            ? out.next_sequence - tail_seq
+                            : 0;
+  return true;
+}
+
+void snapshot_ring_cursors(const uint8_t* data, const ControlHeader* c, const DirectoryLayout* dir, RingSnapshot& out) {
   uint64_t slowest = UINT64_MAX;
   const uint64_t now = monotonic_now_ns();
   for (uint32_t i = 0; i < kCursorSlots; ++i) {
@@ -84,7 +86,7 @@ void read_ring(const std::string& bus, const DirectoryLayout* dir, RingSnapshot&
     cur.lag_bytes = out.write_position >= cur.position ? out.write_position - cur.position : 0;
     uint64_t seq = 0;
     if (cur.lag_bytes == 0) cur.lag_events = 0;
-    else if (sequence_at(cur.position, &seq) && seq <= out.next_sequence) cur.lag_events = int64_t(out.next_sequence - seq);
+    else if (sequence_at(data, out, cur.position, &seq) && seq <= out.next_sequence) cur.lag_events = int64_t(out.next_sequence - seq);
     cur.evictions = s.evictions.load(std::memory_order_relaxed);
     cur.losses = s.losses.load(std::memory_order_relaxed);
     const uint64_t moved = s.last_moved_ns.load(std::memory_order_relaxed);
@@ -94,6 +96,29 @@ void read_ring(const std::string& bus, const DirectoryLayout* dir, RingSnapshot&
     out.cursors.push_back(cur);
   }
   if (slowest != UINT64_MAX && out.write_position >= slowest) out.fill = double(out.write_position - slowest) / double(out.capacity);
+}
+
+}  // namespace detail
+
+namespace {
+
+void read_ring(const std::string& bus, const DirectoryLayout* dir, RingSnapshot& out) {
+  Segment data;
+  try {
+    data = Segment::open(data_segment_name(bus, out.topic, out.publisher), Access::ReadOnly, kRecordsOffset);
+  } catch (const Error& e) {
+    out.error = e.what();
+    return;
+  }
+  if (!snapshot_ring_data(bus, data.data(), data.size(), out)) return;
+  Segment ctl;
+  try {
+    ctl = Segment::open(control_segment_name(bus, out.topic, out.publisher), Access::ReadOnly, sizeof(ControlHeader));
+  } catch (const Error& e) {
+    out.error = e.what();
+    return;
+  }
+  snapshot_ring_cursors(data.data(), reinterpret_cast<const ControlHeader*>(ctl.data()), dir, out);
 }
 
 std::string topic_of_ring(const RingSnapshot& r) { return r.topic + "@" + r.publisher; }

@@ -20,13 +20,16 @@
 #include <flatbuffers/reflection_generated.h>
 #include <flatbuffers/verifier.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <set>
 #include <sstream>
+#include <string_view>
 
 #include "flowbus/error.hpp"
 
@@ -62,11 +65,221 @@ std::vector<uint8_t> read_file(const std::string& path) {
   return bytes;
 }
 
+// Verifier limits for a .bfbs. A schema's own nesting is shallow (Schema ->
+// Object -> Field -> Type); a topic holds at most 32 KiB of schema, a file
+// given to compile_schema_file at most kMaxBfbsBytes.
+constexpr size_t kMaxBfbsBytes = 1u << 20;
+constexpr flatbuffers::uoffset_t kMaxBfbsDepth = 16;
+constexpr flatbuffers::uoffset_t kMaxBfbsTables = 100000;
+
 bool is_valid_bfbs(const std::vector<uint8_t>& bfbs) {
-  if (bfbs.empty() || bfbs.size() >= FLATBUFFERS_MAX_BUFFER_SIZE) return false;
-  flatbuffers::Verifier verifier(bfbs.data(), bfbs.size());
+  if (bfbs.empty() || bfbs.size() > kMaxBfbsBytes) return false;
+  flatbuffers::Verifier::Options vopts;
+  vopts.max_depth = kMaxBfbsDepth;
+  vopts.max_tables = kMaxBfbsTables;
+  flatbuffers::Verifier verifier(bfbs.data(), bfbs.size(), vopts);
   return reflection::VerifySchemaBuffer(verifier);
 }
+
+// ---------------------------------------------------------------------------
+// What FlatBuffers 2.0.8 takes on trust in a schema that passed the Verifier.
+// Parser::Deserialize (evolution checks, SchemaCodec), the reflection Verify
+// (SchemaCodec::verify) and GenerateText index objects, enums and field ids
+// without bounds checks, assert on base types they do not know, dereference
+// absent union member types and recurse through nested structs. A bfbs
+// written by flatc or compile_schema_file is always consistent; one read from
+// a file or a bus directory may not be, so it is checked before any use.
+
+// Type fields are read as raw bytes: reflection's base_type() casts any byte
+// to the enum, and a value outside it is undefined behaviour.
+using Base = int;
+Base base_type_of(const reflection::Type& t) {
+  return reinterpret_cast<const flatbuffers::Table&>(t).GetField<int8_t>(reflection::Type::VT_BASE_TYPE, 0);
+}
+Base element_of(const reflection::Type& t) {
+  return reinterpret_cast<const flatbuffers::Table&>(t).GetField<int8_t>(reflection::Type::VT_ELEMENT, 0);
+}
+bool is_integer(Base t) { return t >= reflection::UType && t <= reflection::ULong; }
+bool is_scalar(Base t) { return t >= reflection::UType && t <= reflection::Double; }
+
+uint64_t scalar_size(Base t) {
+  static constexpr uint8_t kSizes[] = {0, 1, 1, 1, 1, 2, 2, 4, 4, 8, 8, 4, 8};
+  return is_scalar(t) ? kSizes[t] : 0;
+}
+
+class SchemaChecker {
+ public:
+  explicit SchemaChecker(const reflection::Schema& schema)
+      : schema_(schema), objects_(*schema.objects()), enums_(*schema.enums()) {}
+
+  /// "" if consistent, else what is wrong.
+  std::string problem() {
+    if (schema_.fbs_files() != nullptr)
+      for (const reflection::SchemaFile* file : *schema_.fbs_files())
+        if (file->included_filenames() == nullptr) return "file " + file->filename()->str() + " has no list of includes";
+    // Names are unique among all types (tables, structs, enums, unions),
+    // among an object's fields and among an enum's values: Parser::Deserialize
+    // frees twice what it cannot add under a taken name.
+    std::set<std::string_view> names;
+    for (const reflection::Object* o : objects_)
+      if (!names.insert(o->name()->string_view()).second) return "two types are named " + o->name()->str();
+    for (const reflection::Enum* e : enums_)
+      if (!names.insert(e->name()->string_view()).second) return "two types are named " + e->name()->str();
+    for (const reflection::Enum* e : enums_)
+      if (std::string p = enum_problem(*e); !p.empty()) return p;
+    for (const reflection::Object* o : objects_)
+      if (std::string p = object_problem(*o); !p.empty()) return p;
+    state_.assign(objects_.size(), 0);
+    for (flatbuffers::uoffset_t i = 0; i < objects_.size(); ++i)
+      if (objects_.Get(i)->is_struct() && struct_cycle(i)) return "struct " + objects_.Get(i)->name()->str() + " contains itself";
+    return "";
+  }
+
+ private:
+  bool object_index(int32_t index) const { return index >= 0 && uint32_t(index) < objects_.size(); }
+  bool enum_index(int32_t index) const { return index >= 0 && uint32_t(index) < enums_.size(); }
+  bool union_index(int32_t index) const { return enum_index(index) && enums_.Get(uint32_t(index))->is_union(); }
+  const reflection::Object& object(int32_t index) const { return *objects_.Get(uint32_t(index)); }
+
+  std::string enum_problem(const reflection::Enum& e) const {
+    if (!is_integer(base_type_of(*e.underlying_type()))) return "enum " + e.name()->str() + " has a non-integer underlying type";
+    std::set<std::string_view> names;
+    for (const reflection::EnumVal* v : *e.values())
+      if (!names.insert(v->name()->string_view()).second) return "enum " + e.name()->str() + " has two values named " + v->name()->str();
+    if (!e.is_union()) return "";
+    for (const reflection::EnumVal* v : *e.values()) {
+      if (v->value() == 0) continue;  // NONE
+      const reflection::Type* member = v->union_type();
+      if (member == nullptr || base_type_of(*member) != reflection::Obj || !object_index(member->index()))
+        return "union " + e.name()->str() + " member " + v->name()->str() + " names no table or struct of the schema";
+    }
+    return "";
+  }
+
+  // A value type, alone or as the element of a vector or array.
+  std::string value_problem(Base t, int32_t index, bool in_struct) const {
+    if (t == reflection::UType) return union_index(index) ? "" : "a union type without its union";
+    if (t == reflection::Bool || t == reflection::Float || t == reflection::Double)
+      return index == -1 ? "" : "an enum of a non-integer type";
+    if (is_integer(t)) return index == -1 || enum_index(index) ? "" : "an enum that is not in the schema";
+    if (t == reflection::Obj) {
+      if (!object_index(index)) return "a table or struct that is not in the schema";
+      return in_struct && !object(index).is_struct() ? "a table inside a struct" : "";
+    }
+    if (in_struct) return "a type a struct cannot hold";
+    if (t == reflection::String) return "";
+    if (t == reflection::Union) return union_index(index) ? "" : "a union that is not in the schema";
+    return "an unknown type";
+  }
+
+  std::string field_problem(const reflection::Object& o, const reflection::Field& f) const {
+    const reflection::Type& type = *f.type();
+    const Base t = base_type_of(type), el = element_of(type);
+    const bool in_struct = o.is_struct();
+    std::string p;
+    if (f.required() && f.optional()) return "field " + o.name()->str() + "." + f.name()->str() + " is both required and optional";
+    if (t == reflection::Vector) {
+      p = in_struct ? "a vector inside a struct"
+          : el == reflection::Vector || el == reflection::Array || el == reflection::None ? "a vector of an unknown type"
+                                                                                            : value_problem(el, type.index(), false);
+    } else if (t == reflection::Array) {
+      p = !in_struct ? "an array outside a struct"
+          : type.fixed_length() == 0 || !(is_scalar(el) || el == reflection::Obj) ? "an array of an unknown type or length"
+                                                                                  : value_problem(el, type.index(), true);
+    } else {
+      p = value_problem(t, type.index(), in_struct);
+    }
+    if (p.empty() && (t == reflection::Union || (t == reflection::Vector && el == reflection::Union))) {
+      // Its type field comes just before it: the same union, id one less.
+      bool found = false;
+      for (const reflection::Field* g : *o.fields()) {
+        const reflection::Type& gt = *g->type();
+        const bool utype = t == reflection::Union ? base_type_of(gt) == reflection::UType
+                                                  : base_type_of(gt) == reflection::Vector && element_of(gt) == reflection::UType;
+        found |= uint32_t(g->id()) + 1 == f.id() && utype && gt.index() == type.index();
+      }
+      if (!found) p = "a union without its type field";
+    }
+    if (p.empty() && in_struct && uint64_t(f.offset()) + inline_size(type) > uint64_t(o.bytesize()))
+      p = "a place past the end of its struct";
+    return p.empty() ? "" : "field " + o.name()->str() + "." + f.name()->str() + " has " + p;
+  }
+
+  // Bytes of a struct field (scalar, struct or array of either); checked types only.
+  uint64_t inline_size(const reflection::Type& type) const {
+    const bool array = base_type_of(type) == reflection::Array;
+    const Base t = array ? element_of(type) : base_type_of(type);
+    const uint64_t one = t == reflection::Obj ? uint64_t(uint32_t(object(type.index()).bytesize())) : scalar_size(t);
+    return array ? one * type.fixed_length() : one;
+  }
+
+  std::string object_problem(const reflection::Object& o) const {
+    const auto& fields = *o.fields();
+    if (o.is_struct() && (fields.size() == 0 || o.bytesize() <= 0 || o.minalign() <= 0 || o.minalign() > 256 ||
+                          (o.minalign() & (o.minalign() - 1)) != 0))
+      return "struct " + o.name()->str() + " has an impossible size or alignment";
+    if (!o.is_struct() && o.bytesize() != 0) return "table " + o.name()->str() + " has a struct size";
+    // Field ids are 0..n-1, each once (Parser::Deserialize indexes an array by id).
+    std::vector<bool> seen(fields.size(), false);
+    std::set<std::string_view> names;
+    for (const reflection::Field* f : fields) {
+      if (!names.insert(f->name()->string_view()).second)
+        return "table or struct " + o.name()->str() + " has two fields named " + f->name()->str();
+      if (f->id() >= fields.size() || seen[f->id()])
+        return "field " + o.name()->str() + "." + f->name()->str() + " has a duplicate or out-of-range id " + std::to_string(f->id());
+      seen[f->id()] = true;
+    }
+    for (const reflection::Field* f : fields)
+      if (std::string p = field_problem(o, *f); !p.empty()) return p;
+    // At most one key, on a scalar or string field (Parser::Deserialize frees
+    // a second key field it still holds: a use after free).
+    int keys = 0;
+    for (const reflection::Field* f : fields) {
+      if (!f->key()) continue;
+      const Base t = base_type_of(*f->type());
+      if (++keys > 1 || !(t == reflection::String || (is_scalar(t) && t != reflection::UType)))
+        return "table or struct " + o.name()->str() + " has a second key or a key of a type that cannot be one (" + f->name()->str() + ")";
+    }
+    return o.is_struct() ? struct_layout_problem(o) : "";
+  }
+
+  // Parser::Deserialize asserts that a struct's fields, in id order, follow
+  // each other from offset 0 and end, padded to minalign, at its bytesize.
+  std::string struct_layout_problem(const reflection::Object& o) const {
+    const auto& fields = *o.fields();
+    std::vector<const reflection::Field*> by_id(fields.size());
+    for (const reflection::Field* f : fields) by_id[f->id()] = f;
+    uint64_t end = 0;
+    for (const reflection::Field* f : by_id) {
+      if (f->offset() < end || (end == 0 && f->offset() != 0))
+        return "struct " + o.name()->str() + " has overlapping or misordered fields";
+      end = uint64_t(f->offset()) + inline_size(*f->type());
+    }
+    const uint64_t align = uint64_t(o.minalign());
+    if (((end + align - 1) & ~(align - 1)) != uint64_t(o.bytesize()))
+      return "struct " + o.name()->str() + " has a size that does not match its fields";
+    return "";
+  }
+
+  // Depth-first over struct-in-struct fields (types already checked): 1 = on the path, 2 = done.
+  bool struct_cycle(uint32_t i) {
+    if (state_[i] == 2) return false;
+    if (state_[i] == 1) return true;
+    state_[i] = 1;
+    for (const reflection::Field* f : *objects_.Get(i)->fields()) {
+      const reflection::Type& t = *f->type();
+      const Base bt = base_type_of(t) == reflection::Array ? element_of(t) : base_type_of(t);
+      if (bt == reflection::Obj && struct_cycle(uint32_t(t.index()))) return true;
+    }
+    state_[i] = 2;
+    return false;
+  }
+
+  const reflection::Schema& schema_;
+  const flatbuffers::Vector<flatbuffers::Offset<reflection::Object>>& objects_;
+  const flatbuffers::Vector<flatbuffers::Offset<reflection::Enum>>& enums_;
+  std::vector<uint8_t> state_;
+};
 
 // Verifies `bfbs` and returns its root Schema; `what` names the buffer in errors.
 const reflection::Schema& checked_schema(const std::vector<uint8_t>& bfbs,
@@ -78,7 +291,13 @@ const reflection::Schema& checked_schema(const std::vector<uint8_t>& bfbs,
                     "compile the .fbs with compile_schema_file() or "
                     "'flatc --binary --schema'");
   }
-  return *reflection::GetSchema(bfbs.data());
+  const reflection::Schema& schema = *reflection::GetSchema(bfbs.data());
+  if (std::string problem = SchemaChecker(schema).problem(); !problem.empty()) {
+    throw Error(ErrorCode::InvalidArgument,
+                what + " (" + std::to_string(bfbs.size()) + " bytes) is not a consistent binary FlatBuffers schema: " +
+                    problem + "; recompile it from its .fbs with compile_schema_file() or 'flatc --binary --schema'");
+  }
+  return schema;
 }
 
 // Linear search: does not rely on the objects vector being sorted by name.
@@ -101,6 +320,35 @@ std::string table_list(const reflection::Schema& schema) {
     }
   }
   return out.empty() ? "(none)" : out;
+}
+
+// FlatBuffers 2.0.8's reflection Verify dereferences null (or asserts) on a
+// payload whose vector of unions lacks its type vector (or has a shorter
+// one), so verify() cannot be safe for a type that can hold one. Returns such
+// a field reachable from `root`, or nullptr. Only on a checked schema.
+const reflection::Field* reachable_union_vector(const reflection::Schema& schema, const reflection::Object& root) {
+  const auto& objects = *schema.objects();
+  std::vector<const reflection::Object*> todo{&root};
+  std::set<const reflection::Object*> seen{&root};
+  auto visit = [&](int32_t index) {
+    const reflection::Object* o = objects.Get(uint32_t(index));
+    if (seen.insert(o).second) todo.push_back(o);
+  };
+  while (!todo.empty()) {
+    const reflection::Object* o = todo.back();
+    todo.pop_back();
+    for (const reflection::Field* f : *o->fields()) {
+      const reflection::Type& t = *f->type();
+      const bool vector = t.base_type() == reflection::Vector;
+      const reflection::BaseType bt = vector ? t.element() : t.base_type();
+      if (vector && bt == reflection::Union) return f;
+      if (bt == reflection::Obj) visit(t.index());
+      if (bt == reflection::Union)
+        for (const reflection::EnumVal* v : *schema.enums()->Get(uint32_t(t.index()))->values())
+          if (v->value() != 0) visit(v->union_type()->index());
+    }
+  }
+  return nullptr;
 }
 
 std::unique_ptr<flatbuffers::Parser> deserialize_parser(const std::vector<uint8_t>& bfbs,
@@ -267,6 +515,12 @@ SchemaCodec::SchemaCodec(std::vector<uint8_t> bfbs, const std::string& root_type
                 "'" + root_type_ + "' is a struct, but a payload type must be a table "
                 "(tables in the schema: " + table_list(schema) + ")");
   }
+  if (const reflection::Field* f = reachable_union_vector(schema, *obj)) {
+    throw Error(ErrorCode::InvalidArgument,
+                "field " + f->name()->str() + " of a table inside " + root_type_ +
+                    " is a vector of unions, which FlatBuffers 2.0.8 cannot verify safely; "
+                    "JSON conversion does not support it (use a vector of tables that hold a union)");
+  }
   reset_parser();
 }
 
@@ -355,6 +609,23 @@ std::string SchemaCodec::flatbuffer_to_json(const uint8_t* data, size_t size) co
                     "fix the publisher's string data");
   }
   while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  // With natural_utf8, FlatBuffers copies control characters of strings raw
+  // (except \b \f \n \r \t), which JSON forbids; escape them. Single-line
+  // output has no other bytes below 0x20.
+  if (std::any_of(out.begin(), out.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; })) {
+    std::string escaped;
+    escaped.reserve(out.size() + 16);
+    for (char c : out) {
+      if (static_cast<unsigned char>(c) >= 0x20) {
+        escaped += c;
+      } else {
+        char u[8];
+        std::snprintf(u, sizeof u, "\\u%04x", static_cast<unsigned>(static_cast<unsigned char>(c)));
+        escaped += u;
+      }
+    }
+    out.swap(escaped);
+  }
   return out;
 }
 

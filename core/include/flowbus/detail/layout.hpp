@@ -57,6 +57,7 @@ inline constexpr uint32_t kWakeFullFence = 0;
 inline constexpr uint32_t kWakeLightFence = 1;
 
 inline constexpr size_t kRecordAlign = 32;
+inline constexpr uint64_t kMinCapacity = 4096;  // smallest ring: a power of two at least this
 inline constexpr uint32_t kFlagPadding = 1u << 28;     // skip to the next lap
 inline constexpr uint32_t kFlagHasSubject = 2u << 28;  // u16 length + bytes after the header
 inline constexpr uint32_t kOffsetMask = (1u << 28) - 1;

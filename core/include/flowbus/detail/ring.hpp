@@ -411,7 +411,13 @@ struct RingReader {
 
   /// Claims a free cursor slot at `at`, then moves it up to tail if the
   /// writer may already reuse those bytes. False when no slot could be had.
+  /// A position off the record grid (the header was scribbled on) joins
+  /// quarantined: the first peek reports Corrupt.
   bool join_at(uint64_t at) noexcept {
+    if (at % kRecordAlign != 0) {
+      quarantined = true;
+      return true;
+    }
     for (uint32_t i = 0; i < kCursorSlots; ++i) {
       CursorSlot& s = control->slots[i];
       uint64_t word = s.word.load(std::memory_order_relaxed);
@@ -596,6 +602,7 @@ struct RingReader {
       std::atomic_thread_fence(std::memory_order_acquire);
       const uint64_t tail = header->tail_position.load(std::memory_order_relaxed);
       if (tail > position) {
+        if (tail % kRecordAlign != 0) return Gap::Corrupt;  // off the record grid: scribbled
         position = tail;
         return Gap::Retry;
       }
@@ -617,18 +624,20 @@ struct RingReader {
   }
 
   /// After reading a record that turns out insane: torn by a lap (retry at
-  /// tail), or damaged (quarantine).
+  /// tail), or damaged (quarantine). Also true when tail itself is off the
+  /// record grid: then we are quarantined, which peek reports.
   bool torn_by_lap() noexcept {
     if (still_valid_at(position)) return false;
     const uint64_t tail = header->tail_position.load(std::memory_order_relaxed);
-    if (tail > position) position = tail;
+    if (tail % kRecordAlign != 0) quarantine();  // scribbled: never read at a torn position
+    else if (tail > position) position = tail;
     return true;
   }
 };
 
 inline ReadStatus RingReader::peek(Event& out) noexcept {
-  if (quarantined) return ReadStatus::Corrupt;
   for (int round = 0; round < 1024; ++round) {
+    if (quarantined) return ReadStatus::Corrupt;  // before the loop, or by torn_by_lap
     const RecordHeader* rec = record_at(records, mask, position);
     // SYNC POINT: pairs with the writer's release store of commit; after it,
     // the header fields and payload of this record are complete.

@@ -1,0 +1,25 @@
+// The inspector's reading of one ring, from memory: split from inspect.cpp
+// so that it can run without shared memory (fuzz/ring_records_fuzz.cpp feeds
+// it arbitrary bytes). Reads only; never writes the ring or its control.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "directory_layout.hpp"
+#include "flowbus/inspect.hpp"
+
+namespace flowbus::detail {
+
+/// Checks a ring's data segment header (magic, version, capacity against the
+/// `size` bytes of the segment) and fills out's positions, sequence and
+/// retained events. False, with out.error set (naming `bus`), if the header
+/// is damaged.
+bool snapshot_ring_data(const std::string& bus, const uint8_t* data, uint64_t size, RingSnapshot& out);
+
+/// Fills out's cursors and fill from the control segment `control`. Only
+/// after snapshot_ring_data accepted `data`. `dir` answers who is alive.
+void snapshot_ring_cursors(const uint8_t* data, const ControlHeader* control, const DirectoryLayout* dir,
+                           RingSnapshot& out);
+
+}  // namespace flowbus::detail

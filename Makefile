@@ -2,7 +2,8 @@
 BUILD ?= build
 JOBS ?= 2
 DEB_PACKAGES = cmake g++ make libboost-dev libflatbuffers-dev flatbuffers-compiler libcli11-dev \
-               libconcurrentqueue-dev libgtest-dev libgmock-dev libbenchmark-dev
+               libconcurrentqueue-dev libgtest-dev libgmock-dev libbenchmark-dev \
+               libzmq3-dev
 
 .PHONY: deps build demo test bench clean
 

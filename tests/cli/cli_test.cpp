@@ -297,7 +297,7 @@ TEST(CliTest, PerfLatencyJsonGivesPercentilesForEveryTransportAndLeavesNothingBe
   const Outcome o = flowbus_cli({"perf", "latency", "--iters", "2000", "--size", "64,4096", "--json"}, 120s);
   ASSERT_EQ(o.exit_code, 0) << describe(o);
   const auto lines = lines_of(o.out);
-  ASSERT_EQ(lines.size(), 8u) << describe(o);  // 4 transports x 2 sizes
+  ASSERT_EQ(lines.size(), 12u) << describe(o);  // 6 transports x 2 sizes
   std::set<std::string> transports;
   for (const std::string& line : lines) {
     Json j(line);
@@ -315,14 +315,37 @@ TEST(CliTest, PerfLatencyJsonGivesPercentilesForEveryTransportAndLeavesNothingBe
     const uint64_t bytes = m["bytes"].AsUInt64();
     EXPECT_TRUE(bytes == 64 || bytes == 4096) << line;
   }
-  EXPECT_EQ(transports, (std::set<std::string>{"flowbus", "floor", "uds", "pipe"}));
+  EXPECT_EQ(transports, (std::set<std::string>{"flowbus", "floor", "uds", "pipe", "zmq", "bmq"}));
   EXPECT_EQ(shm_entries("flowbus.perf-"), before) << "perf left its bus in /dev/shm";
+}
+
+TEST(CliTest, PerfLatencyOverZmqAndBmqGivesOneOrderedLinePerTransportAndLeavesNothingBehind) {
+  const auto shm_before = shm_entries("flowbus-perf-bmq-");
+  const Outcome o = flowbus_cli({"perf", "latency", "--transport", "zmq,bmq", "--iters", "2000", "--size", "64", "--json"}, 120s);
+  ASSERT_EQ(o.exit_code, 0) << describe(o);
+  const auto lines = lines_of(o.out);
+  ASSERT_EQ(lines.size(), 2u) << describe(o);
+  std::vector<std::string> transports;
+  for (const std::string& line : lines) {
+    Json j(line);
+    ASSERT_TRUE(j.ok()) << j.error() << "\n" << line;
+    const auto m = j.root();
+    transports.push_back(str(m, "transport"));
+    EXPECT_EQ(m["bytes"].AsUInt64(), 64u) << line;
+    for (const char* key : {"rtt_p50_ns", "rtt_p90_ns", "rtt_p99_ns", "rtt_p999_ns", "rtt_max_ns"})
+      EXPECT_TRUE(m[key].IsNumeric()) << key << " is not a number: " << line;
+    EXPECT_GT(m["rtt_p50_ns"].AsDouble(), 0) << line;
+    EXPECT_LE(m["rtt_p50_ns"].AsDouble(), m["rtt_p99_ns"].AsDouble()) << line;
+    EXPECT_LE(m["rtt_p99_ns"].AsDouble(), m["rtt_max_ns"].AsDouble()) << line;
+  }
+  EXPECT_EQ(transports, (std::vector<std::string>{"zmq", "bmq"}));
+  EXPECT_EQ(shm_entries("flowbus-perf-bmq-"), shm_before) << "bmq left its queues in /dev/shm";
 }
 
 TEST(CliTest, PerfLatencyRefusesAnUnknownTransportWithTheChoices) {
   const Outcome o = flowbus_cli({"perf", "latency", "--iters", "100", "--size", "64", "--transport", "carrier-pigeon"});
   EXPECT_NE(o.exit_code, 0) << describe(o);
-  EXPECT_NE(o.err.find("flowbus, floor, uds or pipe"), std::string::npos) << describe(o);
+  EXPECT_NE(o.err.find("flowbus, floor, uds, pipe, zmq or bmq"), std::string::npos) << describe(o);
 }
 
 TEST(CliTest, InspectJsonShowsTheRingAndItsSequenceAndInspectListsTheBus) {

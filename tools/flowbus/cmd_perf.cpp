@@ -88,7 +88,7 @@ void add_perf_command(CLI::App& app) {
   CLI::App* perf = app.add_subcommand("perf", "Measure flowbus against other transports on this machine");
   perf->require_subcommand(1);
   struct Args {
-    std::string sizes = "64,4096,1048576", transports = "flowbus,floor,uds,pipe", wait = "spin";
+    std::string sizes = "64,4096,1048576", transports = perf::kTransportNames, wait = "spin";
     uint64_t iters = 100000;
     bool json = false;
   };
@@ -96,7 +96,7 @@ void add_perf_command(CLI::App& app) {
   CLI::App* latency = perf->add_subcommand("latency", "Round-trip latency between two pinned processes, per size and transport");
   latency->add_option("--size", args->sizes, "payload sizes in bytes, comma separated (default 64,4096,1048576)");
   latency->add_option("--iters", args->iters, "round trips measured per size and transport (default 100000; 10% more warm up)");
-  latency->add_option("--transport", args->transports, "any of flowbus,floor,uds,pipe (default all)");
+  latency->add_option("--transport", args->transports, std::string("any of ") + perf::kTransportNames + " (default all)");
   latency->add_option("--wait", args->wait, "spin (busy poll) or futex (flowbus sleeps after a short spin)")->check(CLI::IsMember({"spin", "futex"}));
   latency->add_flag("--json", args->json, "one JSON object per transport and size");
   latency->callback([args] {

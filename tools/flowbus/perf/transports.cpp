@@ -5,6 +5,8 @@
 
 namespace flowbus::perf {
 
+const char* const kTransportNames = "flowbus,floor,uds,pipe,zmq,bmq";
+
 void fail(const std::string& what) { throw std::runtime_error("perf: " + what); }
 
 void stamp(uint8_t* payload, size_t bytes, uint64_t i) noexcept {
@@ -25,7 +27,9 @@ std::unique_ptr<PingPong> make_transport(const std::string& name, size_t bytes, 
   if (name == "uds") return make_uds(bytes);
   if (name == "pipe") return make_pipe(bytes);
   if (name == "flowbus") return make_flowbus(bytes, wait);
-  fail("unknown transport '" + name + "': use flowbus, floor, uds or pipe");
+  if (name == "zmq") return make_zmq(bytes);
+  if (name == "bmq") return make_bmq(bytes);
+  fail("unknown transport '" + name + "': use flowbus, floor, uds, pipe, zmq or bmq");
 }
 
 }  // namespace flowbus::perf

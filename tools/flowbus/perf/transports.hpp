@@ -46,5 +46,10 @@ std::unique_ptr<PingPong> make_floor(size_t bytes);
 std::unique_ptr<PingPong> make_uds(size_t bytes);
 std::unique_ptr<PingPong> make_pipe(size_t bytes);
 std::unique_ptr<PingPong> make_flowbus(size_t bytes, WaitMode wait);
+std::unique_ptr<PingPong> make_zmq(size_t bytes);
+std::unique_ptr<PingPong> make_bmq(size_t bytes);
+
+/// Every transport make_transport knows, in the order a run measures them.
+extern const char* const kTransportNames;  // "flowbus,floor,uds,pipe,zmq,bmq"
 
 }  // namespace flowbus::perf

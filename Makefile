@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= 2
 DEB_PACKAGES = cmake g++ make libboost-dev libflatbuffers-dev flatbuffers-compiler libcli11-dev \
                libconcurrentqueue-dev libgtest-dev libgmock-dev libbenchmark-dev \
-               libzmq3-dev
+               libzmq3-dev gnuplot-nox
 
 .PHONY: deps build demo test bench clean
 

@@ -1,12 +1,14 @@
 // The flowbus command line, run as a real process: exit codes, stdout and
 // stderr, and the JSON it prints (parsed strictly, through FlexBuffers).
 #include <dirent.h>
+#include <unistd.h>
 #include <gtest/gtest.h>
 
 #include <flatbuffers/flexbuffers.h>
 #include <flatbuffers/idl.h>
 
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -340,6 +342,33 @@ TEST(CliTest, PerfLatencyOverZmqAndBmqGivesOneOrderedLinePerTransportAndLeavesNo
   }
   EXPECT_EQ(transports, (std::vector<std::string>{"zmq", "bmq"}));
   EXPECT_EQ(shm_entries("flowbus-perf-bmq-"), shm_before) << "bmq left its queues in /dev/shm";
+}
+
+static bool gnuplot_on_path() {
+  const char* path = std::getenv("PATH");
+  std::istringstream dirs(path ? path : "/usr/bin:/bin");
+  for (std::string dir; std::getline(dirs, dir, ':');)
+    if (!dir.empty() && ::access((dir + "/gnuplot").c_str(), X_OK) == 0) return true;
+  return false;
+}
+
+TEST(CliTest, PerfLatencyPlotWritesAPngFile) {
+  if (!gnuplot_on_path()) GTEST_SKIP() << "gnuplot is not installed (apt-get install gnuplot-nox)";
+  const std::string png = "/tmp/flowbus-cli-test-" + std::to_string(getpid()) + ".png";
+  const Outcome o = flowbus_cli({"perf", "latency", "--transport", "floor,flowbus", "--iters", "2000", "--size", "64,4096",
+                                 "--plot", png, "--json"},
+                                120s);
+  ASSERT_EQ(o.exit_code, 0) << describe(o);
+  EXPECT_EQ(lines_of(o.out).size(), 4u) << describe(o);  // the JSON is still printed, and no PNG on stdout
+  FILE* f = std::fopen(png.c_str(), "rb");
+  ASSERT_NE(f, nullptr) << png << " was not written";
+  unsigned char magic[8] = {};
+  const size_t got = std::fread(magic, 1, sizeof magic, f);
+  std::fclose(f);
+  std::remove(png.c_str());
+  const unsigned char png_magic[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  ASSERT_EQ(got, sizeof magic);
+  EXPECT_EQ(std::memcmp(magic, png_magic, sizeof magic), 0) << "not a PNG file";
 }
 
 TEST(CliTest, PerfLatencyRefusesAnUnknownTransportWithTheChoices) {

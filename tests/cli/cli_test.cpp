@@ -371,6 +371,37 @@ TEST(CliTest, PerfLatencyPlotWritesAPngFile) {
   EXPECT_EQ(std::memcmp(magic, png_magic, sizeof magic), 0) << "not a PNG file";
 }
 
+TEST(CliTest, PerfThroughputJsonCountsEventsInEveryModeAndLeavesNothingBehind) {
+  const auto before = shm_entries("flowbus.perf-");
+  const Outcome o = flowbus_cli({"perf", "throughput", "--seconds", "0.3", "--json"}, 120s);
+  ASSERT_EQ(o.exit_code, 0) << describe(o);
+  const auto lines = lines_of(o.out);
+  ASSERT_EQ(lines.size(), 11u) << describe(o);  // the ceiling, then 5 runs for each of 2 sizes
+  std::set<std::string> modes, transports;
+  for (const std::string& line : lines) {
+    Json j(line);
+    ASSERT_TRUE(j.ok()) << j.error() << "\n" << line;
+    const auto m = j.root();
+    const std::string mode = str(m, "mode");
+    modes.insert(mode);
+    transports.insert(str(m, "transport"));
+    EXPECT_GT(m["events"].AsUInt64(), 0u) << line;
+    EXPECT_GT(m["events_per_s"].AsDouble(), 0) << line;
+    EXPECT_GT(m["mb_per_s"].AsDouble(), 0) << line;
+    EXPECT_GT(m["seconds"].AsDouble(), 0) << line;
+    if (mode == "1->K") {
+      EXPECT_EQ(m["subscribers"].AsInt64(), 2) << line;  // the default K
+    } else if (mode == "P->1") {
+      EXPECT_EQ(m["publishers"].AsInt64(), 2) << line;  // the default P
+    } else if (mode == "in-process") {
+      EXPECT_EQ(str(m, "transport"), "moodycamel") << line;
+    }
+  }
+  EXPECT_EQ(modes, (std::set<std::string>{"in-process", "1->1", "1->K", "P->1"})) << o.out;
+  EXPECT_EQ(transports, (std::set<std::string>{"moodycamel", "flowbus", "uds", "pipe"})) << o.out;
+  EXPECT_EQ(shm_entries("flowbus.perf-"), before) << "perf throughput left its bus in /dev/shm";
+}
+
 TEST(CliTest, PerfLatencyRefusesAnUnknownTransportWithTheChoices) {
   const Outcome o = flowbus_cli({"perf", "latency", "--iters", "100", "--size", "64", "--transport", "carrier-pigeon"});
   EXPECT_NE(o.exit_code, 0) << describe(o);

@@ -2,6 +2,9 @@
 //  * latency: two processes pinned to two CPUs ping-pong events of each size
 //    over each transport, in the same run; round-trip percentiles and the
 //    ratio to `floor`, the bare shared-memory flag plus payload write.
+//  * throughput: events per second from 1 publisher to K subscriber processes
+//    and from P publishers to 1, against uds/pipe and the in-process ceiling
+//    of moodycamel::ConcurrentQueue, in the same run.
 #include <x86intrin.h>
 
 #include <algorithm>
@@ -9,11 +12,13 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <map>
 
 #include "cli_util.hpp"
 #include "perf/harness.hpp"
 #include "perf/plot.hpp"
+#include "perf/throughput.hpp"
 #include "perf/transports.hpp"
 
 namespace flowbus::cli {
@@ -122,12 +127,68 @@ void add_latency_command(CLI::App& perf) {
   });
 }
 
+void print_throughput(const perf::ThroughputResult& r, double ceiling_events_per_s, bool json) {
+  if (json) {
+    std::printf("{\"mode\":\"%s\",\"transport\":\"%s\",\"bytes\":%zu,\"publishers\":%d,\"subscribers\":%d,\"seconds\":%.3f,"
+                "\"events\":%llu,\"events_per_s\":%.0f,\"mb_per_s\":%.1f}\n",
+                r.mode.c_str(), r.transport.c_str(), r.bytes, r.publishers, r.subscribers, r.seconds,
+                static_cast<unsigned long long>(r.events), r.events_per_s(), r.mb_per_s());
+  } else {
+    // The ceiling moves 64-byte items: a ratio is only meaningful at that size.
+    char ratio[32] = "-";
+    if (ceiling_events_per_s > 0 && r.bytes == 64) std::snprintf(ratio, sizeof ratio, "%.3f", r.events_per_s() / ceiling_events_per_s);
+    std::printf("%-10s %-10s %9zu %4d %4d %8.2f %12llu %14.0f %10.1f %14s\n", r.mode.c_str(), r.transport.c_str(), r.bytes,
+                r.publishers, r.subscribers, r.seconds, static_cast<unsigned long long>(r.events), r.events_per_s(),
+                r.mb_per_s(), ratio);
+  }
+  std::fflush(stdout);
+}
+
+void add_throughput_command(CLI::App& perf) {
+  struct Args {
+    std::string sizes = "64,65536";
+    int publishers = 2, subscribers = 2;
+    double seconds = 1;
+    bool json = false;
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* throughput = perf.add_subcommand(
+      "throughput", "Events per second between pinned processes: 1->1, 1->K, P->1, against uds, pipe and moodycamel");
+  throughput->add_option("--size", args->sizes, "payload sizes in bytes, comma separated (default 64,65536)");
+  throughput->add_option("--publishers", args->publishers, "P, publisher processes of the P->1 run (default 2)")->check(CLI::Range(1, 32));
+  throughput->add_option("--subscribers", args->subscribers, "K, subscriber processes of the 1->K run (default 2)")->check(CLI::Range(1, 32));
+  throughput->add_option("--seconds", args->seconds, "how long each run publishes (default 1)")->check(CLI::Range(0.01, 3600.0));
+  throughput->add_flag("--json", args->json, "one JSON object per run");
+  throughput->callback([args] {
+    if (!args->json)
+      std::printf("%-10s %-10s %9s %4s %4s %8s %12s %14s %10s %14s\n", "mode", "transport", "bytes", "P", "K", "seconds",
+                  "events", "events/s", "MB/s", "/moodycamel");
+    // The in-process ceiling first: every 64-byte row is compared with it.
+    const perf::ThroughputResult ceiling = perf::moodycamel_throughput(args->seconds);
+    print_throughput(ceiling, ceiling.events_per_s(), args->json);
+    for (const std::string& size_text : perf::split_list(args->sizes)) {
+      const size_t bytes = size_t(parse_size(size_text));
+      if (bytes < 64) throw CLI::ValidationError("--size", "a payload is at least 64 bytes (one cache line)");
+      const double s = args->seconds;
+      const std::vector<std::function<perf::ThroughputResult()>> runs{
+          [&] { return perf::flowbus_throughput(bytes, 1, 1, s); },
+          [&] { return perf::fd_throughput(true, bytes, s); },  // uds
+          [&] { return perf::fd_throughput(false, bytes, s); },  // pipe
+          [&] { return perf::flowbus_throughput(bytes, 1, args->subscribers, s); },
+          [&] { return perf::flowbus_throughput(bytes, args->publishers, 1, s); },
+      };
+      for (const auto& run : runs) print_throughput(run(), ceiling.events_per_s(), args->json);
+    }
+  });
+}
+
 }  // namespace
 
 void add_perf_command(CLI::App& app) {
   CLI::App* perf = app.add_subcommand("perf", "Measure flowbus against other transports on this machine");
   perf->require_subcommand(1);
   add_latency_command(*perf);
+  add_throughput_command(*perf);
 }
 
 }  // namespace flowbus::cli

@@ -37,6 +37,8 @@ void pin_to_cpu(int index) {
   (void)sched_setaffinity(0, sizeof set, &set);
 }
 
+int usable_cpus() { return int(allowed_cpus().size()); }
+
 std::vector<std::string> split_list(const std::string& text, char separator) {
   std::vector<std::string> out;
   std::stringstream in(text);

@@ -14,6 +14,8 @@ namespace flowbus::perf {
 /// Pins the calling thread to the `index`-th CPU it may run on, wrapping
 /// around when there are fewer. Best effort: a 1-CPU machine runs unpinned.
 void pin_to_cpu(int index);
+/// The number of CPUs this process may run on.
+int usable_cpus();
 
 /// "64,4096" -> {"64", "4096"}; empty items are dropped.
 std::vector<std::string> split_list(const std::string& text, char separator = ',');

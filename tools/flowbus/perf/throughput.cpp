@@ -63,11 +63,13 @@ void await_start(Control& c) {
   while (!c.go.load(std::memory_order_acquire)) std::this_thread::sleep_for(std::chrono::microseconds(50));
 }
 
-/// Forks `senders` then `receivers` processes (senders on the first CPUs),
-/// starts them together once all are ready, stops the senders after
+/// Forks `receivers` then `senders` processes, starts them together once all are ready, stops the senders after
 /// `seconds`, tells the receivers how many events to expect, and times until
 /// the last receiver has them all. Child i reports in control.child[i]
-/// (senders first).
+/// (senders first). The side with one process gets CPU 0 to itself and the
+/// other side shares the rest: with fewer CPUs than processes, the single
+/// publisher (1->K) or the single subscriber (P->1), which does K or P times
+/// the work of each peer, is never descheduled for one of them.
 void run_processes(Control& c, int senders, int receivers, double seconds,
                    const std::function<void(int sender)>& send, const std::function<void(int receiver)>& receive,
                    const std::function<void()>& after_fork, ThroughputResult& result) {
@@ -77,9 +79,12 @@ void run_processes(Control& c, int senders, int receivers, double seconds,
     for (pid_t pid : pids) ::kill(pid, SIGKILL);
     for (pid_t pid : pids) ::waitpid(pid, nullptr, 0);
   };
+  const int shared_cpus = std::max(1, usable_cpus() - 1);
+  auto cpu = [&](bool single_side, int i) { return single_side ? 0 : 1 + i % shared_cpus; };
+  const bool senders_alone = senders == 1;
   for (int r = 0; r < receivers; ++r)
-    pids.push_back(fork_pinned(senders + r, "receiver", [&] { receive(senders + r); }));
-  for (int s = 0; s < senders; ++s) pids.push_back(fork_pinned(s, "sender", [&] { send(s); }));
+    pids.push_back(fork_pinned(cpu(!senders_alone, r), "receiver", [&] { receive(senders + r); }));
+  for (int s = 0; s < senders; ++s) pids.push_back(fork_pinned(cpu(senders_alone, s), "sender", [&] { send(s); }));
   after_fork();
   const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (c.ready.load() < senders + receivers) {

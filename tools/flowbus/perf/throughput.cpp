@@ -70,9 +70,9 @@ void await_start(Control& c) {
 /// other side shares the rest: with fewer CPUs than processes, the single
 /// publisher (1->K) or the single subscriber (P->1), which does K or P times
 /// the work of each peer, is never descheduled for one of them.
-void run_processes(Control& c, int senders, int receivers, double seconds,
+void run_processes(Control& c, int senders, int receivers, double seconds, ThroughputResult& result,
                    const std::function<void(int sender)>& send, const std::function<void(int receiver)>& receive,
-                   const std::function<void()>& after_fork, ThroughputResult& result) {
+                   const std::function<void()>& after_fork = {}) {
   if (senders + receivers > kMaxProcesses) fail("at most " + std::to_string(kMaxProcesses) + " processes");
   std::vector<pid_t> pids;
   auto kill_all = [&] {
@@ -85,7 +85,7 @@ void run_processes(Control& c, int senders, int receivers, double seconds,
   for (int r = 0; r < receivers; ++r)
     pids.push_back(fork_pinned(cpu(!senders_alone, r), "receiver", [&] { receive(senders + r); }));
   for (int s = 0; s < senders; ++s) pids.push_back(fork_pinned(cpu(senders_alone, s), "sender", [&] { send(s); }));
-  after_fork();
+  if (after_fork) after_fork();
   const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (c.ready.load() < senders + receivers) {
     for (size_t i = 0; i < pids.size(); ++i)
@@ -185,8 +185,11 @@ ThroughputResult flowbus_throughput(size_t bytes, int publishers, int subscriber
     while (!c->stop.load(std::memory_order_relaxed)) {
       stamp(payload, bytes, pub.next_sequence());
       const PublishStatus s = pub.publish(event, std::chrono::milliseconds(20));
-      if (s == PublishStatus::Ok) ++sent;
-      else if (s != PublishStatus::Full) fail(std::string("publish: ") + to_string(s));
+      if (s == PublishStatus::Ok) {
+        ++sent;
+      } else if (s != PublishStatus::Full) {
+        fail(std::string("publish: ") + to_string(s));
+      }
     }
     c->child[index].events.store(sent);
   };
@@ -209,8 +212,8 @@ ThroughputResult flowbus_throughput(size_t bytes, int publishers, int subscriber
       const PollResult r = sub.poll(
           [&](const Event& e) {
             const auto* p = flatbuffers::GetRoot<flowbus::perf::Payload>(e.data());
-            const bool ok = order.in_order(e.context().publisher_id, e.sequence()) &&
-                            p->bytes()->size() == bytes && check_stamp(p->bytes()->data(), bytes, e.sequence());
+            const bool ok = order.in_order(e.context().publisher_id, e.sequence()) && p->bytes()->size() == bytes &&
+                            check_stamp(p->bytes()->data(), bytes, e.sequence());
             errors += ok ? 0 : 1;
             ++events;
           },
@@ -229,7 +232,7 @@ ThroughputResult flowbus_throughput(size_t bytes, int publishers, int subscriber
     c->child[index].errors.store(errors);
     c->child[index].done_ns.store(done_ns);
   };
-  run_processes(*c, publishers, subscribers, seconds, publish, subscribe, [] {}, result);
+  run_processes(*c, publishers, subscribers, seconds, result, publish, subscribe);
   return result;
 }
 
@@ -279,7 +282,8 @@ ThroughputResult fd_throughput(bool unix_socket, size_t bytes, double seconds) {
     c->child[index].done_ns.store(monotonic_ns());
   };
   // The parent holds no end, or the reader would never see the end of the stream.
-  run_processes(*c, 1, 1, seconds, write_events, read_events, [&] { ::close(fds[0]), ::close(fds[1]); }, result);
+  auto close_both = [&] { ::close(fds[0]), ::close(fds[1]); };
+  run_processes(*c, 1, 1, seconds, result, write_events, read_events, close_both);
   return result;
 }
 

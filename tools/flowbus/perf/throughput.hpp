@@ -13,8 +13,8 @@ struct ThroughputResult {
   std::string transport;  ///< flowbus, uds, pipe or moodycamel
   size_t bytes = 0;       ///< payload per event
   int publishers = 1, subscribers = 1;
-  double seconds = 0;  ///< from the start until the last receiver had every event
-  uint64_t events = 0; ///< events each subscriber received (and checked)
+  double seconds = 0;   ///< from the start until the last receiver had every event
+  uint64_t events = 0;  ///< events each subscriber received (and checked)
   double events_per_s() const { return double(events) / seconds; }
   double mb_per_s() const { return events_per_s() * double(bytes) / 1e6; }
 };

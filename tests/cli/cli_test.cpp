@@ -1,12 +1,14 @@
 // The flowbus command line, run as a real process: exit codes, stdout and
 // stderr, and the JSON it prints (parsed strictly, through FlexBuffers).
 #include <dirent.h>
+#include <unistd.h>
 #include <gtest/gtest.h>
 
 #include <flatbuffers/flexbuffers.h>
 #include <flatbuffers/idl.h>
 
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -216,7 +218,7 @@ TEST(CliTest, PerfLatencyJsonGivesPercentilesForEveryTransportAndLeavesNothingBe
   const Outcome o = flowbus_cli({"perf", "latency", "--iters", "2000", "--size", "64,4096", "--json"}, 120s);
   ASSERT_EQ(o.exit_code, 0) << describe(o);
   const auto lines = lines_of(o.out);
-  ASSERT_EQ(lines.size(), 8u) << describe(o);  // 4 transports x 2 sizes
+  ASSERT_EQ(lines.size(), 12u) << describe(o);  // 6 transports x 2 sizes
   std::set<std::string> transports;
   for (const std::string& line : lines) {
     Json j(line);
@@ -234,14 +236,95 @@ TEST(CliTest, PerfLatencyJsonGivesPercentilesForEveryTransportAndLeavesNothingBe
     const uint64_t bytes = m["bytes"].AsUInt64();
     EXPECT_TRUE(bytes == 64 || bytes == 4096) << line;
   }
-  EXPECT_EQ(transports, (std::set<std::string>{"flowbus", "floor", "uds", "pipe"}));
+  EXPECT_EQ(transports, (std::set<std::string>{"flowbus", "floor", "uds", "pipe", "zmq", "bmq"}));
   EXPECT_EQ(shm_entries("flowbus.perf-"), before) << "perf left its bus in /dev/shm";
+}
+
+TEST(CliTest, PerfLatencyOverZmqAndBmqGivesOneOrderedLinePerTransportAndLeavesNothingBehind) {
+  const auto shm_before = shm_entries("flowbus-perf-bmq-");
+  const Outcome o = flowbus_cli({"perf", "latency", "--transport", "zmq,bmq", "--iters", "2000", "--size", "64", "--json"}, 120s);
+  ASSERT_EQ(o.exit_code, 0) << describe(o);
+  const auto lines = lines_of(o.out);
+  ASSERT_EQ(lines.size(), 2u) << describe(o);
+  std::vector<std::string> transports;
+  for (const std::string& line : lines) {
+    Json j(line);
+    ASSERT_TRUE(j.ok()) << j.error() << "\n" << line;
+    const auto m = j.root();
+    transports.push_back(str(m, "transport"));
+    EXPECT_EQ(m["bytes"].AsUInt64(), 64u) << line;
+    for (const char* key : {"rtt_p50_ns", "rtt_p90_ns", "rtt_p99_ns", "rtt_p999_ns", "rtt_max_ns"})
+      EXPECT_TRUE(m[key].IsNumeric()) << key << " is not a number: " << line;
+    EXPECT_GT(m["rtt_p50_ns"].AsDouble(), 0) << line;
+    EXPECT_LE(m["rtt_p50_ns"].AsDouble(), m["rtt_p99_ns"].AsDouble()) << line;
+    EXPECT_LE(m["rtt_p99_ns"].AsDouble(), m["rtt_max_ns"].AsDouble()) << line;
+  }
+  EXPECT_EQ(transports, (std::vector<std::string>{"zmq", "bmq"}));
+  EXPECT_EQ(shm_entries("flowbus-perf-bmq-"), shm_before) << "bmq left its queues in /dev/shm";
+}
+
+static bool gnuplot_on_path() {
+  const char* path = std::getenv("PATH");
+  std::istringstream dirs(path ? path : "/usr/bin:/bin");
+  for (std::string dir; std::getline(dirs, dir, ':');)
+    if (!dir.empty() && ::access((dir + "/gnuplot").c_str(), X_OK) == 0) return true;
+  return false;
+}
+
+TEST(CliTest, PerfLatencyPlotWritesAPngFile) {
+  if (!gnuplot_on_path()) GTEST_SKIP() << "gnuplot is not installed (apt-get install gnuplot-nox)";
+  const std::string png = "/tmp/flowbus-cli-test-" + std::to_string(getpid()) + ".png";
+  const Outcome o = flowbus_cli({"perf", "latency", "--transport", "floor,flowbus", "--iters", "2000", "--size", "64,4096",
+                                 "--plot", png, "--json"},
+                                120s);
+  ASSERT_EQ(o.exit_code, 0) << describe(o);
+  EXPECT_EQ(lines_of(o.out).size(), 4u) << describe(o);  // the JSON is still printed, and no PNG on stdout
+  FILE* f = std::fopen(png.c_str(), "rb");
+  ASSERT_NE(f, nullptr) << png << " was not written";
+  unsigned char magic[8] = {};
+  const size_t got = std::fread(magic, 1, sizeof magic, f);
+  std::fclose(f);
+  std::remove(png.c_str());
+  const unsigned char png_magic[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  ASSERT_EQ(got, sizeof magic);
+  EXPECT_EQ(std::memcmp(magic, png_magic, sizeof magic), 0) << "not a PNG file";
+}
+
+TEST(CliTest, PerfThroughputJsonCountsEventsInEveryModeAndLeavesNothingBehind) {
+  const auto before = shm_entries("flowbus.perf-");
+  const Outcome o = flowbus_cli({"perf", "throughput", "--seconds", "0.3", "--json"}, 120s);
+  ASSERT_EQ(o.exit_code, 0) << describe(o);
+  const auto lines = lines_of(o.out);
+  ASSERT_EQ(lines.size(), 11u) << describe(o);  // the ceiling, then 5 runs for each of 2 sizes
+  std::set<std::string> modes, transports;
+  for (const std::string& line : lines) {
+    Json j(line);
+    ASSERT_TRUE(j.ok()) << j.error() << "\n" << line;
+    const auto m = j.root();
+    const std::string mode = str(m, "mode");
+    modes.insert(mode);
+    transports.insert(str(m, "transport"));
+    EXPECT_GT(m["events"].AsUInt64(), 0u) << line;
+    EXPECT_GT(m["events_per_s"].AsDouble(), 0) << line;
+    EXPECT_GT(m["mb_per_s"].AsDouble(), 0) << line;
+    EXPECT_GT(m["seconds"].AsDouble(), 0) << line;
+    if (mode == "1->K") {
+      EXPECT_EQ(m["subscribers"].AsInt64(), 2) << line;  // the default K
+    } else if (mode == "P->1") {
+      EXPECT_EQ(m["publishers"].AsInt64(), 2) << line;  // the default P
+    } else if (mode == "in-process") {
+      EXPECT_EQ(str(m, "transport"), "moodycamel") << line;
+    }
+  }
+  EXPECT_EQ(modes, (std::set<std::string>{"in-process", "1->1", "1->K", "P->1"})) << o.out;
+  EXPECT_EQ(transports, (std::set<std::string>{"moodycamel", "flowbus", "uds", "pipe"})) << o.out;
+  EXPECT_EQ(shm_entries("flowbus.perf-"), before) << "perf throughput left its bus in /dev/shm";
 }
 
 TEST(CliTest, PerfLatencyRefusesAnUnknownTransportWithTheChoices) {
   const Outcome o = flowbus_cli({"perf", "latency", "--iters", "100", "--size", "64", "--transport", "carrier-pigeon"});
   EXPECT_NE(o.exit_code, 0) << describe(o);
-  EXPECT_NE(o.err.find("flowbus, floor, uds or pipe"), std::string::npos) << describe(o);
+  EXPECT_NE(o.err.find("flowbus, floor, uds, pipe, zmq or bmq"), std::string::npos) << describe(o);
 }
 
 TEST(CliTest, InspectJsonShowsTheRingAndItsSequenceAndInspectListsTheBus) {

@@ -1,18 +1,24 @@
-// flowbus perf latency: two processes pinned to two CPUs ping-pong events of
-// each size over each transport, in the same run; round-trip percentiles and
-// the ratio to `floor`, the bare shared-memory flag plus payload write.
-#include <sched.h>
-#include <sys/wait.h>
-#include <unistd.h>
+// flowbus perf: how flowbus compares with other transports on this machine.
+//  * latency: two processes pinned to two CPUs ping-pong events of each size
+//    over each transport, in the same run; round-trip percentiles and the
+//    ratio to `floor`, the bare shared-memory flag plus payload write.
+//  * throughput: events per second from 1 publisher to K subscriber processes
+//    and from P publishers to 1, against uds/pipe and the in-process ceiling
+//    of moodycamel::ConcurrentQueue, in the same run.
 #include <x86intrin.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
+#include <functional>
 #include <map>
-#include <sstream>
 
 #include "cli_util.hpp"
+#include "perf/harness.hpp"
+#include "perf/plot.hpp"
+#include "perf/throughput.hpp"
 #include "perf/transports.hpp"
 
 namespace flowbus::cli {
@@ -29,39 +35,15 @@ Percentiles percentiles(std::vector<double>& v) {
   return {at(0.50), at(0.90), at(0.99), at(0.999), v.back()};
 }
 
-void pin_to(int cpu) {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
-  (void)sched_setaffinity(0, sizeof set, &set);  // best effort: a 1-CPU machine runs unpinned
-}
-
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream in(s);
-  for (std::string item; std::getline(in, item, ',');)
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
 /// One transport at one size: returns round-trip times in ns.
 std::vector<double> run_one(const std::string& transport, size_t bytes, uint64_t iters, perf::WaitMode wait) {
   auto pp = perf::make_transport(transport, bytes, wait);
   const uint64_t warmup = std::max<uint64_t>(1000, iters / 10);
-  const pid_t child = fork();
-  if (child < 0) throw std::runtime_error("fork failed");
-  if (child == 0) {
-    try {
-      pin_to(1);
-      pp->start_echo_side();
-      pp->echo(warmup + iters);
-      _exit(0);
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "flowbus perf: echo side: %s\n", e.what());
-      _exit(1);
-    }
-  }
-  pin_to(0);
+  const pid_t child = perf::fork_pinned(1, "echo side", [&] {
+    pp->start_echo_side();
+    pp->echo(warmup + iters);
+  });
+  perf::pin_to_cpu(0);
   pp->start_ping_side();
   for (uint64_t i = 0; i < warmup; ++i) pp->round_trip(i);
   std::vector<uint64_t> ticks(iters);
@@ -74,48 +56,59 @@ std::vector<double> run_one(const std::string& transport, size_t bytes, uint64_t
   }
   const uint64_t c1 = __rdtsc();
   const double ns_per_tick = double(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count()) / double(c1 - c0);
-  int status = 0;
-  waitpid(child, &status, 0);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) throw std::runtime_error(transport + ": the echo process failed");
+  perf::wait_child(child, transport + ": the echo");
   std::vector<double> ns(iters);
   for (uint64_t i = 0; i < iters; ++i) ns[i] = double(ticks[i]) * ns_per_tick;
   return ns;
 }
 
-}  // namespace
-
-void add_perf_command(CLI::App& app) {
-  CLI::App* perf = app.add_subcommand("perf", "Measure flowbus against other transports on this machine");
-  perf->require_subcommand(1);
+void add_latency_command(CLI::App& perf) {
   struct Args {
-    std::string sizes = "64,4096,1048576", transports = "flowbus,floor,uds,pipe", wait = "spin";
+    std::string sizes = "64,4096,1048576", transports = perf::kTransportNames, wait = "spin", plot;
     uint64_t iters = 100000;
     bool json = false;
   };
   auto args = std::make_shared<Args>();
-  CLI::App* latency = perf->add_subcommand("latency", "Round-trip latency between two pinned processes, per size and transport");
+  CLI::App* latency = perf.add_subcommand("latency", "Round-trip latency between two pinned processes, per size and transport");
   latency->add_option("--size", args->sizes, "payload sizes in bytes, comma separated (default 64,4096,1048576)");
   latency->add_option("--iters", args->iters, "round trips measured per size and transport (default 100000; 10% more warm up)");
-  latency->add_option("--transport", args->transports, "any of flowbus,floor,uds,pipe (default all)");
+  latency->add_option("--transport", args->transports, std::string("any of ") + perf::kTransportNames + " (default all)");
   latency->add_option("--wait", args->wait, "spin (busy poll) or futex (flowbus sleeps after a short spin)")->check(CLI::IsMember({"spin", "futex"}));
+  latency->add_option("--plot", args->plot, "also draw p50/p90/p99/p99.9 per transport and size into this PNG (needs gnuplot)");
   latency->add_flag("--json", args->json, "one JSON object per transport and size");
   latency->callback([args] {
+    // Before measuring anything: a missing gnuplot should not cost a whole run.
+    if (!args->plot.empty() && !perf::have_gnuplot()) {
+      std::fprintf(stderr, "flowbus perf latency: --plot needs gnuplot, which is not installed: apt-get install gnuplot-nox\n");
+      throw ExitCode{1};
+    }
+    if (!args->plot.empty()) {
+      FILE* png = std::fopen(args->plot.c_str(), "wb");
+      if (!png) {
+        std::fprintf(stderr, "flowbus perf latency: cannot write %s: %s\n", args->plot.c_str(), std::strerror(errno));
+        throw ExitCode{1};
+      }
+      std::fclose(png);
+    }
     const perf::WaitMode wait = args->wait == "futex" ? perf::WaitMode::Futex : perf::WaitMode::Spin;
-    for (const std::string& size_text : split(args->sizes)) {
+    std::vector<perf::LatencyPoint> plotted;
+    for (const std::string& size_text : perf::split_list(args->sizes)) {
       const size_t bytes = size_t(parse_size(size_text));
       std::map<std::string, Percentiles> results;
-      for (const std::string& t : split(args->transports)) {
+      for (const std::string& t : perf::split_list(args->transports)) {
         auto iters = args->iters;
         if (bytes >= (1u << 20) && iters > 20000) iters = 20000;  // large copies: keep the run short
         if (!args->json) std::fprintf(stderr, "  %s, %zu bytes, %llu round trips...\n", t.c_str(), bytes, static_cast<unsigned long long>(iters));
         auto samples = run_one(t, bytes, iters, wait);
         results[t] = percentiles(samples);
         const Percentiles& p = results[t];
+        plotted.push_back({t, bytes, p.p50, p.p90, p.p99, p.p999});
         if (args->json)
           std::printf("{\"transport\":\"%s\",\"bytes\":%zu,\"iters\":%llu,\"wait\":\"%s\",\"rtt_p50_ns\":%.0f,\"rtt_p90_ns\":%.0f,"
                       "\"rtt_p99_ns\":%.0f,\"rtt_p999_ns\":%.0f,\"rtt_max_ns\":%.0f}\n",
                       t.c_str(), bytes, static_cast<unsigned long long>(iters), args->wait.c_str(), p.p50, p.p90, p.p99, p.p999, p.max);
       }
+      std::fflush(stdout);
       if (args->json) continue;
       const auto floor = results.find("floor");
       std::printf("\n%zu bytes, round trip in ns (wait %s)\n", bytes, args->wait.c_str());
@@ -127,7 +120,75 @@ void add_perf_command(CLI::App& app) {
       }
       std::fflush(stdout);
     }
+    if (!args->plot.empty()) {
+      perf::plot_latency(args->plot, plotted, "wait " + args->wait + ", 2 processes pinned to 2 CPUs");
+      if (!args->json) std::fprintf(stderr, "plot written to %s\n", args->plot.c_str());
+    }
   });
+}
+
+void print_throughput(const perf::ThroughputResult& r, double ceiling_events_per_s, bool json) {
+  if (json) {
+    std::printf("{\"mode\":\"%s\",\"transport\":\"%s\",\"bytes\":%zu,\"publishers\":%d,\"subscribers\":%d,\"seconds\":%.3f,"
+                "\"events\":%llu,\"events_per_s\":%.0f,\"mb_per_s\":%.1f}\n",
+                r.mode.c_str(), r.transport.c_str(), r.bytes, r.publishers, r.subscribers, r.seconds,
+                static_cast<unsigned long long>(r.events), r.events_per_s(), r.mb_per_s());
+  } else {
+    // The ceiling moves 64-byte items: a ratio is only meaningful at that size.
+    char ratio[32] = "-";
+    if (ceiling_events_per_s > 0 && r.bytes == 64) std::snprintf(ratio, sizeof ratio, "%.3f", r.events_per_s() / ceiling_events_per_s);
+    std::printf("%-10s %-10s %9zu %4d %4d %8.2f %12llu %14.0f %10.1f %14s\n", r.mode.c_str(), r.transport.c_str(), r.bytes,
+                r.publishers, r.subscribers, r.seconds, static_cast<unsigned long long>(r.events), r.events_per_s(),
+                r.mb_per_s(), ratio);
+  }
+  std::fflush(stdout);
+}
+
+void add_throughput_command(CLI::App& perf) {
+  struct Args {
+    std::string sizes = "64,65536";
+    int publishers = 2, subscribers = 2;
+    double seconds = 1;
+    bool json = false;
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* throughput = perf.add_subcommand(
+      "throughput", "Events per second between pinned processes: 1->1, 1->K, P->1, against uds, pipe and moodycamel");
+  throughput->add_option("--size", args->sizes, "payload sizes in bytes, comma separated (default 64,65536)");
+  throughput->add_option("--publishers", args->publishers, "P, publisher processes of the P->1 run (default 2)")->check(CLI::Range(1, 32));
+  throughput->add_option("--subscribers", args->subscribers, "K, subscriber processes of the 1->K run (default 2)")->check(CLI::Range(1, 32));
+  throughput->add_option("--seconds", args->seconds, "how long each run publishes (default 1)")->check(CLI::Range(0.01, 3600.0));
+  throughput->add_flag("--json", args->json, "one JSON object per run");
+  throughput->callback([args] {
+    if (!args->json)
+      std::printf("%-10s %-10s %9s %4s %4s %8s %12s %14s %10s %14s\n", "mode", "transport", "bytes", "P", "K", "seconds",
+                  "events", "events/s", "MB/s", "/moodycamel");
+    // The in-process ceiling first: every 64-byte row is compared with it.
+    const perf::ThroughputResult ceiling = perf::moodycamel_throughput(args->seconds);
+    print_throughput(ceiling, ceiling.events_per_s(), args->json);
+    for (const std::string& size_text : perf::split_list(args->sizes)) {
+      const size_t bytes = size_t(parse_size(size_text));
+      if (bytes < 64) throw CLI::ValidationError("--size", "a payload is at least 64 bytes (one cache line)");
+      const double s = args->seconds;
+      const std::vector<std::function<perf::ThroughputResult()>> runs{
+          [&] { return perf::flowbus_throughput(bytes, 1, 1, s); },
+          [&] { return perf::fd_throughput(true, bytes, s); },  // uds
+          [&] { return perf::fd_throughput(false, bytes, s); },  // pipe
+          [&] { return perf::flowbus_throughput(bytes, 1, args->subscribers, s); },
+          [&] { return perf::flowbus_throughput(bytes, args->publishers, 1, s); },
+      };
+      for (const auto& run : runs) print_throughput(run(), ceiling.events_per_s(), args->json);
+    }
+  });
+}
+
+}  // namespace
+
+void add_perf_command(CLI::App& app) {
+  CLI::App* perf = app.add_subcommand("perf", "Measure flowbus against other transports on this machine");
+  perf->require_subcommand(1);
+  add_latency_command(*perf);
+  add_throughput_command(*perf);
 }
 
 }  // namespace flowbus::cli

@@ -5,9 +5,11 @@
 // zero-copy pays none.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace flowbus::perf {
 
@@ -32,5 +34,22 @@ std::unique_ptr<PingPong> make_transport(const std::string& name, size_t bytes, 
 /// The payload's first and last cache lines carry `i`; the reader checks them.
 void stamp(uint8_t* payload, size_t bytes, uint64_t i) noexcept;
 bool check_stamp(const uint8_t* payload, size_t bytes, uint64_t i) noexcept;
+
+/// Throws std::runtime_error("perf: " + what).
+[[noreturn]] void fail(const std::string& what);
+
+/// The binary schema of flowbus.perf.Payload (schemas/flowbus/perf.fbs), for creating perf topics.
+std::vector<uint8_t> perf_schema();
+
+// One factory per transport, each in its own file (transport_<name>.cpp).
+std::unique_ptr<PingPong> make_floor(size_t bytes);
+std::unique_ptr<PingPong> make_uds(size_t bytes);
+std::unique_ptr<PingPong> make_pipe(size_t bytes);
+std::unique_ptr<PingPong> make_flowbus(size_t bytes, WaitMode wait);
+std::unique_ptr<PingPong> make_zmq(size_t bytes);
+std::unique_ptr<PingPong> make_bmq(size_t bytes);
+
+/// Every transport make_transport knows, in the order a run measures them.
+extern const char* const kTransportNames;  // "flowbus,floor,uds,pipe,zmq,bmq"
 
 }  // namespace flowbus::perf

@@ -1,0 +1,33 @@
+// `flowbus perf throughput`: events per second between real processes, with
+// every receiver counting events and checking each publisher's order.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace flowbus::perf {
+
+struct ThroughputResult {
+  std::string mode;       ///< "1->1", "1->K", "P->1" or "in-process"
+  std::string transport;  ///< flowbus, uds, pipe or moodycamel
+  size_t bytes = 0;       ///< payload per event
+  int publishers = 1, subscribers = 1;
+  double seconds = 0;   ///< from the start until the last receiver had every event
+  uint64_t events = 0;  ///< events each subscriber received (and checked)
+  double events_per_s() const { return double(events) / seconds; }
+  double mb_per_s() const { return events_per_s() * double(bytes) / 1e6; }
+};
+
+/// `publishers` processes publish on one Block topic through the normal API
+/// (full CloudEvents context, one copy into the ring) for `seconds`;
+/// `subscribers` processes read every event in place.
+ThroughputResult flowbus_throughput(size_t bytes, int publishers, int subscribers, double seconds);
+/// One writer process to one reader process over a Unix stream socket or a pipe.
+ThroughputResult fd_throughput(bool unix_socket, size_t bytes, double seconds);
+/// The in-process ceiling: moodycamel::ConcurrentQueue between two pinned
+/// threads moving 64-byte items, at its best (bulk enqueue with a producer
+/// token, bulk dequeue with a consumer token, preallocated).
+ThroughputResult moodycamel_throughput(double seconds);
+
+}  // namespace flowbus::perf

@@ -48,6 +48,17 @@ RingContext make_ring_context(const std::string& host, const std::string& bus, c
 }
 
 std::string directory_segment_name(const std::string& bus) { return "flowbus." + bus; }
+
+Segment open_directory_read_only(const std::string& bus) {
+  validate_bus_name(bus);
+  try {
+    return Segment::open(directory_segment_name(bus), Access::ReadOnly, sizeof(DirectoryHeader));
+  } catch (const Error& e) {
+    if (e.code() == ErrorCode::NotFound)
+      throw Error(ErrorCode::NotFound, "bus '" + bus + "' does not exist on this host; `flowbus inspect` lists the buses there are");
+    throw;
+  }
+}
 std::string data_segment_name(const std::string& bus, const std::string& topic, const std::string& publisher) {
   // Publisher names hold no '.', so "@<publisher>" and "@<publisher>.ctl" never collide.
   return "flowbus." + bus + "." + topic + "@" + publisher;

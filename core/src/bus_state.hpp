@@ -40,6 +40,8 @@ RingContext make_ring_context(const std::string& host, const std::string& bus, c
                               const std::string& publisher, uint64_t publisher_id);
 
 std::string directory_segment_name(const std::string& bus);
+/// Maps bus `bus`'s directory read-only, for tools (NotFound says how to list buses).
+Segment open_directory_read_only(const std::string& bus);
 std::string data_segment_name(const std::string& bus, const std::string& topic, const std::string& publisher);
 std::string control_segment_name(const std::string& bus, const std::string& topic, const std::string& publisher);
 

@@ -294,17 +294,9 @@ void check_ring(const std::string& bus, const DirectoryLayout* dir, uint32_t ind
 }  // namespace
 
 CheckReport check_bus(const std::string& name) {
-  validate_bus_name(name);
   CheckReport report;
   report.bus = name;
-  Segment seg;
-  try {
-    seg = Segment::open(directory_segment_name(name), Access::ReadOnly, sizeof(DirectoryHeader));
-  } catch (const Error& e) {
-    if (e.code() == ErrorCode::NotFound)
-      throw Error(ErrorCode::NotFound, "bus '" + name + "' does not exist on this host; `flowbus inspect` lists the buses there are");
-    throw;
-  }
+  const Segment seg = open_directory_read_only(name);
   const auto* dir = reinterpret_cast<const DirectoryLayout*>(seg.data());
   Findings f(report.findings, "directory");
   const uint64_t magic = dir->header.magic.load(std::memory_order_acquire);

@@ -156,15 +156,7 @@ void add_warnings(BusSnapshot& snap) {
 }  // namespace
 
 BusSnapshot inspect_bus(const std::string& name) {
-  validate_bus_name(name);
-  Segment seg;
-  try {
-    seg = Segment::open(directory_segment_name(name), Access::ReadOnly, sizeof(DirectoryHeader));
-  } catch (const Error& e) {
-    if (e.code() == ErrorCode::NotFound)
-      throw Error(ErrorCode::NotFound, "bus '" + name + "' does not exist on this host; `flowbus inspect` lists the buses there are");
-    throw;
-  }
+  Segment seg = open_directory_read_only(name);
   const auto* dir = reinterpret_cast<const DirectoryLayout*>(seg.data());
   BusSnapshot snap;
   snap.name = name;

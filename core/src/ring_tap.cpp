@@ -48,7 +48,9 @@ struct RingTap::State {
 
 RingTap::RingTap(const std::string& bus, const std::string& topic, const std::string& publisher)
     : s_(std::make_unique<State>()) {
-  Segment dir_segment = Segment::open(directory_segment_name(bus), Access::ReadOnly, sizeof(DirectoryLayout));
+  const Segment dir_segment = open_directory_read_only(bus);
+  if (dir_segment.size() < sizeof(DirectoryLayout))
+    throw Error(ErrorCode::Corrupt, "bus '" + bus + "': its directory segment is too small; `flowbus inspect " + bus + " --check` says more");
   const auto* dir = reinterpret_cast<const DirectoryLayout*>(dir_segment.data());
   if (dir->header.magic.load(std::memory_order_acquire) != kDirectoryMagic || dir->header.layout_version != kLayoutVersion)
     throw Error(ErrorCode::Corrupt, "bus '" + bus + "': its directory is damaged or of another version; `flowbus inspect " + bus + " --check` says more");

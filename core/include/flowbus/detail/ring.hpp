@@ -258,8 +258,12 @@ struct RingWriter {
   }
 
  private:
+  // log2 of a chunk's size (capacity is a power of two of at least 4 KiB).
+  uint32_t chunk_shift() const noexcept { return uint32_t(__builtin_ctzll(capacity / kChunks)); }
+
   void note_record_start(uint64_t position) noexcept {
-    const uint64_t chunk = position / (capacity / kChunks);
+    // A shift, not a division: a 64-bit div was a third of a publish.
+    const uint64_t chunk = position >> chunk_shift();
     if (chunk == last_record_chunk) return;
     last_record_chunk = chunk;
     chunk_first_record[chunk % kChunks] = position;
@@ -353,10 +357,10 @@ struct RingWriter {
     if (tail >= bound) return;
     // The first noted record start at or above bound (at most a sixteenth of
     // the ring further); entries from an older lap lie below bound.
-    const uint64_t chunk_size = capacity / kChunks;
-    for (uint64_t chunk = bound / chunk_size; chunk * chunk_size < write_position; ++chunk) {
+    const uint32_t shift = chunk_shift();
+    for (uint64_t chunk = bound >> shift; (chunk << shift) < write_position; ++chunk) {
       const uint64_t start = chunk_first_record[chunk % kChunks];
-      if (start >= bound && start <= write_position && start / chunk_size == chunk) {
+      if (start >= bound && start <= write_position && (start >> shift) == chunk) {
         tail = start;
         break;
       }

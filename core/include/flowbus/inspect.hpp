@@ -101,7 +101,7 @@ class RingTap {
   /// Starts at the `count`-th last event (at the earliest retained if fewer).
   void start_latest(uint64_t count);
   /// The next record. Ok fills `out` (padding records only with `with_padding`);
-  /// Lost: the writer lapped us, `missed()` says how many events; Corrupt: the
+  /// Lost: the writer lapped us, reported once per gap, `take_missed()` says how many events; Corrupt: the
   /// ring fails its checks here (`flowbus inspect BUS --check` says more).
   Status next(TapRecord& out, bool with_padding = false);
   uint64_t take_missed() noexcept;

@@ -146,8 +146,13 @@ bool Subscriber::wait(std::chrono::nanoseconds timeout) {
       if (!r.quarantined && r.has_data()) return true;
     return changed();
   };
+  auto coalesce = [&] {
+    const uint64_t until = monotonic_now_ns() + uint64_t(std::max<int64_t>(0, options_.coalesce.count()));
+    while (monotonic_now_ns() < until) cpu_relax();  // touches no shared line
+    return true;
+  };
   do {
-    if (ready()) return true;
+    if (ready()) return coalesce();
   } while (monotonic_now_ns() < spin_until);
   std::atomic<uint32_t>* words[128];
   uint32_t expected[128];
@@ -172,7 +177,7 @@ bool Subscriber::wait(std::chrono::nanoseconds timeout) {
     for (RingReader& r : readers_) r.end_sleep();
     if (have || ready()) {
       if (changed()) refresh();
-      return true;
+      return coalesce();
     }
     if (monotonic_now_ns() >= deadline) return false;
   }

@@ -204,6 +204,27 @@ TEST(RingTest, WaitSleepsUntilAnotherProcessPublishes) {
   EXPECT_EQ(sub.poll([](const Event& e) { EXPECT_EQ(examples::GetSensorReading(e.data())->seq(), 42u); }).delivered, 1u);
 }
 
+TEST(RingTest, ACoalescingWaitLingersOnceAnEventIsThereThenDeliversEverything) {
+  ScopedBusName name("ring");
+  Bus bus = Bus::open(name.name);
+  bus.create_topic(sensor_topic("t"));
+  Publisher pub = bus.publisher("t", {"p"});
+  SubscriberOptions options{StartAt::Latest, 0ns};
+  options.coalesce = 30ms;
+  Subscriber sub = bus.subscribe("t", options);
+  flatbuffers::FlatBufferBuilder fbb;
+  for (uint64_t i = 0; i < 5; ++i) {
+    build_reading(fbb, i);
+    ASSERT_EQ(pub.try_publish({fbb.GetBufferPointer(), fbb.GetSize()}), PublishStatus::Ok);
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_TRUE(sub.wait(5s));
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 30ms);  // it kept away for the whole linger
+  uint64_t expected = 0;
+  EXPECT_EQ(sub.poll([&](const Event& e) { EXPECT_EQ(examples::GetSensorReading(e.data())->seq(), expected++); }).delivered, 5u);
+  EXPECT_FALSE(sub.wait(10ms));  // nothing new: no linger, a plain timeout
+}
+
 TEST(RingTest, PublishingMakesNoWakeSyscallWhileNobodySleeps) {
   ScopedBusName name("ring");
   Bus bus = Bus::open(name.name);

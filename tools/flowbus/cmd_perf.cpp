@@ -156,14 +156,17 @@ void add_latency_command(CLI::App& perf) {
 void print_throughput(const perf::ThroughputResult& r, double ceiling_events_per_s, bool json) {
   if (json) {
     std::printf("{\"mode\":\"%s\",\"transport\":\"%s\",\"bytes\":%zu,\"publishers\":%d,\"subscribers\":%d,\"seconds\":%.3f,"
-                "\"events\":%llu,\"events_per_s\":%.0f,\"mb_per_s\":%.1f}\n",
+                "\"events\":%llu,\"events_per_s\":%.0f,\"mb_per_s\":%.1f,\"coalesce_ns\":%llu}\n",
                 r.mode.c_str(), r.transport.c_str(), r.bytes, r.publishers, r.subscribers, r.seconds,
-                static_cast<unsigned long long>(r.events), r.events_per_s(), r.mb_per_s());
+                static_cast<unsigned long long>(r.events), r.events_per_s(), r.mb_per_s(),
+                static_cast<unsigned long long>(r.coalesce_ns));
   } else {
     // The ceiling moves 64-byte items: a ratio is only meaningful at that size.
     char ratio[32] = "-";
     if (ceiling_events_per_s > 0 && r.bytes == 64) std::snprintf(ratio, sizeof ratio, "%.3f", r.events_per_s() / ceiling_events_per_s);
-    std::printf("%-10s %-10s %9zu %4d %4d %8.2f %12llu %14.0f %10.1f %14s\n", r.mode.c_str(), r.transport.c_str(), r.bytes,
+    std::string label = r.transport;
+    if (r.coalesce_ns > 0) label += "+" + std::to_string(r.coalesce_ns / 1000) + "us";  // coalescing subscribers
+    std::printf("%-10s %-12s %9zu %4d %4d %8.2f %12llu %14.0f %10.1f %14s\n", r.mode.c_str(), label.c_str(), r.bytes,
                 r.publishers, r.subscribers, r.seconds, static_cast<unsigned long long>(r.events), r.events_per_s(),
                 r.mb_per_s(), ratio);
   }
@@ -174,7 +177,7 @@ void add_throughput_command(CLI::App& perf) {
   struct Args {
     std::string sizes = "64,65536";
     int publishers = 2, subscribers = 2;
-    double seconds = 1;
+    double seconds = 1, coalesce_us = 0;
     bool json = false;
   };
   auto args = std::make_shared<Args>();
@@ -184,10 +187,14 @@ void add_throughput_command(CLI::App& perf) {
   throughput->add_option("--publishers", args->publishers, "P, publisher processes of the P->1 run (default 2)")->check(CLI::Range(1, 32));
   throughput->add_option("--subscribers", args->subscribers, "K, subscriber processes of the 1->K run (default 2)")->check(CLI::Range(1, 32));
   throughput->add_option("--seconds", args->seconds, "how long each run publishes (default 1)")->check(CLI::Range(0.01, 3600.0));
+  throughput->add_option("--coalesce-us", args->coalesce_us,
+                         "also run 1->1 with subscribers that wait this long for a batch once events show up "
+                         "(SubscriberOptions::coalesce; default 0: not run)")
+      ->check(CLI::Range(0.0, 1000.0));
   throughput->add_flag("--json", args->json, "one JSON object per run");
   throughput->callback([args] {
     if (!args->json)
-      std::printf("%-10s %-10s %9s %4s %4s %8s %12s %14s %10s %14s\n", "mode", "transport", "bytes", "P", "K", "seconds",
+      std::printf("%-10s %-12s %9s %4s %4s %8s %12s %14s %10s %14s\n", "mode", "transport", "bytes", "P", "K", "seconds",
                   "events", "events/s", "MB/s", "/moodycamel");
     // The in-process ceiling first: every 64-byte row is compared with it.
     const perf::ThroughputResult ceiling = perf::moodycamel_throughput(args->seconds);
@@ -198,12 +205,14 @@ void add_throughput_command(CLI::App& perf) {
       const double s = args->seconds;
       const std::vector<std::function<perf::ThroughputResult()>> runs{
           [&] { return perf::flowbus_throughput(bytes, 1, 1, s); },
+          [&] { return perf::flowbus_throughput(bytes, 1, 1, s, uint64_t(args->coalesce_us * 1000)); },
           [&] { return perf::fd_throughput(true, bytes, s); },  // uds
           [&] { return perf::fd_throughput(false, bytes, s); },  // pipe
           [&] { return perf::flowbus_throughput(bytes, 1, args->subscribers, s); },
           [&] { return perf::flowbus_throughput(bytes, args->publishers, 1, s); },
       };
-      for (const auto& run : runs) print_throughput(run(), ceiling.events_per_s(), args->json);
+      for (size_t i = 0; i < runs.size(); ++i)
+        if (i != 1 || args->coalesce_us > 0) print_throughput(runs[i](), ceiling.events_per_s(), args->json);
     }
   });
 }

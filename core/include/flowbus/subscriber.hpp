@@ -20,6 +20,12 @@ enum class StartAt { Latest, Earliest };
 struct SubscriberOptions {
   StartAt from = StartAt::Latest;  ///< where a ring found at subscribe time starts (new rings: earliest)
   std::chrono::nanoseconds spin = std::chrono::microseconds(50);  ///< wait(): spin this long, then sleep
+  /// wait(): once an event shows up, keep away from the rings this much
+  /// longer before returning, so the publisher writes a batch into lines no
+  /// reader is touching and the next poll() takes them all. Raises throughput
+  /// (a reader that polls right behind the writer pulls each line back and
+  /// forth); adds up to this much latency. 0 (the default): return at once.
+  std::chrono::nanoseconds coalesce{0};
 };
 
 /// What read() found. `missed` counts events skipped (Evicted, Lost).

@@ -151,9 +151,10 @@ class OrderCheck {
 
 }  // namespace
 
-ThroughputResult flowbus_throughput(size_t bytes, int publishers, int subscribers, double seconds) {
+ThroughputResult flowbus_throughput(size_t bytes, int publishers, int subscribers, double seconds, uint64_t coalesce_ns) {
   if (publishers != 1 && subscribers != 1) fail("throughput runs 1->K or P->1");
   ThroughputResult result{mode_name(publishers, subscribers), "flowbus", bytes, publishers, subscribers};
+  result.coalesce_ns = coalesce_ns;
   const std::string bus_name = "perf-" + std::to_string(getpid()) + "-tput";
   const char* topic = "perf.throughput";
   uint64_t ring = 4u << 20;  // the default topic ring; larger payloads get 64 events' worth
@@ -199,6 +200,7 @@ ThroughputResult flowbus_throughput(size_t bytes, int publishers, int subscriber
     Bus bus = Bus::open_existing(bus_name);
     SubscriberOptions options;
     options.from = StartAt::Earliest;
+    options.coalesce = std::chrono::nanoseconds(coalesce_ns);
     Subscriber sub = bus.subscribe(topic, options);
     while (sub.ring_count() < size_t(publishers)) {  // every publisher's ring, before the start
       std::this_thread::sleep_for(std::chrono::microseconds(100));

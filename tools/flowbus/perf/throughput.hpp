@@ -15,14 +15,16 @@ struct ThroughputResult {
   int publishers = 1, subscribers = 1;
   double seconds = 0;   ///< from the start until the last receiver had every event
   uint64_t events = 0;  ///< events each subscriber received (and checked)
+  uint64_t coalesce_ns = 0;  ///< flowbus: the subscribers' SubscriberOptions::coalesce
   double events_per_s() const { return double(events) / seconds; }
   double mb_per_s() const { return events_per_s() * double(bytes) / 1e6; }
 };
 
 /// `publishers` processes publish on one Block topic through the normal API
 /// (full CloudEvents context, one copy into the ring) for `seconds`;
-/// `subscribers` processes read every event in place.
-ThroughputResult flowbus_throughput(size_t bytes, int publishers, int subscribers, double seconds);
+/// `subscribers` processes read every event in place (waiting with
+/// SubscriberOptions::coalesce = `coalesce_ns` when they run dry).
+ThroughputResult flowbus_throughput(size_t bytes, int publishers, int subscribers, double seconds, uint64_t coalesce_ns = 0);
 /// One writer process to one reader process over a Unix stream socket or a pipe.
 ThroughputResult fd_throughput(bool unix_socket, size_t bytes, double seconds);
 /// The in-process ceiling: moodycamel::ConcurrentQueue between two pinned

@@ -26,6 +26,15 @@ inline uint64_t monotonic_now_ns() noexcept {
   return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
 }
 
+/// A spin-wait hint: the core stops issuing loads for a few dozen cycles.
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
 /// The writer's half of the asymmetric wake-up fence: registers this process
 /// for MEMBARRIER_CMD_GLOBAL_EXPEDITED once. False if the kernel refuses (then
 /// writers fall back to a full fence per publish).

@@ -18,11 +18,22 @@
 //   linger    BUS TOPIC RETENTION_S
 //       creates TOPIC (retention RETENTION_S), publishes 10 events as "p",
 //       subscribes, prints "ready" and waits: for the test to kill it.
+//   crashpub  BUS TOPIC NAME COMMITTED
+//       takes over ring NAME, prints "ready <first sequence>", publishes
+//       COMMITTED events, then loans room for the next one, builds it in the
+//       ring, does not commit, prints "loaned <seq>" and waits: for kill -9.
+//   stream    BUS TOPIC NAME PACE_US TIMEOUT_MS
+//       prints "ready <first sequence>", then publishes with publish(bytes, TIMEOUT_MS), sleeping PACE_US
+//       between events, until stdin is closed; then prints "published <n>
+//       max_block_us <longest publish call> timeouts <publish calls that
+//       returned Full>".
 //
 // Exit 0 when it did its part, 2 on a usage or set-up error.
+#include <poll.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cinttypes>
 #include <csignal>
 #include <cstdarg>
@@ -249,6 +260,80 @@ int linger(const std::string& bus_name, const std::string& topic, int64_t retent
   return 0;
 }
 
+int crashpub(const std::string& bus_name, const std::string& topic, const std::string& name, uint64_t committed) {
+  Bus bus = Bus::open_existing(bus_name);
+  Publisher pub = bus.publisher(topic, {name});
+  const uint64_t first = pub.next_sequence();
+  say("ready %" PRIu64, first);
+  flatbuffers::FlatBufferBuilder fbb(256);
+  for (uint64_t i = first; i < first + committed; ++i) {
+    build_payload(fbb, name.c_str(), i);
+    const PublishStatus s = pub.publish({fbb.GetBufferPointer(), fbb.GetSize()}, 20s);
+    if (s != PublishStatus::Ok) {
+      say("error publish %s at %" PRIu64, to_string(s), i);
+      return 1;
+    }
+  }
+  // The reservation: loan() never waits, so retry while a reader drains (Block).
+  Loan loan;
+  PublishStatus s = PublishStatus::Full;
+  for (int tries = 0; tries < 20000 && (s = pub.loan(256, loan)) == PublishStatus::Full; ++tries)
+    ::usleep(1000);
+  if (s != PublishStatus::Ok) {
+    say("error loan %s", to_string(s));
+    return 1;
+  }
+  // A whole event written into the ring's bytes, just never committed.
+  const uint64_t seq = pub.next_sequence();
+  char hex[17];
+  to_hex16(payload_value(name, seq), hex);
+  loan.builder().Finish(examples::CreateSensorReadingDirect(loan.builder(), name.c_str(), hex, double(seq), seq));
+  say("loaned %" PRIu64, seq);
+  wait_for_go();  // the test kills us here
+  return 3;       // never commit, even when not killed
+}
+
+/// True once stdin is at EOF (the test closed it), without blocking.
+bool stdin_closed() {
+  pollfd p{0, POLLIN, 0};
+  if (::poll(&p, 1, 0) <= 0) return false;
+  char c;
+  return ::read(0, &c, 1) <= 0;
+}
+
+int stream(const std::string& bus_name, const std::string& topic, const std::string& name, int64_t pace_us,
+           int64_t timeout_ms) {
+  Bus bus = Bus::open_existing(bus_name);
+  Publisher pub = bus.publisher(topic, {name});
+  const uint64_t first = pub.next_sequence();
+  say("ready %" PRIu64, first);
+  flatbuffers::FlatBufferBuilder fbb(256);
+  uint64_t n = 0, timeouts = 0, calls = 0;
+  int64_t max_block_ns = 0;
+  for (uint64_t i = first;; ++i) {
+    if ((pace_us > 0 || calls++ % 16 == 0) && stdin_closed()) break;
+    build_payload(fbb, name.c_str(), i);
+    const auto t0 = std::chrono::steady_clock::now();
+    const PublishStatus s = pub.publish({fbb.GetBufferPointer(), fbb.GetSize()}, std::chrono::milliseconds(timeout_ms));
+    const int64_t took = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
+    max_block_ns = std::max(max_block_ns, took);
+    if (s == PublishStatus::Full) {
+      ++timeouts;
+      --i;  // the same event again
+      continue;
+    }
+    if (s != PublishStatus::Ok) {
+      say("error publish %s at %" PRIu64, to_string(s), i);
+      return 1;
+    }
+    ++n;
+    if (pace_us > 0) ::usleep(useconds_t(pace_us));
+  }
+  say("published %" PRIu64 " max_block_us %" PRId64 " timeouts %" PRIu64 " evictions %" PRIu64, n, max_block_ns / 1000,
+      timeouts, pub.evictions());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -262,10 +347,12 @@ int main(int argc, char** argv) {
       return subscribe(a[1], a[2], std::stoll(a[3]), std::vector<std::string>(a.begin() + 4, a.end()));
     if (a.size() == 3 && a[0] == "hold") return hold(a[1], a[2]);
     if (a.size() == 4 && a[0] == "linger") return linger(a[1], a[2], std::stoll(a[3]));
+    if (a.size() == 5 && a[0] == "crashpub") return crashpub(a[1], a[2], a[3], std::stoull(a[4]));
+    if (a.size() == 6 && a[0] == "stream") return stream(a[1], a[2], a[3], std::stoll(a[4]), std::stoll(a[5]));
   } catch (const Error& e) {
     say("error %s", e.what());
     return 2;
   }
-  std::fprintf(stderr, "usage: flowbus_test_worker publish|subscribe|hold|linger ... (see worker.cpp)\n");
+  std::fprintf(stderr, "usage: flowbus_test_worker publish|subscribe|hold|linger|crashpub|stream ... (see worker.cpp)\n");
   return 2;
 }

@@ -111,6 +111,35 @@ TEST(RingTest, LatestPolicyNeverBlocksAndCountsLossesExactly) {
   EXPECT_EQ(delivered + r.missed, 1000u);  // every event delivered or counted lost
 }
 
+// A reader that joins at the oldest retained event and is lapped before its
+// first read must count what it missed, whether the ring held events then or not.
+TEST(RingTest, AnEarliestJoinerLappedBeforeItsFirstReadCountsItsLossesExactly) {
+  for (const uint64_t before : {0u, 5u}) {
+    ScopedBusName name("ring");
+    Bus bus = Bus::open(name.name);
+    bus.create_topic(sensor_topic("t", Policy::Latest, 4096));
+    Publisher pub = bus.publisher("t");
+    flatbuffers::FlatBufferBuilder fbb;
+    for (uint64_t i = 0; i < before; ++i) {
+      build_reading(fbb, i);
+      ASSERT_EQ(pub.try_publish({fbb.GetBufferPointer(), fbb.GetSize()}), PublishStatus::Ok);
+    }
+    Subscriber sub = bus.subscribe("t", {StartAt::Earliest});
+    for (uint64_t i = before; i < 1000; ++i) {  // many laps of a 4 KiB ring
+      build_reading(fbb, i);
+      ASSERT_EQ(pub.try_publish({fbb.GetBufferPointer(), fbb.GetSize()}), PublishStatus::Ok);
+    }
+    uint64_t delivered = 0, first = UINT64_MAX;
+    const PollResult r = sub.poll([&](const Event& e) {
+      first = std::min(first, read_seq_field(e));
+      ++delivered;
+    });
+    EXPECT_GT(r.missed, 0u) << "with " << before << " events retained at join";
+    EXPECT_EQ(r.missed, first) << "every event before the first one read was counted lost";
+    EXPECT_EQ(delivered + r.missed, 1000u);
+  }
+}
+
 TEST(RingTest, LateJoinerAtEarliestGetsTheRetainedEvents) {
   ScopedBusName name("ring");
   Bus bus = Bus::open(name.name);

@@ -440,10 +440,47 @@ struct RingReader {
     return false;
   }
 
-  /// Joins at the write position. Its sequence is read between two equal
-  /// reads of write_position; the writer stores the sequence first, so the
-  /// estimate is the true one or one above it (peek corrects that).
+  /// Joins at the write position, knowing the sequence expected there.
   bool join_latest() noexcept {
+    const uint64_t at = estimate_sequence_at_write_position();
+    return join_at(at);
+  }
+  /// Joins at tail, and learns the sequence there, so that a writer lapping
+  /// us before our first read is counted as a loss, not skipped silently.
+  bool join_earliest() noexcept {
+    sequence_known = sequence_estimated = false;
+    if (!join_at(header->tail_position.load(std::memory_order_acquire))) return false;
+    if (quarantined) return true;  // off the record grid: the first peek says Corrupt
+    for (int round = 0; round < 100; ++round) {
+      const RecordHeader* rec = record_at(records, mask, position);
+      // Acquire: pairs with the writer's release store of commit (as in peek).
+      if (rec->commit.load(std::memory_order_acquire) != position + 1) {
+        // Nothing committed here yet: we are at the write position.
+        const uint64_t at = estimate_sequence_at_write_position();
+        if (at == position) return true;
+        continue;  // the writer moved meanwhile: look again
+      }
+      const uint64_t sequence = read_fields(rec).sequence;  // padding carries the next record's
+      if (still_valid_at(position)) {
+        expected_sequence = sequence;
+        sequence_known = true;
+        sequence_estimated = false;
+        return true;
+      }
+      // Lapped while we looked: move up to tail and try there.
+      const uint64_t tail = header->tail_position.load(std::memory_order_acquire);
+      if (tail % kRecordAlign != 0) break;
+      position = std::max(position, tail);
+    }
+    sequence_known = sequence_estimated = false;  // the first read decides
+    return true;
+  }
+
+  /// The write position, with expected_sequence set to the sequence of the
+  /// record that will be written there: read between two equal reads of the
+  /// write position; the writer stores the sequence first, so the estimate is
+  /// the true one or one above it (peek corrects that).
+  uint64_t estimate_sequence_at_write_position() noexcept {
     uint64_t at = header->write_position.load(std::memory_order_acquire);
     for (int i = 0; i < 100; ++i) {
       expected_sequence = header->next_sequence.load(std::memory_order_acquire);
@@ -452,11 +489,7 @@ struct RingReader {
       at = again;
     }
     sequence_known = sequence_estimated = true;
-    return join_at(at);
-  }
-  bool join_earliest() noexcept {
-    sequence_known = sequence_estimated = false;
-    return join_at(header->tail_position.load(std::memory_order_acquire));
+    return at;
   }
 
   void leave() noexcept {

@@ -147,6 +147,7 @@ bool Subscriber::wait(std::chrono::nanoseconds timeout) {
     return changed();
   };
   auto coalesce = [&] {
+    if (options_.coalesce.count() <= 0) return true;  // the default: no clock reads
     const uint64_t until = monotonic_now_ns() + uint64_t(std::max<int64_t>(0, options_.coalesce.count()));
     while (monotonic_now_ns() < until) cpu_relax();  // touches no shared line
     return true;

@@ -67,15 +67,6 @@ uint64_t expect_published(ChildProcess& p, uint64_t count, std::chrono::millisec
 }
 
 
-void expect_nothing_lost(const SubscriberReport& r) {
-  EXPECT_TRUE(r.done) << r.text;
-  EXPECT_EQ(r.evicted, 0u) << r.text;
-  EXPECT_EQ(r.lost, 0u) << r.text;
-  EXPECT_EQ(r.corrupt, 0u) << r.text;
-  EXPECT_EQ(r.missed, 0u) << r.text;
-  EXPECT_EQ(r.release_errors, 0u) << r.text;
-  EXPECT_EQ(r.unexpected, 0u) << r.text;
-}
 
 /// Segments of bus `bus` in /dev/shm.
 std::vector<std::string> segments_of(const std::string& bus) {

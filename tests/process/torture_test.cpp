@@ -122,12 +122,7 @@ TEST_F(TortureTest, PublisherKilledBetweenLoanAndCommitNTimesNeverLeaksAPartialE
   const uint64_t steady_count = field(published, "published");
   EXPECT_EQ(field(published, "timeouts"), 0u) << published;
   const SubscriberReport report = read_report(subscriber, 60s);
-  EXPECT_TRUE(report.done) << report.text;
-  EXPECT_EQ(report.evicted, 0u) << report.text;
-  EXPECT_EQ(report.lost, 0u) << report.text;
-  EXPECT_EQ(report.corrupt, 0u) << report.text;
-  EXPECT_EQ(report.missed, 0u) << report.text;
-  EXPECT_EQ(report.unexpected, 0u) << report.text;
+  expect_nothing_lost(report);
   expect_complete(report, "victim", n * kCommittedPerRound);
   expect_complete(report, "steady", steady_count);
   EXPECT_EQ(wrong_first, 0u);

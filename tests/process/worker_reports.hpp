@@ -86,4 +86,15 @@ inline void expect_complete(const SubscriberReport& r, const std::string& name, 
   EXPECT_EQ(p.digest, expected_digest(name, 0, count)) << name << ": the content differs from what was published";
 }
 
+/// The reader finished and saw no eviction, loss, damage or stray event.
+inline void expect_nothing_lost(const SubscriberReport& r) {
+  EXPECT_TRUE(r.done) << r.text;
+  EXPECT_EQ(r.evicted, 0u) << r.text;
+  EXPECT_EQ(r.lost, 0u) << r.text;
+  EXPECT_EQ(r.corrupt, 0u) << r.text;
+  EXPECT_EQ(r.missed, 0u) << r.text;
+  EXPECT_EQ(r.release_errors, 0u) << r.text;
+  EXPECT_EQ(r.unexpected, 0u) << r.text;
+}
+
 }  // namespace flowbus::testing

@@ -41,6 +41,7 @@ int to_c(flowbus::PublishStatus s) {
     case flowbus::PublishStatus::Ok: return FLOWBUS_OK;
     case flowbus::PublishStatus::Full: return FLOWBUS_FULL;
     case flowbus::PublishStatus::TooLarge: return FLOWBUS_TOO_LARGE;
+    case flowbus::PublishStatus::Duplicate: return FLOWBUS_ERROR;  // publish_mirrored only: not in the C API
   }
   return FLOWBUS_ERROR;
 }

@@ -47,6 +47,12 @@ RingContext make_ring_context(const std::string& host, const std::string& bus, c
   return c;
 }
 
+void apply_mirror_origin(RingContext& c, const RingSlot& slot) {
+  if ((slot.flags & kRingMirror) == 0) return;
+  c.origin_node = read_name(slot.origin_node, kNodeNameBytes);
+  c.source = read_name(slot.origin_source, kSourceBytes);
+}
+
 std::string directory_segment_name(const std::string& bus) { return "flowbus." + bus; }
 
 Segment open_directory_read_only(const std::string& bus) {

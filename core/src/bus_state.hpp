@@ -38,6 +38,8 @@ std::string host_name();
 /// The CloudEvents context shared by every event of one ring.
 RingContext make_ring_context(const std::string& host, const std::string& bus, const TopicInfo& topic,
                               const std::string& publisher, uint64_t publisher_id);
+/// A mirror ring's events keep their origin's source; sets it and origin_node.
+void apply_mirror_origin(RingContext& context, const RingSlot& slot);
 
 std::string directory_segment_name(const std::string& bus);
 /// Maps bus `bus`'s directory read-only, for tools (NotFound says how to list buses).

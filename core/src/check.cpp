@@ -164,7 +164,9 @@ RingWalk walk_records(const RingSegments& ring, const TopicCheck* topic, Finding
                      num(uint64_t(last_sequence) + 1));
       } else {
         ++walk.records;
-        lf.check(last_sequence < 0 || fields.sequence == uint64_t(last_sequence) + 1,
+        // A mirror writer declares the sequences its source had lost (kFlagGap).
+        const bool declared_gap = (fields.offset_and_flags & kFlagGap) != 0 && fields.sequence > uint64_t(last_sequence) + 1;
+        lf.check(last_sequence < 0 || fields.sequence == uint64_t(last_sequence) + 1 || declared_gap,
                  at + ": sequence " + num(fields.sequence) + " follows " + num(uint64_t(last_sequence)) + " (sequences go up by one)");
         if (fields.offset_and_flags & kFlagHasSubject) {
           uint16_t n;

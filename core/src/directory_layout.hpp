@@ -10,7 +10,7 @@
 //           +------------------------------------------+
 //           | TopicSlot[kTopics]        512 B + schema |
 //           +------------------------------------------+
-//           | RingSlot[kRings]                 256 B   |
+//           | RingSlot[kRings]                 512 B   |
 //           +------------------------------------------+
 //
 // Slot state words pack [epoch:24][pid or participant:32][state:8]. A slot is
@@ -46,6 +46,9 @@ inline constexpr uint32_t kRings = 512;
 inline constexpr size_t kMaxSchemaBytes = 32 * 1024;
 inline constexpr size_t kNameBytes = 128;  // topic and type names, NUL-terminated
 inline constexpr size_t kPublisherNameBytes = 40;
+inline constexpr size_t kNodeNameBytes = 64;   // a sidecar's node name, NUL-terminated
+inline constexpr size_t kSourceBytes = 224;    // a CloudEvents source, NUL-terminated
+inline constexpr uint32_t kRingMirror = 1;     // RingSlot::flags: written by a sidecar from another node
 
 enum SlotState : uint32_t { kFree = 0, kClaiming = 1, kReady = 2, kCleaning = 3 };
 
@@ -117,9 +120,17 @@ struct RingSlot {
   uint32_t owner_participant;
   char topic[kNameBytes];
   char publisher[kPublisherNameBytes];
-  char pad[256 - 40 - kNameBytes - kPublisherNameBytes];
+  // Set when the slot is claimed, never changed while it is Ready.
+  uint32_t flags;  // kRingMirror
+  uint32_t reserved;
+  // Mirror rings (written by a sidecar): where their events were first
+  // published. Readers give the events this source, so a mirrored event keeps
+  // its CloudEvents id (publisher_id-sequence), source and time.
+  char origin_node[kNodeNameBytes];
+  char origin_source[kSourceBytes];
+  char pad[512 - 48 - kNameBytes - kPublisherNameBytes - kNodeNameBytes - kSourceBytes];
 };
-static_assert(sizeof(RingSlot) == 256);
+static_assert(sizeof(RingSlot) == 512);
 
 struct DirectoryLayout {
   DirectoryHeader header;

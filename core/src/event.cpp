@@ -58,6 +58,7 @@ const char* to_string(PublishStatus status) noexcept {
     case PublishStatus::Ok: return "ok";
     case PublishStatus::Full: return "full";
     case PublishStatus::TooLarge: return "too-large";
+    case PublishStatus::Duplicate: return "duplicate";
   }
   return "unknown";
 }

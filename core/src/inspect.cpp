@@ -191,6 +191,10 @@ BusSnapshot inspect_bus(const std::string& name) {
     ring.publisher.assign(r.publisher, strnlen(r.publisher, kPublisherNameBytes));
     ring.segment = data_segment_name(name, ring.topic, ring.publisher);
     ring.publisher_id = r.publisher_id;
+    if (r.flags & kRingMirror) {
+      ring.origin_node.assign(r.origin_node, strnlen(r.origin_node, kNodeNameBytes));
+      ring.origin_source.assign(r.origin_source, strnlen(r.origin_source, kSourceBytes));
+    }
     ring.writer_pid = r.owner_pid;
     const uint64_t owner = r.owner.load(std::memory_order_acquire);
     ring.writer_alive = owner != 0 && owner != kOwnerRemoving &&

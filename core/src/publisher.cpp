@@ -2,6 +2,8 @@
 // Directory words follow the ordering rules in directory_layout.hpp.
 #include <thread>
 
+#include <cctype>
+#include <cstdio>
 #include <cstring>
 #include <random>
 
@@ -50,19 +52,45 @@ void create_ring_segments(RingSegments& ring, const std::string& bus, const Topi
   ring.policy = topic.policy;
 }
 
+std::string mirror_ring_name(uint64_t origin_publisher_id) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "m-%016llx", static_cast<unsigned long long>(origin_publisher_id));
+  return buf;
+}
+
+void validate_mirror_origin(const MirrorOrigin& origin) {
+  const auto bad = [](const std::string& what) { throw Error(ErrorCode::InvalidArgument, "mirror origin: " + what); };
+  if (origin.node.empty() || origin.node.size() >= kNodeNameBytes)
+    bad("node name '" + origin.node + "' must have 1 to " + std::to_string(kNodeNameBytes - 1) + " characters");
+  for (char c : origin.node)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-')
+      bad("node name '" + origin.node + "' may hold only letters, digits, '.', '_' and '-'");
+  if (origin.source.empty() || origin.source.size() >= kSourceBytes || origin.source.find('\0') != std::string::npos)
+    bad("source must have 1 to " + std::to_string(kSourceBytes - 1) + " characters and no NUL");
+}
+
 }  // namespace
 
 Publisher Bus::publisher(std::string_view topic_name, const PublisherOptions& options) {
-  validate_topic_name(topic_name);
   validate_publisher_name(options.name);
+  return attach_publisher(topic_name, options.name, options.schema, nullptr);
+}
+
+Publisher Bus::mirror_publisher(std::string_view topic_name, const MirrorOrigin& origin) {
+  validate_mirror_origin(origin);
+  return attach_publisher(topic_name, mirror_ring_name(origin.publisher_id), {}, &origin);
+}
+
+Publisher Bus::attach_publisher(std::string_view topic_name, const std::string& name, const std::vector<uint8_t>& schema,
+                                const MirrorOrigin* origin) {
+  validate_topic_name(topic_name);
   BusState& bus = *state_;
   const auto topic = bus.find_topic(std::string(topic_name));
   if (!topic)
     throw Error(ErrorCode::NotFound, "topic '" + std::string(topic_name) + "' does not exist on bus '" + bus.name +
                                          "'; create it first with `flowbus topic create " + bus.name + " " +
                                          std::string(topic_name) + " --schema FILE.fbs --type ROOT`");
-  if (!options.schema.empty()) check_compatible_evolution(topic->schema, options.schema);
-  const std::string& name = options.name;
+  if (!schema.empty()) check_compatible_evolution(topic->schema, schema);
   auto ring = std::make_unique<RingSegments>();
   DirectoryLayout* dir = bus.dir;
   bool attached = false;
@@ -70,6 +98,9 @@ Publisher Bus::publisher(std::string_view topic_name, const PublisherOptions& op
     RingSlot& r = dir->rings[i];
     if (SlotWord::state(r.state.load(std::memory_order_acquire)) != kReady) continue;
     if (read_name(r.topic, kNameBytes) != topic->name || read_name(r.publisher, kPublisherNameBytes) != name) continue;
+    if (origin != nullptr && ((r.flags & kRingMirror) == 0 || r.publisher_id != origin->publisher_id))
+      throw Error(ErrorCode::NameInUse, "a local publisher on topic '" + topic->name + "' is named '" + name +
+                                            "', the name of the mirror ring for that origin; rename it");
     uint64_t owner = r.owner.load(std::memory_order_acquire);
     if (owner == kOwnerRemoving)
       throw Error(ErrorCode::NameInUse, "the ring of publisher '" + name + "' on topic '" + topic->name +
@@ -102,8 +133,18 @@ Publisher Bus::publisher(std::string_view topic_name, const PublisherOptions& op
       const uint32_t epoch = SlotWord::epoch(w) + 1;
       if (!r.state.compare_exchange_strong(w, SlotWord::pack(epoch, uint32_t(bus.pid), kClaiming), std::memory_order_acq_rel))
         continue;
-      std::random_device rd;
-      r.publisher_id = (uint64_t(rd()) << 32) ^ rd() ^ unix_now_ns();
+      if (origin != nullptr) {
+        r.publisher_id = origin->publisher_id;
+        r.flags = kRingMirror;
+        std::memset(r.origin_node, 0, kNodeNameBytes);
+        std::memcpy(r.origin_node, origin->node.data(), origin->node.size());
+        std::memset(r.origin_source, 0, kSourceBytes);
+        std::memcpy(r.origin_source, origin->source.data(), origin->source.size());
+      } else {
+        std::random_device rd;
+        r.publisher_id = (uint64_t(rd()) << 32) ^ rd() ^ unix_now_ns();
+        r.flags = 0;
+      }
       r.created_ns = unix_now_ns();
       r.owner_pid = uint32_t(bus.pid);
       r.owner_participant = bus.participant;
@@ -141,6 +182,7 @@ Publisher Bus::publisher(std::string_view topic_name, const PublisherOptions& op
   }
   ring->data.prefault();  // no page faults on the first lap
   ring->context = make_ring_context(bus.host, bus.name, *topic, name, ring->publisher_id);
+  apply_mirror_origin(ring->context, dir->rings[ring->slot]);
   Publisher p(state_, std::move(ring));
   p.writer_.policy = topic->policy;
   p.writer_.slow_timeout_ns = topic->slow_consumer_timeout == kNever ? UINT64_MAX : uint64_t(topic->slow_consumer_timeout.count());
@@ -178,6 +220,7 @@ Publisher::~Publisher() {
 
 const std::string& Publisher::topic() const noexcept { return ring_->context.topic; }
 const std::string& Publisher::source() const noexcept { return ring_->context.source; }
+const RingContext& Publisher::context() const noexcept { return ring_->context; }
 uint64_t Publisher::publisher_id() const noexcept { return ring_->publisher_id; }
 
 namespace {
@@ -210,9 +253,27 @@ PublishStatus Publisher::try_publish(std::span<const uint8_t> bytes, std::string
   return PublishStatus::Ok;
 }
 
-PublishStatus Publisher::publish(std::span<const uint8_t> bytes, std::chrono::nanoseconds timeout,
-                                 std::string_view subject) noexcept {
-  PublishStatus s = try_publish(bytes, subject);
+PublishStatus Publisher::try_publish_mirrored(std::span<const uint8_t> bytes, uint64_t sequence, uint64_t time_ns,
+                                              std::string_view subject) noexcept {
+  if (sequence < writer_.next_sequence) return PublishStatus::Duplicate;
+  if (subject.size() > kMaxSubject || bytes.size() > UINT32_MAX) return PublishStatus::TooLarge;
+  uint32_t flags = 0;
+  const uint32_t front = subject_front(subject, flags);
+  RingWriter::Reservation r;
+  const PublishStatus s = writer_.reserve(front, bytes.size(), r);  // a padding it writes carries next_sequence
+  if (s != PublishStatus::Ok) return s;
+  if (sequence != writer_.next_sequence) {
+    flags |= kFlagGap;  // declared, so `inspect --check` tells it from damage
+    writer_.next_sequence = sequence;
+  }
+  if (subject.size() != 0) write_subject(r.record, subject);
+  std::memcpy(r.record + front, bytes.data(), bytes.size());
+  writer_.commit(r, front | flags, uint32_t(bytes.size()), time_ns);
+  return PublishStatus::Ok;
+}
+
+template <class TryOnce>
+PublishStatus Publisher::retry_while_full(PublishStatus s, std::chrono::nanoseconds timeout, TryOnce&& try_once) noexcept {
   if (s != PublishStatus::Full) return s;
   const uint64_t deadline = monotonic_now_ns() + uint64_t(std::max<int64_t>(0, timeout.count()));
   for (uint32_t round = 0; s == PublishStatus::Full; ++round) {
@@ -220,9 +281,20 @@ PublishStatus Publisher::publish(std::span<const uint8_t> bytes, std::chrono::na
     // Back off: spin briefly, then yield, then sleep a little (readers need the CPU).
     if (round > 64) std::this_thread::sleep_for(std::chrono::microseconds(round > 1000 ? 500 : 20));
     else if (round > 16) std::this_thread::yield();
-    s = try_publish(bytes, subject);
+    s = try_once();
   }
   return s;
+}
+
+PublishStatus Publisher::publish(std::span<const uint8_t> bytes, std::chrono::nanoseconds timeout,
+                                 std::string_view subject) noexcept {
+  return retry_while_full(try_publish(bytes, subject), timeout, [&] { return try_publish(bytes, subject); });
+}
+
+PublishStatus Publisher::publish_mirrored(std::span<const uint8_t> bytes, uint64_t sequence, uint64_t time_ns,
+                                          std::string_view subject, std::chrono::nanoseconds timeout) noexcept {
+  const auto once = [&] { return try_publish_mirrored(bytes, sequence, time_ns, subject); };
+  return retry_while_full(once(), timeout, once);
 }
 
 PublishStatus Publisher::publish(flatbuffers::FlatBufferBuilder& builder, std::chrono::nanoseconds timeout,

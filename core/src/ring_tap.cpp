@@ -62,6 +62,12 @@ RingTap::RingTap(const std::string& bus, const std::string& topic, const std::st
   if (!info) throw Error(ErrorCode::NotFound, "bus '" + bus + "' has no topic '" + topic + "'; `flowbus inspect " + bus + "` lists them");
   open_ring_segments(s_->ring, bus, topic, publisher, Access::ReadOnly, Access::ReadOnly);
   s_->ring.context = make_ring_context(host_name(), bus, *info, publisher, s_->ring.publisher_id);
+  for (uint32_t i = 0; i < kRings; ++i) {
+    const RingSlot& r = dir->rings[i];
+    if (SlotWord::state(r.state.load(std::memory_order_acquire)) == kReady && r.publisher_id == s_->ring.publisher_id &&
+        read_name(r.topic, kNameBytes) == topic && read_name(r.publisher, kPublisherNameBytes) == publisher)
+      apply_mirror_origin(s_->ring.context, r);
+  }
   s_->topic = std::move(*info);
   s_->header = s_->ring.header();
   s_->records = s_->ring.records();

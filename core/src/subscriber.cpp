@@ -48,6 +48,9 @@ void Subscriber::attach_rings(StartAt from) {
     const std::string publisher(slot.publisher, strnlen(slot.publisher, kPublisherNameBytes));
     const auto info = bus_->find_topic(topic);
     if (!info) continue;
+    RingContext context = make_ring_context(bus_->host, bus_->name, *info, publisher, slot.publisher_id);
+    apply_mirror_origin(context, slot);
+    if (options_.accept_ring && !options_.accept_ring(context)) continue;  // looked at again on the next change
     auto ring = std::make_unique<RingSegments>();
     try {
       open_ring_segments(*ring, bus_->name, topic, publisher, Access::ReadOnly);
@@ -60,7 +63,8 @@ void Subscriber::attach_rings(StartAt from) {
     }
     ring->slot = i;
     ring->data.prefault();  // no page faults on the first lap
-    ring->context = make_ring_context(bus_->host, bus_->name, *info, publisher, ring->publisher_id);
+    if (ring->publisher_id != slot.publisher_id) continue;  // replaced meanwhile: the next refresh sees the new one
+    ring->context = std::move(context);
     RingReader r;
     r.header = ring->header();
     r.records = ring->records();
@@ -79,6 +83,7 @@ void Subscriber::attach_rings(StartAt from) {
                                             " reader slots taken; close some subscribers");
       continue;
     }
+    if (options_.hold_until_acknowledged) r.hold = r.position;
     segments_.push_back(std::move(ring));
     readers_.push_back(r);
     reported_corrupt_.push_back(false);
@@ -132,6 +137,17 @@ ReadResult Subscriber::read_attached(Event& event) noexcept {
 }
 
 ReadStatus Subscriber::release(const Event& event) noexcept { return readers_[event.ring_index_].release(event); }
+
+void Subscriber::acknowledge(uint32_t ring, uint64_t next_position) noexcept {
+  if (ring < readers_.size()) readers_[ring].acknowledge(next_position);
+}
+
+void Subscriber::rewind(uint32_t ring) noexcept {
+  if (ring < readers_.size()) readers_[ring].rewind();
+}
+
+const RingContext& Subscriber::ring_context(uint32_t ring) const noexcept { return segments_[ring]->context; }
+Policy Subscriber::ring_policy(uint32_t ring) const noexcept { return readers_[ring].policy; }
 
 bool Subscriber::still_valid(const Event& event) const noexcept {
   return readers_[event.ring_index_].still_valid_at(event.position_);

@@ -20,6 +20,13 @@ struct BusOptions {
   int64_t group = -1;    ///< its group, -1 keeps the creator's
 };
 
+/// Where a mirrored ring's events were first published (see Bus::mirror_publisher).
+struct MirrorOrigin {
+  uint64_t publisher_id = 0;  ///< the origin ring's id: mirrored events keep their CloudEvents id
+  std::string source;         ///< the origin ring's CloudEvents source ("flowbus://host/bus/publisher")
+  std::string node;           ///< the node (sidecar) where they were first published
+};
+
 /// A handle on a bus; it registers this process as a participant.
 /// Thread: the handle may be shared; create publishers and subscribers from
 /// any thread, each then used by one thread at a time.
@@ -42,6 +49,15 @@ class Bus {
   /// name held by a live process (Error NameInUse, naming its pid).
   Publisher publisher(std::string_view topic, const PublisherOptions& options = {});
 
+  /// The writer of a mirror ring: the events of one origin ring on another
+  /// host, republished here with their own sequence, time and identity (see
+  /// Publisher::publish_mirrored). One ring per origin ring, named
+  /// "m-<origin publisher id in hex>"; reopening it continues where the last
+  /// writer stopped, so next_sequence() says what is already held. Used by
+  /// the sidecar. Throws Error as publisher() does, and NameInUse if a local
+  /// publisher took that name.
+  Publisher mirror_publisher(std::string_view topic, const MirrorOrigin& origin);
+
   /// A subscriber on every ring of every topic matching `pattern`.
   Subscriber subscribe(std::string_view pattern, const SubscriberOptions& options = {});
 
@@ -56,6 +72,8 @@ class Bus {
 
  private:
   explicit Bus(std::shared_ptr<detail::BusState> state);
+  Publisher attach_publisher(std::string_view topic, const std::string& name, const std::vector<uint8_t>& schema,
+                             const MirrorOrigin* origin);
   std::shared_ptr<detail::BusState> state_;
 };
 

@@ -21,6 +21,11 @@ struct RingContext {
   std::string datacontenttype;  ///< "application/x-flatbuffers"
   std::string publisher_name;
   uint64_t publisher_id = 0;    ///< random, fixed when the ring is created
+  /// Mirrored rings (written by a sidecar): the node where these events were
+  /// first published; source and publisher_id are that origin's. Empty for
+  /// rings published on this host.
+  std::string origin_node;
+  bool mirrored() const noexcept { return !origin_node.empty(); }
 };
 
 /// Borrowed view of one event. Valid until released (see Subscriber).
@@ -34,6 +39,8 @@ class Event {
   uint64_t sequence() const noexcept { return sequence_; }
   uint64_t time_ns() const noexcept { return time_ns_; }   ///< ns since the Unix epoch
   uint64_t position() const noexcept { return position_; } ///< byte position in its ring
+  uint64_t next_position() const noexcept { return next_position_; }  ///< where the next record starts
+  uint32_t ring() const noexcept { return ring_index_; }  ///< which of its subscriber's rings (see Subscriber::ring_context)
   std::string_view subject() const noexcept { return subject_; }
   const RingContext& context() const noexcept { return *context_; }
 

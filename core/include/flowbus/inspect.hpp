@@ -36,6 +36,8 @@ struct CursorSnapshot {
 struct RingSnapshot {
   std::string topic, publisher, segment;
   uint64_t publisher_id = 0;
+  std::string origin_node;     ///< mirror rings: the node the events came from (empty: published here)
+  std::string origin_source;   ///< mirror rings: the events' CloudEvents source
   int64_t writer_pid = 0;      ///< pid of the last publisher that held it
   bool writer_alive = false;   ///< a live publisher holds it now
   uint64_t capacity = 0, write_position = 0, tail_position = 0, next_sequence = 0;

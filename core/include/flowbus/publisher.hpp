@@ -61,6 +61,14 @@ class Publisher {
   /// evicted after the topic's slow-consumer timeout, dead ones at once.
   PublishStatus publish(std::span<const uint8_t> bytes, std::chrono::nanoseconds timeout,
                         std::string_view subject = {}) noexcept;
+  /// Republishes an event received from elsewhere with its own `sequence` and
+  /// `time_ns` (nanoseconds since the Unix epoch); meant for mirror rings
+  /// (Bus::mirror_publisher), whose events keep their origin's identity.
+  /// `sequence` below next_sequence() is Duplicate and writes nothing; above
+  /// it leaves a gap that readers are told they missed (the origin no longer
+  /// held those events). Waits up to `timeout` for space, as publish() does.
+  PublishStatus publish_mirrored(std::span<const uint8_t> bytes, uint64_t sequence, uint64_t time_ns,
+                                 std::string_view subject, std::chrono::nanoseconds timeout) noexcept;
   /// Publishes the builder's finished buffer (copied once) and clears the
   /// builder for reuse.
   PublishStatus publish(flatbuffers::FlatBufferBuilder& builder, std::chrono::nanoseconds timeout,
@@ -77,6 +85,7 @@ class Publisher {
   uint64_t evictions() const noexcept { return writer_.evictions; }
   const std::string& topic() const noexcept;
   const std::string& source() const noexcept;  ///< the CloudEvents source of this ring's events
+  const RingContext& context() const noexcept;  ///< this ring's CloudEvents context (origin_node set on mirrors)
   uint64_t publisher_id() const noexcept;
 
   Publisher(Publisher&&) noexcept;
@@ -86,6 +95,10 @@ class Publisher {
  private:
   friend class Bus;
   Publisher(std::shared_ptr<detail::BusState> bus, std::unique_ptr<detail::RingSegments> ring);
+  PublishStatus try_publish_mirrored(std::span<const uint8_t> bytes, uint64_t sequence, uint64_t time_ns,
+                                     std::string_view subject) noexcept;
+  template <class TryOnce>
+  PublishStatus retry_while_full(PublishStatus first, std::chrono::nanoseconds timeout, TryOnce&& try_once) noexcept;
   std::shared_ptr<detail::BusState> bus_;
   std::unique_ptr<detail::RingSegments> ring_;
   detail::RingWriter writer_;

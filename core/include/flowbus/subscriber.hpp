@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -26,6 +27,15 @@ struct SubscriberOptions {
   /// (a reader that polls right behind the writer pulls each line back and
   /// forth); adds up to this much latency. 0 (the default): return at once.
   std::chrono::nanoseconds coalesce{0};
+  /// Mirroring (the sidecar): release() moves only the read position; the
+  /// cursor that holds a Block writer back stays where acknowledge() put it,
+  /// so events a peer has not confirmed are never overwritten and rewind()
+  /// can send them again. The slow-consumer timeout still applies.
+  bool hold_until_acknowledged = false;
+  /// If set, a ring of a matching topic is read only if this accepts its
+  /// context (the sidecar: exported topics, never back to the origin node).
+  /// Called when rings are attached, never on the hot path.
+  std::function<bool(const RingContext&)> accept_ring;
 };
 
 /// What read() found. `missed` counts events skipped (Evicted, Lost).
@@ -69,6 +79,18 @@ class Subscriber {
 
   /// Attaches rings created since the last look (cheap when nothing changed).
   void refresh();
+
+  /// With options.hold_until_acknowledged: the writer of `ring` may now reuse
+  /// everything before `next_position` (Event::next_position() of the last
+  /// event a peer confirmed). One CAS: call it per batch, not per event.
+  void acknowledge(uint32_t ring, uint64_t next_position) noexcept;
+  /// With options.hold_until_acknowledged: reads `ring` again from the last
+  /// acknowledged position (its events are intact under Block).
+  void rewind(uint32_t ring) noexcept;
+  /// The CloudEvents context and policy of ring `ring` (Event::ring()), for
+  /// ring < ring_count().
+  const RingContext& ring_context(uint32_t ring) const noexcept;
+  Policy ring_policy(uint32_t ring) const noexcept;
   size_t ring_count() const noexcept { return readers_.size(); }
   const std::string& pattern() const noexcept { return pattern_; }
 

@@ -31,6 +31,7 @@ std::string flag_names(uint32_t flags) {
   std::string out;
   if (flags & detail::kFlagPadding) out += "padding ";
   if (flags & detail::kFlagHasSubject) out += "subject ";
+  if (flags & detail::kFlagGap) out += "gap ";
   if (flags & ~detail::kKnownFlags) out += "unknown ";
   if (out.empty()) return "-";
   out.pop_back();

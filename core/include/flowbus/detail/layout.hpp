@@ -13,7 +13,8 @@
 namespace flowbus::detail {
 
 inline constexpr size_t kLinePad = 128;
-inline constexpr uint32_t kLayoutVersion = 1;
+// 2: directory ring slots grew to 512 B (mirror origin); records may carry kFlagGap.
+inline constexpr uint32_t kLayoutVersion = 2;
 
 inline constexpr uint64_t kRingMagic = 0x474e495242574c46ull;     // "FLWBRING"
 inline constexpr uint64_t kControlMagic = 0x4c54434242574c46ull;  // "FLWBBCTL"
@@ -60,8 +61,11 @@ inline constexpr size_t kRecordAlign = 32;
 inline constexpr uint64_t kMinCapacity = 4096;  // smallest ring: a power of two at least this
 inline constexpr uint32_t kFlagPadding = 1u << 28;     // skip to the next lap
 inline constexpr uint32_t kFlagHasSubject = 2u << 28;  // u16 length + bytes after the header
+// Mirror rings only: the writer skipped sequences before this record on
+// purpose (its source no longer held them); readers count them as missed.
+inline constexpr uint32_t kFlagGap = 4u << 28;
 inline constexpr uint32_t kOffsetMask = (1u << 28) - 1;
-inline constexpr uint32_t kKnownFlags = kFlagPadding | kFlagHasSubject;
+inline constexpr uint32_t kKnownFlags = kFlagPadding | kFlagHasSubject | kFlagGap;
 inline constexpr size_t kMaxSubject = 1024;
 
 struct RecordHeader {

@@ -53,6 +53,7 @@ enum class [[nodiscard]] PublishStatus {
   Ok,
   Full,      ///< Block policy: a live reader has not freed the space yet
   TooLarge,  ///< the event can never fit this ring (more than half its size)
+  Duplicate, ///< publish_mirrored: the ring holds this sequence already; nothing written
 };
 
 /// Result of reading or releasing an event.
@@ -401,6 +402,10 @@ struct RingReader {
   uint64_t cursor_word = 0;  // what we last stored in it
   uint64_t position = 0;     // start of our next record
   uint64_t published = 0;    // the position stored in cursor_word
+  // Mirroring: the cursor the writer sees stays at `hold` (the last position
+  // a peer acknowledged) while `position` reads ahead. UINT64_MAX: no hold.
+  // Under Block the bytes in [hold, W) stay intact, so rewind() may go back.
+  uint64_t hold = UINT64_MAX;
   uint64_t expected_sequence = 0;
   bool sequence_known = false;
   bool sequence_estimated = false;  // expected_sequence may be one too high (set at join)
@@ -433,6 +438,7 @@ struct RingReader {
       slot = int(i);
       cursor_word = mine;
       position = published = at;
+      if (hold != UINT64_MAX && hold < at) hold = at;  // a rejoin after eviction: what we held is gone
       if (catch_up_with_tail()) return true;
       leave();
       return false;
@@ -525,6 +531,21 @@ struct RingReader {
     return ReadStatus::Evicted;
   }
 
+  /// Mirroring: the writer may reuse what lies before `next_position` (a
+  /// peer holds those events now). Publishes it at once: acks come per batch.
+  void acknowledge(uint64_t next_position) noexcept {
+    if (hold == UINT64_MAX || next_position <= hold || next_position > position) return;
+    hold = next_position;
+    publish_progress();
+  }
+  /// Mirroring: reads again from the last acknowledged position (after a
+  /// lost connection). The events there are intact: our cursor held them.
+  void rewind() noexcept {
+    if (hold == UINT64_MAX || hold >= position) return;
+    position = hold;
+    sequence_known = sequence_estimated = false;  // the record there tells
+  }
+
   /// Latest policy: true if the bytes at `at` were not overwritten yet.
   bool still_valid_at(uint64_t at) const noexcept {
     // Pairs with the writer's release fence after its tail store: if what we
@@ -567,7 +588,8 @@ struct RingReader {
   /// Publishes our position. False if the slot was taken from us.
   bool store_cursor() noexcept {
     if (slot < 0) return false;
-    const uint64_t next = CursorWord::pack(CursorWord::epoch(cursor_word), participant, participant_epoch, position);
+    const uint64_t at = std::min(position, hold);
+    const uint64_t next = CursorWord::pack(CursorWord::epoch(cursor_word), participant, participant_epoch, at);
     if (next == cursor_word) return still_owned();
     uint64_t expected = cursor_word;
     // Release, paired with the writer's acquire load of cursors: our reads of
@@ -577,7 +599,7 @@ struct RingReader {
                                                           std::memory_order_relaxed))
       return false;
     cursor_word = next;
-    published = position;
+    published = at;
     // Tools only (idle time in `flowbus inspect`); once per eighth of a ring.
     control->slots[slot].last_moved_ns.store(monotonic_now_ns(), std::memory_order_relaxed);
     return true;
@@ -605,6 +627,7 @@ struct RingReader {
       if (tail % kRecordAlign != 0) return false;
       if (tail <= position) return true;
       position = tail;
+      if (hold != UINT64_MAX && hold < tail) hold = tail;  // what lies below tail is gone anyway
       if (!store_cursor()) return false;
     }
     return false;  // the writer outran us a thousand times in a row

@@ -1,6 +1,7 @@
 // FrameDecoder: length prefix, then the FlatBuffers Verifier with explicit
 // limits, then the semantic checks the Verifier can not make. Every failure
 // names the frame and what is wrong with it, for the sidecar's log.
+#include <algorithm>
 #include <cstring>
 
 #include "flowbus/wire/codec.hpp"
@@ -52,6 +53,10 @@ void FrameDecoder::feed(std::span<const uint8_t> bytes) {
     buf_.erase(buf_.begin(), buf_.begin() + static_cast<std::ptrdiff_t>(begin_));
     begin_ = 0;
   }
+  // Geometric growth (range insert grows to the exact size), so that after
+  // warm-up feeding never allocates. At most twice the largest frame + chunk.
+  const size_t needed = buf_.size() + bytes.size();
+  if (needed > buf_.capacity()) buf_.reserve(std::max(needed, 2 * buf_.capacity()));
   buf_.insert(buf_.end(), bytes.begin(), bytes.end());
 }
 
@@ -141,6 +146,7 @@ FrameView FrameDecoder::check(const Frame& frame) {
       if (type != Body::Hello && !ends) fail(std::string(current_) + " before Hello: the first frame must be Hello");
       break;
     case Phase::ExpectAuth:
+      if (type == Body::Hello) fail("a second Hello");
       if (type != Body::Auth && !ends) fail(std::string(current_) + " before Auth: Auth must follow Hello");
       break;
     case Phase::Open:

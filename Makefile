@@ -8,7 +8,7 @@ DEB_PACKAGES = cmake g++ make libboost-dev libflatbuffers-dev flatbuffers-compil
 FUZZ_DEB_PACKAGES = clang-14 libclang-rt-14-dev
 FUZZ_BUILD = build-fuzz
 FUZZ_SECONDS ?= 30
-FUZZ_TARGETS = ring_records directory schema json_to_flatbuffer
+FUZZ_TARGETS = ring_records directory schema json_to_flatbuffer wire_frames
 
 .PHONY: deps fuzz-deps build demo test bench fuzz fuzz-corpus clean
 

@@ -33,6 +33,25 @@ std::string range(uint64_t offset, uint64_t size) {
   return r;
 }
 
+// A peer's string in an error reason: quoted, bytes outside printable ASCII
+// as \xNN (a NUL would cut what() short, control bytes would garble the
+// log), at most 64 bytes of it.
+std::string quoted(std::string_view s) {
+  static constexpr size_t kMax = 64;
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string q = "\"";
+  for (const char c : s.substr(0, kMax)) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u >= 0x20 && u < 0x7f && c != '"' && c != '\\') {
+      q += c;
+    } else {
+      q.append("\\x").append(1, kHex[u >> 4]).append(1, kHex[u & 15]);
+    }
+  }
+  q += s.size() > kMax ? "\"..." : "\"";
+  return q;
+}
+
 }  // namespace
 
 FrameDecoder::FrameDecoder(DecoderLimits limits) : limits_(limits) {}
@@ -184,7 +203,7 @@ HelloView FrameDecoder::check_hello(const Hello* m) {
   v.protocol_version = m->protocol_version();
   v.node = string_field(m->node(), "node", true, kMaxNodeName);
   if (!is_valid_node_name(v.node)) {
-    fail("Hello.node \"" + std::string(v.node) + "\" is not 1 to 63 characters of A-Z a-z 0-9 . _ -");
+    fail("Hello.node " + quoted(v.node) + " is not 1 to 63 characters of A-Z a-z 0-9 . _ -");
   }
   v.nonce = byte_span(m->nonce());
   if (v.nonce.size() != kNonceSize) {
@@ -254,7 +273,7 @@ StreamOpenView FrameDecoder::check_stream_open(const StreamOpen* m) {
   v.source = string_field(m->source(), "source", true, limits_.max_string);
   v.origin_node = string_field(m->origin_node(), "origin_node", true, kMaxNodeName);
   if (!is_valid_node_name(v.origin_node)) {
-    fail("StreamOpen.origin_node \"" + std::string(v.origin_node) + "\" is not a valid node name");
+    fail("StreamOpen.origin_node " + quoted(v.origin_node) + " is not a valid node name");
   }
   v.first_sequence = m->first_sequence();
   if (next_sequence_.count(v.stream)) fail("StreamOpen for stream " + std::to_string(v.stream) + ", already open");

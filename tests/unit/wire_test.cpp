@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <random>
 #include <sstream>
 #include <string>
@@ -564,4 +566,28 @@ TEST(WireTest, LargestBatchDecodesUnderDefaultLimits) {
   ASSERT_EQ(batch.entries.size(), 1u);
   EXPECT_EQ(batch.payload(batch.entries[0]).size(), big.size());
   EXPECT_EQ(batch.subject(batch.entries[0]), std::string(1024, 's'));
+}
+
+// ---- what the wire_frames fuzzer found; each names its input in fuzz/corpus/wire_frames/
+
+std::vector<uint8_t> read_corpus(const std::string& name) {
+  std::ifstream in(std::string(FLOWBUS_SOURCE_DIR) + "/fuzz/corpus/wire_frames/" + name, std::ios::binary);
+  return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// crash-nul-in-node-name: a node name with a NUL byte went into the reason
+// raw, so what() (a C string) was cut short and differed from error().
+TEST(WireTest, PeerBytesInReasonsAreEscaped) {
+  const Bytes seed = read_corpus("crash-nul-in-node-name");
+  ASSERT_GT(seed.size(), 1u);
+  const std::string reason = decode_error(Bytes(seed.begin() + 1, seed.end()));  // byte 0 is the fuzzer's chunking
+  EXPECT_NE(reason.find("Hello.node \"\\x00"), std::string::npos) << reason;
+  EXPECT_EQ(reason.find('\0'), std::string::npos);
+
+  FrameWriter w;
+  const Nonce n = nonce_of(0);
+  Bytes bytes;
+  append(bytes, w.hello({kProtocolVersion, std::string_view("a\0b\n\"", 5), n, ""}));
+  EXPECT_EQ(decode_error(bytes),
+            "frame 1: Hello.node \"a\\x00b\\x0a\\x22\" is not 1 to 63 characters of A-Z a-z 0-9 . _ -");
 }

@@ -243,8 +243,21 @@ SubscribeView FrameDecoder::check_subscribe(const Subscribe* m) {
   if (const auto* patterns = m->patterns()) {
     for (const flatbuffers::String* pattern : *patterns) string_field(pattern, "patterns[i]", true, limits_.max_string);
   }
-  if (const auto* r = m->resume()) v.resume = {reinterpret_cast<const Resume*>(r->Data()), r->size()};
+  if (const auto* r = m->resume()) {
+    check_struct_alignment(r->Data(), alignof(Resume), "Subscribe.resume");
+    v.resume = {reinterpret_cast<const Resume*>(r->Data()), r->size()};
+  }
   return v;
+}
+
+// FlatBuffers 2.0.8's Verifier checks a vector's length field for 4-byte
+// alignment but not its elements: a struct vector with 8-byte fields could
+// sit at 4 mod 8 and be read misaligned. The frame itself is 8-aligned in
+// memory (next() sees to that), so the address tells. Builders align them.
+void FrameDecoder::check_struct_alignment(const uint8_t* data, size_t align, const char* what) {
+  if (reinterpret_cast<uintptr_t>(data) % align != 0) {
+    fail(std::string(what) + " is not " + std::to_string(align) + "-byte aligned in the frame");
+  }
 }
 
 // The lowest sequence the stream may carry next; fails for an unannounced stream.
@@ -289,7 +302,10 @@ EventBatchView FrameDecoder::check_event_batch(const EventBatch* m) {
   v.stream = m->stream();
   uint64_t& next = stream_next(v.stream, "EventBatch");
   v.bytes = byte_span(m->bytes());
-  if (const auto* e = m->entries()) v.entries = {reinterpret_cast<const EventEntry*>(e->Data()), e->size()};
+  if (const auto* e = m->entries()) {
+    check_struct_alignment(e->Data(), alignof(EventEntry), "EventBatch.entries");
+    v.entries = {reinterpret_cast<const EventEntry*>(e->Data()), e->size()};
+  }
   if (v.entries.empty()) fail("EventBatch for stream " + std::to_string(v.stream) + " has no events");
   const uint64_t size = v.bytes.size();
   uint64_t lowest = next;

@@ -591,3 +591,37 @@ TEST(WireTest, PeerBytesInReasonsAreEscaped) {
   EXPECT_EQ(decode_error(bytes),
             "frame 1: Hello.node \"a\\x00b\\x0a\\x22\" is not 1 to 63 characters of A-Z a-z 0-9 . _ -");
 }
+
+// crash-misaligned-resume: the Verifier does not check that a vector of
+// 8-byte structs is 8-aligned, so Resume (and EventEntry) could be read
+// from a misaligned address (UBSan).
+TEST(WireTest, MisalignedStructVectorsAreRefused) {
+  const Bytes seed = read_corpus("crash-misaligned-resume");
+  ASSERT_GT(seed.size(), 1u);
+  EXPECT_NE(decode_error(Bytes(seed.begin() + 1, seed.end())).find("Subscribe.resume is not 8-byte aligned"),
+            std::string::npos);
+
+  // A batch whose entries vector is built as raw bytes, 4 bytes off or not.
+  int refused = 0;
+  for (int pad = 0; pad < 2; ++pad) {
+    FrameWriter w;
+    Bytes bytes = open_stream(w);
+    flatbuffers::FlatBufferBuilder fbb;
+    const Bytes data(8, 'x');
+    const auto bytes_vec = fbb.CreateVector(data);
+    const EventEntry entry(1, 2, 0, 8, 0, 0, 0);
+    fbb.StartVector(sizeof entry, 1);
+    fbb.PushBytes(reinterpret_cast<const uint8_t*>(&entry), sizeof entry);
+    const flatbuffers::Offset<flatbuffers::Vector<const EventEntry*>> entries_vec(fbb.EndVector(1));
+    if (pad) fbb.PushElement<uint32_t>(0);  // 4 bytes between the entries and the frame's start
+    fbb.FinishSizePrefixed(
+        CreateFrame(fbb, Body::EventBatch, CreateEventBatch(fbb, 1, entries_vec, bytes_vec).Union()),
+        FrameIdentifier());
+    append(bytes, {fbb.GetBufferPointer(), fbb.GetSize()});
+    const std::string reason = decode_error(bytes);
+    if (reason.empty()) continue;
+    EXPECT_EQ(reason, "frame 4: EventBatch.entries is not 8-byte aligned in the frame");
+    ++refused;
+  }
+  EXPECT_EQ(refused, 1);  // exactly one of the two layouts is misaligned
+}

@@ -250,6 +250,7 @@ class FrameDecoder {
   StreamOpenView check_stream_open(const StreamOpen* m);
   EventBatchView check_event_batch(const EventBatch* m);
   GapView check_gap(const Gap* m);
+  void check_struct_alignment(const uint8_t* data, size_t align, const char* what);
   std::string_view string_field(const flatbuffers::String* s, const char* what, bool required, size_t max);
   uint64_t& stream_next(uint32_t stream, const char* what);
 

@@ -3,12 +3,12 @@ BUILD ?= build
 JOBS ?= 2
 DEB_PACKAGES = cmake g++ make libboost-dev libflatbuffers-dev flatbuffers-compiler libcli11-dev \
                libconcurrentqueue-dev libgtest-dev libgmock-dev libbenchmark-dev \
-               libzmq3-dev gnuplot-nox
+               libzmq3-dev gnuplot-nox libssl-dev
 # `make fuzz` also needs clang and its libFuzzer/sanitizer runtimes.
 FUZZ_DEB_PACKAGES = clang-14 libclang-rt-14-dev
 FUZZ_BUILD = build-fuzz
 FUZZ_SECONDS ?= 30
-FUZZ_TARGETS = ring_records directory schema json_to_flatbuffer
+FUZZ_TARGETS = ring_records directory schema json_to_flatbuffer wire_frames
 
 .PHONY: deps fuzz-deps build demo test bench fuzz fuzz-corpus clean
 

@@ -1,7 +1,8 @@
 // Writes the generated seeds of fuzz/corpus/: real rings (data segment plus
 // control header) and real bus directories (the directory fuzzer's windows),
 // made by a real bus in /dev/shm, and the example schemas as
-// compile_schema_file builds them. Usage: fuzz_make_corpus <corpus dir>.
+// compile_schema_file builds them, and sessions of the sidecar's wire
+// protocol. Usage: fuzz_make_corpus <corpus dir>.
 #include <unistd.h>
 
 #include <cstdio>
@@ -14,6 +15,7 @@
 #include "flowbus/bus.hpp"
 #include "flowbus/examples/sensor_generated.h"
 #include "flowbus/schema.hpp"
+#include "flowbus/wire/codec.hpp"
 
 using namespace flowbus;
 using namespace flowbus::detail;
@@ -61,6 +63,84 @@ void publish(Publisher& pub, uint64_t n, flatbuffers::FlatBufferBuilder& fbb) {
 
 }  // namespace
 
+// wire_frames seeds: a first byte choosing the chunking, then frames.
+void wire_seeds() {
+  using namespace flowbus::wire;
+  using Bytes = std::vector<uint8_t>;
+  auto add = [](Bytes& out, std::span<const uint8_t> frame) { out.insert(out.end(), frame.begin(), frame.end()); };
+  FrameWriter w;
+  EventBatchWriter batch(4096, 64);
+  const Nonce nonce{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+                    17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32};
+  auto handshake = [&](uint8_t mode, bool with_mac) {
+    Bytes out{mode};
+    add(out, w.hello({kProtocolVersion, "host-a", nonce, "flowbus 0.1.0"}));
+    if (with_mac) {
+      const Mac mac = compute_auth_mac("token", nonce, "host-a");
+      add(out, w.auth({mac}));
+    } else {
+      add(out, w.auth({}));
+    }
+    return out;
+  };
+  const uint8_t schema[] = {0x10, 0, 0, 0, 'B', 'F', 'B', 'S'};
+  StreamOpenView open{.stream = 1, .topic = "plant.sensors", .type = "examples.SensorReading",
+                      .schema_id = "fnv1a64:0123456789abcdef", .schema = schema, .policy = TopicPolicy::Block,
+                      .publisher_id = 42, .publisher = "press-1", .source = "flowbus://host-a/plant/press-1",
+                      .origin_node = "host-a", .first_sequence = 1};
+
+  Bytes session = handshake(0, true);
+  const std::vector<std::string> patterns = {"plant.*", "orders"};
+  const std::vector<Resume> resume = {Resume(42, 1), Resume(7, 100)};
+  add(session, w.subscribe(patterns, resume));
+  add(session, w.stream_open(open));
+  batch.start(1);
+  const uint8_t payload[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+  for (uint64_t seq = 1; seq <= 5; ++seq) (void)batch.add(seq, seq * 1000, seq % 2 ? "line-1" : "", payload, 0);
+  add(session, batch.finish());
+  add(session, w.gap({1, 6, 9, "no longer retained"}));
+  batch.start(1);
+  (void)batch.add(9, 9000, "", payload, 1);
+  add(session, batch.finish());
+  add(session, w.ack({1, 10}));
+  add(session, w.heartbeat({123456789}));
+  add(session, w.bye({"shutting down"}));
+  write("wire_frames/session_at_once", session);
+  session[0] = 1;
+  write("wire_frames/session_byte_by_byte", session);
+  session[0] = 37;
+  write("wire_frames/session_in_chunks", session);
+
+  Bytes refused{5};
+  add(refused, w.hello({2, "newer", nonce, "flowbus 9"}));
+  add(refused, w.refuse({RefuseCode::VersionMismatch, "peer speaks flowbus wire protocol 1, this sidecar speaks 2", 2, 1}));
+  write("wire_frames/version_refused", refused);
+
+  Bytes bad_order = handshake(0, false);
+  add(bad_order, w.ack({3, 4}));
+  batch.start(3);  // a stream never opened
+  (void)batch.add(1, 1, "", payload, 0);
+  add(bad_order, batch.finish());
+  write("wire_frames/batch_without_stream_open", bad_order);
+
+  Bytes out_of_bounds = handshake(0, false);
+  add(out_of_bounds, w.stream_open(open));
+  flatbuffers::FlatBufferBuilder fbb;
+  const auto bytes_vec = fbb.CreateVector(payload, sizeof payload);
+  const EventEntry entries[] = {EventEntry(1, 0, 0, 4, 4, 2, 0), EventEntry(2, 0, 8, 30, 0, 0, 0)};
+  const auto entries_vec = fbb.CreateVectorOfStructs(entries, 2);
+  fbb.FinishSizePrefixed(CreateFrame(fbb, Body::EventBatch, CreateEventBatch(fbb, 1, entries_vec, bytes_vec).Union()),
+                         FrameIdentifier());
+  add(out_of_bounds, {fbb.GetBufferPointer(), fbb.GetSize()});
+  write("wire_frames/entry_out_of_bounds", out_of_bounds);
+
+  const std::string tls("\0\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 12);
+  write("wire_frames/tls_client_hello", Bytes(tls.begin(), tls.end()));
+  const std::string http = std::string(1, '\0') + "GET / HTTP/1.1\r\nHost: sidecar\r\n\r\n";
+  write("wire_frames/http_get", Bytes(http.begin(), http.end()));
+  write("wire_frames/huge_length", Bytes{0, 0xff, 0xff, 0xff, 0x7f, 'F', 'B', 'W', '1'});
+}
+
 int main(int argc, char** argv) {
   if (argc != 2) {
     std::fprintf(stderr, "usage: %s <corpus dir>\n", argv[0]);
@@ -98,5 +178,6 @@ int main(int argc, char** argv) {
   for (const char* name : {"order", "order_v2", "sensor"})
     write(std::string("schema/") + name + ".compiled.bfbs",
           compile_schema_file(std::string(FLOWBUS_SOURCE_DIR "/schemas/examples/") + name + ".fbs"));
+  wire_seeds();
   return 0;
 }

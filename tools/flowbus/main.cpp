@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   flowbus::cli::add_demo_command(app, argv[0]);
   flowbus::cli::add_perf_command(app);
   flowbus::cli::add_inspect_command(app);
+  flowbus::cli::add_sidecar_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,372 @@
+// Pump: sockets on Boost.Asio, one thread, bytes only (see pump.hpp).
+#include "pump.hpp"
+
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+
+#include <map>
+#include <optional>
+
+#include "flowbus/error.hpp"
+
+namespace flowbus::sidecar {
+
+namespace asio = boost::asio;
+namespace ssl = boost::asio::ssl;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+constexpr size_t kReadChunk = 64 * 1024;
+constexpr size_t kMaxGather = 64;
+
+std::pair<std::string, std::string> split_address(const std::string& address) {
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == address.size())
+    throw Error(ErrorCode::InvalidArgument, "address '" + address + "' is not HOST:PORT (e.g. 127.0.0.1:7400)");
+  std::string host = address.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  return {host, address.substr(colon + 1)};
+}
+
+std::string tls_reason(const boost::system::error_code& ec) {
+  std::string text = ec.message();
+  if (ec.category() == asio::error::get_ssl_category())
+    text += " (both sides need --tls-cert, --tls-key and a --tls-ca that signed the other's certificate)";
+  return text;
+}
+
+}  // namespace
+
+struct Pump::Impl {
+  struct Connection;
+  struct OutItem {
+    std::shared_ptr<LinkState> link;
+    Chunk* chunk = nullptr;  // nullptr: close after what is queued
+  };
+
+  Pump& pump;
+  const SidecarOptions& options;
+  asio::io_context io;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  ssl::context client_tls{ssl::context::tls};
+  ssl::context server_tls{ssl::context::tls};
+  bool use_tls = false;
+  std::optional<tcp::acceptor> acceptor;
+  std::map<uint32_t, std::shared_ptr<Connection>> connections;
+  moodycamel::ConcurrentQueue<OutItem> outbox;
+  std::atomic<bool> drain_posted{false};
+  uint32_t next_id = 1;
+  std::thread thread;
+
+  Impl(Pump& p, const SidecarOptions& o) : pump(p), options(o) {}
+
+  struct Connection : std::enable_shared_from_this<Connection> {
+    Impl& impl;
+    std::shared_ptr<LinkState> link;
+    ssl::stream<tcp::socket> stream;
+    bool tls;
+    std::vector<Chunk*> pending;  // waiting for the socket, in order
+    std::vector<Chunk*> writing;
+    std::vector<asio::const_buffer> gather;
+    bool close_after_writes = false;
+    bool closed = false;
+    asio::steady_timer pause;
+    size_t dial_index = SIZE_MAX;  // outbound: which --peer, to redial
+
+    Connection(Impl& i, tcp::socket s, bool use_tls, ssl::context& ctx)
+        : impl(i), stream(std::move(s), ctx), tls(use_tls), pause(i.io) {
+      pending.reserve(256);
+      writing.reserve(kMaxGather);
+      gather.reserve(kMaxGather);
+    }
+
+    template <class Buffers, class Handler>
+    void read_some(const Buffers& b, Handler&& h) {
+      if (tls) stream.async_read_some(b, std::forward<Handler>(h));
+      else stream.next_layer().async_read_some(b, std::forward<Handler>(h));
+    }
+    template <class Buffers, class Handler>
+    void write_all(const Buffers& b, Handler&& h) {
+      if (tls) asio::async_write(stream, b, std::forward<Handler>(h));
+      else asio::async_write(stream.next_layer(), b, std::forward<Handler>(h));
+    }
+
+    void begin(ssl::stream_base::handshake_type role) {
+      auto self = shared_from_this();
+      if (!tls) return connected();
+      stream.async_handshake(role, [self](const boost::system::error_code& ec) {
+        if (ec) return self->fail("TLS handshake failed: " + tls_reason(ec));
+        self->connected();
+      });
+    }
+
+    void connected() {
+      impl.pump.events_.enqueue(NetEvent{NetEvent::Kind::Connected, link, nullptr, {}});
+      read_next();
+    }
+
+    void read_next() {
+      if (closed) return;
+      // Flow control: the shared-memory thread has not caught up; look again soon.
+      if (link->unprocessed_in.load(std::memory_order_relaxed) > impl.options.window) {
+        auto self = shared_from_this();
+        pause.expires_after(std::chrono::milliseconds(1));
+        pause.async_wait([self](const boost::system::error_code&) { self->read_next(); });
+        return;
+      }
+      Chunk* c = impl.pump.chunk(kReadChunk);
+      auto self = shared_from_this();
+      read_some(asio::buffer(c->bytes.data(), kReadChunk), [self, c](const boost::system::error_code& ec, size_t n) {
+        if (ec || self->closed) {
+          self->impl.pump.recycle(c);
+          if (!self->closed)
+            self->fail(ec == asio::error::eof || ec == ssl::error::stream_truncated ? "the peer closed the connection"
+                                                                                    : ec.message());
+          return;
+        }
+        c->size = n;
+        self->link->unprocessed_in.fetch_add(n, std::memory_order_relaxed);
+        self->impl.pump.events_.enqueue(NetEvent{NetEvent::Kind::Bytes, self->link, c, {}});
+        self->read_next();
+      });
+    }
+
+    void queue(Chunk* c) {
+      if (closed) {
+        link->queued_out.fetch_sub(c->size, std::memory_order_relaxed);
+        impl.pump.recycle(c);
+        return;
+      }
+      pending.push_back(c);
+      if (writing.empty()) write_next();
+    }
+
+    void write_next() {
+      if (closed || !writing.empty()) return;
+      if (pending.empty()) {
+        if (close_after_writes) fail("closed by this side");
+        return;
+      }
+      const size_t n = std::min(pending.size(), kMaxGather);
+      writing.assign(pending.begin(), pending.begin() + long(n));
+      pending.erase(pending.begin(), pending.begin() + long(n));
+      gather.clear();
+      for (Chunk* c : writing) gather.emplace_back(c->bytes.data(), c->size);
+      auto self = shared_from_this();
+      write_all(gather, [self](const boost::system::error_code& ec, size_t written) {
+        self->link->queued_out.fetch_sub(written, std::memory_order_relaxed);
+        for (Chunk* c : self->writing) self->impl.pump.recycle(c);
+        self->writing.clear();
+        if (ec) return self->fail(ec.message());
+        self->write_next();
+      });
+    }
+
+    void fail(const std::string& reason) {
+      if (closed) return;
+      closed = true;
+      boost::system::error_code ignored;
+      pause.cancel();
+      stream.next_layer().shutdown(tcp::socket::shutdown_both, ignored);
+      stream.next_layer().close(ignored);
+      for (Chunk* c : pending) {
+        link->queued_out.fetch_sub(c->size, std::memory_order_relaxed);
+        impl.pump.recycle(c);
+      }
+      pending.clear();
+      impl.pump.events_.enqueue(NetEvent{NetEvent::Kind::Closed, link, nullptr, reason});
+      impl.connections.erase(link->id);
+      if (dial_index != SIZE_MAX) impl.redial(dial_index, impl.options.reconnect);
+    }
+  };
+
+  void configure_tls() {
+    const bool any = !options.tls_cert.empty() || !options.tls_key.empty() || !options.tls_ca.empty();
+    if (!any) return;
+    if (options.tls_cert.empty() || options.tls_key.empty() || options.tls_ca.empty())
+      throw Error(ErrorCode::InvalidArgument, "TLS needs all of --tls-cert, --tls-key and --tls-ca");
+    for (ssl::context* ctx : {&client_tls, &server_tls}) {
+      boost::system::error_code ec;
+      ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
+                       ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+      const auto check = [&](const std::string& what, const std::string& file) {
+        if (ec) throw Error(ErrorCode::InvalidArgument, "cannot use " + what + " '" + file + "': " + ec.message());
+      };
+      ctx->use_certificate_chain_file(options.tls_cert, ec);
+      check("--tls-cert", options.tls_cert);
+      ctx->use_private_key_file(options.tls_key, ssl::context::pem, ec);
+      check("--tls-key", options.tls_key);
+      ctx->load_verify_file(options.tls_ca, ec);
+      check("--tls-ca", options.tls_ca);
+      // Mutual authentication: each side proves a certificate signed by the CA.
+      ctx->set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert);
+    }
+    use_tls = true;
+  }
+
+  void listen() {
+    if (options.listen.empty()) return;
+    const auto [host, port] = split_address(options.listen);
+    boost::system::error_code ec;
+    tcp::resolver resolver(io);
+    const auto results = resolver.resolve(host, port, tcp::resolver::passive, ec);
+    if (ec || results.empty())
+      throw Error(ErrorCode::InvalidArgument, "cannot resolve --listen " + options.listen + ": " + ec.message());
+    const tcp::endpoint at = results.begin()->endpoint();
+    acceptor.emplace(io);
+    acceptor->open(at.protocol(), ec);
+    if (!ec) acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec) acceptor->bind(at, ec);
+    if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
+    if (ec)
+      throw Error(ErrorCode::System, "cannot listen on " + options.listen + ": " + ec.message() +
+                                         (ec == asio::error::address_in_use ? "; another process has it, choose another port" : ""));
+    pump.listen_port_.store(acceptor->local_endpoint().port(), std::memory_order_release);
+    accept_next();
+  }
+
+  void accept_next() {
+    acceptor->async_accept([this](const boost::system::error_code& ec, tcp::socket socket) {
+      if (ec == asio::error::operation_aborted) return;
+      if (!ec) {
+        socket.set_option(tcp::no_delay(true));
+        auto link = std::make_shared<LinkState>();
+        link->id = next_id++;
+        boost::system::error_code ignored;
+        const auto remote = socket.remote_endpoint(ignored);
+        link->address = remote.address().to_string() + ":" + std::to_string(remote.port());
+        auto c = std::make_shared<Connection>(*this, std::move(socket), use_tls, server_tls);
+        c->link = link;
+        connections[link->id] = c;
+        c->begin(ssl::stream_base::server);
+      }
+      accept_next();
+    });
+  }
+
+  void redial(size_t index, std::chrono::milliseconds delay) {
+    if (!work) return;  // stopping
+    auto timer = std::make_shared<asio::steady_timer>(io, delay);
+    timer->async_wait([this, timer, index, delay](const boost::system::error_code& ec) {
+      if (!ec) dial(index, std::min(delay * 2, std::chrono::milliseconds(8000)));
+    });
+  }
+
+  void dial(size_t index, std::chrono::milliseconds next_delay) {
+    if (!work) return;
+    const std::string address = options.peers[index];
+    const auto [host, port] = split_address(address);
+    auto resolver = std::make_shared<tcp::resolver>(io);
+    resolver->async_resolve(host, port, [this, resolver, index, address, next_delay](const boost::system::error_code& ec,
+                                                                                     tcp::resolver::results_type results) {
+      if (ec) {
+        if (options.log) options.log("peer " + address + ": cannot resolve: " + ec.message() + "; retrying");
+        return redial(index, next_delay);
+      }
+      auto socket = std::make_shared<tcp::socket>(io);
+      asio::async_connect(*socket, results, [this, socket, index, address, next_delay](const boost::system::error_code& ec2,
+                                                                                        const tcp::endpoint&) {
+        if (ec2) return redial(index, next_delay);  // not up yet: quietly retry
+        socket->set_option(tcp::no_delay(true));
+        auto link = std::make_shared<LinkState>();
+        link->id = next_id++;
+        link->address = address;
+        link->outbound = true;
+        auto c = std::make_shared<Connection>(*this, std::move(*socket), use_tls, client_tls);
+        c->link = link;
+        c->dial_index = index;
+        connections[link->id] = c;
+        c->begin(ssl::stream_base::client);
+      });
+    });
+  }
+
+  void drain() {
+    drain_posted.store(false, std::memory_order_release);  // before dequeuing: a later send posts again
+    OutItem item;
+    while (outbox.try_dequeue(item)) {
+      auto it = connections.find(item.link->id);
+      if (it == connections.end()) {
+        if (item.chunk) {
+          item.link->queued_out.fetch_sub(item.chunk->size, std::memory_order_relaxed);
+          pump.recycle(item.chunk);
+        }
+        continue;
+      }
+      if (item.chunk) {
+        it->second->queue(item.chunk);
+      } else {
+        it->second->close_after_writes = true;
+        if (it->second->writing.empty()) it->second->write_next();
+      }
+    }
+  }
+
+  void post_drain() {
+    // acq_rel: whoever flips it to true posts; drain() resets it before it looks.
+    if (!drain_posted.exchange(true, std::memory_order_acq_rel)) asio::post(io, [this] { drain(); });
+  }
+};
+
+Pump::Pump(const SidecarOptions& options) : impl_(std::make_unique<Impl>(*this, options)) {}
+
+Pump::~Pump() {
+  stop();
+  Chunk* c;
+  while (free_chunks_.try_dequeue(c)) delete c;
+  NetEvent e;
+  while (events_.try_dequeue(e)) delete e.chunk;
+}
+
+void Pump::start() {
+  impl_->configure_tls();
+  impl_->work.emplace(impl_->io.get_executor());
+  impl_->listen();
+  for (size_t i = 0; i < impl_->options.peers.size(); ++i) {
+    (void)std::get<1>(split_address(impl_->options.peers[i]));  // refuse a malformed --peer now
+    impl_->dial(i, impl_->options.reconnect);
+  }
+  impl_->thread = std::thread([this] { impl_->io.run(); });
+}
+
+void Pump::stop() {
+  if (!impl_->thread.joinable()) return;
+  asio::post(impl_->io, [this] {
+    impl_->work.reset();
+    if (impl_->acceptor) impl_->acceptor->close();
+    auto all = impl_->connections;
+    for (auto& [id, c] : all) c->fail("the sidecar is stopping");
+    impl_->io.stop();
+  });
+  impl_->thread.join();
+}
+
+Chunk* Pump::chunk(size_t size) {
+  Chunk* c = nullptr;
+  if (!free_chunks_.try_dequeue(c)) c = new Chunk;
+  if (c->bytes.size() < size) c->bytes.resize(std::max(size, kReadChunk));
+  c->size = 0;
+  return c;
+}
+
+void Pump::recycle(Chunk* c) {
+  if (c) free_chunks_.enqueue(c);
+}
+
+void Pump::send(const std::shared_ptr<LinkState>& link, Chunk* c) {
+  link->queued_out.fetch_add(c->size, std::memory_order_relaxed);
+  impl_->outbox.enqueue(Impl::OutItem{link, c});
+  impl_->post_drain();
+}
+
+void Pump::consumed(const std::shared_ptr<LinkState>& link, uint64_t bytes) {
+  link->unprocessed_in.fetch_sub(bytes, std::memory_order_relaxed);
+}
+
+void Pump::close(const std::shared_ptr<LinkState>& link) {
+  impl_->outbox.enqueue(Impl::OutItem{link, nullptr});
+  impl_->post_drain();
+}
+
+}  // namespace flowbus::sidecar

@@ -1,0 +1,79 @@
+// The sidecar's network side: Boost.Asio on one thread moves bytes between
+// sockets (plain TCP or TLS) and the shared-memory thread. It knows nothing
+// of frames; the protocol lives in the shared-memory thread (session.cpp).
+//
+// Between the two threads: moodycamel queues of pooled chunks, so the steady
+// path allocates nothing. Flow control both ways: the shared-memory thread
+// stops reading its rings when a connection has `window` bytes queued for
+// the socket, and the network thread stops reading a socket while the
+// shared-memory thread has `window` of its bytes unprocessed.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <concurrentqueue/concurrentqueue.h>
+
+#include "flowbus/sidecar.hpp"
+
+namespace flowbus::sidecar {
+
+struct Chunk {
+  std::vector<uint8_t> bytes;  // capacity kept when the chunk is recycled
+  size_t size = 0;
+};
+
+/// Counters a connection shares between the two threads.
+struct LinkState {
+  uint32_t id = 0;
+  std::string address;  // "host:port" of the peer
+  bool outbound = false;
+  // Relaxed: flow-control estimates; a stale value only delays a read by one round.
+  std::atomic<uint64_t> queued_out{0};  // bytes handed to the network thread, not yet written
+  std::atomic<uint64_t> unprocessed_in{0};  // bytes read, not yet given back by the shm thread
+};
+
+/// Network thread -> shared-memory thread.
+struct NetEvent {
+  enum class Kind : uint8_t { Connected, Bytes, Closed };
+  Kind kind = Kind::Bytes;
+  std::shared_ptr<LinkState> link;
+  Chunk* chunk = nullptr;  // Bytes: hand back with Pump::recycle
+  std::string reason;      // Closed: why
+};
+
+class Pump {
+ public:
+  explicit Pump(const SidecarOptions& options);
+  ~Pump();
+  /// Binds the listener (throws Error naming the address) and starts the thread.
+  void start();
+  void stop();
+
+  /// Shared-memory thread: what happened on the network since the last call.
+  bool poll(NetEvent& out) { return events_.try_dequeue(out); }
+  /// A chunk to fill with at least `size` bytes (pooled).
+  Chunk* chunk(size_t size);
+  void recycle(Chunk* c);
+  /// Queues bytes for a connection; they are written in order. Takes the chunk.
+  void send(const std::shared_ptr<LinkState>& link, Chunk* c);
+  /// The shared-memory thread processed `bytes` of this link's input.
+  void consumed(const std::shared_ptr<LinkState>& link, uint64_t bytes);
+  /// Closes a connection after what is queued for it was written.
+  void close(const std::shared_ptr<LinkState>& link);
+  uint16_t listen_port() const noexcept { return listen_port_.load(std::memory_order_acquire); }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  moodycamel::ConcurrentQueue<NetEvent> events_;
+  moodycamel::ConcurrentQueue<Chunk*> free_chunks_;
+  std::atomic<uint16_t> listen_port_{0};
+  friend struct Impl;
+};
+
+}  // namespace flowbus::sidecar

@@ -1,0 +1,490 @@
+// Session: the wire protocol of one connection, run by the shared-memory
+// thread. Handshake (Hello, Auth), then both directions at once: rings this
+// side exports to the peer (a holding subscriber, batches, acks), and
+// streams the peer sends here (mirror rings, acks).
+#include "session.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "flowbus/error.hpp"
+#include "flowbus/inspect.hpp"
+#include "flowbus/names.hpp"
+
+namespace flowbus::sidecar {
+
+namespace {
+
+constexpr size_t kInFlight = 1024;     // batches sent and not yet acknowledged, per ring
+constexpr size_t kBatchEvents = 4096;  // events per batch at most
+constexpr size_t kReadBudget = 4096;   // events read per step before looking at the network again
+
+uint64_t unix_ns() {
+  return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                      std::chrono::system_clock::now().time_since_epoch()).count());
+}
+
+bool matches_any(const std::vector<std::string>& patterns, std::string_view topic) {
+  for (const std::string& p : patterns)
+    if (pattern_matches(p, topic)) return true;
+  return false;
+}
+
+}  // namespace
+
+Session::Session(EngineContext& ctx, std::shared_ptr<LinkState> link)
+    : ctx_(ctx), link_(std::move(link)), who_("peer at " + link_->address) {
+  last_received_ = last_sent_ = Clock::now();
+}
+
+void Session::send(std::span<const uint8_t> frame) {
+  Chunk* c = ctx_.pump.chunk(frame.size());
+  std::memcpy(c->bytes.data(), frame.data(), frame.size());
+  c->size = frame.size();
+  ctx_.pump.send(link_, c);
+  last_sent_ = Clock::now();
+}
+
+void Session::on_connected() {
+  ctx_.log(who_ + ": connected" + (link_->outbound ? "" : " (incoming)"));
+  ++ctx_.stats.connections;
+  nonce_ = wire::make_nonce();
+  send(writer_.hello({wire::kProtocolVersion, ctx_.options.node, nonce_, "flowbus " FLOWBUS_VERSION}));
+}
+
+void Session::refuse(const wire::Refusal& refusal) {
+  ctx_.log(who_ + ": refused: " + refusal.reason);
+  ++ctx_.stats.refused;
+  send(writer_.refuse(refusal.view()));
+  ctx_.pump.close(link_);
+  closed_ = true;
+}
+
+void Session::drop(const std::string& reason) {
+  ctx_.log(who_ + ": disconnecting: " + reason);
+  ctx_.pump.close(link_);
+  closed_ = true;
+}
+
+void Session::shut(const std::string& reason) {
+  if (closed_) return;
+  send(writer_.bye({reason}));
+  ctx_.pump.close(link_);
+  closed_ = true;
+}
+
+void Session::on_bytes(Chunk* chunk) {
+  backlog_.push_back(chunk);
+  last_received_ = Clock::now();
+  feed_backlog();
+}
+
+void Session::feed_backlog() {
+  // While an imported batch waits for room, its view points into the
+  // decoder's buffer: feed nothing until it is done.
+  while (!closed_ && !pending_batch_) {
+    try {
+      while (!closed_ && !pending_batch_) {
+        std::optional<wire::FrameView> frame = decoder_.next();
+        if (!frame) break;
+        handle(*frame);
+      }
+    } catch (const wire::DecodeError& e) {
+      drop(std::string("it sent something that is not the flowbus wire protocol: ") + e.what());
+      break;
+    }
+    if (closed_ || pending_batch_ || backlog_.empty()) break;
+    Chunk* c = backlog_.front();
+    backlog_.erase(backlog_.begin());
+    decoder_.feed({c->bytes.data(), c->size});
+    ctx_.pump.consumed(link_, c->size);
+    ctx_.pump.recycle(c);
+  }
+  if (closed_) {
+    for (Chunk* c : backlog_) {
+      ctx_.pump.consumed(link_, c->size);
+      ctx_.pump.recycle(c);
+    }
+    backlog_.clear();
+  }
+}
+
+void Session::handle(const wire::FrameView& frame) {
+  std::visit(
+      [this](const auto& m) {
+        using T = std::decay_t<decltype(m)>;
+        if constexpr (std::is_same_v<T, wire::HelloView>) on_hello(m);
+        else if constexpr (std::is_same_v<T, wire::AuthView>) on_auth(m);
+        else if constexpr (std::is_same_v<T, wire::SubscribeView>) on_subscribe(m);
+        else if constexpr (std::is_same_v<T, wire::StreamOpenView>) on_stream_open(m);
+        else if constexpr (std::is_same_v<T, wire::EventBatchView>) {
+          pending_batch_ = m;
+          pending_index_ = 0;
+          import_batch();
+        } else if constexpr (std::is_same_v<T, wire::GapView>) on_gap(m);
+        else if constexpr (std::is_same_v<T, wire::AckView>) on_ack(m);
+        else if constexpr (std::is_same_v<T, wire::RefuseView>) {
+          ctx_.log(who_ + ": it refused us: " + std::string(m.reason));
+          ctx_.pump.close(link_);
+          closed_ = true;
+        } else if constexpr (std::is_same_v<T, wire::ByeView>) {
+          ctx_.log(who_ + ": it said goodbye: " + std::string(m.reason));
+          ctx_.pump.close(link_);
+          closed_ = true;
+        }
+        // HeartbeatView: receiving anything is proof of life.
+      },
+      frame);
+}
+
+// ---- handshake ----------------------------------------------------------------
+
+void Session::on_hello(const wire::HelloView& hello) {
+  if (auto refusal = wire::check_hello(hello, wire::kProtocolVersion, ctx_.options.node)) return refuse(*refusal);
+  peer_node_ = std::string(hello.node);
+  who_ = "peer " + peer_node_ + " (" + link_->address + ")";
+  const wire::Mac mac = wire::compute_auth_mac(ctx_.options.token, hello.nonce, ctx_.options.node);
+  send(writer_.auth({ctx_.options.token.empty() ? std::span<const uint8_t>() : std::span<const uint8_t>(mac)}));
+}
+
+void Session::on_auth(const wire::AuthView& auth) {
+  if (auto refusal = wire::check_auth(ctx_.options.token, nonce_, peer_node_, auth)) return refuse(*refusal);
+  if (ctx_.connected.count(peer_node_) != 0) {
+    shut("already connected to node " + ctx_.options.node + " by another connection");
+    ctx_.log(who_ + ": a second connection from the same node; closed it (one connection per pair of nodes)");
+    return;
+  }
+  authenticated_ = true;
+  ctx_.connected[peer_node_] = link_->id;
+  ctx_.log(who_ + ": authenticated" + std::string(ctx_.options.token.empty() ? "" : " (token)"));
+  // What we import, and what we hold already of every origin we mirror.
+  std::vector<wire::Resume> resume;
+  for (const auto& [id, pub] : ctx_.mirrors) resume.emplace_back(id, pub->next_sequence());
+  for (const RingSnapshot& ring : inspect_bus(ctx_.bus.name()).rings) {
+    if (ring.origin_node.empty() || ctx_.mirrors.count(ring.publisher_id) != 0) continue;
+    resume.emplace_back(ring.publisher_id, ring.next_sequence);
+  }
+  send(writer_.subscribe(ctx_.options.imports, resume));
+}
+
+// ---- exporting ----------------------------------------------------------------
+
+std::function<bool(const RingContext&)> export_filter(const SidecarOptions& options, const PeerExport& peer) {
+  // Captures copies: the subscriber outlives this session when it is parked.
+  return [&options, node = peer.node, patterns = peer.patterns](const RingContext& ring) {
+    if (!matches_any(options.exports, ring.topic) || !matches_any(patterns, ring.topic)) return false;
+    if (!ring.mirrored()) return true;
+    // Never back towards where it came from; onwards only when re-exported.
+    return ring.origin_node != node && matches_any(options.reexports, ring.topic);
+  };
+}
+
+void Session::on_subscribe(const wire::SubscribeView& subscribe) {
+  std::vector<std::string> patterns;
+  for (size_t i = 0; i < subscribe.patterns.size(); ++i) {
+    std::string p(subscribe.patterns[i]);
+    try {
+      validate_pattern(p);
+    } catch (const Error& e) {
+      return refuse({wire::RefuseCode::Protocol, std::string("its Subscribe holds a bad pattern: ") + e.what()});
+    }
+    patterns.push_back(std::move(p));
+  }
+  // A reconnect of a peer we kept positions for resumes from them, as long
+  // as it still imports the same topics.
+  auto parked = ctx_.parked.find(peer_node_);
+  if (parked != ctx_.parked.end()) {
+    if (parked->second->patterns == patterns) export_ = std::move(parked->second);
+    ctx_.parked.erase(parked);
+  }
+  if (!export_) {
+    export_ = std::make_unique<PeerExport>();
+    export_->node = peer_node_;
+    export_->patterns = std::move(patterns);
+  }
+  export_->connected = true;
+  export_->resume.clear();
+  for (const wire::Resume& r : subscribe.resume) export_->resume[r.publisher_id()] = r.next_sequence();
+  if (export_->patterns.empty() || ctx_.options.exports.empty()) return;  // it imports nothing we export
+  if (!export_->subscriber) {
+    SubscriberOptions options;
+    options.from = StartAt::Earliest;
+    options.hold_until_acknowledged = true;
+    options.accept_ring = export_filter(ctx_.options, *export_);
+    export_->subscriber = std::make_unique<Subscriber>(ctx_.bus.subscribe(">", options));
+  } else {
+    // Send again what the peer did not acknowledge; its resume list skips
+    // whatever it got anyway.
+    for (uint32_t ring = 0; ring < export_->rings.size(); ++ring) export_->subscriber->rewind(ring);
+  }
+  for (ExportStream& s : export_->rings) s = ExportStream{};
+}
+
+void Session::open_stream(uint32_t ring, ExportStream& s, uint64_t first_sequence) {
+  const RingContext& c = export_->subscriber->ring_context(ring);
+  const std::optional<TopicInfo> topic = ctx_.bus.find_topic(c.topic);
+  if (!topic) return;
+  s.stream = next_stream_++;
+  s.known = true;
+  s.next_sequence = first_sequence;
+  s.inflight.resize(kInFlight);
+  s.inflight_head = s.inflight_count = 0;
+  const std::string origin = c.mirrored() ? c.origin_node : ctx_.options.node;
+  wire::StreamOpenView open{s.stream,
+                            c.topic,
+                            topic->type,
+                            topic->schema_id,
+                            topic->schema,
+                            topic->policy == Policy::Latest ? wire::TopicPolicy::Latest : wire::TopicPolicy::Block,
+                            c.publisher_id,
+                            c.publisher_name,
+                            c.source,
+                            origin,
+                            first_sequence};
+  send(writer_.stream_open(open));
+  if (!s.batch) {
+    // Room for the largest event the ring can hold (half of it) with its
+    // subject; small events still go out in batches of options.batch_bytes.
+    const size_t largest = size_t(topic->ring_size / 2) + 64 * 1024;
+    const size_t limit = wire::kDefaultMaxFrameBytes - kBatchEvents * sizeof(wire::EventEntry) - 1024;
+    s.batch = std::make_unique<wire::EventBatchWriter>(std::min(std::max(ctx_.options.batch_bytes, largest), limit), kBatchEvents);
+  }
+  s.batch->start(s.stream);
+}
+
+void Session::flush(uint32_t ring, ExportStream& s) {
+  if (!s.batch || s.batch->empty()) return;
+  const size_t events = s.batch->size();
+  send(s.batch->finish());
+  ctx_.stats.events_sent += events;
+  s.batch->start(s.stream);
+  // Latest rings do not hold the writer back: nothing to acknowledge.
+  if (export_->subscriber->ring_policy(ring) == Policy::Block) {
+    InFlight& f = s.inflight[(s.inflight_head + s.inflight_count) % kInFlight];
+    f = {s.next_sequence, s.batch_next_position};
+    ++s.inflight_count;
+  }
+}
+
+void Session::flush_all() {
+  for (uint32_t ring = 0; ring < export_->rings.size(); ++ring) flush(ring, export_->rings[ring]);
+}
+
+bool Session::pump_exports() {
+  if (!export_ || !export_->subscriber) return false;
+  Subscriber& sub = *export_->subscriber;
+  Event e;
+  size_t done = 0;
+  for (; done < kReadBudget; ++done) {
+    if (link_->queued_out.load(std::memory_order_relaxed) > ctx_.options.window) break;  // TCP is behind: hold
+    const ReadResult r = sub.read(e);
+    if (r.status == ReadStatus::Empty) break;
+    if (r.status == ReadStatus::Corrupt) {
+      ctx_.log("ring " + std::string(r.ring) + " failed a consistency check and is no longer mirrored; `flowbus inspect " +
+               ctx_.bus.name() + " --check` says why");
+      continue;
+    }
+    if (r.status != ReadStatus::Ok) continue;  // Lost/Evicted: the sequence jump below reports it as a gap
+    const uint32_t ring = e.ring();
+    if (export_->rings.size() <= ring) export_->rings.resize(ring + 1);
+    ExportStream& s = export_->rings[ring];
+    const uint64_t seq = e.sequence();
+    const Policy policy = sub.ring_policy(ring);
+    if (!s.known) {
+      const auto it = export_->resume.find(e.context().publisher_id);
+      const bool held = it != export_->resume.end();
+      if (held && seq < it->second) {  // the peer has it already
+        (void)sub.release(e);
+        sub.acknowledge(ring, e.next_position());
+        continue;
+      }
+      open_stream(ring, s, held ? it->second : seq);
+      if (!s.known) {  // its topic is gone
+        (void)sub.release(e);
+        continue;
+      }
+    }
+    if (seq < s.next_sequence) {  // read again after a rewind, already sent
+      (void)sub.release(e);
+      continue;
+    }
+    if (s.inflight_count == kInFlight) break;  // the peer is far behind with its acks: e stays unreleased
+    if (!s.batch->empty() && s.batch->bytes() + e.size() + e.subject().size() > ctx_.options.batch_bytes) flush(ring, s);
+    if (seq > s.next_sequence) {
+      flush(ring, s);
+      send(writer_.gap({s.stream, s.next_sequence, seq, "no longer retained at the source"}));
+      ctx_.log("topic " + e.topic() + " from " + e.source() + ": events " + std::to_string(s.next_sequence) + " to " +
+               std::to_string(seq - 1) + " can not be mirrored to " + peer_node_ + ": the ring no longer holds them");
+      ctx_.stats.gaps_reported += seq - s.next_sequence;
+      s.next_sequence = seq;
+    }
+    std::span<const uint8_t> payload(e.data(), e.size());
+    std::string_view subject = e.subject();
+    if (policy == Policy::Latest) {
+      // The writer may overwrite it while we copy: copy, then validate.
+      scratch_.assign(e.data(), e.data() + e.size());
+      std::string subj(subject);
+      if (!sub.still_valid(e)) {
+        (void)sub.release(e);
+        continue;  // torn: the next event's sequence jump reports it
+      }
+      payload = scratch_;
+      subject = subj;
+      if (!s.batch->add(seq, e.time_ns(), subject, payload)) {
+        flush(ring, s);
+        if (!s.batch->add(seq, e.time_ns(), subject, payload)) {
+          ctx_.log("an event of " + std::to_string(e.size()) + " bytes on " + e.topic() + " exceeds --batch-bytes; raise it");
+          (void)sub.release(e);
+          continue;
+        }
+      }
+    } else if (!s.batch->add(seq, e.time_ns(), subject, payload)) {
+      flush(ring, s);
+      if (!s.batch->add(seq, e.time_ns(), subject, payload)) {
+        // Cannot happen: batches hold half a ring (the largest event) or 16 MiB.
+        ctx_.log("an event of " + std::to_string(e.size()) + " bytes on " + e.topic() + " does not fit a frame; stopped");
+        break;
+      }
+    }
+    s.next_sequence = seq + 1;
+    s.batch_next_position = e.next_position();
+    (void)sub.release(e);
+  }
+  flush_all();
+  return done != 0;
+}
+
+void Session::on_ack(const wire::AckView& ack) {
+  if (!export_ || !export_->subscriber) return;
+  for (uint32_t ring = 0; ring < export_->rings.size(); ++ring) {
+    ExportStream& s = export_->rings[ring];
+    if (s.stream != ack.stream) continue;
+    uint64_t release_to = 0;
+    while (s.inflight_count != 0 && s.inflight[s.inflight_head].end_sequence <= ack.next_sequence) {
+      release_to = s.inflight[s.inflight_head].next_position;
+      s.inflight_head = (s.inflight_head + 1) % kInFlight;
+      --s.inflight_count;
+    }
+    if (release_to != 0) export_->subscriber->acknowledge(ring, release_to);
+    return;
+  }
+}
+
+// ---- importing ----------------------------------------------------------------
+
+void Session::on_stream_open(const wire::StreamOpenView& open) {
+  ImportStream in;
+  in.topic = std::string(open.topic);
+  in.origin = std::string(open.origin_node) + "/" + std::string(open.publisher);
+  if (!matches_any(ctx_.options.imports, in.topic))
+    return refuse({wire::RefuseCode::NotImported, "topic '" + in.topic + "' is not imported here (--import)"});
+  if (open.origin_node == ctx_.options.node) {
+    in.discard = true;  // our own events, come back round a loop: we hold them
+    imports_[open.stream] = std::move(in);
+    return;
+  }
+  try {
+    if (!ctx_.bus.find_topic(in.topic)) {
+      TopicSpec spec;
+      spec.name = in.topic;
+      spec.type = std::string(open.type);
+      spec.schema.assign(open.schema.begin(), open.schema.end());
+      spec.policy = open.policy == wire::TopicPolicy::Latest ? Policy::Latest : Policy::Block;
+      ctx_.bus.create_topic(spec);
+      ctx_.log("created topic " + in.topic + " (" + spec.type + ", " + to_string(spec.policy) + ") for " + who_);
+    }
+    auto& slot = ctx_.mirrors[open.publisher_id];
+    if (!slot)
+      slot = std::make_unique<Publisher>(
+          ctx_.bus.mirror_publisher(in.topic, {open.publisher_id, std::string(open.source), std::string(open.origin_node)}));
+    if (slot->topic() != in.topic)
+      return refuse({wire::RefuseCode::Protocol, "origin " + in.origin + " announced topic " + in.topic +
+                                                     " but mirrors topic " + slot->topic() + " here"});
+    in.publisher = slot.get();
+  } catch (const Error& e) {
+    return refuse({wire::RefuseCode::Protocol, "cannot mirror topic '" + in.topic + "' from " + in.origin + ": " + e.what()});
+  }
+  imports_[open.stream] = std::move(in);
+}
+
+bool Session::import_batch() {
+  const wire::EventBatchView& b = *pending_batch_;
+  auto it = imports_.find(b.stream);
+  if (it == imports_.end()) {  // the decoder checks streams are opened: a stream we refused to open
+    pending_batch_.reset();
+    return true;
+  }
+  ImportStream& in = it->second;
+  if (!in.discard) {
+    for (; pending_index_ < b.entries.size(); ++pending_index_) {
+      const wire::EventEntry& entry = b.entries[pending_index_];
+      const PublishStatus st =
+          in.publisher->publish_mirrored(b.payload(entry), entry.sequence(), entry.time_ns(), b.subject(entry), {});
+      if (st == PublishStatus::Full) return false;  // a local reader is slow: retried by step()
+      if (st == PublishStatus::Duplicate) ++ctx_.stats.duplicates_dropped;
+      else if (st == PublishStatus::Ok) ++ctx_.stats.events_received;
+      else {
+        ctx_.log("an event of " + std::to_string(entry.payload_size()) + " bytes from " + in.origin + " does not fit topic " +
+                 in.topic + "'s ring here; dropped and counted");
+        ++ctx_.stats.gaps_reported;
+      }
+    }
+  }
+  const uint64_t next = b.entries.empty() ? 0 : b.entries[b.entries.size() - 1].sequence() + 1;
+  const uint32_t stream = b.stream;
+  pending_batch_.reset();
+  send(writer_.ack({stream, next}));
+  return true;
+}
+
+void Session::on_gap(const wire::GapView& gap) {
+  auto it = imports_.find(gap.stream);
+  const std::string origin = it == imports_.end() ? "?" : it->second.origin;
+  const std::string topic = it == imports_.end() ? "?" : it->second.topic;
+  ctx_.log("topic " + topic + " from " + origin + ": events " + std::to_string(gap.from_sequence) + " to " +
+           std::to_string(gap.to_sequence - 1) + " were lost at the source (" + std::string(gap.reason) +
+           "); readers here are told when the next event arrives");
+  ctx_.stats.gaps_reported += gap.to_sequence - gap.from_sequence;
+}
+
+// ---- the loop -----------------------------------------------------------------
+
+bool Session::step(Clock::time_point now) {
+  if (closed_) return false;
+  bool did = false;
+  if (pending_batch_) {
+    if (import_batch()) {
+      did = true;
+      feed_backlog();
+    }
+  }
+  if (authenticated_) did |= pump_exports();
+  if (now - last_received_ > ctx_.options.peer_timeout) {
+    drop("silent for " + std::to_string(ctx_.options.peer_timeout.count()) + " ms");
+    return true;
+  }
+  if (authenticated_ && now - last_sent_ > ctx_.options.heartbeat) send(writer_.heartbeat({unix_ns()}));
+  return did;
+}
+
+void Session::on_closed(const std::string& reason) {
+  if (!closed_ || authenticated_) ctx_.log(who_ + ": connection closed: " + reason);
+  closed_ = true;
+  if (authenticated_) {
+    auto it = ctx_.connected.find(peer_node_);
+    if (it != ctx_.connected.end() && it->second == link_->id) ctx_.connected.erase(it);
+  }
+  for (Chunk* c : backlog_) {
+    ctx_.pump.consumed(link_, c->size);
+    ctx_.pump.recycle(c);
+  }
+  backlog_.clear();
+  if (export_) {
+    // Keep the read positions (and what they hold) for a reconnect.
+    export_->connected = false;
+    export_->disconnected_at = Clock::now();
+    ctx_.parked[export_->node] = std::move(export_);
+  }
+}
+
+}  // namespace flowbus::sidecar

@@ -1,0 +1,162 @@
+// Sidecar: the shared-memory thread's loop. Network events in, sessions
+// stepped (exports read, imports retried, heartbeats), parked peers expired.
+#include "flowbus/sidecar.hpp"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <ctime>
+#include <map>
+#include <thread>
+
+#include "flowbus/error.hpp"
+#include "flowbus/names.hpp"
+#include "flowbus/wire/codec.hpp"
+#include "pump.hpp"
+#include "session.hpp"
+
+namespace flowbus {
+
+using namespace sidecar;
+
+namespace {
+
+void log_to_stderr(const std::string& line) {
+  char stamp[32];
+  const std::time_t now = std::time(nullptr);
+  std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", std::gmtime(&now));
+  std::fprintf(stderr, "%sZ flowbus sidecar: %s\n", stamp, line.c_str());
+}
+
+std::string default_node() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0) return "flowbus";
+  std::string node;
+  for (const char* p = buf; *p && node.size() < wire::kMaxNodeName; ++p) node += wire::is_valid_node_name(std::string(1, *p)) ? *p : '-';
+  return node.empty() ? "flowbus" : node;
+}
+
+void validate(SidecarOptions& o) {
+  validate_bus_name(o.bus);
+  if (o.node.empty()) o.node = default_node();
+  if (!wire::is_valid_node_name(o.node))
+    throw Error(ErrorCode::InvalidArgument, "node name '" + o.node + "': use 1 to 63 of letters, digits, '.', '_' and '-'");
+  for (auto* list : {&o.exports, &o.imports, &o.reexports})
+    for (const std::string& p : *list) validate_pattern(p);
+  if (o.listen.empty() && o.peers.empty())
+    throw Error(ErrorCode::InvalidArgument, "nothing to do: give --listen HOST:PORT, --peer HOST:PORT, or both");
+  if (o.exports.empty() && o.imports.empty())
+    throw Error(ErrorCode::InvalidArgument, "nothing to mirror: give --export PATTERN (topics that may leave) and/or "
+                                            "--import PATTERN (topics peers may write here)");
+  if (o.batch_bytes < 4096) throw Error(ErrorCode::InvalidArgument, "--batch-bytes must be at least 4096");
+  if (!o.log) o.log = log_to_stderr;
+}
+
+}  // namespace
+
+struct Sidecar::Engine {
+  SidecarOptions options;
+  Bus bus;
+  Pump pump;
+  SidecarStats stats;
+  EngineContext ctx;
+  std::map<uint32_t, std::unique_ptr<Session>> sessions;  // by link id
+
+  explicit Engine(SidecarOptions o)
+      : options(std::move(o)), bus(Bus::open(options.bus)), pump(options), ctx{options, bus, pump, stats, {}, {}, {}} {}
+
+  bool handle_network() {
+    bool did = false;
+    NetEvent ev;
+    for (int i = 0; i < 256 && pump.poll(ev); ++i) {
+      did = true;
+      const uint32_t id = ev.link->id;
+      switch (ev.kind) {
+        case NetEvent::Kind::Connected: {
+          auto s = std::make_unique<Session>(ctx, ev.link);
+          s->on_connected();
+          sessions[id] = std::move(s);
+          break;
+        }
+        case NetEvent::Kind::Bytes: {
+          auto it = sessions.find(id);
+          if (it == sessions.end()) {
+            pump.consumed(ev.link, ev.chunk->size);
+            pump.recycle(ev.chunk);
+          } else {
+            it->second->on_bytes(ev.chunk);
+          }
+          break;
+        }
+        case NetEvent::Kind::Closed: {
+          auto it = sessions.find(id);
+          if (it != sessions.end()) {
+            it->second->on_closed(ev.reason);
+            sessions.erase(it);
+          } else if (ev.link->outbound) {
+            // Never got as far as a session (TLS refused): say why once in a while.
+            options.log("peer " + ev.link->address + ": " + ev.reason);
+          }
+          break;
+        }
+      }
+    }
+    return did;
+  }
+
+  void expire_parked(Clock::time_point now) {
+    for (auto it = ctx.parked.begin(); it != ctx.parked.end();) {
+      if (now - it->second->disconnected_at > options.resume_window) {
+        options.log("peer " + it->first + " stayed away for " + std::to_string(options.resume_window.count() / 1000) +
+                    " s: its read positions are released");
+        it = ctx.parked.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+};
+
+Sidecar::Sidecar(SidecarOptions options) {
+  validate(options);
+  engine_ = std::make_unique<Engine>(std::move(options));
+}
+
+Sidecar::~Sidecar() = default;
+
+void Sidecar::start() {
+  engine_->pump.start();
+  Engine& e = *engine_;
+  std::string what = "node " + e.options.node + " on bus " + e.options.bus;
+  if (!e.options.listen.empty()) what += ", listening on port " + std::to_string(e.pump.listen_port());
+  for (const auto& p : e.options.peers) what += ", peer " + p;
+  e.options.log(what);
+}
+
+void Sidecar::run(const std::atomic<bool>& stop) {
+  Engine& e = *engine_;
+  uint32_t idle = 0;
+  Clock::time_point last_expiry = Clock::now();
+  while (!stop.load(std::memory_order_relaxed)) {
+    bool did = e.handle_network();
+    const Clock::time_point now = Clock::now();
+    for (auto& [id, s] : e.sessions) did |= s->step(now);
+    if (now - last_expiry > std::chrono::seconds(1)) {
+      e.expire_parked(now);
+      last_expiry = now;
+    }
+    // Spin a little while busy, then nap: an idle sidecar costs little CPU,
+    // a busy one reacts within microseconds.
+    idle = did ? 0 : idle + 1;
+    if (idle > 2000) std::this_thread::sleep_for(std::chrono::microseconds(200));
+    else if (idle > 200) std::this_thread::yield();
+  }
+  for (auto& [id, s] : e.sessions) s->shut("the sidecar is stopping");
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // let the Byes go out
+  e.pump.stop();
+}
+
+uint16_t Sidecar::listen_port() const noexcept { return engine_->pump.listen_port(); }
+SidecarStats Sidecar::stats() const noexcept { return engine_->stats; }
+
+}  // namespace flowbus

@@ -1,0 +1,82 @@
+// flowbus sidecar: mirror topics to and from peers on other hosts.
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "cli_util.hpp"
+#include "flowbus/error.hpp"
+#include "flowbus/sidecar.hpp"
+
+namespace flowbus::cli {
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+void on_signal(int) { g_stop.store(true); }  // lock-free atomic: async-signal-safe
+
+std::string read_token(const std::string& file) {
+  std::ifstream in(file);
+  if (!in) throw Error(ErrorCode::NotFound, "cannot read --token-file '" + file + "'");
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string token = text.str();
+  while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) token.pop_back();
+  if (token.size() < 16) throw Error(ErrorCode::InvalidArgument, "the token in '" + file + "' is shorter than 16 characters; use a long random one (e.g. `openssl rand -hex 32`)");
+  return token;
+}
+
+}  // namespace
+
+void add_sidecar_command(CLI::App& app) {
+  struct Args {
+    SidecarOptions options;
+    std::string token_file;
+    uint64_t heartbeat_ms = 1000, timeout_ms = 5000, resume_s = 60;
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* cmd = app.add_subcommand(
+      "sidecar",
+      "Mirror chosen topics of a bus to peers on other hosts, and take in what they send.\n"
+      "Nothing leaves unless --export allows it; nothing arrives unless --import allows it.\n"
+      "Example:  flowbus sidecar --bus plant --listen 0.0.0.0:7400 --export 'sensor.>'\n"
+      "          flowbus sidecar --bus control --peer plant-host:7400 --import 'sensor.>'");
+  cmd->set_config("--config", "", "read these options from a file (INI/TOML: bus = \"plant\", export = [\"sensor.>\"])");
+  auto& o = args->options;
+  cmd->add_option("--bus", o.bus, "the local bus")->required();
+  cmd->add_option("--listen", o.listen, "accept peers on HOST:PORT (port 0: any free port, printed at start)");
+  cmd->add_option("--peer", o.peers, "connect to a peer's HOST:PORT (repeatable; reconnects forever)");
+  cmd->add_option("--export", o.exports, "topic pattern that may leave this host (repeatable), e.g. 'sensor.>'");
+  cmd->add_option("--import", o.imports, "topic pattern peers may write here (repeatable)");
+  cmd->add_option("--reexport", o.reexports, "pattern of mirrored topics passed on to further peers (chains A -> B -> C)");
+  cmd->add_option("--node", o.node, "this sidecar's node name (default: the host name); unique among peers");
+  cmd->add_option("--tls-cert", o.tls_cert, "PEM certificate of this node (TLS with mutual authentication)");
+  cmd->add_option("--tls-key", o.tls_key, "PEM private key of --tls-cert");
+  cmd->add_option("--tls-ca", o.tls_ca, "PEM CA certificate that signed the peers' certificates");
+  cmd->add_option("--token-file", args->token_file, "file holding a shared secret both sides must know");
+  cmd->add_option("--batch-bytes", o.batch_bytes, "payload bytes per batch of small events")->capture_default_str();
+  cmd->add_option("--window", o.window, "bytes in flight per connection before reading stops (backpressure)")->capture_default_str();
+  cmd->add_option("--heartbeat-ms", args->heartbeat_ms, "heartbeat interval when idle")->capture_default_str();
+  cmd->add_option("--peer-timeout-ms", args->timeout_ms, "drop a peer silent this long")->capture_default_str();
+  cmd->add_option("--resume-window-s", args->resume_s,
+                  "keep a disconnected peer's read positions (and hold its unacknowledged events) this long")->capture_default_str();
+  cmd->callback([args] {
+    if (!args->token_file.empty()) args->options.token = read_token(args->token_file);
+    args->options.heartbeat = std::chrono::milliseconds(args->heartbeat_ms);
+    args->options.peer_timeout = std::chrono::milliseconds(args->timeout_ms);
+    args->options.resume_window = std::chrono::milliseconds(args->resume_s * 1000);
+    std::signal(SIGINT, on_signal);
+    std::signal(SIGTERM, on_signal);
+    std::signal(SIGPIPE, SIG_IGN);
+    Sidecar sidecar(args->options);
+    sidecar.start();
+    std::fflush(stderr);
+    sidecar.run(g_stop);
+    const SidecarStats s = sidecar.stats();
+    std::fprintf(stderr, "flowbus sidecar: stopped: %llu events sent, %llu received, %llu duplicates dropped, %llu lost at the source\n",
+                 (unsigned long long)s.events_sent, (unsigned long long)s.events_received,
+                 (unsigned long long)s.duplicates_dropped, (unsigned long long)s.gaps_reported);
+  });
+}
+
+}  // namespace flowbus::cli

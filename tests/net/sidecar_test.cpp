@@ -1,0 +1,332 @@
+// The sidecar, end to end: two buses on this host, each with a real
+// `flowbus sidecar` process, talking over loopback TCP.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+
+#include "flowbus/bus.hpp"
+#include "flowbus/inspect.hpp"
+#include "sidecar_helpers.hpp"
+#include "test_bus.hpp"
+
+using namespace flowbus;
+using namespace flowbus::testing;
+using namespace std::chrono_literals;
+
+namespace {
+
+uint64_t seq_field(const Event& e) { return examples::GetSensorReading(e.data())->seq(); }
+
+/// Bus A exports sensor.> through a listening sidecar; bus B's sidecar
+/// connects to it and imports sensor.>.
+struct Pair {
+  ScopedBusName a{"sidecar-a"}, b{"sidecar-b"};
+  uint16_t port = free_port();
+  std::string log_a, log_b;
+  Bus bus_a = Bus::open(a.name);
+  Bus bus_b = Bus::open(b.name);
+  std::unique_ptr<SidecarProcess> side_a, side_b;
+
+  explicit Pair(const char* test) {
+    const std::string dir = ::testing::TempDir();
+    log_a = dir + "/" + test + "-a.log";
+    log_b = dir + "/" + test + "-b.log";
+    std::remove(log_a.c_str());
+    std::remove(log_b.c_str());
+    TopicSpec spec = sensor_topic("sensor.temp", Policy::Block, 1 << 20);
+    spec.slow_consumer_timeout = 20s;  // a sidecar restart is not a stuck reader
+    bus_a.create_topic(spec);
+  }
+  void start_a(std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {"--bus", a.name, "--node", "node-a", "--listen", "127.0.0.1:" + std::to_string(port),
+                                     "--export", "sensor.>"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    side_a = std::make_unique<SidecarProcess>(log_a, args);
+  }
+  void start_b(std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {"--bus", b.name, "--node", "node-b", "--peer", "127.0.0.1:" + std::to_string(port),
+                                     "--import", "sensor.>"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    side_b = std::make_unique<SidecarProcess>(log_b, args);
+  }
+  std::string logs() const { return "--- A:\n" + read_file(log_a) + "--- B:\n" + read_file(log_b); }
+};
+
+/// Publishes sensor readings seq = first..first+count-1 on `bus` (its own thread).
+std::thread publish_readings(Bus& bus, uint64_t first, uint64_t count, std::atomic<uint64_t>& published) {
+  return std::thread([&bus, first, count, &published] {
+    Publisher pub = bus.publisher("sensor.temp", {"line1"});
+    flatbuffers::FlatBufferBuilder fbb;
+    for (uint64_t i = first; i < first + count; ++i) {
+      build_reading(fbb, i, double(i % 1000));
+      if (pub.publish(fbb, 30s) != PublishStatus::Ok) return;
+      published.store(i + 1, std::memory_order_relaxed);
+    }
+  });
+}
+
+/// Reads B until `count` events arrived or `timeout` passed; checks order
+/// and content as it goes. Returns how many arrived in order.
+struct Collected {
+  uint64_t in_order = 0;
+  uint64_t problems = 0;  // out of order, doubled, lost, corrupt, wrong content
+  std::string first_problem;
+  std::vector<uint64_t> time_ns;
+  std::string id_of_first, source;
+};
+
+Collected collect(Subscriber& sub, uint64_t count, std::chrono::milliseconds timeout, uint64_t first = 0) {
+  Collected c;
+  c.in_order = first;
+  count += first;
+  c.time_ns.reserve(count);
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  Event e;
+  while (c.in_order < count && std::chrono::steady_clock::now() < deadline) {
+    const ReadResult r = sub.read(e);
+    if (r.status == ReadStatus::Empty) {
+      sub.wait(10ms);
+      continue;
+    }
+    if (r.status != ReadStatus::Ok) {
+      if (c.problems++ == 0) c.first_problem = std::string("read status ") + to_string(r.status) + " missed " + std::to_string(r.missed);
+      continue;
+    }
+    if (e.sequence() != c.in_order || seq_field(e) != c.in_order ||
+        examples::GetSensorReading(e.data())->celsius() != double(c.in_order % 1000)) {
+      if (c.problems++ == 0)
+        c.first_problem = "expected event " + std::to_string(c.in_order) + ", got sequence " + std::to_string(e.sequence()) +
+                          " holding " + std::to_string(seq_field(e));
+    } else {
+      if (c.in_order == first) {
+        c.id_of_first = e.id();
+        c.source = e.source();
+      }
+      c.time_ns.push_back(e.time_ns());
+      ++c.in_order;
+    }
+    (void)sub.release(e);
+  }
+  c.in_order -= first;
+  return c;
+}
+
+/// The mirror ring on B is made by B's sidecar when the first event comes;
+/// like any ring it is read from when a reader is attached. So: one event
+/// first, read on B (the reader now holds a cursor there), then the rest.
+void prime(Pair& p, Subscriber& on_b, std::atomic<uint64_t>& published) {
+  publish_readings(p.bus_a, 0, 1, published).join();
+  const Collected first = collect(on_b, 1, 30s);
+  ASSERT_EQ(first.in_order, 1u) << first.first_problem << p.logs();
+}
+
+/// The next Refuse the sidecar sends (skipping its Hello, Auth, ...).
+std::optional<wire::RefuseView> next_refusal(HandPeer& peer) {
+  for (;;) {
+    std::optional<wire::FrameView> f = peer.next_frame(5s);
+    if (!f) return std::nullopt;
+    if (auto* r = std::get_if<wire::RefuseView>(&*f)) return *r;
+  }
+}
+
+}  // namespace
+
+TEST(SidecarTest, AMillionEventsArriveInOrderWithTheirIdSourceAndTime) {
+  Pair p("million");
+  p.start_a();
+  p.start_b();
+  SubscriberOptions from_start;
+  from_start.from = StartAt::Earliest;
+  Subscriber on_a = p.bus_a.subscribe("sensor.temp", from_start);
+  Subscriber on_b = p.bus_b.subscribe("sensor.>", from_start);
+  constexpr uint64_t kEvents = 1'000'000;
+  std::atomic<uint64_t> published{0};
+  prime(p, on_b, published);
+  const Collected first_on_a = collect(on_a, 1, 30s);
+  ASSERT_EQ(first_on_a.in_order, 1u);
+  const auto t0 = std::chrono::steady_clock::now();
+  std::thread writer = publish_readings(p.bus_a, 1, kEvents - 1, published);
+  // A's own reader records each event's time, to compare with B's copy.
+  std::vector<uint64_t> time_on_a = first_on_a.time_ns;
+  std::thread reader_a([&] {
+    const Collected c = collect(on_a, kEvents - 1, 120s, 1);
+    time_on_a.insert(time_on_a.end(), c.time_ns.begin(), c.time_ns.end());
+  });
+  Collected got = collect(on_b, kEvents - 1, 120s, 1);
+  got.in_order += 1;
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  writer.join();
+  reader_a.join();
+  EXPECT_EQ(got.in_order, kEvents) << got.first_problem << "\n" << p.logs();
+  EXPECT_EQ(got.problems, 0u) << got.first_problem;
+  ASSERT_EQ(time_on_a.size(), kEvents);
+  ASSERT_EQ(got.time_ns.size() + 1, kEvents);
+  EXPECT_TRUE(std::equal(got.time_ns.begin(), got.time_ns.end(), time_on_a.begin() + 1))
+      << "mirrored events must keep their original time";
+  const RingSnapshot* origin = nullptr;
+  const BusSnapshot snap_a = inspect_bus(p.a.name);
+  for (const RingSnapshot& r : snap_a.rings)
+    if (r.publisher == "line1") origin = &r;
+  ASSERT_NE(origin, nullptr);
+  char id[64];
+  std::snprintf(id, sizeof id, "%016llx-1", static_cast<unsigned long long>(origin->publisher_id));
+  EXPECT_EQ(got.id_of_first, id);
+  EXPECT_EQ(got.source, first_on_a.source);
+  EXPECT_NE(got.source.find("/" + p.a.name + "/line1"), std::string::npos) << got.source;
+  std::printf("[ figures ] %llu events A -> B in %.2f s: %.0f events/s\n", static_cast<unsigned long long>(kEvents), seconds,
+              double(kEvents) / seconds);
+  EXPECT_EQ(p.side_a->stop(), 0) << p.logs();
+  EXPECT_EQ(p.side_b->stop(), 0) << p.logs();
+  EXPECT_NE(read_file(p.log_b).find(std::to_string(kEvents) + " received"), std::string::npos) << p.logs();
+}
+
+TEST(SidecarTest, TheReceivingSidecarKilledMidStreamAndRestartedLosesAndDoublesNothing) {
+  Pair p("kill9");
+  p.start_a();
+  p.start_b();
+  SubscriberOptions from_start;
+  from_start.from = StartAt::Earliest;
+  Subscriber on_b = p.bus_b.subscribe("sensor.>", from_start);
+  constexpr uint64_t kEvents = 400'000;
+  std::atomic<uint64_t> published{0};
+  prime(p, on_b, published);
+  std::thread writer = publish_readings(p.bus_a, 1, kEvents - 1, published);
+  Collected got;
+  std::thread reader([&] { got = collect(on_b, kEvents - 1, 120s, 1); });
+  // Kill -9 the receiver three times while events flow, restart it each time.
+  for (int round = 0; round < 3; ++round) {
+    const uint64_t before = published.load();
+    while (published.load() < before + 50'000 && published.load() < kEvents) std::this_thread::sleep_for(1ms);
+    p.side_b->kill9();
+    std::this_thread::sleep_for(300ms);
+    p.start_b();
+  }
+  writer.join();
+  reader.join();
+  EXPECT_EQ(published.load(), kEvents) << p.logs();
+  EXPECT_EQ(got.in_order, kEvents - 1) << got.first_problem << "\n" << p.logs();
+  EXPECT_EQ(got.problems, 0u) << got.first_problem << "\n" << p.logs();
+  EXPECT_TRUE(check_bus(p.b.name).findings.empty());
+}
+
+TEST(SidecarTest, APeerSpeakingGarbageIsDroppedWithAReasonAndTheOthersKeepFlowing) {
+  Pair p("garbage");
+  p.start_a();
+  p.start_b();
+  SubscriberOptions from_start;
+  from_start.from = StartAt::Earliest;
+  Subscriber on_b = p.bus_b.subscribe("sensor.>", from_start);
+  std::atomic<uint64_t> published{0};
+  prime(p, on_b, published);
+  publish_readings(p.bus_a, 1, 999, published).join();
+  {
+    HandPeer http(p.port);
+    http.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    EXPECT_TRUE(http.closed_by_peer(5s));
+    HandPeer noise(p.port);
+    std::vector<uint8_t> junk(4096);
+    for (size_t i = 0; i < junk.size(); ++i) junk[i] = uint8_t(i * 131 + 7);
+    noise.send(junk);
+    EXPECT_TRUE(noise.closed_by_peer(5s));
+  }
+  EXPECT_TRUE(p.side_a->wait_for_log("peer speaks HTTP", 5s)) << p.logs();
+  std::thread second = publish_readings(p.bus_a, 1000, 1000, published);
+  second.join();
+  const Collected got = collect(on_b, 1999, 30s, 1);
+  EXPECT_EQ(got.in_order, 1999u) << got.first_problem << "\n" << p.logs();
+  EXPECT_EQ(got.problems, 0u);
+}
+
+TEST(SidecarTest, AnotherProtocolVersionIsRefusedNamingBothVersions) {
+  Pair p("version");
+  p.start_a();
+  HandPeer peer(p.port);
+  EXPECT_EQ(peer.handshake("node-x", {}, 99), "node-a");
+  std::optional<wire::FrameView> f;
+  do f = peer.next_frame(5s);
+  while (f && std::holds_alternative<wire::HeartbeatView>(*f));
+  ASSERT_TRUE(f.has_value()) << p.logs();
+  ASSERT_TRUE(std::holds_alternative<wire::RefuseView>(*f)) << p.logs();
+  const auto& refuse = std::get<wire::RefuseView>(*f);
+  EXPECT_EQ(refuse.code, wire::RefuseCode::VersionMismatch);
+  const std::string reason(refuse.reason);
+  EXPECT_NE(reason.find("99"), std::string::npos) << reason;
+  EXPECT_NE(reason.find("speaks 1"), std::string::npos) << reason;
+  EXPECT_TRUE(peer.closed_by_peer(5s));
+  EXPECT_TRUE(p.side_a->wait_for_log("refused", 5s)) << p.logs();
+}
+
+TEST(SidecarTest, AWrongTokenIsRefusedAndTheRightOneMirrors) {
+  Pair p("token");
+  const std::string token_file = ::testing::TempDir() + "/token-test";
+  { std::ofstream(token_file) << "0123456789abcdef0123456789abcdef\n"; }
+  p.start_a({"--token-file", token_file});
+  HandPeer wrong(p.port);
+  wrong.handshake("node-x", "not-the-token-at-all-0000000000");
+  std::optional<wire::RefuseView> refusal = next_refusal(wrong);
+  ASSERT_TRUE(refusal) << p.logs();
+  EXPECT_EQ(refusal->code, wire::RefuseCode::BadToken);
+  HandPeer none(p.port);
+  none.handshake("node-y");
+  refusal = next_refusal(none);
+  ASSERT_TRUE(refusal) << p.logs();
+  EXPECT_EQ(refusal->code, wire::RefuseCode::TokenRequired);
+
+  p.start_b({"--token-file", token_file});
+  SubscriberOptions from_start;
+  from_start.from = StartAt::Earliest;
+  Subscriber on_b = p.bus_b.subscribe("sensor.>", from_start);
+  std::atomic<uint64_t> published{0};
+  prime(p, on_b, published);
+  publish_readings(p.bus_a, 1, 99, published).join();
+  EXPECT_EQ(collect(on_b, 99, 30s, 1).in_order, 99u) << p.logs();
+}
+
+TEST(SidecarTest, AnUnexportedTopicNeverLeavesAndAPeerCannotWriteAnUnimportedOne) {
+  Pair p("allowlist");
+  p.bus_a.create_topic(sensor_topic("private.temp"));
+  p.start_a();
+  p.start_b();
+  SubscriberOptions from_start;
+  from_start.from = StartAt::Earliest;
+  Subscriber on_b = p.bus_b.subscribe(">", from_start);
+  {
+    Publisher secret = p.bus_a.publisher("private.temp", {"line1"});
+    flatbuffers::FlatBufferBuilder fbb;
+    for (uint64_t i = 0; i < 100; ++i) {
+      build_reading(fbb, i);
+      ASSERT_EQ(secret.publish(fbb, 1s), PublishStatus::Ok);
+    }
+  }
+  std::atomic<uint64_t> published{0};
+  prime(p, on_b, published);
+  publish_readings(p.bus_a, 1, 99, published).join();
+  const Collected got = collect(on_b, 99, 30s, 1);
+  EXPECT_EQ(got.in_order, 99u) << got.first_problem << p.logs();
+  std::this_thread::sleep_for(200ms);
+  Event e;
+  EXPECT_EQ(on_b.read(e).status, ReadStatus::Empty);
+  EXPECT_FALSE(p.bus_b.find_topic("private.temp").has_value());
+  for (const RingSnapshot& r : inspect_bus(p.a.name).rings)
+    if (r.topic == "private.temp") {
+      EXPECT_TRUE(r.cursors.empty()) << "the sidecar must not even read it";
+    }
+
+  // A peer that announces a topic B does not import is refused.
+  const uint16_t port_b = free_port();
+  SidecarProcess listener(::testing::TempDir() + "/allowlist-listener.log",
+                          {"--bus", p.b.name, "--node", "node-c", "--listen", "127.0.0.1:" + std::to_string(port_b),
+                           "--import", "sensor.>"});
+  HandPeer intruder(port_b);
+  std::optional<wire::RefuseView> refusal;
+  ASSERT_EQ(intruder.handshake("node-x"), "node-c");
+  intruder.send(intruder.writer().subscribe({}, {}));
+  const std::vector<uint8_t> schema = sensor_topic("x").schema;
+  intruder.send(intruder.writer().stream_open({1, "private.temp", "examples.SensorReading", "fnv1a64:0", schema,
+                                               wire::TopicPolicy::Block, 42, "line1", "flowbus://x/y/line1", "node-x", 0}));
+  refusal = next_refusal(intruder);
+  ASSERT_TRUE(refusal) << read_file(::testing::TempDir() + "/allowlist-listener.log");
+  EXPECT_EQ(refusal->code, wire::RefuseCode::NotImported);
+  EXPECT_FALSE(p.bus_b.find_topic("private.temp").has_value());
+}

@@ -10,7 +10,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <mutex>
 #include <fstream>
 #include <memory>
 #include <optional>
@@ -170,6 +173,125 @@ class HandPeer {
   wire::FrameWriter writer_;
   wire::FrameDecoder decoder_;
   wire::Nonce nonce_{};
+};
+
+/// A TCP proxy on loopback that forwards to `upstream_port` and, while
+/// cutting, shuts every connection it carries down at random moments
+/// (1 to 5 s apart): a network that keeps failing.
+class CuttingProxy {
+ public:
+  explicit CuttingProxy(uint16_t upstream_port) : upstream_(upstream_port) {
+    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const int one = 1;
+    ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    ::listen(listen_fd_, 16);
+    socklen_t len = sizeof a;
+    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    acceptor_ = std::thread([this] { accept_loop(); });
+  }
+  ~CuttingProxy() {
+    stop_ = true;
+    cutting_ = false;
+    if (cutter_.joinable()) cutter_.join();
+    acceptor_.join();
+    cut_all();
+    for (std::thread& t : pumps_) t.join();
+    ::close(listen_fd_);
+  }
+  uint16_t port() const { return port_; }
+  /// Cuts every 1 to 5 s (random) until stop_cutting().
+  void start_cutting(uint32_t seed) {
+    cutting_ = true;
+    cutter_ = std::thread([this, seed] {
+      uint32_t x = seed | 1;
+      while (cutting_) {
+        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+        const auto wait = std::chrono::milliseconds(1000 + x % 4001);
+        const auto until = std::chrono::steady_clock::now() + wait;
+        while (cutting_ && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        if (cutting_) {
+          cut_all();
+          ++cuts_;
+        }
+      }
+    });
+  }
+  void stop_cutting() {
+    cutting_ = false;
+    if (cutter_.joinable()) cutter_.join();
+  }
+  int cuts() const { return cuts_; }
+
+ private:
+  void accept_loop() {
+    while (!stop_) {
+      pollfd p{listen_fd_, POLLIN, 0};
+      if (::poll(&p, 1, 20) <= 0) continue;
+      const int client = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (client < 0) continue;
+      const int up = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_port = htons(upstream_);
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      if (::connect(up, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+        ::close(up);
+        ::close(client);
+        continue;
+      }
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        live_.push_back({client, up});
+      }
+      pumps_.emplace_back([this, client, up] {
+        pump(client, up);
+        std::lock_guard<std::mutex> lock(mutex_);
+        live_.erase(std::remove(live_.begin(), live_.end(), std::pair<int, int>{client, up}), live_.end());
+        ::close(client);
+        ::close(up);
+      });
+    }
+  }
+  static void pump(int a, int b) {
+    char buf[65536];
+    for (;;) {
+      pollfd p[2] = {{a, POLLIN, 0}, {b, POLLIN, 0}};
+      if (::poll(p, 2, 100) < 0 && errno != EINTR) return;
+      for (int i = 0; i < 2; ++i) {
+        if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+        const ssize_t n = ::recv(p[i].fd, buf, sizeof buf, 0);
+        if (n <= 0) return;
+        const int to = i == 0 ? b : a;
+        for (ssize_t done = 0; done < n;) {
+          const ssize_t w = ::send(to, buf + done, size_t(n - done), MSG_NOSIGNAL);
+          if (w <= 0) return;
+          done += w;
+        }
+      }
+    }
+  }
+  void cut_all() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto [c, u] : live_) {
+      ::shutdown(c, SHUT_RDWR);
+      ::shutdown(u, SHUT_RDWR);
+    }
+  }
+
+  uint16_t upstream_;
+  uint16_t port_ = 0;
+  int listen_fd_ = -1;
+  std::atomic<bool> stop_{false}, cutting_{false};
+  std::atomic<int> cuts_{0};
+  std::mutex mutex_;
+  std::vector<std::pair<int, int>> live_;
+  std::vector<std::thread> pumps_;
+  std::thread acceptor_, cutter_;
 };
 
 }  // namespace flowbus::testing

@@ -93,9 +93,9 @@ struct Sidecar::Engine {
           if (it != sessions.end()) {
             it->second->on_closed(ev.reason);
             sessions.erase(it);
-          } else if (ev.link->outbound) {
-            // Never got as far as a session (TLS refused): say why once in a while.
-            options.log("peer " + ev.link->address + ": " + ev.reason);
+          } else {
+            // Never got as far as a session (TLS refused it).
+            options.log((ev.link->outbound ? "peer " : "connection from ") + ev.link->address + ": " + ev.reason);
           }
           break;
         }

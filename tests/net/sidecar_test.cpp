@@ -454,3 +454,43 @@ TEST(SidecarTest, AConnectionCutEveryFewSecondsLeavesEachEventExactlyOnce) {
   Event e;
   EXPECT_EQ(on_b.read(e).status, ReadStatus::Empty) << "nothing after the last event: no doubles";
 }
+
+TEST(SidecarTest, NothingIsMirroredBackToItsOriginAndAChainWorksWhereReexported) {
+  Pair p("chain");
+  const uint16_t port_b = free_port();
+  ScopedBusName c("sidecar-c");
+  const std::string log_c = ::testing::TempDir() + "/chain-c.log";
+  std::remove(log_c.c_str());
+  // A <-> B both ways; B passes what it got on to C only because it re-exports.
+  p.start_a({"--import", "sensor.>"});
+  p.start_b({"--export", "sensor.>", "--reexport", "sensor.>", "--listen", "127.0.0.1:" + std::to_string(port_b)});
+  SidecarProcess side_c(log_c, {"--bus", c.name, "--node", "node-c", "--peer", "127.0.0.1:" + std::to_string(port_b),
+                                "--import", "sensor.>"});
+  Bus bus_c = Bus::open(c.name);
+  SubscriberOptions from_start;
+  from_start.from = StartAt::Earliest;
+  Subscriber on_b = p.bus_b.subscribe("sensor.>", from_start);
+  Subscriber on_c = bus_c.subscribe("sensor.>", from_start);
+  std::atomic<uint64_t> published{0};
+  prime(p, on_b, published);
+  ASSERT_EQ(collect(on_c, 1, 30s).in_order, 1u) << read_file(log_c) << p.logs();
+  publish_readings(p.bus_a, 1, 9999, published).join();
+  const Collected at_b = collect(on_b, 9999, 30s, 1);
+  const Collected at_c = collect(on_c, 9999, 30s, 1);
+  EXPECT_EQ(at_b.in_order, 9999u) << at_b.first_problem << p.logs();
+  EXPECT_EQ(at_c.in_order, 9999u) << at_c.first_problem << read_file(log_c);
+  EXPECT_EQ(at_c.id_of_first, at_b.id_of_first) << "the event keeps its id across two hops";
+  EXPECT_EQ(at_c.source, at_b.source);
+  std::this_thread::sleep_for(300ms);
+  // A holds only its own ring: nothing came back.
+  for (const RingSnapshot& r : inspect_bus(p.a.name).rings) EXPECT_TRUE(r.origin_node.empty()) << r.publisher;
+  // C's copy names A as the origin.
+  const BusSnapshot snap_c = inspect_bus(c.name);
+  ASSERT_EQ(snap_c.rings.size(), 1u);
+  EXPECT_EQ(snap_c.rings[0].origin_node, "node-a");
+  EXPECT_EQ(p.side_a->stop(), 0);
+  EXPECT_NE(read_file(p.log_a).find(" 0 received"), std::string::npos) << p.logs();
+  // B sent A's 10000 events once (to C), not back to A as well.
+  EXPECT_EQ(p.side_b->stop(), 0);
+  EXPECT_NE(read_file(p.log_b).find("stopped: 10000 events sent, 10000 received"), std::string::npos) << p.logs();
+}

@@ -11,6 +11,10 @@
 #include "flowbus/names.hpp"
 #include "liveness.hpp"
 
+namespace flowbus::detail {
+std::vector<SidecarSnapshot> read_sidecars(const std::string& bus, const std::vector<RingSnapshot>& rings);
+}
+
 namespace flowbus {
 using namespace detail;
 
@@ -151,6 +155,23 @@ void add_warnings(BusSnapshot& snap) {
                                 " is more than 90% of the ring behind; it will be evicted after the topic's slow-consumer timeout unless it catches up");
     }
   }
+  for (const SidecarSnapshot& side : snap.sidecars) {
+    const std::string who = "sidecar " + side.node + " (pid " + std::to_string(side.pid) + ")";
+    if (!side.error.empty()) {
+      snap.warnings.push_back(side.error);
+      continue;
+    }
+    if (!side.alive) {
+      snap.warnings.push_back(who + " is gone; restart it to resume mirroring (peers resume where they stopped)");
+      continue;
+    }
+    for (const MirrorPeerSnapshot& peer : side.peers)
+      if (!peer.connected)
+        snap.warnings.push_back(who + ": peer " + peer.node + " is disconnected; what it has not acknowledged is held for it "
+                                "(publishers of block topics wait) until it returns or its resume window ends");
+    if (side.gaps != 0)
+      snap.warnings.push_back(who + ": " + std::to_string(side.gaps) + " events could not be mirrored (lost at the source); its log names them");
+  }
 }
 
 }  // namespace
@@ -202,6 +223,7 @@ BusSnapshot inspect_bus(const std::string& name) {
     read_ring(name, dir, ring);
     snap.rings.push_back(std::move(ring));
   }
+  snap.sidecars = read_sidecars(name, snap.rings);
   add_warnings(snap);
   return snap;
 }

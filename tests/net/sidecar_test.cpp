@@ -494,3 +494,70 @@ TEST(SidecarTest, NothingIsMirroredBackToItsOriginAndAChainWorksWhereReexported)
   EXPECT_EQ(p.side_b->stop(), 0);
   EXPECT_NE(read_file(p.log_b).find("stopped: 10000 events sent, 10000 received"), std::string::npos) << p.logs();
 }
+
+TEST(SidecarTest, InspectShowsPeersStreamsAndLagAndWarnsAboutADisconnectedPeerAndADeadSidecar) {
+  Pair p("inspect");
+  p.start_a();
+  p.start_b();
+  SubscriberOptions from_start;
+  from_start.from = StartAt::Earliest;
+  Subscriber on_b = p.bus_b.subscribe("sensor.>", from_start);
+  std::atomic<uint64_t> published{0};
+  prime(p, on_b, published);
+  publish_readings(p.bus_a, 1, 99, published).join();
+  ASSERT_EQ(collect(on_b, 99, 30s, 1).in_order, 99u) << p.logs();
+  const auto settled = [&](const std::string& bus, auto&& ok) {
+    for (int i = 0; i < 100; ++i) {
+      const BusSnapshot snap = inspect_bus(bus);
+      if (ok(snap)) return snap;
+      std::this_thread::sleep_for(50ms);
+    }
+    return inspect_bus(bus);
+  };
+  const BusSnapshot a = settled(p.a.name, [](const BusSnapshot& s) {
+    return s.sidecars.size() == 1 && s.sidecars[0].peers.size() == 1 && s.sidecars[0].peers[0].exports.size() == 1 &&
+           s.sidecars[0].peers[0].exports[0].acked_sequence == 100;
+  });
+  ASSERT_EQ(a.sidecars.size(), 1u) << p.logs();
+  const SidecarSnapshot& side_a = a.sidecars[0];
+  EXPECT_EQ(side_a.node, "node-a");
+  EXPECT_TRUE(side_a.alive);
+  EXPECT_EQ(side_a.listen_port, p.port);
+  ASSERT_EQ(side_a.peers.size(), 1u);
+  EXPECT_EQ(side_a.peers[0].node, "node-b");
+  EXPECT_TRUE(side_a.peers[0].connected);
+  ASSERT_EQ(side_a.peers[0].exports.size(), 1u);
+  EXPECT_EQ(side_a.peers[0].exports[0].topic, "sensor.temp");
+  EXPECT_EQ(side_a.peers[0].exports[0].sent_sequence, 100u);
+  EXPECT_EQ(side_a.peers[0].exports[0].acked_sequence, 100u);
+  EXPECT_EQ(side_a.peers[0].exports[0].lag_events, 0);
+  EXPECT_TRUE(a.warnings.empty()) << a.warnings[0];
+
+  const BusSnapshot b = settled(p.b.name, [](const BusSnapshot& s) {
+    return s.sidecars.size() == 1 && s.sidecars[0].peers.size() == 1 && s.sidecars[0].peers[0].imports.size() == 1 &&
+           s.sidecars[0].peers[0].imports[0].next_sequence == 100;
+  });
+  ASSERT_EQ(b.sidecars.size(), 1u);
+  ASSERT_EQ(b.sidecars[0].peers.size(), 1u);
+  ASSERT_EQ(b.sidecars[0].peers[0].imports.size(), 1u);
+  EXPECT_EQ(b.sidecars[0].peers[0].imports[0].next_sequence, 100u);
+  EXPECT_EQ(b.sidecars[0].peers[0].imports[0].publisher_id, side_a.peers[0].exports[0].publisher_id);
+
+  // B's sidecar dies: A sees the peer gone and says what it holds; B's bus
+  // says its sidecar is gone.
+  p.side_b->kill9();
+  const BusSnapshot a2 = settled(p.a.name, [](const BusSnapshot& s) {
+    return s.sidecars.size() == 1 && s.sidecars[0].peers.size() == 1 && !s.sidecars[0].peers[0].connected;
+  });
+  ASSERT_EQ(a2.sidecars.size(), 1u);
+  ASSERT_EQ(a2.sidecars[0].peers.size(), 1u);
+  EXPECT_FALSE(a2.sidecars[0].peers[0].connected);
+  ASSERT_EQ(a2.warnings.size(), 1u);
+  EXPECT_NE(a2.warnings[0].find("peer node-b is disconnected"), std::string::npos) << a2.warnings[0];
+  const BusSnapshot b2 = inspect_bus(p.b.name);
+  ASSERT_EQ(b2.sidecars.size(), 1u);
+  EXPECT_FALSE(b2.sidecars[0].alive);
+  bool warned = false;
+  for (const std::string& w : b2.warnings) warned |= w.find("sidecar node-b") != std::string::npos && w.find("is gone") != std::string::npos;
+  EXPECT_TRUE(warned);
+}

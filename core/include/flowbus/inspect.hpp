@@ -48,6 +48,38 @@ struct RingSnapshot {
   std::string error;             ///< why the ring could not be read (permission, damage), else empty
 };
 
+/// One stream of a sidecar connection: an exported ring (what was sent and
+/// what the peer confirmed) or an imported one (what this bus holds).
+struct MirrorStreamSnapshot {
+  std::string topic;
+  uint64_t publisher_id = 0;    ///< the origin ring's id
+  std::string origin;           ///< imports: "<node>/<publisher>"
+  uint64_t sent_sequence = 0;   ///< exports: next sequence to send
+  uint64_t acked_sequence = 0;  ///< exports: the peer holds everything below it
+  uint64_t next_sequence = 0;   ///< imports: next sequence this bus needs
+  int64_t lag_events = -1;      ///< exports: the ring's next sequence - acked_sequence (-1: ring not found)
+};
+
+struct MirrorPeerSnapshot {
+  std::string node, address;
+  bool connected = false;
+  bool outbound = false;
+  uint64_t queued_bytes = 0;  ///< waiting for the socket
+  std::vector<MirrorStreamSnapshot> exports, imports;
+};
+
+/// A `flowbus sidecar` on this bus, from the status it writes twice a second.
+struct SidecarSnapshot {
+  std::string node;
+  int64_t pid = 0;
+  bool alive = false;
+  uint32_t listen_port = 0;
+  uint64_t updated_ns = 0;  ///< unix ns of its last status
+  uint64_t events_sent = 0, events_received = 0, duplicates_dropped = 0, gaps = 0;
+  std::vector<MirrorPeerSnapshot> peers;
+  std::string error;  ///< the status could not be read
+};
+
 struct TopicSnapshot {
   TopicInfo info;  ///< schema bytes left out
 };
@@ -59,6 +91,7 @@ struct BusSnapshot {
   std::vector<ParticipantSnapshot> participants;
   std::vector<TopicSnapshot> topics;
   std::vector<RingSnapshot> rings;
+  std::vector<SidecarSnapshot> sidecars;
   std::vector<std::string> warnings;  ///< each names the problem and the fix
   size_t live_participants() const;
 };

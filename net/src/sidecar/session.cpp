@@ -5,6 +5,7 @@
 #include "session.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 
 #include "flowbus/error.hpp"
@@ -226,6 +227,9 @@ void Session::open_stream(uint32_t ring, ExportStream& s, uint64_t first_sequenc
   if (!topic) return;
   s.stream = next_stream_++;
   s.known = true;
+  s.acked_sequence = first_sequence;
+  s.publisher_id = c.publisher_id;
+  s.topic = c.topic;
   s.next_sequence = first_sequence;
   s.inflight.resize(kInFlight);
   s.inflight_head = s.inflight_count = 0;
@@ -366,6 +370,7 @@ void Session::on_ack(const wire::AckView& ack) {
       --s.inflight_count;
     }
     if (release_to != 0) export_->subscriber->acknowledge(ring, release_to);
+    s.acked_sequence = std::max(s.acked_sequence, ack.next_sequence);
     return;
   }
 }
@@ -445,6 +450,49 @@ void Session::on_gap(const wire::GapView& gap) {
            std::to_string(gap.to_sequence - 1) + " were lost at the source (" + std::string(gap.reason) +
            "); readers here are told when the next event arrives");
   ctx_.stats.gaps_reported += gap.to_sequence - gap.from_sequence;
+}
+
+// ---- status -------------------------------------------------------------------
+
+std::string hex_id(uint64_t id) {
+  char buf[20];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(id));
+  return buf;
+}
+
+std::string json_text(std::string_view text) {
+  std::string out = "\"";
+  for (char c : text) {
+    if (c == '"' || c == '\\') out += '\\', out += c;
+    else if (static_cast<unsigned char>(c) < 0x20) out += ' ';
+    else out += c;
+  }
+  return out + "\"";
+}
+
+void Session::describe(std::string& out) const {
+  out += "{\"node\":" + json_text(peer_node_) + ",\"address\":" + json_text(link_->address) +
+         ",\"outbound\":" + (link_->outbound ? "true" : "false") + ",\"connected\":" + (authenticated_ && !closed_ ? "true" : "false") +
+         ",\"queued_bytes\":" + std::to_string(link_->queued_out.load(std::memory_order_relaxed)) + ",\"exports\":[";
+  bool first = true;
+  if (export_)
+    for (const ExportStream& s : export_->rings) {
+      if (s.stream == 0) continue;
+      out += std::string(first ? "" : ",") + "{\"topic\":" + json_text(s.topic) + ",\"publisher_id\":" +
+             json_text(hex_id(s.publisher_id)) + ",\"sent_sequence\":" + std::to_string(s.next_sequence) +
+             ",\"acked_sequence\":" + std::to_string(s.acked_sequence) + "}";
+      first = false;
+    }
+  out += "],\"imports\":[";
+  first = true;
+  for (const auto& [id, in] : imports_) {
+    if (in.publisher == nullptr) continue;
+    out += std::string(first ? "" : ",") + "{\"topic\":" + json_text(in.topic) + ",\"origin\":" + json_text(in.origin) +
+           ",\"publisher_id\":" + json_text(hex_id(in.publisher->publisher_id())) +
+           ",\"next_sequence\":" + std::to_string(in.publisher->next_sequence()) + "}";
+    first = false;
+  }
+  out += "]}";
 }
 
 // ---- the loop -----------------------------------------------------------------

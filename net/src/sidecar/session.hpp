@@ -52,6 +52,9 @@ struct ExportStream {
   uint64_t next_sequence = 0;
   std::unique_ptr<wire::EventBatchWriter> batch;
   uint64_t batch_next_position = 0;
+  uint64_t acked_sequence = 0;  // the peer holds everything below it (Block)
+  uint64_t publisher_id = 0;
+  std::string topic;
   std::vector<InFlight> inflight;  // a circular buffer, kInFlight entries
   size_t inflight_head = 0, inflight_count = 0;
 };
@@ -75,6 +78,10 @@ struct ImportStream {
   bool discard = false;  // our own events come back: acknowledged, not written
 };
 
+/// JSON helpers for the status file.
+std::string hex_id(uint64_t id);
+std::string json_text(std::string_view text);
+
 class Session {
  public:
   Session(EngineContext& ctx, std::shared_ptr<LinkState> link);
@@ -86,6 +93,8 @@ class Session {
   /// Says Bye and closes.
   void shut(const std::string& reason);
   bool closed() const noexcept { return closed_; }
+  /// This connection as JSON members (for the status file `flowbus inspect` reads).
+  void describe(std::string& out) const;
   const std::string& peer_node() const noexcept { return peer_node_; }
 
  private:

@@ -104,6 +104,49 @@ struct Sidecar::Engine {
     return did;
   }
 
+  /// Where `flowbus inspect` finds this sidecar's state: a small JSON file
+  /// next to the bus's segments (so `gc` and Bus::destroy remove it with
+  /// them), replaced atomically twice a second, removed on exit.
+  std::string status_path() const { return "/dev/shm/flowbus." + options.bus + ".~sidecar-" + options.node; }
+
+  void write_status(uint16_t port) const {
+    const auto unix_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                             std::chrono::system_clock::now().time_since_epoch()).count();
+    std::string out = "{\"node\":" + json_text(options.node) + ",\"pid\":" + std::to_string(::getpid()) +
+                      ",\"listen_port\":" + std::to_string(port) + ",\"updated_ns\":" + std::to_string(unix_ns) +
+                      ",\"events_sent\":" + std::to_string(stats.events_sent) +
+                      ",\"events_received\":" + std::to_string(stats.events_received) +
+                      ",\"duplicates_dropped\":" + std::to_string(stats.duplicates_dropped) +
+                      ",\"gaps\":" + std::to_string(stats.gaps_reported) + ",\"peers\":[";
+    bool first = true;
+    for (const auto& [id, s] : sessions) {
+      if (s->peer_node().empty()) continue;  // still in its handshake
+      if (!first) out += ",";
+      s->describe(out);
+      first = false;
+    }
+    for (const auto& [node, parked] : ctx.parked) {
+      out += std::string(first ? "" : ",") + "{\"node\":" + json_text(node) + ",\"connected\":false,\"exports\":[";
+      bool first_stream = true;
+      for (const ExportStream& st : parked->rings) {
+        if (st.stream == 0) continue;
+        out += std::string(first_stream ? "" : ",") + "{\"topic\":" + json_text(st.topic) + ",\"publisher_id\":" +
+               json_text(hex_id(st.publisher_id)) + ",\"sent_sequence\":" + std::to_string(st.next_sequence) +
+               ",\"acked_sequence\":" + std::to_string(st.acked_sequence) + "}";
+        first_stream = false;
+      }
+      out += "],\"imports\":[]}";
+      first = false;
+    }
+    out += "]}\n";
+    const std::string path = status_path(), tmp = path + ".tmp";
+    if (FILE* f = std::fopen(tmp.c_str(), "w")) {
+      const bool ok = std::fwrite(out.data(), 1, out.size(), f) == out.size();
+      if (std::fclose(f) == 0 && ok) std::rename(tmp.c_str(), path.c_str());
+      else std::remove(tmp.c_str());  // a full /dev/shm: the next round tries again
+    }
+  }
+
   void expire_parked(Clock::time_point now) {
     for (auto it = ctx.parked.begin(); it != ctx.parked.end();) {
       if (now - it->second->disconnected_at > options.resume_window) {
@@ -141,8 +184,9 @@ void Sidecar::run(const std::atomic<bool>& stop) {
     bool did = e.handle_network();
     const Clock::time_point now = Clock::now();
     for (auto& [id, s] : e.sessions) did |= s->step(now);
-    if (now - last_expiry > std::chrono::seconds(1)) {
+    if (now - last_expiry > std::chrono::milliseconds(500)) {
       e.expire_parked(now);
+      e.write_status(e.pump.listen_port());
       last_expiry = now;
     }
     // Spin a little while busy, then nap: an idle sidecar costs little CPU,
@@ -154,6 +198,7 @@ void Sidecar::run(const std::atomic<bool>& stop) {
   for (auto& [id, s] : e.sessions) s->shut("the sidecar is stopping");
   std::this_thread::sleep_for(std::chrono::milliseconds(50));  // let the Byes go out
   e.pump.stop();
+  std::remove(e.status_path().c_str());
 }
 
 uint16_t Sidecar::listen_port() const noexcept { return engine_->pump.listen_port(); }

@@ -75,6 +75,25 @@ std::string render_snapshot(const BusSnapshot& s, const Rates& rate) {
               static_cast<unsigned long long>(c.evictions), static_cast<unsigned long long>(c.losses),
               c.sleeping ? "  (asleep)" : "");
   }
+  for (const auto& side : s.sidecars) {
+    appendf(o, "\nSIDECAR %s  pid %lld %s  port %u  sent %llu  received %llu  duplicates %llu  lost at source %llu\n",
+            side.node.c_str(), static_cast<long long>(side.pid), side.alive ? "live" : "GONE", side.listen_port,
+            static_cast<unsigned long long>(side.events_sent), static_cast<unsigned long long>(side.events_received),
+            static_cast<unsigned long long>(side.duplicates_dropped), static_cast<unsigned long long>(side.gaps));
+    for (const auto& peer : side.peers) {
+      appendf(o, "    peer %-16s %-22s %-12s queued %s\n", peer.node.c_str(), peer.address.c_str(),
+              peer.connected ? (peer.outbound ? "connected->" : "connected<-") : "DISCONNECTED",
+              format_bytes(peer.queued_bytes).c_str());
+      for (const auto& x : peer.exports)
+        appendf(o, "      export %-24s %016llx  sent %10llu  acked %10llu  lag %s ev\n", x.topic.c_str(),
+                static_cast<unsigned long long>(x.publisher_id), static_cast<unsigned long long>(x.sent_sequence),
+                static_cast<unsigned long long>(x.acked_sequence),
+                x.lag_events < 0 ? "?" : std::to_string(x.lag_events).c_str());
+      for (const auto& x : peer.imports)
+        appendf(o, "      import %-24s %016llx  from %-24s next %10llu\n", x.topic.c_str(),
+                static_cast<unsigned long long>(x.publisher_id), x.origin.c_str(), static_cast<unsigned long long>(x.next_sequence));
+    }
+  }
   if (s.warnings.empty()) {
     o += "\nhealthy\n";
   } else {
@@ -126,6 +145,39 @@ std::string snapshot_json(const BusSnapshot& s, const Rates& rate) {
            ",\"lag_events\":" + (c.lag_events < 0 ? std::string("null") : std::to_string(c.lag_events)) +
            ",\"idle_ms\":" + std::to_string(c.idle_ns / 1000000) + ",\"evictions\":" + std::to_string(c.evictions) +
            ",\"losses\":" + std::to_string(c.losses) + ",\"sleeping\":" + json_bool(c.sleeping) + "}";
+    }
+    o += "]}";
+  }
+  o += "],\"sidecars\":[";
+  const auto streams = [](const std::vector<MirrorStreamSnapshot>& v, bool exports) {
+    std::string j;
+    for (size_t k = 0; k < v.size(); ++k) {
+      const auto& x = v[k];
+      char id[20];
+      std::snprintf(id, sizeof id, "%016llx", static_cast<unsigned long long>(x.publisher_id));
+      j += std::string(k ? "," : "") + "{\"topic\":\"" + json_escape(x.topic) + "\",\"publisher_id\":\"" + id + "\"";
+      if (exports)
+        j += ",\"sent_sequence\":" + std::to_string(x.sent_sequence) + ",\"acked_sequence\":" + std::to_string(x.acked_sequence) +
+             ",\"lag_events\":" + (x.lag_events < 0 ? std::string("null") : std::to_string(x.lag_events));
+      else
+        j += ",\"origin\":\"" + json_escape(x.origin) + "\",\"next_sequence\":" + std::to_string(x.next_sequence);
+      j += "}";
+    }
+    return j;
+  };
+  for (size_t i = 0; i < s.sidecars.size(); ++i) {
+    const auto& side = s.sidecars[i];
+    o += std::string(i ? "," : "") + "{\"node\":\"" + json_escape(side.node) + "\",\"pid\":" + std::to_string(side.pid) +
+         ",\"alive\":" + json_bool(side.alive) + ",\"listen_port\":" + std::to_string(side.listen_port) +
+         ",\"events_sent\":" + std::to_string(side.events_sent) + ",\"events_received\":" + std::to_string(side.events_received) +
+         ",\"duplicates_dropped\":" + std::to_string(side.duplicates_dropped) + ",\"gaps\":" + std::to_string(side.gaps) +
+         ",\"error\":" + (side.error.empty() ? std::string("null") : "\"" + json_escape(side.error) + "\"") + ",\"peers\":[";
+    for (size_t k = 0; k < side.peers.size(); ++k) {
+      const auto& p = side.peers[k];
+      o += std::string(k ? "," : "") + "{\"node\":\"" + json_escape(p.node) + "\",\"address\":\"" + json_escape(p.address) +
+           "\",\"connected\":" + json_bool(p.connected) + ",\"outbound\":" + json_bool(p.outbound) +
+           ",\"queued_bytes\":" + std::to_string(p.queued_bytes) + ",\"exports\":[" + streams(p.exports, true) +
+           "],\"imports\":[" + streams(p.imports, false) + "]}";
     }
     o += "]}";
   }

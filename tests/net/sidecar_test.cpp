@@ -561,3 +561,26 @@ TEST(SidecarTest, InspectShowsPeersStreamsAndLagAndWarnsAboutADisconnectedPeerAn
   for (const std::string& w : b2.warnings) warned |= w.find("sidecar node-b") != std::string::npos && w.find("is gone") != std::string::npos;
   EXPECT_TRUE(warned);
 }
+
+TEST(SidecarTest, AConfigFileGivesTheSameOptionsAndAnUnknownKeyIsRefused) {
+  Pair p("config");
+  const std::string config = ::testing::TempDir() + "/sidecar-config.toml";
+  {
+    std::ofstream f(config);
+    f << "# node A\n[sidecar]\nbus = \"" << p.a.name << "\"\nnode = \"node-a\"\nlisten = \"127.0.0.1:" << p.port
+      << "\"\nexport = [\"sensor.>\"]\n";
+  }
+  p.side_a = std::make_unique<SidecarProcess>(p.log_a, std::vector<std::string>{"--config", config});
+  p.start_b();
+  SubscriberOptions from_start;
+  from_start.from = StartAt::Earliest;
+  Subscriber on_b = p.bus_b.subscribe("sensor.>", from_start);
+  std::atomic<uint64_t> published{0};
+  prime(p, on_b, published);
+
+  { std::ofstream(config) << "bus = \"x\"\nexprot = [\"sensor.>\"]\n"; }
+  ChildProcess bad({kFlowbus, "sidecar", "--config", config}, {.pipe_stdin = false, .capture_stderr = true});
+  const auto out = bad.communicate(10s);
+  EXPECT_EQ(out.exit_code, 1);
+  EXPECT_NE(out.err.find("unknown key 'exprot'"), std::string::npos) << out.err;
+}

@@ -26,12 +26,35 @@ std::string read_token(const std::string& file) {
   return token;
 }
 
+/// Options from a TOML file, for those not given on the command line.
+/// (CLI11 2.1 reads config files for the main command only.)
+void apply_config_file(CLI::App& cmd, const std::string& file) {
+  std::ifstream in(file);
+  if (!in) throw Error(ErrorCode::NotFound, "cannot read --config '" + file + "'");
+  std::vector<CLI::ConfigItem> items;
+  try {
+    items = CLI::ConfigTOML().from_config(in);
+  } catch (const CLI::Error& e) {
+    throw Error(ErrorCode::InvalidArgument, "--config '" + file + "': " + e.what());
+  }
+  for (const CLI::ConfigItem& item : items) {
+    if (item.name == "++" || item.name == "--") continue;  // section markers
+    CLI::Option* opt = item.name == "config" ? nullptr : cmd.get_option_no_throw("--" + item.name);
+    if (opt == nullptr)
+      throw Error(ErrorCode::InvalidArgument, "--config '" + file + "': unknown key '" + item.name +
+                                                  "'; the keys are the long options of `flowbus sidecar --help`");
+    if (opt->count() != 0) continue;  // the command line wins
+    opt->add_result(item.inputs);
+    opt->run_callback();
+  }
+}
+
 }  // namespace
 
 void add_sidecar_command(CLI::App& app) {
   struct Args {
     SidecarOptions options;
-    std::string token_file;
+    std::string token_file, config;
     uint64_t heartbeat_ms = 1000, timeout_ms = 5000, resume_s = 60;
   };
   auto args = std::make_shared<Args>();
@@ -41,9 +64,10 @@ void add_sidecar_command(CLI::App& app) {
       "Nothing leaves unless --export allows it; nothing arrives unless --import allows it.\n"
       "Example:  flowbus sidecar --bus plant --listen 0.0.0.0:7400 --export 'sensor.>'\n"
       "          flowbus sidecar --bus control --peer plant-host:7400 --import 'sensor.>'");
-  cmd->set_config("--config", "", "read these options from a file (INI/TOML: bus = \"plant\", export = [\"sensor.>\"])");
+  cmd->add_option("--config", args->config, "read options from a TOML file: bus = \"plant\", export = [\"sensor.>\"] "
+                                             "(keys are the long option names; the command line wins)");
   auto& o = args->options;
-  cmd->add_option("--bus", o.bus, "the local bus")->required();
+  cmd->add_option("--bus", o.bus, "the local bus (required)");
   cmd->add_option("--listen", o.listen, "accept peers on HOST:PORT (port 0: any free port, printed at start)");
   cmd->add_option("--peer", o.peers, "connect to a peer's HOST:PORT (repeatable; reconnects forever)");
   cmd->add_option("--export", o.exports, "topic pattern that may leave this host (repeatable), e.g. 'sensor.>'");
@@ -60,7 +84,8 @@ void add_sidecar_command(CLI::App& app) {
   cmd->add_option("--peer-timeout-ms", args->timeout_ms, "drop a peer silent this long")->capture_default_str();
   cmd->add_option("--resume-window-s", args->resume_s,
                   "keep a disconnected peer's read positions (and hold its unacknowledged events) this long")->capture_default_str();
-  cmd->callback([args] {
+  cmd->callback([args, cmd] {
+    if (!args->config.empty()) apply_config_file(*cmd, args->config);
     if (!args->token_file.empty()) args->options.token = read_token(args->token_file);
     args->options.heartbeat = std::chrono::milliseconds(args->heartbeat_ms);
     args->options.peer_timeout = std::chrono::milliseconds(args->timeout_ms);

@@ -584,3 +584,82 @@ TEST(SidecarTest, AConfigFileGivesTheSameOptionsAndAnUnknownKeyIsRefused) {
   EXPECT_EQ(out.exit_code, 1);
   EXPECT_NE(out.err.find("unknown key 'exprot'"), std::string::npos) << out.err;
 }
+
+TEST(SidecarTest, TheSendingSidecarKilledAndRestartedResumesWhereThePeerStopped) {
+  Pair p("sender-kill");
+  // A big ring: it keeps everything, so every event must arrive exactly once.
+  TopicSpec big = sensor_topic("sensor.big", Policy::Block, 64 << 20);
+  p.bus_a.create_topic(big);
+  p.start_a();
+  p.start_b();
+  SubscriberOptions from_start;
+  from_start.from = StartAt::Earliest;
+  Subscriber on_b = p.bus_b.subscribe("sensor.big", from_start);
+  Publisher pub = p.bus_a.publisher("sensor.big", {"line1"});
+  flatbuffers::FlatBufferBuilder fbb;
+  uint64_t next = 0;
+  const auto publish_some = [&](uint64_t n) {
+    for (uint64_t end = next + n; next < end; ++next) {
+      build_reading(fbb, next, double(next % 1000));
+      ASSERT_EQ(pub.publish(fbb, 10s), PublishStatus::Ok);
+    }
+  };
+  publish_some(1);
+  ASSERT_EQ(collect(on_b, 1, 30s).in_order, 1u) << p.logs();
+  Collected got;
+  std::thread reader([&] { got = collect(on_b, 299'999, 120s, 1); });
+  for (int round = 0; round < 3; ++round) {
+    publish_some(50'000);
+    p.side_a->kill9();
+    publish_some(50'000);  // nobody mirrors meanwhile: the ring keeps it
+    p.start_a();
+  }
+  publish_some(299'999 + 1 - next);
+  reader.join();
+  EXPECT_EQ(got.in_order, 299'999u) << got.first_problem << "\n" << p.logs();
+  EXPECT_EQ(got.problems, 0u) << got.first_problem;
+}
+
+TEST(SidecarTest, EventsTheSourceNoLongerHoldsAreReportedAsAGapWithTheExactCount) {
+  Pair p("gap");
+  p.start_a();
+  p.start_b();
+  SubscriberOptions from_start;
+  from_start.from = StartAt::Earliest;
+  Subscriber on_b = p.bus_b.subscribe("sensor.>", from_start);
+  std::atomic<uint64_t> published{0};
+  prime(p, on_b, published);
+  publish_readings(p.bus_a, 1, 99, published).join();
+  ASSERT_EQ(collect(on_b, 99, 30s, 1).in_order, 99u);
+  // The sender is gone while 100,000 events (far more than A's 1 MiB ring
+  // holds) are published: the oldest of them are lost at the source.
+  p.side_a->kill9();
+  publish_readings(p.bus_a, 100, 100'000, published).join();
+  p.start_a();
+  uint64_t missed = 0, first_after = 0, count = 0, last = 0;
+  Event e;
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (last + 1 < 100'100 && std::chrono::steady_clock::now() < deadline) {
+    const ReadResult r = on_b.read(e);
+    if (r.status == ReadStatus::Empty) {
+      on_b.wait(10ms);
+      continue;
+    }
+    if (r.status == ReadStatus::Lost) {
+      missed += r.missed;
+      continue;
+    }
+    ASSERT_EQ(r.status, ReadStatus::Ok);
+    if (count++ == 0) first_after = e.sequence();
+    ASSERT_EQ(seq_field(e), e.sequence());
+    last = e.sequence();
+    (void)on_b.release(e);
+  }
+  EXPECT_EQ(last, 100'099u) << p.logs();
+  EXPECT_GT(first_after, 100u) << "A's ring can not have held all 100,000";
+  EXPECT_EQ(missed, first_after - 100) << "the reader on B is told exactly what was lost";
+  EXPECT_EQ(count, 100'100 - first_after) << "and gets everything after it";
+  EXPECT_TRUE(p.side_a->wait_for_log("can not be mirrored to node-b", 5s)) << p.logs();
+  EXPECT_TRUE(p.side_b->wait_for_log("were lost at the source", 5s)) << p.logs();
+  EXPECT_TRUE(check_bus(p.b.name).findings.empty()) << "a declared gap is not damage";
+}

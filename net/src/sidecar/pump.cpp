@@ -4,6 +4,11 @@
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <map>
 #include <optional>
 
@@ -35,6 +40,72 @@ std::string tls_reason(const boost::system::error_code& ec) {
     text += " (both sides need --tls-cert, --tls-key and a --tls-ca that signed the other's certificate)";
   return text;
 }
+
+/// Memory for one outstanding asynchronous operation of a connection (its
+/// read, or its write): Asio allocates each operation through the handler's
+/// allocator, so reusing this block keeps the steady path off the heap.
+/// Asio frees an operation's memory before it calls the handler, so one block
+/// per direction is enough; anything larger or overlapping falls back to new.
+class HandlerMemory {
+ public:
+  void* allocate(size_t size) {
+    if (!in_use_ && size <= sizeof storage_) {
+      in_use_ = true;
+      return storage_;
+    }
+    return ::operator new(size);
+  }
+  void deallocate(void* p) {
+    if (p == storage_) in_use_ = false;
+    else ::operator delete(p);
+  }
+
+ private:
+  alignas(std::max_align_t) unsigned char storage_[1024];
+  bool in_use_ = false;
+};
+
+template <class T>
+struct HandlerAllocator {
+  using value_type = T;
+  HandlerMemory* memory;
+  explicit HandlerAllocator(HandlerMemory& m) : memory(&m) {}
+  template <class U>
+  HandlerAllocator(const HandlerAllocator<U>& other) noexcept : memory(other.memory) {}
+  T* allocate(size_t n) { return static_cast<T*>(memory->allocate(sizeof(T) * n)); }
+  void deallocate(T* p, size_t) { memory->deallocate(p); }
+  template <class U>
+  bool operator==(const HandlerAllocator<U>& o) const noexcept { return memory == o.memory; }
+  template <class U>
+  bool operator!=(const HandlerAllocator<U>& o) const noexcept { return memory != o.memory; }
+};
+
+/// A completion handler that tells Asio to allocate from `memory`.
+template <class Handler>
+struct WithMemory {
+  using allocator_type = HandlerAllocator<Handler>;
+  HandlerMemory& memory;
+  Handler handler;
+  allocator_type get_allocator() const noexcept { return allocator_type(memory); }
+  template <class... Args>
+  void operator()(Args&&... args) { handler(std::forward<Args>(args)...); }
+};
+template <class Handler>
+WithMemory<std::decay_t<Handler>> with_memory(HandlerMemory& m, Handler&& h) {
+  return {m, std::forward<Handler>(h)};
+}
+
+/// The chunks of one gather write, by reference: async_write keeps its
+/// buffer sequence by value, and a std::vector there would be copied (and
+/// allocated) on every write.
+struct GatherView {
+  using value_type = asio::const_buffer;
+  using const_iterator = const asio::const_buffer*;
+  const asio::const_buffer* first;
+  const asio::const_buffer* last;
+  const_iterator begin() const noexcept { return first; }
+  const_iterator end() const noexcept { return last; }
+};
 
 }  // namespace
 
@@ -73,6 +144,7 @@ struct Pump::Impl {
     bool closed = false;
     asio::steady_timer pause;
     size_t dial_index = SIZE_MAX;  // outbound: which --peer, to redial
+    HandlerMemory read_memory, write_memory;
 
     Connection(Impl& i, tcp::socket s, bool use_tls, ssl::context& ctx)
         : impl(i), stream(std::move(s), ctx), tls(use_tls), pause(i.io) {
@@ -117,7 +189,7 @@ struct Pump::Impl {
       }
       Chunk* c = impl.pump.chunk(kReadChunk);
       auto self = shared_from_this();
-      read_some(asio::buffer(c->bytes.data(), kReadChunk), [self, c](const boost::system::error_code& ec, size_t n) {
+      read_some(asio::buffer(c->bytes.data(), kReadChunk), with_memory(read_memory, [self, c](const boost::system::error_code& ec, size_t n) {
         if (ec || self->closed) {
           self->impl.pump.recycle(c);
           if (!self->closed)
@@ -129,7 +201,7 @@ struct Pump::Impl {
         self->link->unprocessed_in.fetch_add(n, std::memory_order_relaxed);
         self->impl.pump.events_.enqueue(NetEvent{NetEvent::Kind::Bytes, self->link, c, {}});
         self->read_next();
-      });
+      }));
     }
 
     void queue(Chunk* c) {
@@ -154,13 +226,13 @@ struct Pump::Impl {
       gather.clear();
       for (Chunk* c : writing) gather.emplace_back(c->bytes.data(), c->size);
       auto self = shared_from_this();
-      write_all(gather, [self](const boost::system::error_code& ec, size_t written) {
+      write_all(GatherView{gather.data(), gather.data() + gather.size()}, with_memory(write_memory, [self](const boost::system::error_code& ec, size_t written) {
         self->link->queued_out.fetch_sub(written, std::memory_order_relaxed);
         for (Chunk* c : self->writing) self->impl.pump.recycle(c);
         self->writing.clear();
         if (ec) return self->fail(ec.message());
         self->write_next();
-      });
+      }));
     }
 
     void fail(const std::string& reason) {
@@ -303,9 +375,29 @@ struct Pump::Impl {
     }
   }
 
+  // The shared-memory thread wakes us through an eventfd rather than
+  // asio::post: a post from outside the io thread allocates its operation
+  // every time, an 8-byte write does not.
+  int wake_fd = -1;
+  std::optional<asio::posix::stream_descriptor> wake;
+  uint64_t wake_value = 0;
+  HandlerMemory wake_memory;
+
+  void arm_wake() {
+    wake->async_read_some(asio::buffer(&wake_value, sizeof wake_value),
+                          with_memory(wake_memory, [this](const boost::system::error_code& ec, size_t) {
+                            if (ec) return;  // closed: stopping
+                            drain();
+                            arm_wake();
+                          }));
+  }
+
   void post_drain() {
-    // acq_rel: whoever flips it to true posts; drain() resets it before it looks.
-    if (!drain_posted.exchange(true, std::memory_order_acq_rel)) asio::post(io, [this] { drain(); });
+    // acq_rel: whoever flips it to true wakes us; drain() resets it before it looks.
+    if (!drain_posted.exchange(true, std::memory_order_acq_rel)) {
+      const uint64_t one = 1;
+      [[maybe_unused]] const ssize_t n = ::write(wake_fd, &one, sizeof one);  // cannot fail short: an eventfd counter
+    }
   }
 };
 
@@ -322,6 +414,10 @@ Pump::~Pump() {
 void Pump::start() {
   impl_->configure_tls();
   impl_->work.emplace(impl_->io.get_executor());
+  impl_->wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (impl_->wake_fd < 0) throw Error(ErrorCode::System, std::string("eventfd: ") + std::strerror(errno));
+  impl_->wake.emplace(impl_->io, impl_->wake_fd);  // owns the fd from here
+  impl_->arm_wake();
   impl_->listen();
   for (size_t i = 0; i < impl_->options.peers.size(); ++i) {
     (void)std::get<1>(split_address(impl_->options.peers[i]));  // refuse a malformed --peer now
@@ -337,6 +433,8 @@ void Pump::stop() {
     if (impl_->acceptor) impl_->acceptor->close();
     auto all = impl_->connections;
     for (auto& [id, c] : all) c->fail("the sidecar is stopping");
+    boost::system::error_code ignored;
+    impl_->wake->close(ignored);
     impl_->io.stop();
   });
   impl_->thread.join();

@@ -302,7 +302,7 @@ std::vector<double> MirrorRig::round_trips(uint64_t iters, uint64_t warmup) {
       if (!publish_blocking(ping, msg, i, stop)) break;
       // Round trip 0 waits for the connection and B's mirror ring: 20 s; then 5 s each.
       if (!next_event(pongs, e, i == 0 ? 20s : 5s, "bus A"))
-        fail("no pong " + std::to_string(i) + " on bus A" + (echo_error.empty() ? "" : " (" + echo_error + ")"));
+        fail("no pong " + std::to_string(i) + " on bus A");  // the echo's error, if any, is added below
       const double ns = ns_since(t);
       if (e.sequence() != i || !payload_ok(e, bytes, i)) fail("bus A: expected pong " + std::to_string(i));
       (void)pongs.release(e);

@@ -323,7 +323,7 @@ TEST(CliTest, PerfThroughputJsonCountsEventsInEveryModeAndLeavesNothingBehind) {
 }
 
 TEST(CliTest, PerfMirrorJsonGivesThroughputPerSizeAndRoundTripsAgainstTcpAndLeavesNothingBehind) {
-  const auto before = shm_entries("flowbus.perf-mirror-");
+  const auto before = shm_entries("flowbus.perfmirror-");
   const Outcome o = flowbus_cli({"perf", "mirror", "--seconds", "0.3", "--iters", "2000", "--json"}, 180s);
   ASSERT_EQ(o.exit_code, 0) << describe(o);
   const auto lines = lines_of(o.out);
@@ -365,7 +365,7 @@ TEST(CliTest, PerfMirrorJsonGivesThroughputPerSizeAndRoundTripsAgainstTcpAndLeav
   EXPECT_EQ(rtt_transports, (std::set<std::string>{"tcp", "sidecar"})) << o.out;
   EXPECT_EQ(mirrored_sizes, (std::set<uint64_t>{64, 65536})) << o.out;
   EXPECT_TRUE(added) << o.out;
-  EXPECT_EQ(shm_entries("flowbus.perf-mirror-"), before) << "perf mirror left a bus in /dev/shm";
+  EXPECT_EQ(shm_entries("flowbus.perfmirror-"), before) << "perf mirror left a bus in /dev/shm";
 }
 
 TEST(CliTest, PerfLatencyRefusesAnUnknownTransportWithTheChoices) {

@@ -18,7 +18,7 @@ struct MirrorThroughput {
   double mb_per_s() const { return events_per_s() * double(bytes) / 1e6; }
 };
 
-/// Two buses (perf-mirror-<pid>-a and -b), each with an in-process
+/// Two buses (perfmirror-<pid>-a and -b), each with an in-process
 /// flowbus::Sidecar on its own thread, one loopback TCP connection between
 /// them. A exports perf.ping and perf.mirror.> and imports perf.pong; B the
 /// reverse. The destructor stops both sidecars and destroys both buses, also

@@ -38,6 +38,7 @@ TEST(CliTest, EverySubcommandAnswersHelpAndExitsZero) {
       {{"perf", "--help"}, "latency"},
       {{"inspect", "--help"}, "--json"},
       {{"perf", "latency", "--help"}, "--transport"},
+      {{"perf", "mirror", "--help"}, "--rtt-size"},
   };
   for (const auto& [args, mentions] : cases) {
     const Outcome o = flowbus_cli(args);
@@ -319,6 +320,52 @@ TEST(CliTest, PerfThroughputJsonCountsEventsInEveryModeAndLeavesNothingBehind) {
   EXPECT_EQ(modes, (std::set<std::string>{"in-process", "1->1", "1->K", "P->1"})) << o.out;
   EXPECT_EQ(transports, (std::set<std::string>{"moodycamel", "flowbus", "uds", "pipe"})) << o.out;
   EXPECT_EQ(shm_entries("flowbus.perf-"), before) << "perf throughput left its bus in /dev/shm";
+}
+
+TEST(CliTest, PerfMirrorJsonGivesThroughputPerSizeAndRoundTripsAgainstTcpAndLeavesNothingBehind) {
+  const auto before = shm_entries("flowbus.perfmirror-");
+  const Outcome o = flowbus_cli({"perf", "mirror", "--seconds", "0.3", "--iters", "2000", "--json"}, 180s);
+  ASSERT_EQ(o.exit_code, 0) << describe(o);
+  const auto lines = lines_of(o.out);
+  ASSERT_EQ(lines.size(), 5u) << describe(o);  // tcp and sidecar round trips, what the sidecar adds, 2 sizes
+  std::set<std::string> rtt_transports;
+  std::set<uint64_t> mirrored_sizes;
+  bool added = false;
+  for (const std::string& line : lines) {
+    Json j(line);
+    ASSERT_TRUE(j.ok()) << j.error() << "\n" << line;
+    const auto m = j.root();
+    const std::string mode = str(m, "mode");
+    if (mode == "mirror") {
+      mirrored_sizes.insert(m["bytes"].AsUInt64());
+      EXPECT_GT(m["events"].AsUInt64(), 0u) << line;
+      EXPECT_GT(m["seconds"].AsDouble(), 0) << line;
+      EXPECT_GT(m["events_per_s"].AsDouble(), 0) << line;
+      EXPECT_GT(m["mb_per_s"].AsDouble(), 0) << line;
+    } else if (mode == "mirror_rtt") {
+      rtt_transports.insert(str(m, "transport"));
+      EXPECT_EQ(m["bytes"].AsUInt64(), 64u) << line;
+      EXPECT_EQ(m["iters"].AsUInt64(), 2000u) << line;
+      for (const char* key : {"rtt_p50_ns", "rtt_p90_ns", "rtt_p99_ns", "rtt_p999_ns", "rtt_max_ns"})
+        EXPECT_GT(m[key].AsDouble(), 0) << key << ": " << line;
+      EXPECT_LE(m["rtt_p50_ns"].AsDouble(), m["rtt_p90_ns"].AsDouble()) << line;
+      EXPECT_LE(m["rtt_p90_ns"].AsDouble(), m["rtt_p99_ns"].AsDouble()) << line;
+      EXPECT_LE(m["rtt_p99_ns"].AsDouble(), m["rtt_p999_ns"].AsDouble()) << line;
+      EXPECT_LE(m["rtt_p999_ns"].AsDouble(), m["rtt_max_ns"].AsDouble()) << line;
+    } else if (mode == "mirror_added") {
+      added = true;
+      EXPECT_EQ(m["bytes"].AsUInt64(), 64u) << line;
+      EXPECT_GT(m["p50_ratio"].AsDouble(), 0) << line;
+      EXPECT_TRUE(m["added_rtt_ns"].IsNumeric()) << line;  // a difference: its sign is measured, not asserted
+      EXPECT_TRUE(m["added_per_hop_ns"].IsNumeric()) << line;
+    } else {
+      ADD_FAILURE() << "unexpected mode: " << line;
+    }
+  }
+  EXPECT_EQ(rtt_transports, (std::set<std::string>{"tcp", "sidecar"})) << o.out;
+  EXPECT_EQ(mirrored_sizes, (std::set<uint64_t>{64, 65536})) << o.out;
+  EXPECT_TRUE(added) << o.out;
+  EXPECT_EQ(shm_entries("flowbus.perfmirror-"), before) << "perf mirror left a bus in /dev/shm";
 }
 
 TEST(CliTest, PerfLatencyRefusesAnUnknownTransportWithTheChoices) {

@@ -5,6 +5,10 @@
 //  * throughput: events per second from 1 publisher to K subscriber processes
 //    and from P publishers to 1, against uds/pipe and the in-process ceiling
 //    of moodycamel::ConcurrentQueue, in the same run.
+//  * mirror: events through two in-process sidecars on loopback TCP (bus A ->
+//    sidecar A -> sidecar B -> bus B): events/s and MB/s per size, and the
+//    round trip ping (A) -> echo (B) -> pong (A) against a plain loopback TCP
+//    echo measured in the same run.
 #include <x86intrin.h>
 
 #include <algorithm>
@@ -17,6 +21,7 @@
 
 #include "cli_util.hpp"
 #include "perf/harness.hpp"
+#include "perf/mirror.hpp"
 #include "perf/plot.hpp"
 #include "perf/throughput.hpp"
 #include "perf/transports.hpp"
@@ -217,6 +222,90 @@ void add_throughput_command(CLI::App& perf) {
   });
 }
 
+void print_rtt(const char* transport, size_t bytes, uint64_t iters, const Percentiles& p, bool json) {
+  if (json)
+    std::printf("{\"mode\":\"mirror_rtt\",\"transport\":\"%s\",\"bytes\":%zu,\"iters\":%llu,\"rtt_p50_ns\":%.0f,\"rtt_p90_ns\":%.0f,"
+                "\"rtt_p99_ns\":%.0f,\"rtt_p999_ns\":%.0f,\"rtt_max_ns\":%.0f}\n",
+                transport, bytes, static_cast<unsigned long long>(iters), p.p50, p.p90, p.p99, p.p999, p.max);
+  else
+    std::printf("%-10s %9zu %10.0f %10.0f %10.0f %10.0f %12.0f\n", transport, bytes, p.p50, p.p90, p.p99, p.p999, p.max);
+  std::fflush(stdout);
+}
+
+void add_mirror_command(CLI::App& perf) {
+  struct Args {
+    std::string sizes = "64,65536";
+    size_t rtt_bytes = 64;
+    double seconds = 3;
+    uint64_t iters = 20000;
+    bool json = false;
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* mirror = perf.add_subcommand(
+      "mirror",
+      "Events through two sidecars on loopback (bus A -> sidecar A -> TCP -> sidecar B -> bus B): events/s and MB/s per "
+      "size, and the round trip they add over a plain loopback TCP echo, in the same run");
+  mirror->add_option("--size", args->sizes, "payload sizes of the throughput runs, in bytes, comma separated (default 64,65536)");
+  mirror->add_option("--seconds", args->seconds, "how long each throughput run publishes (default 3)")->check(CLI::Range(0.01, 3600.0));
+  mirror->add_option("--iters", args->iters, "round trips measured per transport (default 20000; 10% more warm up)")
+      ->check(CLI::Range(uint64_t(1), uint64_t(100000000)));
+  mirror->add_option("--rtt-size", args->rtt_bytes, "payload bytes of the round trips (default 64)")->check(CLI::Range(size_t(64), size_t(1) << 20));
+  mirror->add_flag("--json", args->json, "one JSON object per line: mode mirror (per size), mirror_rtt (per transport), mirror_added");
+  mirror->callback([args] {
+    std::vector<size_t> sizes;
+    for (const std::string& size_text : perf::split_list(args->sizes)) {
+      const size_t bytes = size_t(parse_size(size_text));
+      if (bytes < 64) throw CLI::ValidationError("--size", "a payload is at least 64 bytes (one cache line)");
+      if (bytes > (4u << 20)) throw CLI::ValidationError("--size", "at most 4 MiB per event");
+      sizes.push_back(bytes);
+    }
+    const uint64_t iters = args->iters, warmup = std::max<uint64_t>(200, iters / 10);
+    const size_t rtt_bytes = args->rtt_bytes;
+    const bool json = args->json;
+    if (!json) std::fprintf(stderr, "  starting two sidecars on loopback...\n");
+    perf::MirrorRig rig(sizes, rtt_bytes);  // its destructor stops them and removes both buses, also on error
+
+    // Latency first, on a quiet rig: the baseline, then through the sidecars.
+    if (!json) std::fprintf(stderr, "  tcp echo, %zu bytes, %llu round trips...\n", rtt_bytes, static_cast<unsigned long long>(iters));
+    std::vector<double> tcp = perf::tcp_round_trips(rtt_bytes, iters, warmup);
+    if (!json) std::fprintf(stderr, "  sidecar, %zu bytes, %llu round trips...\n", rtt_bytes, static_cast<unsigned long long>(iters));
+    std::vector<double> side = rig.round_trips(iters, warmup);
+    const Percentiles pt = percentiles(tcp), ps = percentiles(side);
+    if (!json) {
+      std::printf("\nround trip in ns: ping on bus A -> sidecar A -> TCP -> sidecar B -> echo on bus B -> back (sidecar),\n"
+                  "against a blocking loopback TCP echo with TCP_NODELAY (tcp); %llu round trips each\n",
+                  static_cast<unsigned long long>(iters));
+      std::printf("%-10s %9s %10s %10s %10s %10s %12s\n", "transport", "bytes", "p50", "p90", "p99", "p99.9", "max");
+    }
+    print_rtt("tcp", rtt_bytes, iters, pt, json);
+    print_rtt("sidecar", rtt_bytes, iters, ps, json);
+    const double added = ps.p50 - pt.p50;
+    if (json)
+      std::printf("{\"mode\":\"mirror_added\",\"bytes\":%zu,\"p50_ratio\":%.2f,\"added_rtt_ns\":%.0f,\"added_per_hop_ns\":%.0f}\n",
+                  rtt_bytes, ps.p50 / pt.p50, added, added / 2);
+    else
+      std::printf("sidecar/tcp at p50: %.2fx; the sidecars add %.1f us per round trip, %.1f us per hop (A->B or B->A)\n",
+                  ps.p50 / pt.p50, added / 1000, added / 2000);
+    std::fflush(stdout);
+
+    if (!json)
+      std::printf("\nmirrored throughput, bus A -> sidecar A -> TCP -> sidecar B -> bus B, every event checked in order on B\n"
+                  "(MB/s counts payload bytes only)\n%-10s %9s %8s %12s %14s %10s\n",
+                  "mode", "bytes", "seconds", "events", "events/s", "MB/s");
+    for (size_t bytes : sizes) {
+      if (!json) std::fprintf(stderr, "  mirror, %zu bytes, %.2f s...\n", bytes, args->seconds);
+      const perf::MirrorThroughput r = rig.throughput(bytes, args->seconds);
+      if (json)
+        std::printf("{\"mode\":\"mirror\",\"bytes\":%zu,\"seconds\":%.3f,\"events\":%llu,\"events_per_s\":%.0f,\"mb_per_s\":%.1f}\n",
+                    r.bytes, r.seconds, static_cast<unsigned long long>(r.events), r.events_per_s(), r.mb_per_s());
+      else
+        std::printf("%-10s %9zu %8.2f %12llu %14.0f %10.1f\n", "mirror", r.bytes, r.seconds,
+                    static_cast<unsigned long long>(r.events), r.events_per_s(), r.mb_per_s());
+      std::fflush(stdout);
+    }
+  });
+}
+
 }  // namespace
 
 void add_perf_command(CLI::App& app) {
@@ -224,6 +313,7 @@ void add_perf_command(CLI::App& app) {
   perf->require_subcommand(1);
   add_latency_command(*perf);
   add_throughput_command(*perf);
+  add_mirror_command(*perf);
 }
 
 }  // namespace flowbus::cli

@@ -39,6 +39,7 @@ TEST(CliTest, EverySubcommandAnswersHelpAndExitsZero) {
       {{"inspect", "--help"}, "--json"},
       {{"perf", "latency", "--help"}, "--transport"},
       {{"perf", "mirror", "--help"}, "--rtt-size"},
+      {{"sidecar", "--help"}, "--reexport"},
   };
   for (const auto& [args, mentions] : cases) {
     const Outcome o = flowbus_cli(args);

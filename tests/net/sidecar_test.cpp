@@ -663,3 +663,125 @@ TEST(SidecarTest, EventsTheSourceNoLongerHoldsAreReportedAsAGapWithTheExactCount
   EXPECT_TRUE(p.side_b->wait_for_log("were lost at the source", 5s)) << p.logs();
   EXPECT_TRUE(check_bus(p.b.name).findings.empty()) << "a declared gap is not damage";
 }
+
+TEST(SidecarTest, ALatestTopicIsMirroredBestEffortWithEveryLossCounted) {
+  Pair p("latest");
+  p.bus_a.create_topic(sensor_topic("sensor.fast", Policy::Latest, 64 * 1024));
+  p.start_a();
+  p.start_b();
+  SubscriberOptions from_start;
+  from_start.from = StartAt::Earliest;
+  Subscriber on_b = p.bus_b.subscribe("sensor.fast", from_start);
+  Publisher pub = p.bus_a.publisher("sensor.fast", {"line1"});
+  flatbuffers::FlatBufferBuilder fbb;
+  build_reading(fbb, 0, 0.0);
+  ASSERT_EQ(pub.try_publish({fbb.GetBufferPointer(), fbb.GetSize()}), PublishStatus::Ok);
+  ASSERT_EQ(collect(on_b, 1, 30s).in_order, 1u) << p.logs();
+  // Far faster than one 64 KiB ring, two sidecars and a socket can carry.
+  constexpr uint64_t kEvents = 300'000;
+  for (uint64_t i = 1; i < kEvents; ++i) {
+    build_reading(fbb, i);
+    ASSERT_EQ(pub.try_publish({fbb.GetBufferPointer(), fbb.GetSize()}), PublishStatus::Ok);
+  }
+  uint64_t delivered = 1, lost = 0, last = 0;
+  Event e;
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (last + 1 < kEvents && std::chrono::steady_clock::now() < deadline) {
+    const ReadResult r = on_b.read(e);
+    if (r.status == ReadStatus::Empty) {
+      on_b.wait(10ms);
+      continue;
+    }
+    if (r.status == ReadStatus::Lost) {
+      lost += r.missed;
+      continue;
+    }
+    ASSERT_EQ(r.status, ReadStatus::Ok);
+    ASSERT_GT(e.sequence(), last);
+    ASSERT_EQ(seq_field(e), e.sequence()) << "a torn event must never be mirrored";
+    last = e.sequence();
+    ++delivered;
+    (void)on_b.release(e);
+  }
+  std::printf("[ figures ] latest: %llu of %llu events mirrored, %llu counted lost\n",
+              static_cast<unsigned long long>(delivered), static_cast<unsigned long long>(kEvents),
+              static_cast<unsigned long long>(lost));
+  EXPECT_EQ(last, kEvents - 1) << p.logs();
+  EXPECT_EQ(delivered + lost, kEvents) << "every event is either mirrored or counted lost";
+  EXPECT_GT(lost, 0u) << "this test means to overrun the ring";
+}
+
+TEST(SidecarTest, AStoppedPeerHoldsThePublisherBackUntilTheTopicsTimeoutThenTheGapIsReported) {
+  Pair p("backpressure");
+  TopicSpec spec = sensor_topic("sensor.slow", Policy::Block, 64 * 1024);
+  spec.slow_consumer_timeout = 1s;
+  p.bus_a.create_topic(spec);
+  p.start_a({"--window", "65536"});
+  p.start_b({"--window", "65536"});
+  SubscriberOptions from_start;
+  from_start.from = StartAt::Earliest;
+  Subscriber on_b = p.bus_b.subscribe("sensor.slow", from_start);
+  Publisher pub = p.bus_a.publisher("sensor.slow", {"line1"});
+  flatbuffers::FlatBufferBuilder fbb;
+  build_reading(fbb, 0, 0.0);
+  ASSERT_EQ(pub.publish(fbb, 5s), PublishStatus::Ok);
+  ASSERT_EQ(collect(on_b, 1, 30s).in_order, 1u) << p.logs();
+  // B's sidecar stops: TCP fills, A's sidecar stops reading, the ring fills.
+  ::kill(p.side_b->pid(), SIGSTOP);
+  uint64_t next = 1;
+  const auto t0 = std::chrono::steady_clock::now();
+  bool was_full = false;
+  while (std::chrono::steady_clock::now() - t0 < 10s) {
+    build_reading(fbb, next);
+    const PublishStatus s = pub.try_publish({fbb.GetBufferPointer(), fbb.GetSize()});
+    if (s == PublishStatus::Ok) {
+      ++next;
+      continue;
+    }
+    ASSERT_EQ(s, PublishStatus::Full);
+    was_full = true;
+    break;
+  }
+  EXPECT_TRUE(was_full) << "backpressure must reach the publisher";
+  const auto full_at = std::chrono::steady_clock::now();
+  // The topic's slow-consumer timeout applies to the sidecar like any reader.
+  build_reading(fbb, next);
+  ASSERT_EQ(pub.publish(fbb, 10s), PublishStatus::Ok);
+  ++next;
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - full_at).count();
+  EXPECT_GE(waited, 0.5);
+  EXPECT_EQ(pub.evictions(), 1u);
+  for (uint64_t end = next + 2000; next < end; ++next) {
+    build_reading(fbb, next);
+    ASSERT_EQ(pub.publish(fbb, 5s), PublishStatus::Ok);
+  }
+  ::kill(p.side_b->pid(), SIGCONT);
+  // B gets what A's sidecar still had, is told exactly what it missed, and
+  // everything after.
+  uint64_t delivered = 1, lost = 0, last = 0;
+  Event e;
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (last + 1 < next && std::chrono::steady_clock::now() < deadline) {
+    const ReadResult r = on_b.read(e);
+    if (r.status == ReadStatus::Empty) {
+      on_b.wait(10ms);
+      continue;
+    }
+    if (r.status == ReadStatus::Lost) {
+      lost += r.missed;
+      continue;
+    }
+    ASSERT_EQ(r.status, ReadStatus::Ok);
+    ASSERT_EQ(seq_field(e), e.sequence());
+    last = e.sequence();
+    ++delivered;
+    (void)on_b.release(e);
+  }
+  std::printf("[ figures ] stopped peer: publisher held %.2f s, then %llu delivered, %llu reported lost of %llu\n", waited,
+              static_cast<unsigned long long>(delivered), static_cast<unsigned long long>(lost),
+              static_cast<unsigned long long>(next));
+  EXPECT_EQ(last, next - 1) << p.logs();
+  EXPECT_EQ(delivered + lost, next);
+  EXPECT_GT(lost, 0u);
+  EXPECT_TRUE(p.side_a->wait_for_log("can not be mirrored to node-b", 5s)) << p.logs();
+}

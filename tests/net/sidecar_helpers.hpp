@@ -52,8 +52,10 @@ inline std::string read_file(const std::string& path) {
 /// `flowbus sidecar ARGS...` as a child process, its stderr appended to a log file.
 class SidecarProcess {
  public:
-  SidecarProcess(const std::string& log_path, const std::vector<std::string>& args) : log_(log_path) {
-    std::string cmd = "exec '" + kFlowbus + "' sidecar";
+  /// `prefix`: a command to run it under, e.g. "ip netns exec NS".
+  SidecarProcess(const std::string& log_path, const std::vector<std::string>& args, const std::string& prefix = {})
+      : log_(log_path) {
+    std::string cmd = "exec " + prefix + " '" + kFlowbus + "' sidecar";
     for (const std::string& a : args) cmd += " '" + a + "'";
     cmd += " 2>>'" + log_ + "'";
     child_ = std::make_unique<ChildProcess>(std::vector<std::string>{"/bin/sh", "-c", cmd},

@@ -11,25 +11,7 @@
 #include "flowbus/sidecar.hpp"
 #include "test_bus.hpp"
 
-namespace {
-std::atomic<uint64_t> g_allocations{0};
-}
-
-#include <execinfo.h>
-std::atomic<int> g_trace{0};
-void* operator new(size_t n) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (g_trace.load() > 0 && g_trace.fetch_sub(1) > 0) {
-    void* frames[12];
-    const int k = backtrace(frames, 12);
-    backtrace_symbols_fd(frames, k, 2);
-    write(2, "----\n", 5);
-  }
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, size_t) noexcept { std::free(p); }
+#include "counting_new.hpp"
 
 using namespace flowbus;
 using namespace flowbus::testing;
@@ -92,7 +74,6 @@ TEST(SidecarAllocTest, MirroringAMillionEventsAllocatesNothingPerEvent) {
   exchange(199'999);  // warm-up: connections, pools, batch writers, mirror ring, queues at their peak
   ASSERT_EQ(received, 200'000u);
   const uint64_t before = g_allocations.load();
-  if (std::getenv("TRACE_ALLOC")) g_trace = 6;
   exchange(1'000'000);
   const uint64_t allocations = g_allocations.load() - before;
   stop = true;

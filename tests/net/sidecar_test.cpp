@@ -130,6 +130,33 @@ std::optional<wire::RefuseView> next_refusal(HandPeer& peer) {
   }
 }
 
+/// Reads until the event with sequence `last_wanted` arrived (or the
+/// timeout): what was delivered, and the losses the reader was told of.
+struct Drained {
+  uint64_t delivered = 0, lost = 0, first = 0, last = 0;
+  uint64_t mismatched = 0;  // payload seq != sequence, or sequences not increasing
+};
+
+Drained drain_until(Subscriber& sub, uint64_t last_wanted, std::chrono::milliseconds timeout) {
+  Drained d;
+  Event e;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while ((d.delivered == 0 || d.last < last_wanted) && std::chrono::steady_clock::now() < deadline) {
+    const ReadResult r = sub.read(e);
+    if (r.status == ReadStatus::Empty) {
+      sub.wait(10ms);
+      continue;
+    }
+    if (r.status == ReadStatus::Lost) d.lost += r.missed;
+    if (r.status != ReadStatus::Ok) continue;
+    if (seq_field(e) != e.sequence() || (d.delivered != 0 && e.sequence() <= d.last)) ++d.mismatched;
+    if (d.delivered++ == 0) d.first = e.sequence();
+    d.last = e.sequence();
+    (void)sub.release(e);
+  }
+  return d;
+}
+
 }  // namespace
 
 TEST(SidecarTest, AMillionEventsArriveInOrderWithTheirIdSourceAndTime) {
@@ -636,29 +663,12 @@ TEST(SidecarTest, EventsTheSourceNoLongerHoldsAreReportedAsAGapWithTheExactCount
   p.side_a->kill9();
   publish_readings(p.bus_a, 100, 100'000, published).join();
   p.start_a();
-  uint64_t missed = 0, first_after = 0, count = 0, last = 0;
-  Event e;
-  const auto deadline = std::chrono::steady_clock::now() + 60s;
-  while (last + 1 < 100'100 && std::chrono::steady_clock::now() < deadline) {
-    const ReadResult r = on_b.read(e);
-    if (r.status == ReadStatus::Empty) {
-      on_b.wait(10ms);
-      continue;
-    }
-    if (r.status == ReadStatus::Lost) {
-      missed += r.missed;
-      continue;
-    }
-    ASSERT_EQ(r.status, ReadStatus::Ok);
-    if (count++ == 0) first_after = e.sequence();
-    ASSERT_EQ(seq_field(e), e.sequence());
-    last = e.sequence();
-    (void)on_b.release(e);
-  }
-  EXPECT_EQ(last, 100'099u) << p.logs();
-  EXPECT_GT(first_after, 100u) << "A's ring can not have held all 100,000";
-  EXPECT_EQ(missed, first_after - 100) << "the reader on B is told exactly what was lost";
-  EXPECT_EQ(count, 100'100 - first_after) << "and gets everything after it";
+  const Drained d = drain_until(on_b, 100'099, 60s);
+  EXPECT_EQ(d.last, 100'099u) << p.logs();
+  EXPECT_EQ(d.mismatched, 0u);
+  EXPECT_GT(d.first, 100u) << "A's ring can not have held all 100,000";
+  EXPECT_EQ(d.lost, d.first - 100) << "the reader on B is told exactly what was lost";
+  EXPECT_EQ(d.delivered, 100'100 - d.first) << "and gets everything after it";
   EXPECT_TRUE(p.side_a->wait_for_log("can not be mirrored to node-b", 5s)) << p.logs();
   EXPECT_TRUE(p.side_b->wait_for_log("were lost at the source", 5s)) << p.logs();
   EXPECT_TRUE(check_bus(p.b.name).findings.empty()) << "a declared gap is not damage";
@@ -683,30 +693,13 @@ TEST(SidecarTest, ALatestTopicIsMirroredBestEffortWithEveryLossCounted) {
     build_reading(fbb, i);
     ASSERT_EQ(pub.try_publish({fbb.GetBufferPointer(), fbb.GetSize()}), PublishStatus::Ok);
   }
-  uint64_t delivered = 1, lost = 0, last = 0;
-  Event e;
-  const auto deadline = std::chrono::steady_clock::now() + 60s;
-  while (last + 1 < kEvents && std::chrono::steady_clock::now() < deadline) {
-    const ReadResult r = on_b.read(e);
-    if (r.status == ReadStatus::Empty) {
-      on_b.wait(10ms);
-      continue;
-    }
-    if (r.status == ReadStatus::Lost) {
-      lost += r.missed;
-      continue;
-    }
-    ASSERT_EQ(r.status, ReadStatus::Ok);
-    ASSERT_GT(e.sequence(), last);
-    ASSERT_EQ(seq_field(e), e.sequence()) << "a torn event must never be mirrored";
-    last = e.sequence();
-    ++delivered;
-    (void)on_b.release(e);
-  }
+  const Drained d = drain_until(on_b, kEvents - 1, 60s);
+  const uint64_t delivered = d.delivered + 1, lost = d.lost;  // + event 0, read above
+  EXPECT_EQ(d.mismatched, 0u) << "a torn event must never be mirrored";
   std::printf("[ figures ] latest: %llu of %llu events mirrored, %llu counted lost\n",
               static_cast<unsigned long long>(delivered), static_cast<unsigned long long>(kEvents),
               static_cast<unsigned long long>(lost));
-  EXPECT_EQ(last, kEvents - 1) << p.logs();
+  EXPECT_EQ(d.last, kEvents - 1) << p.logs();
   EXPECT_EQ(delivered + lost, kEvents) << "every event is either mirrored or counted lost";
   EXPECT_GT(lost, 0u) << "this test means to overrun the ring";
 }
@@ -758,33 +751,19 @@ TEST(SidecarTest, AStoppedPeerHoldsThePublisherBackUntilTheTopicsTimeoutAndEvery
   ::kill(p.side_b->pid(), SIGCONT);
   // B gets what A's sidecar still had, is told exactly what it missed, and
   // everything after.
-  uint64_t delivered = 1, lost = 0, last = 0;
-  Event e;
-  const auto deadline = std::chrono::steady_clock::now() + 30s;
-  while (last + 1 < next && std::chrono::steady_clock::now() < deadline) {
-    const ReadResult r = on_b.read(e);
-    if (r.status == ReadStatus::Empty) {
-      on_b.wait(10ms);
-      continue;
-    }
-    if (r.status == ReadStatus::Lost) {
-      lost += r.missed;
-      continue;
-    }
-    ASSERT_EQ(r.status, ReadStatus::Ok);
-    ASSERT_EQ(seq_field(e), e.sequence());
-    last = e.sequence();
-    ++delivered;
-    (void)on_b.release(e);
-  }
+  const Drained d = drain_until(on_b, next - 1, 30s);
+  const uint64_t delivered = d.delivered + 1, lost = d.lost;  // + event 0, read above
+  EXPECT_EQ(d.mismatched, 0u);
   std::printf("[ figures ] stopped peer: publisher held %.2f s, then %llu delivered, %llu reported lost of %llu\n", waited,
               static_cast<unsigned long long>(delivered), static_cast<unsigned long long>(lost),
               static_cast<unsigned long long>(next));
-  EXPECT_EQ(last, next - 1) << p.logs();
+  EXPECT_EQ(d.last, next - 1) << p.logs();
   EXPECT_EQ(delivered + lost, next);
   // Whether anything was lost depends on timing: the evicted sidecar rejoins
   // at once and TCP's buffers may take what it reads. If so, it says so.
-  if (lost > 0) EXPECT_TRUE(p.side_a->wait_for_log("can not be mirrored to node-b", 5s)) << p.logs();
+  if (lost > 0) {
+    EXPECT_TRUE(p.side_a->wait_for_log("can not be mirrored to node-b", 5s)) << p.logs();
+  }
 }
 
 namespace {

@@ -12,17 +12,9 @@
 
 #include "flowbus/wire/codec.hpp"
 
-namespace {
-std::atomic<uint64_t> g_allocations{0};
-}
+#include "counting_new.hpp"
 
-void* operator new(size_t n) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, size_t) noexcept { std::free(p); }
+using flowbus::testing::g_allocations;
 
 using namespace flowbus::wire;
 

@@ -198,7 +198,7 @@ struct Pump::Impl {
           return;
         }
         c->size = n;
-        self->link->unprocessed_in.fetch_add(n, std::memory_order_relaxed);
+        self->link->unprocessed_in.fetch_add(c->footprint(), std::memory_order_relaxed);
         self->impl.pump.events_.enqueue(NetEvent{NetEvent::Kind::Bytes, self->link, c, {}});
         self->read_next();
       }));
@@ -206,7 +206,7 @@ struct Pump::Impl {
 
     void queue(Chunk* c) {
       if (closed) {
-        link->queued_out.fetch_sub(c->size, std::memory_order_relaxed);
+        link->queued_out.fetch_sub(c->footprint(), std::memory_order_relaxed);
         impl.pump.recycle(c);
         return;
       }
@@ -226,9 +226,11 @@ struct Pump::Impl {
       gather.clear();
       for (Chunk* c : writing) gather.emplace_back(c->bytes.data(), c->size);
       auto self = shared_from_this();
-      write_all(GatherView{gather.data(), gather.data() + gather.size()}, with_memory(write_memory, [self](const boost::system::error_code& ec, size_t written) {
-        self->link->queued_out.fetch_sub(written, std::memory_order_relaxed);
-        for (Chunk* c : self->writing) self->impl.pump.recycle(c);
+      write_all(GatherView{gather.data(), gather.data() + gather.size()}, with_memory(write_memory, [self](const boost::system::error_code& ec, size_t) {
+        for (Chunk* c : self->writing) {
+          self->link->queued_out.fetch_sub(c->footprint(), std::memory_order_relaxed);
+          self->impl.pump.recycle(c);
+        }
         self->writing.clear();
         if (ec) return self->fail(ec.message());
         self->write_next();
@@ -243,7 +245,7 @@ struct Pump::Impl {
       stream.next_layer().shutdown(tcp::socket::shutdown_both, ignored);
       stream.next_layer().close(ignored);
       for (Chunk* c : pending) {
-        link->queued_out.fetch_sub(c->size, std::memory_order_relaxed);
+        link->queued_out.fetch_sub(c->footprint(), std::memory_order_relaxed);
         impl.pump.recycle(c);
       }
       pending.clear();
@@ -361,7 +363,7 @@ struct Pump::Impl {
       auto it = connections.find(item.link->id);
       if (it == connections.end()) {
         if (item.chunk) {
-          item.link->queued_out.fetch_sub(item.chunk->size, std::memory_order_relaxed);
+          item.link->queued_out.fetch_sub(item.chunk->footprint(), std::memory_order_relaxed);
           pump.recycle(item.chunk);
         }
         continue;
@@ -453,13 +455,13 @@ void Pump::recycle(Chunk* c) {
 }
 
 void Pump::send(const std::shared_ptr<LinkState>& link, Chunk* c) {
-  link->queued_out.fetch_add(c->size, std::memory_order_relaxed);
+  link->queued_out.fetch_add(c->footprint(), std::memory_order_relaxed);
   impl_->outbox.enqueue(Impl::OutItem{link, c});
   impl_->post_drain();
 }
 
-void Pump::consumed(const std::shared_ptr<LinkState>& link, uint64_t bytes) {
-  link->unprocessed_in.fetch_sub(bytes, std::memory_order_relaxed);
+void Pump::consumed(const std::shared_ptr<LinkState>& link, const Chunk* c) {
+  link->unprocessed_in.fetch_sub(c->footprint(), std::memory_order_relaxed);
 }
 
 void Pump::close(const std::shared_ptr<LinkState>& link) {

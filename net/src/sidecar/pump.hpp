@@ -24,7 +24,10 @@ namespace flowbus::sidecar {
 
 struct Chunk {
   std::vector<uint8_t> bytes;  // capacity kept when the chunk is recycled
-  size_t size = 0;
+  size_t size = 0;             // bytes used
+  /// What the chunk holds down, counted against the windows: its capacity,
+  /// so the windows bound the number of chunks in flight (and the pool).
+  size_t footprint() const noexcept { return bytes.size(); }
 };
 
 /// Counters a connection shares between the two threads.
@@ -33,8 +36,8 @@ struct LinkState {
   std::string address;  // "host:port" of the peer
   bool outbound = false;
   // Relaxed: flow-control estimates; a stale value only delays a read by one round.
-  std::atomic<uint64_t> queued_out{0};  // bytes handed to the network thread, not yet written
-  std::atomic<uint64_t> unprocessed_in{0};  // bytes read, not yet given back by the shm thread
+  std::atomic<uint64_t> queued_out{0};      // footprint of chunks handed to the network thread, not yet written
+  std::atomic<uint64_t> unprocessed_in{0};  // footprint of chunks read, not yet given back by the shm thread
 };
 
 /// Network thread -> shared-memory thread.
@@ -61,8 +64,8 @@ class Pump {
   void recycle(Chunk* c);
   /// Queues bytes for a connection; they are written in order. Takes the chunk.
   void send(const std::shared_ptr<LinkState>& link, Chunk* c);
-  /// The shared-memory thread processed `bytes` of this link's input.
-  void consumed(const std::shared_ptr<LinkState>& link, uint64_t bytes);
+  /// The shared-memory thread is done with input chunk `c` (call before recycle).
+  void consumed(const std::shared_ptr<LinkState>& link, const Chunk* c);
   /// Closes a connection after what is queued for it was written.
   void close(const std::shared_ptr<LinkState>& link);
   uint16_t listen_port() const noexcept { return listen_port_.load(std::memory_order_acquire); }

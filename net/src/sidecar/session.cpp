@@ -39,11 +39,19 @@ Session::Session(EngineContext& ctx, std::shared_ptr<LinkState> link)
 }
 
 void Session::send(std::span<const uint8_t> frame) {
-  Chunk* c = ctx_.pump.chunk(frame.size());
-  std::memcpy(c->bytes.data(), frame.data(), frame.size());
-  c->size = frame.size();
-  ctx_.pump.send(link_, c);
+  // Frames share chunks: a batch of one small event must not take a chunk
+  // (and a socket write) of its own. flush_out() hands the chunk over.
+  if (out_ != nullptr && out_->size + frame.size() > out_->bytes.size()) flush_out();
+  if (out_ == nullptr) out_ = ctx_.pump.chunk(frame.size());
+  std::memcpy(out_->bytes.data() + out_->size, frame.data(), frame.size());
+  out_->size += frame.size();
   last_sent_ = Clock::now();
+}
+
+void Session::flush_out() {
+  if (out_ == nullptr) return;
+  ctx_.pump.send(link_, out_);
+  out_ = nullptr;
 }
 
 void Session::on_connected() {
@@ -57,12 +65,14 @@ void Session::refuse(const wire::Refusal& refusal) {
   ctx_.log(who_ + ": refused: " + refusal.reason);
   ++ctx_.stats.refused;
   send(writer_.refuse(refusal.view()));
+  flush_out();
   ctx_.pump.close(link_);
   closed_ = true;
 }
 
 void Session::drop(const std::string& reason) {
   ctx_.log(who_ + ": disconnecting: " + reason);
+  flush_out();
   ctx_.pump.close(link_);
   closed_ = true;
 }
@@ -70,6 +80,7 @@ void Session::drop(const std::string& reason) {
 void Session::shut(const std::string& reason) {
   if (closed_) return;
   send(writer_.bye({reason}));
+  flush_out();
   ctx_.pump.close(link_);
   closed_ = true;
 }
@@ -98,12 +109,12 @@ void Session::feed_backlog() {
     Chunk* c = backlog_.front();
     backlog_.erase(backlog_.begin());
     decoder_.feed({c->bytes.data(), c->size});
-    ctx_.pump.consumed(link_, c->size);
+    ctx_.pump.consumed(link_, c);
     ctx_.pump.recycle(c);
   }
   if (closed_) {
     for (Chunk* c : backlog_) {
-      ctx_.pump.consumed(link_, c->size);
+      ctx_.pump.consumed(link_, c);
       ctx_.pump.recycle(c);
     }
     backlog_.clear();
@@ -470,21 +481,24 @@ std::string json_text(std::string_view text) {
   return out + "\"";
 }
 
+void describe_exports(const std::vector<ExportStream>& rings, std::string& out) {
+  bool first = true;
+  for (const ExportStream& s : rings) {
+    if (s.stream == 0) continue;
+    out += std::string(first ? "" : ",") + "{\"topic\":" + json_text(s.topic) + ",\"publisher_id\":" +
+           json_text(hex_id(s.publisher_id)) + ",\"sent_sequence\":" + std::to_string(s.next_sequence) +
+           ",\"acked_sequence\":" + std::to_string(s.acked_sequence) + "}";
+    first = false;
+  }
+}
+
 void Session::describe(std::string& out) const {
   out += "{\"node\":" + json_text(peer_node_) + ",\"address\":" + json_text(link_->address) +
          ",\"outbound\":" + (link_->outbound ? "true" : "false") + ",\"connected\":" + (authenticated_ && !closed_ ? "true" : "false") +
          ",\"queued_bytes\":" + std::to_string(link_->queued_out.load(std::memory_order_relaxed)) + ",\"exports\":[";
-  bool first = true;
-  if (export_)
-    for (const ExportStream& s : export_->rings) {
-      if (s.stream == 0) continue;
-      out += std::string(first ? "" : ",") + "{\"topic\":" + json_text(s.topic) + ",\"publisher_id\":" +
-             json_text(hex_id(s.publisher_id)) + ",\"sent_sequence\":" + std::to_string(s.next_sequence) +
-             ",\"acked_sequence\":" + std::to_string(s.acked_sequence) + "}";
-      first = false;
-    }
+  if (export_) describe_exports(export_->rings, out);
   out += "],\"imports\":[";
-  first = true;
+  bool first = true;
   for (const auto& [id, in] : imports_) {
     if (in.publisher == nullptr) continue;
     out += std::string(first ? "" : ",") + "{\"topic\":" + json_text(in.topic) + ",\"origin\":" + json_text(in.origin) +
@@ -523,10 +537,12 @@ void Session::on_closed(const std::string& reason) {
     if (it != ctx_.connected.end() && it->second == link_->id) ctx_.connected.erase(it);
   }
   for (Chunk* c : backlog_) {
-    ctx_.pump.consumed(link_, c->size);
+    ctx_.pump.consumed(link_, c);
     ctx_.pump.recycle(c);
   }
   backlog_.clear();
+  ctx_.pump.recycle(out_);
+  out_ = nullptr;
   if (export_) {
     // Keep the read positions (and what they hold) for a reconnect.
     export_->connected = false;

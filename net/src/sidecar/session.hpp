@@ -81,6 +81,8 @@ struct ImportStream {
 /// JSON helpers for the status file.
 std::string hex_id(uint64_t id);
 std::string json_text(std::string_view text);
+/// The announced streams of `rings` as JSON objects, comma-separated.
+void describe_exports(const std::vector<ExportStream>& rings, std::string& out);
 
 class Session {
  public:
@@ -92,6 +94,9 @@ class Session {
   void on_closed(const std::string& reason);
   /// Says Bye and closes.
   void shut(const std::string& reason);
+  /// Hands what send() gathered to the network thread (the engine calls it
+  /// after each round of work, so a round's frames leave in one write).
+  void flush_out();
   bool closed() const noexcept { return closed_; }
   /// This connection as JSON members (for the status file `flowbus inspect` reads).
   void describe(std::string& out) const;
@@ -125,6 +130,7 @@ class Session {
   bool authenticated_ = false;
   bool closed_ = false;
   Clock::time_point last_sent_{}, last_received_{};
+  Chunk* out_ = nullptr;          // frames gathered for the socket, not yet handed over
   std::vector<Chunk*> backlog_;  // bytes not fed to the decoder while a batch waits for room
   // An imported batch that found a ring full: kept (a view into the
   // decoder's buffer, which is not fed meanwhile) and retried.

@@ -81,7 +81,7 @@ struct Sidecar::Engine {
         case NetEvent::Kind::Bytes: {
           auto it = sessions.find(id);
           if (it == sessions.end()) {
-            pump.consumed(ev.link, ev.chunk->size);
+            pump.consumed(ev.link, ev.chunk);
             pump.recycle(ev.chunk);
           } else {
             it->second->on_bytes(ev.chunk);
@@ -127,14 +127,7 @@ struct Sidecar::Engine {
     }
     for (const auto& [node, parked] : ctx.parked) {
       out += std::string(first ? "" : ",") + "{\"node\":" + json_text(node) + ",\"connected\":false,\"exports\":[";
-      bool first_stream = true;
-      for (const ExportStream& st : parked->rings) {
-        if (st.stream == 0) continue;
-        out += std::string(first_stream ? "" : ",") + "{\"topic\":" + json_text(st.topic) + ",\"publisher_id\":" +
-               json_text(hex_id(st.publisher_id)) + ",\"sent_sequence\":" + std::to_string(st.next_sequence) +
-               ",\"acked_sequence\":" + std::to_string(st.acked_sequence) + "}";
-        first_stream = false;
-      }
+      describe_exports(parked->rings, out);
       out += "],\"imports\":[]}";
       first = false;
     }
@@ -183,7 +176,10 @@ void Sidecar::run(const std::atomic<bool>& stop) {
   while (!stop.load(std::memory_order_relaxed)) {
     bool did = e.handle_network();
     const Clock::time_point now = Clock::now();
-    for (auto& [id, s] : e.sessions) did |= s->step(now);
+    for (auto& [id, s] : e.sessions) {
+      did |= s->step(now);
+      s->flush_out();  // this round's frames (and the handshake's, acks) in one write
+    }
     if (now - last_expiry > std::chrono::milliseconds(500)) {
       e.expire_parked(now);
       e.write_status(e.pump.listen_port());

@@ -106,7 +106,15 @@ static_assert(offsetof(TopicSlot, schema) == 512);
 // owner: 0 when no publisher holds the ring, else the owning participant's
 // state word (so a participant slot reused by another process is not taken
 // for the old owner).
-inline constexpr uint64_t kOwnerRemoving = ~0ull;  // gc is removing the ring: nobody may take it
+// While a ring is being removed (gc, or an opener removing a ring whose
+// retention ended) its owner word is a tombstone naming the remover's pid:
+// nobody may take the ring. Removal is: tombstone, remove both segments,
+// free the slot. A remover killed half-way leaves a tombstone with a dead
+// pid; whoever finds it takes it over and finishes the same steps (removing
+// a segment twice is harmless), so the removal always completes.
+inline constexpr uint32_t kOwnerRemovingState = 0xfe;
+inline uint64_t removing_owner(uint32_t pid) { return (uint64_t(0xffffff) << 40) | (uint64_t(pid) << 8) | kOwnerRemovingState; }
+inline bool is_removing_owner(uint64_t owner) { return (owner & 0xff) == kOwnerRemovingState && (owner >> 40) == 0xffffff; }
 
 struct RingSlot {
   std::atomic<uint64_t> state;

@@ -193,7 +193,7 @@ BusSnapshot inspect_bus(const std::string& name) {
     ring.publisher_id = r.publisher_id;
     ring.writer_pid = r.owner_pid;
     const uint64_t owner = r.owner.load(std::memory_order_acquire);
-    ring.writer_alive = owner != 0 && owner != kOwnerRemoving &&
+    ring.writer_alive = owner != 0 && !is_removing_owner(owner) &&
                         participant_alive(dir, SlotWord::who(owner), SlotWord::epoch(owner) & 0xff, nullptr);
     read_ring(name, dir, ring);
     snap.rings.push_back(std::move(ring));

@@ -66,12 +66,18 @@ Publisher Bus::publisher(std::string_view topic_name, const PublisherOptions& op
   auto ring = std::make_unique<RingSegments>();
   DirectoryLayout* dir = bus.dir;
   bool attached = false;
+  int finish_removals = 1;
   for (uint32_t i = 0; i < kRings && !attached; ++i) {
     RingSlot& r = dir->rings[i];
     if (SlotWord::state(r.state.load(std::memory_order_acquire)) != kReady) continue;
     if (read_name(r.topic, kNameBytes) != topic->name || read_name(r.publisher, kPublisherNameBytes) != name) continue;
     uint64_t owner = r.owner.load(std::memory_order_acquire);
-    if (owner == kOwnerRemoving)
+    if (is_removing_owner(owner) && !process_alive(pid_t(SlotWord::who(owner)), 0) && finish_removals-- > 0) {
+      bus.remove_expired_rings();  // its remover died half-way: finish the removal, then look again
+      i = UINT32_MAX;              // (++i: back to slot 0)
+      continue;
+    }
+    if (is_removing_owner(owner))
       throw Error(ErrorCode::NameInUse, "the ring of publisher '" + name + "' on topic '" + topic->name +
                                             "' is being removed by `flowbus gc`; try again");
     if (owner != 0) {

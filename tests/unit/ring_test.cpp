@@ -1,5 +1,7 @@
 // The ring protocol and the bus directory, pinned down (DESIGN.md invariants 1-9).
 #include <gtest/gtest.h>
+
+#include <optional>
 #include <signal.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
@@ -455,6 +457,28 @@ TEST(RingTest, ScribbledRingIsReportedCorruptWithoutCrashOrHang) {
   EXPECT_EQ(good, 10u);
   EXPECT_EQ(corrupt, 1u);
   EXPECT_NE(which.find("@victim"), std::string::npos) << which;
+}
+
+// Found by the rogue writer test (tests/process/rogue_test.cpp): joining at
+// latest takes the write position, then catches up with tail; a tail off the
+// record grid failed that join, and a subscriber on the topic was told
+// "all 64 reader slots taken" (NoSpace) instead of that the ring is damaged.
+TEST(RingTest, ASubscriberJoiningARingWithAScribbledTailIsToldCorruptNotFull) {
+  ScopedBusName name("ring");
+  Bus bus = Bus::open(name.name);
+  bus.create_topic(sensor_topic("t"));
+  Publisher pub = bus.publisher("t", {"victim"});
+  flatbuffers::FlatBufferBuilder fbb;
+  build_reading(fbb, 0);
+  ASSERT_EQ(pub.try_publish({fbb.GetBufferPointer(), fbb.GetSize()}), PublishStatus::Ok);
+  auto seg = detail::Segment::open(detail::data_segment_name(name.name, "t", "victim"), detail::Access::ReadWrite);
+  reinterpret_cast<detail::RingHeader*>(seg.data())->tail_position.store(8);  // off the 32-byte grid
+  std::optional<Subscriber> sub;
+  ASSERT_NO_THROW(sub.emplace(bus.subscribe("t", {StartAt::Latest})));
+  Event e;
+  const ReadResult r = sub->read(e);
+  EXPECT_EQ(r.status, ReadStatus::Corrupt);
+  EXPECT_NE(std::string(r.ring).find("@victim"), std::string::npos) << r.ring;
 }
 
 TEST(RingTest, LoanBuildsTheEventInPlace) {

@@ -54,13 +54,16 @@ bool sequence_at(const uint8_t* data, const RingSnapshot& ring, uint64_t p, uint
 
 bool snapshot_ring_data(const std::string& bus, const uint8_t* data, uint64_t size, RingSnapshot& out) {
   const auto* h = reinterpret_cast<const RingHeader*>(data);
+  // Capacity is read once: anyone with write access may change it while we
+  // look, and a value checked then read again could send us past the segment.
+  const uint64_t capacity = size < kRecordsOffset ? 0 : *static_cast<const volatile uint64_t*>(&h->capacity);
   if (size < kRecordsOffset || h->magic.load(std::memory_order_acquire) != kRingMagic ||
-      h->layout_version != kLayoutVersion || size < kRecordsOffset + h->capacity || h->capacity < kMinCapacity ||
-      (h->capacity & (h->capacity - 1)) != 0) {
+      h->layout_version != kLayoutVersion || size - kRecordsOffset < capacity || capacity < kMinCapacity ||
+      (capacity & (capacity - 1)) != 0) {
     out.error = "damaged or foreign ring header (magic, version or capacity); check it with `flowbus inspect " + bus + " --check`";
     return false;
   }
-  out.capacity = h->capacity;
+  out.capacity = capacity;
   out.write_position = h->write_position.load(std::memory_order_acquire);
   out.tail_position = h->tail_position.load(std::memory_order_acquire);
   out.next_sequence = h->next_sequence.load(std::memory_order_acquire);

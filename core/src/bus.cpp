@@ -113,6 +113,8 @@ TopicInfo topic_info_of(const TopicSlot& slot) {
   info.retention = std::chrono::seconds(slot.retention_s);
   info.mode = slot.mode;
   info.group = slot.group;
+  info.owner_uid = slot.owner_uid_plus1 == 0 ? -1 : int64_t(slot.owner_uid_plus1) - 1;
+  info.owner_gid = slot.owner_gid_plus1 == 0 ? -1 : int64_t(slot.owner_gid_plus1) - 1;
   const size_t n = std::min<uint64_t>(slot.schema_size, kMaxSchemaBytes);
   info.schema.assign(slot.schema, slot.schema + n);
   return info;
@@ -458,6 +460,8 @@ std::optional<TopicInfo> try_create_topic(BusState& bus, const TopicSpec& spec) 
     t.policy = uint32_t(spec.policy);
     t.mode = spec.mode;
     t.group = spec.group;
+    t.owner_uid_plus1 = uint32_t(::geteuid()) + 1;
+    t.owner_gid_plus1 = uint32_t(spec.group >= 0 ? gid_t(spec.group) : ::getegid()) + 1;
     t.ring_size = spec.ring_size;
     t.slow_timeout_ns = spec.slow_consumer_timeout == kNever ? UINT64_MAX : uint64_t(spec.slow_consumer_timeout.count());
     t.retention_s = uint64_t(spec.retention.count());

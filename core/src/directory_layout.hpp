@@ -98,7 +98,12 @@ struct TopicSlot {
   char name[kNameBytes];
   char type[kNameBytes];
   char schema_id[32];
-  char pad[512 - 64 - 2 * kNameBytes - 32];
+  // Who created the topic, + 1 (0: unknown, a topic made by an older flowbus):
+  // its uid, and the group its segments get. Publishing is allowed as the
+  // topic's mode allows writing to that owner and group (see Bus::publisher).
+  uint32_t owner_uid_plus1;
+  uint32_t owner_gid_plus1;
+  char pad[512 - 64 - 2 * kNameBytes - 32 - 8];
   uint8_t schema[kMaxSchemaBytes];
 };
 static_assert(offsetof(TopicSlot, schema) == 512);

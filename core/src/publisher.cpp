@@ -1,5 +1,9 @@
 // Publisher: attach or create the ring, then the hot path over RingWriter.
 // Directory words follow the ordering rules in directory_layout.hpp.
+#include <grp.h>
+#include <pwd.h>
+#include <unistd.h>
+
 #include <thread>
 
 #include <cstring>
@@ -50,6 +54,33 @@ void create_ring_segments(RingSegments& ring, const std::string& bus, const Topi
   ring.policy = topic.policy;
 }
 
+/// Whether this process may publish on `topic`: as its mode lets a file
+/// owned by the topic's creator and group be written by us (root may).
+/// Enforced here, by the library; see docs/security.md for what a process
+/// that bypasses it can still do.
+void check_may_publish(const TopicInfo& topic) {
+  if (topic.owner_uid < 0) return;  // made by an older flowbus: no owner recorded
+  const uid_t me = ::geteuid();
+  if (me == 0 || int64_t(me) == topic.owner_uid) return;  // the owner always has rw (validated)
+  bool in_group = int64_t(::getegid()) == topic.owner_gid;
+  gid_t groups[256];
+  const int n = ::getgroups(256, groups);
+  for (int i = 0; i < n && !in_group; ++i) in_group = int64_t(groups[i]) == topic.owner_gid;
+  if ((topic.mode & (in_group ? 0020u : 0002u)) != 0) return;
+  char bits[10];
+  for (int i = 0; i < 9; ++i) bits[i] = (topic.mode & (0400u >> i)) ? "rwxrwxrwx"[i] : '-';
+  bits[9] = 0;
+  std::string owner = std::to_string(topic.owner_uid);
+  if (const passwd* pw = ::getpwuid(uid_t(topic.owner_uid))) owner += std::string(" (") + pw->pw_name + ")";
+  std::string group = std::to_string(topic.owner_gid);
+  if (const ::group* gr = ::getgrgid(gid_t(topic.owner_gid))) group += std::string(" (") + gr->gr_name + ")";
+  throw Error(ErrorCode::PermissionDenied,
+              "topic '" + topic.name + "' is " + bits + ", owner uid " + owner + ", group " + group + ": uid " +
+                  std::to_string(me) + (in_group ? " (in its group)" : " (outside its group)") +
+                  " may not publish on it; ask its owner to create it with a mode that lets " +
+                  (in_group ? "its group write (e.g. 0660)" : "you write, or to add you to its group"));
+}
+
 }  // namespace
 
 Publisher Bus::publisher(std::string_view topic_name, const PublisherOptions& options) {
@@ -61,6 +92,7 @@ Publisher Bus::publisher(std::string_view topic_name, const PublisherOptions& op
     throw Error(ErrorCode::NotFound, "topic '" + std::string(topic_name) + "' does not exist on bus '" + bus.name +
                                          "'; create it first with `flowbus topic create " + bus.name + " " +
                                          std::string(topic_name) + " --schema FILE.fbs --type ROOT`");
+  check_may_publish(*topic);
   if (!options.schema.empty()) check_compatible_evolution(topic->schema, options.schema);
   const std::string& name = options.name;
   auto ring = std::make_unique<RingSegments>();

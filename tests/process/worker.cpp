@@ -407,8 +407,6 @@ int rogue(const std::string& bus, const std::string& topic, const std::string& p
   say("ready");
   uint64_t writes = 0;
   for (;;) {
-    if (rng() % 4 != 0) std::memcpy(data + 8, identity + 8, sizeof identity - 8);
-    if (rng() % 4 != 0) h->magic.store(kRingMagic, std::memory_order_relaxed);
     for (int burst = 0; burst < 64; ++burst, ++writes) {
       const uint64_t w = h->write_position.load(std::memory_order_relaxed);
       const uint64_t junk = rng();
@@ -458,6 +456,8 @@ int rogue(const std::string& bus, const std::string& topic, const std::string& p
       }
     }
     if (stdin_closed()) break;
+    if (rng() % 4 != 0) std::memcpy(data + 8, identity + 8, sizeof identity - 8);
+    if (rng() % 4 != 0) h->magic.store(kRingMagic, std::memory_order_relaxed);
     ::usleep(50);  // leave the two cores some room: ~1M writes a second otherwise
   }
   say("scribbled %" PRIu64, writes);

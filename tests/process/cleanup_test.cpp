@@ -8,6 +8,7 @@
 
 #include <cinttypes>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <random>
 #include <sstream>
@@ -52,7 +53,8 @@ std::string leftovers(const std::string& bus, bool retention_zero = true) {
   for (uint32_t i = 0; i < kParticipants; ++i) {
     const uint64_t w = dir->participants[i].state.load();
     const uint32_t st = SlotWord::state(w);
-    if (st == kClaiming || st == kCleaning) out += "participant " + std::to_string(i) + " state " + std::to_string(st) + "\n";
+    if (st == kClaiming || st == kCleaning)
+      out += "participant " + std::to_string(i) + (st == kCleaning ? " cleaning" : " claiming") + "\n";
     if (st == kReady && !process_alive(pid_t(SlotWord::who(w)), dir->participants[i].start_time))
       out += "participant " + std::to_string(i) + " of dead pid " + std::to_string(SlotWord::who(w)) + "\n";
   }
@@ -233,7 +235,7 @@ TEST_F(CleanupTest, CleanupsAndCreationsKilledAtRandomMomentsAreFinishedByTheNex
         std::string kind = line.substr(0, line.find_first_of("0123456789"));
         if (line.find("claiming") != std::string::npos) kind += "claiming";
         if (line.find("tombstoned") != std::string::npos) kind += "tombstoned";
-        if (line.find("state 3") != std::string::npos) kind += "cleaning";
+        if (line.find("cleaning") != std::string::npos) kind += "cleaning";
         if (line.find("belongs to no ring") != std::string::npos) kind = "orphan segment";
         ++kinds[kind];
       }
@@ -247,4 +249,90 @@ TEST_F(CleanupTest, CleanupsAndCreationsKilledAtRandomMomentsAreFinishedByTheNex
   for (const auto& [k, n] : kinds) summary += "  " + k + ": " + std::to_string(n) + "\n";
   std::printf("%" PRIu64 " rounds, %" PRIu64 " left something half-done for the next open, all finished:\n%s", rounds,
               rounds_with_leftovers, summary.c_str());
+}
+
+// (c, every step) Each half-done state a killed cleaner or creator can leave,
+// made directly in the directory, with pids of processes that are gone:
+//  * a participant slot Cleaning (the cleaner died) whose participant still
+//    owns a ring and a cursor;
+//  * a ring tombstoned by a dead remover, segments still there;
+//  * a ring tombstoned by a dead remover, segments already removed;
+//  * a ring slot Claiming by a dead creator, its segments already made.
+// One Bus::open finishes all of them.
+TEST_F(CleanupTest, EachHalfDoneStateOfAKilledCleanerOrCreatorIsFinishedByTheNextOpen) {
+  using namespace detail;
+  ScopedBusName name("cleanstep");
+  Bus bus = Bus::open(name.name);
+  bus.create_topic(sensor_topic("s.kept"));  // retention 1 h
+  for (const char* pub : {"tomb1", "tomb2"}) Publisher p = bus.publisher("s.kept", {pub});  // released at once
+  ChildProcess owner({kWorker, "crashpub", name.name, "s.kept", "owned", "1"});
+  expect_line(owner, "ready");
+  expect_line(owner, "loaned");
+  ChildProcess holder({kWorker, "hold", name.name, "s.kept"});
+  expect_line(holder, "ready");
+  expect_line(holder, "holding");
+  const pid_t owner_pid = owner.pid();
+  owner.kill_and_reap();
+  holder.kill_and_reap();
+  pid_t gone = 0;  // a pid nobody has any more
+  {
+    ChildProcess t({"/bin/true"}, {.pipe_stdin = false});
+    gone = t.pid();
+    t.wait(5s);
+  }
+  ASSERT_FALSE(process_alive(gone, 0));
+
+  Segment seg = Segment::open(directory_segment_name(name.name), Access::ReadWrite, sizeof(DirectoryLayout));
+  auto* dir = reinterpret_cast<DirectoryLayout*>(seg.data());
+  // The crashed publisher's slot: a cleaner took it (Cleaning) and died.
+  bool cleaning = false;
+  for (ParticipantSlot& p : dir->participants) {
+    const uint64_t w = p.state.load();
+    if (SlotWord::state(w) == kReady && pid_t(SlotWord::who(w)) == owner_pid) {
+      p.state.store(SlotWord::pack(SlotWord::epoch(w), uint32_t(gone), kCleaning));
+      cleaning = true;
+    }
+  }
+  ASSERT_TRUE(cleaning);
+  // Two rings tombstoned by a remover that died; one had removed its segments.
+  for (RingSlot& r : dir->rings) {
+    if (SlotWord::state(r.state.load()) != kReady) continue;
+    const std::string pub = read_name(r.publisher, kPublisherNameBytes);
+    if (pub != "tomb1" && pub != "tomb2") continue;
+    r.owner.store(removing_owner(uint32_t(gone)));
+    if (pub == "tomb2") {
+      Segment::remove(data_segment_name(name.name, "s.kept", pub));
+      Segment::remove(control_segment_name(name.name, "s.kept", pub));
+    }
+  }
+  // A ring slot claimed by a creator that died after making its segments.
+  for (RingSlot& r : dir->rings) {
+    const uint64_t w = r.state.load();
+    if (SlotWord::state(w) != kFree) continue;
+    std::memset(r.topic, 0, kNameBytes);
+    std::memcpy(r.topic, "s.kept", 6);
+    std::memset(r.publisher, 0, kPublisherNameBytes);
+    std::memcpy(r.publisher, "half", 4);
+    r.state.store(SlotWord::pack(SlotWord::epoch(w) + 1, uint32_t(gone), kClaiming));
+    break;
+  }
+  Segment::create(data_segment_name(name.name, "s.kept", "half"), 4096 + kRecordsOffset, 0600, -1);
+  Segment::create(control_segment_name(name.name, "s.kept", "half"), sizeof(ControlHeader), 0600, -1);
+  const std::string before = leftovers(name.name, false);
+  EXPECT_NE(before.find("cleaning"), std::string::npos) << before;  // (state 3)
+  EXPECT_NE(before.find("tombstoned"), std::string::npos) << before;
+  EXPECT_NE(before.find("claiming"), std::string::npos) << before;
+  EXPECT_NE(before.find("half belongs to no ring"), std::string::npos) << before;
+
+  { Bus next = Bus::open(name.name); }
+  EXPECT_EQ(leftovers(name.name, false), "") << "before the open:\n" << before;
+  const std::set<std::string> expected{"flowbus." + name.name, "flowbus." + name.name + ".s.kept@owned",
+                                       "flowbus." + name.name + ".s.kept@owned.ctl"};
+  EXPECT_EQ(segments_of(name.name), expected);
+  const BusSnapshot snap = inspect_bus(name.name);
+  ASSERT_EQ(snap.rings.size(), 1u);
+  EXPECT_FALSE(snap.rings[0].writer_alive);
+  EXPECT_TRUE(snap.rings[0].cursors.empty()) << "the dead holder's cursor";
+  Publisher again = bus.publisher("s.kept", {"owned"});  // its owner is released
+  for (const char* pub : {"tomb1", "tomb2", "half"}) Publisher p = bus.publisher("s.kept", {pub});  // names free again
 }

@@ -205,7 +205,13 @@ void check_positions(const RingSegments& ring, Findings& f) {
   f.check(tail <= w2, "tail " + num(tail) + " is past the write position " + num(w2));
   f.check(w1 <= tail + cap, "write position " + num(w1) + " is more than a ring (" + num(cap) + ") ahead of tail " + num(tail));
   f.check(limit == 0 || w2 <= limit, "write position " + num(w2) + " is past the writer's limit " + num(limit));
-  // The writer zeroes the next record's commit word before each commit.
+  // The writer zeroes the next record's commit word before each commit. Only
+  // on the record grid: a scribbled W may point anywhere, up to the last byte
+  // of the ring (a header there would run past the segment).
+  if (w2 % kRecordAlign != 0) {
+    f.check(w1 != w2, "write position " + num(w2) + " is not a multiple of 32");
+    return;
+  }
   const auto* next = reinterpret_cast<const RecordHeader*>(ring.records() + (w2 & (cap - 1)));
   const uint64_t commit = next->commit.load(std::memory_order_acquire);
   f.check(commit != w2 + 1 || h->write_position.load(std::memory_order_acquire) != w2,

@@ -13,6 +13,7 @@
 #include "bus_state.hpp"
 #include "flowbus/bus.hpp"
 #include "flowbus/error.hpp"
+#include "flowbus/inspect.hpp"
 #include "flowbus/names.hpp"
 #include "test_bus.hpp"
 
@@ -479,6 +480,52 @@ TEST(RingTest, ASubscriberJoiningARingWithAScribbledTailIsToldCorruptNotFull) {
   const ReadResult r = sub->read(e);
   EXPECT_EQ(r.status, ReadStatus::Corrupt);
   EXPECT_NE(std::string(r.ring).find("@victim"), std::string::npos) << r.ring;
+}
+
+// Found by the rogue writer test under UBSan: `check_bus` read the record
+// header at the write position even when W was off the record grid (a
+// misaligned read that can run up to 31 bytes past the ring); RingTap read
+// at a scribbled tail, and a publisher restarting on the ring walked from a
+// scribbled W. Each now stays on the grid.
+TEST(RingTest, ToolsAndARestartedWriterNeverReadAHeaderOffTheRecordGrid) {
+  ScopedBusName name("ring");
+  Bus bus = Bus::open(name.name);
+  bus.create_topic(sensor_topic("t"));
+  flatbuffers::FlatBufferBuilder fbb;
+  uint64_t w = 0;
+  {
+    Publisher pub = bus.publisher("t", {"p"});
+    for (uint64_t i = 0; i < 10; ++i) {
+      build_reading(fbb, i);
+      ASSERT_EQ(pub.try_publish({fbb.GetBufferPointer(), fbb.GetSize()}), PublishStatus::Ok);
+    }
+  }
+  auto seg = detail::Segment::open(detail::data_segment_name(name.name, "t", "p"), detail::Access::ReadWrite);
+  auto* h = reinterpret_cast<detail::RingHeader*>(seg.data());
+  w = h->write_position.load();
+  h->write_position.store(w + 31);  // off the grid, 31 bytes on
+  h->tail_position.store(8);
+
+  const CheckReport report = check_bus(name.name);
+  bool named = false;
+  for (const CheckFinding& f : report.findings) named |= f.problem.find("is not a multiple of 32") != std::string::npos;
+  EXPECT_TRUE(named);
+  RingTap tap(name.name, "t", "p");
+  TapRecord rec;
+  EXPECT_EQ(tap.next(rec), RingTap::Status::Corrupt);
+
+  Publisher again = bus.publisher("t", {"p"});  // recovers from the scribbled W
+  EXPECT_EQ(again.next_sequence(), 10u);
+  Subscriber sub = bus.subscribe("t", {StartAt::Latest});
+  for (uint64_t i = 10; i < 15; ++i) {
+    build_reading(fbb, i);
+    ASSERT_EQ(again.try_publish({fbb.GetBufferPointer(), fbb.GetSize()}), PublishStatus::Ok);
+  }
+  std::vector<uint64_t> got;
+  const PollResult pr = sub.poll([&](const Event& e) { got.push_back(e.sequence()); });
+  EXPECT_EQ(pr.corrupt_rings, 0u) << "W " << h->write_position.load() << " tail " << h->tail_position.load();
+  EXPECT_EQ(got, (std::vector<uint64_t>{10, 11, 12, 13, 14}));
+  EXPECT_EQ(h->write_position.load() % 32, 0u);
 }
 
 TEST(RingTest, LoanBuildsTheEventInPlace) {

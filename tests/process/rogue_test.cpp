@@ -76,9 +76,12 @@ TEST(RogueWriterTest, ScribblingOneTopicsRingNeverCrashesOrStallsAnyoneAndTheOth
   ScopedBusName name("rogue");
   Bus bus = Bus::open(name.name);
   const std::string victim_topic = "rogue.victim", healthy_topic = "rogue.healthy";
+  // The victim evicts stuck cursors after 300 ms (the rogue forges them);
+  // the healthy topic is lossless whatever the load: a reader descheduled
+  // for a while on a loaded machine must not be evicted from it.
   for (const std::string& t : {victim_topic, healthy_topic}) {
     TopicSpec spec = sensor_topic(t, Policy::Block, 64 * 1024);
-    spec.slow_consumer_timeout = 300ms;
+    spec.slow_consumer_timeout = t == victim_topic ? std::chrono::nanoseconds(300ms) : kNever;
     bus.create_topic(spec);
   }
   // The rings exist before anyone subscribes, so the readers start at event 0.
@@ -96,8 +99,13 @@ TEST(RogueWriterTest, ScribblingOneTopicsRingNeverCrashesOrStallsAnyoneAndTheOth
     watchers.push_back(std::make_unique<ChildProcess>(argv));
     ASSERT_EQ(expect_line(*watchers.back(), "ready"), pattern == "rogue.>" ? "ready 2" : "ready 1");
   }
-  ChildProcess healthy_pub({kWorker, "stream", name.name, healthy_topic, "h", "20", "2000"});
+  ChildProcess healthy_pub({kWorker, "stream", name.name, healthy_topic, "h", "20", "10000"});
   ChildProcess victim_pub({kWorker, "stream", name.name, victim_topic, "v", "20", "200"});
+  // "Stalled" below means a call that did not return within kStall: a hang
+  // or a livelock. The bound is well above every timeout involved (50 ms
+  // waits, 200 ms publishes), because a loaded 2-core machine under ASan
+  // deschedules whole processes for a second or two (measured: 2.2 s).
+  constexpr uint64_t kStallUs = 5'000'000;
   ASSERT_EQ(expect_line(healthy_pub, "ready"), "ready 0");
   ASSERT_EQ(expect_line(victim_pub, "ready"), "ready 0");
   std::this_thread::sleep_for(300ms);  // events flow on both topics first
@@ -173,9 +181,9 @@ TEST(RogueWriterTest, ScribblingOneTopicsRingNeverCrashesOrStallsAnyoneAndTheOth
   ASSERT_NE(healthy_published, UINT64_MAX) << healthy_out;
   EXPECT_GT(healthy_published, 0u);
   EXPECT_EQ(number_after(healthy_out, "timeouts"), 0u) << healthy_out;
-  EXPECT_LT(number_after(healthy_out, "max_block_us"), 2'000'000u) << healthy_out;
+  EXPECT_LT(number_after(healthy_out, "max_block_us"), kStallUs) << healthy_out;
   ASSERT_NE(number_after(victim_out, "published"), UINT64_MAX) << victim_out;
-  EXPECT_LT(number_after(victim_out, "max_block_us"), 200'000u + 1'000'000u) << victim_out;
+  EXPECT_LT(number_after(victim_out, "max_block_us"), kStallUs) << victim_out;
 
   const char* names[] = {"pattern", "victim topic", "healthy topic"};
   std::string figures;
@@ -189,8 +197,8 @@ TEST(RogueWriterTest, ScribblingOneTopicsRingNeverCrashesOrStallsAnyoneAndTheOth
     EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << names[i];
     figures += std::string(names[i]) + ": " + r.healthy + " | " + r.victim + " | " + r.summary + " | " + r.probe + "\n";
     // No reader stalled: every read() and wait(50 ms) returned in bounded time.
-    EXPECT_LT(number_after(r.summary, "max_read_us"), 500'000u) << names[i] << ": " << r.summary;
-    EXPECT_LT(number_after(r.summary, "max_wait_us"), 50'000u + 1'000'000u) << names[i] << ": " << r.summary;
+    EXPECT_LT(number_after(r.summary, "max_read_us"), kStallUs) << names[i] << ": " << r.summary;
+    EXPECT_LT(number_after(r.summary, "max_wait_us"), kStallUs) << names[i] << ": " << r.summary;
     const std::string corrupt_rings = word_after(r.summary, "corrupt_rings");
     EXPECT_EQ(corrupt_rings.find(healthy_topic), std::string::npos) << names[i] << ": " << r.summary;
     if (i != 1) {  // it reads the healthy topic: everything, once, in order, intact
@@ -206,7 +214,7 @@ TEST(RogueWriterTest, ScribblingOneTopicsRingNeverCrashesOrStallsAnyoneAndTheOth
     if (i != 2) {  // it reads the victim: the damage was reported, naming the ring
       EXPECT_GE(number_after(r.summary, "corrupt"), 1u) << names[i] << ": " << r.summary;
       EXPECT_GE(number_after(r.probe, "corrupt"), 1u) << names[i] << ": " << r.probe;
-      EXPECT_LT(number_after(r.probe, "max_probe_us"), 500'000u) << names[i] << ": " << r.probe;
+      EXPECT_LT(number_after(r.probe, "max_probe_us"), kStallUs) << names[i] << ": " << r.probe;
       EXPECT_EQ(corrupt_rings, victim_ring) << names[i] << ": " << r.summary;
     } else {
       EXPECT_EQ(number_after(r.summary, "corrupt"), 0u) << r.summary;

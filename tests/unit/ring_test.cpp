@@ -6,6 +6,7 @@
 #include <sys/statvfs.h>
 #include <sys/wait.h>
 
+#include <atomic>
 #include <cstring>
 #include <random>
 #include <thread>
@@ -526,6 +527,40 @@ TEST(RingTest, ToolsAndARestartedWriterNeverReadAHeaderOffTheRecordGrid) {
   EXPECT_EQ(pr.corrupt_rings, 0u) << "W " << h->write_position.load() << " tail " << h->tail_position.load();
   EXPECT_EQ(got, (std::vector<uint64_t>{10, 11, 12, 13, 14}));
   EXPECT_EQ(h->write_position.load() % 32, 0u);
+}
+
+// Found by the rogue writer test: `flowbus inspect --check` reported a
+// healthy ring as damaged ("waiters says 1 readers sleep, 0 slots say so"):
+// a reader sets its sleeping flag and then counts itself in waiters, and a
+// reader preempted in between (the machine was loaded) shows the two apart
+// for as long as it waits for a CPU. Here a reader stays "preempted" there
+// through all of the check's looks; the check must not call that damage,
+// and must still call a count no reader accounts for damage.
+TEST(RingTest, CheckTellsAReaderPreemptedOnItsWayToSleepFromADamagedWaiterCount) {
+  ScopedBusName name("ring");
+  Bus bus = Bus::open(name.name);
+  bus.create_topic(sensor_topic("t"));
+  Publisher pub = bus.publisher("t", {"p"});
+  Subscriber sub = bus.subscribe("t");
+  auto seg = detail::Segment::open(detail::control_segment_name(name.name, "t", "p"), detail::Access::ReadWrite);
+  auto* c = reinterpret_cast<detail::ControlHeader*>(seg.data());
+  int mine = -1;
+  for (uint32_t i = 0; i < detail::kCursorSlots; ++i)
+    if (detail::CursorWord::owned(c->slots[i].word.load())) mine = int(i);
+  ASSERT_GE(mine, 0);
+  auto findings = [&] {
+    std::string out;
+    for (const CheckFinding& f : check_bus(name.name).findings) out += f.problem + "\n";
+    return out;
+  };
+  c->slots[mine].sleeping.store(1);  // flag set, not counted yet: preempted right there
+  EXPECT_EQ(findings(), "");
+  c->slots[mine].sleeping.store(0);
+  c->waiters.store(1);  // counted, flag already cleared: preempted on its way out
+  EXPECT_EQ(findings(), "");
+  c->waiters.store(7);  // more sleepers than readers: damage
+  EXPECT_NE(findings().find("waiters says 7"), std::string::npos);
+  c->waiters.store(0);
 }
 
 TEST(RingTest, LoanBuildsTheEventInPlace) {

@@ -214,6 +214,22 @@ TEST_F(CleanupTest, CleanupsAndCreationsKilledAtRandomMomentsAreFinishedByTheNex
   TopicSpec t = sensor_topic("k.t", Policy::Block, 4096);
   t.retention = 0s;
   bus.create_topic(t);
+  // Kill moments are drawn over how long each process really takes here (a
+  // sanitizer build starts several times slower), measured once.
+  int64_t pub_us = 0, gc_us = 0;
+  {
+    const auto t0 = std::chrono::steady_clock::now();
+    ChildProcess pub({kWorker, "crashpub", name.name, "k.t", "calibrate", "2"});
+    expect_line(pub, "ready");
+    expect_line(pub, "loaned");
+    pub_us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
+    pub.kill_and_reap();
+    const auto t1 = std::chrono::steady_clock::now();
+    ChildProcess gc({FLOWBUS_BINARY_DIR "/bin/flowbus", "gc", name.name}, {.pipe_stdin = false});
+    gc.wait(30s);
+    gc_us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t1).count();
+    Bus next = Bus::open(name.name);
+  }
   std::mt19937 rng(uint32_t(::getpid()));
   uint64_t rounds_with_leftovers = 0;
   std::map<std::string, uint64_t> kinds;  // what the killed processes left, by kind
@@ -221,9 +237,9 @@ TEST_F(CleanupTest, CleanupsAndCreationsKilledAtRandomMomentsAreFinishedByTheNex
     {
       ChildProcess pub({kWorker, "crashpub", name.name, "k.t", "p" + std::to_string(round), "2"});
       ChildProcess gc({FLOWBUS_BINARY_DIR "/bin/flowbus", "gc", name.name}, {.pipe_stdin = false});
-      std::this_thread::sleep_for(std::chrono::microseconds(rng() % 8000));
+      std::this_thread::sleep_for(std::chrono::microseconds(rng() % uint64_t(pub_us + 1)));
       pub.kill_and_reap();
-      std::this_thread::sleep_for(std::chrono::microseconds(rng() % 3000));
+      std::this_thread::sleep_for(std::chrono::microseconds(rng() % uint64_t(gc_us / 2 + 1)));
       gc.kill_and_reap();
     }
     const std::string left = leftovers(name.name);
@@ -247,8 +263,9 @@ TEST_F(CleanupTest, CleanupsAndCreationsKilledAtRandomMomentsAreFinishedByTheNex
   EXPECT_GT(rounds_with_leftovers, 0u) << "no round left anything to clean: the test tried nothing";
   std::string summary;
   for (const auto& [k, n] : kinds) summary += "  " + k + ": " + std::to_string(n) + "\n";
-  std::printf("%" PRIu64 " rounds, %" PRIu64 " left something half-done for the next open, all finished:\n%s", rounds,
-              rounds_with_leftovers, summary.c_str());
+  std::printf("%" PRIu64 " rounds (a publisher takes %" PRId64 " us to attach and loan, gc %" PRId64
+              " us), %" PRIu64 " left something half-done for the next open, all finished:\n%s",
+              rounds, pub_us, gc_us, rounds_with_leftovers, summary.c_str());
 }
 
 // (c, every step) Each half-done state a killed cleaner or creator can leave,

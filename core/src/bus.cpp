@@ -265,6 +265,8 @@ size_t BusState::remove_expired_rings(std::vector<std::string>* removed_segments
   bool changed = false;
   const uint64_t now = unix_now_ns();
   for (RingSlot& r : dir->rings) {
+    // Acquire (state, owner): as every directory reader (directory_layout.hpp),
+    // so the names read below are the ones published with Ready.
     uint64_t w = r.state.load(std::memory_order_acquire);
     if (SlotWord::state(w) != kReady) continue;
     uint64_t owner = r.owner.load(std::memory_order_acquire);
@@ -309,10 +311,18 @@ size_t BusState::remove_expired_rings(std::vector<std::string>* removed_segments
     // tombstone with a dead pid, which the next opener finishes (above).
     for (const std::string& seg : {data_segment_name(name, topic, publisher), control_segment_name(name, topic, publisher)})
       if (Segment::remove(seg) && removed_segments != nullptr) removed_segments->push_back(seg);
-    // acq_rel: publishes the free slot to claimers. Under a tombstone no one
-    // else changes a Ready ring's state, so this does not fail in practice.
-    r.state.compare_exchange_strong(w, SlotWord::pack(SlotWord::epoch(w), 0, kFree), std::memory_order_acq_rel);
-    r.owner.store(0, std::memory_order_release);
+    // Free the slot through Claiming(us): clearing the owner after the slot
+    // is Free could overwrite the owner a new claimer just stored; while we
+    // hold it Claiming nobody can claim it. acq_rel: as every claim. Under a
+    // tombstone no one else changes a Ready ring's state, so it succeeds.
+    // (Killed between the two stores: a Claiming slot of a dead pid, rolled
+    // back by the next opener; the stale owner word is overwritten by
+    // whoever claims the slot next.)
+    if (r.state.compare_exchange_strong(w, SlotWord::pack(SlotWord::epoch(w), uint32_t(pid), kClaiming),
+                                        std::memory_order_acq_rel)) {
+      r.owner.store(0, std::memory_order_relaxed);  // published by the release store below
+      r.state.store(SlotWord::pack(SlotWord::epoch(w), 0, kFree), std::memory_order_release);
+    }
     changed = true;
   }
   if (changed) bump_generation();

@@ -76,6 +76,7 @@ void Subscriber::attach_rings(StartAt from) {
     // A join also fails when tail turns out to be off the record grid (the
     // header was scribbled on): that ring is damaged, not full. It joins
     // quarantined, holding no slot, so the first read reports it Corrupt.
+    // (Acquire, though any order would do: this only chooses the diagnosis.)
     if (!joined && r.header->tail_position.load(std::memory_order_acquire) % kRecordAlign != 0) {
       r.quarantined = true;
       joined = true;

@@ -263,8 +263,8 @@ void check_control(const RingSegments& ring, const RingWalk& walk, const Directo
   }
   uint32_t owned = 0;
   for (uint32_t i = 0; i < kCursorSlots; ++i) owned += CursorWord::owned(c->slots[i].word.load(std::memory_order_acquire));
-  f.check(waiters <= std::max(owned, sleeping), "control: waiters says " + num(waiters) + " readers sleep, but " + num(owned) +
-                                                    " readers hold a cursor and " + num(sleeping) + " slots say they sleep");
+  f.check(waiters <= std::max(owned, sleeping), "control: waiters says " + num(waiters) + " readers sleep, " + num(sleeping) +
+                                                    " slots say so, and only " + num(owned) + " readers hold a cursor");
 }
 
 void check_ring(const std::string& bus, const DirectoryLayout* dir, uint32_t index, const std::vector<TopicCheck>& topics,

@@ -237,7 +237,8 @@ TEST_F(CleanupTest, CleanupsAndCreationsKilledAtRandomMomentsAreFinishedByTheNex
     {
       ChildProcess pub({kWorker, "crashpub", name.name, "k.t", "p" + std::to_string(round), "2"});
       ChildProcess gc({FLOWBUS_BINARY_DIR "/bin/flowbus", "gc", name.name}, {.pipe_stdin = false});
-      std::this_thread::sleep_for(std::chrono::microseconds(rng() % uint64_t(pub_us + 1)));
+      // Most of each span is exec and start-up; the later part is the work.
+      std::this_thread::sleep_for(std::chrono::microseconds(uint64_t(pub_us) / 2 + rng() % uint64_t(pub_us / 2 + 1)));
       pub.kill_and_reap();
       std::this_thread::sleep_for(std::chrono::microseconds(rng() % uint64_t(gc_us / 2 + 1)));
       gc.kill_and_reap();

@@ -119,6 +119,8 @@ TopicInfo topic_info_of(const TopicSlot& slot) {
   info.retention = std::chrono::seconds(slot.retention_s);
   info.mode = slot.mode;
   info.group = slot.group;
+  info.owner_uid = slot.owner_uid_plus1 == 0 ? -1 : int64_t(slot.owner_uid_plus1) - 1;
+  info.owner_gid = slot.owner_gid_plus1 == 0 ? -1 : int64_t(slot.owner_gid_plus1) - 1;
   const size_t n = std::min<uint64_t>(slot.schema_size, kMaxSchemaBytes);
   info.schema.assign(slot.schema, slot.schema + n);
   return info;
@@ -243,9 +245,94 @@ size_t BusState::clean_up_dead_participants() {
     changed = true;
   }
   for (TopicSlot& t : dir->topics) changed |= roll_back_if_dead_claimer(t.state);
-  for (RingSlot& r : dir->rings) changed |= roll_back_if_dead_claimer(r.state);
+  for (RingSlot& r : dir->rings) {
+    // A creator that died before its ring was Ready may have made its
+    // segments already. Remove them before freeing the slot: while the slot
+    // is Claiming (dead pid) with this name, no one else creates the name
+    // (a rival steps back on seeing it), so what we remove is the dead
+    // creator's. Names are complete: it wrote them before its seq_cst
+    // store, and it is dead.
+    const uint64_t w = r.state.load(std::memory_order_acquire);
+    if (SlotWord::state(w) != kClaiming || process_alive(pid_t(SlotWord::who(w)), 0)) continue;
+    if (strnlen(r.topic, kNameBytes) < kNameBytes && strnlen(r.publisher, kPublisherNameBytes) < kPublisherNameBytes &&
+        r.topic[0] != 0 && r.publisher[0] != 0) {
+      const std::string topic = read_name(r.topic, kNameBytes), publisher = read_name(r.publisher, kPublisherNameBytes);
+      Segment::remove(data_segment_name(name, topic, publisher));
+      Segment::remove(control_segment_name(name, topic, publisher));
+    }
+    changed |= roll_back_if_dead_claimer(r.state);
+  }
   if (changed) bump_generation();
   return cleaned;
+}
+
+size_t BusState::remove_expired_rings(std::vector<std::string>* removed_segments) {
+  size_t kept = 0;
+  bool changed = false;
+  const uint64_t now = unix_now_ns();
+  for (RingSlot& r : dir->rings) {
+    // Acquire (state, owner): as every directory reader (directory_layout.hpp),
+    // so the names read below are the ones published with Ready.
+    uint64_t w = r.state.load(std::memory_order_acquire);
+    if (SlotWord::state(w) != kReady) continue;
+    uint64_t owner = r.owner.load(std::memory_order_acquire);
+    const std::string topic = read_name(r.topic, kNameBytes), publisher = read_name(r.publisher, kPublisherNameBytes);
+    if (is_removing_owner(owner)) {
+      // Being removed: by a live remover (leave it), or one that died half-way
+      // (take its tombstone over, acq_rel as any takeover, and finish).
+      if (process_alive(pid_t(SlotWord::who(owner)), 0)) continue;
+      if (!r.owner.compare_exchange_strong(owner, removing_owner(uint32_t(pid)), std::memory_order_acq_rel)) continue;
+    } else {
+      if (owner != 0) {
+        ++kept;
+        continue;
+      }
+      const auto info = find_topic(topic);
+      uint64_t last = r.created_ns;
+      try {
+        RingSegments ring;
+        open_ring_segments(ring, name, topic, publisher, Access::ReadOnly, Access::ReadOnly);
+        last = std::max(last, ring.header()->last_publish_ns.load(std::memory_order_relaxed));
+      } catch (const Error& e) {
+        if (e.code() == ErrorCode::PermissionDenied) {  // not ours to judge, nor to remove
+          ++kept;
+          continue;
+        }
+        last = 0;  // damaged or missing: nothing worth retaining
+      }
+      const uint64_t retention_ns = info ? uint64_t(info->retention.count()) * 1000000000ull : 0;
+      if (last + retention_ns > now) {
+        ++kept;
+        continue;
+      }
+      // The tombstone first: a publisher restarting right now cannot attach
+      // to segments we are about to remove, nor create the name anew.
+      uint64_t no_owner = 0;
+      if (!r.owner.compare_exchange_strong(no_owner, removing_owner(uint32_t(pid)), std::memory_order_acq_rel)) {
+        ++kept;
+        continue;
+      }
+    }
+    // Segments, then the slot: killed anywhere in between, we leave a
+    // tombstone with a dead pid, which the next opener finishes (above).
+    for (const std::string& seg : {data_segment_name(name, topic, publisher), control_segment_name(name, topic, publisher)})
+      if (Segment::remove(seg) && removed_segments != nullptr) removed_segments->push_back(seg);
+    // Free the slot through Claiming(us): clearing the owner after the slot
+    // is Free could overwrite the owner a new claimer just stored; while we
+    // hold it Claiming nobody can claim it. acq_rel: as every claim. Under a
+    // tombstone no one else changes a Ready ring's state, so it succeeds.
+    // (Killed between the two stores: a Claiming slot of a dead pid, rolled
+    // back by the next opener; the stale owner word is overwritten by
+    // whoever claims the slot next.)
+    if (r.state.compare_exchange_strong(w, SlotWord::pack(SlotWord::epoch(w), uint32_t(pid), kClaiming),
+                                        std::memory_order_acq_rel)) {
+      r.owner.store(0, std::memory_order_relaxed);  // published by the release store below
+      r.state.store(SlotWord::pack(SlotWord::epoch(w), 0, kFree), std::memory_order_release);
+    }
+    changed = true;
+  }
+  if (changed) bump_generation();
+  return kept;
 }
 
 namespace {
@@ -319,6 +406,9 @@ std::shared_ptr<BusState> attach(std::string_view name_view, const BusOptions* c
   if (created) initialise_directory(state->dir, size);
   check_directory(state->dir, name, size);
   state->clean_up_dead_participants();
+  // Rings whose writer is gone and whose retention ended go too, so that no
+  // one ever needs `rm /dev/shm/...` (flowbus gc does the same, bus by bus).
+  state->remove_expired_rings();
   // Claim a participant slot: Free -> Claiming(pid) -> fill -> Ready(pid).
   for (uint32_t i = 0; i < kParticipants; ++i) {
     ParticipantSlot& p = state->dir->participants[i];
@@ -386,6 +476,8 @@ std::optional<TopicInfo> try_create_topic(BusState& bus, const TopicSpec& spec) 
     t.policy = uint32_t(spec.policy);
     t.mode = spec.mode;
     t.group = spec.group;
+    t.owner_uid_plus1 = uint32_t(::geteuid()) + 1;
+    t.owner_gid_plus1 = uint32_t(spec.group >= 0 ? gid_t(spec.group) : ::getegid()) + 1;
     t.ring_size = spec.ring_size;
     t.slow_timeout_ns = spec.slow_consumer_timeout == kNever ? UINT64_MAX : uint64_t(spec.slow_consumer_timeout.count());
     t.retention_s = uint64_t(spec.retention.count());

@@ -85,6 +85,10 @@ struct BusState {
   /// Frees what dead participants left: cursors, half-done slots, ring owners.
   /// Returns the number of participants cleaned up.
   size_t clean_up_dead_participants();
+  /// Removes rings nobody owns whose retention has ended (both segments,
+  /// then the slot), and finishes removals whose remover died. Returns the
+  /// number of rings kept (owned or still retained); appends what it removed.
+  size_t remove_expired_rings(std::vector<std::string>* removed_segments = nullptr);
 };
 
 TopicInfo topic_info_of(const TopicSlot& slot);

@@ -101,7 +101,12 @@ struct TopicSlot {
   char name[kNameBytes];
   char type[kNameBytes];
   char schema_id[32];
-  char pad[512 - 64 - 2 * kNameBytes - 32];
+  // Who created the topic, + 1 (0: unknown, a topic made by an older flowbus):
+  // its uid, and the group its segments get. Publishing is allowed as the
+  // topic's mode allows writing to that owner and group (see Bus::publisher).
+  uint32_t owner_uid_plus1;
+  uint32_t owner_gid_plus1;
+  char pad[512 - 64 - 2 * kNameBytes - 32 - 8];
   uint8_t schema[kMaxSchemaBytes];
 };
 static_assert(offsetof(TopicSlot, schema) == 512);
@@ -109,7 +114,15 @@ static_assert(offsetof(TopicSlot, schema) == 512);
 // owner: 0 when no publisher holds the ring, else the owning participant's
 // state word (so a participant slot reused by another process is not taken
 // for the old owner).
-inline constexpr uint64_t kOwnerRemoving = ~0ull;  // gc is removing the ring: nobody may take it
+// While a ring is being removed (gc, or an opener removing a ring whose
+// retention ended) its owner word is a tombstone naming the remover's pid:
+// nobody may take the ring. Removal is: tombstone, remove both segments,
+// free the slot. A remover killed half-way leaves a tombstone with a dead
+// pid; whoever finds it takes it over and finishes the same steps (removing
+// a segment twice is harmless), so the removal always completes.
+inline constexpr uint32_t kOwnerRemovingState = 0xfe;
+inline uint64_t removing_owner(uint32_t pid) { return (uint64_t(0xffffff) << 40) | (uint64_t(pid) << 8) | kOwnerRemovingState; }
+inline bool is_removing_owner(uint64_t owner) { return (owner & 0xff) == kOwnerRemovingState && (owner >> 40) == 0xffffff; }
 
 struct RingSlot {
   std::atomic<uint64_t> state;

@@ -64,43 +64,7 @@ void collect_bus(const std::string& name, bool force, GcReport& report) {
   report.participants_cleaned += state->clean_up_dead_participants();
   size_t live = 0;
   for (uint32_t i = 0; i < kParticipants; ++i) live += state->participant_alive(i);
-  const uint64_t now = unix_now_ns();
-  size_t retained = 0;
-  for (RingSlot& r : state->dir->rings) {
-    uint64_t w = r.state.load(std::memory_order_acquire);
-    if (SlotWord::state(w) != kReady || r.owner.load(std::memory_order_acquire) != 0) {
-      retained += SlotWord::state(w) == kReady;
-      continue;
-    }
-    const std::string topic(r.topic, strnlen(r.topic, kNameBytes));
-    const std::string pub(r.publisher, strnlen(r.publisher, kPublisherNameBytes));
-    const auto info = state->find_topic(topic);
-    uint64_t last = r.created_ns;
-    try {
-      RingSegments ring;
-      open_ring_segments(ring, name, topic, pub, Access::ReadOnly);
-      last = std::max(last, ring.header()->last_publish_ns.load(std::memory_order_relaxed));
-    } catch (const Error&) {
-      last = 0;  // damaged or missing: nothing worth retaining
-    }
-    const uint64_t retention_ns = info ? uint64_t(info->retention.count()) * 1000000000ull : 0;
-    if (last + retention_ns > now) {
-      ++retained;
-      continue;
-    }
-    // Take the ring from under any publisher first (a tombstone owner), then
-    // free the slot: a publisher restarting right now cannot attach to
-    // segments we are about to remove.
-    uint64_t no_owner = 0;
-    if (!r.owner.compare_exchange_strong(no_owner, kOwnerRemoving, std::memory_order_acq_rel)) continue;
-    if (!r.state.compare_exchange_strong(w, SlotWord::pack(SlotWord::epoch(w), 0, kFree), std::memory_order_acq_rel)) {
-      r.owner.store(0, std::memory_order_release);
-      continue;
-    }
-    r.owner.store(0, std::memory_order_relaxed);  // the slot is Free: relaxed is enough
-    for (const std::string& seg : {data_segment_name(name, topic, pub), control_segment_name(name, topic, pub)})
-      if (Segment::remove(seg)) report.removed_segments.push_back(seg);
-  }
+  const size_t retained = state->remove_expired_rings(&report.removed_segments);
   state->bump_generation();
   if (live == 0 && (retained == 0 || force)) return destroy_all(force && retained ? "no live participant (forced)" : "no live participant, nothing retained");
   report.kept_buses.push_back(name + ": " + std::to_string(live) + " live participant(s), " + std::to_string(retained) + " retained ring(s)");

@@ -58,13 +58,16 @@ bool sequence_at(const uint8_t* data, const RingSnapshot& ring, uint64_t p, uint
 
 bool snapshot_ring_data(const std::string& bus, const uint8_t* data, uint64_t size, RingSnapshot& out) {
   const auto* h = reinterpret_cast<const RingHeader*>(data);
+  // Capacity is read once: anyone with write access may change it while we
+  // look, and a value checked then read again could send us past the segment.
+  const uint64_t capacity = size < kRecordsOffset ? 0 : *static_cast<const volatile uint64_t*>(&h->capacity);
   if (size < kRecordsOffset || h->magic.load(std::memory_order_acquire) != kRingMagic ||
-      h->layout_version != kLayoutVersion || size < kRecordsOffset + h->capacity || h->capacity < kMinCapacity ||
-      (h->capacity & (h->capacity - 1)) != 0) {
+      h->layout_version != kLayoutVersion || size - kRecordsOffset < capacity || capacity < kMinCapacity ||
+      (capacity & (capacity - 1)) != 0) {
     out.error = "damaged or foreign ring header (magic, version or capacity); check it with `flowbus inspect " + bus + " --check`";
     return false;
   }
-  out.capacity = h->capacity;
+  out.capacity = capacity;
   out.write_position = h->write_position.load(std::memory_order_acquire);
   out.tail_position = h->tail_position.load(std::memory_order_acquire);
   out.next_sequence = h->next_sequence.load(std::memory_order_acquire);
@@ -218,7 +221,7 @@ BusSnapshot inspect_bus(const std::string& name) {
     }
     ring.writer_pid = r.owner_pid;
     const uint64_t owner = r.owner.load(std::memory_order_acquire);
-    ring.writer_alive = owner != 0 && owner != kOwnerRemoving &&
+    ring.writer_alive = owner != 0 && !is_removing_owner(owner) &&
                         participant_alive(dir, SlotWord::who(owner), SlotWord::epoch(owner) & 0xff, nullptr);
     read_ring(name, dir, ring);
     snap.rings.push_back(std::move(ring));

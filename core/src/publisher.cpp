@@ -1,5 +1,9 @@
 // Publisher: attach or create the ring, then the hot path over RingWriter.
 // Directory words follow the ordering rules in directory_layout.hpp.
+#include <grp.h>
+#include <pwd.h>
+#include <unistd.h>
+
 #include <thread>
 
 #include <cctype>
@@ -69,6 +73,33 @@ void validate_mirror_origin(const MirrorOrigin& origin) {
     bad("source must have 1 to " + std::to_string(kSourceBytes - 1) + " characters and no NUL");
 }
 
+/// Whether this process may publish on `topic`: as its mode lets a file
+/// owned by the topic's creator and group be written by us (root may).
+/// Enforced here, by the library; see docs/security.md for what a process
+/// that bypasses it can still do.
+void check_may_publish(const TopicInfo& topic) {
+  if (topic.owner_uid < 0) return;  // made by an older flowbus: no owner recorded
+  const uid_t me = ::geteuid();
+  if (me == 0 || int64_t(me) == topic.owner_uid) return;  // the owner always has rw (validated)
+  bool in_group = int64_t(::getegid()) == topic.owner_gid;
+  gid_t groups[256];
+  const int n = ::getgroups(256, groups);
+  for (int i = 0; i < n && !in_group; ++i) in_group = int64_t(groups[i]) == topic.owner_gid;
+  if ((topic.mode & (in_group ? 0020u : 0002u)) != 0) return;
+  char bits[10];
+  for (int i = 0; i < 9; ++i) bits[i] = (topic.mode & (0400u >> i)) ? "rwxrwxrwx"[i] : '-';
+  bits[9] = 0;
+  std::string owner = std::to_string(topic.owner_uid);
+  if (const passwd* pw = ::getpwuid(uid_t(topic.owner_uid))) owner += std::string(" (") + pw->pw_name + ")";
+  std::string group = std::to_string(topic.owner_gid);
+  if (const ::group* gr = ::getgrgid(gid_t(topic.owner_gid))) group += std::string(" (") + gr->gr_name + ")";
+  throw Error(ErrorCode::PermissionDenied,
+              "topic '" + topic.name + "' is " + bits + ", owner uid " + owner + ", group " + group + ": uid " +
+                  std::to_string(me) + (in_group ? " (in its group)" : " (outside its group)") +
+                  " may not publish on it; ask its owner to create it with a mode that lets " +
+                  (in_group ? "its group write (e.g. 0660)" : "you write, or to add you to its group"));
+}
+
 }  // namespace
 
 Publisher Bus::publisher(std::string_view topic_name, const PublisherOptions& options) {
@@ -90,10 +121,12 @@ Publisher Bus::attach_publisher(std::string_view topic_name, const std::string& 
     throw Error(ErrorCode::NotFound, "topic '" + std::string(topic_name) + "' does not exist on bus '" + bus.name +
                                          "'; create it first with `flowbus topic create " + bus.name + " " +
                                          std::string(topic_name) + " --schema FILE.fbs --type ROOT`");
+  check_may_publish(*topic);
   if (!schema.empty()) check_compatible_evolution(topic->schema, schema);
   auto ring = std::make_unique<RingSegments>();
   DirectoryLayout* dir = bus.dir;
   bool attached = false;
+  int finish_removals = 1;
   for (uint32_t i = 0; i < kRings && !attached; ++i) {
     RingSlot& r = dir->rings[i];
     if (SlotWord::state(r.state.load(std::memory_order_acquire)) != kReady) continue;
@@ -102,7 +135,12 @@ Publisher Bus::attach_publisher(std::string_view topic_name, const std::string& 
       throw Error(ErrorCode::NameInUse, "a local publisher on topic '" + topic->name + "' is named '" + name +
                                             "', the name of the mirror ring for that origin; rename it");
     uint64_t owner = r.owner.load(std::memory_order_acquire);
-    if (owner == kOwnerRemoving)
+    if (is_removing_owner(owner) && !process_alive(pid_t(SlotWord::who(owner)), 0) && finish_removals-- > 0) {
+      bus.remove_expired_rings();  // its remover died half-way: finish the removal, then look again
+      i = UINT32_MAX;              // (++i: back to slot 0)
+      continue;
+    }
+    if (is_removing_owner(owner))
       throw Error(ErrorCode::NameInUse, "the ring of publisher '" + name + "' on topic '" + topic->name +
                                             "' is being removed by `flowbus gc`; try again");
     if (owner != 0) {

@@ -102,7 +102,7 @@ void RingTap::start_latest(uint64_t count) {
     const uint64_t end = s_->write();
     uint64_t p = s_->tail(), seen = 0;
     bool lapped = false;
-    while (p < end) {
+    while (p < end && p % kRecordAlign == 0) {  // off the grid: damaged, next() reports it
       const auto* rec = reinterpret_cast<const RecordHeader*>(s_->records + (p & s_->mask));
       const RecordFields f = read_fields(rec);
       const bool ok = rec->commit.load(std::memory_order_acquire) == p + 1 &&
@@ -126,6 +126,9 @@ RingTap::Status RingTap::next(TapRecord& out, bool with_padding) {
   for (int round = 0; round < 1024; ++round) {
     const uint64_t p = s.position;
     if (p >= s.write()) return Status::Empty;
+    // From tail, a position is on the record grid unless tail was scribbled
+    // on; off it, a header read could run past the end of the segment.
+    if (p % kRecordAlign != 0) return Status::Corrupt;
     const auto* rec = reinterpret_cast<const RecordHeader*>(s.records + (p & s.mask));
     const uint64_t commit = rec->commit.load(std::memory_order_acquire);
     const RecordFields f = read_fields(rec);

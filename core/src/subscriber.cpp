@@ -76,7 +76,15 @@ void Subscriber::attach_rings(StartAt from) {
     r.participant = bus_->participant;
     r.participant_epoch = bus_->participant_epoch();
     r.ring_index = uint32_t(readers_.size());
-    const bool joined = from == StartAt::Earliest ? r.join_earliest() : r.join_latest();
+    bool joined = from == StartAt::Earliest ? r.join_earliest() : r.join_latest();
+    // A join also fails when tail turns out to be off the record grid (the
+    // header was scribbled on): that ring is damaged, not full. It joins
+    // quarantined, holding no slot, so the first read reports it Corrupt.
+    // (Acquire, though any order would do: this only chooses the diagnosis.)
+    if (!joined && r.header->tail_position.load(std::memory_order_acquire) % kRecordAlign != 0) {
+      r.quarantined = true;
+      joined = true;
+    }
     if (!joined) {
       if (pattern_.find_first_of("*>") == std::string::npos)
         throw Error(ErrorCode::NoSpace, "ring '" + ring->data.name() + "' has all its " + std::to_string(kCursorSlots) +

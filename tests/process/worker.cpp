@@ -27,10 +27,30 @@
 //       between events, until stdin is closed; then prints "published <n>
 //       max_block_us <longest publish call> timeouts <publish calls that
 //       returned Full>".
+//   rogue     BUS TOPIC PUBLISHER SEED
+//       maps ring PUBLISHER of TOPIC read-write (data and control segments,
+//       as any process with write permission can) and writes random or
+//       plausible-looking bytes into its header, positions, cursor slots,
+//       records and commit words, until stdin is closed; prints "ready",
+//       then "scribbled <writes>".
+//   watch     BUS PATTERN HEALTHY VICTIM SETTLE_MS [PROBE_TOPIC]
+//       subscribes from the earliest event, prints "ready <rings>", copies
+//       every event out of the ring before checking it (its bytes may be
+//       scribbled on while we look), and reads until stdin is closed and
+//       nothing came for SETTLE_MS. Prints "healthy ..." (publisher HEALTHY:
+//       count, order, integrity, digest), "victim ok <n> bad <n>" (events of
+//       VICTIM that did / did not pass the payload check), "summary ..."
+//       (statuses, corrupt rings, the longest read() and wait() calls) and "done".
+//       With PROBE_TOPIC, a second subscriber on that topic is made anew
+//       each time it reports Corrupt (or cannot be made), so joining and
+//       reading a scribbled ring is tried over and over, not just once.
 //
 // Exit 0 when it did its part, 2 on a usage or set-up error.
+#include <fcntl.h>
 #include <poll.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -39,11 +59,15 @@
 #include <cstdarg>
 #include <cstdio>
 #include <map>
+#include <optional>
+#include <random>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "flowbus/bus.hpp"
+#include "flowbus/detail/layout.hpp"
 #include "flowbus/error.hpp"
 #include "flowbus/schema.hpp"
 #include "process/payload.hpp"
@@ -334,6 +358,233 @@ int stream(const std::string& bus_name, const std::string& topic, const std::str
   return 0;
 }
 
+/// Maps /dev/shm/NAME read-write in full; nullptr (and a message) if it cannot.
+uint8_t* map_read_write(const std::string& name, size_t& size) {
+  const int fd = ::open(("/dev/shm/" + name).c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return nullptr;
+  struct stat st{};
+  if (::fstat(fd, &st) != 0 || st.st_size <= 0) {
+    ::close(fd);
+    return nullptr;
+  }
+  size = size_t(st.st_size);
+  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  ::close(fd);
+  return p == MAP_FAILED ? nullptr : static_cast<uint8_t*>(p);
+}
+
+int rogue(const std::string& bus, const std::string& topic, const std::string& publisher, uint64_t seed) {
+  using namespace flowbus::detail;
+  const std::string data_name = "flowbus." + bus + "." + topic + "@" + publisher;
+  size_t data_size = 0, ctl_size = 0;
+  uint8_t* data = map_read_write(data_name, data_size);
+  uint8_t* ctl = map_read_write(data_name + ".ctl", ctl_size);
+  if (data == nullptr || ctl == nullptr || data_size <= kRecordsOffset || ctl_size < sizeof(ControlHeader)) {
+    say("error cannot map %s read-write", data_name.c_str());
+    return 2;
+  }
+  auto* h = reinterpret_cast<RingHeader*>(data);
+  auto* c = reinterpret_cast<ControlHeader*>(ctl);
+  const uint64_t capacity = data_size - kRecordsOffset;  // from the segment, not from the header we scribble on
+  uint8_t* records = data + kRecordsOffset;
+  std::mt19937_64 rng(seed);
+  // A value near the live write position (aligned or not), or plain noise.
+  auto position_like = [&](uint64_t w) -> uint64_t {
+    switch (rng() % 6) {
+      case 0: return rng();
+      case 1: return 0;
+      case 2: return w + (rng() % 64) * kRecordAlign;
+      case 3: return w - (rng() % 64) * kRecordAlign;
+      case 4: return w + 1 + rng() % 31;  // off the record grid
+      default: return w + (rng() % 4) * capacity;  // laps ahead
+    }
+  };
+  // The identity (magic, version, policy, capacity, publisher id) is put
+  // back after most bursts, so new readers keep attaching to the damaged
+  // ring instead of being refused at open.
+  uint8_t identity[48];
+  std::memcpy(identity, data, sizeof identity);
+  say("ready");
+  uint64_t writes = 0;
+  for (;;) {
+    for (int burst = 0; burst < 64; ++burst, ++writes) {
+      const uint64_t w = h->write_position.load(std::memory_order_relaxed);
+      const uint64_t junk = rng();
+      switch (rng() % 16) {
+        case 0: h->write_position.store(position_like(w), std::memory_order_relaxed); break;
+        case 1: h->tail_position.store(position_like(w), std::memory_order_relaxed); break;
+        case 2: h->limit.store(position_like(w), std::memory_order_relaxed); break;
+        case 3: h->next_sequence.store(rng() % 2 ? junk : h->next_sequence.load(std::memory_order_relaxed) - rng() % 8,
+                                       std::memory_order_relaxed); break;
+        case 4: {  // identity: capacity, magic, version, policy, publisher id
+          const size_t off = (rng() % 6) * 8;
+          std::memcpy(data + off, &junk, 8);
+          if (rng() % 2) h->capacity = uint64_t(1) << (rng() % 48);  // a "valid" power of two
+          break;
+        }
+        case 5: {  // a cursor slot: noise or an owned word near W
+          CursorSlot& s = c->slots[rng() % kCursorSlots];
+          const uint64_t word = rng() % 2 ? junk
+                                          : CursorWord::pack(uint32_t(rng() % 256) | 1, uint32_t(rng() % 4),
+                                                             uint32_t(rng() % 4), position_like(w));
+          s.word.store(word, std::memory_order_relaxed);
+          break;
+        }
+        case 6: {
+          CursorSlot& s = c->slots[rng() % kCursorSlots];
+          s.sleeping.store(uint32_t(junk % 3), std::memory_order_relaxed);
+          if (rng() % 2) c->waiters.store(uint32_t(junk >> 32), std::memory_order_relaxed);
+          else c->wake_word.fetch_add(1, std::memory_order_relaxed);
+          break;
+        }
+        case 7: case 8: {  // a commit word that looks right for the current lap (or the next)
+          const uint64_t p = (w & ~uint64_t(kRecordAlign - 1)) + (rng() % 128) * kRecordAlign;
+          auto* rec = reinterpret_cast<RecordHeader*>(records + (p & (capacity - 1)));
+          rec->commit.store(rng() % 4 ? p + 1 : junk, std::memory_order_relaxed);
+          break;
+        }
+        case 9: case 10: {  // record header fields (size, offset and flags, sequence)
+          const uint64_t off = (rng() % (capacity / kRecordAlign)) * kRecordAlign + 8 + (rng() % 3) * 8;
+          std::memcpy(records + off, &junk, 8);
+          break;
+        }
+        default: {  // any record byte
+          const uint64_t off = rng() % (capacity - 8);
+          std::memcpy(records + off, &junk, 1 + rng() % 8);
+          break;
+        }
+      }
+    }
+    if (stdin_closed()) break;
+    if (rng() % 4 != 0) std::memcpy(data + 8, identity + 8, sizeof identity - 8);
+    if (rng() % 4 != 0) h->magic.store(kRingMagic, std::memory_order_relaxed);
+    ::usleep(50);  // leave the two cores some room: ~1M writes a second otherwise
+  }
+  say("scribbled %" PRIu64, writes);
+  return 0;
+}
+
+int watch(const std::string& bus_name, const std::string& pattern, const std::string& healthy, const std::string& victim,
+          int64_t settle_ms, const std::string& probe_topic) {
+  Bus bus = Bus::open_existing(bus_name);
+  Subscriber sub = bus.subscribe(pattern, {StartAt::Earliest});
+  say("ready %zu", sub.ring_count());
+  std::optional<Subscriber> probe;
+  uint64_t probes = 0, probes_refused = 0, probe_events = 0, probe_corrupt = 0;
+  int64_t max_probe_ns = 0;
+  std::vector<uint8_t> probe_copy;
+  std::string first_refusal;
+  auto run_probe = [&] {
+    if (probe_topic.empty()) return;
+    const auto t0 = std::chrono::steady_clock::now();
+    if (!probe) {
+      try {
+        probe.emplace(bus.subscribe(probe_topic, {StartAt::Earliest}));
+        ++probes;
+      } catch (const Error& e) {
+        if (probes_refused++ == 0) first_refusal = e.what();  // e.g. its magic or capacity was scribbled
+      }
+    }
+    Event pe;
+    for (int i = 0; probe && i < 64; ++i) {
+      const ReadResult r = probe->read(pe);
+      if (r.status == ReadStatus::Ok) {
+        ++probe_events;
+        probe_copy.assign(pe.data(), pe.data() + pe.size());
+        uint64_t counter = 0, value = 0;
+        (void)check_payload(probe_copy.data(), probe_copy.size(), victim, counter, value);
+        (void)probe->release(pe);
+      } else if (r.status == ReadStatus::Corrupt) {
+        ++probe_corrupt;
+        probe.reset();
+      } else if (r.status == ReadStatus::Empty) {
+        break;
+      }
+    }
+    max_probe_ns = std::max<int64_t>(max_probe_ns, (std::chrono::steady_clock::now() - t0).count());
+  };
+  PublisherStats h;
+  h.name = healthy;
+  uint64_t victim_ok = 0, victim_bad = 0, other = 0, delivered = 0, evicted = 0, lost = 0, corrupt = 0, missed = 0;
+  int64_t max_read_ns = 0, max_wait_ns = 0;
+  std::set<std::string> corrupt_rings;
+  std::vector<uint8_t> copy;
+  bool closed = false;
+  auto last_event = std::chrono::steady_clock::now();
+  Event e;
+  bool idle = false;
+  for (uint64_t round = 0;; ++round) {
+    if (idle || round % 16 == 0) run_probe();
+    const auto t0 = std::chrono::steady_clock::now();
+    const ReadResult r = sub.read(e);
+    max_read_ns = std::max<int64_t>(max_read_ns, (std::chrono::steady_clock::now() - t0).count());
+    if (r.status == ReadStatus::Ok) {
+      ++delivered;
+      last_event = std::chrono::steady_clock::now();
+      // Copy first: a rogue may change the bytes while we verify them, and
+      // verifying bytes that can still change proves nothing.
+      copy.assign(e.data(), e.data() + e.size());
+      const std::string& from = e.context().publisher_name;
+      uint64_t counter = 0, value = 0;
+      if (from == healthy) {
+        if (const char* problem = check_payload(copy.data(), copy.size(), healthy, counter, value)) {
+          if (h.integrity_errors++ == 0) h.first_problem = problem;
+        } else {
+          if (h.count == 0) {
+            h.first_sequence = e.sequence();
+            h.first_counter = counter;
+          } else if (e.sequence() != h.last_sequence + 1 || counter != h.last_counter + 1) {
+            if (h.order_errors++ == 0)
+              h.first_problem = "after sequence " + std::to_string(h.last_sequence) + " came " + std::to_string(e.sequence());
+          }
+          h.last_sequence = e.sequence();
+          h.last_counter = counter;
+          h.digest = digest_step(h.digest, value);
+          ++h.count;
+        }
+      } else if (from == victim) {
+        (check_payload(copy.data(), copy.size(), victim, counter, value) == nullptr ? victim_ok : victim_bad)++;
+      } else {
+        ++other;
+      }
+      (void)sub.release(e);
+      continue;
+    }
+    idle = r.status == ReadStatus::Empty;
+    if (r.status == ReadStatus::Empty) {
+      closed = closed || stdin_closed();
+      if (closed && std::chrono::steady_clock::now() - last_event >= std::chrono::milliseconds(settle_ms)) break;
+      const auto w0 = std::chrono::steady_clock::now();
+      (void)sub.wait(50ms);
+      max_wait_ns = std::max<int64_t>(max_wait_ns, (std::chrono::steady_clock::now() - w0).count());
+      continue;
+    }
+    missed += r.missed;
+    evicted += r.status == ReadStatus::Evicted;
+    lost += r.status == ReadStatus::Lost;
+    if (r.status == ReadStatus::Corrupt) {
+      ++corrupt;
+      corrupt_rings.insert(std::string(r.ring));
+    }
+  }
+  say("healthy count %" PRIu64 " first_sequence %" PRIu64 " first_counter %" PRIu64 " order_errors %" PRIu64
+      " integrity_errors %" PRIu64 " digest %016" PRIx64 " problem [%s]",
+      h.count, h.first_sequence, h.first_counter, h.order_errors, h.integrity_errors, h.digest, h.first_problem.c_str());
+  say("victim ok %" PRIu64 " bad %" PRIu64, victim_ok, victim_bad);
+  std::string rings;
+  for (const std::string& ring : corrupt_rings) rings += (rings.empty() ? "" : ",") + ring;
+  say("summary delivered %" PRIu64 " evicted %" PRIu64 " lost %" PRIu64 " corrupt %" PRIu64 " missed %" PRIu64
+      " other %" PRIu64 " max_read_us %" PRId64 " max_wait_us %" PRId64 " corrupt_rings %s",
+      delivered, evicted, lost, corrupt, missed, other, max_read_ns / 1000, max_wait_ns / 1000,
+      rings.empty() ? "-" : rings.c_str());
+  if (!probe_topic.empty())
+    say("probe subscribers %" PRIu64 " refused %" PRIu64 " events %" PRIu64 " corrupt %" PRIu64 " max_probe_us %" PRId64
+        " first_refusal [%s]",
+        probes, probes_refused, probe_events, probe_corrupt, max_probe_ns / 1000, first_refusal.c_str());
+  say("done");
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -348,11 +599,14 @@ int main(int argc, char** argv) {
     if (a.size() == 3 && a[0] == "hold") return hold(a[1], a[2]);
     if (a.size() == 4 && a[0] == "linger") return linger(a[1], a[2], std::stoll(a[3]));
     if (a.size() == 5 && a[0] == "crashpub") return crashpub(a[1], a[2], a[3], std::stoull(a[4]));
+    if (a.size() == 5 && a[0] == "rogue") return rogue(a[1], a[2], a[3], std::stoull(a[4]));
+    if ((a.size() == 6 || a.size() == 7) && a[0] == "watch")
+      return watch(a[1], a[2], a[3], a[4], std::stoll(a[5]), a.size() == 7 ? a[6] : "");
     if (a.size() == 6 && a[0] == "stream") return stream(a[1], a[2], a[3], std::stoll(a[4]), std::stoll(a[5]));
   } catch (const Error& e) {
     say("error %s", e.what());
     return 2;
   }
-  std::fprintf(stderr, "usage: flowbus_test_worker publish|subscribe|hold|linger|crashpub|stream ... (see worker.cpp)\n");
+  std::fprintf(stderr, "usage: flowbus_test_worker publish|subscribe|hold|linger|crashpub|stream|rogue|watch ... (see worker.cpp)\n");
   return 2;
 }

@@ -1,9 +1,12 @@
 // The ring protocol and the bus directory, pinned down (DESIGN.md invariants 1-9).
 #include <gtest/gtest.h>
+
+#include <optional>
 #include <signal.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
 
+#include <atomic>
 #include <cstring>
 #include <random>
 #include <thread>
@@ -11,6 +14,7 @@
 #include "bus_state.hpp"
 #include "flowbus/bus.hpp"
 #include "flowbus/error.hpp"
+#include "flowbus/inspect.hpp"
 #include "flowbus/names.hpp"
 #include "test_bus.hpp"
 
@@ -455,6 +459,108 @@ TEST(RingTest, ScribbledRingIsReportedCorruptWithoutCrashOrHang) {
   EXPECT_EQ(good, 10u);
   EXPECT_EQ(corrupt, 1u);
   EXPECT_NE(which.find("@victim"), std::string::npos) << which;
+}
+
+// Found by the rogue writer test (tests/process/rogue_test.cpp): joining at
+// latest takes the write position, then catches up with tail; a tail off the
+// record grid failed that join, and a subscriber on the topic was told
+// "all 64 reader slots taken" (NoSpace) instead of that the ring is damaged.
+TEST(RingTest, ASubscriberJoiningARingWithAScribbledTailIsToldCorruptNotFull) {
+  ScopedBusName name("ring");
+  Bus bus = Bus::open(name.name);
+  bus.create_topic(sensor_topic("t"));
+  Publisher pub = bus.publisher("t", {"victim"});
+  flatbuffers::FlatBufferBuilder fbb;
+  build_reading(fbb, 0);
+  ASSERT_EQ(pub.try_publish({fbb.GetBufferPointer(), fbb.GetSize()}), PublishStatus::Ok);
+  auto seg = detail::Segment::open(detail::data_segment_name(name.name, "t", "victim"), detail::Access::ReadWrite);
+  reinterpret_cast<detail::RingHeader*>(seg.data())->tail_position.store(8);  // off the 32-byte grid
+  std::optional<Subscriber> sub;
+  ASSERT_NO_THROW(sub.emplace(bus.subscribe("t", {StartAt::Latest})));
+  Event e;
+  const ReadResult r = sub->read(e);
+  EXPECT_EQ(r.status, ReadStatus::Corrupt);
+  EXPECT_NE(std::string(r.ring).find("@victim"), std::string::npos) << r.ring;
+}
+
+// Found by the rogue writer test under UBSan: `check_bus` read the record
+// header at the write position even when W was off the record grid (a
+// misaligned read that can run up to 31 bytes past the ring); RingTap read
+// at a scribbled tail, and a publisher restarting on the ring walked from a
+// scribbled W. Each now stays on the grid.
+TEST(RingTest, ToolsAndARestartedWriterNeverReadAHeaderOffTheRecordGrid) {
+  ScopedBusName name("ring");
+  Bus bus = Bus::open(name.name);
+  bus.create_topic(sensor_topic("t"));
+  flatbuffers::FlatBufferBuilder fbb;
+  uint64_t w = 0;
+  {
+    Publisher pub = bus.publisher("t", {"p"});
+    for (uint64_t i = 0; i < 10; ++i) {
+      build_reading(fbb, i);
+      ASSERT_EQ(pub.try_publish({fbb.GetBufferPointer(), fbb.GetSize()}), PublishStatus::Ok);
+    }
+  }
+  auto seg = detail::Segment::open(detail::data_segment_name(name.name, "t", "p"), detail::Access::ReadWrite);
+  auto* h = reinterpret_cast<detail::RingHeader*>(seg.data());
+  w = h->write_position.load();
+  h->write_position.store(w + 31);  // off the grid, 31 bytes on
+  h->tail_position.store(8);
+
+  const CheckReport report = check_bus(name.name);
+  bool named = false;
+  for (const CheckFinding& f : report.findings) named |= f.problem.find("is not a multiple of 32") != std::string::npos;
+  EXPECT_TRUE(named);
+  RingTap tap(name.name, "t", "p");
+  TapRecord rec;
+  EXPECT_EQ(tap.next(rec), RingTap::Status::Corrupt);
+
+  Publisher again = bus.publisher("t", {"p"});  // recovers from the scribbled W
+  EXPECT_EQ(again.next_sequence(), 10u);
+  Subscriber sub = bus.subscribe("t", {StartAt::Latest});
+  for (uint64_t i = 10; i < 15; ++i) {
+    build_reading(fbb, i);
+    ASSERT_EQ(again.try_publish({fbb.GetBufferPointer(), fbb.GetSize()}), PublishStatus::Ok);
+  }
+  std::vector<uint64_t> got;
+  const PollResult pr = sub.poll([&](const Event& e) { got.push_back(e.sequence()); });
+  EXPECT_EQ(pr.corrupt_rings, 0u) << "W " << h->write_position.load() << " tail " << h->tail_position.load();
+  EXPECT_EQ(got, (std::vector<uint64_t>{10, 11, 12, 13, 14}));
+  EXPECT_EQ(h->write_position.load() % 32, 0u);
+}
+
+// Found by the rogue writer test: `flowbus inspect --check` reported a
+// healthy ring as damaged ("waiters says 1 readers sleep, 0 slots say so"):
+// a reader sets its sleeping flag and then counts itself in waiters, and a
+// reader preempted in between (the machine was loaded) shows the two apart
+// for as long as it waits for a CPU. Here a reader stays "preempted" there
+// through all of the check's looks; the check must not call that damage,
+// and must still call a count no reader accounts for damage.
+TEST(RingTest, CheckTellsAReaderPreemptedOnItsWayToSleepFromADamagedWaiterCount) {
+  ScopedBusName name("ring");
+  Bus bus = Bus::open(name.name);
+  bus.create_topic(sensor_topic("t"));
+  Publisher pub = bus.publisher("t", {"p"});
+  Subscriber sub = bus.subscribe("t");
+  auto seg = detail::Segment::open(detail::control_segment_name(name.name, "t", "p"), detail::Access::ReadWrite);
+  auto* c = reinterpret_cast<detail::ControlHeader*>(seg.data());
+  int mine = -1;
+  for (uint32_t i = 0; i < detail::kCursorSlots; ++i)
+    if (detail::CursorWord::owned(c->slots[i].word.load())) mine = int(i);
+  ASSERT_GE(mine, 0);
+  auto findings = [&] {
+    std::string out;
+    for (const CheckFinding& f : check_bus(name.name).findings) out += f.problem + "\n";
+    return out;
+  };
+  c->slots[mine].sleeping.store(1);  // flag set, not counted yet: preempted right there
+  EXPECT_EQ(findings(), "");
+  c->slots[mine].sleeping.store(0);
+  c->waiters.store(1);  // counted, flag already cleared: preempted on its way out
+  EXPECT_EQ(findings(), "");
+  c->waiters.store(7);  // more sleepers than readers: damage
+  EXPECT_NE(findings().find("waiters says 7"), std::string::npos);
+  c->waiters.store(0);
 }
 
 TEST(RingTest, LoanBuildsTheEventInPlace) {

@@ -43,6 +43,8 @@ struct TopicInfo {
   std::chrono::seconds retention{};
   uint32_t mode = 0;
   int64_t group = -1;
+  int64_t owner_uid = -1;  ///< uid of its creator; -1 if unknown (made by an older flowbus)
+  int64_t owner_gid = -1;  ///< the group its segments get (`group`, or the creator's); -1 if unknown
   std::vector<uint8_t> schema;
 };
 

@@ -164,7 +164,17 @@ struct RingWriter {
     write_position = header->write_position.load(std::memory_order_acquire);
     next_sequence = header->next_sequence.load(std::memory_order_relaxed);
     tail = header->tail_position.load(std::memory_order_relaxed);
-    if (write_position % kRecordAlign != 0 || tail > write_position) tail = write_position;  // scribbled: keep nothing
+    const bool w_scribbled = write_position % kRecordAlign != 0;
+    if (w_scribbled)  // go on at the next record boundary (a header read at W could run past the segment)
+      write_position = (write_position + kRecordAlign - 1) & ~uint64_t(kRecordAlign - 1);
+    if (w_scribbled || tail > write_position || tail % kRecordAlign != 0) {
+      // Scribbled: keep nothing, and say so, so that readers joining from
+      // now on find the ring whole again. seq_cst, as every tail store (the
+      // joiner Dekker, see refresh_limit); no cursor can be below it that
+      // matters, since we keep nothing below it.
+      tail = write_position;
+      header->tail_position.store(tail, std::memory_order_seq_cst);
+    }
     for (uint64_t walked = 0; walked < capacity;) {
       const RecordHeader* rec = record_at(records, mask, write_position);
       if (rec->commit.load(std::memory_order_acquire) != write_position + 1) break;

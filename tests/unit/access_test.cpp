@@ -1,0 +1,174 @@
+// Access control: segment modes whatever the umask, and what another user
+// can and cannot do with a topic of mode 0640 and a group (a forked child
+// that drops to an unused uid and gid; needs root, skipped otherwise).
+// That a subscriber's data mapping is read-only, so a write through it
+// faults, is RingTest.SubscriberMapsRingReadOnlySoAWriteFaults.
+#include <grp.h>
+#include <pwd.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <map>
+#include <string>
+
+#include "flowbus/error.hpp"
+#include "segment.hpp"
+#include "test_bus.hpp"
+
+using namespace flowbus;
+using namespace flowbus::testing;
+
+namespace {
+
+std::map<std::string, unsigned> modes_of(const std::string& bus) {
+  std::map<std::string, unsigned> out;
+  for (const std::string& s : detail::list_shm_segments()) {
+    if (s != "flowbus." + bus && s.rfind("flowbus." + bus + ".", 0) != 0) continue;
+    struct stat st{};
+    if (::stat(("/dev/shm/" + s).c_str(), &st) == 0) out[s.substr(("flowbus." + bus).size())] = st.st_mode & 07777;
+  }
+  return out;
+}
+
+// Ids no account uses here (checked below).
+constexpr uid_t kStrangerUid = 54321;
+constexpr gid_t kStrangerGid = 54321;
+constexpr gid_t kTopicGroup = 54322;
+
+/// Runs `body` in a forked child as uid/gid kStranger*, with `groups` as its
+/// supplementary groups; returns what it wrote to the pipe.
+template <class F>
+std::string as_stranger(const std::vector<gid_t>& groups, F body) {
+  int fds[2];
+  if (::pipe(fds) != 0) return "pipe failed";
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ::close(fds[0]);
+    std::string out;
+    if (::setgroups(groups.size(), groups.data()) != 0 || ::setgid(kStrangerGid) != 0 || ::setuid(kStrangerUid) != 0) {
+      out = "could not drop privileges";
+    } else if (::getuid() != kStrangerUid || ::setuid(0) == 0) {
+      out = "privileges not dropped";
+    } else {
+      try {
+        out = body();
+      } catch (const std::exception& e) {
+        out = std::string("unexpected: ") + e.what();
+      }
+    }
+    (void)!::write(fds[1], out.data(), out.size());
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(fds[0], buf, sizeof buf)) > 0) out.append(buf, size_t(n));
+  ::close(fds[0]);
+  ::waitpid(child, nullptr, 0);
+  return out;
+}
+
+}  // namespace
+
+TEST(AccessTest, SegmentsGetTheRequestedModeWhateverTheUmask) {
+  for (const mode_t mask : {mode_t(0), mode_t(077)}) {
+    const mode_t old = ::umask(mask);
+    ScopedBusName name("umask");
+    {
+      Bus bus = Bus::open(name.name);
+      bus.create_topic(sensor_topic("private"));  // default mode 0600
+      TopicSpec shared = sensor_topic("shared");
+      shared.mode = 0640;
+      bus.create_topic(shared);
+      Publisher a = bus.publisher("private"), b = bus.publisher("shared");
+    }
+    ::umask(old);
+    const std::map<std::string, unsigned> expected{
+        {"", 0600},                                      // directory
+        {".private@main", 0600}, {".private@main.ctl", 0600},
+        {".shared@main", 0640}, {".shared@main.ctl", 0660},  // readers write their cursors
+    };
+    EXPECT_EQ(modes_of(name.name), expected) << "umask " << std::oct << mask;
+  }
+}
+
+TEST(AccessTest, AUserOutsideTheTopicsGroupIsRefusedAndToldWhyAMemberMayReadButNotPublish) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to become another user";
+  ASSERT_EQ(::getpwuid(kStrangerUid), nullptr);
+  ASSERT_EQ(::getgrgid(kStrangerGid), nullptr);
+  ASSERT_EQ(::getgrgid(kTopicGroup), nullptr);
+  ScopedBusName name("acl");
+  // The directory must be writable by every participant (they claim slots
+  // in it); the topic's own segments are what mode and group protect.
+  Bus bus = Bus::open(name.name, {.mode = 0666});
+  TopicSpec spec = sensor_topic("acl.t");
+  spec.mode = 0640;
+  spec.group = kTopicGroup;
+  bus.create_topic(spec);
+  TopicSpec writable = spec;  // the same, but its group may write
+  writable.name = "acl.w";
+  writable.mode = 0660;
+  bus.create_topic(writable);
+  {
+    Publisher pub = bus.publisher("acl.t", {"main"});
+    flatbuffers::FlatBufferBuilder fbb;
+    build_reading(fbb, 7);
+    ASSERT_EQ(pub.try_publish({fbb.GetBufferPointer(), fbb.GetSize()}), PublishStatus::Ok);
+  }  // released: a writer could take the ring over, if the mode let it
+
+  auto attempt = [&] {
+    std::string out;
+    Bus b = Bus::open_existing(name.name);
+    try {
+      Subscriber s = b.subscribe("acl.t", {StartAt::Earliest});
+      Event e;
+      const ReadResult r = s.read(e);
+      out += std::string("subscribe ok read ") + to_string(r.status) + "\n";
+      if (r.status == ReadStatus::Ok) (void)s.release(e);
+    } catch (const Error& e) {
+      out += std::string("subscribe ") + to_string(e.code()) + ": " + e.what() + "\n";
+    }
+    try {
+      Publisher p = b.publisher("acl.t", {"main"});  // take the ring over
+      out += "publish ok\n";
+    } catch (const Error& e) {
+      out += std::string("publish ") + to_string(e.code()) + ": " + e.what() + "\n";
+    }
+    try {
+      Publisher p = b.publisher("acl.t", {"other"});  // a ring of its own, in the topic's group
+      out += "new ring ok\n";
+    } catch (const Error& e) {
+      out += std::string("new ring ") + to_string(e.code()) + ": " + e.what() + "\n";
+    }
+    try {
+      Publisher p = b.publisher("acl.w", {"other"});  // mode 0660: the group may write
+      out += "writable topic ok\n";
+    } catch (const Error& e) {
+      out += std::string("writable topic ") + to_string(e.code()) + ": " + e.what() + "\n";
+    }
+    return out;
+  };
+
+  const std::string outsider = as_stranger({}, attempt);
+  EXPECT_NE(outsider.find("subscribe permission-denied"), std::string::npos) << outsider;
+  EXPECT_NE(outsider.find("rw-r-----"), std::string::npos) << "names the mode:\n" << outsider;
+  EXPECT_NE(outsider.find("owner uid 0"), std::string::npos) << "names the owner:\n" << outsider;
+  EXPECT_NE(outsider.find("group " + std::to_string(kTopicGroup)), std::string::npos) << "names the group:\n" << outsider;
+  EXPECT_NE(outsider.find("publish permission-denied"), std::string::npos) << outsider;
+  // It cannot add a ring of its own either, to either topic.
+  EXPECT_NE(outsider.find("new ring permission-denied"), std::string::npos) << outsider;
+  EXPECT_NE(outsider.find("writable topic permission-denied"), std::string::npos) << outsider;
+  EXPECT_NE(outsider.find("(outside its group) may not publish"), std::string::npos) << outsider;
+
+  const std::string member = as_stranger({kTopicGroup}, attempt);
+  EXPECT_NE(member.find("subscribe ok read ok"), std::string::npos) << member;
+  EXPECT_NE(member.find("publish permission-denied"), std::string::npos) << member;
+  EXPECT_NE(member.find("rw-r-----"), std::string::npos) << member;
+  // Nor add a ring of its own: 0640 gives the group read only. Under 0660 it may.
+  EXPECT_NE(member.find("new ring permission-denied"), std::string::npos) << member;
+  EXPECT_NE(member.find("(in its group) may not publish"), std::string::npos) << member;
+  EXPECT_NE(member.find("writable topic ok"), std::string::npos) << member;
+}

@@ -56,6 +56,13 @@ bool EventBatchWriter::add(uint64_t sequence, uint64_t time_ns, std::string_view
   return true;
 }
 
+void EventBatchWriter::drop_last() noexcept {
+  if (entries_.empty()) return;
+  payload_bytes_ -= entries_.back().payload_size();
+  subject_bytes_ -= entries_.back().subject_size();
+  entries_.pop_back();
+}
+
 std::span<const uint8_t> EventBatchWriter::finish() {
   if (entries_.empty()) throw std::logic_error("EventBatchWriter::finish: the batch has no event");
   fbb_.Clear();

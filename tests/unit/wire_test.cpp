@@ -625,3 +625,33 @@ TEST(WireTest, MisalignedStructVectorsAreRefused) {
   }
   EXPECT_EQ(refused, 1);  // exactly one of the two layouts is misaligned
 }
+
+TEST(WireTest, ADroppedLastEventLeavesNoTraceInTheBatch) {
+  FrameWriter w;
+  Bytes bytes = open_stream(w);
+  EventBatchWriter batch(4096, 16);
+  batch.start(1);
+  const Bytes first = as_bytes("first"), torn = as_bytes("torn payload");
+  ASSERT_TRUE(batch.add(1, 10, "s1", first));
+  ASSERT_TRUE(batch.add(2, 20, "a longer subject", torn));
+  batch.drop_last();
+  EXPECT_EQ(batch.size(), 1u);
+  EXPECT_EQ(batch.bytes(), first.size() + 2);
+  ASSERT_TRUE(batch.add(3, 30, "s3", torn));  // the next event follows, as after a gap
+  append(bytes, batch.finish());
+  FrameDecoder d;
+  d.feed(bytes);
+  std::optional<FrameView> f;
+  while ((f = d.next()) && !std::holds_alternative<EventBatchView>(*f)) {
+  }
+  ASSERT_TRUE(f.has_value());
+  const auto& b = std::get<EventBatchView>(*f);
+  ASSERT_EQ(b.entries.size(), 2u);
+  EXPECT_EQ(b.entries[0].sequence(), 1u);
+  EXPECT_EQ(b.subject(b.entries[0]), "s1");
+  EXPECT_TRUE(std::equal(b.payload(b.entries[0]).begin(), b.payload(b.entries[0]).end(), first.begin(), first.end()));
+  EXPECT_EQ(b.entries[1].sequence(), 3u);
+  EXPECT_EQ(b.subject(b.entries[1]), "s3");
+  EXPECT_TRUE(std::equal(b.payload(b.entries[1]).begin(), b.payload(b.entries[1]).end(), torn.begin(), torn.end()));
+  EXPECT_EQ(b.bytes.size(), first.size() + torn.size() + 4);
+}

@@ -333,37 +333,27 @@ bool Session::pump_exports() {
       ctx_.stats.gaps_reported += seq - s.next_sequence;
       s.next_sequence = seq;
     }
-    std::span<const uint8_t> payload(e.data(), e.size());
-    std::string_view subject = e.subject();
-    if (policy == Policy::Latest) {
-      // The writer may overwrite it while we copy: copy, then validate.
-      scratch_.assign(e.data(), e.data() + e.size());
-      std::string subj(subject);
-      if (!sub.still_valid(e)) {
-        (void)sub.release(e);
-        continue;  // torn: the next event's sequence jump reports it
-      }
-      payload = scratch_;
-      subject = subj;
-      if (!s.batch->add(seq, e.time_ns(), subject, payload)) {
-        flush(ring, s);
-        if (!s.batch->add(seq, e.time_ns(), subject, payload)) {
-          ctx_.log("an event of " + std::to_string(e.size()) + " bytes on " + e.topic() + " exceeds --batch-bytes; raise it");
-          (void)sub.release(e);
-          continue;
-        }
-      }
-    } else if (!s.batch->add(seq, e.time_ns(), subject, payload)) {
+    const std::span<const uint8_t> payload(e.data(), e.size());
+    if (!s.batch->add(seq, e.time_ns(), e.subject(), payload)) {
       flush(ring, s);
-      if (!s.batch->add(seq, e.time_ns(), subject, payload)) {
+      if (!s.batch->add(seq, e.time_ns(), e.subject(), payload)) {
         // Cannot happen: batches hold half a ring (the largest event) or 16 MiB.
         ctx_.log("an event of " + std::to_string(e.size()) + " bytes on " + e.topic() + " does not fit a frame; stopped");
         break;
       }
     }
+    // Copied; was it intact? Latest: the writer may have lapped us while we
+    // copied. Block: only if we were evicted meanwhile (the writer then may
+    // reuse the bytes), which release() tells. A torn copy is taken out; the
+    // next event's sequence jump turns it into a Gap.
+    const bool intact = policy == Policy::Latest ? sub.still_valid(e) : sub.release(e) != ReadStatus::Evicted;
+    if (policy == Policy::Latest) (void)sub.release(e);
+    if (!intact) {
+      s.batch->drop_last();
+      continue;
+    }
     s.next_sequence = seq + 1;
     s.batch_next_position = e.next_position();
-    (void)sub.release(e);
   }
   flush_all();
   return done != 0;

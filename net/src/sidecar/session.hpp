@@ -139,7 +139,6 @@ class Session {
   std::unordered_map<uint32_t, ImportStream> imports_;
   std::unique_ptr<PeerExport> export_;  // after the peer's Subscribe
   uint32_t next_stream_ = 1;
-  std::vector<uint8_t> scratch_;  // Latest rings: an event is copied, then validated
 };
 
 }  // namespace flowbus::sidecar

@@ -177,6 +177,9 @@ class EventBatchWriter {
   // larger than max_bytes. The caller keeps sequences strictly increasing.
   [[nodiscard]] bool add(uint64_t sequence, uint64_t time_ns, std::string_view subject,
                          std::span<const uint8_t> payload, uint16_t flags = 0) noexcept;
+  // Takes the last added event out again (the sidecar found it was
+  // overwritten while it was copied).
+  void drop_last() noexcept;
   // The frame with every added event, length prefix included; valid until
   // the next call on this builder. Throws std::logic_error when empty.
   std::span<const uint8_t> finish();

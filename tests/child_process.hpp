@@ -139,6 +139,7 @@ class ChildProcess {
 
   /// Reads stdout and stderr to EOF (or the deadline), then waits for the exit.
   struct Outcome {
+    pid_t pid = -1;         ///< the child's pid (tools name their temporary segments after it)
     bool finished = false;  ///< false: it overran the timeout and was killed
     int exit_code = -1;     ///< -1 if it died of a signal
     std::string out, err;
@@ -147,6 +148,7 @@ class ChildProcess {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     close_stdin();
     Outcome o;
+    o.pid = pid_;
     while (stdout_ >= 0 || stderr_ >= 0) {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0) break;

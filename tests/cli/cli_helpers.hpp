@@ -34,6 +34,11 @@ inline Outcome flowbus_cli(const std::vector<std::string>& args, std::chrono::mi
   return o;
 }
 
+/// What process `pid` left in /dev/shm under `stem` (e.g. "flowbus.perf-"):
+/// `perf` names what it makes "<stem><pid>", "<stem><pid>-..." or
+/// "<stem><pid>.…", so tests running beside it are never counted.
+inline std::set<std::string> left_by(const std::string& stem, pid_t pid);
+
 inline std::string describe(const Outcome& o) { return "exit " + std::to_string(o.exit_code) + "\nstdout:\n" + o.out + "stderr:\n" + o.err; }
 
 inline std::vector<std::string> lines_of(const std::string& text) {
@@ -79,6 +84,14 @@ inline std::set<std::string> shm_entries(const std::string& prefix) {
       if (std::string(e->d_name).rfind(prefix, 0) == 0) out.insert(e->d_name);
     ::closedir(d);
   }
+  return out;
+}
+
+inline std::set<std::string> left_by(const std::string& stem, pid_t pid) {
+  const std::string mine = stem + std::to_string(pid);
+  std::set<std::string> out;
+  for (const std::string& e : shm_entries(mine))
+    if (e.size() == mine.size() || e[mine.size()] == '-' || e[mine.size()] == '.') out.insert(e);
   return out;
 }
 

@@ -216,7 +216,6 @@ TEST(CliTest, DemoRunsForASecondAndLeavesNothingInDevShm) {
 }  // namespace
 
 TEST(CliTest, PerfLatencyJsonGivesPercentilesForEveryTransportAndLeavesNothingBehind) {
-  const auto before = shm_entries("flowbus.perf-");
   const Outcome o = flowbus_cli({"perf", "latency", "--iters", "2000", "--size", "64,4096", "--json"}, 120s);
   ASSERT_EQ(o.exit_code, 0) << describe(o);
   const auto lines = lines_of(o.out);
@@ -239,11 +238,10 @@ TEST(CliTest, PerfLatencyJsonGivesPercentilesForEveryTransportAndLeavesNothingBe
     EXPECT_TRUE(bytes == 64 || bytes == 4096) << line;
   }
   EXPECT_EQ(transports, (std::set<std::string>{"flowbus", "floor", "uds", "pipe", "zmq", "bmq"}));
-  EXPECT_EQ(shm_entries("flowbus.perf-"), before) << "perf left its bus in /dev/shm";
+  EXPECT_TRUE(left_by("flowbus.perf-", o.pid).empty()) << "perf left its bus in /dev/shm";
 }
 
 TEST(CliTest, PerfLatencyOverZmqAndBmqGivesOneOrderedLinePerTransportAndLeavesNothingBehind) {
-  const auto shm_before = shm_entries("flowbus-perf-bmq-");
   const Outcome o = flowbus_cli({"perf", "latency", "--transport", "zmq,bmq", "--iters", "2000", "--size", "64", "--json"}, 120s);
   ASSERT_EQ(o.exit_code, 0) << describe(o);
   const auto lines = lines_of(o.out);
@@ -262,7 +260,7 @@ TEST(CliTest, PerfLatencyOverZmqAndBmqGivesOneOrderedLinePerTransportAndLeavesNo
     EXPECT_LE(m["rtt_p99_ns"].AsDouble(), m["rtt_max_ns"].AsDouble()) << line;
   }
   EXPECT_EQ(transports, (std::vector<std::string>{"zmq", "bmq"}));
-  EXPECT_EQ(shm_entries("flowbus-perf-bmq-"), shm_before) << "bmq left its queues in /dev/shm";
+  EXPECT_TRUE(left_by("flowbus-perf-bmq-", o.pid).empty()) << "bmq left its queues in /dev/shm";
 }
 
 static bool gnuplot_on_path() {
@@ -293,7 +291,6 @@ TEST(CliTest, PerfLatencyPlotWritesAPngFile) {
 }
 
 TEST(CliTest, PerfThroughputJsonCountsEventsInEveryModeAndLeavesNothingBehind) {
-  const auto before = shm_entries("flowbus.perf-");
   const Outcome o = flowbus_cli({"perf", "throughput", "--seconds", "0.3", "--json"}, 120s);
   ASSERT_EQ(o.exit_code, 0) << describe(o);
   const auto lines = lines_of(o.out);
@@ -320,11 +317,10 @@ TEST(CliTest, PerfThroughputJsonCountsEventsInEveryModeAndLeavesNothingBehind) {
   }
   EXPECT_EQ(modes, (std::set<std::string>{"in-process", "1->1", "1->K", "P->1"})) << o.out;
   EXPECT_EQ(transports, (std::set<std::string>{"moodycamel", "flowbus", "uds", "pipe"})) << o.out;
-  EXPECT_EQ(shm_entries("flowbus.perf-"), before) << "perf throughput left its bus in /dev/shm";
+  EXPECT_TRUE(left_by("flowbus.perf-", o.pid).empty()) << "perf throughput left its bus in /dev/shm";
 }
 
 TEST(CliTest, PerfMirrorJsonGivesThroughputPerSizeAndRoundTripsAgainstTcpAndLeavesNothingBehind) {
-  const auto before = shm_entries("flowbus.perfmirror-");
   const Outcome o = flowbus_cli({"perf", "mirror", "--seconds", "0.3", "--iters", "2000", "--json"}, 180s);
   ASSERT_EQ(o.exit_code, 0) << describe(o);
   const auto lines = lines_of(o.out);
@@ -366,7 +362,7 @@ TEST(CliTest, PerfMirrorJsonGivesThroughputPerSizeAndRoundTripsAgainstTcpAndLeav
   EXPECT_EQ(rtt_transports, (std::set<std::string>{"tcp", "sidecar"})) << o.out;
   EXPECT_EQ(mirrored_sizes, (std::set<uint64_t>{64, 65536})) << o.out;
   EXPECT_TRUE(added) << o.out;
-  EXPECT_EQ(shm_entries("flowbus.perfmirror-"), before) << "perf mirror left a bus in /dev/shm";
+  EXPECT_TRUE(left_by("flowbus.perfmirror-", o.pid).empty()) << "perf mirror left a bus in /dev/shm";
 }
 
 TEST(CliTest, PerfLatencyRefusesAnUnknownTransportWithTheChoices) {

@@ -53,6 +53,13 @@ struct Pair {
   std::string logs() const { return "--- A:\n" + read_file(log_a) + "--- B:\n" + read_file(log_b); }
 };
 
+/// A subscriber that starts at the oldest retained event of each ring.
+Subscriber subscribe_earliest(Bus& bus, const std::string& pattern) {
+  SubscriberOptions options;
+  options.from = StartAt::Earliest;
+  return bus.subscribe(pattern, options);
+}
+
 /// Publishes sensor readings seq = first..first+count-1 on `bus` (its own thread).
 std::thread publish_readings(Bus& bus, uint64_t first, uint64_t count, std::atomic<uint64_t>& published) {
   return std::thread([&bus, first, count, &published] {
@@ -163,10 +170,8 @@ TEST(SidecarTest, AMillionEventsArriveInOrderWithTheirIdSourceAndTime) {
   Pair p("million");
   p.start_a();
   p.start_b();
-  SubscriberOptions from_start;
-  from_start.from = StartAt::Earliest;
-  Subscriber on_a = p.bus_a.subscribe("sensor.temp", from_start);
-  Subscriber on_b = p.bus_b.subscribe("sensor.>", from_start);
+  Subscriber on_a = subscribe_earliest(p.bus_a, "sensor.temp");
+  Subscriber on_b = subscribe_earliest(p.bus_b, "sensor.>");
   constexpr uint64_t kEvents = 1'000'000;
   std::atomic<uint64_t> published{0};
   prime(p, on_b, published);
@@ -212,9 +217,7 @@ TEST(SidecarTest, TheReceivingSidecarKilledMidStreamAndRestartedLosesAndDoublesN
   Pair p("kill9");
   p.start_a();
   p.start_b();
-  SubscriberOptions from_start;
-  from_start.from = StartAt::Earliest;
-  Subscriber on_b = p.bus_b.subscribe("sensor.>", from_start);
+  Subscriber on_b = subscribe_earliest(p.bus_b, "sensor.>");
   constexpr uint64_t kEvents = 400'000;
   std::atomic<uint64_t> published{0};
   prime(p, on_b, published);
@@ -241,9 +244,7 @@ TEST(SidecarTest, APeerSpeakingGarbageIsDroppedWithAReasonAndTheOthersKeepFlowin
   Pair p("garbage");
   p.start_a();
   p.start_b();
-  SubscriberOptions from_start;
-  from_start.from = StartAt::Earliest;
-  Subscriber on_b = p.bus_b.subscribe("sensor.>", from_start);
+  Subscriber on_b = subscribe_earliest(p.bus_b, "sensor.>");
   std::atomic<uint64_t> published{0};
   prime(p, on_b, published);
   publish_readings(p.bus_a, 1, 999, published).join();
@@ -301,9 +302,7 @@ TEST(SidecarTest, AWrongTokenIsRefusedAndTheRightOneMirrors) {
   EXPECT_EQ(refusal->code, wire::RefuseCode::TokenRequired);
 
   p.start_b({"--token-file", token_file});
-  SubscriberOptions from_start;
-  from_start.from = StartAt::Earliest;
-  Subscriber on_b = p.bus_b.subscribe("sensor.>", from_start);
+  Subscriber on_b = subscribe_earliest(p.bus_b, "sensor.>");
   std::atomic<uint64_t> published{0};
   prime(p, on_b, published);
   publish_readings(p.bus_a, 1, 99, published).join();
@@ -315,9 +314,7 @@ TEST(SidecarTest, AnUnexportedTopicNeverLeavesAndAPeerCannotWriteAnUnimportedOne
   p.bus_a.create_topic(sensor_topic("private.temp"));
   p.start_a();
   p.start_b();
-  SubscriberOptions from_start;
-  from_start.from = StartAt::Earliest;
-  Subscriber on_b = p.bus_b.subscribe(">", from_start);
+  Subscriber on_b = subscribe_earliest(p.bus_b, ">");
   {
     Publisher secret = p.bus_a.publisher("private.temp", {"line1"});
     flatbuffers::FlatBufferBuilder fbb;
@@ -391,9 +388,7 @@ TEST(SidecarTest, TlsWithMutualAuthenticationMirrorsAndACertificateFromAnotherCa
   Pair p("tls");
   p.start_a(pki.node_args("node-a", "ca1"));
   p.start_b(pki.node_args("node-b", "ca1"));
-  SubscriberOptions from_start;
-  from_start.from = StartAt::Earliest;
-  Subscriber on_b = p.bus_b.subscribe("sensor.>", from_start);
+  Subscriber on_b = subscribe_earliest(p.bus_b, "sensor.>");
   std::atomic<uint64_t> published{0};
   prime(p, on_b, published);
   publish_readings(p.bus_a, 1, 999, published).join();
@@ -432,9 +427,7 @@ TEST(SidecarTest, AConnectionCutEveryFewSecondsLeavesEachEventExactlyOnce) {
   p.side_b = std::make_unique<SidecarProcess>(
       log_b, std::vector<std::string>{"--bus", p.b.name, "--node", "node-b", "--peer", "127.0.0.1:" + std::to_string(proxy.port()),
                                       "--import", "sensor.>"});
-  SubscriberOptions from_start;
-  from_start.from = StartAt::Earliest;
-  Subscriber on_b = p.bus_b.subscribe("sensor.>", from_start);
+  Subscriber on_b = subscribe_earliest(p.bus_b, "sensor.>");
   std::atomic<uint64_t> published{0};
   prime(p, on_b, published);
   proxy.start_cutting(uint32_t(::getpid()));
@@ -494,10 +487,8 @@ TEST(SidecarTest, NothingIsMirroredBackToItsOriginAndAChainWorksWhereReexported)
   SidecarProcess side_c(log_c, {"--bus", c.name, "--node", "node-c", "--peer", "127.0.0.1:" + std::to_string(port_b),
                                 "--import", "sensor.>"});
   Bus bus_c = Bus::open(c.name);
-  SubscriberOptions from_start;
-  from_start.from = StartAt::Earliest;
-  Subscriber on_b = p.bus_b.subscribe("sensor.>", from_start);
-  Subscriber on_c = bus_c.subscribe("sensor.>", from_start);
+  Subscriber on_b = subscribe_earliest(p.bus_b, "sensor.>");
+  Subscriber on_c = subscribe_earliest(bus_c, "sensor.>");
   std::atomic<uint64_t> published{0};
   prime(p, on_b, published);
   ASSERT_EQ(collect(on_c, 1, 30s).in_order, 1u) << read_file(log_c) << p.logs();
@@ -526,9 +517,7 @@ TEST(SidecarTest, InspectShowsPeersStreamsAndLagAndWarnsAboutADisconnectedPeerAn
   Pair p("inspect");
   p.start_a();
   p.start_b();
-  SubscriberOptions from_start;
-  from_start.from = StartAt::Earliest;
-  Subscriber on_b = p.bus_b.subscribe("sensor.>", from_start);
+  Subscriber on_b = subscribe_earliest(p.bus_b, "sensor.>");
   std::atomic<uint64_t> published{0};
   prime(p, on_b, published);
   publish_readings(p.bus_a, 1, 99, published).join();
@@ -599,9 +588,7 @@ TEST(SidecarTest, AConfigFileGivesTheSameOptionsAndAnUnknownKeyIsRefused) {
   }
   p.side_a = std::make_unique<SidecarProcess>(p.log_a, std::vector<std::string>{"--config", config});
   p.start_b();
-  SubscriberOptions from_start;
-  from_start.from = StartAt::Earliest;
-  Subscriber on_b = p.bus_b.subscribe("sensor.>", from_start);
+  Subscriber on_b = subscribe_earliest(p.bus_b, "sensor.>");
   std::atomic<uint64_t> published{0};
   prime(p, on_b, published);
 
@@ -619,9 +606,7 @@ TEST(SidecarTest, TheSendingSidecarKilledAndRestartedResumesWhereThePeerStopped)
   p.bus_a.create_topic(big);
   p.start_a();
   p.start_b();
-  SubscriberOptions from_start;
-  from_start.from = StartAt::Earliest;
-  Subscriber on_b = p.bus_b.subscribe("sensor.big", from_start);
+  Subscriber on_b = subscribe_earliest(p.bus_b, "sensor.big");
   Publisher pub = p.bus_a.publisher("sensor.big", {"line1"});
   flatbuffers::FlatBufferBuilder fbb;
   uint64_t next = 0;
@@ -651,9 +636,7 @@ TEST(SidecarTest, EventsTheSourceNoLongerHoldsAreReportedAsAGapWithTheExactCount
   Pair p("gap");
   p.start_a();
   p.start_b();
-  SubscriberOptions from_start;
-  from_start.from = StartAt::Earliest;
-  Subscriber on_b = p.bus_b.subscribe("sensor.>", from_start);
+  Subscriber on_b = subscribe_earliest(p.bus_b, "sensor.>");
   std::atomic<uint64_t> published{0};
   prime(p, on_b, published);
   publish_readings(p.bus_a, 1, 99, published).join();
@@ -679,9 +662,7 @@ TEST(SidecarTest, ALatestTopicIsMirroredBestEffortWithEveryLossCounted) {
   p.bus_a.create_topic(sensor_topic("sensor.fast", Policy::Latest, 64 * 1024));
   p.start_a();
   p.start_b();
-  SubscriberOptions from_start;
-  from_start.from = StartAt::Earliest;
-  Subscriber on_b = p.bus_b.subscribe("sensor.fast", from_start);
+  Subscriber on_b = subscribe_earliest(p.bus_b, "sensor.fast");
   Publisher pub = p.bus_a.publisher("sensor.fast", {"line1"});
   flatbuffers::FlatBufferBuilder fbb;
   build_reading(fbb, 0, 0.0);
@@ -711,9 +692,7 @@ TEST(SidecarTest, AStoppedPeerHoldsThePublisherBackUntilTheTopicsTimeoutAndEvery
   p.bus_a.create_topic(spec);
   p.start_a({"--window", "65536"});
   p.start_b({"--window", "65536"});
-  SubscriberOptions from_start;
-  from_start.from = StartAt::Earliest;
-  Subscriber on_b = p.bus_b.subscribe("sensor.slow", from_start);
+  Subscriber on_b = subscribe_earliest(p.bus_b, "sensor.slow");
   Publisher pub = p.bus_a.publisher("sensor.slow", {"line1"});
   flatbuffers::FlatBufferBuilder fbb;
   build_reading(fbb, 0, 0.0);
@@ -815,9 +794,7 @@ TEST(SidecarTest, EachSidecarInItsOwnNetworkNamespaceMirrorsOverAVethPair) {
   p.side_b = std::make_unique<SidecarProcess>(
       p.log_b, std::vector<std::string>{"--bus", p.b.name, "--node", "node-b", "--peer", net.addr_a + ":7400", "--import", "sensor.>"},
       "ip netns exec " + net.b);
-  SubscriberOptions from_start;
-  from_start.from = StartAt::Earliest;
-  Subscriber on_b = p.bus_b.subscribe("sensor.>", from_start);
+  Subscriber on_b = subscribe_earliest(p.bus_b, "sensor.>");
   std::atomic<uint64_t> published{0};
   prime(p, on_b, published);
   std::thread writer = publish_readings(p.bus_a, 1, 99'999, published);  // more than the rings hold: read meanwhile

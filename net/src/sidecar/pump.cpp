@@ -187,7 +187,7 @@ struct Pump::Impl {
         pause.async_wait([self](const boost::system::error_code&) { self->read_next(); });
         return;
       }
-      Chunk* c = impl.pump.chunk(kReadChunk);
+      Chunk* c = impl.pump.take(impl.pump.free_network_chunks_, kReadChunk, true);
       auto self = shared_from_this();
       read_some(asio::buffer(c->bytes.data(), kReadChunk), with_memory(read_memory, [self, c](const boost::system::error_code& ec, size_t n) {
         if (ec || self->closed) {
@@ -407,8 +407,9 @@ Pump::Pump(const SidecarOptions& options) : impl_(std::make_unique<Impl>(*this, 
 
 Pump::~Pump() {
   stop();
-  Chunk* c;
-  while (free_chunks_.try_dequeue(c)) delete c;
+  Chunk* c;  // the network thread is joined: its pool is ours now
+  while (free_shm_chunks_.try_dequeue(c)) delete c;
+  while (free_network_chunks_.try_dequeue(c)) delete c;
   NetEvent e;
   while (events_.try_dequeue(e)) delete e.chunk;
 }
@@ -442,16 +443,21 @@ void Pump::stop() {
   impl_->thread.join();
 }
 
-Chunk* Pump::chunk(size_t size) {
+Chunk* Pump::chunk(size_t size) { return take(free_shm_chunks_, size, false); }
+
+Chunk* Pump::take(moodycamel::ConcurrentQueue<Chunk*>& pool, size_t size, bool network_owned) {
   Chunk* c = nullptr;
-  if (!free_chunks_.try_dequeue(c)) c = new Chunk;
+  if (!pool.try_dequeue(c)) {
+    c = new Chunk;
+    c->network_owned = network_owned;
+  }
   if (c->bytes.size() < size) c->bytes.resize(std::max(size, kReadChunk));
   c->size = 0;
   return c;
 }
 
 void Pump::recycle(Chunk* c) {
-  if (c) free_chunks_.enqueue(c);
+  if (c) (c->network_owned ? free_network_chunks_ : free_shm_chunks_).enqueue(c);
 }
 
 void Pump::send(const std::shared_ptr<LinkState>& link, Chunk* c) {

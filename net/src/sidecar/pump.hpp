@@ -3,7 +3,12 @@
 // of frames; the protocol lives in the shared-memory thread (session.cpp).
 //
 // Between the two threads: moodycamel queues of pooled chunks, so the steady
-// path allocates nothing. Flow control both ways: the shared-memory thread
+// path allocates nothing. Each thread takes chunks only from its own pool and
+// a chunk goes back to the pool it came from, whoever recycles it: every
+// queue here has exactly one consumer. (With two consumers of one queue,
+// moodycamel's block reuse is ordered only by a release-only fetch_add that
+// the other consumer never acquires: ThreadSanitizer caught a dequeue's read
+// racing the next enqueue into the same slot.) Flow control both ways: the shared-memory thread
 // stops reading its rings when a connection has `window` bytes queued for
 // the socket, and the network thread stops reading a socket while the
 // shared-memory thread has `window` of its bytes unprocessed.
@@ -25,6 +30,7 @@ namespace flowbus::sidecar {
 struct Chunk {
   std::vector<uint8_t> bytes;  // capacity kept when the chunk is recycled
   size_t size = 0;             // bytes used
+  bool network_owned = false;  // which thread's pool it returns to (the thread that took it first)
   /// What the chunk holds down, counted against the windows: its capacity,
   /// so the windows bound the number of chunks in flight (and the pool).
   size_t footprint() const noexcept { return bytes.size(); }
@@ -59,8 +65,9 @@ class Pump {
 
   /// Shared-memory thread: what happened on the network since the last call.
   bool poll(NetEvent& out) { return events_.try_dequeue(out); }
-  /// A chunk to fill with at least `size` bytes (pooled).
+  /// Shared-memory thread only: a chunk to fill with at least `size` bytes (pooled).
   Chunk* chunk(size_t size);
+  /// Either thread: gives a chunk back to the pool it came from.
   void recycle(Chunk* c);
   /// Queues bytes for a connection; they are written in order. Takes the chunk.
   void send(const std::shared_ptr<LinkState>& link, Chunk* c);
@@ -74,7 +81,9 @@ class Pump {
   struct Impl;
   std::unique_ptr<Impl> impl_;
   moodycamel::ConcurrentQueue<NetEvent> events_;
-  moodycamel::ConcurrentQueue<Chunk*> free_chunks_;
+  Chunk* take(moodycamel::ConcurrentQueue<Chunk*>& pool, size_t size, bool network_owned);
+  moodycamel::ConcurrentQueue<Chunk*> free_shm_chunks_;      // consumed by the shared-memory thread only
+  moodycamel::ConcurrentQueue<Chunk*> free_network_chunks_;  // consumed by the network thread only
   std::atomic<uint16_t> listen_port_{0};
   friend struct Impl;
 };

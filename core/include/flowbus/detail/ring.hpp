@@ -30,10 +30,15 @@
 // Latest:    readers validate after the fact: read the record, acquire fence,
 //            re-read tail; a record below tail may have been torn and is
 //            dropped and counted as lost.
-// Wake-up:   after W is stored (seq_cst) the writer reads `waiters` (seq_cst);
-//            a reader increments waiters (seq_cst), then re-reads W before it
-//            sleeps. One of them sees the other: no lost wake-up, and no
-//            syscall while nobody sleeps.
+// Waiting:   a reader looks for data at the commit word at its cursor, never
+//            at W: the writer stores W on every publish, and a reader polling
+//            it would pull that line across on every event (a second line
+//            per event on top of the record's own).
+// Wake-up:   after a commit the writer reads `waiters`; a reader increments
+//            waiters, then looks at the commit word at its cursor again
+//            before it sleeps. A full barrier on each side between the two
+//            (see publish_position) means one of them sees the other: no
+//            lost wake-up, and no syscall while nobody sleeps.
 #pragma once
 
 #include <algorithm>
@@ -243,21 +248,26 @@ struct RingWriter {
     // write_position so that a crash between the two is recoverable.
     header->next_sequence.store(next_sequence, std::memory_order_relaxed);
     header->last_publish_ns.store(time_ns, std::memory_order_relaxed);
-    // The wake-up Dekker: we store W then load waiters; a sleeper increments
-    // waiters then re-reads W. A plain release store could let our load pass
-    // the store (StoreLoad) and both sides miss each other: a lost wake-up.
+    // Release: tools, joiners and look_for_damage acquire W; nobody polls it.
+    header->write_position.store(write_position, std::memory_order_release);
+    // The wake-up Dekker: we stored the commit word, then load waiters; a
+    // sleeper increments waiters, then re-reads the commit word at its
+    // cursor (RingReader::begin_sleep, has_data). Without a barrier our load
+    // could pass the store (StoreLoad) and both sides miss each other: a
+    // lost wake-up.
     if (light_fence) {
       // Asymmetric: the sleeper runs membarrier(GLOBAL_EXPEDITED) between its
       // increment and its re-read, which puts a full barrier into this thread
       // wherever it is; so a compiler fence here is enough, and publishing
-      // costs no fence at all. Release: readers acquire W (tools, waits).
-      header->write_position.store(write_position, std::memory_order_release);
+      // costs no fence at all.
       std::atomic_signal_fence(std::memory_order_seq_cst);
       if (control->waiters.load(std::memory_order_relaxed) != 0) wake_readers();
     } else {
-      // Symmetric: seq_cst on both sides.
-      header->write_position.store(write_position, std::memory_order_seq_cst);
-      if (control->waiters.load(std::memory_order_seq_cst) != 0) wake_readers();
+      // Symmetric: a seq_cst fence on each side (the sleeper's is in
+      // begin_sleep). If ours comes first in the fences' total order the
+      // sleeper sees the commit, otherwise we see its increment.
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+      if (control->waiters.load(std::memory_order_relaxed) != 0) wake_readers();
     }
   }
 
@@ -573,10 +583,21 @@ struct RingReader {
     return n;
   }
 
-  /// True if something may be readable (for waiting).
+  /// True if something may be readable (for waiting). Looks at the line the
+  /// next read needs anyway, the commit word at our cursor.
   bool has_data() const noexcept {
-    // seq_cst: the load half of the wake-up Dekker (see publish_position).
-    return header->write_position.load(std::memory_order_seq_cst) > position;
+    // Acquire: the load half of the wake-up Dekker (the fence before it is in
+    // begin_sleep); pairs with the writer's release store of commit.
+    const uint64_t commit = record_at(records, mask, position)->commit.load(std::memory_order_acquire);
+    if (commit == position + 1) return true;  // the record at our cursor is there
+    // 0: the write frontier. The writer zeroes the commit word after each
+    // record before it commits that record, and we got here by reading that
+    // record (or joined at W, stored after it), so a stale word from an
+    // older lap is never seen here.
+    if (commit == 0) return false;
+    // Anything else: lapped (Latest), evicted and overwritten (Block), or
+    // scribbled on. Let read() tell which, unless the writer is right here.
+    return header->write_position.load(std::memory_order_acquire) != position;
   }
 
   /// Counts us among the ring's sleepers (before the last look and the futex
@@ -585,8 +606,11 @@ struct RingReader {
     if (slot < 0) return false;
     publish_progress();  // a sleeping reader must not hold the writer back
     if (control->slots[slot].sleeping.exchange(1, std::memory_order_seq_cst) == 0)
-      // seq_cst: the increment half of the wake-up Dekker (see publish_position).
+      // The increment half of the wake-up Dekker (see publish_position).
       control->waiters.fetch_add(1, std::memory_order_seq_cst);
+    // Our half of the symmetric Dekker's fences: the increment is ordered
+    // before the re-read in has_data(). (The light protocol adds membarrier.)
+    std::atomic_thread_fence(std::memory_order_seq_cst);
     // Relaxed: a writer that switches protocol stores it before it publishes.
     return header->wake_protocol.load(std::memory_order_relaxed) == kWakeLightFence;
   }

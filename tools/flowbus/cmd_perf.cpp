@@ -171,7 +171,7 @@ void print_throughput(const perf::ThroughputResult& r, double ceiling_events_per
     if (ceiling_events_per_s > 0 && r.bytes == 64) std::snprintf(ratio, sizeof ratio, "%.3f", r.events_per_s() / ceiling_events_per_s);
     std::string label = r.transport;
     if (r.coalesce_ns > 0) label += "+" + std::to_string(r.coalesce_ns / 1000) + "us";  // coalescing subscribers
-    std::printf("%-10s %-12s %9zu %4d %4d %8.2f %12llu %14.0f %10.1f %14s\n", r.mode.c_str(), label.c_str(), r.bytes,
+    std::printf("%-10s %-16s %9zu %4d %4d %8.2f %12llu %14.0f %10.1f %14s\n", r.mode.c_str(), label.c_str(), r.bytes,
                 r.publishers, r.subscribers, r.seconds, static_cast<unsigned long long>(r.events), r.events_per_s(),
                 r.mb_per_s(), ratio);
   }
@@ -199,11 +199,14 @@ void add_throughput_command(CLI::App& perf) {
   throughput->add_flag("--json", args->json, "one JSON object per run");
   throughput->callback([args] {
     if (!args->json)
-      std::printf("%-10s %-12s %9s %4s %4s %8s %12s %14s %10s %14s\n", "mode", "transport", "bytes", "P", "K", "seconds",
+      std::printf("%-10s %-16s %9s %4s %4s %8s %12s %14s %10s %14s\n", "mode", "transport", "bytes", "P", "K", "seconds",
                   "events", "events/s", "MB/s", "/moodycamel");
-    // The in-process ceiling first: every 64-byte row is compared with it.
-    const perf::ThroughputResult ceiling = perf::moodycamel_throughput(args->seconds);
+    // The in-process ceilings first. Every 64-byte row is compared with
+    // moodycamel moving one item per call, as flowbus moves one event per
+    // publish and per read; its bulk figure (256 items a call) is shown too.
+    const perf::ThroughputResult ceiling = perf::moodycamel_throughput(args->seconds, false);
     print_throughput(ceiling, ceiling.events_per_s(), args->json);
+    print_throughput(perf::moodycamel_throughput(args->seconds, true), ceiling.events_per_s(), args->json);
     for (const std::string& size_text : perf::split_list(args->sizes)) {
       const size_t bytes = size_t(parse_size(size_text));
       if (bytes < 64) throw CLI::ValidationError("--size", "a payload is at least 64 bytes (one cache line)");

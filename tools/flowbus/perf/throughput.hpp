@@ -28,8 +28,9 @@ ThroughputResult flowbus_throughput(size_t bytes, int publishers, int subscriber
 /// One writer process to one reader process over a Unix stream socket or a pipe.
 ThroughputResult fd_throughput(bool unix_socket, size_t bytes, double seconds);
 /// The in-process ceiling: moodycamel::ConcurrentQueue between two pinned
-/// threads moving 64-byte items, at its best (bulk enqueue with a producer
-/// token, bulk dequeue with a consumer token, preallocated).
-ThroughputResult moodycamel_throughput(double seconds);
+/// threads moving 64-byte items, preallocated, with producer and consumer
+/// tokens; one item per call (as flowbus publishes and reads), or at its
+/// best with `bulk` (256 items per enqueue and per dequeue).
+ThroughputResult moodycamel_throughput(double seconds, bool bulk);
 
 }  // namespace flowbus::perf

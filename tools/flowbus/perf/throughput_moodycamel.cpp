@@ -17,14 +17,14 @@
 
 namespace flowbus::perf {
 
-ThroughputResult moodycamel_throughput(double seconds) {
+ThroughputResult moodycamel_throughput(double seconds, bool bulk) {
   struct Item {
     uint64_t sequence;
     uint8_t rest[56];
   };
   static_assert(sizeof(Item) == 64);
   constexpr size_t kBatch = 256;
-  ThroughputResult result{"in-process", "moodycamel", sizeof(Item), 1, 1};
+  ThroughputResult result{"in-process", bulk ? "moodycamel-bulk" : "moodycamel", sizeof(Item), 1, 1};
   // Preallocated, and try_enqueue never allocates: a bounded queue like a ring.
   moodycamel::ConcurrentQueue<Item> queue(64 * 1024);
   std::atomic<bool> go{false}, stop{false};
@@ -36,7 +36,8 @@ ThroughputResult moodycamel_throughput(double seconds) {
     std::vector<Item> batch(kBatch);
     bool got_some = false;
     for (;;) {
-      const size_t n = queue.try_dequeue_bulk(token, batch.data(), kBatch);
+      const size_t n = bulk ? queue.try_dequeue_bulk(token, batch.data(), kBatch)
+                            : size_t(queue.try_dequeue(token, batch[0]) ? 1 : 0);
       for (size_t i = 0; i < n; ++i) errors += batch[i].sequence == consumed + i ? 0 : 1;
       consumed += n;
       if (n > 0) {
@@ -56,9 +57,20 @@ ThroughputResult moodycamel_throughput(double seconds) {
     uint64_t next = 0;
     while (!go.load(std::memory_order_acquire)) {
     }
-    while (!stop.load(std::memory_order_relaxed)) {
-      for (size_t i = 0; i < kBatch; ++i) batch[i].sequence = next + i;
-      if (queue.try_enqueue_bulk(token, batch, kBatch)) next += kBatch;
+    if (bulk) {
+      while (!stop.load(std::memory_order_relaxed)) {
+        for (size_t i = 0; i < kBatch; ++i) batch[i].sequence = next + i;
+        if (queue.try_enqueue_bulk(token, batch, kBatch)) next += kBatch;
+      }
+    } else {
+      // One item per call, as a publisher publishes one event per call; the
+      // stop flag is looked at once per kBatch items, like the bulk loop.
+      while (!stop.load(std::memory_order_relaxed)) {
+        for (size_t i = 0; i < kBatch; ++i) {
+          batch[0].sequence = next;
+          if (queue.try_enqueue(token, batch[0])) ++next;
+        }
+      }
     }
     produced.store(next, std::memory_order_release);
   });

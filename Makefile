@@ -10,7 +10,7 @@ FUZZ_BUILD = build-fuzz
 FUZZ_SECONDS ?= 30
 FUZZ_TARGETS = ring_records directory schema json_to_flatbuffer wire_frames
 
-.PHONY: deps fuzz-deps build demo test bench fuzz fuzz-corpus clean
+.PHONY: deps fuzz-deps build demo test soak bench fuzz fuzz-corpus clean
 
 # $(call install_missing,packages): installs the missing Debian packages (as root), or says how.
 define install_missing
@@ -41,6 +41,16 @@ demo: build
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) --timeout 300
+
+# The long variants of the fault tests, under ASan+UBSan (about an hour on
+# two cores): the rogue writer for 3 minutes, 5000 kill rounds each, 2000
+# random-kill cleanup rounds, and the connection cut every 1-5 s for a minute.
+SOAK_ENV = FLOWBUS_ROGUE_SECONDS=180 FLOWBUS_TORTURE_ROUNDS=5000 FLOWBUS_CLEANUP_ROUNDS=2000 FLOWBUS_PROXY_SECONDS=60 \
+           ASAN_OPTIONS=handle_segv=0:detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+soak: deps
+	cmake --preset asan >/dev/null
+	cmake --build build-asan -j$(JOBS)
+	cd build-asan && $(SOAK_ENV) ctest --output-on-failure -j1 --timeout 7200 -R 'TortureTest|RogueWriterTest|CleanupTest|AConnectionCutEveryFewSeconds'
 
 bench: build
 	mkdir -p bench/results

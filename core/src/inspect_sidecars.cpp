@@ -29,6 +29,7 @@ MirrorStreamSnapshot stream_of(const flexbuffers::Map& m) {
   s.sent_sequence = m["sent_sequence"].AsUInt64();
   s.acked_sequence = m["acked_sequence"].AsUInt64();
   s.next_sequence = m["next_sequence"].AsUInt64();
+  s.gaps = m["gaps"].AsUInt64();  // 0 when absent (an older sidecar)
   return s;
 }
 

@@ -2,6 +2,7 @@
 // `flowbus sidecar` process, talking over loopback TCP.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <thread>
 
@@ -259,6 +260,8 @@ TEST(SidecarTest, APeerSpeakingGarbageIsDroppedWithAReasonAndTheOthersKeepFlowin
     EXPECT_TRUE(noise.closed_by_peer(5s));
   }
   EXPECT_TRUE(p.side_a->wait_for_log("peer speaks HTTP", 5s)) << p.logs();
+  // The junk's first four bytes read as a length of 2.4 GB.
+  EXPECT_TRUE(p.side_a->wait_for_log("exceeds the limit", 5s)) << p.logs();
   std::thread second = publish_readings(p.bus_a, 1000, 1000, published);
   second.join();
   const Collected got = collect(on_b, 1999, 30s, 1);
@@ -313,7 +316,8 @@ TEST(SidecarTest, AnUnexportedTopicNeverLeavesAndAPeerCannotWriteAnUnimportedOne
   Pair p("allowlist");
   p.bus_a.create_topic(sensor_topic("private.temp"));
   p.start_a();
-  p.start_b();
+  // B asks for everything: only A's --export (sensor.>) keeps private.temp home.
+  p.start_b({"--import", ">"});
   Subscriber on_b = subscribe_earliest(p.bus_b, ">");
   {
     Publisher secret = p.bus_a.publisher("private.temp", {"line1"});
@@ -655,6 +659,31 @@ TEST(SidecarTest, EventsTheSourceNoLongerHoldsAreReportedAsAGapWithTheExactCount
   EXPECT_TRUE(p.side_a->wait_for_log("can not be mirrored to node-b", 5s)) << p.logs();
   EXPECT_TRUE(p.side_b->wait_for_log("were lost at the source", 5s)) << p.logs();
   EXPECT_TRUE(check_bus(p.b.name).findings.empty()) << "a declared gap is not damage";
+
+  // `flowbus inspect` shows the gap per stream on both sides (the status
+  // files are rewritten twice a second) and warns on each bus.
+  const uint64_t lost_at_a = d.first - 100;
+  const auto stream_gaps = [](const std::string& bus, bool exports) -> int64_t {
+    for (const SidecarSnapshot& side : inspect_bus(bus).sidecars)
+      for (const MirrorPeerSnapshot& peer : side.peers)
+        for (const MirrorStreamSnapshot& x : exports ? peer.exports : peer.imports)
+          if (x.topic == "sensor.temp" && x.gaps != 0) return int64_t(x.gaps);
+    return -1;
+  };
+  int64_t gaps_a = -1, gaps_b = -1;
+  for (int i = 0; i < 100 && (gaps_a != int64_t(lost_at_a) || gaps_b != int64_t(lost_at_a)); ++i) {
+    std::this_thread::sleep_for(50ms);
+    gaps_a = stream_gaps(p.a.name, true);
+    gaps_b = stream_gaps(p.b.name, false);
+  }
+  EXPECT_EQ(gaps_a, int64_t(lost_at_a)) << "A's export stream counts what it could not send";
+  EXPECT_EQ(gaps_b, int64_t(lost_at_a)) << "B's import stream counts what it was told is lost";
+  for (const std::string& bus : {p.a.name, p.b.name}) {
+    const auto warnings = inspect_bus(bus).warnings;
+    const std::string expected = std::to_string(lost_at_a) + " events could not be mirrored";
+    EXPECT_TRUE(std::any_of(warnings.begin(), warnings.end(), [&](const std::string& w) { return w.find(expected) != std::string::npos; }))
+        << bus << ": no warning naming " << expected;
+  }
 }
 
 TEST(SidecarTest, ALatestTopicIsMirroredBestEffortWithEveryLossCounted) {

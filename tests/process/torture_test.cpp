@@ -116,6 +116,18 @@ TEST_F(TortureTest, PublisherKilledBetweenLoanAndCommitNTimesNeverLeaksAPartialE
   }
   dead_ms = ms_since(t_kill);
   EXPECT_TRUE(dead_seen) << "inspect_bus still shows a live writer on the killed ring 1 s after the last kill";
+  {
+    // And the command line says so, as an operator would see it.
+    ChildProcess cli({FLOWBUS_BINARY_DIR "/bin/flowbus", "inspect", name.name, "--json"},
+                     {.pipe_stdin = false, .capture_stderr = true});
+    const auto o = cli.communicate(30s);
+    EXPECT_EQ(o.exit_code, 0) << o.out << o.err;
+    const size_t ring = o.out.find("\"publisher\":\"victim\"");
+    ASSERT_NE(ring, std::string::npos) << o.out;
+    const size_t alive = o.out.find("\"writer_alive\":", ring);
+    ASSERT_NE(alive, std::string::npos) << o.out;
+    EXPECT_EQ(o.out.compare(alive, 20, "\"writer_alive\":false"), 0) << "flowbus inspect --json: " << o.out.substr(ring, 200);
+  }
 
   steady.close_stdin();  // stop
   const std::string published = expect_line(steady, "published ", 30s);

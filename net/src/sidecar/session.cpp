@@ -331,6 +331,7 @@ bool Session::pump_exports() {
       ctx_.log("topic " + e.topic() + " from " + e.source() + ": events " + std::to_string(s.next_sequence) + " to " +
                std::to_string(seq - 1) + " can not be mirrored to " + peer_node_ + ": the ring no longer holds them");
       ctx_.stats.gaps_reported += seq - s.next_sequence;
+      s.gaps += seq - s.next_sequence;
       s.next_sequence = seq;
     }
     const std::span<const uint8_t> payload(e.data(), e.size());
@@ -433,6 +434,7 @@ bool Session::import_batch() {
         ctx_.log("an event of " + std::to_string(entry.payload_size()) + " bytes from " + in.origin + " does not fit topic " +
                  in.topic + "'s ring here; dropped and counted");
         ++ctx_.stats.gaps_reported;
+        ++in.gaps;
       }
     }
   }
@@ -451,6 +453,7 @@ void Session::on_gap(const wire::GapView& gap) {
            std::to_string(gap.to_sequence - 1) + " were lost at the source (" + std::string(gap.reason) +
            "); readers here are told when the next event arrives");
   ctx_.stats.gaps_reported += gap.to_sequence - gap.from_sequence;
+  if (it != imports_.end()) it->second.gaps += gap.to_sequence - gap.from_sequence;
 }
 
 // ---- status -------------------------------------------------------------------
@@ -477,7 +480,7 @@ void describe_exports(const std::vector<ExportStream>& rings, std::string& out) 
     if (s.stream == 0) continue;
     out += std::string(first ? "" : ",") + "{\"topic\":" + json_text(s.topic) + ",\"publisher_id\":" +
            json_text(hex_id(s.publisher_id)) + ",\"sent_sequence\":" + std::to_string(s.next_sequence) +
-           ",\"acked_sequence\":" + std::to_string(s.acked_sequence) + "}";
+           ",\"acked_sequence\":" + std::to_string(s.acked_sequence) + ",\"gaps\":" + std::to_string(s.gaps) + "}";
     first = false;
   }
 }
@@ -493,7 +496,7 @@ void Session::describe(std::string& out) const {
     if (in.publisher == nullptr) continue;
     out += std::string(first ? "" : ",") + "{\"topic\":" + json_text(in.topic) + ",\"origin\":" + json_text(in.origin) +
            ",\"publisher_id\":" + json_text(hex_id(in.publisher->publisher_id())) +
-           ",\"next_sequence\":" + std::to_string(in.publisher->next_sequence()) + "}";
+           ",\"next_sequence\":" + std::to_string(in.publisher->next_sequence()) + ",\"gaps\":" + std::to_string(in.gaps) + "}";
     first = false;
   }
   out += "]}";

@@ -53,6 +53,7 @@ struct ExportStream {
   std::unique_ptr<wire::EventBatchWriter> batch;
   uint64_t batch_next_position = 0;
   uint64_t acked_sequence = 0;  // the peer holds everything below it (Block)
+  uint64_t gaps = 0;            // events this stream could not send (the ring no longer held them)
   uint64_t publisher_id = 0;
   std::string topic;
   std::vector<InFlight> inflight;  // a circular buffer, kInFlight entries
@@ -76,6 +77,7 @@ struct ImportStream {
   std::string topic;
   std::string origin;  // for messages: "<node>/<publisher>"
   bool discard = false;  // our own events come back: acknowledged, not written
+  uint64_t gaps = 0;     // events announced lost at the source, or too large for our ring
 };
 
 /// JSON helpers for the status file.

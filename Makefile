@@ -44,8 +44,8 @@ test: build
 
 # The long variants of the fault tests, under ASan+UBSan (about an hour on
 # two cores): the rogue writer for 3 minutes, 5000 kill rounds each, 2000
-# random-kill cleanup rounds, and the connection cut every 1-5 s for a minute.
-SOAK_ENV = FLOWBUS_ROGUE_SECONDS=180 FLOWBUS_TORTURE_ROUNDS=5000 FLOWBUS_CLEANUP_ROUNDS=2000 FLOWBUS_PROXY_SECONDS=60 \
+# random-kill cleanup rounds, and the connection cut every 1-5 s for 5 minutes.
+SOAK_ENV = FLOWBUS_ROGUE_SECONDS=180 FLOWBUS_TORTURE_ROUNDS=5000 FLOWBUS_CLEANUP_ROUNDS=2000 FLOWBUS_PROXY_SECONDS=300 \
            ASAN_OPTIONS=handle_segv=0:detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 soak: deps
 	cmake --preset asan >/dev/null

@@ -17,7 +17,7 @@ for _ in $(seq 1 "$rounds"); do
   line="floor=$floor"
   for b in "$@"; do
     rate=$("$b" perf throughput --seconds 0.5 --size 64 --json 2>/dev/null |
-           grep '"mode":"1->1","transport":"flowbus"' | grep '"coalesce_ns":0' | grep -o '"events_per_s":[0-9]*' | cut -d: -f2)
+           grep '"mode":"1->1","transport":"flowbus"' | grep -E '"coalesce_ns":0(,"batch":1)?}' | grep -o '"events_per_s":[0-9]*' | cut -d: -f2)
     line="$line $(basename "$b")=$rate"
   done
   echo "$line"

@@ -1,6 +1,7 @@
 // Micro-benchmarks of the ring's hot paths, in one process (the cross-process
 // harness is `flowbus perf`). Names: BM_<Component>_<Operation>.
 #include <benchmark/benchmark.h>
+#include <x86intrin.h>
 #include <sched.h>
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "flowbus/bus.hpp"
+#include "flowbus/detail/platform.hpp"
 #include "flowbus/examples/sensor_generated.h"
 #include "flowbus/perf_generated.h"
 #include "flowbus/schema.hpp"
@@ -62,6 +64,22 @@ void BM_Ring_PublishLatest(benchmark::State& state) {
   state.SetItemsProcessed(int64_t(state.iterations()));
 }
 BENCHMARK(BM_Ring_PublishLatest)->Arg(64)->Arg(1024)->Arg(4096)->Arg(65536)->Arg(1 << 20);
+
+// A burst of 64 events in one try_publish_batch under Latest: one clock read
+// and one write-position update per burst. Items are events: compare per event
+// with BM_Ring_PublishLatest.
+void BM_Ring_PublishBatch(benchmark::State& state) {
+  Fixture f(flowbus::Policy::Latest);
+  flowbus::Publisher pub = f.bus.publisher("bench.t");
+  std::vector<uint8_t> payload(size_t(state.range(0)), 0x5a);
+  std::vector<std::span<const uint8_t>> burst(64, std::span<const uint8_t>(payload));
+  for (auto _ : state) {
+    const flowbus::BatchResult r = pub.try_publish_batch(burst);
+    if (r.published != burst.size()) state.SkipWithError("burst refused");
+  }
+  state.SetItemsProcessed(int64_t(state.iterations() * burst.size()));
+}
+BENCHMARK(BM_Ring_PublishBatch)->Arg(64)->Arg(1024);
 
 using Clock = std::chrono::steady_clock;
 constexpr int kBatch = 64;  // events timed together: a clock read (~20 ns) per batch, not per event
@@ -222,6 +240,27 @@ void BM_FlatBuffers_BuildSmallEvent(benchmark::State& state) {
   state.SetItemsProcessed(int64_t(state.iterations()));
 }
 BENCHMARK(BM_FlatBuffers_BuildSmallEvent);
+
+// How an event gets its time: the TSC-based clock every publish reads
+// (core/src/clock.cpp), against clock_gettime(CLOCK_REALTIME) through the
+// vDSO and a bare rdtsc, in the same binary.
+void BM_Clock_EventTime(benchmark::State& state) {
+  for (auto _ : state) benchmark::DoNotOptimize(flowbus::detail::unix_now_ns());
+  state.SetItemsProcessed(int64_t(state.iterations()));
+}
+BENCHMARK(BM_Clock_EventTime);
+
+void BM_Baseline_ClockGettime(benchmark::State& state) {
+  for (auto _ : state) benchmark::DoNotOptimize(flowbus::detail::realtime_ns());
+  state.SetItemsProcessed(int64_t(state.iterations()));
+}
+BENCHMARK(BM_Baseline_ClockGettime);
+
+void BM_Baseline_Rdtsc(benchmark::State& state) {
+  for (auto _ : state) benchmark::DoNotOptimize(__rdtsc());
+  state.SetItemsProcessed(int64_t(state.iterations()));
+}
+BENCHMARK(BM_Baseline_Rdtsc);
 
 // Baseline in the same binary: a plain memcpy of the payload.
 void BM_Baseline_Memcpy(benchmark::State& state) {

@@ -294,8 +294,9 @@ TEST(CliTest, PerfThroughputJsonCountsEventsInEveryModeAndLeavesNothingBehind) {
   const Outcome o = flowbus_cli({"perf", "throughput", "--seconds", "0.3", "--json"}, 120s);
   ASSERT_EQ(o.exit_code, 0) << describe(o);
   const auto lines = lines_of(o.out);
-  ASSERT_EQ(lines.size(), 12u) << describe(o);  // the two ceilings, then 5 runs for each of 2 sizes
+  ASSERT_EQ(lines.size(), 14u) << describe(o);  // the two ceilings, then 6 runs for each of 2 sizes
   std::set<std::string> modes, transports;
+  std::set<uint64_t> batches;
   for (const std::string& line : lines) {
     Json j(line);
     ASSERT_TRUE(j.ok()) << j.error() << "\n" << line;
@@ -307,6 +308,7 @@ TEST(CliTest, PerfThroughputJsonCountsEventsInEveryModeAndLeavesNothingBehind) {
     EXPECT_GT(m["events_per_s"].AsDouble(), 0) << line;
     EXPECT_GT(m["mb_per_s"].AsDouble(), 0) << line;
     EXPECT_GT(m["seconds"].AsDouble(), 0) << line;
+    if (str(m, "transport") == "flowbus" && mode == "1->1") batches.insert(m["batch"].AsUInt64());
     if (mode == "1->K") {
       EXPECT_EQ(m["subscribers"].AsInt64(), 2) << line;  // the default K
     } else if (mode == "P->1") {
@@ -317,6 +319,7 @@ TEST(CliTest, PerfThroughputJsonCountsEventsInEveryModeAndLeavesNothingBehind) {
   }
   EXPECT_EQ(modes, (std::set<std::string>{"in-process", "1->1", "1->K", "P->1"})) << o.out;
   EXPECT_EQ(transports, (std::set<std::string>{"moodycamel", "moodycamel-bulk", "flowbus", "uds", "pipe"})) << o.out;
+  EXPECT_EQ(batches, (std::set<uint64_t>{1, 64})) << o.out;  // one event per publish, and publish_batch's default burst
   EXPECT_TRUE(left_by("flowbus.perf-", o.pid).empty()) << "perf throughput left its bus in /dev/shm";
 }
 

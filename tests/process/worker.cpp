@@ -22,6 +22,10 @@
 //       takes over ring NAME, prints "ready <first sequence>", publishes
 //       COMMITTED events, then loans room for the next one, builds it in the
 //       ring, does not commit, prints "loaned <seq>" and waits: for kill -9.
+//   bursts    BUS TOPIC NAME BURST
+//       prints "ready <first sequence>", then publishes BURST events at a
+//       time with publish_batch (10 s timeout) until killed: for kill -9
+//       while a burst is half committed (records above the stored W).
 //   stream    BUS TOPIC NAME PACE_US TIMEOUT_MS
 //       prints "ready <first sequence>", then publishes with publish(bytes, TIMEOUT_MS), sleeping PACE_US
 //       between events, until stdin is closed; then prints "published <n>
@@ -64,6 +68,7 @@
 #include <set>
 #include <string>
 #include <unordered_map>
+#include <span>
 #include <vector>
 
 #include "flowbus/bus.hpp"
@@ -358,6 +363,28 @@ int stream(const std::string& bus_name, const std::string& topic, const std::str
   return 0;
 }
 
+int bursts(const std::string& bus_name, const std::string& topic, const std::string& name, size_t burst) {
+  Bus bus = Bus::open_existing(bus_name);
+  Publisher pub = bus.publisher(topic, {name});
+  say("ready %" PRIu64, pub.next_sequence());
+  flatbuffers::FlatBufferBuilder fbb(256);
+  std::vector<std::vector<uint8_t>> buffers(burst);
+  std::vector<std::span<const uint8_t>> events(burst);
+  for (;;) {
+    const uint64_t first = pub.next_sequence();
+    for (size_t k = 0; k < burst; ++k) {
+      build_payload(fbb, name.c_str(), first + k);
+      buffers[k].assign(fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize());
+      events[k] = buffers[k];
+    }
+    const BatchResult r = pub.publish_batch(events, std::chrono::seconds(10));
+    if (r.status != PublishStatus::Ok && r.status != PublishStatus::Full) {
+      say("error publish_batch %s at %" PRIu64, to_string(r.status), first + r.published);
+      return 1;
+    }
+  }
+}
+
 /// Maps /dev/shm/NAME read-write in full; nullptr (and a message) if it cannot.
 uint8_t* map_read_write(const std::string& name, size_t& size) {
   const int fd = ::open(("/dev/shm/" + name).c_str(), O_RDWR | O_CLOEXEC);
@@ -602,11 +629,12 @@ int main(int argc, char** argv) {
     if (a.size() == 5 && a[0] == "rogue") return rogue(a[1], a[2], a[3], std::stoull(a[4]));
     if ((a.size() == 6 || a.size() == 7) && a[0] == "watch")
       return watch(a[1], a[2], a[3], a[4], std::stoll(a[5]), a.size() == 7 ? a[6] : "");
+    if (a.size() == 5 && a[0] == "bursts") return bursts(a[1], a[2], a[3], std::stoull(a[4]));
     if (a.size() == 6 && a[0] == "stream") return stream(a[1], a[2], a[3], std::stoll(a[4]), std::stoll(a[5]));
   } catch (const Error& e) {
     say("error %s", e.what());
     return 2;
   }
-  std::fprintf(stderr, "usage: flowbus_test_worker publish|subscribe|hold|linger|crashpub|stream|rogue|watch ... (see worker.cpp)\n");
+  std::fprintf(stderr, "usage: flowbus_test_worker publish|subscribe|hold|linger|crashpub|bursts|stream|rogue|watch ... (see worker.cpp)\n");
   return 2;
 }

@@ -1,9 +1,11 @@
-// The hot path allocates nothing: 1M publish/poll pairs with a counting operator new.
+// The hot path allocates nothing: 1M publish/poll pairs, and 100k bursts, with a counting operator new.
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <cstdlib>
 #include <new>
+#include <span>
+#include <vector>
 
 #include "test_bus.hpp"
 
@@ -34,4 +36,30 @@ TEST(AllocTest, PublishAndPollAllocateNothing) {
   const uint64_t after = g_allocations.load();
   EXPECT_EQ(after - before, 0u);
   EXPECT_EQ(sum, 1000000ull * 1000001ull / 2);  // sequences 1..1000000
+}
+
+TEST(AllocTest, PublishingABurstAllocatesNothing) {
+  ScopedBusName name("alloc");
+  Bus bus = Bus::open(name.name);
+  bus.create_topic(sensor_topic("t", Policy::Block, 1 << 16));
+  Subscriber sub = bus.subscribe("t");
+  Publisher pub = bus.publisher("t");
+  flatbuffers::FlatBufferBuilder fbb(256);
+  std::vector<std::vector<uint8_t>> buffers;
+  for (uint64_t i = 0; i < 16; ++i) {
+    build_reading(fbb, i);
+    buffers.emplace_back(fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize());
+  }
+  const std::vector<std::span<const uint8_t>> burst(buffers.begin(), buffers.end());
+  ASSERT_EQ(pub.try_publish_batch(burst).published, burst.size());  // warm up, as above
+  ASSERT_EQ(sub.poll([](const Event&) {}).delivered, burst.size());
+  uint64_t delivered = 0;
+  const uint64_t before = g_allocations.load();
+  for (int round = 0; round < 100000; ++round) {
+    const BatchResult r = pub.try_publish_batch(burst);
+    ASSERT_EQ(r.published, burst.size());
+    delivered += sub.poll([](const Event&) {}).delivered;
+  }
+  EXPECT_EQ(g_allocations.load() - before, 0u);
+  EXPECT_EQ(delivered, 100000u * burst.size());
 }

@@ -161,16 +161,17 @@ void add_latency_command(CLI::App& perf) {
 void print_throughput(const perf::ThroughputResult& r, double ceiling_events_per_s, bool json) {
   if (json) {
     std::printf("{\"mode\":\"%s\",\"transport\":\"%s\",\"bytes\":%zu,\"publishers\":%d,\"subscribers\":%d,\"seconds\":%.3f,"
-                "\"events\":%llu,\"events_per_s\":%.0f,\"mb_per_s\":%.1f,\"coalesce_ns\":%llu}\n",
+                "\"events\":%llu,\"events_per_s\":%.0f,\"mb_per_s\":%.1f,\"coalesce_ns\":%llu,\"batch\":%zu}\n",
                 r.mode.c_str(), r.transport.c_str(), r.bytes, r.publishers, r.subscribers, r.seconds,
                 static_cast<unsigned long long>(r.events), r.events_per_s(), r.mb_per_s(),
-                static_cast<unsigned long long>(r.coalesce_ns));
+                static_cast<unsigned long long>(r.coalesce_ns), r.batch);
   } else {
     // The ceiling moves 64-byte items: a ratio is only meaningful at that size.
     char ratio[32] = "-";
     if (ceiling_events_per_s > 0 && r.bytes == 64) std::snprintf(ratio, sizeof ratio, "%.3f", r.events_per_s() / ceiling_events_per_s);
     std::string label = r.transport;
     if (r.coalesce_ns > 0) label += "+" + std::to_string(r.coalesce_ns / 1000) + "us";  // coalescing subscribers
+    if (r.batch > 1) label += " x" + std::to_string(r.batch);                            // publish_batch bursts
     std::printf("%-10s %-16s %9zu %4d %4d %8.2f %12llu %14.0f %10.1f %14s\n", r.mode.c_str(), label.c_str(), r.bytes,
                 r.publishers, r.subscribers, r.seconds, static_cast<unsigned long long>(r.events), r.events_per_s(),
                 r.mb_per_s(), ratio);
@@ -183,6 +184,7 @@ void add_throughput_command(CLI::App& perf) {
     std::string sizes = "64,65536";
     int publishers = 2, subscribers = 2;
     double seconds = 1, coalesce_us = 0;
+    int batch = 64;
     bool json = false;
   };
   auto args = std::make_shared<Args>();
@@ -196,6 +198,10 @@ void add_throughput_command(CLI::App& perf) {
                          "also run 1->1 with subscribers that wait this long for a batch once events show up "
                          "(SubscriberOptions::coalesce; default 0: not run)")
       ->check(CLI::Range(0.0, 1000.0));
+  throughput->add_option("--batch", args->batch,
+                         "also run 1->1 with a publisher that hands this many events at a time to publish_batch "
+                         "(default 64; 1: not run)")
+      ->check(CLI::Range(1, 4096));
   throughput->add_flag("--json", args->json, "one JSON object per run");
   throughput->callback([args] {
     if (!args->json)
@@ -214,13 +220,15 @@ void add_throughput_command(CLI::App& perf) {
       const std::vector<std::function<perf::ThroughputResult()>> runs{
           [&] { return perf::flowbus_throughput(bytes, 1, 1, s); },
           [&] { return perf::flowbus_throughput(bytes, 1, 1, s, uint64_t(args->coalesce_us * 1000)); },
+          [&] { return perf::flowbus_throughput(bytes, 1, 1, s, 0, size_t(args->batch)); },
           [&] { return perf::fd_throughput(true, bytes, s); },  // uds
           [&] { return perf::fd_throughput(false, bytes, s); },  // pipe
           [&] { return perf::flowbus_throughput(bytes, 1, args->subscribers, s); },
           [&] { return perf::flowbus_throughput(bytes, args->publishers, 1, s); },
       };
       for (size_t i = 0; i < runs.size(); ++i)
-        if (i != 1 || args->coalesce_us > 0) print_throughput(runs[i](), ceiling.events_per_s(), args->json);
+        if ((i != 1 || args->coalesce_us > 0) && (i != 2 || args->batch > 1))
+          print_throughput(runs[i](), ceiling.events_per_s(), args->json);
     }
   });
 }

@@ -24,6 +24,13 @@ struct PublisherOptions {
 
 class Publisher;
 
+/// What Publisher::try_publish_batch did: the first `published` events of the
+/// batch are in the ring; `status` tells why it stopped (Ok: all of them).
+struct [[nodiscard]] BatchResult {
+  size_t published = 0;
+  PublishStatus status = PublishStatus::Ok;
+};
+
 /// Ring memory lent to a FlatBufferBuilder: the event is built in place.
 /// Get one from Publisher::loan, build with builder(), Finish it, then
 /// Publisher::commit. Thread: the publisher's owner only.
@@ -69,6 +76,19 @@ class Publisher {
   /// held those events). Waits up to `timeout` for space, as publish() does.
   PublishStatus publish_mirrored(std::span<const uint8_t> bytes, uint64_t sequence, uint64_t time_ns,
                                  std::string_view subject, std::chrono::nanoseconds timeout) noexcept;
+  /// Copies `events` (finished FlatBuffers) into the ring in order, as one
+  /// burst: each gets the next sequence, all get one time, read once as the
+  /// burst starts, and the write position and sleeping readers are updated
+  /// once, after the last. Readers that poll see each event as soon as it is
+  /// copied. Stops at the first event that does not fit now (Full) or ever
+  /// (TooLarge): the events before it are published, none after it. Never
+  /// waits. Thread: owner only. No allocation, lock or syscall (unless a
+  /// reader sleeps: one wake-up for the burst).
+  BatchResult try_publish_batch(std::span<const std::span<const uint8_t>> events) noexcept;
+  /// As try_publish_batch, but waits for space as publish() does, up to
+  /// `timeout` for the whole call; `published` < events.size() only when the
+  /// timeout ran out (Full) or an event can never fit (TooLarge).
+  BatchResult publish_batch(std::span<const std::span<const uint8_t>> events, std::chrono::nanoseconds timeout) noexcept;
   /// Publishes the builder's finished buffer (copied once) and clears the
   /// builder for reuse.
   PublishStatus publish(flatbuffers::FlatBufferBuilder& builder, std::chrono::nanoseconds timeout,

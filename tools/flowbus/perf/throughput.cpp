@@ -151,10 +151,13 @@ class OrderCheck {
 
 }  // namespace
 
-ThroughputResult flowbus_throughput(size_t bytes, int publishers, int subscribers, double seconds, uint64_t coalesce_ns) {
+ThroughputResult flowbus_throughput(size_t bytes, int publishers, int subscribers, double seconds, uint64_t coalesce_ns,
+                                    size_t batch) {
   if (publishers != 1 && subscribers != 1) fail("throughput runs 1->K or P->1");
+  if (batch == 0) fail("a batch holds at least one event");
   ThroughputResult result{mode_name(publishers, subscribers), "flowbus", bytes, publishers, subscribers};
   result.coalesce_ns = coalesce_ns;
+  result.batch = batch;
   const std::string bus_name = "perf-" + std::to_string(getpid()) + "-tput";
   const char* topic = "perf.throughput";
   uint64_t ring = 4u << 20;  // the default topic ring; larger payloads get 64 events' worth
@@ -170,7 +173,8 @@ ThroughputResult flowbus_throughput(size_t bytes, int publishers, int subscriber
   SharedControl c;
 
   // Publishers: the normal API, each event a FlatBuffer copied once into the
-  // ring with its sequence and time; first and last cache line stamped.
+  // ring with its sequence and time; first and last cache line stamped. With
+  // batch > 1, `batch` such FlatBuffers go out per publish_batch call.
   auto publish = [&](int index) {
     Bus bus = Bus::open_existing(bus_name);
     std::string name = "p";
@@ -180,17 +184,24 @@ ThroughputResult flowbus_throughput(size_t bytes, int publishers, int subscriber
     uint8_t* payload = nullptr;
     fbb.Finish(flowbus::perf::CreatePayload(fbb, fbb.CreateUninitializedVector(bytes, 1, &payload)));
     std::fill(payload, payload + bytes, uint8_t(0x5a));
-    const std::span<const uint8_t> event(fbb.GetBufferPointer(), fbb.GetSize());
+    const size_t payload_at = size_t(payload - fbb.GetBufferPointer());
+    std::vector<std::vector<uint8_t>> buffers(batch, std::vector<uint8_t>(fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize()));
+    std::vector<std::span<const uint8_t>> events(buffers.begin(), buffers.end());
     await_start(*c);
     uint64_t sent = 0;
     while (!c->stop.load(std::memory_order_relaxed)) {
-      stamp(payload, bytes, pub.next_sequence());
-      const PublishStatus s = pub.publish(event, std::chrono::milliseconds(20));
-      if (s == PublishStatus::Ok) {
-        ++sent;
-      } else if (s != PublishStatus::Full) {
-        fail(std::string("publish: ") + to_string(s));
+      const uint64_t first = pub.next_sequence();
+      for (size_t k = 0; k < batch; ++k) stamp(buffers[k].data() + payload_at, bytes, first + k);
+      PublishStatus s;
+      if (batch == 1) {
+        s = pub.publish(events[0], std::chrono::milliseconds(20));
+        sent += s == PublishStatus::Ok ? 1 : 0;
+      } else {
+        const BatchResult r = pub.publish_batch(events, std::chrono::milliseconds(20));
+        sent += r.published;
+        s = r.status;
       }
+      if (s != PublishStatus::Ok && s != PublishStatus::Full) fail(std::string("publish: ") + to_string(s));
     }
     c->child[index].events.store(sent);
   };

@@ -16,6 +16,7 @@ struct ThroughputResult {
   double seconds = 0;   ///< from the start until the last receiver had every event
   uint64_t events = 0;  ///< events each subscriber received (and checked)
   uint64_t coalesce_ns = 0;  ///< flowbus: the subscribers' SubscriberOptions::coalesce
+  size_t batch = 1;          ///< flowbus: events per publish call (publish_batch when above 1)
   double events_per_s() const { return double(events) / seconds; }
   double mb_per_s() const { return events_per_s() * double(bytes) / 1e6; }
 };
@@ -23,8 +24,11 @@ struct ThroughputResult {
 /// `publishers` processes publish on one Block topic through the normal API
 /// (full CloudEvents context, one copy into the ring) for `seconds`;
 /// `subscribers` processes read every event in place (waiting with
-/// SubscriberOptions::coalesce = `coalesce_ns` when they run dry).
-ThroughputResult flowbus_throughput(size_t bytes, int publishers, int subscribers, double seconds, uint64_t coalesce_ns = 0);
+/// SubscriberOptions::coalesce = `coalesce_ns` when they run dry). With
+/// `batch` above 1 each publisher hands `batch` events at a time to
+/// Publisher::publish_batch (one clock read and one wake-up check per call).
+ThroughputResult flowbus_throughput(size_t bytes, int publishers, int subscribers, double seconds, uint64_t coalesce_ns = 0,
+                                    size_t batch = 1);
 /// One writer process to one reader process over a Unix stream socket or a pipe.
 ThroughputResult fd_throughput(bool unix_socket, size_t bytes, double seconds);
 /// The in-process ceiling: moodycamel::ConcurrentQueue between two pinned

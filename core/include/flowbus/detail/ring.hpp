@@ -13,6 +13,8 @@
 //            commit word at its cursor: one cache line carries "is it there?"
 //            and the event's header together. The zeroing keeps a stale byte
 //            pattern from an older lap from ever passing for a commit.
+//            Then W is stored and sleepers are woken (end_burst); a burst
+//            commits several records this way and does that once, at its end.
 // Space:     the writer may write below `limit` and may destroy bytes below
 //            limit - capacity. It refreshes limit only when it reaches it:
 //            limit = min(slowest live cursor + capacity, W + capacity / 4)
@@ -218,6 +220,16 @@ struct RingWriter {
 
   /// Makes the reserved record visible to readers. Thread: owner only.
   void commit(const Reservation& r, uint32_t data_offset_and_flags, uint32_t size, uint64_t time_ns) noexcept {
+    commit_record(r, data_offset_and_flags, size, time_ns);
+    end_burst(time_ns);
+  }
+
+  /// One record of a burst (Publisher::try_publish_batch): readers polling its
+  /// commit word see it at once, but W, the wake-up of sleepers and the
+  /// prefetch wait for end_burst() after the burst's last record. Recovery
+  /// already walks records committed above the stored W (a crash between the
+  /// two), so a burst needs nothing new from readers. Thread: owner only.
+  void commit_record(const Reservation& r, uint32_t data_offset_and_flags, uint32_t size, uint64_t time_ns) noexcept {
     auto* rec = reinterpret_cast<RecordHeader*>(r.record);
     rec->size = size;
     rec->offset_and_flags = data_offset_and_flags;
@@ -232,6 +244,10 @@ struct RingWriter {
     rec->commit.store(r.position + 1, std::memory_order_release);
     ++next_sequence;
     write_position = r.position + r.length;
+  }
+
+  /// After a burst's last record (or a single commit): publishes W and wakes sleepers.
+  void end_burst(uint64_t time_ns) noexcept {
     publish_position(time_ns);
     // Ask for the next lines in exclusive state now, while readers handle this
     // event, so the next commit's stores (the zeroed commit word above all,

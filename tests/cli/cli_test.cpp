@@ -294,7 +294,8 @@ TEST(CliTest, PerfThroughputJsonCountsEventsInEveryModeAndLeavesNothingBehind) {
   const Outcome o = flowbus_cli({"perf", "throughput", "--seconds", "0.3", "--json"}, 120s);
   ASSERT_EQ(o.exit_code, 0) << describe(o);
   const auto lines = lines_of(o.out);
-  ASSERT_EQ(lines.size(), 14u) << describe(o);  // the two ceilings, then 6 runs for each of 2 sizes
+  ASSERT_EQ(lines.size(), 16u) << describe(o);  // the two ceilings, then the floor and 6 runs for each of 2 sizes
+  std::set<uint64_t> floor_sizes;
   std::set<std::string> modes, transports;
   std::set<uint64_t> batches;
   for (const std::string& line : lines) {
@@ -309,6 +310,10 @@ TEST(CliTest, PerfThroughputJsonCountsEventsInEveryModeAndLeavesNothingBehind) {
     EXPECT_GT(m["mb_per_s"].AsDouble(), 0) << line;
     EXPECT_GT(m["seconds"].AsDouble(), 0) << line;
     if (str(m, "transport") == "flowbus" && mode == "1->1") batches.insert(m["batch"].AsUInt64());
+    if (str(m, "transport") == "floor") {
+      EXPECT_EQ(mode, "1->1") << line;
+      floor_sizes.insert(m["bytes"].AsUInt64());
+    }
     if (mode == "1->K") {
       EXPECT_EQ(m["subscribers"].AsInt64(), 2) << line;  // the default K
     } else if (mode == "P->1") {
@@ -318,7 +323,8 @@ TEST(CliTest, PerfThroughputJsonCountsEventsInEveryModeAndLeavesNothingBehind) {
     }
   }
   EXPECT_EQ(modes, (std::set<std::string>{"in-process", "1->1", "1->K", "P->1"})) << o.out;
-  EXPECT_EQ(transports, (std::set<std::string>{"moodycamel", "moodycamel-bulk", "flowbus", "uds", "pipe"})) << o.out;
+  EXPECT_EQ(transports, (std::set<std::string>{"moodycamel", "moodycamel-bulk", "floor", "flowbus", "uds", "pipe"})) << o.out;
+  EXPECT_EQ(floor_sizes, (std::set<uint64_t>{64, 65536})) << o.out;  // a floor for each size
   EXPECT_EQ(batches, (std::set<uint64_t>{1, 64})) << o.out;  // one event per publish, and publish_batch's default burst
   EXPECT_TRUE(left_by("flowbus.perf-", o.pid).empty()) << "perf throughput left its bus in /dev/shm";
 }

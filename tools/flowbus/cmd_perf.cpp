@@ -3,7 +3,8 @@
 //    over each transport, in the same run; round-trip percentiles and the
 //    ratio to `floor`, the bare shared-memory flag plus payload write.
 //  * throughput: events per second from 1 publisher to K subscriber processes
-//    and from P publishers to 1, against uds/pipe and the in-process ceiling
+//    and from P publishers to 1, against the 1->1 floor (a bare ring moving
+//    the same lines), uds/pipe and the in-process ceiling
 //    of moodycamel::ConcurrentQueue, in the same run.
 //  * mirror: events through two in-process sidecars on loopback TCP (bus A ->
 //    sidecar A -> sidecar B -> bus B): events/s and MB/s per size, and the
@@ -158,7 +159,7 @@ void add_latency_command(CLI::App& perf) {
   });
 }
 
-void print_throughput(const perf::ThroughputResult& r, double ceiling_events_per_s, bool json) {
+void print_throughput(const perf::ThroughputResult& r, double ceiling_events_per_s, double floor_events_per_s, bool json) {
   if (json) {
     std::printf("{\"mode\":\"%s\",\"transport\":\"%s\",\"bytes\":%zu,\"publishers\":%d,\"subscribers\":%d,\"seconds\":%.3f,"
                 "\"events\":%llu,\"events_per_s\":%.0f,\"mb_per_s\":%.1f,\"coalesce_ns\":%llu,\"batch\":%zu}\n",
@@ -169,12 +170,15 @@ void print_throughput(const perf::ThroughputResult& r, double ceiling_events_per
     // The ceiling moves 64-byte items: a ratio is only meaningful at that size.
     char ratio[32] = "-";
     if (ceiling_events_per_s > 0 && r.bytes == 64) std::snprintf(ratio, sizeof ratio, "%.3f", r.events_per_s() / ceiling_events_per_s);
+    // The floor moves this payload's lines from one process to one other.
+    char to_floor[32] = "-";
+    if (floor_events_per_s > 0 && r.mode == "1->1") std::snprintf(to_floor, sizeof to_floor, "%.3f", r.events_per_s() / floor_events_per_s);
     std::string label = r.transport;
     if (r.coalesce_ns > 0) label += "+" + std::to_string(r.coalesce_ns / 1000) + "us";  // coalescing subscribers
     if (r.batch > 1) label += " x" + std::to_string(r.batch);                            // publish_batch bursts
-    std::printf("%-10s %-16s %9zu %4d %4d %8.2f %12llu %14.0f %10.1f %14s\n", r.mode.c_str(), label.c_str(), r.bytes,
+    std::printf("%-10s %-16s %9zu %4d %4d %8.2f %12llu %14.0f %10.1f %12s %7s\n", r.mode.c_str(), label.c_str(), r.bytes,
                 r.publishers, r.subscribers, r.seconds, static_cast<unsigned long long>(r.events), r.events_per_s(),
-                r.mb_per_s(), ratio);
+                r.mb_per_s(), ratio, to_floor);
   }
   std::fflush(stdout);
 }
@@ -189,7 +193,7 @@ void add_throughput_command(CLI::App& perf) {
   };
   auto args = std::make_shared<Args>();
   CLI::App* throughput = perf.add_subcommand(
-      "throughput", "Events per second between pinned processes: 1->1, 1->K, P->1, against uds, pipe and moodycamel");
+      "throughput", "Events per second between pinned processes: 1->1, 1->K, P->1, against a bare-ring floor, uds, pipe and moodycamel");
   throughput->add_option("--size", args->sizes, "payload sizes in bytes, comma separated (default 64,65536)");
   throughput->add_option("--publishers", args->publishers, "P, publisher processes of the P->1 run (default 2)")->check(CLI::Range(1, 32));
   throughput->add_option("--subscribers", args->subscribers, "K, subscriber processes of the 1->K run (default 2)")->check(CLI::Range(1, 32));
@@ -205,18 +209,21 @@ void add_throughput_command(CLI::App& perf) {
   throughput->add_flag("--json", args->json, "one JSON object per run");
   throughput->callback([args] {
     if (!args->json)
-      std::printf("%-10s %-16s %9s %4s %4s %8s %12s %14s %10s %14s\n", "mode", "transport", "bytes", "P", "K", "seconds",
-                  "events", "events/s", "MB/s", "/moodycamel");
+      std::printf("%-10s %-16s %9s %4s %4s %8s %12s %14s %10s %12s %7s\n", "mode", "transport", "bytes", "P", "K", "seconds",
+                  "events", "events/s", "MB/s", "/moodycamel", "/floor");
     // The in-process ceilings first. Every 64-byte row is compared with
     // moodycamel moving one item per call, as flowbus moves one event per
     // publish and per read; its bulk figure (256 items a call) is shown too.
     const perf::ThroughputResult ceiling = perf::moodycamel_throughput(args->seconds, false);
-    print_throughput(ceiling, ceiling.events_per_s(), args->json);
-    print_throughput(perf::moodycamel_throughput(args->seconds, true), ceiling.events_per_s(), args->json);
+    print_throughput(ceiling, ceiling.events_per_s(), 0, args->json);
+    print_throughput(perf::moodycamel_throughput(args->seconds, true), ceiling.events_per_s(), 0, args->json);
     for (const std::string& size_text : perf::split_list(args->sizes)) {
       const size_t bytes = size_t(parse_size(size_text));
       if (bytes < 64) throw CLI::ValidationError("--size", "a payload is at least 64 bytes (one cache line)");
       const double s = args->seconds;
+      // The floor first: every 1->1 row of this size is compared with it.
+      const perf::ThroughputResult floor = perf::floor_throughput(bytes, s);
+      print_throughput(floor, ceiling.events_per_s(), floor.events_per_s(), args->json);
       const std::vector<std::function<perf::ThroughputResult()>> runs{
           [&] { return perf::flowbus_throughput(bytes, 1, 1, s); },
           [&] { return perf::flowbus_throughput(bytes, 1, 1, s, uint64_t(args->coalesce_us * 1000)); },
@@ -228,7 +235,7 @@ void add_throughput_command(CLI::App& perf) {
       };
       for (size_t i = 0; i < runs.size(); ++i)
         if ((i != 1 || args->coalesce_us > 0) && (i != 2 || args->batch > 1))
-          print_throughput(runs[i](), ceiling.events_per_s(), args->json);
+          print_throughput(runs[i](), ceiling.events_per_s(), floor.events_per_s(), args->json);
     }
   });
 }

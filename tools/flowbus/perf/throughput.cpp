@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "flowbus/bus.hpp"
+#include "flowbus/detail/platform.hpp"
 #include "flowbus/error.hpp"
 #include "flowbus/perf_generated.h"
 #include "harness.hpp"
@@ -246,6 +247,81 @@ ThroughputResult flowbus_throughput(size_t bytes, int publishers, int subscriber
     c->child[index].done_ns.store(done_ns);
   };
   run_processes(*c, publishers, subscribers, seconds, result, publish, subscribe);
+  return result;
+}
+
+/// The bytes a flowbus ring spends on one event of `bytes` payload: the
+/// record header plus the perf FlatBuffer, on the ring's 32-byte grid.
+size_t flowbus_record_bytes(size_t bytes) {
+  flatbuffers::FlatBufferBuilder fbb(bytes + 256);
+  uint8_t* payload = nullptr;
+  fbb.Finish(flowbus::perf::CreatePayload(fbb, fbb.CreateUninitializedVector(bytes, 1, &payload)));
+  return (32 + fbb.GetSize() + 31) & ~size_t(31);
+}
+
+ThroughputResult floor_throughput(size_t bytes, double seconds) {
+  if (bytes < 64) fail("a payload is at least 64 bytes (one cache line)");
+  ThroughputResult result{"1->1", "floor", bytes, 1, 1};
+  // Slots as large as flowbus's records for this payload, so both move the
+  // same cache lines per event; a ring of at least 4 MiB, as flowbus's.
+  const size_t slot = flowbus_record_bytes(bytes);
+  uint64_t slots = 64;
+  while (slots * slot < (4u << 20)) slots <<= 1;
+  const size_t size = 128 + slots * slot;
+  void* m = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) fail("cannot map the floor's ring");
+  auto* base = static_cast<uint8_t*>(m);
+  // The reader's position, on its own line, published once per eighth of
+  // the ring as flowbus's cursor is; each slot starts with its commit word.
+  auto* cursor = new (base) std::atomic<uint64_t>(0);
+  uint8_t* ring = base + 128;
+  auto commit_of = [&](uint64_t seq) {
+    return reinterpret_cast<std::atomic<uint64_t>*>(ring + (seq & (slots - 1)) * slot);
+  };
+  for (uint64_t i = 0; i < slots; ++i) new (commit_of(i)) std::atomic<uint64_t>(0);
+  SharedControl c;
+  auto write_events = [&](int index) {
+    await_start(*c);
+    uint64_t seq = 0, limit = slots;
+    while (!c->stop.load(std::memory_order_relaxed)) {
+      if (seq >= limit) {
+        // Acquire: pairs with the reader's release; it is done with the slots below.
+        limit = cursor->load(std::memory_order_acquire) + slots;
+        if (seq >= limit) {
+          detail::cpu_relax();
+          continue;
+        }
+      }
+      std::atomic<uint64_t>* commit = commit_of(seq);
+      stamp(reinterpret_cast<uint8_t*>(commit) + 32, bytes, seq);
+      commit->store(seq + 1, std::memory_order_release);  // publishes the stamp written above
+      ++seq;
+    }
+    c->child[index].events.store(seq);
+  };
+  auto read_events = [&](int index) {
+    c->ready.fetch_add(1);
+    uint64_t seq = 0, errors = 0, done_ns = monotonic_ns();
+    bool got_some = false;
+    for (;;) {
+      std::atomic<uint64_t>* commit = commit_of(seq);
+      if (commit->load(std::memory_order_acquire) == seq + 1) {  // pairs with the writer's release
+        errors += check_stamp(reinterpret_cast<const uint8_t*>(commit) + 32, bytes, seq) ? 0 : 1;
+        if ((++seq & (slots / 8 - 1)) == 0) cursor->store(seq, std::memory_order_release);
+        got_some = true;
+        continue;
+      }
+      if (got_some) done_ns = monotonic_ns();
+      got_some = false;
+      if (seq >= c->expected.load(std::memory_order_acquire)) break;
+      detail::cpu_relax();  // as the latency floor's spin loops do
+    }
+    c->child[index].events.store(seq);
+    c->child[index].errors.store(errors);
+    c->child[index].done_ns.store(done_ns);
+  };
+  run_processes(*c, 1, 1, seconds, result, write_events, read_events);
+  munmap(m, size);
   return result;
 }
 

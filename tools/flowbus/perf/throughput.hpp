@@ -10,7 +10,7 @@ namespace flowbus::perf {
 
 struct ThroughputResult {
   std::string mode;       ///< "1->1", "1->K", "P->1" or "in-process"
-  std::string transport;  ///< flowbus, uds, pipe or moodycamel
+  std::string transport;  ///< flowbus, floor, uds, pipe or moodycamel
   size_t bytes = 0;       ///< payload per event
   int publishers = 1, subscribers = 1;
   double seconds = 0;   ///< from the start until the last receiver had every event
@@ -29,6 +29,12 @@ struct ThroughputResult {
 /// Publisher::publish_batch (one clock read and one wake-up check per call).
 ThroughputResult flowbus_throughput(size_t bytes, int publishers, int subscribers, double seconds, uint64_t coalesce_ns = 0,
                                     size_t batch = 1);
+/// The floor of 1->1: a bare single-writer ring of slots as large as
+/// flowbus's records for this payload, in shared memory between two pinned
+/// processes; a commit word per slot, the payload's first and last cache line
+/// written and checked, the reader's position published once per eighth of
+/// the ring. No header, no clock, no API: what moving the same lines costs.
+ThroughputResult floor_throughput(size_t bytes, double seconds);
 /// One writer process to one reader process over a Unix stream socket or a pipe.
 ThroughputResult fd_throughput(bool unix_socket, size_t bytes, double seconds);
 /// The in-process ceiling: moodycamel::ConcurrentQueue between two pinned

@@ -230,6 +230,9 @@ Publisher Bus::attach_publisher(std::string_view topic_name, const std::string& 
   p.writer_.header->wake_protocol.store(p.writer_.light_fence ? kWakeLightFence : kWakeFullFence,
                                         std::memory_order_seq_cst);
   p.writer_.recover();
+  // The event clock learns the TSC rate on its first read (2 ms, once per
+  // process); pay it here, not in the first publish.
+  (void)unix_now_ns();
   bus.bump_generation();
   return p;
 }

@@ -16,8 +16,13 @@ inline uint64_t realtime_ns() noexcept {
 
 /// Event time: ns since the Unix epoch, from the TSC where it is invariant
 /// (a few ns), rebased on CLOCK_REALTIME every ~100 ms per thread, so it
-/// stays within about a microsecond of the system clock. See clock.cpp.
+/// stays within about a microsecond of the system clock. The process's first
+/// call spins 2 ms to learn the TSC rate (Publisher creation makes it). See clock.cpp.
 uint64_t unix_now_ns() noexcept;
+
+/// True once this thread's unix_now_ns() reads the TSC rather than the system
+/// clock (tests prove with it that no publish pays clock_gettime).
+bool event_clock_uses_tsc() noexcept;
 
 /// Timeouts and idle times: monotonic, shared by every process on the host.
 inline uint64_t monotonic_now_ns() noexcept {

@@ -81,7 +81,7 @@ bool snapshot_ring_data(const std::string& bus, const uint8_t* data, uint64_t si
 
 void snapshot_ring_cursors(const uint8_t* data, const ControlHeader* c, const DirectoryLayout* dir, RingSnapshot& out) {
   uint64_t slowest = UINT64_MAX;
-  const uint64_t now = monotonic_now_ns();
+  const uint64_t now = realtime_ns();  // cursors stamp their moves with event time (Unix ns)
   for (uint32_t i = 0; i < kCursorSlots; ++i) {
     const CursorSlot& s = c->slots[i];
     const uint64_t word = s.word.load(std::memory_order_acquire);

@@ -154,7 +154,7 @@ struct CursorWord {
 
 struct CursorSlot {
   std::atomic<uint64_t> word;           // see CursorWord
-  std::atomic<uint64_t> last_moved_ns;  // CLOCK_MONOTONIC when its owner last published a move (tools)
+  std::atomic<uint64_t> last_moved_ns;  // event time (Unix ns) when its owner last published a move (tools)
   std::atomic<uint64_t> evictions;      // times this slot's owner was evicted (tools)
   std::atomic<uint32_t> sleeping;       // 1 while its owner counts in ControlHeader::waiters
   uint32_t reserved;

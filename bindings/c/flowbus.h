@@ -65,6 +65,25 @@ int flowbus_publisher_try_publish(flowbus_publisher* publisher, const void* data
 /* Waits up to timeout_ns for room. */
 int flowbus_publisher_publish(flowbus_publisher* publisher, const void* data, size_t size, uint64_t timeout_ns);
 
+/* One event of a burst. */
+typedef struct flowbus_bytes {
+  const void* data;
+  size_t size;
+} flowbus_bytes;
+
+/* Publishes events[0..count) in order as bursts of up to 64: one clock read
+ * (the events of a burst share its time; each keeps its own sequence) and one
+ * wake-up per burst, which is what makes small events cheap. Never waits.
+ * Returns FLOWBUS_OK when all went in, else the status that stopped it (FULL,
+ * TOO_LARGE); *published (may be NULL) says how many went in: the first ones,
+ * none after the one refused. */
+int flowbus_publisher_try_publish_batch(flowbus_publisher* publisher, const flowbus_bytes* events, size_t count,
+                                        size_t* published);
+/* As flowbus_publisher_try_publish_batch, but waits for room up to timeout_ns
+ * for the whole call; FULL then means the timeout ran out. */
+int flowbus_publisher_publish_batch(flowbus_publisher* publisher, const flowbus_bytes* events, size_t count,
+                                    uint64_t timeout_ns, size_t* published);
+
 flowbus_subscriber* flowbus_subscriber_open(flowbus_bus* bus, const char* pattern, int from_earliest);
 void flowbus_subscriber_close(flowbus_subscriber* subscriber);
 /* FLOWBUS_OK fills *event; release it before the next read. */

@@ -1,6 +1,9 @@
 // The C ABI over the C++ core: exceptions become FLOWBUS_ERROR plus a message.
 #include "flowbus.h"
 
+#include <algorithm>
+#include <chrono>
+#include <span>
 #include <string>
 
 #include "flowbus/bus.hpp"
@@ -63,6 +66,28 @@ bool check(const void* handle, const char* what) {
   return false;
 }
 
+std::chrono::nanoseconds to_timeout(uint64_t ns) { return std::chrono::nanoseconds(int64_t(std::min<uint64_t>(ns, INT64_MAX))); }
+
+/// Hands events to `publish_burst` in bursts of up to kBurst, converted on
+/// the stack (no allocation on the publish path); stops at the first burst
+/// that does not go in whole.
+constexpr size_t kBurst = 64;
+template <class PublishBurst>
+int publish_in_bursts(const flowbus_bytes* events, size_t count, size_t* published, PublishBurst&& publish_burst) {
+  size_t done = 0;
+  flowbus::PublishStatus status = flowbus::PublishStatus::Ok;
+  while (done < count && status == flowbus::PublishStatus::Ok) {
+    std::span<const uint8_t> burst[kBurst];
+    const size_t n = std::min(kBurst, count - done);
+    for (size_t i = 0; i < n; ++i) burst[i] = {static_cast<const uint8_t*>(events[done + i].data), events[done + i].size};
+    const flowbus::BatchResult r = publish_burst(std::span<const std::span<const uint8_t>>(burst, n));
+    done += r.published;
+    status = r.status;
+  }
+  if (published != nullptr) *published = done;
+  return to_c(status);
+}
+
 }  // namespace
 
 extern "C" {
@@ -111,8 +136,28 @@ int flowbus_publisher_try_publish(flowbus_publisher* p, const void* data, size_t
 }
 
 int flowbus_publisher_publish(flowbus_publisher* p, const void* data, size_t size, uint64_t timeout_ns) {
-  return to_c(p->publisher.publish({static_cast<const uint8_t*>(data), size},
-                                   std::chrono::nanoseconds(int64_t(std::min<uint64_t>(timeout_ns, INT64_MAX)))));
+  return to_c(p->publisher.publish({static_cast<const uint8_t*>(data), size}, to_timeout(timeout_ns)));
+}
+
+int flowbus_publisher_try_publish_batch(flowbus_publisher* p, const flowbus_bytes* events, size_t count,
+                                        size_t* published) {
+  if (count != 0 && !check(events, "events")) return FLOWBUS_ERROR;
+  return publish_in_bursts(events, count, published, [&](auto burst) { return p->publisher.try_publish_batch(burst); });
+}
+
+int flowbus_publisher_publish_batch(flowbus_publisher* p, const flowbus_bytes* events, size_t count,
+                                    uint64_t timeout_ns, size_t* published) {
+  if (count != 0 && !check(events, "events")) return FLOWBUS_ERROR;
+  // One deadline for the whole call, however many bursts it takes (a
+  // timeout past the clock's range waits as long as the clock can count).
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point now = Clock::now();
+  const std::chrono::nanoseconds timeout = to_timeout(timeout_ns);
+  const Clock::time_point deadline = timeout >= Clock::time_point::max() - now ? Clock::time_point::max() : now + timeout;
+  return publish_in_bursts(events, count, published, [&](auto burst) {
+    const auto left = std::max(Clock::duration::zero(), deadline - Clock::now());
+    return p->publisher.publish_batch(burst, std::chrono::duration_cast<std::chrono::nanoseconds>(left));
+  });
 }
 
 flowbus_subscriber* flowbus_subscriber_open(flowbus_bus* bus, const char* pattern, int from_earliest) {
@@ -164,7 +209,7 @@ int flowbus_subscriber_release(flowbus_subscriber* s) {
 int flowbus_subscriber_wait(flowbus_subscriber* s, uint64_t timeout_ns) {
   return guarded(
       [&] {
-        return s->subscriber.wait(std::chrono::nanoseconds(int64_t(std::min<uint64_t>(timeout_ns, INT64_MAX))))
+        return s->subscriber.wait(to_timeout(timeout_ns))
                    ? int(FLOWBUS_OK)
                    : int(FLOWBUS_TIMEOUT);
       },

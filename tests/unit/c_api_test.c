@@ -45,6 +45,56 @@ int main(int argc, char** argv) {
   CHECK(flowbus_subscriber_release(sub) == FLOWBUS_OK);
   CHECK(flowbus_subscriber_read(sub, &ev) == FLOWBUS_EMPTY);
 
+  /* Bursts: one clock read per burst, each event with its own sequence. */
+  const char first[] = "first", second[] = "second", third[] = "third";
+  const flowbus_bytes burst[3] = {{first, sizeof first}, {second, sizeof second}, {third, sizeof third}};
+  size_t published = 99;
+  CHECK(flowbus_publisher_try_publish_batch(pub, burst, 3, &published) == FLOWBUS_OK);
+  CHECK(published == 3);
+  uint64_t burst_time = 0;
+  for (int i = 0; i < 3; ++i) {
+    CHECK(flowbus_subscriber_read(sub, &ev) == FLOWBUS_OK);
+    CHECK(ev.sequence == (uint64_t)(1 + i));
+    CHECK(ev.size == burst[i].size && memcmp(ev.data, burst[i].data, ev.size) == 0);
+    if (i == 0) burst_time = ev.time_ns;
+    CHECK(ev.time_ns == burst_time && burst_time != 0);
+    CHECK(flowbus_subscriber_release(sub) == FLOWBUS_OK);
+  }
+
+  /* An event that can never fit stops the burst after the ones before it. */
+  static char huge[40000]; /* more than half the 64 KiB ring */
+  const flowbus_bytes with_huge[3] = {{first, sizeof first}, {huge, sizeof huge}, {third, sizeof third}};
+  CHECK(flowbus_publisher_try_publish_batch(pub, with_huge, 3, &published) == FLOWBUS_TOO_LARGE);
+  CHECK(published == 1);
+
+  /* Block, nobody reading: the ring fills part-way through the bursts. */
+  static flowbus_bytes many[3000];
+  for (int i = 0; i < 3000; ++i) {
+    many[i].data = payload;
+    many[i].size = sizeof payload;
+  }
+  CHECK(flowbus_publisher_try_publish_batch(pub, many, 3000, &published) == FLOWBUS_FULL);
+  CHECK(published > 64 && published < 3000); /* several bursts went in, not all */
+  size_t more = 99;
+  CHECK(flowbus_publisher_publish_batch(pub, many, 10, 1000000ull, &more) == FLOWBUS_FULL); /* 1 ms, still full */
+  CHECK(more == 0);
+  /* What went in is all there, in order: "first", then `published` payloads. */
+  size_t drained = 0;
+  uint64_t expected_sequence = 4;
+  while (flowbus_subscriber_read(sub, &ev) == FLOWBUS_OK) {
+    CHECK(ev.sequence == expected_sequence++);
+    CHECK(ev.size == (drained == 0 ? sizeof first : sizeof payload));
+    CHECK(flowbus_subscriber_release(sub) == FLOWBUS_OK);
+    ++drained;
+  }
+  CHECK(drained == 1 + published);
+  /* With room again, a waiting burst goes in whole. */
+  CHECK(flowbus_publisher_publish_batch(pub, many, 10, 1000000000ull, &more) == FLOWBUS_OK);
+  CHECK(more == 10);
+  CHECK(flowbus_publisher_try_publish_batch(pub, NULL, 0, NULL) == FLOWBUS_OK);
+  CHECK(flowbus_publisher_try_publish_batch(pub, NULL, 5, &more) == FLOWBUS_ERROR);
+  CHECK(strstr(flowbus_last_error(), "events is NULL") != NULL);
+
   flowbus_subscriber_close(sub);
   flowbus_publisher_close(pub);
   flowbus_bus_close(bus);

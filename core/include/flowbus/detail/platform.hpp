@@ -24,7 +24,7 @@ uint64_t unix_now_ns() noexcept;
 /// clock (tests prove with it that no publish pays clock_gettime).
 bool event_clock_uses_tsc() noexcept;
 
-/// Timeouts and idle times: monotonic, shared by every process on the host.
+/// Timeouts and slow-consumer watches: monotonic, shared by every process on the host.
 inline uint64_t monotonic_now_ns() noexcept {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

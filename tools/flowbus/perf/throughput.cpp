@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "flowbus/bus.hpp"
+#include "flowbus/detail/layout.hpp"
 #include "flowbus/detail/platform.hpp"
 #include "flowbus/error.hpp"
 #include "flowbus/perf_generated.h"
@@ -251,12 +252,12 @@ ThroughputResult flowbus_throughput(size_t bytes, int publishers, int subscriber
 }
 
 /// The bytes a flowbus ring spends on one event of `bytes` payload: the
-/// record header plus the perf FlatBuffer, on the ring's 32-byte grid.
+/// record header plus the perf FlatBuffer, on the ring's record grid.
 size_t flowbus_record_bytes(size_t bytes) {
   flatbuffers::FlatBufferBuilder fbb(bytes + 256);
   uint8_t* payload = nullptr;
   fbb.Finish(flowbus::perf::CreatePayload(fbb, fbb.CreateUninitializedVector(bytes, 1, &payload)));
-  return (32 + fbb.GetSize() + 31) & ~size_t(31);
+  return size_t(detail::record_length(sizeof(detail::RecordHeader), fbb.GetSize()));
 }
 
 ThroughputResult floor_throughput(size_t bytes, double seconds) {
@@ -293,7 +294,7 @@ ThroughputResult floor_throughput(size_t bytes, double seconds) {
         }
       }
       std::atomic<uint64_t>* commit = commit_of(seq);
-      stamp(reinterpret_cast<uint8_t*>(commit) + 32, bytes, seq);
+      stamp(reinterpret_cast<uint8_t*>(commit) + sizeof(detail::RecordHeader), bytes, seq);
       commit->store(seq + 1, std::memory_order_release);  // publishes the stamp written above
       ++seq;
     }
@@ -306,7 +307,7 @@ ThroughputResult floor_throughput(size_t bytes, double seconds) {
     for (;;) {
       std::atomic<uint64_t>* commit = commit_of(seq);
       if (commit->load(std::memory_order_acquire) == seq + 1) {  // pairs with the writer's release
-        errors += check_stamp(reinterpret_cast<const uint8_t*>(commit) + 32, bytes, seq) ? 0 : 1;
+        errors += check_stamp(reinterpret_cast<const uint8_t*>(commit) + sizeof(detail::RecordHeader), bytes, seq) ? 0 : 1;
         if ((++seq & (slots / 8 - 1)) == 0) cursor->store(seq, std::memory_order_release);
         got_some = true;
         continue;

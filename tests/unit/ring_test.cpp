@@ -8,7 +8,6 @@
 
 #include <atomic>
 #include <cstring>
-#include <fstream>
 #include <random>
 #include <thread>
 
@@ -325,60 +324,6 @@ TEST_P(WakeProtocolTest, SleepingReaderIsWokenByAPublisherInAnotherProcess) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Protocols, WakeProtocolTest, ::testing::Values("light", "full"));
-
-TEST(ClockTest, EventTimeFollowsTheSystemClock) {
-  for (int i = 0; i < 20; ++i) {
-    const uint64_t before = detail::realtime_ns();
-    const uint64_t t = detail::unix_now_ns();
-    const uint64_t after = detail::realtime_ns();
-    EXPECT_GE(t + 20000, before);  // within 20 us of CLOCK_REALTIME, after calibration as before it
-    EXPECT_LE(t, after + 20000);
-    std::this_thread::sleep_for(10ms);  // spans the early rebases, refinements of the rate, and ~100 ms ones
-  }
-}
-
-bool cpu_has_invariant_tsc() {
-  std::ifstream cpuinfo("/proc/cpuinfo");
-  for (std::string line; std::getline(cpuinfo, line);)
-    if (line.rfind("flags", 0) == 0)
-      return line.find(" constant_tsc") != std::string::npos && line.find(" nonstop_tsc") != std::string::npos;
-  return false;
-}
-
-// Each runs in a fresh process (the threadsafe death-test style re-executes
-// this binary), where nothing has read the clock yet.
-TEST(ClockTest, TheFirstEventTimeAlreadyComesFromTheTsc) {
-  if (!cpu_has_invariant_tsc()) GTEST_SKIP() << "no invariant TSC: event time is CLOCK_REALTIME";
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
-  EXPECT_EXIT(
-      {
-        const uint64_t t = detail::unix_now_ns();
-        const uint64_t after = detail::realtime_ns();
-        // A learning time that reads clock_gettime per event would show here.
-        if (!detail::event_clock_uses_tsc()) _exit(1);
-        if (t > after || after - t > 20000) _exit(2);
-        _exit(0);
-      },
-      ::testing::ExitedWithCode(0), "");
-}
-
-TEST(ClockTest, CreatingAPublisherLearnsTheClockBeforeTheFirstPublish) {
-  if (!cpu_has_invariant_tsc()) GTEST_SKIP() << "no invariant TSC: event time is CLOCK_REALTIME";
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
-  EXPECT_EXIT(
-      {
-        bool learnt = false;
-        {
-          ScopedBusName name("clock");
-          Bus bus = Bus::open(name.name);
-          bus.create_topic(sensor_topic("t", Policy::Block, 1 << 16));
-          Publisher pub = bus.publisher("t");
-          learnt = detail::event_clock_uses_tsc();
-        }
-        _exit(learnt ? 0 : 1);
-      },
-      ::testing::ExitedWithCode(0), "");
-}
 
 TEST(RingTest, StuckReaderIsEvictedAndLearnsHowManyItMissed) {
   ScopedBusName name("ring");

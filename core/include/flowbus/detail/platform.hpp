@@ -17,7 +17,8 @@ inline uint64_t realtime_ns() noexcept {
 /// Event time: ns since the Unix epoch, from the TSC where it is invariant
 /// (a few ns), rebased on CLOCK_REALTIME every ~100 ms per thread, so it
 /// stays within about a microsecond of the system clock. The process's first
-/// call spins 2 ms to learn the TSC rate (Publisher creation makes it). See clock.cpp.
+/// call spins 2 ms to learn the TSC rate (Publisher creation makes it). A
+/// reading is only compared with readings of the same CPU. See event_clock.hpp.
 uint64_t unix_now_ns() noexcept;
 
 /// True once this thread's unix_now_ns() reads the TSC rather than the system

@@ -242,7 +242,7 @@ void BM_FlatBuffers_BuildSmallEvent(benchmark::State& state) {
 BENCHMARK(BM_FlatBuffers_BuildSmallEvent);
 
 // How an event gets its time: the TSC-based clock every publish reads
-// (core/src/clock.cpp), against clock_gettime(CLOCK_REALTIME) through the
+// (core/src/event_clock.hpp), against clock_gettime(CLOCK_REALTIME) through the
 // vDSO and a bare rdtsc, in the same binary.
 void BM_Clock_EventTime(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(flowbus::detail::unix_now_ns());

@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <optional>
 
 #include "event_clock.hpp"
 #include "flowbus/detail/platform.hpp"
@@ -71,31 +72,23 @@ struct HardwareSource {
 
 using HardwareClock = EventClock<HardwareSource>;
 
-struct ProcessClock {
-  bool usable = false;
-  alignas(HardwareClock) unsigned char storage[sizeof(HardwareClock)];
-  HardwareClock& clock() noexcept { return *reinterpret_cast<HardwareClock*>(storage); }
-
-  ProcessClock() {
+/// The process's clock, made at the first slow-path reading; none where the
+/// TSC cannot be trusted (event time is then CLOCK_REALTIME).
+std::optional<HardwareClock>& process_clock() {
+  static std::optional<HardwareClock> clock = []() -> std::optional<HardwareClock> {
     const bool rdpid_ok = cpu_has_rdpid();
-    usable = tsc_is_invariant() && (rdpid_ok || cpu_has_rdtscp());
-    if (!usable) return;
-    g_use_rdpid.store(rdpid_ok, std::memory_order_relaxed);
-    new (storage) HardwareClock();  // spins 2 ms to learn the rate
-  }
-};
-
-ProcessClock& process_clock() {
-  static ProcessClock c;  // thread-safe initialisation (magic static); never destroyed
-  return c;
+    if (!tsc_is_invariant() || !(rdpid_ok || cpu_has_rdtscp())) return std::nullopt;
+    g_use_rdpid.store(rdpid_ok, std::memory_order_relaxed);  // before the clock's first reading
+    return std::optional<HardwareClock>(std::in_place);  // spins 2 ms to learn the rate
+  }();  // thread-safe initialisation (magic static)
+  return clock;
 }
 
 thread_local ClockBase t_base;
 
 uint64_t slow_path() noexcept {
-  ProcessClock& c = process_clock();
-  if (!c.usable) return realtime_ns();
-  return c.clock().rebase(t_base);
+  std::optional<HardwareClock>& clock = process_clock();
+  return clock ? clock->rebase(t_base) : realtime_ns();
 }
 
 }  // namespace

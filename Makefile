@@ -48,7 +48,7 @@ test: build
 SOAK_ENV = FLOWBUS_ROGUE_SECONDS=180 FLOWBUS_TORTURE_ROUNDS=5000 FLOWBUS_CLEANUP_ROUNDS=2000 FLOWBUS_PROXY_SECONDS=300 \
            ASAN_OPTIONS=handle_segv=0:detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 soak: deps
-	cmake --preset asan >/dev/null
+	cmake --preset asan -DFLOWBUS_TEST_TIMEOUT=7200 >/dev/null
 	cmake --build build-asan -j$(JOBS)
 	cd build-asan && $(SOAK_ENV) ctest --output-on-failure -j1 --timeout 7200 -R 'TortureTest|RogueWriterTest|CleanupTest|AConnectionCutEveryFewSeconds'
 

@@ -207,7 +207,8 @@ void free_cursors_of(const std::string& bus, const RingSlot& ring, uint32_t part
         CursorWord::participant_epoch(w) != (participant_epoch & 0xff))
       continue;
     // Same CAS as an eviction: bumping the epoch frees the slot for good.
-    if (slot.word.compare_exchange_strong(w, CursorWord::freed(w), std::memory_order_acq_rel)) forget_sleeper(c, slot);
+    const uint64_t was = w;
+    if (slot.word.compare_exchange_strong(w, CursorWord::freed(w), std::memory_order_acq_rel)) count_out_sleeper(c, was);
   }
 }
 

@@ -224,12 +224,17 @@ void check_control(const RingSegments& ring, const RingWalk& walk, const Directo
                    Findings& f) {
   const ControlHeader* c = ring.control_header();
   f.check(c->slot_count == kCursorSlots, "control: " + num(c->slot_count) + " cursor slots, this build has " + num(kCursorSlots));
-  uint32_t sleeping = 0;
+  auto count_sleepers = [c] {
+    uint32_t n = 0;
+    for (const CursorSlot& s : c->slots) {
+      const uint64_t word = s.word.load(std::memory_order_acquire);
+      n += CursorWord::owned(word) && CursorWord::asleep(word);
+    }
+    return n;
+  };
+  uint32_t sleeping = count_sleepers();
   for (uint32_t i = 0; i < kCursorSlots; ++i) {
     const CursorSlot& s = c->slots[i];
-    const uint32_t asleep = s.sleeping.load(std::memory_order_acquire);
-    f.check(asleep <= 1, "cursor slot " + num(i) + ": sleeping flag " + num(asleep) + " is neither 0 nor 1");
-    sleeping += asleep == 1;
     const uint64_t word = s.word.load(std::memory_order_acquire);
     if (!CursorWord::owned(word)) continue;
     ++report.cursors;
@@ -251,16 +256,15 @@ void check_control(const RingSegments& ring, const RingWalk& walk, const Directo
     if (ring.policy == Policy::Block)
       f.check(position + ring.capacity >= w, at + ": the writer at " + num(w) + " has lapped a live reader at " + num(position) + " under block");
   }
-  // A reader going to sleep sets its flag and then counts itself in waiters
-  // (waking: the reverse), so a look often catches the two apart, for as
-  // long as that reader is preempted in between. Such a mismatch is no
+  // A reader going to sleep sets its word's asleep bit and then counts itself
+  // in waiters (waking: the reverse), so a look often catches the two apart,
+  // for as long as that reader is preempted in between. Such a mismatch is no
   // damage; a count above the readers that hold a cursor is. (Found by the
   // rogue writer test: a healthy, busy ring was reported damaged.)
   uint32_t waiters = c->waiters.load(std::memory_order_acquire);
   for (int look = 0; look < 20 && waiters != sleeping; ++look) {
     std::this_thread::sleep_for(std::chrono::microseconds(100));
-    sleeping = 0;
-    for (uint32_t i = 0; i < kCursorSlots; ++i) sleeping += c->slots[i].sleeping.load(std::memory_order_acquire) == 1;
+    sleeping = count_sleepers();
     waiters = c->waiters.load(std::memory_order_acquire);
   }
   uint32_t owned = 0;

@@ -459,7 +459,7 @@ int rogue(const std::string& bus, const std::string& topic, const std::string& p
         }
         case 6: {
           CursorSlot& s = c->slots[rng() % kCursorSlots];
-          s.sleeping.store(uint32_t(junk % 3), std::memory_order_relaxed);
+          if (rng() % 2) s.word.fetch_xor(CursorWord::kAsleep, std::memory_order_relaxed);  // a forged sleeper, or a hidden one
           if (rng() % 2) c->waiters.store(uint32_t(junk >> 32), std::memory_order_relaxed);
           else c->wake_word.fetch_add(1, std::memory_order_relaxed);
           break;

@@ -106,7 +106,7 @@ TEST(BatchTest, AnEventThatCanNeverFitStopsTheBurstThereAndNamesWhy) {
   Publisher pub = bus.publisher("t");
   Subscriber sub = bus.subscribe("t");
   Readings burst(0, 4);
-  const std::vector<uint8_t> huge(4096, 0);  // more than half the ring
+  const std::vector<uint8_t> huge(4096, 0);  // more than the 7/16 of the ring a record may take
   burst.spans[2] = huge;
   const BatchResult r = pub.try_publish_batch(burst.spans);
   EXPECT_EQ(r.published, 2u);

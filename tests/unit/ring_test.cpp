@@ -544,7 +544,7 @@ TEST(RingTest, ToolsAndARestartedWriterNeverReadAHeaderOffTheRecordGrid) {
 
 // Found by the rogue writer test: `flowbus inspect --check` reported a
 // healthy ring as damaged ("waiters says 1 readers sleep, 0 slots say so"):
-// a reader sets its sleeping flag and then counts itself in waiters, and a
+// a reader sets its asleep bit and then counts itself in waiters, and a
 // reader preempted in between (the machine was loaded) shows the two apart
 // for as long as it waits for a CPU. Here a reader stays "preempted" there
 // through all of the check's looks; the check must not call that damage,
@@ -566,10 +566,11 @@ TEST(RingTest, CheckTellsAReaderPreemptedOnItsWayToSleepFromADamagedWaiterCount)
     for (const CheckFinding& f : check_bus(name.name).findings) out += f.problem + "\n";
     return out;
   };
-  c->slots[mine].sleeping.store(1);  // flag set, not counted yet: preempted right there
+  const uint64_t awake = c->slots[mine].word.load();
+  c->slots[mine].word.store(awake | detail::CursorWord::kAsleep);  // bit set, not counted yet: preempted right there
   EXPECT_EQ(findings(), "");
-  c->slots[mine].sleeping.store(0);
-  c->waiters.store(1);  // counted, flag already cleared: preempted on its way out
+  c->slots[mine].word.store(awake);
+  c->waiters.store(1);  // counted, bit already cleared: preempted on its way out
   EXPECT_EQ(findings(), "");
   c->waiters.store(7);  // more sleepers than readers: damage
   EXPECT_NE(findings().find("waiters says 7"), std::string::npos);

@@ -73,7 +73,7 @@ void add_pub_command(CLI::App& app) {
         if (s != PublishStatus::Ok) {
           std::fprintf(stderr, "flowbus pub: %s after %llu events: %s\n", to_string(s), static_cast<unsigned long long>(sent),
                        s == PublishStatus::Full ? "a subscriber holds the ring full; raise --timeout or look with `flowbus inspect`"
-                                                : "the event is larger than half the ring; create the topic with a larger --ring-size");
+                                                : "the event is larger than 7/16 of the ring (the largest record it takes); create the topic with a larger --ring-size");
           throw ExitCode{1};
         }
         ++sent;

@@ -258,9 +258,9 @@ void Session::open_stream(uint32_t ring, ExportStream& s, uint64_t first_sequenc
                             first_sequence};
   send(writer_.stream_open(open));
   if (!s.batch) {
-    // Room for the largest event the ring can hold (half of it) with its
-    // subject; small events still go out in batches of options.batch_bytes.
-    const size_t largest = size_t(topic->ring_size / 2) + 64 * 1024;
+    // Room for the largest event the ring can hold with its subject; small
+    // events still go out in batches of options.batch_bytes.
+    const size_t largest = size_t(detail::max_record_length(topic->ring_size)) + 64 * 1024;
     const size_t limit = wire::kDefaultMaxFrameBytes - kBatchEvents * sizeof(wire::EventEntry) - 1024;
     s.batch = std::make_unique<wire::EventBatchWriter>(std::min(std::max(ctx_.options.batch_bytes, largest), limit), kBatchEvents);
   }
@@ -338,7 +338,7 @@ bool Session::pump_exports() {
     if (!s.batch->add(seq, e.time_ns(), e.subject(), payload)) {
       flush(ring, s);
       if (!s.batch->add(seq, e.time_ns(), e.subject(), payload)) {
-        // Cannot happen: batches hold half a ring (the largest event) or 16 MiB.
+        // Cannot happen: batches hold the largest event a ring accepts, or 16 MiB.
         ctx_.log("an event of " + std::to_string(e.size()) + " bytes on " + e.topic() + " does not fit a frame; stopped");
         break;
       }

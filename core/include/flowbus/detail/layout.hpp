@@ -14,7 +14,9 @@ namespace flowbus::detail {
 
 inline constexpr size_t kLinePad = 128;
 // 2: directory ring slots grew to 512 B (mirror origin); records may carry kFlagGap.
-inline constexpr uint32_t kLayoutVersion = 2;
+// 3: a cursor word's asleep bit replaces CursorSlot::sleeping; records are at
+//    most 7/16 of the ring (max_record_length).
+inline constexpr uint32_t kLayoutVersion = 3;
 
 inline constexpr uint64_t kRingMagic = 0x474e495242574c46ull;     // "FLWBRING"
 inline constexpr uint64_t kControlMagic = 0x4c54434242574c46ull;  // "FLWBBCTL"
@@ -82,6 +84,15 @@ inline constexpr uint64_t record_length(uint64_t data_offset, uint64_t size) {
   return (data_offset + size + kRecordAlign - 1) & ~uint64_t(kRecordAlign - 1);
 }
 
+/// The longest record (header included) a ring of `capacity` bytes accepts:
+/// 7/16 of it. A reader publishes its cursor once per eighth of the ring, so a
+/// reader that has read everything may have published a cursor up to an
+/// eighth behind W; the writer may need padding (less than a record) plus the
+/// record plus the next commit word past W. With records of at most 7/16,
+/// that fits in the 7/8 the reader's published cursor leaves free, so a
+/// caught-up reader can never hold a `block` writer back.
+inline constexpr uint64_t max_record_length(uint64_t capacity) { return capacity / 16 * 7; }
+
 struct RingHeader {
   // identity: written once by the creator, magic last (release)
   std::atomic<uint64_t> magic;
@@ -122,19 +133,24 @@ static_assert(std::is_standard_layout_v<RingHeader>);
 //         | CursorSlot[kCursorSlots], 128 bytes each   |
 //         +-------------------------------------------+
 //
-// A cursor word packs [epoch:8][participant:8][participant epoch:8][position/32:40].
+// A cursor word packs [epoch:8][participant:8][participant epoch:8][asleep:1][position/32:39].
 // The epoch is odd while the slot is owned and even while free; every claim
 // and every free (or eviction) bumps it, so an evicted owner's compare-and-
 // swap fails and it can never write into a slot that someone else now owns.
 // The participant's own epoch (low 8 bits of its directory slot's epoch)
 // tells a live owner from a dead one whose participant slot was reused.
+// The asleep bit is set while the owner counts itself in `waiters`: it lives
+// in the word so that only a CAS that owns the slot can set or clear it, and
+// whoever clears it (the owner waking or leaving, or the writer evicting)
+// takes the sleeper out of `waiters`, exactly once.
 // ---------------------------------------------------------------------------
 
 inline constexpr uint32_t kCursorSlots = 64;
 
 struct CursorWord {
-  static constexpr uint64_t kUnitsBits = 40;  // 32-byte units: a 32 TiB window, far above any capacity
+  static constexpr uint64_t kUnitsBits = 39;  // 32-byte units: a 16 TiB window, far above any capacity
   static constexpr uint64_t kUnitsMask = (1ull << kUnitsBits) - 1;
+  static constexpr uint64_t kAsleep = 1ull << kUnitsBits;
   static uint64_t pack(uint32_t epoch, uint32_t participant, uint32_t participant_epoch, uint64_t position) {
     return (uint64_t(epoch & 0xff) << 56) | (uint64_t(participant & 0xff) << 48) |
            (uint64_t(participant_epoch & 0xff) << 40) | ((position / kRecordAlign) & kUnitsMask);
@@ -144,7 +160,8 @@ struct CursorWord {
   static uint32_t participant(uint64_t word) { return uint32_t(word >> 48) & 0xff; }
   static uint32_t participant_epoch(uint64_t word) { return uint32_t(word >> 40) & 0xff; }
   static bool owned(uint64_t word) { return (epoch(word) & 1) != 0; }
-  /// The full position, given any position `near` within 2^45 bytes above it.
+  static bool asleep(uint64_t word) { return (word & kAsleep) != 0; }
+  /// The full position, given any position `near` within 2^44 bytes above it.
   static uint64_t position(uint64_t word, uint64_t near) {
     const uint64_t near_units = near / kRecordAlign;
     const uint64_t behind = (near_units - (word & kUnitsMask)) & kUnitsMask;
@@ -156,7 +173,7 @@ struct CursorSlot {
   std::atomic<uint64_t> word;           // see CursorWord
   std::atomic<uint64_t> last_moved_ns;  // event time (Unix ns) when its owner last published a move (tools)
   std::atomic<uint64_t> evictions;      // times this slot's owner was evicted (tools)
-  std::atomic<uint32_t> sleeping;       // 1 while its owner counts in ControlHeader::waiters
+  uint32_t reserved0;                   // was `sleeping` (layout 2): now the word's asleep bit
   uint32_t reserved;
   std::atomic<uint64_t> losses;         // events its owners were told they missed (tools)
   char pad[kLinePad - 40];

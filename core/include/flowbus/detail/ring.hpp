@@ -13,22 +13,31 @@
 //            commit word at its cursor: one cache line carries "is it there?"
 //            and the event's header together. The zeroing keeps a stale byte
 //            pattern from an older lap from ever passing for a commit.
-//            Then W is stored and sleepers are woken (end_burst); a burst
-//            commits several records this way and does that once, at its end.
+//            Then next_sequence and W are stored and sleepers are woken
+//            (end_burst); a burst commits several records this way and does
+//            that once, at its end.
 // Space:     the writer may write below `limit` and may destroy bytes below
-//            limit - capacity. It refreshes limit only when it reaches it:
+//            limit - capacity. It recomputes limit when it reaches it, and
+//            early, after a commit, once half of the run below it is used:
 //            limit = min(slowest live cursor + capacity, W + capacity / 4)
 //            under Block, W + capacity / 4 under Latest. Before it destroys
 //            anything it moves tail_position (the oldest intact record) past
-//            the bytes it may destroy, so tail is the retention window.
+//            the bytes it may destroy, so tail is the retention window. The
+//            stored tail never passes the stored W (mid-burst, W is stored
+//            first). A record is at most 7/16 of the ring (max_record_length),
+//            so a reader that has read everything never holds the writer back.
 // Joining:   a reader claims a cursor slot, then re-reads tail (both seq_cst);
 //            the writer stores tail, then re-scans cursors (both seq_cst). One
 //            of the two sees the other, so a joiner can never sit on bytes the
-//            writer is about to reuse.
+//            writer is about to reuse. A joiner learns the exact sequence at
+//            its position (locate_write_position), so whatever the writer
+//            does before its first read is counted, never skipped.
 // Eviction:  under Block, a cursor whose owner is dead, or that has not moved
-//            for the slow-consumer timeout while the writer is blocked on it,
-//            is freed by the writer with a CAS that bumps the slot's epoch.
-//            The owner's next CAS fails: it learns Evicted, and rejoins at tail.
+//            forward for the slow-consumer timeout while the writer is blocked
+//            on it, is freed by the writer with a CAS that bumps the slot's
+//            epoch. The owner's next CAS fails: it learns Evicted, and rejoins
+//            at tail. Under Latest, only a dead owner's slot is freed, and
+//            only while it counts among the sleepers.
 // Latest:    readers validate after the fact: read the record, acquire fence,
 //            re-read tail; a record below tail may have been torn and is
 //            dropped and counted as lost.
@@ -36,11 +45,14 @@
 //            at W: the writer stores W on every publish, and a reader polling
 //            it would pull that line across on every event (a second line
 //            per event on top of the record's own).
-// Wake-up:   after a commit the writer reads `waiters`; a reader increments
-//            waiters, then looks at the commit word at its cursor again
-//            before it sleeps. A full barrier on each side between the two
-//            (see publish_position) means one of them sees the other: no
-//            lost wake-up, and no syscall while nobody sleeps.
+// Wake-up:   after a commit the writer reads `waiters`; a reader sets the
+//            asleep bit in its own cursor word (a CAS: only the slot's owner
+//            can), increments waiters, then looks at the commit word at its
+//            cursor again before it sleeps. A full barrier on each side
+//            between the two (see publish_position) means one of them sees
+//            the other: no lost wake-up, and no syscall while nobody sleeps.
+//            Whoever clears the asleep bit (the reader waking or leaving, the
+//            writer evicting) takes it out of waiters, exactly once.
 #pragma once
 
 #include <algorithm>
@@ -59,7 +71,7 @@ namespace flowbus {
 enum class [[nodiscard]] PublishStatus {
   Ok,
   Full,      ///< Block policy: a live reader has not freed the space yet
-  TooLarge,  ///< the event can never fit this ring (more than half its size)
+  TooLarge,  ///< the event can never fit this ring (a record of more than 7/16 of its size)
   Duplicate, ///< publish_mirrored: the ring holds this sequence already; nothing written
 };
 
@@ -115,10 +127,11 @@ inline bool fields_sane(const RecordFields& f, uint64_t room_to_end) noexcept {
   return !f.padding() || len == room_to_end;
 }
 
-/// Takes a sleeping reader out of the waiter count, once (whoever frees the
-/// slot or the reader itself on waking: the exchange decides who).
-inline void forget_sleeper(ControlHeader* control, CursorSlot& slot) noexcept {
-  if (slot.sleeping.exchange(0, std::memory_order_acq_rel) == 1)
+/// After a successful CAS that replaced `old_word`: if that word said its
+/// owner sleeps, this CAS took it out of the waiter count, so we do (only one
+/// CAS can replace a given word: the sleeper is counted out exactly once).
+inline void count_out_sleeper(ControlHeader* control, uint64_t old_word) noexcept {
+  if (CursorWord::asleep(old_word))
     control->waiters.fetch_sub(1, std::memory_order_relaxed);  // a hint for the writer: relaxed is enough
 }
 
@@ -153,10 +166,16 @@ struct RingWriter {
   uint64_t chunk_first_record[kChunks] = {};
   uint64_t last_record_chunk = UINT64_MAX;
 
-  // Per cursor slot: the word last seen and since when (monotonic ns). A word
-  // that stays the same while the writer is blocked on it is a stuck reader.
-  struct SlotWatch { uint64_t word = 0; uint64_t since_ns = 0; };
+  // Per cursor slot: its owner, the highest position seen and since when
+  // (monotonic ns). A cursor that does not move past that position while the
+  // writer is blocked on it is a stuck reader, whatever else of its word
+  // changes (epoch, asleep bit, a step back and forth): a reader that toggles
+  // fields without reading cannot keep the timer young. A new owner starts a
+  // new watch.
+  struct SlotWatch { uint64_t owner = 0; uint64_t position = 0; uint64_t since_ns = 0; };
   SlotWatch watch[kCursorSlots];
+  // Latest: per cursor slot, the asleep word seen at the last limit refresh.
+  uint64_t asleep_seen[kCursorSlots] = {};
   uint64_t evictions = 0;
 
   struct Reservation {
@@ -193,15 +212,14 @@ struct RingWriter {
       walked += f.length();
     }
     limit = write_position;  // forces a refresh (and a cursor scan) on the first publish
-    header->next_sequence.store(next_sequence, std::memory_order_relaxed);
-    header->write_position.store(write_position, std::memory_order_release);
+    store_write_position();
   }
 
   /// Reserves room for a record with `data_offset` header bytes and `size`
   /// payload bytes. Never blocks. Thread: owner only.
   PublishStatus reserve(uint64_t data_offset, uint64_t size, Reservation& out) noexcept {
     const uint64_t len = record_length(data_offset, size);
-    if (len > capacity / 2 || data_offset + size > kOffsetMask) return PublishStatus::TooLarge;
+    if (len > max_record_length(capacity) || data_offset + size > kOffsetMask) return PublishStatus::TooLarge;
     uint64_t position = write_position;
     const uint64_t room_to_end = capacity - (position & mask);
     const uint64_t padding = len > room_to_end ? room_to_end : 0;
@@ -260,14 +278,21 @@ struct RingWriter {
     refresh_limit_early();
   }
 
-  /// Bookkeeping after a commit, and the wake-up of sleeping readers.
-  void publish_position(uint64_t time_ns) noexcept {
-    // Relaxed: only read after a crash (recover) or by tools; stored before
-    // write_position so that a crash between the two is recoverable.
-    header->next_sequence.store(next_sequence, std::memory_order_relaxed);
-    header->last_publish_ns.store(time_ns, std::memory_order_relaxed);
+  /// Stores next_sequence, then W.
+  void store_write_position() noexcept {
+    // Release, and before W: a joiner that acquires a next_sequence stored
+    // after W also sees the records committed before it (see
+    // RingReader::locate_write_position), and a crash between the two stores
+    // is recoverable (recover() walks forward from W).
+    header->next_sequence.store(next_sequence, std::memory_order_release);
     // Release: tools, joiners and look_for_damage acquire W; nobody polls it.
     header->write_position.store(write_position, std::memory_order_release);
+  }
+
+  /// Bookkeeping after a commit, and the wake-up of sleeping readers.
+  void publish_position(uint64_t time_ns) noexcept {
+    header->last_publish_ns.store(time_ns, std::memory_order_relaxed);  // tools only
+    store_write_position();
     // The wake-up Dekker: we stored the commit word, then load waiters; a
     // sleeper increments waiters, then re-reads the commit word at its
     // cursor (RingReader::begin_sleep, has_data). Without a barrier our load
@@ -337,15 +362,40 @@ struct RingWriter {
       const uint64_t position = CursorWord::position(word, write_position);
       if (position > write_position) continue;  // a lying cursor cannot hold us back
       if (blocked_below != 0 && position < blocked_below && policy == Policy::Block) {
-        if (watch[i].word != word) watch[i] = {word, now_ns};
+        const uint64_t owner = uint64_t(CursorWord::participant(word)) << 8 | CursorWord::participant_epoch(word);
+        if (position > watch[i].position || owner != watch[i].owner || watch[i].since_ns == 0)
+          watch[i] = {owner, position, now_ns};
         const bool stuck = slow_timeout_ns != UINT64_MAX && now_ns - watch[i].since_ns >= slow_timeout_ns;
         if (stuck || !liveness(CursorWord::participant(word), CursorWord::participant_epoch(word))) {
-          if (evict(slot, word)) continue;
+          if (evict(slot, word)) {
+            watch[i] = {};
+            continue;
+          }
         }
       }
       slowest = std::min(slowest, position);
     }
     return slowest;
+  }
+
+  /// Latest: readers are lapped, never evicted for being slow, but one that
+  /// died asleep would keep `waiters` up and cost every publish a futex call.
+  /// A sleeper whose word has not changed since the last refresh (a quarter
+  /// ring ago) slept through all those wake-ups: only then is its owner's
+  /// liveness probed (a /proc read), and a dead one's slot freed.
+  void free_dead_sleepers() noexcept {
+    for (uint32_t i = 0; i < kCursorSlots; ++i) {
+      CursorSlot& slot = control->slots[i];
+      // Acquire, as every cursor load (see slowest_cursor).
+      const uint64_t word = slot.word.load(std::memory_order_acquire);
+      if (!CursorWord::asleep(word) || !CursorWord::owned(word)) {
+        asleep_seen[i] = 0;
+        continue;
+      }
+      if (asleep_seen[i] == word && !liveness(CursorWord::participant(word), CursorWord::participant_epoch(word)))
+        (void)evict(slot, word);
+      asleep_seen[i] = word;
+    }
   }
 
   bool evict(CursorSlot& slot, uint64_t word) noexcept {
@@ -355,7 +405,7 @@ struct RingWriter {
     // owner moved meanwhile the CAS fails and the cursor stays.
     if (!slot.word.compare_exchange_strong(expected, CursorWord::freed(word), std::memory_order_acq_rel)) return false;
     slot.evictions.fetch_add(1, std::memory_order_relaxed);  // statistics only
-    forget_sleeper(control, slot);
+    count_out_sleeper(control, word);
     ++evictions;
     return true;
   }
@@ -386,6 +436,7 @@ struct RingWriter {
       if (slowest != UINT64_MAX) wanted = std::min(wanted, slowest + capacity);
     }
     if (wanted < needed_end) return false;
+    if (policy == Policy::Latest && control->waiters.load(std::memory_order_relaxed) != 0) free_dead_sleepers();
     advance_tail(wanted > capacity ? wanted - capacity : 0);
     // Dekker with joining readers: tail was stored seq_cst; the fence keeps
     // the re-scan below from being satisfied before that store is visible
@@ -428,6 +479,11 @@ struct RingWriter {
       }
       tail += f.length();
     }
+    // tail never passes the stored W, or a reader would take the ring for
+    // damaged (tail > W) and recover() would rewind it. In a long burst W is
+    // stored only at its end while tail moves in reserve: store W now (every
+    // record below our write_position is committed, so this is a W like any).
+    if (tail > header->write_position.load(std::memory_order_relaxed)) store_write_position();
     // seq_cst: the store half of the joiner Dekker (see refresh_limit). The
     // release fence after it pairs with a Latest reader's acquire fence: a
     // reader that sees bytes we write after this point also sees this tail.
@@ -461,7 +517,6 @@ struct RingReader {
   uint64_t hold = UINT64_MAX;
   uint64_t expected_sequence = 0;
   bool sequence_known = false;
-  bool sequence_estimated = false;  // expected_sequence may be one too high (set at join)
   bool quarantined = false;
   bool evicted_pending = false;     // report Evicted on the next read
   uint32_t empty_peeks = 0;
@@ -503,63 +558,89 @@ struct RingReader {
 
   /// Joins at the write position, knowing the sequence expected there.
   bool join_latest() noexcept {
-    const uint64_t at = estimate_sequence_at_write_position();
+    uint64_t at = 0;
+    sequence_known = locate_write_position(at);
     return join_at(at);
   }
   /// Joins at tail, and learns the sequence there, so that a writer lapping
   /// us before our first read is counted as a loss, not skipped silently.
   bool join_earliest() noexcept {
-    sequence_known = sequence_estimated = false;
+    sequence_known = false;
     if (!join_at(header->tail_position.load(std::memory_order_acquire))) return false;
     if (quarantined) return true;  // off the record grid: the first peek says Corrupt
     for (int round = 0; round < 100; ++round) {
       const RecordHeader* rec = record_at(records, mask, position);
       // Acquire: pairs with the writer's release store of commit (as in peek).
-      if (rec->commit.load(std::memory_order_acquire) != position + 1) {
-        // Nothing committed here yet: we are at the write position.
-        const uint64_t at = estimate_sequence_at_write_position();
-        if (at == position) return true;
-        continue;  // the writer moved meanwhile: look again
+      if (rec->commit.load(std::memory_order_acquire) == position + 1) {
+        const uint64_t sequence = read_fields(rec).sequence;  // padding carries the next record's
+        if (still_valid_at(position)) {
+          expected_sequence = sequence;
+          sequence_known = true;
+          return true;
+        }
+      } else {
+        // Nothing committed here: either we are at the write position, or
+        // (Latest) the record was overwritten before we looked.
+        uint64_t at = 0;
+        if (locate_write_position(at) && at == position) {
+          sequence_known = true;
+          return true;
+        }
       }
-      const uint64_t sequence = read_fields(rec).sequence;  // padding carries the next record's
-      if (still_valid_at(position)) {
-        expected_sequence = sequence;
-        sequence_known = true;
-        sequence_estimated = false;
-        return true;
-      }
-      // Lapped while we looked: move up to tail and try there.
+      // Lapped while we looked: move up to tail and look there.
       const uint64_t tail = header->tail_position.load(std::memory_order_acquire);
       if (tail % kRecordAlign != 0) break;
       position = std::max(position, tail);
     }
-    sequence_known = sequence_estimated = false;  // the first read decides
+    // The writer laps us faster than we can look: start at the write position
+    // instead, with its sequence known, so nothing after it goes uncounted.
+    uint64_t at = 0;
+    sequence_known = locate_write_position(at);
+    if (at % kRecordAlign != 0) return true;  // scribbled: peek finds out
+    position = std::max(position, at);
+    (void)store_cursor();  // if the slot was taken from us meanwhile, the first read finds out
     return true;
   }
 
-  /// The write position, with expected_sequence set to the sequence of the
-  /// record that will be written there: read between two equal reads of the
-  /// write position; the writer stores the sequence first, so the estimate is
-  /// the true one or one above it (peek corrects that).
-  uint64_t estimate_sequence_at_write_position() noexcept {
-    uint64_t at = header->write_position.load(std::memory_order_acquire);
+  /// The write position, and in expected_sequence the sequence of the record
+  /// that is (or will be) there. False if the writer lapped us 100 times
+  /// while we looked (then the sequence is unknown and the first read decides).
+  ///
+  /// Why it is exact: the writer stores next_sequence (release), then W. We
+  /// load W, then next_sequence (acquire): that sequence belongs to the same
+  /// store of W, or to a later one. If later, the records committed before it
+  /// include the one at W, so its commit word is visible to us: then we take
+  /// that record's own sequence. If the commit word at W is still 0, the
+  /// sequence we loaded is W's own. Anything else means the bytes at W were
+  /// reused (a lap): look again.
+  bool locate_write_position(uint64_t& at) noexcept {
     for (int i = 0; i < 100; ++i) {
-      expected_sequence = header->next_sequence.load(std::memory_order_acquire);
-      const uint64_t again = header->write_position.load(std::memory_order_acquire);
-      if (again == at) break;
-      at = again;
+      at = header->write_position.load(std::memory_order_acquire);
+      if (at % kRecordAlign != 0) return false;  // scribbled: join_at quarantines us
+      const uint64_t sequence = header->next_sequence.load(std::memory_order_acquire);
+      const RecordHeader* rec = record_at(records, mask, at);
+      // Acquire: pairs with the writer's release store of commit.
+      const uint64_t commit = rec->commit.load(std::memory_order_acquire);
+      if (commit == at + 1) {
+        expected_sequence = read_fields(rec).sequence;  // padding carries the next record's
+      } else if (commit == 0) {
+        expected_sequence = sequence;
+      } else {
+        continue;
+      }
+      if (still_valid_at(at)) return true;  // not lapped while we looked
     }
-    sequence_known = sequence_estimated = true;
-    return at;
+    return false;
   }
 
   void leave() noexcept {
     if (slot < 0) return;
-    CursorSlot& s = control->slots[slot];
-    forget_sleeper(control, s);
     uint64_t expected = cursor_word;
-    // Release: our reads of the ring happen before anyone reuses the slot's bytes.
-    s.word.compare_exchange_strong(expected, CursorWord::freed(cursor_word), std::memory_order_release);
+    // Release: our reads of the ring happen before anyone reuses the slot's
+    // bytes. A failure means the writer evicted us: the slot is not ours.
+    if (control->slots[slot].word.compare_exchange_strong(expected, CursorWord::freed(cursor_word),
+                                                          std::memory_order_release, std::memory_order_relaxed))
+      count_out_sleeper(control, cursor_word);
     slot = -1;
   }
 
@@ -573,10 +654,10 @@ struct RingReader {
     position = event.next_position_;
     expected_sequence = event.sequence_ + 1;
     sequence_known = true;
-    sequence_estimated = false;
-    // The writer looks at cursors once per quarter ring and is blocked by us
-    // only when we are half a ring behind, so publishing once per eighth of a
-    // ring (and before sleeping) is enough: no CAS per event.
+    // Publishing once per eighth of a ring (and before sleeping) is enough,
+    // with no CAS per event: a reader that has read everything is then at
+    // most an eighth behind in the writer's eyes, and the largest record
+    // (with its padding) fits in the other seven (max_record_length).
     if (position - published >= capacity / 8) {
       if (store_cursor()) return ReadStatus::Ok;
     } else if (policy == Policy::Latest || still_owned()) {
@@ -598,7 +679,7 @@ struct RingReader {
   void rewind() noexcept {
     if (hold == UINT64_MAX || hold >= position) return;
     position = hold;
-    sequence_known = sequence_estimated = false;  // the record there tells
+    sequence_known = false;  // the record there tells
   }
 
   /// Latest policy: true if the bytes at `at` were not overwritten yet.
@@ -621,6 +702,7 @@ struct RingReader {
   /// True if something may be readable (for waiting). Looks at the line the
   /// next read needs anyway, the commit word at our cursor.
   bool has_data() const noexcept {
+    if (evicted_pending) return true;  // the next read reports it
     // Acquire: the load half of the wake-up Dekker (the fence before it is in
     // begin_sleep); pairs with the writer's release store of commit.
     const uint64_t commit = record_at(records, mask, position)->commit.load(std::memory_order_acquire);
@@ -638,19 +720,40 @@ struct RingReader {
   /// Counts us among the ring's sleepers (before the last look and the futex
   /// wait). Returns true if the writer relies on a heavy barrier from us.
   bool begin_sleep() noexcept {
-    if (slot < 0) return false;
     publish_progress();  // a sleeping reader must not hold the writer back
-    if (control->slots[slot].sleeping.exchange(1, std::memory_order_seq_cst) == 0)
-      // The increment half of the wake-up Dekker (see publish_position).
-      control->waiters.fetch_add(1, std::memory_order_seq_cst);
+    // Our slot may be gone now (evicted, and no slot free to rejoin): then we
+    // are not counted, has_data() says so, and wait() does not sleep on us.
+    if (slot < 0 || CursorWord::asleep(cursor_word)) return false;
+    uint64_t expected = cursor_word;
+    // seq_cst, and only on a word we own: an evicted reader's CAS fails, so it
+    // can never mark (or later unmark) a slot that someone else now owns.
+    if (!control->slots[slot].word.compare_exchange_strong(expected, cursor_word | CursorWord::kAsleep,
+                                                           std::memory_order_seq_cst)) {
+      rejoin_after_eviction();  // sets evicted_pending: has_data() is true, we do not sleep
+      return false;
+    }
+    cursor_word |= CursorWord::kAsleep;
+    // The increment half of the wake-up Dekker (see publish_position). An
+    // evictor that saw our asleep bit may have counted us out before this
+    // lands: waiters is one too low for a moment, then right; the writer
+    // then wakes once for nothing, no harm.
+    control->waiters.fetch_add(1, std::memory_order_seq_cst);
     // Our half of the symmetric Dekker's fences: the increment is ordered
     // before the re-read in has_data(). (The light protocol adds membarrier.)
     std::atomic_thread_fence(std::memory_order_seq_cst);
     // Relaxed: a writer that switches protocol stores it before it publishes.
     return header->wake_protocol.load(std::memory_order_relaxed) == kWakeLightFence;
   }
+  /// Takes us out of the waiter count, if we still own our slot (otherwise
+  /// whoever freed it did that).
   void end_sleep() noexcept {
-    if (slot >= 0) forget_sleeper(control, control->slots[slot]);
+    if (slot < 0 || !CursorWord::asleep(cursor_word)) return;
+    uint64_t expected = cursor_word;
+    const uint64_t awake = cursor_word & ~CursorWord::kAsleep;
+    // Relaxed: only the bit changes; our position was published before we slept.
+    if (control->slots[slot].word.compare_exchange_strong(expected, awake, std::memory_order_relaxed))
+      control->waiters.fetch_sub(1, std::memory_order_relaxed);  // a hint for the writer
+    cursor_word = awake;  // if evicted, the next CAS or ownership check fails either way
   }
 
  private:
@@ -658,7 +761,8 @@ struct RingReader {
   bool store_cursor() noexcept {
     if (slot < 0) return false;
     const uint64_t at = std::min(position, hold);
-    const uint64_t next = CursorWord::pack(CursorWord::epoch(cursor_word), participant, participant_epoch, at);
+    const uint64_t next = CursorWord::pack(CursorWord::epoch(cursor_word), participant, participant_epoch, at) |
+                          (cursor_word & CursorWord::kAsleep);
     if (next == cursor_word) return still_owned();
     uint64_t expected = cursor_word;
     // Release, paired with the writer's acquire load of cursors: our reads of
@@ -677,7 +781,12 @@ struct RingReader {
   }
 
   bool still_owned() const noexcept {
-    // Relaxed: only asks "was I evicted?"; our own line, rarely touched by others.
+    // The acquire fence keeps our reads of the record (before) ahead of this
+    // load: if we read bytes the writer wrote after evicting us (its CAS
+    // comes first), we see the eviction here, so release() reports Evicted.
+    // Relaxed load: only asks "was I evicted?"; our own line, rarely touched
+    // by others. (On x86 both are free.)
+    std::atomic_thread_fence(std::memory_order_acquire);
     return slot >= 0 && control->slots[slot].word.load(std::memory_order_relaxed) == cursor_word;
   }
 
@@ -725,9 +834,9 @@ struct RingReader {
         rejoin_after_eviction();
         return quarantined ? Gap::Corrupt : Gap::Retry;
       }
-      // No need to publish our position here: a writer blocked on us sees a
-      // cursor at least half a ring behind W, and release() publishes every
-      // eighth of a ring, so a reader that caught up has published already.
+      // No need to publish our position here: release() publishes every
+      // eighth of a ring, and a writer never needs more than the other seven
+      // eighths past a reader that caught up (max_record_length).
     } else {
       // Latest: tail moves once per quarter ring, so this line is mostly cached.
       std::atomic_thread_fence(std::memory_order_acquire);
@@ -812,8 +921,6 @@ inline ReadStatus RingReader::peek(Event& out) noexcept {
     out.context_ = context;
     out.ring_index_ = ring_index;
     if (policy == Policy::Latest && torn_by_lap()) continue;  // overwritten while we looked
-    if (sequence_estimated && f.sequence + 1 == expected_sequence) expected_sequence = f.sequence;
-    sequence_estimated = false;
     if (sequence_known && f.sequence != expected_sequence) {
       if (f.sequence < expected_sequence) {  // sequences only grow: this ring is damaged
         quarantine();

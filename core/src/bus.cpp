@@ -14,6 +14,7 @@
 #include "flowbus/names.hpp"
 #include "flowbus/schema.hpp"
 #include "liveness.hpp"
+#include "subscriptions.hpp"
 
 namespace flowbus {
 namespace detail {
@@ -240,12 +241,14 @@ size_t BusState::clean_up_dead_participants() {
         ring.owner.compare_exchange_strong(owner, 0, std::memory_order_acq_rel);  // the ring stays: it is retention
       free_cursors_of(name, ring, i, epoch);
     }
+    release_subscriptions_of(*this, i, epoch);
     // Release: the cleanup above happens before the slot can be claimed again.
     p.state.store(SlotWord::pack(epoch, 0, kFree), std::memory_order_release);
     ++cleaned;
     changed = true;
   }
   for (TopicSlot& t : dir->topics) changed |= roll_back_if_dead_claimer(t.state);
+  for (SubscriptionSlot& s : dir->subscriptions) changed |= roll_back_if_dead_claimer(s.state);
   for (RingSlot& r : dir->rings) {
     // A creator that died before its ring was Ready may have made its
     // segments already. Remove them before freeing the slot: while the slot

@@ -17,6 +17,7 @@
 #include "flowbus/names.hpp"
 #include "flowbus/schema.hpp"
 #include "liveness.hpp"
+#include "subscriptions.hpp"
 
 namespace flowbus {
 using namespace detail;
@@ -32,7 +33,7 @@ uint32_t control_mode(uint32_t data_mode) {
 }
 
 void create_ring_segments(RingSegments& ring, const std::string& bus, const TopicInfo& topic,
-                          const std::string& publisher, uint64_t publisher_id) {
+                          const std::string& publisher, uint64_t publisher_id, bool mirror) {
   const std::string data_name = data_segment_name(bus, topic.name, publisher);
   const std::string ctl_name = control_segment_name(bus, topic.name, publisher);
   // Left over from a creator that died before its slot was Ready: ours now.
@@ -50,6 +51,7 @@ void create_ring_segments(RingSegments& ring, const std::string& bus, const Topi
   h->capacity = topic.ring_size;
   h->publisher_id = publisher_id;
   h->created_ns = unix_now_ns();
+  h->first_sequence = mirror ? UINT64_MAX : 0;  // a mirror ring starts at its origin's sequence
   h->magic.store(kRingMagic, std::memory_order_release);  // written last: openers acquire it
   ring.publisher_id = publisher_id;
   ring.capacity = topic.ring_size;
@@ -205,7 +207,12 @@ Publisher Bus::attach_publisher(std::string_view topic_name, const std::string& 
         }
       }
       try {
-        create_ring_segments(*ring, bus.name, *topic, name, r.publisher_id);
+        create_ring_segments(*ring, bus.name, *topic, name, r.publisher_id, origin != nullptr);
+        // Before Ready, so before any reader can know the ring, and before
+        // our first write: every live subscription that matches gets a
+        // cursor at the start (the start-up Dekker: our Claiming store above
+        // was seq_cst, see subscriptions.cpp).
+        reserve_cursors_for_subscribers(bus, *topic, ring->control_header());
       } catch (...) {
         r.state.store(SlotWord::pack(epoch, 0, kFree), std::memory_order_release);
         throw;

@@ -1,7 +1,11 @@
 // Subscriber: finds the rings matching its pattern, reads them in turn, waits.
 #include <cstring>
 
+#include <algorithm>
+#include <utility>
+
 #include "bus_state.hpp"
+#include "subscriptions.hpp"
 #include "flowbus/bus.hpp"
 #include "flowbus/error.hpp"
 #include "flowbus/names.hpp"
@@ -12,17 +16,61 @@ using namespace detail;
 Subscriber Bus::subscribe(std::string_view pattern, const SubscriberOptions& options) {
   validate_pattern(pattern);
   Subscriber s(state_, std::string(pattern), options);
-  s.attach_rings(options.from);
+  // Recorded first, then the rings scanned: a ring created from now on
+  // either reserves a cursor for us, or is seen by the scan while it is
+  // being created (the start-up Dekker, see subscriptions.cpp).
+  const SubscriptionHandle h = register_subscription(*state_, pattern);
+  s.subscription_index_ = h.index;
+  s.subscription_tag_ = h.tag;
+  s.attach_rings(options.from, /*at_subscribe=*/true);
   return s;
 }
 
 Subscriber::Subscriber(std::shared_ptr<BusState> bus, std::string pattern, SubscriberOptions options)
     : bus_(std::move(bus)), pattern_(std::move(pattern)), options_(options) {}
-Subscriber::Subscriber(Subscriber&&) noexcept = default;
-Subscriber& Subscriber::operator=(Subscriber&&) noexcept = default;
 
-Subscriber::~Subscriber() {
+Subscriber::Subscriber(Subscriber&& other) noexcept
+    : bus_(std::move(other.bus_)),
+      pattern_(std::move(other.pattern_)),
+      options_(std::move(other.options_)),
+      segments_(std::move(other.segments_)),
+      readers_(std::move(other.readers_)),
+      reported_corrupt_(std::move(other.reported_corrupt_)),
+      next_ring_(other.next_ring_),
+      seen_generation_(other.seen_generation_),
+      subscription_index_(std::exchange(other.subscription_index_, UINT32_MAX)),
+      subscription_tag_(other.subscription_tag_),
+      rings_at_subscribe_(std::move(other.rings_at_subscribe_)) {
+  other.readers_.clear();
+  other.segments_.clear();
+}
+
+Subscriber& Subscriber::operator=(Subscriber&& other) noexcept {
+  if (this == &other) return *this;
+  close();  // what we held (cursors, our subscription) is given up first
+  bus_ = std::move(other.bus_);
+  pattern_ = std::move(other.pattern_);
+  options_ = std::move(other.options_);
+  segments_ = std::move(other.segments_);  // after close(): our cursors are gone from them
+  readers_ = std::move(other.readers_);
+  reported_corrupt_ = std::move(other.reported_corrupt_);
+  next_ring_ = other.next_ring_;
+  seen_generation_ = other.seen_generation_;
+  subscription_index_ = std::exchange(other.subscription_index_, UINT32_MAX);
+  subscription_tag_ = other.subscription_tag_;
+  rings_at_subscribe_ = std::move(other.rings_at_subscribe_);
+  other.readers_.clear();
+  other.segments_.clear();
+  return *this;
+}
+
+Subscriber::~Subscriber() { close(); }
+
+void Subscriber::close() noexcept {
   for (RingReader& r : readers_) r.leave();
+  readers_.clear();
+  if (bus_) release_subscription(*bus_, {subscription_index_, subscription_tag_});
+  subscription_index_ = UINT32_MAX;
 }
 
 bool Subscriber::changed() const noexcept {
@@ -31,26 +79,60 @@ bool Subscriber::changed() const noexcept {
 }
 
 void Subscriber::refresh() {
-  if (changed()) attach_rings(StartAt::Earliest);
+  if (changed()) attach_rings(StartAt::Earliest, /*at_subscribe=*/false);
 }
 
-void Subscriber::attach_rings(StartAt from) {
+namespace {
+
+/// Gives up the cursor a ring's creator reserved for us in a ring we will
+/// not read (refused by accept_ring), so that it holds no writer back.
+void give_up_reservation(const BusState& bus, SubscriptionHandle h, const std::string& topic, const std::string& publisher) {
+  RingSegments ring;
+  try {
+    open_ring_segments(ring, bus.name, topic, publisher, Access::ReadOnly);
+  } catch (const Error&) {
+    return;  // cannot open it: the writer evicts the cursor after its timeout
+  }
+  uint64_t word = 0;
+  const int index = find_reserved_cursor(bus, h, ring.control_header(), word);
+  if (index < 0) return;
+  // Release, as RingReader::leave: a claimer that sees the slot free may reuse it.
+  if (ring.control_header()->slots[index].word.compare_exchange_strong(word, CursorWord::freed(word),
+                                                                       std::memory_order_release))
+    count_out_sleeper(ring.control_header(), word);
+}
+
+}  // namespace
+
+void Subscriber::attach_rings(StartAt from, bool at_subscribe) {
   const DirectoryLayout* dir = bus_->dir;
+  const SubscriptionHandle subscription{subscription_index_, subscription_tag_};
   seen_generation_ = dir->header.generation.load(std::memory_order_acquire);
   for (uint32_t i = 0; i < kRings; ++i) {
     const RingSlot& slot = dir->rings[i];
-    if (SlotWord::state(slot.state.load(std::memory_order_acquire)) != kReady) continue;
+    // seq_cst at subscribe: the load half of the start-up Dekker (see subscriptions.cpp).
+    const uint64_t state = slot.state.load(at_subscribe ? std::memory_order_seq_cst : std::memory_order_acquire);
+    if (SlotWord::state(state) != kReady) continue;
     const std::string topic(slot.topic, strnlen(slot.topic, kNameBytes));
     if (!pattern_matches(pattern_, topic)) continue;
     bool known = false;
     for (const auto& seg : segments_) known |= seg->slot == i && seg->publisher_id == slot.publisher_id;
     if (known) continue;
+    // A ring Ready when we subscribed is joined as `from` says; one created
+    // since is expected from its first event.
+    const uint64_t key = uint64_t(i) << 32 | SlotWord::epoch(state);
+    if (at_subscribe) rings_at_subscribe_.push_back(key);
+    const bool created_since = std::find(rings_at_subscribe_.begin(), rings_at_subscribe_.end(), key) ==
+                               rings_at_subscribe_.end();
     const std::string publisher(slot.publisher, strnlen(slot.publisher, kPublisherNameBytes));
     const auto info = bus_->find_topic(topic);
     if (!info) continue;
     RingContext context = make_ring_context(bus_->host, bus_->name, *info, publisher, slot.publisher_id);
     apply_mirror_origin(context, slot);
-    if (options_.accept_ring && !options_.accept_ring(context)) continue;  // looked at again on the next change
+    if (options_.accept_ring && !options_.accept_ring(context)) {
+      give_up_reservation(*bus_, subscription, topic, publisher);
+      continue;  // looked at again on the next change
+    }
     auto ring = std::make_unique<RingSegments>();
     try {
       open_ring_segments(*ring, bus_->name, topic, publisher, Access::ReadOnly);
@@ -76,7 +158,13 @@ void Subscriber::attach_rings(StartAt from) {
     r.participant = bus_->participant;
     r.participant_epoch = bus_->participant_epoch();
     r.ring_index = uint32_t(readers_.size());
-    bool joined = from == StartAt::Earliest ? r.join_earliest() : r.join_latest();
+    const uint64_t first_sequence = r.header->first_sequence;  // written before magic, which the open acquired
+    uint64_t reserved_word = 0;
+    const int reserved = find_reserved_cursor(*bus_, subscription, r.control, reserved_word);
+    bool joined = true;
+    if (reserved >= 0) r.adopt(reserved, reserved_word, first_sequence);
+    else if (created_since) joined = r.join_from_start(first_sequence);
+    else joined = from == StartAt::Earliest ? r.join_earliest() : r.join_latest();
     // A join also fails when tail turns out to be off the record grid (the
     // header was scribbled on): that ring is damaged, not full. It joins
     // quarantined, holding no slot, so the first read reports it Corrupt.

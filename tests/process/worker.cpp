@@ -48,6 +48,27 @@
 //       With PROBE_TOPIC, a second subscriber on that topic is made anew
 //       each time it reports Corrupt (or cannot be made), so joining and
 //       reading a scribbled ring is tried over and over, not just once.
+//   newpub    BUS TOPIC NAME COUNT [POLICY RING_BYTES]
+//       prints "ready", waits for go, then (with POLICY: creates TOPIC, the
+//       sensor schema, policy block|latest, RING_BYTES ring) creates ring NAME
+//       (no ring of that name may exist) and publishes COUNT events from
+//       sequence 0 at once, so the ring is brand new when its first event is
+//       written; prints "published <n> full <f> max_block_us <longest wait
+//       for room> evictions <readers this writer evicted>".
+//   earlysub  BUS PATTERN COUNT DELAY_US IDLE_MS NAME...
+//       subscribes (from the earliest event) before the rings of NAME exist,
+//       prints "ready <rings>", waits for go, sleeps DELAY_US, then reads
+//       until each NAME's ring delivered its sequence COUNT-1, or nothing
+//       came for IDLE_MS. Reported Lost/Evicted counts are credited to the
+//       ring of the next event delivered (read() returns that ring's event
+//       next). Prints per NAME "ring NAME received <n> first <seq> last <seq>
+//       reported_missed <m> silent_gap <g> over_reported <o> order_errors <e>
+//       integrity_errors <i> torn <t> problem [...]" (silent_gap: sequences
+//       neither delivered nor reported missed; first -1: nothing; torn: events
+//       whose payload failed the check and still_valid() said overwritten
+//       while read), then "summary ok
+//       <n> lost <n> evicted <n> corrupt <n> missed <n> unexpected <n>
+//       unattributed <n>" and "done".
 //
 // Exit 0 when it did its part, 2 on a usage or set-up error.
 #include <fcntl.h>
@@ -612,6 +633,134 @@ int watch(const std::string& bus_name, const std::string& pattern, const std::st
   return 0;
 }
 
+int newpub(const std::string& bus_name, const std::string& topic, const std::string& name, uint64_t count,
+           const std::string& policy, uint64_t ring_bytes) {
+  Bus bus = Bus::open_existing(bus_name);
+  TopicSpec spec;
+  if (!policy.empty()) {
+    spec.name = topic;
+    spec.type = "examples.SensorReading";
+    spec.schema = compile_schema_file(std::string(FLOWBUS_SOURCE_DIR) + "/schemas/examples/sensor.fbs");
+    spec.policy = parse_policy(policy);
+    spec.ring_size = ring_bytes;
+  }
+  (void)detail::unix_now_ns();  // learn the TSC rate now (2 ms), not between go and the first event
+  flatbuffers::FlatBufferBuilder fbb(256);
+  say("ready");
+  wait_for_go();
+  if (!policy.empty()) bus.create_topic(spec);
+  Publisher pub = bus.publisher(topic, {name});
+  if (pub.next_sequence() != 0) {
+    say("error ring %s existed already (next sequence %" PRIu64 ")", name.c_str(), pub.next_sequence());
+    return 1;
+  }
+  uint64_t full = 0;
+  int64_t max_block_ns = 0;
+  for (uint64_t i = 0; i < count; ++i) {
+    build_payload(fbb, name.c_str(), i);
+    const std::span<const uint8_t> bytes(fbb.GetBufferPointer(), fbb.GetSize());
+    PublishStatus s = pub.try_publish(bytes);
+    if (s == PublishStatus::Full) {
+      ++full;
+      const auto t0 = std::chrono::steady_clock::now();
+      s = pub.publish(bytes, 20s);
+      max_block_ns = std::max<int64_t>(max_block_ns, (std::chrono::steady_clock::now() - t0).count());
+    }
+    if (s != PublishStatus::Ok) {
+      say("error publish %s at %" PRIu64, to_string(s), i);
+      return 1;
+    }
+  }
+  say("published %" PRIu64 " full %" PRIu64 " max_block_us %" PRId64 " evictions %" PRIu64, count, full,
+      max_block_ns / 1000, pub.evictions());
+  return 0;
+}
+
+int earlysub(const std::string& bus_name, const std::string& pattern, uint64_t count, int64_t delay_us,
+             int64_t idle_ms, const std::vector<std::string>& names) {
+  struct Ring {
+    uint64_t received = 0, next = 0, first = UINT64_MAX, last = UINT64_MAX;
+    uint64_t reported = 0, silent = 0, over = 0, order_errors = 0, integrity_errors = 0, torn = 0;
+    std::string problem;
+  };
+  std::map<std::string, Ring> rings;
+  for (const std::string& n : names) rings[n];
+  Bus bus = Bus::open_existing(bus_name);
+  Subscriber sub = bus.subscribe(pattern, {StartAt::Earliest});
+  say("ready %zu", sub.ring_count());
+  wait_for_go();
+  if (delay_us > 0) ::usleep(useconds_t(delay_us));
+  std::unordered_map<const RingContext*, Ring*> by_ring;
+  uint64_t ok = 0, lost = 0, evicted = 0, corrupt = 0, missed = 0, unexpected = 0, pending = 0;
+  size_t complete = 0;
+  auto last_event = std::chrono::steady_clock::now();
+  Event e;
+  while (complete < rings.size()) {
+    const ReadResult r = sub.read(e);
+    if (r.status == ReadStatus::Empty) {
+      if (std::chrono::steady_clock::now() - last_event >= std::chrono::milliseconds(idle_ms)) break;
+      (void)sub.wait(20ms);
+      continue;
+    }
+    if (r.status != ReadStatus::Ok) {
+      missed += r.missed;
+      pending += r.missed;
+      lost += r.status == ReadStatus::Lost;
+      evicted += r.status == ReadStatus::Evicted;
+      corrupt += r.status == ReadStatus::Corrupt;
+      continue;
+    }
+    ++ok;
+    last_event = std::chrono::steady_clock::now();
+    Ring*& g = by_ring[&e.context()];
+    if (g == nullptr) {
+      auto it = rings.find(e.context().publisher_name);
+      if (it == rings.end()) {
+        ++unexpected;
+        (void)sub.release(e);
+        continue;
+      }
+      g = &it->second;
+    }
+    const uint64_t seq = e.sequence();
+    uint64_t counter = 0, value = 0;
+    std::string problem;
+    if (const char* p = check_payload(e.data(), e.size(), e.context().publisher_name, counter, value)) problem = p;
+    else if (counter != seq) problem = "sequence " + std::to_string(seq) + " carries counter " + std::to_string(counter);
+    if (!problem.empty()) {
+      if (!sub.still_valid(e)) ++g->torn;  // overwritten while we looked (latest: allowed, the header was valid)
+      else if (g->integrity_errors++ == 0) g->problem = problem;
+    }
+    if (seq < g->next) {
+      if (g->order_errors++ == 0)
+        g->problem = "sequence " + std::to_string(seq) + " after " + std::to_string(g->next - 1);
+    } else {
+      const uint64_t gap = seq - g->next;  // sequences neither delivered nor, perhaps, reported
+      g->reported += pending;
+      if (gap > pending) g->silent += gap - pending;
+      if (pending > gap) g->over += pending - gap;
+      g->next = seq + 1;
+    }
+    pending = 0;
+    if (g->first == UINT64_MAX) g->first = seq;
+    g->last = seq;
+    ++g->received;
+    if (seq + 1 == count) ++complete;
+    (void)sub.release(e);
+  }
+  for (const auto& [name, g] : rings)
+    say("ring %s received %" PRIu64 " first %" PRId64 " last %" PRId64 " reported_missed %" PRIu64 " silent_gap %" PRIu64
+        " over_reported %" PRIu64 " order_errors %" PRIu64 " integrity_errors %" PRIu64 " torn %" PRIu64 " problem [%s]",
+        name.c_str(), g.received, g.first == UINT64_MAX ? int64_t(-1) : int64_t(g.first),
+        g.last == UINT64_MAX ? int64_t(-1) : int64_t(g.last), g.reported, g.silent, g.over, g.order_errors,
+        g.integrity_errors, g.torn, g.problem.c_str());
+  say("summary ok %" PRIu64 " lost %" PRIu64 " evicted %" PRIu64 " corrupt %" PRIu64 " missed %" PRIu64
+      " unexpected %" PRIu64 " unattributed %" PRIu64,
+      ok, lost, evicted, corrupt, missed, unexpected, pending);
+  say("done");
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -630,11 +779,16 @@ int main(int argc, char** argv) {
     if ((a.size() == 6 || a.size() == 7) && a[0] == "watch")
       return watch(a[1], a[2], a[3], a[4], std::stoll(a[5]), a.size() == 7 ? a[6] : "");
     if (a.size() == 5 && a[0] == "bursts") return bursts(a[1], a[2], a[3], std::stoull(a[4]));
+    if ((a.size() == 5 || a.size() == 7) && a[0] == "newpub")
+      return newpub(a[1], a[2], a[3], std::stoull(a[4]), a.size() == 7 ? a[5] : "", a.size() == 7 ? std::stoull(a[6]) : 0);
+    if (a.size() >= 7 && a[0] == "earlysub")
+      return earlysub(a[1], a[2], std::stoull(a[3]), std::stoll(a[4]), std::stoll(a[5]),
+                      std::vector<std::string>(a.begin() + 6, a.end()));
     if (a.size() == 6 && a[0] == "stream") return stream(a[1], a[2], a[3], std::stoll(a[4]), std::stoll(a[5]));
   } catch (const Error& e) {
     say("error %s", e.what());
     return 2;
   }
-  std::fprintf(stderr, "usage: flowbus_test_worker publish|subscribe|hold|linger|crashpub|bursts|stream|rogue|watch ... (see worker.cpp)\n");
+  std::fprintf(stderr, "usage: flowbus_test_worker publish|subscribe|hold|linger|crashpub|bursts|stream|rogue|watch|newpub|earlysub ... (see worker.cpp)\n");
   return 2;
 }

@@ -103,7 +103,8 @@ class Subscriber {
   Subscriber(std::shared_ptr<detail::BusState> bus, std::string pattern, SubscriberOptions options);
   bool changed() const noexcept;
   ReadResult read_attached(Event& event) noexcept;
-  void attach_rings(StartAt from);
+  void attach_rings(StartAt from, bool at_subscribe);
+  void close() noexcept;
 
   std::shared_ptr<detail::BusState> bus_;
   std::string pattern_;
@@ -113,6 +114,12 @@ class Subscriber {
   std::vector<bool> reported_corrupt_;
   size_t next_ring_ = 0;
   uint64_t seen_generation_ = 0;
+  // Our subscription in the bus directory (UINT32_MAX: none), and the rings
+  // that were Ready when we subscribed (slot << 32 | slot epoch): any other
+  // ring was created after, so we expect its every event.
+  uint32_t subscription_index_ = UINT32_MAX;
+  uint32_t subscription_tag_ = 0;
+  std::vector<uint64_t> rings_at_subscribe_;
 };
 
 template <class F>

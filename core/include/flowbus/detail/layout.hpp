@@ -15,7 +15,8 @@ namespace flowbus::detail {
 inline constexpr size_t kLinePad = 128;
 // 2: directory ring slots grew to 512 B (mirror origin); records may carry kFlagGap.
 // 3: a cursor word's asleep bit replaces CursorSlot::sleeping; records are at
-//    most 7/16 of the ring (max_record_length).
+//    most 7/16 of the ring (max_record_length); subscriptions in the directory,
+//    cursors reserved for them, and the ring's first sequence.
 inline constexpr uint32_t kLayoutVersion = 3;
 
 inline constexpr uint64_t kRingMagic = 0x474e495242574c46ull;     // "FLWBRING"
@@ -114,7 +115,11 @@ struct RingHeader {
   std::atomic<uint64_t> limit;            // writer writes below it; bytes below limit - capacity may go
   char pad2[kLinePad - 16];
 
-  char reserved[kLinePad];
+  // Written once by the creator: the sequence of the ring's first record, so
+  // a reader that attaches late counts what was overwritten before it came.
+  // UINT64_MAX: not known in advance (a mirror ring takes its origin's).
+  uint64_t first_sequence;
+  char reserved[kLinePad - 8];
 };
 inline constexpr size_t kRecordsOffset = sizeof(RingHeader);
 static_assert(sizeof(RingHeader) == 4 * kLinePad);
@@ -174,7 +179,10 @@ struct CursorSlot {
   std::atomic<uint64_t> last_moved_ns;  // event time (Unix ns) when its owner last published a move (tools)
   std::atomic<uint64_t> evictions;      // times this slot's owner was evicted (tools)
   uint32_t reserved0;                   // was `sleeping` (layout 2): now the word's asleep bit
-  uint32_t reserved;
+  // A cursor a new ring's writer claimed for a subscription that existed
+  // before the ring (SubscriptionSlot::tag), for that subscriber to adopt;
+  // 0 for cursors that readers claimed themselves.
+  std::atomic<uint32_t> subscription;
   std::atomic<uint64_t> losses;         // events its owners were told they missed (tools)
   char pad[kLinePad - 40];
 };

@@ -540,6 +540,10 @@ struct RingReader {
       uint64_t word = s.word.load(std::memory_order_relaxed);
       if (CursorWord::owned(word)) continue;
       const uint64_t mine = CursorWord::pack(CursorWord::epoch(word) + 1, participant, participant_epoch, at);
+      // A slot once reserved for a subscription keeps its tag when freed: a
+      // cursor we claim ourselves carries none, so nobody takes it for theirs.
+      // (Tags are written only before a ring is known to readers: no race.)
+      s.subscription.store(0, std::memory_order_relaxed);
       // seq_cst: the claim half of the joiner Dekker (see the writer's refresh_limit).
       if (!s.word.compare_exchange_strong(word, mine, std::memory_order_seq_cst)) continue;
       // Tools only. The event clock, not clock_gettime: this also makes a
@@ -554,6 +558,28 @@ struct RingReader {
       return false;
     }
     return false;
+  }
+
+  /// Takes over cursor slot `index`, which the ring's creator reserved for
+  /// us at the ring's start (`word`, read with acquire). Under Block it held
+  /// everything since; under Latest the first read counts what was lapped.
+  void adopt(int index, uint64_t word, uint64_t first_sequence) noexcept {
+    slot = index;
+    cursor_word = word;
+    position = published = CursorWord::position(word, header->write_position.load(std::memory_order_acquire));
+    expected_sequence = first_sequence;
+    sequence_known = first_sequence != UINT64_MAX;
+  }
+
+  /// Joins a ring that was created after we subscribed but holds no cursor
+  /// for us (its creator did not see us, or our reserved cursor was
+  /// evicted): at its oldest event, expecting its first sequence, so that
+  /// whatever was overwritten before we came is counted, not skipped.
+  bool join_from_start(uint64_t first_sequence) noexcept {
+    if (!join_at(header->tail_position.load(std::memory_order_acquire))) return false;
+    expected_sequence = first_sequence;
+    sequence_known = first_sequence != UINT64_MAX;
+    return true;
   }
 
   /// Joins at the write position, knowing the sequence expected there.

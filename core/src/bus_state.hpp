@@ -77,6 +77,21 @@ struct BusState {
     const uint64_t w = bus->dir->participants[index].state.load(std::memory_order_acquire);
     return (SlotWord::epoch(w) & 0xff) == participant_epoch && bus->participant_alive(index);
   }
+  /// As liveness_thunk, and a cursor reserved for subscription tag
+  /// `subscription` (not 0) lives only while that subscription does: one
+  /// whose Subscriber is gone would otherwise hold the writer back.
+  static bool cursor_owner_alive(const void* self, uint32_t index, uint32_t participant_epoch,
+                                 uint32_t subscription) noexcept {
+    const auto* bus = static_cast<const BusState*>(self);
+    if (subscription != 0) {
+      const uint32_t slot = (subscription & 0xffff) - 1;
+      if (slot >= kSubscriptions) return false;
+      const SubscriptionSlot& s = bus->dir->subscriptions[slot];
+      // Acquire: pairs with the Ready store; then the tag is the subscription's.
+      if (SlotWord::state(s.state.load(std::memory_order_acquire)) != kReady || s.tag != subscription) return false;
+    }
+    return liveness_thunk(self, index, participant_epoch);
+  }
   uint32_t participant_epoch() const noexcept { return SlotWord::epoch(participant_word) & 0xff; }
 
   void bump_generation() noexcept;

@@ -59,6 +59,8 @@ const char* to_string(PublishStatus status) noexcept {
     case PublishStatus::Full: return "full";
     case PublishStatus::TooLarge: return "too-large";
     case PublishStatus::Duplicate: return "duplicate";
+    case PublishStatus::LoanOpen: return "loan-open";
+    case PublishStatus::NoLoan: return "no-loan";
   }
   return "unknown";
 }

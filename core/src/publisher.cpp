@@ -20,6 +20,34 @@
 #include "subscriptions.hpp"
 
 namespace flowbus {
+namespace detail {
+
+// Lends the ring's bytes to a loan's FlatBufferBuilder. One per publisher,
+// on the heap, so a Loan's builder keeps a valid allocator when the Loan or
+// the Publisher is moved.
+class LoanAllocator : public flatbuffers::Allocator {
+ public:
+  uint8_t* allocate(size_t wanted) override {
+    if (wanted > size)
+      throw Error(ErrorCode::InvalidArgument, "the FlatBuffer needs " + std::to_string(wanted) + " bytes but the loan holds " +
+                                                  std::to_string(size) + "; loan more");
+    return memory;
+  }
+  void deallocate(uint8_t*, size_t) override {}
+  uint8_t* reallocate_downward(uint8_t*, size_t, size_t new_size, size_t, size_t) override {
+    throw Error(ErrorCode::InvalidArgument, "the FlatBuffer outgrew its loan (needs " + std::to_string(new_size) +
+                                                " bytes, the loan holds " + std::to_string(size) + "); loan more");
+  }
+  uint8_t* memory = nullptr;
+  size_t size = 0;
+};
+
+struct LoanState {
+  LoanAllocator allocator;
+  bool open = false;  // a Loan holds the bytes at the write position
+};
+
+}  // namespace detail
 using namespace detail;
 
 namespace {
@@ -33,7 +61,7 @@ uint32_t control_mode(uint32_t data_mode) {
 }
 
 void create_ring_segments(RingSegments& ring, const std::string& bus, const TopicInfo& topic,
-                          const std::string& publisher, uint64_t publisher_id, bool mirror) {
+                          const std::string& publisher, uint64_t publisher_id, uint64_t first_sequence) {
   const std::string data_name = data_segment_name(bus, topic.name, publisher);
   const std::string ctl_name = control_segment_name(bus, topic.name, publisher);
   // Left over from a creator that died before its slot was Ready: ours now.
@@ -51,7 +79,7 @@ void create_ring_segments(RingSegments& ring, const std::string& bus, const Topi
   h->capacity = topic.ring_size;
   h->publisher_id = publisher_id;
   h->created_ns = unix_now_ns();
-  h->first_sequence = mirror ? UINT64_MAX : 0;  // a mirror ring starts at its origin's sequence
+  h->first_sequence = first_sequence;
   h->magic.store(kRingMagic, std::memory_order_release);  // written last: openers acquire it
   ring.publisher_id = publisher_id;
   ring.capacity = topic.ring_size;
@@ -207,7 +235,8 @@ Publisher Bus::attach_publisher(std::string_view topic_name, const std::string& 
         }
       }
       try {
-        create_ring_segments(*ring, bus.name, *topic, name, r.publisher_id, origin != nullptr);
+        // A local ring starts at sequence 0, a mirror ring where its origin's stream does.
+        create_ring_segments(*ring, bus.name, *topic, name, r.publisher_id, origin != nullptr ? origin->first_sequence : 0);
         // Before Ready, so before any reader can know the ring, and before
         // our first write: every live subscription that matches gets a
         // cursor at the start (the start-up Dekker: our Claiming store above
@@ -245,25 +274,37 @@ Publisher Bus::attach_publisher(std::string_view topic_name, const std::string& 
 }
 
 Publisher::Publisher(std::shared_ptr<BusState> bus, std::unique_ptr<RingSegments> ring)
-    : bus_(std::move(bus)), ring_(std::move(ring)) {
+    : bus_(std::move(bus)), ring_(std::move(ring)), loans_(std::make_unique<LoanState>()) {
   writer_.header = ring_->header();
   writer_.records = ring_->records();
   writer_.control = ring_->control_header();
   writer_.capacity = ring_->capacity;
   writer_.mask = writer_.capacity - 1;
-  writer_.liveness = LivenessProbe{&BusState::liveness_thunk, bus_.get()};
+  writer_.liveness = LivenessProbe{&BusState::cursor_owner_alive, bus_.get()};
 }
 
 Publisher::Publisher(Publisher&& other) noexcept = default;
-Publisher& Publisher::operator=(Publisher&& other) noexcept = default;
 
-Publisher::~Publisher() {
+Publisher& Publisher::operator=(Publisher&& other) noexcept {
+  if (this == &other) return *this;
+  close();  // our ring is given up first, or its name stays held by our own pid
+  bus_ = std::move(other.bus_);
+  ring_ = std::move(other.ring_);
+  writer_ = other.writer_;
+  loans_ = std::move(other.loans_);
+  return *this;
+}
+
+Publisher::~Publisher() { close(); }
+
+void Publisher::close() noexcept {
   if (!ring_) return;
   // Give the ring up: it stays (retention) and a restart under our name takes it.
   RingSlot& r = bus_->dir->rings[ring_->slot];
   uint64_t mine = bus_->owner_word();
   r.owner.compare_exchange_strong(mine, 0, std::memory_order_acq_rel);
   bus_->bump_generation();
+  ring_.reset();
 }
 
 const std::string& Publisher::topic() const noexcept { return ring_->context.topic; }
@@ -293,6 +334,7 @@ PublishStatus Publisher::try_publish(std::span<const uint8_t> bytes, std::string
   uint32_t flags = 0;
   const uint32_t front = subject_front(subject, flags);
   RingWriter::Reservation r;
+  if (loans_->open) return PublishStatus::LoanOpen;  // the next bytes are lent
   const PublishStatus s = writer_.reserve(front, bytes.size(), r);
   if (s != PublishStatus::Ok) return s;
   if (flags) write_subject(r.record, subject);
@@ -304,6 +346,7 @@ PublishStatus Publisher::try_publish(std::span<const uint8_t> bytes, std::string
 BatchResult Publisher::try_publish_batch(std::span<const std::span<const uint8_t>> events) noexcept {
   BatchResult result;
   if (events.empty()) return result;
+  if (loans_->open) return {0, PublishStatus::LoanOpen};  // the next bytes are lent
   const uint64_t now = unix_now_ns();  // one clock read for the burst: ~a publish's cost on its own
   for (const std::span<const uint8_t> bytes : events) {
     RingWriter::Reservation r;
@@ -341,6 +384,7 @@ BatchResult Publisher::publish_batch(std::span<const std::span<const uint8_t>> e
 PublishStatus Publisher::try_publish_mirrored(std::span<const uint8_t> bytes, uint64_t sequence, uint64_t time_ns,
                                               std::string_view subject) noexcept {
   if (sequence < writer_.next_sequence) return PublishStatus::Duplicate;
+  if (loans_->open) return PublishStatus::LoanOpen;  // the next bytes are lent
   if (subject.size() > kMaxSubject || bytes.size() > UINT32_MAX) return PublishStatus::TooLarge;
   uint32_t flags = 0;
   const uint32_t front = subject_front(subject, flags);
@@ -389,44 +433,63 @@ PublishStatus Publisher::publish(flatbuffers::FlatBufferBuilder& builder, std::c
   return s;
 }
 
-uint8_t* Loan::RingAllocator::allocate(size_t wanted) {
-  if (wanted > size)
-    throw Error(ErrorCode::InvalidArgument, "the FlatBuffer needs " + std::to_string(wanted) + " bytes but the loan holds " +
-                                                std::to_string(size) + "; loan more");
-  return memory;
-}
-
-uint8_t* Loan::RingAllocator::reallocate_downward(uint8_t*, size_t, size_t new_size, size_t, size_t) {
-  throw Error(ErrorCode::InvalidArgument, "the FlatBuffer outgrew its loan (needs " + std::to_string(new_size) +
-                                              " bytes, the loan holds " + std::to_string(size) + "); loan more");
-}
-
 PublishStatus Publisher::loan(size_t max_bytes, Loan& out, std::string_view subject) noexcept {
-  if (subject.size() > kMaxSubject) return PublishStatus::TooLarge;
+  if (subject.size() > kMaxSubject || max_bytes > kOffsetMask) return PublishStatus::TooLarge;  // no rounding overflow
+  if (loans_->open) return PublishStatus::LoanOpen;
   uint32_t flags = 0;
   const uint32_t front = subject_front(subject, flags);
   const size_t size = (max_bytes + kRecordAlign - 1) & ~size_t(kRecordAlign - 1);
-  const PublishStatus s = writer_.reserve(front, size, out.reservation_);
+  RingWriter::Reservation reservation;
+  const PublishStatus s = writer_.reserve(front, size, reservation);
   if (s != PublishStatus::Ok) return s;
-  if (flags) write_subject(out.reservation_.record, subject);
-  out.allocator_.memory = out.reservation_.record + front;
-  out.allocator_.size = size;
+  if (flags) write_subject(reservation.record, subject);
+  out.cancel();
+  loans_->allocator.memory = reservation.record + front;
+  loans_->allocator.size = size;
+  loans_->open = true;
+  out.state_ = loans_.get();
+  out.reservation_ = reservation;
   out.capacity_ = size;
   out.front_ = front;
   out.flags_ = flags;
   // Builds back to front into [memory, memory + size); no heap allocation.
-  out.builder_.emplace(size, &out.allocator_, false, 16);
+  out.builder_.emplace(size, &loans_->allocator, false, 16);
   return PublishStatus::Ok;
 }
 
-void Publisher::commit(Loan& loan) noexcept {
-  if (!loan.builder_) return;
+PublishStatus Publisher::commit(Loan& loan) noexcept {
+  if (loan.state_ != loans_.get() || !loans_->open) return PublishStatus::NoLoan;
   flatbuffers::FlatBufferBuilder& b = *loan.builder_;
   const uint8_t* start = b.GetBufferPointer();
   const uint32_t offset = uint32_t(start - loan.reservation_.record);
   // The finished buffer ends the loan; the unused front is the only waste.
   writer_.commit(loan.reservation_, offset | loan.flags_, uint32_t(b.GetSize()), unix_now_ns());
-  loan.builder_.reset();
+  loan.cancel();  // done with: closes it
+  return PublishStatus::Ok;
+}
+
+Loan::Loan(Loan&& other) noexcept { *this = std::move(other); }
+
+Loan& Loan::operator=(Loan&& other) noexcept {
+  if (this == &other) return *this;
+  cancel();
+  builder_ = std::move(other.builder_);  // its allocator is the publisher's: still valid
+  other.builder_.reset();
+  state_ = std::exchange(other.state_, nullptr);
+  reservation_ = other.reservation_;
+  capacity_ = std::exchange(other.capacity_, 0);
+  front_ = other.front_;
+  flags_ = other.flags_;
+  return *this;
+}
+
+Loan::~Loan() { cancel(); }
+
+void Loan::cancel() noexcept {
+  if (state_ != nullptr) state_->open = false;  // nothing was committed: the bytes are free again
+  state_ = nullptr;
+  builder_.reset();
+  capacity_ = 0;
 }
 
 }  // namespace flowbus

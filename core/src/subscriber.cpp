@@ -19,7 +19,7 @@ Subscriber Bus::subscribe(std::string_view pattern, const SubscriberOptions& opt
   // Recorded first, then the rings scanned: a ring created from now on
   // either reserves a cursor for us, or is seen by the scan while it is
   // being created (the start-up Dekker, see subscriptions.cpp).
-  const SubscriptionHandle h = register_subscription(*state_, pattern);
+  const SubscriptionHandle h = options.reserve_new_rings ? register_subscription(*state_, pattern) : SubscriptionHandle{};
   s.subscription_index_ = h.index;
   s.subscription_tag_ = h.tag;
   s.attach_rings(options.from, /*at_subscribe=*/true);

@@ -13,6 +13,7 @@
 
 #include <cstring>
 
+#include "flowbus/detail/platform.hpp"
 #include "flowbus/names.hpp"
 #include "liveness.hpp"
 
@@ -91,6 +92,7 @@ uint32_t reserve_cursors_for_subscribers(BusState& bus, const TopicInfo& topic, 
       const uint64_t word = c.word.load(std::memory_order_relaxed);
       if (CursorWord::owned(word)) continue;
       c.subscription.store(s.tag, std::memory_order_relaxed);
+      c.last_moved_ns.store(unix_now_ns(), std::memory_order_relaxed);  // tools: idle since the reservation
       c.word.store(CursorWord::pack(CursorWord::epoch(word) + 1, s.participant, s.participant_epoch, 0),
                    std::memory_order_release);
       ++reserved;

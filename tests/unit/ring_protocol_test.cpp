@@ -57,7 +57,7 @@ struct LocalRing {
     writer.mask = capacity - 1;
     writer.policy = policy;
     writer.slow_timeout_ns = UINT64_MAX;
-    writer.liveness = LivenessProbe{[](const void* self, uint32_t participant, uint32_t) noexcept {
+    writer.liveness = LivenessProbe{[](const void* self, uint32_t participant, uint32_t, uint32_t) noexcept {
                                       return static_cast<const LocalRing*>(self)->alive[participant];
                                     },
                                     this};
@@ -215,6 +215,33 @@ TEST(RingProtocolTest, AnEvictedReaderCannotWakeOrFreeTheNextOwnerOfItsSlot) {
   b.end_sleep();
   EXPECT_EQ(ring.control->waiters.load(), 0u);
   b.leave();
+}
+
+// Found by the model (tests/model, scenario 9): a sleeper the writer evicts
+// is woken, and sees that it was evicted although the commit word at its
+// cursor reads 0 again (the writer lapped it to the frontier); otherwise it
+// slept on, counted nowhere, until its own timeout.
+TEST(RingProtocolTest, AnEvictedSleeperIsWokenAndSeesItWasEvicted) {
+  LocalRing ring(4096, Policy::Block);
+  RingReader a = ring.reader(5);
+  ASSERT_TRUE(a.join_latest());
+  ASSERT_EQ(ring.publish(1024), PublishStatus::Ok);
+  ASSERT_EQ(drain(a).size(), 1u);
+  a.begin_sleep();  // publishes its cursor (1024) first
+  EXPECT_EQ(ring.control->waiters.load(), 1u);
+  EXPECT_FALSE(a.has_data());
+  ring.alive[5] = false;  // stopped for good, as far as the writer can tell
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(ring.publish(1024), PublishStatus::Ok);
+  ASSERT_EQ(ring.publish(1024), PublishStatus::Ok);  // needs A's bytes: evicts it
+  EXPECT_EQ(ring.w.evictions, 1u);
+  EXPECT_EQ(ring.control->waiters.load(), 0u);
+  EXPECT_EQ(ring.records[1024 % 4096], 0);  // the commit word at A's cursor reads 0 again
+  EXPECT_TRUE(a.has_data()) << "asleep and evicted, it would sleep on";
+  a.end_sleep();
+  EXPECT_EQ(ring.control->waiters.load(), 0u);
+  Event e;
+  (void)a.peek(e);
+  EXPECT_TRUE(a.evicted_pending);
 }
 
 // Fault 5: a reader evicted while every other slot is taken cannot rejoin.

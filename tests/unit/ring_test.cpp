@@ -587,7 +587,7 @@ TEST(RingTest, LoanBuildsTheEventInPlace) {
   ASSERT_EQ(pub.loan(1024, loan), PublishStatus::Ok);
   auto& b = loan.builder();
   b.Finish(examples::CreateSensorReadingDirect(b, "line9", "t9", 99.5, 77));
-  pub.commit(loan);
+  EXPECT_EQ(pub.commit(loan), PublishStatus::Ok);
   EXPECT_EQ(sub.poll([](const Event& e) {
     auto* r = examples::GetSensorReading(e.data());
     EXPECT_EQ(r->seq(), 77u);

@@ -25,6 +25,10 @@ struct MirrorOrigin {
   uint64_t publisher_id = 0;  ///< the origin ring's id: mirrored events keep their CloudEvents id
   std::string source;         ///< the origin ring's CloudEvents source ("flowbus://host/bus/publisher")
   std::string node;           ///< the node (sidecar) where they were first published
+  /// The sequence of the first event the new mirror ring will hold (a reader
+  /// that attaches late counts what was overwritten before it came);
+  /// UINT64_MAX if not known.
+  uint64_t first_sequence = UINT64_MAX;
 };
 
 /// A handle on a bus; it registers this process as a participant.

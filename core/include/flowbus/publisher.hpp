@@ -8,6 +8,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include <flatbuffers/flatbuffers.h>
 
@@ -15,7 +16,7 @@
 
 namespace flowbus {
 
-namespace detail { struct BusState; struct RingSegments; }
+namespace detail { struct BusState; struct RingSegments; struct LoanState; }
 
 struct PublisherOptions {
   std::string name = "main";       ///< ring name; appears in each event's source
@@ -33,25 +34,26 @@ struct [[nodiscard]] BatchResult {
 
 /// Ring memory lent to a FlatBufferBuilder: the event is built in place.
 /// Get one from Publisher::loan, build with builder(), Finish it, then
-/// Publisher::commit. Thread: the publisher's owner only.
+/// Publisher::commit. One loan is open per publisher at a time: while it is,
+/// the publisher answers LoanOpen to publishes and further loans, so nothing
+/// can overwrite the loaned bytes. Dropping a loan without committing it
+/// cancels it. A loan may be moved (the moved-from one is empty); it must not
+/// outlive its publisher. Thread: the publisher's owner only.
 class Loan {
  public:
+  Loan() = default;
+  Loan(Loan&& other) noexcept;
+  Loan& operator=(Loan&& other) noexcept;
+  ~Loan();
   flatbuffers::FlatBufferBuilder& builder() noexcept { return *builder_; }
   size_t capacity() const noexcept { return capacity_; }
   explicit operator bool() const noexcept { return builder_.has_value(); }
 
  private:
   friend class Publisher;
-  class RingAllocator : public flatbuffers::Allocator {
-   public:
-    uint8_t* allocate(size_t size) override;
-    void deallocate(uint8_t*, size_t) override {}
-    uint8_t* reallocate_downward(uint8_t*, size_t, size_t new_size, size_t, size_t) override;
-    uint8_t* memory = nullptr;
-    size_t size = 0;
-  };
-  RingAllocator allocator_;
+  void cancel() noexcept;
   std::optional<flatbuffers::FlatBufferBuilder> builder_;
+  detail::LoanState* state_ = nullptr;  // its publisher's, while open
   detail::RingWriter::Reservation reservation_;
   size_t capacity_ = 0;
   uint32_t front_ = 0;  // bytes before the loaned area (header, subject)
@@ -95,11 +97,13 @@ class Publisher {
                         std::string_view subject = {}) noexcept;
 
   /// Reserves `max_bytes` in the ring and lends them to a FlatBufferBuilder.
-  /// Returns Full/TooLarge instead of a loan when there is no room. Building
-  /// past max_bytes throws Error(InvalidArgument): loan more.
+  /// Returns Full/TooLarge instead of a loan when there is no room, LoanOpen
+  /// while another loan of this publisher is open. Building past max_bytes
+  /// throws Error(InvalidArgument): loan more.
   PublishStatus loan(size_t max_bytes, Loan& out, std::string_view subject = {}) noexcept;
-  /// Publishes a finished loan. Thread: owner only.
-  void commit(Loan& loan) noexcept;
+  /// Publishes a finished loan: Ok, or NoLoan (not open: nothing written).
+  /// Thread: owner only.
+  PublishStatus commit(Loan& loan) noexcept;
 
   uint64_t next_sequence() const noexcept { return writer_.next_sequence; }
   uint64_t evictions() const noexcept { return writer_.evictions; }
@@ -109,12 +113,15 @@ class Publisher {
   uint64_t publisher_id() const noexcept;
 
   Publisher(Publisher&&) noexcept;
+  /// Gives up the ring this publisher held (as the destructor does), then
+  /// takes `other`'s.
   Publisher& operator=(Publisher&&) noexcept;
   ~Publisher();
 
  private:
   friend class Bus;
   Publisher(std::shared_ptr<detail::BusState> bus, std::unique_ptr<detail::RingSegments> ring);
+  void close() noexcept;
   PublishStatus try_publish_mirrored(std::span<const uint8_t> bytes, uint64_t sequence, uint64_t time_ns,
                                      std::string_view subject) noexcept;
   template <class TryOnce>
@@ -122,6 +129,7 @@ class Publisher {
   std::shared_ptr<detail::BusState> bus_;
   std::unique_ptr<detail::RingSegments> ring_;
   detail::RingWriter writer_;
+  std::unique_ptr<detail::LoanState> loans_;  // on the heap: a Loan points at it across Publisher moves
 };
 
 }  // namespace flowbus

@@ -36,6 +36,15 @@ struct SubscriberOptions {
   /// context (the sidecar: exported topics, never back to the origin node).
   /// Called when rings are attached, never on the hot path.
   std::function<bool(const RingContext&)> accept_ring;
+  /// A ring of a matching topic created after subscribe() keeps every event
+  /// for this subscriber from its first one (Block: the writer waits for it,
+  /// up to the topic's slow-consumer timeout), even before the subscriber has
+  /// looked at the ring: its creator reserves a cursor for it. Off: such a
+  /// ring is joined at its oldest retained event when the subscriber next
+  /// reads, and what was overwritten before is counted (Lost), not kept. The
+  /// sidecar turns it off: its `>` subscription filters rings it may never
+  /// look at while its peer is away.
+  bool reserve_new_rings = true;
 };
 
 /// What read() found. `missed` counts events skipped (Evicted, Lost).

@@ -223,6 +223,10 @@ void Session::on_subscribe(const wire::SubscribeView& subscribe) {
     options.from = StartAt::Earliest;
     options.hold_until_acknowledged = true;
     options.accept_ring = export_filter(ctx_.options, *export_);
+    // Not `>` for every ring on the bus: a parked export (peer away) does not
+    // look at new rings, so a reservation would hold every new writer back
+    // for its timeout. New rings are joined at their start, losses counted.
+    options.reserve_new_rings = false;
     export_->subscriber = std::make_unique<Subscriber>(ctx_.bus.subscribe(">", options));
   } else {
     // Send again what the peer did not acknowledge; its resume list skips
@@ -403,7 +407,8 @@ void Session::on_stream_open(const wire::StreamOpenView& open) {
     auto& slot = ctx_.mirrors[open.publisher_id];
     if (!slot)
       slot = std::make_unique<Publisher>(
-          ctx_.bus.mirror_publisher(in.topic, {open.publisher_id, std::string(open.source), std::string(open.origin_node)}));
+          ctx_.bus.mirror_publisher(in.topic, {open.publisher_id, std::string(open.source), std::string(open.origin_node),
+                                               open.first_sequence}));
     if (slot->topic() != in.topic)
       return refuse({wire::RefuseCode::Protocol, "origin " + in.origin + " announced topic " + in.topic +
                                                      " but mirrors topic " + slot->topic() + " here"});

@@ -45,14 +45,15 @@
 //            at W: the writer stores W on every publish, and a reader polling
 //            it would pull that line across on every event (a second line
 //            per event on top of the record's own).
-// Wake-up:   after a commit the writer reads `waiters`; a reader sets the
-//            asleep bit in its own cursor word (a CAS: only the slot's owner
-//            can), increments waiters, then looks at the commit word at its
+// Wake-up:   after a commit the writer reads `waiters`; a reader increments
+//            waiters, sets the asleep bit in its own cursor word (a CAS: only
+//            the slot's owner can), then looks at the commit word at its
 //            cursor again before it sleeps. A full barrier on each side
 //            between the two (see publish_position) means one of them sees
 //            the other: no lost wake-up, and no syscall while nobody sleeps.
 //            Whoever clears the asleep bit (the reader waking or leaving, the
-//            writer evicting) takes it out of waiters, exactly once.
+//            writer evicting) takes it out of waiters, exactly once; an
+//            eviction also wakes it. The model in tests/model checks this.
 #pragma once
 
 #include <algorithm>
@@ -73,6 +74,8 @@ enum class [[nodiscard]] PublishStatus {
   Full,      ///< Block policy: a live reader has not freed the space yet
   TooLarge,  ///< the event can never fit this ring (a record of more than 7/16 of its size)
   Duplicate, ///< publish_mirrored: the ring holds this sequence already; nothing written
+  LoanOpen,  ///< a loan of this publisher is open: commit it (or drop it) first
+  NoLoan,    ///< commit: this loan is not open (committed or dropped already, or empty)
 };
 
 /// Result of reading or releasing an event.
@@ -89,12 +92,17 @@ const char* to_string(ReadStatus status) noexcept;
 
 namespace detail {
 
-/// Tells the writer whether the owner of a cursor still lives.
+/// Tells the writer whether the owner of a cursor still lives, and, for a
+/// cursor reserved for a subscription (CursorSlot::subscription != 0),
+/// whether that subscription still exists.
 struct LivenessProbe {
-  bool (*alive)(const void* context, uint32_t participant, uint32_t participant_epoch) noexcept = nullptr;
+  bool (*alive)(const void* context, uint32_t participant, uint32_t participant_epoch, uint32_t subscription) noexcept =
+      nullptr;
   const void* context = nullptr;
-  bool operator()(uint32_t participant, uint32_t participant_epoch) const noexcept {
-    return alive == nullptr || alive(context, participant, participant_epoch);
+  bool operator()(uint64_t word, const CursorSlot& slot) const noexcept {
+    // Relaxed: the tag was written before the word that the caller acquired.
+    return alive == nullptr || alive(context, CursorWord::participant(word), CursorWord::participant_epoch(word),
+                                     slot.subscription.load(std::memory_order_relaxed));
   }
 };
 
@@ -166,12 +174,13 @@ struct RingWriter {
   uint64_t chunk_first_record[kChunks] = {};
   uint64_t last_record_chunk = UINT64_MAX;
 
-  // Per cursor slot: its owner, the highest position seen and since when
-  // (monotonic ns). A cursor that does not move past that position while the
-  // writer is blocked on it is a stuck reader, whatever else of its word
-  // changes (epoch, asleep bit, a step back and forth): a reader that toggles
-  // fields without reading cannot keep the timer young. A new owner starts a
-  // new watch.
+  // Per cursor slot: its owner, its position and since when (monotonic ns).
+  // A cursor that does not move while the writer is blocked on it is a stuck
+  // reader, whatever else of its word changes (epoch, asleep bit): a reader
+  // that toggles fields without reading cannot keep the timer young. A move,
+  // or a new owner, starts a new watch. (A reader of the same process that
+  // takes a freed slot at the very position of the stuck one inherits its
+  // timer: it is not reading either.)
   struct SlotWatch { uint64_t owner = 0; uint64_t position = 0; uint64_t since_ns = 0; };
   SlotWatch watch[kCursorSlots];
   // Latest: per cursor slot, the asleep word seen at the last limit refresh.
@@ -363,10 +372,10 @@ struct RingWriter {
       if (position > write_position) continue;  // a lying cursor cannot hold us back
       if (blocked_below != 0 && position < blocked_below && policy == Policy::Block) {
         const uint64_t owner = uint64_t(CursorWord::participant(word)) << 8 | CursorWord::participant_epoch(word);
-        if (position > watch[i].position || owner != watch[i].owner || watch[i].since_ns == 0)
+        if (position != watch[i].position || owner != watch[i].owner || watch[i].since_ns == 0)
           watch[i] = {owner, position, now_ns};
         const bool stuck = slow_timeout_ns != UINT64_MAX && now_ns - watch[i].since_ns >= slow_timeout_ns;
-        if (stuck || !liveness(CursorWord::participant(word), CursorWord::participant_epoch(word))) {
+        if (stuck || !liveness(word, slot)) {
           if (evict(slot, word)) {
             watch[i] = {};
             continue;
@@ -392,7 +401,7 @@ struct RingWriter {
         asleep_seen[i] = 0;
         continue;
       }
-      if (asleep_seen[i] == word && !liveness(CursorWord::participant(word), CursorWord::participant_epoch(word)))
+      if (asleep_seen[i] == word && !liveness(word, slot))
         (void)evict(slot, word);
       asleep_seen[i] = word;
     }
@@ -405,7 +414,12 @@ struct RingWriter {
     // owner moved meanwhile the CAS fails and the cursor stays.
     if (!slot.word.compare_exchange_strong(expected, CursorWord::freed(word), std::memory_order_acq_rel)) return false;
     slot.evictions.fetch_add(1, std::memory_order_relaxed);  // statistics only
-    count_out_sleeper(control, word);
+    if (CursorWord::asleep(word)) {
+      count_out_sleeper(control, word);
+      // Wake it: asleep, it would otherwise sleep through its eviction (its
+      // cursor's commit word can still read 0), counted nowhere.
+      wake_readers();
+    }
     ++evictions;
     return true;
   }
@@ -586,7 +600,17 @@ struct RingReader {
   bool join_latest() noexcept {
     uint64_t at = 0;
     sequence_known = locate_write_position(at);
-    return join_at(at);
+    if (!join_at(at)) return false;
+    if (position == at || quarantined) return true;
+    // The writer moved tail past `at` before our claim took hold: join at
+    // the write position again (now held by our cursor), so the events in
+    // between count as before our join, not as lost.
+    sequence_known = locate_write_position(at);
+    if (at % kRecordAlign == 0 && at > position) {
+      position = at;
+      (void)store_cursor();  // if the slot was taken from us meanwhile, the first read finds out
+    }
+    return true;
   }
   /// Joins at tail, and learns the sequence there, so that a writer lapping
   /// us before our first read is counted as a loss, not skipped silently.
@@ -733,11 +757,20 @@ struct RingReader {
     // begin_sleep); pairs with the writer's release store of commit.
     const uint64_t commit = record_at(records, mask, position)->commit.load(std::memory_order_acquire);
     if (commit == position + 1) return true;  // the record at our cursor is there
+    // Evicted (our word changed): the next read says so. Relaxed: our own
+    // line, and only read here when there is nothing to read.
+    if (slot >= 0 && control->slots[slot].word.load(std::memory_order_relaxed) != cursor_word) return true;
     // 0: the write frontier. The writer zeroes the commit word after each
     // record before it commits that record, and we got here by reading that
     // record (or joined at W, stored after it), so a stale word from an
-    // older lap is never seen here.
-    if (commit == 0) return false;
+    // older lap is never seen here. Under Latest it may be the frontier of a
+    // later lap (lapped by whole laps while we slept): tail tells, and moves
+    // once per quarter ring, so its line is mostly in our cache.
+    if (commit == 0) {
+      if (policy != Policy::Latest) return false;
+      std::atomic_thread_fence(std::memory_order_acquire);  // as in still_valid_at
+      return header->tail_position.load(std::memory_order_relaxed) > position;
+    }
     // Anything else: lapped (Latest), evicted and overwritten (Block), or
     // scribbled on. Let read() tell which, unless the writer is right here.
     return header->write_position.load(std::memory_order_acquire) != position;
@@ -750,20 +783,23 @@ struct RingReader {
     // Our slot may be gone now (evicted, and no slot free to rejoin): then we
     // are not counted, has_data() says so, and wait() does not sleep on us.
     if (slot < 0 || CursorWord::asleep(cursor_word)) return false;
+    // Counted first, marked second: waiters never falls below the number of
+    // asleep marks, so an evictor that takes our mark away (and one off the
+    // count) can never take another sleeper's count with it. (Marked first,
+    // an eviction between the two made waiters 0 while another reader slept:
+    // a lost wake-up, found by the model in tests/model.) seq_cst: the
+    // increment half of the wake-up Dekker (see publish_position).
+    control->waiters.fetch_add(1, std::memory_order_seq_cst);
     uint64_t expected = cursor_word;
     // seq_cst, and only on a word we own: an evicted reader's CAS fails, so it
     // can never mark (or later unmark) a slot that someone else now owns.
     if (!control->slots[slot].word.compare_exchange_strong(expected, cursor_word | CursorWord::kAsleep,
                                                            std::memory_order_seq_cst)) {
+      control->waiters.fetch_sub(1, std::memory_order_relaxed);  // not sleeping after all
       rejoin_after_eviction();  // sets evicted_pending: has_data() is true, we do not sleep
       return false;
     }
     cursor_word |= CursorWord::kAsleep;
-    // The increment half of the wake-up Dekker (see publish_position). An
-    // evictor that saw our asleep bit may have counted us out before this
-    // lands: waiters is one too low for a moment, then right; the writer
-    // then wakes once for nothing, no harm.
-    control->waiters.fetch_add(1, std::memory_order_seq_cst);
     // Our half of the symmetric Dekker's fences: the increment is ordered
     // before the re-read in has_data(). (The light protocol adds membarrier.)
     std::atomic_thread_fence(std::memory_order_seq_cst);

@@ -1,0 +1,121 @@
+// Subscriptions recorded in the directory, and the cursors new rings reserve
+// for them: the cases an attack on the first version found (issue 15 item 1;
+// the multi-process start-up races are tests/process/startup_order_test.cpp).
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <thread>
+
+#include "bus_state.hpp"
+#include "flowbus/bus.hpp"
+#include "test_bus.hpp"
+
+using namespace flowbus;
+using namespace flowbus::testing;
+using namespace std::chrono_literals;
+
+namespace {
+
+TopicSpec never_evicting(const std::string& name, Policy policy = Policy::Block, uint64_t ring = 4096) {
+  TopicSpec spec = sensor_topic(name, policy, ring);
+  spec.slow_consumer_timeout = kNever;
+  return spec;
+}
+
+std::vector<uint8_t> reading(uint64_t seq) {
+  flatbuffers::FlatBufferBuilder fbb;
+  build_reading(fbb, seq);
+  return {fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize()};
+}
+
+int owned_cursors(const std::string& bus, const std::string& topic, const std::string& publisher) {
+  auto seg = detail::Segment::open(detail::control_segment_name(bus, topic, publisher), detail::Access::ReadOnly);
+  const auto* c = reinterpret_cast<const detail::ControlHeader*>(seg.data());
+  int n = 0;
+  for (const detail::CursorSlot& s : c->slots) n += detail::CursorWord::owned(s.word.load());
+  return n;
+}
+
+}  // namespace
+
+// A subscriber destroyed before it ever looked at a ring reserved for it must
+// not hold that ring's writer (for good, with the timeout "never").
+TEST(SubscriptionTest, AReservationWhoseSubscriberIsGoneHoldsNoWriterBack) {
+  ScopedBusName name("subs");
+  Bus bus = Bus::open(name.name);
+  bus.create_topic(never_evicting("t.a"));
+  std::optional<Subscriber> sub(bus.subscribe("t.>"));
+  Publisher pub = bus.publisher("t.a", {"p"});
+  EXPECT_EQ(owned_cursors(name.name, "t.a", "p"), 1);  // reserved for it
+  sub.reset();                                          // never read
+  for (uint64_t i = 0; i < 2000; ++i) ASSERT_EQ(pub.try_publish(reading(i)), PublishStatus::Ok) << i;
+  EXPECT_EQ(owned_cursors(name.name, "t.a", "p"), 0);
+  EXPECT_EQ(pub.evictions(), 1u);
+}
+
+// A mirror ring starts at its origin's sequence: a subscriber that existed
+// before it and attaches late counts what was overwritten, not zero.
+TEST(SubscriptionTest, AMirrorRingCreatedAfterASubscriberCountsWhatItOverwrote) {
+  ScopedBusName name("subs");
+  Bus bus = Bus::open(name.name);
+  bus.create_topic(never_evicting("t.m", Policy::Latest));
+  Subscriber sub = bus.subscribe("t.>");
+  MirrorOrigin origin{0x1234, "flowbus://elsewhere/plant/p", "node-b", 5000};
+  Publisher mirror = bus.mirror_publisher("t.m", origin);
+  for (uint64_t s = 5000; s < 6000; ++s)
+    ASSERT_EQ(mirror.publish_mirrored(reading(s), s, 1, {}, 0s), PublishStatus::Ok);
+  uint64_t delivered = 0, missed = 0, first = UINT64_MAX;
+  Event e;
+  for (;;) {
+    const ReadResult r = sub.read(e);
+    if (r.status == ReadStatus::Empty) break;
+    missed += r.missed;
+    if (r.status != ReadStatus::Ok) continue;
+    first = std::min(first, e.sequence());
+    ++delivered;
+    (void)sub.release(e);
+  }
+  EXPECT_LT(delivered, 1000u);
+  EXPECT_EQ(delivered + missed, 1000u) << "first delivered " << first;
+}
+
+// The sidecar's `>` subscription reserves nothing: a parked export must not
+// hold new writers back. Losses before it attaches are counted.
+TEST(SubscriptionTest, ASubscriberThatAsksForNoReservationsHoldsNoNewWriterAndCountsWhatItMissed) {
+  ScopedBusName name("subs");
+  Bus bus = Bus::open(name.name);
+  bus.create_topic(never_evicting("t.a"));
+  SubscriberOptions options;
+  options.reserve_new_rings = false;
+  Subscriber sub = bus.subscribe(">", options);
+  Publisher pub = bus.publisher("t.a", {"p"});
+  EXPECT_EQ(owned_cursors(name.name, "t.a", "p"), 0);
+  for (uint64_t i = 0; i < 1000; ++i) ASSERT_EQ(pub.try_publish(reading(i)), PublishStatus::Ok) << i;
+  const PollResult r = sub.poll([](const Event&) {});
+  EXPECT_EQ(r.delivered + r.missed, 1000u);
+}
+
+// Latest: a reader asleep while the writer laps it by whole laps finds the
+// commit word at its cursor reading 0 again (a later lap's frontier); it must
+// still wake.
+TEST(SubscriptionTest, ALatestSleeperLappedByWholeLapsWakes) {
+  ScopedBusName name("subs");
+  Bus bus = Bus::open(name.name);
+  bus.create_topic(never_evicting("t.l", Policy::Latest));
+  Publisher pub = bus.publisher("t.l", {"p"});
+  SubscriberOptions options;
+  options.spin = 0ns;
+  Subscriber sub = bus.subscribe("t.l", options);
+  // Events of exactly 128 bytes in all, 32 to a 4 KiB lap.
+  std::vector<uint8_t> payload(128 - sizeof(detail::RecordHeader), 0);
+  std::vector<std::span<const uint8_t>> lap(32, payload);
+  for (int round = 0; round < 5; ++round) {
+    std::atomic<bool> woke{false};
+    std::thread waiter([&] { woke = sub.wait(3s); });
+    std::this_thread::sleep_for(50ms);  // asleep by now
+    ASSERT_EQ(pub.try_publish_batch(lap).published, 32u);
+    waiter.join();
+    EXPECT_TRUE(woke) << "round " << round;
+    (void)sub.poll([](const Event&) {});
+  }
+}

@@ -3,14 +3,15 @@ BUILD ?= build
 JOBS ?= 2
 DEB_PACKAGES = cmake g++ make libboost-dev libflatbuffers-dev flatbuffers-compiler libcli11-dev \
                libconcurrentqueue-dev libgtest-dev libgmock-dev libbenchmark-dev \
-               libzmq3-dev gnuplot-nox libssl-dev relacy-dev
+               libzmq3-dev gnuplot-nox libssl-dev relacy-dev \
+               dpkg-dev file pkgconf lintian
 # `make fuzz` also needs clang and its libFuzzer/sanitizer runtimes.
 FUZZ_DEB_PACKAGES = clang-14 libclang-rt-14-dev
 FUZZ_BUILD = build-fuzz
 FUZZ_SECONDS ?= 30
 FUZZ_TARGETS = ring_records directory schema json_to_flatbuffer wire_frames
 
-.PHONY: deps fuzz-deps build demo test soak bench fuzz fuzz-corpus clean
+.PHONY: deps fuzz-deps build demo test package soak bench fuzz fuzz-corpus clean
 
 # $(call install_missing,packages): installs the missing Debian packages (as root), or says how.
 define install_missing
@@ -41,6 +42,11 @@ demo: build
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) --timeout 300
+
+# The Debian package (CPack, cmake/install.cmake): $(BUILD)/flowbus_<version>_<arch>.deb.
+package: build
+	cd $(BUILD) && cpack -G DEB
+	@ls -t $(BUILD)/flowbus_*.deb | head -1
 
 # The long variants of the fault tests, under ASan+UBSan (about an hour on
 # two cores): the rogue writer for 3 minutes, 5000 kill rounds each, 2000

@@ -48,6 +48,9 @@ typedef struct flowbus_event {
   size_t subject_len;
 } flowbus_event;
 
+/* The version of the flowbus library loaded, "major.minor.patch". */
+const char* flowbus_version(void);
+
 /* The message of the last failed call on this thread ("" if none). */
 const char* flowbus_last_error(void);
 

@@ -9,6 +9,7 @@
 #include "flowbus/bus.hpp"
 #include "flowbus/error.hpp"
 #include "flowbus/schema.hpp"
+#include "flowbus/version.hpp"
 
 struct flowbus_bus {
   flowbus::Bus bus;
@@ -45,6 +46,8 @@ int to_c(flowbus::PublishStatus s) {
     case flowbus::PublishStatus::Full: return FLOWBUS_FULL;
     case flowbus::PublishStatus::TooLarge: return FLOWBUS_TOO_LARGE;
     case flowbus::PublishStatus::Duplicate: return FLOWBUS_ERROR;  // publish_mirrored only: not in the C API
+    case flowbus::PublishStatus::LoanOpen:                         // loans only: not in the C API
+    case flowbus::PublishStatus::NoLoan: return FLOWBUS_ERROR;
   }
   return FLOWBUS_ERROR;
 }
@@ -92,6 +95,8 @@ int publish_in_bursts(const flowbus_bytes* events, size_t count, size_t* publish
 
 extern "C" {
 
+const char* flowbus_version(void) { return FLOWBUS_VERSION_STRING; }
+
 const char* flowbus_last_error(void) { return t_last_error.c_str(); }
 
 flowbus_bus* flowbus_bus_open(const char* name) {
@@ -132,22 +137,24 @@ flowbus_publisher* flowbus_publisher_open(flowbus_bus* bus, const char* topic, c
 void flowbus_publisher_close(flowbus_publisher* publisher) { delete publisher; }
 
 int flowbus_publisher_try_publish(flowbus_publisher* p, const void* data, size_t size) {
+  if (!check(p, "publisher") || (size != 0 && !check(data, "data"))) return FLOWBUS_ERROR;
   return to_c(p->publisher.try_publish({static_cast<const uint8_t*>(data), size}));
 }
 
 int flowbus_publisher_publish(flowbus_publisher* p, const void* data, size_t size, uint64_t timeout_ns) {
+  if (!check(p, "publisher") || (size != 0 && !check(data, "data"))) return FLOWBUS_ERROR;
   return to_c(p->publisher.publish({static_cast<const uint8_t*>(data), size}, to_timeout(timeout_ns)));
 }
 
 int flowbus_publisher_try_publish_batch(flowbus_publisher* p, const flowbus_bytes* events, size_t count,
                                         size_t* published) {
-  if (count != 0 && !check(events, "events")) return FLOWBUS_ERROR;
+  if (!check(p, "publisher") || (count != 0 && !check(events, "events"))) return FLOWBUS_ERROR;
   return publish_in_bursts(events, count, published, [&](auto burst) { return p->publisher.try_publish_batch(burst); });
 }
 
 int flowbus_publisher_publish_batch(flowbus_publisher* p, const flowbus_bytes* events, size_t count,
                                     uint64_t timeout_ns, size_t* published) {
-  if (count != 0 && !check(events, "events")) return FLOWBUS_ERROR;
+  if (!check(p, "publisher") || (count != 0 && !check(events, "events"))) return FLOWBUS_ERROR;
   // One deadline for the whole call, however many bursts it takes (a
   // timeout past the clock's range waits as long as the clock can count).
   using Clock = std::chrono::steady_clock;
@@ -174,6 +181,7 @@ flowbus_subscriber* flowbus_subscriber_open(flowbus_bus* bus, const char* patter
 void flowbus_subscriber_close(flowbus_subscriber* subscriber) { delete subscriber; }
 
 int flowbus_subscriber_read(flowbus_subscriber* s, flowbus_event* out) {
+  if (!check(s, "subscriber") || !check(out, "out")) return FLOWBUS_ERROR;
   if (s->holding) {
     t_last_error = "release the event you hold (flowbus_subscriber_release) before reading the next";
     return FLOWBUS_ERROR;
@@ -201,12 +209,14 @@ int flowbus_subscriber_read(flowbus_subscriber* s, flowbus_event* out) {
 }
 
 int flowbus_subscriber_release(flowbus_subscriber* s) {
+  if (!check(s, "subscriber")) return FLOWBUS_ERROR;
   if (!s->holding) return FLOWBUS_OK;
   s->holding = false;
   return to_c(s->subscriber.release(s->held));
 }
 
 int flowbus_subscriber_wait(flowbus_subscriber* s, uint64_t timeout_ns) {
+  if (!check(s, "subscriber")) return FLOWBUS_ERROR;
   return guarded(
       [&] {
         return s->subscriber.wait(to_timeout(timeout_ns))

@@ -31,6 +31,24 @@ int main(int argc, char** argv) {
   flowbus_subscriber* sub = flowbus_subscriber_open(bus, "sensor.>", 1);
   CHECK(sub != NULL);
 
+  /* NULL handles and buffers are refused with a message, never dereferenced. */
+  {
+    flowbus_event none;
+    size_t published = 0;
+    CHECK(flowbus_publisher_try_publish(NULL, "x", 1) == FLOWBUS_ERROR);
+    CHECK(strstr(flowbus_last_error(), "publisher") != NULL);
+    CHECK(flowbus_publisher_publish(NULL, "x", 1, 0) == FLOWBUS_ERROR);
+    CHECK(flowbus_publisher_try_publish(pub, NULL, 1) == FLOWBUS_ERROR);
+    CHECK(strstr(flowbus_last_error(), "data") != NULL);
+    CHECK(flowbus_publisher_try_publish_batch(NULL, NULL, 0, &published) == FLOWBUS_ERROR);
+    CHECK(flowbus_publisher_publish_batch(NULL, NULL, 0, 0, &published) == FLOWBUS_ERROR);
+    CHECK(flowbus_subscriber_read(NULL, &none) == FLOWBUS_ERROR);
+    CHECK(strstr(flowbus_last_error(), "subscriber") != NULL);
+    CHECK(flowbus_subscriber_read(sub, NULL) == FLOWBUS_ERROR);
+    CHECK(flowbus_subscriber_release(NULL) == FLOWBUS_ERROR);
+    CHECK(flowbus_subscriber_wait(NULL, 0) == FLOWBUS_ERROR);
+  }
+
   /* Any bytes go in; a real producer sends a FlatBuffer of the topic's type. */
   const char payload[] = "0123456789abcdef";
   CHECK(flowbus_publisher_try_publish(pub, payload, sizeof payload) == FLOWBUS_OK);

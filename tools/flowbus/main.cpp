@@ -3,11 +3,13 @@
 
 #include "cli_util.hpp"
 #include "flowbus/error.hpp"
+#include "flowbus/version.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{"flowbus: a shared-memory event bus. Events are FlatBuffers with CloudEvents context,\n"
                "read in place by every process on the host.",
                "flowbus"};
+  app.set_version_flag("--version", "flowbus " FLOWBUS_VERSION_STRING);
   app.require_subcommand(1);
   app.fallthrough();
   flowbus::cli::add_topic_commands(app);

@@ -38,6 +38,7 @@ Subscriber::Subscriber(Subscriber&& other) noexcept
       reported_corrupt_(std::move(other.reported_corrupt_)),
       next_ring_(other.next_ring_),
       seen_generation_(other.seen_generation_),
+      retry_at_ns_(other.retry_at_ns_),
       subscription_index_(std::exchange(other.subscription_index_, UINT32_MAX)),
       subscription_tag_(other.subscription_tag_),
       rings_at_subscribe_(std::move(other.rings_at_subscribe_)) {
@@ -56,6 +57,7 @@ Subscriber& Subscriber::operator=(Subscriber&& other) noexcept {
   reported_corrupt_ = std::move(other.reported_corrupt_);
   next_ring_ = other.next_ring_;
   seen_generation_ = other.seen_generation_;
+  retry_at_ns_ = other.retry_at_ns_;
   subscription_index_ = std::exchange(other.subscription_index_, UINT32_MAX);
   subscription_tag_ = other.subscription_tag_;
   rings_at_subscribe_ = std::move(other.rings_at_subscribe_);
@@ -74,6 +76,9 @@ void Subscriber::close() noexcept {
 }
 
 bool Subscriber::changed() const noexcept {
+  // A ring we could not attach yet is looked at again after a while, even if
+  // nothing else changes (retry_at_ns_ is 0 otherwise: no clock read).
+  if (retry_at_ns_ != 0 && monotonic_now_ns() >= retry_at_ns_) return true;
   // Acquire: pairs with bump_generation's release; what changed is visible.
   return bus_->dir->header.generation.load(std::memory_order_acquire) != seen_generation_;
 }
@@ -108,6 +113,7 @@ void Subscriber::attach_rings(StartAt from, bool at_subscribe) {
   const DirectoryLayout* dir = bus_->dir;
   const SubscriptionHandle subscription{subscription_index_, subscription_tag_};
   seen_generation_ = dir->header.generation.load(std::memory_order_acquire);
+  bool retry = false;  // a matching ring could not be attached now: look again soon
   for (uint32_t i = 0; i < kRings; ++i) {
     const RingSlot& slot = dir->rings[i];
     // seq_cst at subscribe: the load half of the start-up Dekker (see subscriptions.cpp).
@@ -126,7 +132,10 @@ void Subscriber::attach_rings(StartAt from, bool at_subscribe) {
                                rings_at_subscribe_.end();
     const std::string publisher(slot.publisher, strnlen(slot.publisher, kPublisherNameBytes));
     const auto info = bus_->find_topic(topic);
-    if (!info) continue;
+    if (!info) {
+      retry = true;
+      continue;
+    }
     RingContext context = make_ring_context(bus_->host, bus_->name, *info, publisher, slot.publisher_id);
     apply_mirror_origin(context, slot);
     if (options_.accept_ring && !options_.accept_ring(context)) {
@@ -139,13 +148,19 @@ void Subscriber::attach_rings(StartAt from, bool at_subscribe) {
     } catch (const Error& e) {
       // A topic named exactly must be readable; under a wildcard, rings we may
       // not open are skipped (they belong to someone else).
-      if (e.code() == ErrorCode::NotFound) continue;  // still being created: next refresh
+      if (e.code() == ErrorCode::NotFound) {  // being removed or replaced: look again
+        retry = true;
+        continue;
+      }
       if (pattern_.find_first_of("*>") == std::string::npos) throw;
       continue;
     }
     ring->slot = i;
     ring->data.prefault();  // no page faults on the first lap
-    if (ring->publisher_id != slot.publisher_id) continue;  // replaced meanwhile: the next refresh sees the new one
+    if (ring->publisher_id != slot.publisher_id) {  // replaced meanwhile: look again
+      retry = true;
+      continue;
+    }
     ring->context = std::move(context);
     RingReader r;
     r.header = ring->header();
@@ -177,6 +192,7 @@ void Subscriber::attach_rings(StartAt from, bool at_subscribe) {
       if (pattern_.find_first_of("*>") == std::string::npos)
         throw Error(ErrorCode::NoSpace, "ring '" + ring->data.name() + "' has all its " + std::to_string(kCursorSlots) +
                                             " reader slots taken; close some subscribers");
+      retry = true;  // a wildcard attaches it once a reader slot frees up
       continue;
     }
     if (options_.hold_until_acknowledged) r.hold = r.position;
@@ -184,6 +200,7 @@ void Subscriber::attach_rings(StartAt from, bool at_subscribe) {
     readers_.push_back(r);
     reported_corrupt_.push_back(false);
   }
+  retry_at_ns_ = retry ? monotonic_now_ns() + 10'000'000 : 0;
 }
 
 ReadResult Subscriber::read(Event& event) noexcept {

@@ -8,6 +8,7 @@
 
 #include "bus_state.hpp"
 #include "flowbus/bus.hpp"
+#include "flowbus/error.hpp"
 #include "test_bus.hpp"
 
 using namespace flowbus;
@@ -118,4 +119,26 @@ TEST(SubscriptionTest, ALatestSleeperLappedByWholeLapsWakes) {
     EXPECT_TRUE(woke) << "round " << round;
     (void)sub.poll([](const Event&) {});
   }
+}
+
+// A wildcard subscriber that finds a ring's 64 reader slots taken attaches
+// it once a slot frees up (an exact name gets NoSpace at once), and a ring
+// it could not open yet is looked at again without waiting for another change.
+TEST(SubscriptionTest, AWildcardSubscriberAttachesARingOnceAReaderSlotFreesUp) {
+  ScopedBusName name("subs");
+  Bus bus = Bus::open(name.name);
+  bus.create_topic(sensor_topic("t.a"));
+  Publisher pub = bus.publisher("t.a", {"p"});
+  std::vector<Subscriber> full;
+  for (uint32_t i = 0; i < detail::kCursorSlots; ++i) full.push_back(bus.subscribe("t.a"));
+  EXPECT_THROW(bus.subscribe("t.a"), Error);
+  Subscriber late = bus.subscribe("t.*");
+  EXPECT_EQ(late.ring_count(), 0u);
+  full.pop_back();  // a reader slot frees up; nothing else changes on the bus
+  std::this_thread::sleep_for(20ms);
+  Event e;
+  EXPECT_EQ(late.read(e).status, ReadStatus::Empty);  // attaches it now
+  EXPECT_EQ(late.ring_count(), 1u);
+  ASSERT_EQ(pub.try_publish(reading(7)), PublishStatus::Ok);
+  EXPECT_EQ(late.poll([](const Event&) {}).delivered, 1u);
 }

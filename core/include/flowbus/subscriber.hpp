@@ -68,7 +68,9 @@ class Subscriber {
   /// The next event of any ring (rings taken in turn). Ok: `event` stays valid
   /// until release(event); release it before the next read. Evicted and Lost
   /// report skipped events and leave `event` unset; read again to go on.
-  /// Thread: owner only. No allocation, lock or syscall.
+  /// Thread: owner only. No allocation, lock or syscall in steady state;
+  /// when the bus's topology changed (a new ring), the read that finds
+  /// nothing attaches the new rings, which maps them (allocation, syscalls).
   ReadResult read(Event& event) noexcept;
   /// Moves past `event`. Evicted: this subscriber was evicted while holding
   /// it, so its bytes may have been reused meanwhile.
@@ -123,6 +125,7 @@ class Subscriber {
   std::vector<bool> reported_corrupt_;
   size_t next_ring_ = 0;
   uint64_t seen_generation_ = 0;
+  uint64_t retry_at_ns_ = 0;  // monotonic: look at the rings again then (0: no ring is waiting)
   // Our subscription in the bus directory (UINT32_MAX: none), and the rings
   // that were Ready when we subscribed (slot << 32 | slot epoch): any other
   // ring was created after, so we expect its every event.

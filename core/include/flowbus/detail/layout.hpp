@@ -26,7 +26,7 @@ static_assert(std::atomic<uint64_t>::is_always_lock_free);
 static_assert(std::atomic<uint32_t>::is_always_lock_free);
 
 // ---------------------------------------------------------------------------
-// Data segment "flowbus.<bus>.<topic>.<publisher>": written by its publisher
+// Data segment "flowbus.<bus>.<topic>@<publisher>": written by its publisher
 // only, mapped read-only by every reader.
 //
 //   0     +-------------------------------------------+
@@ -80,6 +80,9 @@ struct RecordHeader {
 };
 static_assert(sizeof(RecordHeader) == kRecordAlign);
 static_assert(std::is_standard_layout_v<RecordHeader>);
+static_assert(offsetof(RecordHeader, commit) == 0 && offsetof(RecordHeader, size) == 8 &&
+              offsetof(RecordHeader, offset_and_flags) == 12 && offsetof(RecordHeader, sequence) == 16 &&
+              offsetof(RecordHeader, time_ns) == 24);
 
 inline constexpr uint64_t record_length(uint64_t data_offset, uint64_t size) {
   return (data_offset + size + kRecordAlign - 1) & ~uint64_t(kRecordAlign - 1);
@@ -125,10 +128,11 @@ inline constexpr size_t kRecordsOffset = sizeof(RingHeader);
 static_assert(sizeof(RingHeader) == 4 * kLinePad);
 static_assert(offsetof(RingHeader, write_position) == kLinePad);
 static_assert(offsetof(RingHeader, tail_position) == 2 * kLinePad);
+static_assert(offsetof(RingHeader, first_sequence) == 3 * kLinePad);
 static_assert(std::is_standard_layout_v<RingHeader>);
 
 // ---------------------------------------------------------------------------
-// Control segment "flowbus.<bus>.<topic>.<publisher>.ctl": written by readers.
+// Control segment "flowbus.<bus>.<topic>@<publisher>.ctl": written by readers.
 //
 //   0     +-------------------------------------------+
 //         | magic, version, slot count                 |
@@ -187,6 +191,9 @@ struct CursorSlot {
   char pad[kLinePad - 40];
 };
 static_assert(sizeof(CursorSlot) == kLinePad);
+static_assert(offsetof(CursorSlot, word) == 0 && offsetof(CursorSlot, last_moved_ns) == 8 &&
+              offsetof(CursorSlot, evictions) == 16 && offsetof(CursorSlot, subscription) == 28 &&
+              offsetof(CursorSlot, losses) == 32);
 
 struct ControlHeader {
   std::atomic<uint64_t> magic;
@@ -198,7 +205,8 @@ struct ControlHeader {
   char pad1[kLinePad - 8];
   CursorSlot slots[kCursorSlots];
 };
-static_assert(offsetof(ControlHeader, waiters) == kLinePad);
+static_assert(offsetof(ControlHeader, layout_version) == 8 && offsetof(ControlHeader, slot_count) == 12);
+static_assert(offsetof(ControlHeader, waiters) == kLinePad && offsetof(ControlHeader, wake_word) == kLinePad + 4);
 static_assert(offsetof(ControlHeader, slots) == 2 * kLinePad);
 static_assert(std::is_standard_layout_v<ControlHeader>);
 

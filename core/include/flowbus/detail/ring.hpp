@@ -918,8 +918,9 @@ struct RingReader {
     const uint64_t tail = header->tail_position.load(std::memory_order_acquire);
     const uint64_t write = header->write_position.load(std::memory_order_acquire);
     if (tail % kRecordAlign != 0 || write % kRecordAlign != 0 || tail > write) return Gap::Corrupt;
-    // write_position moves after commit (release, then seq_cst), so once it is
-    // past us the commit must be visible, unless the record was overwritten.
+    // W is stored (release) after the commit it covers, and we acquired it, so
+    // once it is past us the commit must be visible, unless the record was
+    // overwritten.
     if (write > position && record_at(records, mask, position)->commit.load(std::memory_order_acquire) != position + 1)
       return still_valid_at(position) ? Gap::Corrupt : Gap::Retry;
     return Gap::Empty;

@@ -65,9 +65,16 @@ void collect_bus(const std::string& name, bool force, GcReport& report) {
   size_t live = 0;
   for (uint32_t i = 0; i < kParticipants; ++i) live += state->participant_alive(i);
   const size_t retained = state->remove_expired_rings(&report.removed_segments);
+  // A topic is configuration an operator made on purpose (often before its
+  // publisher starts): it is not garbage, only --force removes it.
+  size_t topics = 0;
+  for (const TopicSlot& t : state->dir->topics) topics += SlotWord::state(t.state.load(std::memory_order_acquire)) == kReady;
   state->bump_generation();
-  if (live == 0 && (retained == 0 || force)) return destroy_all(force && retained ? "no live participant (forced)" : "no live participant, nothing retained");
-  report.kept_buses.push_back(name + ": " + std::to_string(live) + " live participant(s), " + std::to_string(retained) + " retained ring(s)");
+  if (live == 0 && ((retained == 0 && topics == 0) || force))
+    return destroy_all(force && (retained || topics) ? "no live participant (forced)" : "no live participant, nothing retained");
+  report.kept_buses.push_back(name + ": " + std::to_string(live) + " live participant(s), " + std::to_string(retained) +
+                              " retained ring(s), " + std::to_string(topics) + " topic(s)" +
+                              (live == 0 ? "; `flowbus gc --force " + name + "` removes it with its topics" : ""));
   state->dir = nullptr;  // not a participant: nothing to leave
 }
 

@@ -294,7 +294,7 @@ TEST_F(ProcessTest, StoppedSubscriberIsEvictedAfterTheTimeoutAndLearnsWhatItMiss
               freed_ms, missed, count);
 }
 
-TEST_F(ProcessTest, GcRemovesADeadBusWithNothingRetainedAndLeavesALiveBusAndOtherFilesAlone) {
+TEST_F(ProcessTest, GcRemovesWhatADeadBusLeftKeepsItsTopicsUntilForcedAndLeavesALiveBusAlone) {
   ScopedBusName dead("gcdead"), live("gclive");
   const std::string unrelated = "/dev/shm/not-flowbus-" + std::to_string(::getpid());
   std::ofstream(unrelated) << "not ours\n";
@@ -320,10 +320,16 @@ TEST_F(ProcessTest, GcRemovesADeadBusWithNothingRetainedAndLeavesALiveBusAndOthe
   leave_a_dead_bus(dead.name, 0);
   ASSERT_EQ(segments_of(dead.name).size(), 3u) << "directory, ring, control";
 
+  // Its ring's retention has ended: gc removes the ring. Its topic is
+  // configuration, kept until --force (issue 15 item 7).
   const auto gc = run_cli({"gc", dead.name});
   EXPECT_EQ(gc.exit_code, 0) << gc.out << gc.err;
-  EXPECT_NE(gc.out.find("removed bus " + dead.name), std::string::npos) << gc.out;
-  EXPECT_TRUE(segments_of(dead.name).empty()) << gc.out;
+  EXPECT_NE(gc.out.find("kept bus " + dead.name), std::string::npos) << gc.out;
+  EXPECT_NE(gc.out.find("1 topic(s)"), std::string::npos) << gc.out;
+  EXPECT_EQ(segments_of(dead.name).size(), 1u) << "the directory alone: " << gc.out;
+  const auto forced_dead = run_cli({"gc", "--force", dead.name});
+  EXPECT_NE(forced_dead.out.find("removed bus " + dead.name), std::string::npos) << forced_dead.out;
+  EXPECT_TRUE(segments_of(dead.name).empty()) << forced_dead.out;
 
   const auto gc_live = run_cli({"gc", live.name});
   EXPECT_EQ(gc_live.exit_code, 0) << gc_live.out << gc_live.err;

@@ -14,7 +14,8 @@ void add_gc_command(CLI::App& app) {
   auto args = std::make_shared<Args>();
   CLI::App* gc = app.add_subcommand("gc", "Free what dead processes left; remove expired rings and abandoned buses");
   gc->add_option("bus", args->bus, "only this bus (default: every bus on the host)");
-  gc->add_flag("--force", args->force, "also remove buses with no live process whose rings are still retained, and damaged buses");
+  gc->add_flag("--force", args->force,
+               "also remove buses with no live process that still have topics or retained rings, and damaged buses");
   gc->add_flag("--json", args->json, "print the report as one JSON object");
   gc->callback([args] {
     const GcReport r = collect_garbage(args->bus.empty() ? std::nullopt : std::optional<std::string>(args->bus), args->force);

@@ -17,8 +17,9 @@ struct GcReport {
 
 /// Frees what dead participants left on `bus` (or every bus), removes rings
 /// whose writer is gone and whose retention has passed, and removes buses with
-/// no live participant and nothing retained. `force` also removes dead buses
-/// whose rings are still retained, and damaged or foreign-version buses.
+/// no live participant, no topic and nothing retained (a topic is
+/// configuration, not garbage). `force` also removes dead buses that still
+/// have topics or retained rings, and damaged or foreign-version buses.
 GcReport collect_garbage(const std::optional<std::string>& bus, bool force);
 
 /// Names of the buses on this host.

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <thread>
@@ -341,6 +342,19 @@ size_t BusState::remove_expired_rings(std::vector<std::string>* removed_segments
 
 namespace {
 
+// A directory being made is named "<directory>@new.<pid>" until it is whole.
+// ('@' is in no bus name, so no tool takes it for a bus or a ring.)
+constexpr const char* kDraftSuffix = "@new.";
+
+void remove_leftovers_of_dead_creators(const std::string& seg_name) {
+  const std::string prefix = seg_name + kDraftSuffix;
+  for (const std::string& seg : list_shm_segments()) {
+    if (seg.rfind(prefix, 0) != 0) continue;
+    const long pid = std::strtol(seg.c_str() + prefix.size(), nullptr, 10);
+    if (pid > 0 && !process_alive(pid_t(pid), 0)) Segment::remove(seg);
+  }
+}
+
 void initialise_directory(DirectoryLayout* dir, uint64_t size) {
   dir->header.layout_version = kLayoutVersion;
   dir->header.participants = kParticipants;
@@ -381,12 +395,18 @@ std::shared_ptr<BusState> attach(std::string_view name_view, const BusOptions* c
   const std::string seg_name = directory_segment_name(name);
   const uint64_t size = sizeof(DirectoryLayout);
   bool created = false;
-  if (create != nullptr) {
-    try {
-      state->segment = Segment::create(seg_name, size, create->mode, create->group);
+  if (create != nullptr && !Segment::exists(seg_name)) {
+    // Made whole under a name of our own, then linked into place in one step:
+    // nobody ever opens a directory that is half made, and a creator killed
+    // half-way leaves only its own name, which the next creator removes.
+    remove_leftovers_of_dead_creators(seg_name);
+    const std::string draft = seg_name + kDraftSuffix + std::to_string(state->pid);
+    Segment::remove(draft);  // ours from an earlier life of this pid: not in use
+    Segment segment = Segment::create(draft, size, create->mode, create->group);
+    initialise_directory(reinterpret_cast<DirectoryLayout*>(segment.data()), size);
+    if (segment.publish_as(seg_name)) {  // else another creator was first: open theirs
+      state->segment = std::move(segment);
       created = true;
-    } catch (const Error& e) {
-      if (e.code() != ErrorCode::AlreadyExists) throw;
     }
   }
   if (!created) {
@@ -407,7 +427,6 @@ std::shared_ptr<BusState> attach(std::string_view name_view, const BusOptions* c
     }
   }
   state->dir = reinterpret_cast<DirectoryLayout*>(state->segment.data());
-  if (created) initialise_directory(state->dir, size);
   check_directory(state->dir, name, size);
   state->clean_up_dead_participants();
   // Rings whose writer is gone and whose retention ended go too, so that no

@@ -132,6 +132,18 @@ bool Segment::remove(const std::string& name) noexcept {
   return bip::shared_memory_object::remove(name.c_str());
 }
 
+bool Segment::publish_as(const std::string& name) {
+  const int rc = ::link(shm_path(name_).c_str(), shm_path(name).c_str());
+  const int err = errno;
+  remove(name_);
+  if (rc == 0) {
+    name_ = name;
+    return true;
+  }
+  if (err == EEXIST) return false;
+  throw Error(ErrorCode::System, "cannot create '" + name + "': link from '" + name_ + "': " + std::strerror(err));
+}
+
 std::vector<std::string> list_shm_segments() {
   std::vector<std::string> out;
   if (DIR* d = ::opendir("/dev/shm")) {

@@ -25,6 +25,11 @@ class Segment {
   static bool exists(const std::string& name);
   /// Removes the name; mappings stay valid. False if it did not exist.
   static bool remove(const std::string& name) noexcept;
+  /// Gives this segment, created under a temporary name, its real `name` in
+  /// one step (a hard link, then the temporary name is removed), so that
+  /// others never see it half made. False, and nothing changed but the
+  /// temporary name gone, if `name` exists already. Throws System otherwise.
+  bool publish_as(const std::string& name);
 
   Segment();
   Segment(Segment&&) noexcept;

@@ -305,7 +305,8 @@ bool Subscriber::wait(std::chrono::nanoseconds timeout) {
     const uint64_t max_sleep = heavy && !heavy_barrier() ? 1'000'000 : UINT64_MAX;
     words[count] = &bus_->dir->header.topology_word;  // new rings wake us too
     expected[count++] = bus_->dir->header.topology_word.load(std::memory_order_acquire);
-    const bool have = ready();
+    bool have = ready();
+    for (RingReader& r : readers_) have |= r.stuck_below_write_position();  // the read says what it is
     const uint64_t now = monotonic_now_ns();
     if (!have && now < deadline) futex_wait_any(words, expected, count, std::min(deadline - now, max_sleep));
     for (RingReader& r : readers_) r.end_sleep();

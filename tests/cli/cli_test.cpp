@@ -16,7 +16,9 @@
 #include <sstream>
 
 #include "cli_helpers.hpp"
+#include "bus_state.hpp"
 #include "flowbus/bus.hpp"
+#include "segment.hpp"
 #include "test_bus.hpp"
 
 using namespace flowbus;
@@ -125,6 +127,33 @@ TEST(CliTest, SubWithATimeoutFailsWithAMessageUnlessItGotTheCount) {
   o = bus.sub({"--timeout", "0.5", "--count", "3"});
   EXPECT_EQ(o.exit_code, 0) << describe(o);
   EXPECT_EQ(lines_of(o.out).size(), 3u) << describe(o);
+}
+
+// Issue 15 item 6: the README's own damage example (one commit word zeroed)
+// used to end `sub` five events short, exit 0, with no message: a waiting
+// reader never looked for damage. Losses and corrupt rings now exit 1.
+TEST(CliTest, SubReportsARingWithAnUncommittedRecordBelowTheWriterAsCorruptAndExitsOne) {
+  OrdersBus bus;
+  ASSERT_EQ(bus.pub(kOrderJson, {"--count", "10", "--name", "shop"}).exit_code, 0);
+  {
+    auto seg = detail::Segment::open(detail::data_segment_name(bus.name.name, "orders.created", "shop"),
+                                     detail::Access::ReadWrite);
+    uint8_t* records = seg.data() + detail::kRecordsOffset;
+    uint64_t position = 0;
+    for (int i = 0; i < 5; ++i) {  // to the sixth record
+      const auto* rec = reinterpret_cast<const detail::RecordHeader*>(records + position);
+      position += detail::record_length(rec->offset_and_flags & detail::kOffsetMask, rec->size);
+    }
+    reinterpret_cast<detail::RecordHeader*>(records + position)->commit.store(0);
+  }
+  const Outcome o = bus.sub({"--timeout", "1"});
+  EXPECT_EQ(lines_of(o.out).size(), 5u) << describe(o);
+  EXPECT_EQ(o.exit_code, 1) << describe(o);
+  EXPECT_NE(o.err.find("corrupt"), std::string::npos) << describe(o);
+  // A whole stream still exits 0.
+  OrdersBus healthy;
+  ASSERT_EQ(healthy.pub(kOrderJson, {"--count", "3"}).exit_code, 0);
+  EXPECT_EQ(healthy.sub({"--timeout", "0.3"}).exit_code, 0);
 }
 
 TEST(CliTest, PubRefusesJsonThatDoesNotFitTheSchemaNamingTheField) {

@@ -22,7 +22,8 @@ void add_sub_command(CLI::App& app) {
     bool json = false;
   };
   auto args = std::make_shared<Args>();
-  CLI::App* sub = app.add_subcommand("sub", "Print the events of every topic matching a pattern");
+  CLI::App* sub = app.add_subcommand(
+      "sub", "Print the events of every topic matching a pattern; exit 1 if any were lost or a ring was corrupt");
   sub->add_option("bus", args->bus, "bus name")->required();
   sub->add_option("pattern", args->pattern, "topic or pattern: '*' matches one token, '>' the rest (orders.>)")->required();
   sub->add_option("--from", args->from, "latest (default) or earliest retained event")->check(CLI::IsMember({"latest", "earliest"}));
@@ -46,6 +47,8 @@ void add_sub_command(CLI::App& app) {
     };
     const auto idle_limit = args->timeout.empty() ? kNever : parse_seconds(args->timeout);
     uint64_t received = 0;
+    uint64_t skipped = 0;  // events reported missed (Evicted, Lost)
+    uint64_t corrupt = 0;  // rings reported corrupt
     auto last_event = std::chrono::steady_clock::now();
     while (!g_stop && (args->count == 0 || received < args->count)) {
       Event event;
@@ -59,6 +62,8 @@ void add_sub_command(CLI::App& app) {
         last_event = std::chrono::steady_clock::now();
         continue;
       }
+      if (r.status == ReadStatus::Evicted || r.status == ReadStatus::Lost) skipped += r.missed;
+      if (r.status == ReadStatus::Corrupt) ++corrupt;
       if (r.status == ReadStatus::Evicted)
         std::fprintf(stderr, "flowbus sub: evicted as a slow consumer: %llu events missed\n", static_cast<unsigned long long>(r.missed));
       else if (r.status == ReadStatus::Lost)
@@ -76,6 +81,11 @@ void add_sub_command(CLI::App& app) {
     if (args->count != 0 && received < args->count && !g_stop) {
       std::fprintf(stderr, "flowbus sub: got %llu of %llu events before %s s passed without one\n",
                    static_cast<unsigned long long>(received), static_cast<unsigned long long>(args->count), args->timeout.c_str());
+      throw ExitCode{1};
+    }
+    if (skipped != 0 || corrupt != 0) {
+      std::fprintf(stderr, "flowbus sub: %llu event(s) missed and %llu ring(s) corrupt (see above); exiting with 1\n",
+                   static_cast<unsigned long long>(skipped), static_cast<unsigned long long>(corrupt));
       throw ExitCode{1};
     }
   });

@@ -534,6 +534,7 @@ struct RingReader {
   bool quarantined = false;
   bool evicted_pending = false;     // report Evicted on the next read
   uint32_t empty_peeks = 0;
+  bool suspect_damage = false;      // look for damage at the next empty read, not the 64th
   uint64_t missed = 0;              // events skipped, not yet reported
 
   static const RecordHeader* record_at(const uint8_t* records, uint64_t mask, uint64_t p) noexcept {
@@ -776,6 +777,20 @@ struct RingReader {
     return header->write_position.load(std::memory_order_acquire) != position;
   }
 
+  /// Before sleeping: W is past our cursor, yet no record is committed at it.
+  /// W is stored after the commits it covers, so under Block that is damage
+  /// (or our eviction); the next read then looks for damage at once instead
+  /// of after 64 empty reads, so a reader that waits is told, not left
+  /// waiting for ever. Reads W: only on the way to sleep, never in a spin.
+  bool stuck_below_write_position() noexcept {
+    if (quarantined || evicted_pending) return false;
+    if (header->write_position.load(std::memory_order_acquire) <= position) return false;
+    // Acquire: as in peek.
+    if (record_at(records, mask, position)->commit.load(std::memory_order_acquire) == position + 1) return false;
+    suspect_damage = true;
+    return true;
+  }
+
   /// Counts us among the ring's sleepers (before the last look and the futex
   /// wait). Returns true if the writer relies on a heavy barrier from us.
   bool begin_sleep() noexcept {
@@ -909,7 +924,9 @@ struct RingReader {
         return Gap::Retry;
       }
     }
-    return (++empty_peeks & 63) == 0 ? look_for_damage() : Gap::Empty;
+    if ((++empty_peeks & 63) != 0 && !suspect_damage) return Gap::Empty;
+    suspect_damage = false;
+    return look_for_damage();
   }
 
   /// Now and then an empty ring is checked: if the writer is past us yet no

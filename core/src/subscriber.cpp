@@ -139,7 +139,8 @@ void Subscriber::attach_rings(StartAt from, bool at_subscribe) {
     RingContext context = make_ring_context(bus_->host, bus_->name, *info, publisher, slot.publisher_id);
     apply_mirror_origin(context, slot);
     if (options_.accept_ring && !options_.accept_ring(context)) {
-      give_up_reservation(*bus_, subscription, topic, publisher);
+      // Only a ring made since we subscribed can hold a cursor reserved for us.
+      if (subscription.valid() && created_since) give_up_reservation(*bus_, subscription, topic, publisher);
       continue;  // looked at again on the next change
     }
     auto ring = std::make_unique<RingSegments>();

@@ -342,12 +342,9 @@ size_t BusState::remove_expired_rings(std::vector<std::string>* removed_segments
 
 namespace {
 
-// A directory being made is named "<directory>@new.<pid>" until it is whole.
-// ('@' is in no bus name, so no tool takes it for a bus or a ring.)
-constexpr const char* kDraftSuffix = "@new.";
 
 void remove_leftovers_of_dead_creators(const std::string& seg_name) {
-  const std::string prefix = seg_name + kDraftSuffix;
+  const std::string prefix = seg_name + kDirectoryDraftSuffix;
   for (const std::string& seg : list_shm_segments()) {
     if (seg.rfind(prefix, 0) != 0) continue;
     const long pid = std::strtol(seg.c_str() + prefix.size(), nullptr, 10);
@@ -395,12 +392,13 @@ std::shared_ptr<BusState> attach(std::string_view name_view, const BusOptions* c
   const std::string seg_name = directory_segment_name(name);
   const uint64_t size = sizeof(DirectoryLayout);
   bool created = false;
+  // A creator killed half-way (before or just after linking its directory
+  // into place) leaves its draft: the next open removes it.
+  remove_leftovers_of_dead_creators(seg_name);
   if (create != nullptr && !Segment::exists(seg_name)) {
     // Made whole under a name of our own, then linked into place in one step:
-    // nobody ever opens a directory that is half made, and a creator killed
-    // half-way leaves only its own name, which the next creator removes.
-    remove_leftovers_of_dead_creators(seg_name);
-    const std::string draft = seg_name + kDraftSuffix + std::to_string(state->pid);
+    // nobody ever opens a directory that is half made.
+    const std::string draft = seg_name + kDirectoryDraftSuffix + std::to_string(state->pid);
     Segment::remove(draft);  // ours from an earlier life of this pid: not in use
     Segment segment = Segment::create(draft, size, create->mode, create->group);
     initialise_directory(reinterpret_cast<DirectoryLayout*>(segment.data()), size);
@@ -571,11 +569,12 @@ size_t Bus::destroy(std::string_view name_view) {
   const std::string name(name_view);
   validate_bus_name(name);
   // Every segment of bus B is named "flowbus.B" or "flowbus.B.<...>", and bus
-  // names hold no '.', so this prefix matches bus B and nothing else.
-  const std::string directory = directory_segment_name(name), prefix = directory + ".";
+  // names hold no '.', so this prefix matches bus B and nothing else; drafts
+  // of its directory are "flowbus.B@new.<pid>".
+  const std::string directory = directory_segment_name(name), prefix = directory + ".", drafts = directory + kDirectoryDraftSuffix;
   size_t removed = 0;
   for (const std::string& seg : list_shm_segments())
-    if (seg == directory || seg.rfind(prefix, 0) == 0) removed += Segment::remove(seg);
+    if (seg == directory || seg.rfind(prefix, 0) == 0 || seg.rfind(drafts, 0) == 0) removed += Segment::remove(seg);
   return removed;
 }
 

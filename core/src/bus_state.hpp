@@ -46,6 +46,9 @@ std::string directory_segment_name(const std::string& bus);
 Segment open_directory_read_only(const std::string& bus);
 std::string data_segment_name(const std::string& bus, const std::string& topic, const std::string& publisher);
 std::string control_segment_name(const std::string& bus, const std::string& topic, const std::string& publisher);
+/// A bus directory being made is named "<directory>@new.<pid>" until it is
+/// whole ('@' is in no bus name, so no tool takes it for a bus or a ring).
+inline constexpr const char* kDirectoryDraftSuffix = "@new.";
 
 /// Opens and checks a ring's segments (magic, version, sizes). Throws Error.
 void open_ring_segments(RingSegments& ring, const std::string& bus, const std::string& topic,

@@ -38,7 +38,7 @@ void collect_bus(const std::string& name, bool force, GcReport& report) {
     const std::string dir_name = directory_segment_name(name), prefix = dir_name + ".";
     size_t removed = 0;
     for (const std::string& seg : list_shm_segments())
-      if ((seg == dir_name || seg.rfind(prefix, 0) == 0) && Segment::remove(seg)) {
+      if ((seg == dir_name || seg.rfind(prefix, 0) == 0 || seg.rfind(dir_name + kDirectoryDraftSuffix, 0) == 0) && Segment::remove(seg)) {
         report.removed_segments.push_back(seg);
         ++removed;
       }

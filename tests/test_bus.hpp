@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdint>
+#include <cstdlib>
 #include <string>
 
 #include "flowbus/bus.hpp"
@@ -11,6 +13,13 @@
 #include "flowbus/examples/sensor_generated.h"
 
 namespace flowbus::testing {
+
+/// A count from the environment (the soak runs raise them), or `fallback`.
+inline uint64_t env_count(const char* name, uint64_t fallback) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == 0) return fallback;
+  return std::strtoull(v, nullptr, 10);
+}
 
 inline std::string unique_bus_name(const char* stem) {
   static std::atomic<int> counter{0};

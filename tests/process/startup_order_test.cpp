@@ -50,12 +50,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-uint64_t env_count(const char* name, uint64_t fallback) {
-  const char* v = std::getenv(name);
-  if (v == nullptr || *v == 0) return fallback;
-  return std::strtoull(v, nullptr, 10);
-}
-
 uint64_t rounds() { return env_count("FLOWBUS_STARTUP_ROUNDS", 200); }
 
 /// Length in the ring of one test event (payload.hpp) of a publisher with a

@@ -34,12 +34,6 @@ using namespace std::chrono_literals;
 namespace {
 
 
-uint64_t env_count(const char* name, uint64_t fallback) {
-  const char* v = std::getenv(name);
-  if (v == nullptr || *v == 0) return fallback;
-  return std::strtoull(v, nullptr, 10);
-}
-
 uint64_t rounds() { return env_count("FLOWBUS_TORTURE_ROUNDS", 1000); }
 
 // Under ThreadSanitizer (5-15x slower; CI runs this test there) the lapping

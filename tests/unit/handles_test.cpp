@@ -8,7 +8,7 @@
 #include "flowbus/bus.hpp"
 #include "flowbus/error.hpp"
 #include "flowbus/inspect.hpp"
-#include "bus_state.hpp"
+#include "cursor_slots.hpp"
 #include "test_bus.hpp"
 
 using namespace flowbus;
@@ -20,15 +20,6 @@ TopicSpec never_evicting(const std::string& name, uint64_t ring = 4096) {
   TopicSpec spec = sensor_topic(name, Policy::Block, ring);
   spec.slow_consumer_timeout = kNever;
   return spec;
-}
-
-/// Cursors owned in the ring of `publisher` on `topic`.
-int owned_cursors(const std::string& bus, const std::string& topic, const std::string& publisher) {
-  auto seg = detail::Segment::open(detail::control_segment_name(bus, topic, publisher), detail::Access::ReadOnly);
-  const auto* c = reinterpret_cast<const detail::ControlHeader*>(seg.data());
-  int n = 0;
-  for (const detail::CursorSlot& s : c->slots) n += detail::CursorWord::owned(s.word.load());
-  return n;
 }
 
 PublishStatus publish_reading(Publisher& pub, uint64_t seq) {

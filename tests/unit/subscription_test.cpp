@@ -6,7 +6,7 @@
 #include <chrono>
 #include <thread>
 
-#include "bus_state.hpp"
+#include "cursor_slots.hpp"
 #include "flowbus/bus.hpp"
 #include "flowbus/error.hpp"
 #include "test_bus.hpp"
@@ -27,14 +27,6 @@ std::vector<uint8_t> reading(uint64_t seq) {
   flatbuffers::FlatBufferBuilder fbb;
   build_reading(fbb, seq);
   return {fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize()};
-}
-
-int owned_cursors(const std::string& bus, const std::string& topic, const std::string& publisher) {
-  auto seg = detail::Segment::open(detail::control_segment_name(bus, topic, publisher), detail::Access::ReadOnly);
-  const auto* c = reinterpret_cast<const detail::ControlHeader*>(seg.data());
-  int n = 0;
-  for (const detail::CursorSlot& s : c->slots) n += detail::CursorWord::owned(s.word.load());
-  return n;
 }
 
 }  // namespace

@@ -61,6 +61,8 @@ inline void build_payload(flatbuffers::FlatBufferBuilder& fbb, const char* name,
 
 /// Checks one received payload. On success sets `counter` (the seq field) and
 /// `value` (what it carries) and returns nullptr; otherwise says what is wrong.
+/// `data` must not change while it is checked: pass a copy of a record a
+/// `latest` writer may overwrite (verifying in place, then reading, races).
 inline const char* check_payload(const uint8_t* data, size_t size, std::string_view publisher, uint64_t& counter,
                                  uint64_t& value) {
   flatbuffers::Verifier verifier(data, size);

@@ -18,6 +18,7 @@
 #include <random>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 #include "child_process.hpp"
 #include "flowbus/bus.hpp"
@@ -278,7 +279,8 @@ TEST_F(TortureTest, LatestReaderLappedByAPublisherProcessTrustsNoTornEventAndCou
       // Slow on purpose: touch every byte a few times, then check the payload.
       for (int pass = 0; pass < 4; ++pass) touch += fnv1a64(e.data(), e.size());
       uint64_t counter = 0, value = 0;
-      const char* problem = check_payload(e.data(), e.size(), "fast", counter, value);
+      const std::vector<uint8_t> copy(e.data(), e.data() + e.size());  // the writer may overwrite it as we look
+      const char* problem = check_payload(copy.data(), copy.size(), "fast", counter, value);
       if (problem == nullptr && counter != e.sequence()) problem = "seq field differs from the event's sequence";
       if (sub.still_valid(e)) {
         ++trusted;

@@ -725,7 +725,9 @@ int earlysub(const std::string& bus_name, const std::string& pattern, uint64_t c
     const uint64_t seq = e.sequence();
     uint64_t counter = 0, value = 0;
     std::string problem;
-    if (const char* p = check_payload(e.data(), e.size(), e.context().publisher_name, counter, value)) problem = p;
+    // On a latest ring the writer may overwrite the record while we look: check a copy, then ask still_valid.
+    const std::vector<uint8_t> copy(e.data(), e.data() + e.size());
+    if (const char* p = check_payload(copy.data(), copy.size(), e.context().publisher_name, counter, value)) problem = p;
     else if (counter != seq) problem = "sequence " + std::to_string(seq) + " carries counter " + std::to_string(counter);
     if (!problem.empty()) {
       if (!sub.still_valid(e)) ++g->torn;  // overwritten while we looked (latest: allowed, the header was valid)

@@ -47,7 +47,7 @@ void BM_Ring_PublishThenPoll(benchmark::State& state) {
   uint64_t sum = 0;
   for (auto _ : state) {
     if (pub.try_publish(payload) != flowbus::PublishStatus::Ok) state.SkipWithError("ring full");
-    for (auto& s : subs) s.poll([&](const flowbus::Event& e) { sum += e.size(); });
+    for (auto& s : subs) (void)s.poll([&](const flowbus::Event& e) { sum += e.size(); });
   }
   benchmark::DoNotOptimize(sum);
   state.SetItemsProcessed(int64_t(state.iterations()));
@@ -101,7 +101,7 @@ void BM_Ring_PublishByReaders(benchmark::State& state) {
     for (int i = 0; i < kBatch; ++i)
       if (pub.try_publish(payload) != flowbus::PublishStatus::Ok) state.SkipWithError("ring full");
     state.SetIterationTime(seconds_since(t0));
-    for (auto& s : subs) s.poll([&](const flowbus::Event& e) { sum += e.size(); });
+    for (auto& s : subs) (void)s.poll([&](const flowbus::Event& e) { sum += e.size(); });
   }
   benchmark::DoNotOptimize(sum);
   state.SetItemsProcessed(int64_t(state.iterations()) * kBatch);
@@ -199,7 +199,7 @@ void BM_Ring_PublishWake(benchmark::State& state) {
       while (!done.load()) {
         sleeps.fetch_add(1);
         sub.wait(std::chrono::milliseconds(100));
-        sub.poll([](const flowbus::Event&) {});
+        (void)sub.poll([](const flowbus::Event&) {});
       }
     });
   }

@@ -26,10 +26,11 @@ int main(int argc, char** argv) {
   }
 
   sub.wait(std::chrono::seconds(1));
-  sub.poll([](const flowbus::Event& e) {  // e.data() points into shared memory
+  const flowbus::PollResult got = sub.poll([](const flowbus::Event& e) {  // e.data() points into shared memory
     const auto* reading = examples::GetSensorReading(e.data());
     std::printf("%s %s %s: %.1f C\n", e.id().c_str(), e.time().c_str(), e.source().c_str(), reading->celsius());
   });
+  if (got.missed != 0) std::printf("missed %llu events\n", static_cast<unsigned long long>(got.missed));  // never silent
   flowbus::Bus::destroy("hello");
   return 0;
 }

@@ -14,6 +14,7 @@
 #include "bus_state.hpp"
 #include "flowbus/bus.hpp"
 #include "flowbus/error.hpp"
+#include "flowbus/internal/mirroring.hpp"
 #include "flowbus/names.hpp"
 #include "flowbus/schema.hpp"
 #include "liveness.hpp"
@@ -86,23 +87,6 @@ void create_ring_segments(RingSegments& ring, const std::string& bus, const Topi
   ring.policy = topic.policy;
 }
 
-std::string mirror_ring_name(uint64_t origin_publisher_id) {
-  char buf[24];
-  std::snprintf(buf, sizeof buf, "m-%016llx", static_cast<unsigned long long>(origin_publisher_id));
-  return buf;
-}
-
-void validate_mirror_origin(const MirrorOrigin& origin) {
-  const auto bad = [](const std::string& what) { throw Error(ErrorCode::InvalidArgument, "mirror origin: " + what); };
-  if (origin.node.empty() || origin.node.size() >= kNodeNameBytes)
-    bad("node name '" + origin.node + "' must have 1 to " + std::to_string(kNodeNameBytes - 1) + " characters");
-  for (char c : origin.node)
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-')
-      bad("node name '" + origin.node + "' may hold only letters, digits, '.', '_' and '-'");
-  if (origin.source.empty() || origin.source.size() >= kSourceBytes || origin.source.find('\0') != std::string::npos)
-    bad("source must have 1 to " + std::to_string(kSourceBytes - 1) + " characters and no NUL");
-}
-
 /// Whether this process may publish on `topic`: as its mode lets a file
 /// owned by the topic's creator and group be written by us (root may).
 /// Enforced here, by the library; see docs/security.md for what a process
@@ -137,13 +121,8 @@ Publisher Bus::publisher(std::string_view topic_name, const PublisherOptions& op
   return attach_publisher(topic_name, options.name, options.schema, nullptr);
 }
 
-Publisher Bus::mirror_publisher(std::string_view topic_name, const MirrorOrigin& origin) {
-  validate_mirror_origin(origin);
-  return attach_publisher(topic_name, mirror_ring_name(origin.publisher_id), {}, &origin);
-}
-
 Publisher Bus::attach_publisher(std::string_view topic_name, const std::string& name, const std::vector<uint8_t>& schema,
-                                const MirrorOrigin* origin) {
+                                const mirroring::MirrorOrigin* origin) {
   validate_topic_name(topic_name);
   BusState& bus = *state_;
   const auto topic = bus.find_topic(std::string(topic_name));

@@ -8,31 +8,43 @@
 #include "subscriptions.hpp"
 #include "flowbus/bus.hpp"
 #include "flowbus/error.hpp"
+#include "flowbus/internal/mirroring.hpp"
 #include "flowbus/names.hpp"
 
 namespace flowbus {
 using namespace detail;
 
 Subscriber Bus::subscribe(std::string_view pattern, const SubscriberOptions& options) {
+  return subscribe_with(pattern, options, nullptr);
+}
+
+Subscriber Bus::subscribe_with(std::string_view pattern, const SubscriberOptions& options,
+                               const mirroring::ExportOptions* export_options) {
   validate_pattern(pattern);
-  Subscriber s(state_, std::string(pattern), options);
+  Subscriber s(state_, std::string(pattern), options, export_options);
   // Recorded first, then the rings scanned: a ring created from now on
   // either reserves a cursor for us, or is seen by the scan while it is
   // being created (the start-up Dekker, see subscriptions.cpp).
-  const SubscriptionHandle h = options.reserve_new_rings ? register_subscription(*state_, pattern) : SubscriptionHandle{};
+  const bool reserve = export_options == nullptr || export_options->reserve_new_rings;
+  const SubscriptionHandle h = reserve ? register_subscription(*state_, pattern) : SubscriptionHandle{};
   s.subscription_index_ = h.index;
   s.subscription_tag_ = h.tag;
   s.attach_rings(options.from, /*at_subscribe=*/true);
   return s;
 }
 
-Subscriber::Subscriber(std::shared_ptr<BusState> bus, std::string pattern, SubscriberOptions options)
-    : bus_(std::move(bus)), pattern_(std::move(pattern)), options_(options) {}
+Subscriber::Subscriber(std::shared_ptr<BusState> bus, std::string pattern, SubscriberOptions options,
+                       const mirroring::ExportOptions* export_options)
+    : bus_(std::move(bus)),
+      pattern_(std::move(pattern)),
+      options_(options),
+      export_(export_options ? std::make_unique<mirroring::ExportOptions>(*export_options) : nullptr) {}
 
 Subscriber::Subscriber(Subscriber&& other) noexcept
     : bus_(std::move(other.bus_)),
       pattern_(std::move(other.pattern_)),
       options_(std::move(other.options_)),
+      export_(std::move(other.export_)),
       segments_(std::move(other.segments_)),
       readers_(std::move(other.readers_)),
       reported_corrupt_(std::move(other.reported_corrupt_)),
@@ -52,6 +64,7 @@ Subscriber& Subscriber::operator=(Subscriber&& other) noexcept {
   bus_ = std::move(other.bus_);
   pattern_ = std::move(other.pattern_);
   options_ = std::move(other.options_);
+  export_ = std::move(other.export_);
   segments_ = std::move(other.segments_);  // after close(): our cursors are gone from them
   readers_ = std::move(other.readers_);
   reported_corrupt_ = std::move(other.reported_corrupt_);
@@ -138,7 +151,7 @@ void Subscriber::attach_rings(StartAt from, bool at_subscribe) {
     }
     RingContext context = make_ring_context(bus_->host, bus_->name, *info, publisher, slot.publisher_id);
     apply_mirror_origin(context, slot);
-    if (options_.accept_ring && !options_.accept_ring(context)) {
+    if (export_ && export_->accept_ring && !export_->accept_ring(context)) {
       // Only a ring made since we subscribed can hold a cursor reserved for us.
       if (subscription.valid() && created_since) give_up_reservation(*bus_, subscription, topic, publisher);
       continue;  // looked at again on the next change
@@ -196,7 +209,7 @@ void Subscriber::attach_rings(StartAt from, bool at_subscribe) {
       retry = true;  // a wildcard attaches it once a reader slot frees up
       continue;
     }
-    if (options_.hold_until_acknowledged) r.hold = r.position;
+    if (export_ && export_->hold_until_acknowledged) r.hold = r.position;
     segments_.push_back(std::move(ring));
     readers_.push_back(r);
     reported_corrupt_.push_back(false);

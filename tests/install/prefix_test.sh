@@ -34,6 +34,13 @@ grep -q "^Version: $VERSION\$" "$LIBDIR/pkgconfig/flowbus-c.pc" || fail "flowbus
 # Nothing of the build or source tree leaks into what is installed.
 if grep -rlI -e "$BUILD" -e "$SRC/" "$P" >"$WORK/leaks.txt"; then cat "$WORK/leaks.txt" >&2; fail "installed files name the build or source tree"; fi
 
+# (Private members may be declared; tests/unit/public_api_test.cpp checks no
+# application can call them.)
+step "the installed headers offer none of the sidecar's calls"
+[ ! -e "$P/include/flowbus/internal" ] || fail "flowbus/internal/ (the sidecar's calls) is installed"
+if grep -rnE 'mirror_publisher|export_subscriber|hold_until_acknowledged|accept_ring|reserve_new_rings|internal/mirroring' \
+     "$P/include" >"$WORK/internal.txt"; then cat "$WORK/internal.txt" >&2; fail "an installed header offers the sidecar's calls"; fi
+
 step "each public header compiles from $P/include alone"
 check_headers_from "$P"
 

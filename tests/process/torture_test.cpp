@@ -178,7 +178,7 @@ TEST_F(TortureTest, PublisherKilledMidBurstNTimesResumesAfterItsLastCommittedEve
     for (const RingSnapshot& r : inspect_bus(name.name).rings)
       if (r.publisher == "victim") stored = r.next_sequence;
     Subscriber look = bus.subscribe(topic, {StartAt::Earliest, 0ns});
-    look.poll([&](const Event& e) { committed = e.sequence() + 1; });
+    (void)look.poll([&](const Event& e) { committed = e.sequence() + 1; });
     if (committed > stored) ++mid_burst;
   }
   const SubscriberReport report = read_report(subscriber, 60s);

@@ -50,7 +50,7 @@ TEST(BatchTest, ABurstArrivesWholeAndInOrderWithOneTimeAndItsOwnSequences) {
   EXPECT_EQ(r.status, PublishStatus::Ok);
   EXPECT_EQ(pub.next_sequence(), 101u);
   uint64_t expected = 0, burst_time = 0;
-  sub.poll([&](const Event& e) {
+  (void)sub.poll([&](const Event& e) {
     EXPECT_EQ(e.sequence(), expected);
     EXPECT_EQ(seq_field(e), expected);
     EXPECT_NE(e.source().find("/burst"), std::string::npos) << e.source();
@@ -95,7 +95,7 @@ TEST(BatchTest, ABurstStopsWhereTheRingIsFullAndTheRestFollowsOnceThereIsRoom) {
   EXPECT_EQ(seen, r.published);  // exactly the ones it said, none of the others
   const BatchResult rest = pub.try_publish_batch(std::span(burst.spans).subspan(r.published, 10));
   EXPECT_EQ(rest.published, 10u);
-  sub.poll([&](const Event& e) { EXPECT_EQ(seq_field(e), seen++); });
+  (void)sub.poll([&](const Event& e) { EXPECT_EQ(seq_field(e), seen++); });
   EXPECT_EQ(seen, r.published + 10);
 }
 
@@ -173,6 +173,6 @@ TEST(BatchTest, PublishBatchGivesUpAfterItsTimeoutOnAStuckReader) {
   EXPECT_EQ(r.status, PublishStatus::Full);
   EXPECT_LT(r.published, 1000u);
   uint64_t seen = 0;
-  sub.poll([&](const Event& e) { EXPECT_EQ(seq_field(e), seen++); });
+  (void)sub.poll([&](const Event& e) { EXPECT_EQ(seq_field(e), seen++); });
   EXPECT_EQ(seen, r.published);
 }

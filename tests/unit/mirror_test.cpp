@@ -9,9 +9,11 @@
 #include "flowbus/bus.hpp"
 #include "flowbus/error.hpp"
 #include "flowbus/inspect.hpp"
+#include "flowbus/internal/mirroring.hpp"
 #include "test_bus.hpp"
 
 using namespace flowbus;
+using namespace flowbus::mirroring;
 using namespace flowbus::testing;
 using namespace std::chrono_literals;
 
@@ -27,7 +29,7 @@ uint64_t seq_field(const Event& e) { return examples::GetSensorReading(e.data())
 
 PublishStatus mirror(Publisher& pub, flatbuffers::FlatBufferBuilder& fbb, uint64_t sequence, uint64_t time_ns) {
   build_reading(fbb, sequence);
-  return pub.publish_mirrored({fbb.GetBufferPointer(), fbb.GetSize()}, sequence, time_ns, "line1/t1", 0s);
+  return publish_mirrored(pub, {fbb.GetBufferPointer(), fbb.GetSize()}, sequence, time_ns, "line1/t1", 0s);
 }
 
 std::string hex_id(uint64_t id, uint64_t sequence) {
@@ -43,7 +45,7 @@ TEST(MirrorTest, MirroredEventsKeepTheirOriginsIdSourceAndTime) {
   Bus bus = Bus::open(name.name);
   bus.create_topic(sensor_topic("sensor.temp"));
   Subscriber sub = bus.subscribe("sensor.temp", {.from = StartAt::Earliest});
-  Publisher pub = bus.mirror_publisher("sensor.temp", origin_a());
+  Publisher pub = mirror_publisher(bus, "sensor.temp", origin_a());
   EXPECT_EQ(pub.publisher_id(), kOriginId);
   EXPECT_EQ(pub.context().origin_node, "node-a");
   flatbuffers::FlatBufferBuilder fbb;
@@ -76,7 +78,7 @@ TEST(MirrorTest, ASkippedSequenceIsADeclaredGapReadersCountAndCheckAccepts) {
   Bus bus = Bus::open(name.name);
   bus.create_topic(sensor_topic("sensor.temp"));
   Subscriber sub = bus.subscribe("sensor.temp", {.from = StartAt::Earliest});
-  Publisher pub = bus.mirror_publisher("sensor.temp", origin_a());
+  Publisher pub = mirror_publisher(bus, "sensor.temp", origin_a());
   flatbuffers::FlatBufferBuilder fbb;
   ASSERT_EQ(mirror(pub, fbb, 0, 1), PublishStatus::Ok);
   ASSERT_EQ(mirror(pub, fbb, 1, 2), PublishStatus::Ok);
@@ -111,13 +113,13 @@ TEST(MirrorTest, ReopeningTheMirrorOfAnOriginContinuesWhereItStopped) {
   bus.create_topic(sensor_topic("sensor.temp"));
   flatbuffers::FlatBufferBuilder fbb;
   {
-    Publisher pub = bus.mirror_publisher("sensor.temp", origin_a());
+    Publisher pub = mirror_publisher(bus, "sensor.temp", origin_a());
     for (uint64_t s = 40; s < 50; ++s) ASSERT_EQ(mirror(pub, fbb, s, s), PublishStatus::Ok);
   }
-  Publisher again = bus.mirror_publisher("sensor.temp", origin_a());
+  Publisher again = mirror_publisher(bus, "sensor.temp", origin_a());
   EXPECT_EQ(again.next_sequence(), 50u);
   // Another origin gets a ring of its own.
-  Publisher other = bus.mirror_publisher("sensor.temp", {kOriginId + 1, "flowbus://host-b/plant/x", "node-b"});
+  Publisher other = mirror_publisher(bus, "sensor.temp", {kOriginId + 1, "flowbus://host-b/plant/x", "node-b"});
   EXPECT_EQ(other.next_sequence(), 0u);
   EXPECT_EQ(inspect_bus(name.name).rings.size(), 2u);
 }
@@ -128,7 +130,7 @@ TEST(MirrorTest, BadOriginsAndALocalPublisherOnTheMirrorsNameAreRefused) {
   bus.create_topic(sensor_topic("sensor.temp"));
   const auto code_of = [&](const MirrorOrigin& o) {
     try {
-      bus.mirror_publisher("sensor.temp", o);
+      mirror_publisher(bus, "sensor.temp", o);
     } catch (const Error& e) {
       return e.code();
     }
@@ -148,8 +150,7 @@ TEST(MirrorTest, AHoldingReaderKeepsUnacknowledgedEventsAndCanReadThemAgain) {
   bus.create_topic(sensor_topic("sensor.temp", Policy::Block, 4096));
   SubscriberOptions options;
   options.from = StartAt::Earliest;
-  options.hold_until_acknowledged = true;
-  Subscriber sub = bus.subscribe("sensor.temp", options);
+  Subscriber sub = export_subscriber(bus, "sensor.temp", options, {.hold_until_acknowledged = true});
   Publisher pub = bus.publisher("sensor.temp", {"probe"});
   flatbuffers::FlatBufferBuilder fbb;
 
@@ -175,7 +176,7 @@ TEST(MirrorTest, AHoldingReaderKeepsUnacknowledgedEventsAndCanReadThemAgain) {
   EXPECT_EQ(pub.try_publish({fbb.GetBufferPointer(), fbb.GetSize()}), PublishStatus::Full);
 
   // Read again from the start: the same events, intact.
-  sub.rewind(e.ring());
+  rewind(sub, e.ring());
   for (uint64_t s = 0; s < published; ++s) {
     ASSERT_EQ(sub.read(e).status, ReadStatus::Ok) << s;
     EXPECT_EQ(e.sequence(), s);
@@ -185,9 +186,9 @@ TEST(MirrorTest, AHoldingReaderKeepsUnacknowledgedEventsAndCanReadThemAgain) {
   EXPECT_EQ(sub.read(e).status, ReadStatus::Empty);
 
   // Acknowledging the first ten frees their space; rewinding now starts at 10.
-  sub.acknowledge(0, ack_position);
+  acknowledge(sub, 0, ack_position);
   EXPECT_EQ(pub.try_publish({fbb.GetBufferPointer(), fbb.GetSize()}), PublishStatus::Ok);
-  sub.rewind(0);
+  rewind(sub, 0);
   ASSERT_EQ(sub.read(e).status, ReadStatus::Ok);
   EXPECT_EQ(e.sequence(), 10u);
   ASSERT_EQ(sub.release(e), ReadStatus::Ok);
@@ -201,9 +202,8 @@ TEST(MirrorTest, AHoldThatIsNeverAcknowledgedIsEvictedAfterTheTimeoutAndStopsHol
   bus.create_topic(spec);
   SubscriberOptions options;
   options.from = StartAt::Earliest;
-  options.hold_until_acknowledged = true;
   Publisher pub = bus.publisher("sensor.temp", {"probe"});
-  Subscriber sub = bus.subscribe("sensor.temp", options);  // the ring exists: its cursor is taken now
+  Subscriber sub = export_subscriber(bus, "sensor.temp", options, {.hold_until_acknowledged = true});  // the ring exists: its cursor is taken now
   flatbuffers::FlatBufferBuilder fbb;
   Event e;
   uint64_t published = 0;
@@ -228,7 +228,7 @@ TEST(MirrorTest, AHoldThatIsNeverAcknowledgedIsEvictedAfterTheTimeoutAndStopsHol
       next = e.next_position();
       ASSERT_EQ(sub.release(e), ReadStatus::Ok);
     }
-    sub.acknowledge(0, next);
+    acknowledge(sub, 0, next);
     build_reading(fbb, ++published);
     ASSERT_EQ(pub.publish({fbb.GetBufferPointer(), fbb.GetSize()}, 50ms), PublishStatus::Ok) << i;
   }
@@ -240,17 +240,18 @@ TEST(MirrorTest, ASubscriberReadsOnlyTheRingsItAcceptsAndHoldsNoCursorOnTheOther
   Bus bus = Bus::open(name.name);
   bus.create_topic(sensor_topic("sensor.temp"));
   Publisher local = bus.publisher("sensor.temp", {"probe"});
-  Publisher mirrored = bus.mirror_publisher("sensor.temp", origin_a());
+  Publisher mirrored = mirror_publisher(bus, "sensor.temp", origin_a());
   SubscriberOptions options;
   options.from = StartAt::Earliest;
-  options.accept_ring = [](const RingContext& c) { return !c.mirrored(); };
-  Subscriber sub = bus.subscribe(">", options);
+  ExportOptions locals_only;
+  locals_only.accept_ring = [](const RingContext& c) { return !c.mirrored(); };
+  Subscriber sub = export_subscriber(bus, ">", options, locals_only);
   flatbuffers::FlatBufferBuilder fbb;
   ASSERT_EQ(mirror(mirrored, fbb, 0, 1), PublishStatus::Ok);
   build_reading(fbb, 7);
   ASSERT_EQ(local.try_publish({fbb.GetBufferPointer(), fbb.GetSize()}), PublishStatus::Ok);
   std::vector<std::string> sources;
-  sub.poll([&](const Event& e) { sources.push_back(e.source()); });
+  (void)sub.poll([&](const Event& e) { sources.push_back(e.source()); });
   ASSERT_EQ(sources.size(), 1u);
   EXPECT_EQ(sources[0], local.source());
   EXPECT_EQ(sub.ring_count(), 1u);

@@ -9,6 +9,7 @@
 #include "cursor_slots.hpp"
 #include "flowbus/bus.hpp"
 #include "flowbus/error.hpp"
+#include "flowbus/internal/mirroring.hpp"
 #include "test_bus.hpp"
 
 using namespace flowbus;
@@ -53,10 +54,10 @@ TEST(SubscriptionTest, AMirrorRingCreatedAfterASubscriberCountsWhatItOverwrote) 
   Bus bus = Bus::open(name.name);
   bus.create_topic(never_evicting("t.m", Policy::Latest));
   Subscriber sub = bus.subscribe("t.>");
-  MirrorOrigin origin{0x1234, "flowbus://elsewhere/plant/p", "node-b", 5000};
-  Publisher mirror = bus.mirror_publisher("t.m", origin);
+  mirroring::MirrorOrigin origin{0x1234, "flowbus://elsewhere/plant/p", "node-b", 5000};
+  Publisher mirror = mirroring::mirror_publisher(bus, "t.m", origin);
   for (uint64_t s = 5000; s < 6000; ++s)
-    ASSERT_EQ(mirror.publish_mirrored(reading(s), s, 1, {}, 0s), PublishStatus::Ok);
+    ASSERT_EQ(mirroring::publish_mirrored(mirror, reading(s), s, 1, {}, 0s), PublishStatus::Ok);
   uint64_t delivered = 0, missed = 0, first = UINT64_MAX;
   Event e;
   for (;;) {
@@ -78,9 +79,7 @@ TEST(SubscriptionTest, ASubscriberThatAsksForNoReservationsHoldsNoNewWriterAndCo
   ScopedBusName name("subs");
   Bus bus = Bus::open(name.name);
   bus.create_topic(never_evicting("t.a"));
-  SubscriberOptions options;
-  options.reserve_new_rings = false;
-  Subscriber sub = bus.subscribe(">", options);
+  Subscriber sub = mirroring::export_subscriber(bus, ">", {}, {.reserve_new_rings = false});
   Publisher pub = bus.publisher("t.a", {"p"});
   EXPECT_EQ(owned_cursors(name.name, "t.a", "p"), 0);
   for (uint64_t i = 0; i < 1000; ++i) ASSERT_EQ(pub.try_publish(reading(i)), PublishStatus::Ok) << i;

@@ -14,21 +14,11 @@
 namespace flowbus {
 
 namespace detail { struct BusState; }
+namespace mirroring { struct Access; struct ExportOptions; struct MirrorOrigin; }
 
 struct BusOptions {
   uint32_t mode = 0600;  ///< mode of the directory segment when this call creates it
   int64_t group = -1;    ///< its group, -1 keeps the creator's
-};
-
-/// Where a mirrored ring's events were first published (see Bus::mirror_publisher).
-struct MirrorOrigin {
-  uint64_t publisher_id = 0;  ///< the origin ring's id: mirrored events keep their CloudEvents id
-  std::string source;         ///< the origin ring's CloudEvents source ("flowbus://host/bus/publisher")
-  std::string node;           ///< the node (sidecar) where they were first published
-  /// The sequence of the first event the new mirror ring will hold (a reader
-  /// that attaches late counts what was overwritten before it came);
-  /// UINT64_MAX if not known.
-  uint64_t first_sequence = UINT64_MAX;
 };
 
 /// A handle on a bus; it registers this process as a participant.
@@ -53,15 +43,6 @@ class Bus {
   /// name held by a live process (Error NameInUse, naming its pid).
   Publisher publisher(std::string_view topic, const PublisherOptions& options = {});
 
-  /// The writer of a mirror ring: the events of one origin ring on another
-  /// host, republished here with their own sequence, time and identity (see
-  /// Publisher::publish_mirrored). One ring per origin ring, named
-  /// "m-<origin publisher id in hex>"; reopening it continues where the last
-  /// writer stopped, so next_sequence() says what is already held. Used by
-  /// the sidecar. Throws Error as publisher() does, and NameInUse if a local
-  /// publisher took that name.
-  Publisher mirror_publisher(std::string_view topic, const MirrorOrigin& origin);
-
   /// A subscriber on every ring of every topic matching `pattern`.
   Subscriber subscribe(std::string_view pattern, const SubscriberOptions& options = {});
 
@@ -75,9 +56,12 @@ class Bus {
   ~Bus();
 
  private:
+  friend struct mirroring::Access;  // the sidecar's calls (not API)
   explicit Bus(std::shared_ptr<detail::BusState> state);
   Publisher attach_publisher(std::string_view topic, const std::string& name, const std::vector<uint8_t>& schema,
-                             const MirrorOrigin* origin);
+                             const mirroring::MirrorOrigin* origin);
+  Subscriber subscribe_with(std::string_view pattern, const SubscriberOptions& options,
+                            const mirroring::ExportOptions* export_options);
   std::shared_ptr<detail::BusState> state_;
 };
 

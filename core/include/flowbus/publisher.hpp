@@ -13,10 +13,12 @@
 #include <flatbuffers/flatbuffers.h>
 
 #include "flowbus/detail/ring.hpp"
+#include "flowbus/status.hpp"
 
 namespace flowbus {
 
 namespace detail { struct BusState; struct RingSegments; struct LoanState; }
+namespace mirroring { struct Access; }
 
 struct PublisherOptions {
   std::string name = "main";       ///< ring name; appears in each event's source
@@ -68,16 +70,9 @@ class Publisher {
   PublishStatus try_publish(std::span<const uint8_t> bytes, std::string_view subject = {}) noexcept;
   /// As try_publish, but waits up to `timeout` for space; stuck readers are
   /// evicted after the topic's slow-consumer timeout, dead ones at once.
+  /// Thread: owner only. Spins, yields, then sleeps while it waits.
   PublishStatus publish(std::span<const uint8_t> bytes, std::chrono::nanoseconds timeout,
                         std::string_view subject = {}) noexcept;
-  /// Republishes an event received from elsewhere with its own `sequence` and
-  /// `time_ns` (nanoseconds since the Unix epoch); meant for mirror rings
-  /// (Bus::mirror_publisher), whose events keep their origin's identity.
-  /// `sequence` below next_sequence() is Duplicate and writes nothing; above
-  /// it leaves a gap that readers are told they missed (the origin no longer
-  /// held those events). Waits up to `timeout` for space, as publish() does.
-  PublishStatus publish_mirrored(std::span<const uint8_t> bytes, uint64_t sequence, uint64_t time_ns,
-                                 std::string_view subject, std::chrono::nanoseconds timeout) noexcept;
   /// Copies `events` (finished FlatBuffers) into the ring in order, as one
   /// burst: each gets the next sequence, all get one time, read once as the
   /// burst starts, and the write position and sleeping readers are updated
@@ -92,19 +87,21 @@ class Publisher {
   /// timeout ran out (Full) or an event can never fit (TooLarge).
   BatchResult publish_batch(std::span<const std::span<const uint8_t>> events, std::chrono::nanoseconds timeout) noexcept;
   /// Publishes the builder's finished buffer (copied once) and clears the
-  /// builder for reuse.
+  /// builder for reuse (only when Ok). Thread: owner only.
   PublishStatus publish(flatbuffers::FlatBufferBuilder& builder, std::chrono::nanoseconds timeout,
                         std::string_view subject = {}) noexcept;
 
   /// Reserves `max_bytes` in the ring and lends them to a FlatBufferBuilder.
   /// Returns Full/TooLarge instead of a loan when there is no room, LoanOpen
   /// while another loan of this publisher is open. Building past max_bytes
-  /// throws Error(InvalidArgument): loan more.
+  /// throws Error(InvalidArgument): loan more. Thread: owner only.
   PublishStatus loan(size_t max_bytes, Loan& out, std::string_view subject = {}) noexcept;
   /// Publishes a finished loan: Ok, or NoLoan (not open: nothing written).
   /// Thread: owner only.
   PublishStatus commit(Loan& loan) noexcept;
 
+  /// The sequence the next event gets; readers' evictions this writer made.
+  /// Thread: owner only (other threads would race with publishing).
   uint64_t next_sequence() const noexcept { return writer_.next_sequence; }
   uint64_t evictions() const noexcept { return writer_.evictions; }
   const std::string& topic() const noexcept;
@@ -112,16 +109,22 @@ class Publisher {
   const RingContext& context() const noexcept;  ///< this ring's CloudEvents context (origin_node set on mirrors)
   uint64_t publisher_id() const noexcept;
 
+  /// Move-only. Move-assigning gives up the ring this publisher held (as the
+  /// destructor does), then takes `other`'s.
   Publisher(Publisher&&) noexcept;
-  /// Gives up the ring this publisher held (as the destructor does), then
-  /// takes `other`'s.
   Publisher& operator=(Publisher&&) noexcept;
+  /// Lets go of the ring: it stays, with its events, for the topic's
+  /// retention, and a publisher of the same name continues its sequence.
+  /// Any thread, once the owner is done with it.
   ~Publisher();
 
  private:
   friend class Bus;
+  friend struct mirroring::Access;  // mirror rings: the sidecar's calls (not API)
   Publisher(std::shared_ptr<detail::BusState> bus, std::unique_ptr<detail::RingSegments> ring);
   void close() noexcept;
+  PublishStatus publish_mirrored(std::span<const uint8_t> bytes, uint64_t sequence, uint64_t time_ns,
+                                 std::string_view subject, std::chrono::nanoseconds timeout) noexcept;
   PublishStatus try_publish_mirrored(std::span<const uint8_t> bytes, uint64_t sequence, uint64_t time_ns,
                                      std::string_view subject) noexcept;
   template <class TryOnce>

@@ -3,23 +3,33 @@
 
 #include <chrono>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "flowbus/detail/ring.hpp"
 #include "flowbus/event.hpp"
+#include "flowbus/status.hpp"
 
 namespace flowbus {
 
 namespace detail { struct BusState; struct RingSegments; }
+namespace mirroring { struct Access; struct ExportOptions; }
 
 enum class StartAt { Latest, Earliest };
 
 struct SubscriberOptions {
-  StartAt from = StartAt::Latest;  ///< where a ring found at subscribe time starts (new rings: earliest)
+  /// Where a ring found at subscribe time starts. A ring of a matching topic
+  /// created after subscribe() is read from its first event, whatever the
+  /// timing: its creator reserves a cursor for this subscriber before its
+  /// first publish (Block: the writer waits for it, up to the topic's
+  /// slow-consumer timeout). Beyond 256 live subscriptions on a bus, or for a
+  /// reader the topic admits only through its group, no cursor is reserved:
+  /// such a ring is joined at its oldest retained event and what was
+  /// overwritten before is reported (Lost), never skipped silently.
+  StartAt from = StartAt::Latest;
   std::chrono::nanoseconds spin = std::chrono::microseconds(50);  ///< wait(): spin this long, then sleep
   /// wait(): once an event shows up, keep away from the rings this much
   /// longer before returning, so the publisher writes a batch into lines no
@@ -27,34 +37,17 @@ struct SubscriberOptions {
   /// (a reader that polls right behind the writer pulls each line back and
   /// forth); adds up to this much latency. 0 (the default): return at once.
   std::chrono::nanoseconds coalesce{0};
-  /// Mirroring (the sidecar): release() moves only the read position; the
-  /// cursor that holds a Block writer back stays where acknowledge() put it,
-  /// so events a peer has not confirmed are never overwritten and rewind()
-  /// can send them again. The slow-consumer timeout still applies.
-  bool hold_until_acknowledged = false;
-  /// If set, a ring of a matching topic is read only if this accepts its
-  /// context (the sidecar: exported topics, never back to the origin node).
-  /// Called when rings are attached, never on the hot path.
-  std::function<bool(const RingContext&)> accept_ring;
-  /// A ring of a matching topic created after subscribe() keeps every event
-  /// for this subscriber from its first one (Block: the writer waits for it,
-  /// up to the topic's slow-consumer timeout), even before the subscriber has
-  /// looked at the ring: its creator reserves a cursor for it. Off: such a
-  /// ring is joined at its oldest retained event when the subscriber next
-  /// reads, and what was overwritten before is counted (Lost), not kept. The
-  /// sidecar turns it off: its `>` subscription filters rings it may never
-  /// look at while its peer is away.
-  bool reserve_new_rings = true;
 };
 
 /// What read() found. `missed` counts events skipped (Evicted, Lost).
-struct ReadResult {
+struct [[nodiscard]] ReadResult {
   ReadStatus status = ReadStatus::Empty;
   uint64_t missed = 0;
   std::string_view ring;  ///< Corrupt: which ring (its segment name); empty otherwise. Lives as long as the subscriber
 };
 
-struct PollResult {
+/// What poll() did. Ignoring it would hide losses: [[nodiscard]].
+struct [[nodiscard]] PollResult {
   size_t delivered = 0;
   uint64_t missed = 0;         ///< events lost (Latest) or skipped after an eviction (Block)
   uint32_t evictions = 0;      ///< times this subscriber was evicted
@@ -74,44 +67,54 @@ class Subscriber {
   ReadResult read(Event& event) noexcept;
   /// Moves past `event`. Evicted: this subscriber was evicted while holding
   /// it, so its bytes may have been reused meanwhile.
+  /// Thread: owner only. No allocation, lock or syscall (unless the writer sleeps on us).
   ReadStatus release(const Event& event) noexcept;
   /// Latest policy: true if `event`'s bytes were not overwritten while you
   /// read them. Check after reading, before trusting what you read.
+  /// Thread: owner only. Two loads and a fence.
   bool still_valid(const Event& event) const noexcept;
 
   /// Calls on_event(const Event&) for up to max_events available events,
-  /// releasing each after the call. Never waits.
+  /// releasing each after the call. Never waits. noexcept when on_event is;
+  /// if on_event throws, the event it was given is released and the
+  /// exception goes on to the caller. Thread: owner only; as read().
   template <class F>
-  PollResult poll(F&& on_event, size_t max_events = SIZE_MAX);
+  PollResult poll(F&& on_event, size_t max_events = SIZE_MAX) noexcept(noexcept(on_event(std::declval<const Event&>())));
 
   /// Waits until an event may be readable: spins for options.spin, then
-  /// sleeps on the futex of every ring at once. False on timeout.
+  /// sleeps on the futex of every ring at once. False on timeout. New rings
+  /// wake it too and are attached (throws Error as refresh() does).
+  /// Thread: owner only.
   bool wait(std::chrono::nanoseconds timeout);
 
   /// Attaches rings created since the last look (cheap when nothing changed).
+  /// Throws Error when a ring of an exactly named topic cannot be read
+  /// (permission, all reader slots taken); under a wildcard such rings are
+  /// skipped. Thread: owner only.
   void refresh();
 
-  /// With options.hold_until_acknowledged: the writer of `ring` may now reuse
-  /// everything before `next_position` (Event::next_position() of the last
-  /// event a peer confirmed). One CAS: call it per batch, not per event.
-  void acknowledge(uint32_t ring, uint64_t next_position) noexcept;
-  /// With options.hold_until_acknowledged: reads `ring` again from the last
-  /// acknowledged position (its events are intact under Block).
-  void rewind(uint32_t ring) noexcept;
   /// The CloudEvents context and policy of ring `ring` (Event::ring()), for
-  /// ring < ring_count().
+  /// ring < ring_count(). Thread: owner only (read() may add rings).
   const RingContext& ring_context(uint32_t ring) const noexcept;
   Policy ring_policy(uint32_t ring) const noexcept;
   size_t ring_count() const noexcept { return readers_.size(); }
   const std::string& pattern() const noexcept { return pattern_; }
 
+  /// Move-only. Moving one subscriber over another first gives up the
+  /// target's cursors and subscription, as its destructor does.
   Subscriber(Subscriber&&) noexcept;
   Subscriber& operator=(Subscriber&&) noexcept;
+  /// Frees its cursors (a Block writer no longer waits for it) and its
+  /// subscription. Any thread, once the owner is done with it.
   ~Subscriber();
 
  private:
   friend class Bus;
-  Subscriber(std::shared_ptr<detail::BusState> bus, std::string pattern, SubscriberOptions options);
+  friend struct mirroring::Access;  // export subscribers: the sidecar's calls (not API)
+  Subscriber(std::shared_ptr<detail::BusState> bus, std::string pattern, SubscriberOptions options,
+             const mirroring::ExportOptions* export_options);
+  void acknowledge(uint32_t ring, uint64_t next_position) noexcept;
+  void rewind(uint32_t ring) noexcept;
   bool changed() const noexcept;
   ReadResult read_attached(Event& event) noexcept;
   void attach_rings(StartAt from, bool at_subscribe);
@@ -120,6 +123,7 @@ class Subscriber {
   std::shared_ptr<detail::BusState> bus_;
   std::string pattern_;
   SubscriberOptions options_;
+  std::unique_ptr<mirroring::ExportOptions> export_;  // the sidecar's; null for applications
   std::vector<std::unique_ptr<detail::RingSegments>> segments_;
   std::vector<detail::RingReader> readers_;
   std::vector<bool> reported_corrupt_;
@@ -135,13 +139,22 @@ class Subscriber {
 };
 
 template <class F>
-PollResult Subscriber::poll(F&& on_event, size_t max_events) {
+PollResult Subscriber::poll(F&& on_event, size_t max_events) noexcept(noexcept(on_event(std::declval<const Event&>()))) {
   PollResult result;
   Event event;
   while (result.delivered < max_events) {
     ReadResult r = read(event);
     if (r.status == ReadStatus::Ok) {
-      on_event(static_cast<const Event&>(event));
+      if constexpr (noexcept(on_event(static_cast<const Event&>(event)))) {
+        on_event(static_cast<const Event&>(event));
+      } else {
+        try {
+          on_event(static_cast<const Event&>(event));
+        } catch (...) {
+          (void)release(event);  // the event is done with: do not hold the writer back
+          throw;
+        }
+      }
       ++result.delivered;
       // The eviction itself (with its count) is reported by the next read.
       if (release(event) == ReadStatus::Evicted) ++result.torn_views;

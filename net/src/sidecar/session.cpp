@@ -10,6 +10,7 @@
 
 #include "flowbus/error.hpp"
 #include "flowbus/inspect.hpp"
+#include "flowbus/internal/mirroring.hpp"
 #include "flowbus/names.hpp"
 
 namespace flowbus::sidecar {
@@ -221,17 +222,19 @@ void Session::on_subscribe(const wire::SubscribeView& subscribe) {
   if (!export_->subscriber) {
     SubscriberOptions options;
     options.from = StartAt::Earliest;
-    options.hold_until_acknowledged = true;
-    options.accept_ring = export_filter(ctx_.options, *export_);
+    mirroring::ExportOptions how;
+    how.hold_until_acknowledged = true;
+    how.accept_ring = export_filter(ctx_.options, *export_);
     // Not `>` for every ring on the bus: a parked export (peer away) does not
     // look at new rings, so a reservation would hold every new writer back
     // for its timeout. New rings are joined at their start, losses counted.
-    options.reserve_new_rings = false;
-    export_->subscriber = std::make_unique<Subscriber>(ctx_.bus.subscribe(">", options));
+    how.reserve_new_rings = false;
+    export_->subscriber =
+        std::make_unique<Subscriber>(mirroring::export_subscriber(ctx_.bus, ">", options, std::move(how)));
   } else {
     // Send again what the peer did not acknowledge; its resume list skips
     // whatever it got anyway.
-    for (uint32_t ring = 0; ring < export_->rings.size(); ++ring) export_->subscriber->rewind(ring);
+    for (uint32_t ring = 0; ring < export_->rings.size(); ++ring) mirroring::rewind(*export_->subscriber, ring);
   }
   for (ExportStream& s : export_->rings) s = ExportStream{};
 }
@@ -314,7 +317,7 @@ bool Session::pump_exports() {
       const bool held = it != export_->resume.end();
       if (held && seq < it->second) {  // the peer has it already
         (void)sub.release(e);
-        sub.acknowledge(ring, e.next_position());
+        mirroring::acknowledge(sub, ring, e.next_position());
         continue;
       }
       open_stream(ring, s, held ? it->second : seq);
@@ -375,7 +378,7 @@ void Session::on_ack(const wire::AckView& ack) {
       s.inflight_head = (s.inflight_head + 1) % kInFlight;
       --s.inflight_count;
     }
-    if (release_to != 0) export_->subscriber->acknowledge(ring, release_to);
+    if (release_to != 0) mirroring::acknowledge(*export_->subscriber, ring, release_to);
     s.acked_sequence = std::max(s.acked_sequence, ack.next_sequence);
     return;
   }
@@ -407,7 +410,7 @@ void Session::on_stream_open(const wire::StreamOpenView& open) {
     auto& slot = ctx_.mirrors[open.publisher_id];
     if (!slot)
       slot = std::make_unique<Publisher>(
-          ctx_.bus.mirror_publisher(in.topic, {open.publisher_id, std::string(open.source), std::string(open.origin_node),
+          mirroring::mirror_publisher(ctx_.bus, in.topic, {open.publisher_id, std::string(open.source), std::string(open.origin_node),
                                                open.first_sequence}));
     if (slot->topic() != in.topic)
       return refuse({wire::RefuseCode::Protocol, "origin " + in.origin + " announced topic " + in.topic +
@@ -431,7 +434,7 @@ bool Session::import_batch() {
     for (; pending_index_ < b.entries.size(); ++pending_index_) {
       const wire::EventEntry& entry = b.entries[pending_index_];
       const PublishStatus st =
-          in.publisher->publish_mirrored(b.payload(entry), entry.sequence(), entry.time_ns(), b.subject(entry), {});
+          mirroring::publish_mirrored(*in.publisher, b.payload(entry), entry.sequence(), entry.time_ns(), b.subject(entry), {});
       if (st == PublishStatus::Full) return false;  // a local reader is slow: retried by step()
       if (st == PublishStatus::Duplicate) ++ctx_.stats.duplicates_dropped;
       else if (st == PublishStatus::Ok) ++ctx_.stats.events_received;

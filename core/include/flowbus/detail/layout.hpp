@@ -3,6 +3,10 @@
 // Every struct here is standard-layout, shared between processes that may be
 // built by different compilers, so sizes and offsets are pinned by asserts
 // and padding uses a fixed 128 bytes (two cache lines: adjacent-line prefetch).
+//
+// Internal: publisher.hpp and subscriber.hpp include this so the hot path
+// inlines. Not API: user code needs nothing from it, and it may change in any
+// release (flowbus/flowbus.hpp is the API).
 #pragma once
 
 #include <atomic>

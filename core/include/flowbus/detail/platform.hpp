@@ -1,4 +1,8 @@
 // Clocks and futex calls used by the ring protocol.
+//
+// Internal: publisher.hpp and subscriber.hpp include this so the hot path
+// inlines. Not API: user code needs nothing from it, and it may change in any
+// release (flowbus/flowbus.hpp is the API).
 #pragma once
 
 #include <atomic>

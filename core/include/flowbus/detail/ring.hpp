@@ -54,6 +54,10 @@
 //            Whoever clears the asleep bit (the reader waking or leaving, the
 //            writer evicting) takes it out of waiters, exactly once; an
 //            eviction also wakes it. The model in tests/model checks this.
+//
+// Internal: publisher.hpp and subscriber.hpp include this so the hot path
+// inlines. Not API: user code needs nothing from it, and it may change in any
+// release (flowbus/flowbus.hpp is the API).
 #pragma once
 
 #include <algorithm>
@@ -64,31 +68,10 @@
 #include "flowbus/detail/layout.hpp"
 #include "flowbus/detail/platform.hpp"
 #include "flowbus/event.hpp"
+#include "flowbus/status.hpp"
 #include "flowbus/topic.hpp"
 
 namespace flowbus {
-
-/// Result of a publish. Hot path: returned, never thrown.
-enum class [[nodiscard]] PublishStatus {
-  Ok,
-  Full,      ///< Block policy: a live reader has not freed the space yet
-  TooLarge,  ///< the event can never fit this ring (a record of more than 7/16 of its size)
-  Duplicate, ///< publish_mirrored: the ring holds this sequence already; nothing written
-  LoanOpen,  ///< a loan of this publisher is open: commit it (or drop it) first
-  NoLoan,    ///< commit: this loan is not open (committed or dropped already, or empty)
-};
-
-/// Result of reading or releasing an event.
-enum class [[nodiscard]] ReadStatus {
-  Ok,
-  Empty,     ///< nothing new
-  Evicted,   ///< this reader was evicted (too slow or stopped); `missed` tells how many events
-  Lost,      ///< Latest policy: the writer lapped this reader; `missed` tells how many events
-  Corrupt,   ///< the ring failed a consistency check; it is quarantined
-};
-
-const char* to_string(PublishStatus status) noexcept;
-const char* to_string(ReadStatus status) noexcept;
 
 namespace detail {
 

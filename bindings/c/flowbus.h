@@ -24,6 +24,7 @@ enum flowbus_status {
   FLOWBUS_CORRUPT = 5,   /* a ring failed a consistency check and is no longer read */
   FLOWBUS_TOO_LARGE = 6, /* the event can never fit the ring */
   FLOWBUS_TIMEOUT = 7,
+  FLOWBUS_WRONG_PROCESS = 8, /* the handle came through fork(): it is the parent's; open the bus again */
   FLOWBUS_ERROR = -1     /* see flowbus_last_error() */
 };
 

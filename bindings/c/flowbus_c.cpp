@@ -48,6 +48,7 @@ int to_c(flowbus::PublishStatus s) {
     case flowbus::PublishStatus::Duplicate: return FLOWBUS_ERROR;  // publish_mirrored only: not in the C API
     case flowbus::PublishStatus::LoanOpen:                         // loans only: not in the C API
     case flowbus::PublishStatus::NoLoan: return FLOWBUS_ERROR;
+    case flowbus::PublishStatus::WrongProcess: return FLOWBUS_WRONG_PROCESS;
   }
   return FLOWBUS_ERROR;
 }
@@ -59,6 +60,7 @@ int to_c(flowbus::ReadStatus s) {
     case flowbus::ReadStatus::Evicted: return FLOWBUS_EVICTED;
     case flowbus::ReadStatus::Lost: return FLOWBUS_LOST;
     case flowbus::ReadStatus::Corrupt: return FLOWBUS_CORRUPT;
+    case flowbus::ReadStatus::WrongProcess: return FLOWBUS_WRONG_PROCESS;
   }
   return FLOWBUS_ERROR;
 }

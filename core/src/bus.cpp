@@ -128,8 +128,13 @@ TopicInfo topic_info_of(const TopicSlot& slot) {
   return info;
 }
 
+void BusState::check_not_inherited(const char* what) const {
+  if (inherited()) throw Error(ErrorCode::WrongProcess, inherited_handle_message(what, pid));
+}
+
 BusState::~BusState() {
-  if (dir == nullptr || participant >= kParticipants) return;
+  // A fork() child's copy: the participant slot is its parent's.
+  if (dir == nullptr || participant >= kParticipants || inherited()) return;
   // Leave: our participant slot goes back to Free. Release: everything we
   // did to the directory happens before someone else claims the slot.
   uint64_t expected = participant_word;
@@ -548,6 +553,7 @@ std::optional<TopicInfo> Bus::find_topic(std::string_view name) const { return s
 std::vector<TopicInfo> Bus::topics() const { return state_->topics(); }
 
 TopicInfo Bus::create_topic(const TopicSpec& spec) {
+  state_->check_not_inherited("Bus handle");
   validate_spec(spec);
   std::minstd_rand backoff(uint32_t(state_->pid));
   for (int attempt = 0; attempt < 200; ++attempt) {

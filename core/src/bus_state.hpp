@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "directory_layout.hpp"
+#include "fork_guard.hpp"
 #include "flowbus/event.hpp"
 #include "flowbus/topic.hpp"
 #include "segment.hpp"
@@ -63,8 +64,14 @@ struct BusState {
   uint64_t start_time = 0;
   uint32_t participant = 0;       // our slot
   uint64_t participant_word = 0;  // our slot's Ready word
+  uint32_t incarnation = process_incarnation();  // differs in a fork() child: see fork_guard.hpp
 
   ~BusState();
+
+  /// True in a fork() child of the process that opened the bus.
+  bool inherited() const noexcept { return incarnation != process_incarnation(); }
+  /// Throws Error(WrongProcess) in a fork() child; `what` names the handle.
+  void check_not_inherited(const char* what) const;
 
   /// What a ring slot's `owner` holds while we own it: our epoch and slot index.
   uint64_t owner_word() const noexcept {

@@ -41,6 +41,7 @@ const char* to_string(ErrorCode code) noexcept {
     case ErrorCode::NoSpace: return "no-space";
     case ErrorCode::BadPayload: return "bad-payload";
     case ErrorCode::System: return "system";
+    case ErrorCode::WrongProcess: return "wrong-process";
   }
   return "unknown";
 }
@@ -61,6 +62,7 @@ const char* to_string(PublishStatus status) noexcept {
     case PublishStatus::Duplicate: return "duplicate";
     case PublishStatus::LoanOpen: return "loan-open";
     case PublishStatus::NoLoan: return "no-loan";
+    case PublishStatus::WrongProcess: return "wrong-process";
   }
   return "unknown";
 }
@@ -72,6 +74,7 @@ const char* to_string(ReadStatus status) noexcept {
     case ReadStatus::Evicted: return "evicted";
     case ReadStatus::Lost: return "lost";
     case ReadStatus::Corrupt: return "corrupt";
+    case ReadStatus::WrongProcess: return "wrong-process";
   }
   return "unknown";
 }

@@ -123,6 +123,7 @@ Publisher Bus::publisher(std::string_view topic_name, const PublisherOptions& op
 
 Publisher Bus::attach_publisher(std::string_view topic_name, const std::string& name, const std::vector<uint8_t>& schema,
                                 const mirroring::MirrorOrigin* origin) {
+  state_->check_not_inherited("Bus handle");
   validate_topic_name(topic_name);
   BusState& bus = *state_;
   const auto topic = bus.find_topic(std::string(topic_name));
@@ -260,6 +261,7 @@ Publisher::Publisher(std::shared_ptr<BusState> bus, std::unique_ptr<RingSegments
   writer_.capacity = ring_->capacity;
   writer_.mask = writer_.capacity - 1;
   writer_.liveness = LivenessProbe{&BusState::cursor_owner_alive, bus_.get()};
+  incarnation_ = bus_->incarnation;
 }
 
 Publisher::Publisher(Publisher&& other) noexcept = default;
@@ -271,6 +273,7 @@ Publisher& Publisher::operator=(Publisher&& other) noexcept {
   ring_ = std::move(other.ring_);
   writer_ = other.writer_;
   loans_ = std::move(other.loans_);
+  incarnation_ = other.incarnation_;
   return *this;
 }
 
@@ -278,6 +281,10 @@ Publisher::~Publisher() { close(); }
 
 void Publisher::close() noexcept {
   if (!ring_) return;
+  if (inherited()) {  // a fork() child's copy: the ring is still its parent's
+    ring_.reset();
+    return;
+  }
   // Give the ring up: it stays (retention) and a restart under our name takes it.
   RingSlot& r = bus_->dir->rings[ring_->slot];
   uint64_t mine = bus_->owner_word();
@@ -285,6 +292,8 @@ void Publisher::close() noexcept {
   bus_->bump_generation();
   ring_.reset();
 }
+
+bool Publisher::inherited() const noexcept { return incarnation_ != process_incarnation(); }
 
 const std::string& Publisher::topic() const noexcept { return ring_->context.topic; }
 const std::string& Publisher::source() const noexcept { return ring_->context.source; }
@@ -309,6 +318,7 @@ void write_subject(uint8_t* record, std::string_view subject) {
 }  // namespace
 
 PublishStatus Publisher::try_publish(std::span<const uint8_t> bytes, std::string_view subject) noexcept {
+  if (inherited()) [[unlikely]] return PublishStatus::WrongProcess;
   if (subject.size() > kMaxSubject || bytes.size() > UINT32_MAX) return PublishStatus::TooLarge;
   uint32_t flags = 0;
   const uint32_t front = subject_front(subject, flags);
@@ -325,6 +335,7 @@ PublishStatus Publisher::try_publish(std::span<const uint8_t> bytes, std::string
 BatchResult Publisher::try_publish_batch(std::span<const std::span<const uint8_t>> events) noexcept {
   BatchResult result;
   if (events.empty()) return result;
+  if (inherited()) [[unlikely]] return {0, PublishStatus::WrongProcess};
   if (loans_->open) return {0, PublishStatus::LoanOpen};  // the next bytes are lent
   const uint64_t now = unix_now_ns();  // one clock read for the burst: ~a publish's cost on its own
   for (const std::span<const uint8_t> bytes : events) {
@@ -362,6 +373,7 @@ BatchResult Publisher::publish_batch(std::span<const std::span<const uint8_t>> e
 
 PublishStatus Publisher::try_publish_mirrored(std::span<const uint8_t> bytes, uint64_t sequence, uint64_t time_ns,
                                               std::string_view subject) noexcept {
+  if (inherited()) [[unlikely]] return PublishStatus::WrongProcess;
   if (sequence < writer_.next_sequence) return PublishStatus::Duplicate;
   if (loans_->open) return PublishStatus::LoanOpen;  // the next bytes are lent
   if (subject.size() > kMaxSubject || bytes.size() > UINT32_MAX) return PublishStatus::TooLarge;
@@ -413,6 +425,7 @@ PublishStatus Publisher::publish(flatbuffers::FlatBufferBuilder& builder, std::c
 }
 
 PublishStatus Publisher::loan(size_t max_bytes, Loan& out, std::string_view subject) noexcept {
+  if (inherited()) [[unlikely]] return PublishStatus::WrongProcess;
   if (subject.size() > kMaxSubject || max_bytes > kOffsetMask) return PublishStatus::TooLarge;  // no rounding overflow
   if (loans_->open) return PublishStatus::LoanOpen;
   uint32_t flags = 0;
@@ -437,6 +450,7 @@ PublishStatus Publisher::loan(size_t max_bytes, Loan& out, std::string_view subj
 }
 
 PublishStatus Publisher::commit(Loan& loan) noexcept {
+  if (inherited()) [[unlikely]] return PublishStatus::WrongProcess;
   if (loan.state_ != loans_.get() || !loans_->open) return PublishStatus::NoLoan;
   flatbuffers::FlatBufferBuilder& b = *loan.builder_;
   const uint8_t* start = b.GetBufferPointer();

@@ -20,6 +20,7 @@ Subscriber Bus::subscribe(std::string_view pattern, const SubscriberOptions& opt
 
 Subscriber Bus::subscribe_with(std::string_view pattern, const SubscriberOptions& options,
                                const mirroring::ExportOptions* export_options) {
+  state_->check_not_inherited("Bus handle");
   validate_pattern(pattern);
   Subscriber s(state_, std::string(pattern), options, export_options);
   // Recorded first, then the rings scanned: a ring created from now on
@@ -38,7 +39,10 @@ Subscriber::Subscriber(std::shared_ptr<BusState> bus, std::string pattern, Subsc
     : bus_(std::move(bus)),
       pattern_(std::move(pattern)),
       options_(options),
-      export_(export_options ? std::make_unique<mirroring::ExportOptions>(*export_options) : nullptr) {}
+      export_(export_options ? std::make_unique<mirroring::ExportOptions>(*export_options) : nullptr),
+      incarnation_(bus_->incarnation) {}
+
+bool Subscriber::inherited() const noexcept { return incarnation_ != process_incarnation(); }
 
 Subscriber::Subscriber(Subscriber&& other) noexcept
     : bus_(std::move(other.bus_)),
@@ -53,7 +57,8 @@ Subscriber::Subscriber(Subscriber&& other) noexcept
       retry_at_ns_(other.retry_at_ns_),
       subscription_index_(std::exchange(other.subscription_index_, UINT32_MAX)),
       subscription_tag_(other.subscription_tag_),
-      rings_at_subscribe_(std::move(other.rings_at_subscribe_)) {
+      rings_at_subscribe_(std::move(other.rings_at_subscribe_)),
+      incarnation_(other.incarnation_) {
   other.readers_.clear();
   other.segments_.clear();
 }
@@ -74,6 +79,7 @@ Subscriber& Subscriber::operator=(Subscriber&& other) noexcept {
   subscription_index_ = std::exchange(other.subscription_index_, UINT32_MAX);
   subscription_tag_ = other.subscription_tag_;
   rings_at_subscribe_ = std::move(other.rings_at_subscribe_);
+  incarnation_ = other.incarnation_;
   other.readers_.clear();
   other.segments_.clear();
   return *this;
@@ -82,6 +88,11 @@ Subscriber& Subscriber::operator=(Subscriber&& other) noexcept {
 Subscriber::~Subscriber() { close(); }
 
 void Subscriber::close() noexcept {
+  if (inherited()) {  // a fork() child's copy: the cursors and subscription are its parent's
+    readers_.clear();
+    subscription_index_ = UINT32_MAX;
+    return;
+  }
   for (RingReader& r : readers_) r.leave();
   readers_.clear();
   if (bus_) release_subscription(*bus_, {subscription_index_, subscription_tag_});
@@ -97,6 +108,7 @@ bool Subscriber::changed() const noexcept {
 }
 
 void Subscriber::refresh() {
+  if (inherited()) throw Error(ErrorCode::WrongProcess, inherited_handle_message("Subscriber", bus_->pid));
   if (changed()) attach_rings(StartAt::Earliest, /*at_subscribe=*/false);
 }
 
@@ -220,6 +232,7 @@ void Subscriber::attach_rings(StartAt from, bool at_subscribe) {
 ReadResult Subscriber::read(Event& event) noexcept {
   // One named result, returned on every path: built in the caller's slot
   // (a copy here cost a store-forwarding stall, 60% of this function).
+  if (inherited()) [[unlikely]] return {ReadStatus::WrongProcess, 0, {}};
   ReadResult result = read_attached(event);
   if (result.status == ReadStatus::Empty && changed()) {
     const size_t before = readers_.size();
@@ -263,14 +276,17 @@ ReadResult Subscriber::read_attached(Event& event) noexcept {
   return result;
 }
 
-ReadStatus Subscriber::release(const Event& event) noexcept { return readers_[event.ring_index_].release(event); }
+ReadStatus Subscriber::release(const Event& event) noexcept {
+  if (inherited()) [[unlikely]] return ReadStatus::WrongProcess;
+  return readers_[event.ring_index_].release(event);
+}
 
 void Subscriber::acknowledge(uint32_t ring, uint64_t next_position) noexcept {
-  if (ring < readers_.size()) readers_[ring].acknowledge(next_position);
+  if (ring < readers_.size() && !inherited()) readers_[ring].acknowledge(next_position);
 }
 
 void Subscriber::rewind(uint32_t ring) noexcept {
-  if (ring < readers_.size()) readers_[ring].rewind();
+  if (ring < readers_.size() && !inherited()) readers_[ring].rewind();
 }
 
 const RingContext& Subscriber::ring_context(uint32_t ring) const noexcept { return segments_[ring]->context; }
@@ -281,6 +297,7 @@ bool Subscriber::still_valid(const Event& event) const noexcept {
 }
 
 bool Subscriber::wait(std::chrono::nanoseconds timeout) {
+  if (inherited()) return true;  // read() says why: WrongProcess
   const uint64_t start = monotonic_now_ns();
   const uint64_t deadline = start + uint64_t(std::max<int64_t>(0, timeout.count()));
   const uint64_t spin_until = std::min(deadline, start + uint64_t(std::max<int64_t>(0, options_.spin.count())));

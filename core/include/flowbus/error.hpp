@@ -21,6 +21,7 @@ enum class ErrorCode {
   NoSpace,            // /dev/shm (or a table in the directory) is full
   BadPayload,         // JSON or bytes that do not fit the topic's schema
   System,             // an unexpected OS error
+  WrongProcess,       // a handle used in a fork() child of the process that made it
 };
 
 const char* to_string(ErrorCode code) noexcept;

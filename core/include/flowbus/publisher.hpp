@@ -133,6 +133,8 @@ class Publisher {
   std::unique_ptr<detail::RingSegments> ring_;
   detail::RingWriter writer_;
   std::unique_ptr<detail::LoanState> loans_;  // on the heap: a Loan points at it across Publisher moves
+  uint32_t incarnation_ = 0;  // the process's when made: another in a fork() child (core/src/fork_guard.hpp)
+  bool inherited() const noexcept;
 };
 
 }  // namespace flowbus

@@ -11,6 +11,7 @@ enum class [[nodiscard]] PublishStatus {
   Duplicate, ///< mirror rings only (the sidecar): the ring holds this sequence already; nothing written
   LoanOpen,  ///< a loan of this publisher is open: commit it (or drop it) first
   NoLoan,    ///< commit: this loan is not open (committed or dropped already, or empty)
+  WrongProcess,  ///< this publisher came to this process through fork(): it is its parent's; open the bus again
 };
 
 /// Result of reading or releasing an event.
@@ -20,6 +21,7 @@ enum class [[nodiscard]] ReadStatus {
   Evicted,   ///< this reader was evicted (too slow or stopped); `missed` tells how many events
   Lost,      ///< Latest policy: the writer lapped this reader; `missed` tells how many events
   Corrupt,   ///< the ring failed a consistency check; it is quarantined
+  WrongProcess,  ///< this subscriber came to this process through fork(): it is its parent's; open the bus again
 };
 
 const char* to_string(PublishStatus status) noexcept;

@@ -136,6 +136,8 @@ class Subscriber {
   uint32_t subscription_index_ = UINT32_MAX;
   uint32_t subscription_tag_ = 0;
   std::vector<uint64_t> rings_at_subscribe_;
+  uint32_t incarnation_ = 0;  // the process's when made: another in a fork() child (core/src/fork_guard.hpp)
+  bool inherited() const noexcept;
 };
 
 template <class F>

@@ -2,6 +2,9 @@
 // read-only. A live writer keeps moving while we look, so each ring is walked
 // up to three times and only findings that survive every walk are reported;
 // a walk that the writer laps restarts from the new tail instead of failing.
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -273,6 +276,14 @@ void check_control(const RingSegments& ring, const RingWalk& walk, const Directo
                                                     " slots say so, and only " + num(owned) + " readers hold a cursor");
 }
 
+/// Permission is not damage: whose the ring is, and what its mode lets us do.
+std::string not_readable_by_you(const std::string& bus, const std::string& topic, const std::string& publisher) {
+  std::string segment = data_segment_name(bus, topic, publisher);
+  if (::faccessat(AT_FDCWD, ("/dev/shm/" + segment).c_str(), R_OK, AT_EACCESS) == 0)
+    segment = control_segment_name(bus, topic, publisher);  // the data was readable: the control segment was not
+  return "not readable by you (uid " + num(::geteuid()) + ", mode " + describe_owner_and_mode(segment) + ")";
+}
+
 void check_ring(const std::string& bus, const DirectoryLayout* dir, uint32_t index, const std::vector<TopicCheck>& topics,
                 CheckReport& report) {
   const RingSlot& slot = dir->rings[index];
@@ -290,7 +301,8 @@ void check_ring(const std::string& bus, const DirectoryLayout* dir, uint32_t ind
   try {
     open_ring_segments(ring, bus, topic, publisher, Access::ReadOnly, Access::ReadOnly);
   } catch (const Error& e) {
-    report.findings.push_back({where, e.what()});
+    if (e.code() == ErrorCode::PermissionDenied) report.unreadable.push_back({where, not_readable_by_you(bus, topic, publisher)});
+    else report.findings.push_back({where, e.what()});
     return;
   }
   ++report.rings;

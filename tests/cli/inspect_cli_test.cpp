@@ -1,8 +1,10 @@
 // `flowbus inspect` views run as the real binary: --dump, --check, --watch
 // (in a pseudo-terminal, quit with q), and their errors.
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <pty.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -31,6 +33,52 @@ struct ShopBus : OrdersBus {
     std::remove(file.c_str());
   }
 };
+
+/// Runs flowbus as a user who may not read a segment the test took the read
+/// bits from (chmod 0): as root (who reads anyway), in a child that drops to
+/// uid and gid 65534 first; otherwise as ourselves.
+Outcome flowbus_cli_unprivileged(const std::vector<std::string>& args) {
+  int out[2], err[2];
+  if (::pipe(out) != 0 || ::pipe(err) != 0) return {};
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ::dup2(out[1], 1);
+    ::dup2(err[1], 2);
+    if (::geteuid() == 0 && (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
+                             ::setresuid(65534, 65534, 65534) != 0))
+      _exit(126);
+    std::vector<char*> argv{const_cast<char*>(kCli.c_str())};
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    ::execv(kCli.c_str(), argv.data());
+    _exit(127);
+  }
+  ::close(out[1]);
+  ::close(err[1]);
+  Outcome o;
+  o.pid = child;
+  pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
+  std::string* into[2] = {&o.out, &o.err};
+  for (int open = 2; open > 0 && ::poll(fds, 2, 30000) > 0;) {
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
+      char buf[4096];
+      const ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
+      if (n > 0) {
+        into[i]->append(buf, size_t(n));
+      } else {
+        ::close(fds[i].fd);
+        fds[i].fd = -1;
+        --open;
+      }
+    }
+  }
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  o.finished = true;
+  o.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return o;
+}
 
 }  // namespace
 
@@ -125,6 +173,37 @@ TEST(InspectCliTest, CheckPassesAHealthyBusAndFailsADamagedOneNamingThePlace) {
   const Outcome dump = flowbus_cli({"inspect", bus.name.name, "orders.created", "--dump", "5", "--from", "earliest"});
   EXPECT_EQ(dump.exit_code, 1) << describe(dump);
   EXPECT_NE(dump.err.find("is damaged here; `flowbus inspect " + bus.name.name + " --check`"), std::string::npos) << describe(dump);
+}
+
+TEST(InspectCliTest, CheckListsARingTheUserMayNotReadApartFromDamage) {
+  ScopedBusName name("perm");
+  const std::string schema = example_schema("order.fbs");
+  for (const char* topic : {"open.orders", "private.orders"})  // the bus (0644) and open.orders readable by all
+    ASSERT_EQ(flowbus_cli({"topic", "create", name.name, topic, "--schema", schema, "--mode", "0644"}).exit_code, 0);
+  for (const char* topic : {"open.orders", "private.orders"})
+    ASSERT_EQ(flowbus_cli({"pub", name.name, topic, "--json", kOrderJson, "--name", "shop"}).exit_code, 0);
+  const std::string data = "/dev/shm/" + detail::data_segment_name(name.name, "private.orders", "shop");
+  ASSERT_EQ(::chmod(data.c_str(), 0), 0);
+  const std::string uid = std::to_string(::geteuid() == 0 ? 65534 : ::geteuid());
+
+  const Outcome text = flowbus_cli_unprivileged({"inspect", name.name, "--check"});
+  EXPECT_EQ(text.exit_code, 0) << describe(text);
+  EXPECT_NE(text.out.find("checked 2 topics, 1 rings, 1 records"), std::string::npos) << describe(text);
+  EXPECT_NE(text.out.find("not checked: 1 ring(s) you may not read (not damage"), std::string::npos) << describe(text);
+  EXPECT_NE(text.out.find("  ring private.orders@shop: not readable by you (uid " + uid + ", mode ---------, owner uid "),
+            std::string::npos) << describe(text);
+  EXPECT_NE(text.out.find("ok: every invariant holds in what you may read"), std::string::npos) << describe(text);
+  EXPECT_EQ(text.out.find("problem"), std::string::npos) << describe(text);
+  EXPECT_EQ(text.out.find("gc --force"), std::string::npos) << describe(text);
+
+  const Outcome json = flowbus_cli_unprivileged({"inspect", name.name, "--check", "--json"});
+  EXPECT_EQ(json.exit_code, 0) << describe(json);
+  Json j(json.out);
+  ASSERT_TRUE(j.ok()) << j.error() << "\n" << json.out;
+  EXPECT_TRUE(j.root()["ok"].AsBool());
+  EXPECT_EQ(j.root()["findings"].AsVector().size(), 0u);
+  ASSERT_EQ(j.root()["unreadable"].AsVector().size(), 1u) << json.out;
+  EXPECT_EQ(str(j.root()["unreadable"].AsVector()[0].AsMap(), "where"), "ring private.orders@shop");
 }
 
 TEST(InspectCliTest, WatchWithoutATerminalPrintsFramesAndStops) {

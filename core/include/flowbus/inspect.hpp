@@ -162,7 +162,8 @@ struct CheckFinding {
 struct CheckReport {
   std::string bus;
   uint64_t topics = 0, rings = 0, records = 0, cursors = 0;  ///< what was verified
-  std::vector<CheckFinding> findings;
+  std::vector<CheckFinding> findings;    ///< damage
+  std::vector<CheckFinding> unreadable;  ///< rings the caller may not read: not checked, and not damage
   bool ok() const noexcept { return findings.empty(); }
 };
 
@@ -170,7 +171,8 @@ struct CheckReport {
 /// names, alignment, positions, the record chain from tail to the write
 /// position (commit words, lengths, padding, sequences), and cursors. A
 /// finding caused by a live writer racing the walk is re-checked and dropped
-/// if it goes away. Throws Error only when the bus cannot be opened at all.
+/// if it goes away. A ring the caller may not read is listed in `unreadable`,
+/// not in `findings`. Throws Error only when the bus cannot be opened at all.
 CheckReport check_bus(const std::string& name);
 
 }  // namespace flowbus

@@ -2,6 +2,8 @@
 // Loads of directory words are acquire (directory_layout.hpp); ring words as in ring.hpp.
 #include "flowbus/inspect.hpp"
 
+#include <algorithm>
+#include <cstdio>
 #include <cstring>
 
 #include "bus_state.hpp"
@@ -54,6 +56,13 @@ bool sequence_at(const uint8_t* data, const RingSnapshot& ring, uint64_t p, uint
   return true;
 }
 
+// Acquire fence, then tail: as a latest reader validates what it read
+// (RingReader::still_valid_at), so a sequence read before counts only if this says no.
+bool below_tail(const uint8_t* data, uint64_t position) {
+  std::atomic_thread_fence(std::memory_order_acquire);
+  return position < reinterpret_cast<const RingHeader*>(data)->tail_position.load(std::memory_order_relaxed);
+}
+
 }  // namespace
 
 bool snapshot_ring_data(const std::string& bus, const uint8_t* data, uint64_t size, RingSnapshot& out) {
@@ -68,6 +77,7 @@ bool snapshot_ring_data(const std::string& bus, const uint8_t* data, uint64_t si
     return false;
   }
   out.capacity = capacity;
+  out.policy = Policy(h->policy) == Policy::Latest ? Policy::Latest : Policy::Block;
   out.write_position = h->write_position.load(std::memory_order_acquire);
   out.tail_position = h->tail_position.load(std::memory_order_acquire);
   out.next_sequence = h->next_sequence.load(std::memory_order_acquire);
@@ -94,6 +104,13 @@ void snapshot_ring_cursors(const uint8_t* data, const ControlHeader* c, const Di
     uint64_t seq = 0;
     if (cur.lag_bytes == 0) cur.lag_events = 0;
     else if (sequence_at(data, out, cur.position, &seq) && seq <= out.next_sequence) cur.lag_events = int64_t(out.next_sequence - seq);
+    // Latest: bytes below tail may be overwritten (a sequence read there may
+    // be torn); a reader there was lapped. Under block tail may pass a live
+    // reader (kept conservatively, see advance_tail), so it says nothing there.
+    if (out.policy == Policy::Latest && cur.lag_bytes != 0 && below_tail(data, cur.position)) {
+      cur.lapped = true;
+      cur.lag_events = -1;
+    }
     cur.evictions = s.evictions.load(std::memory_order_relaxed);
     cur.losses = s.losses.load(std::memory_order_relaxed);
     const uint64_t moved = s.last_moved_ns.load(std::memory_order_relaxed);
@@ -102,7 +119,10 @@ void snapshot_ring_cursors(const uint8_t* data, const ControlHeader* c, const Di
     if (cur.alive) slowest = std::min(slowest, cur.position);
     out.cursors.push_back(cur);
   }
-  if (slowest != UINT64_MAX && out.write_position >= slowest) out.fill = double(out.write_position - slowest) / double(out.capacity);
+  // Capped: a lapped latest reader is more than a ring behind, and what it
+  // has yet to read is at most what the ring holds.
+  if (slowest != UINT64_MAX && out.write_position >= slowest)
+    out.fill = std::min(1.0, double(out.write_position - slowest) / double(out.capacity));
 }
 
 }  // namespace detail
@@ -130,6 +150,47 @@ void read_ring(const std::string& bus, const DirectoryLayout* dir, RingSnapshot&
 
 std::string topic_of_ring(const RingSnapshot& r) { return r.topic + "@" + r.publisher; }
 
+const TopicSnapshot* topic_named(const BusSnapshot& snap, const std::string& name) {
+  for (const auto& t : snap.topics)
+    if (t.info.name == name) return &t;
+  return nullptr;
+}
+
+std::string seconds_text(std::chrono::nanoseconds d) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%gs", double(d.count()) / 1e9);
+  return buf;
+}
+
+// What happens to a slow reader depends on the policy: under block it holds
+// the writer back until the slow-consumer timeout (if any) evicts it; under
+// latest the writer never waits, and laps it.
+std::string slow_reader_warning(const BusSnapshot& snap, const RingSnapshot& r, const CursorSnapshot& c) {
+  const std::string who = "reader pid " + std::to_string(c.pid);
+  if (r.policy == Policy::Latest)
+    return c.lapped ? who + " was lapped: the writer (policy latest, it never waits) overwrote events it had not read; its next read "
+                            "says how many it lost and goes on from the oldest retained event"
+                    : who + " is more than 90% of the ring behind; the writer (policy latest) does not wait for it, so unless it "
+                            "catches up it will be lapped and told how many events it lost";
+  const TopicSnapshot* topic = topic_named(snap, r.topic);
+  const std::string behind = who + " is more than 90% of the ring behind and holds its publisher back; ";
+  if (topic != nullptr && topic->info.slow_consumer_timeout == kNever)
+    return behind + "the topic's slow-consumer timeout is never, so it is not evicted: the publisher waits until it reads";
+  return behind + "it will be evicted after the topic's slow-consumer timeout" +
+         (topic != nullptr ? " (" + seconds_text(topic->info.slow_consumer_timeout) + ")" : "") + " unless it catches up";
+}
+
+std::string reader_warning(const BusSnapshot& snap, const RingSnapshot& r, const CursorSnapshot& c) {
+  if (!c.alive)
+    return "cursor " + std::to_string(c.slot) + " belongs to a dead process (pid " + std::to_string(c.pid) + "); " +
+           (r.policy == Policy::Latest ? "the writer never waits for it, and the next process to open the bus (or `flowbus gc " +
+                                             snap.name + "`) frees it"
+                                       : std::string("the writer evicts it when it needs the space"));
+  const bool far_behind = c.lag_bytes * 10 > r.capacity * 9;
+  if (c.lapped || (far_behind && r.fill > 0.9)) return slow_reader_warning(snap, r, c);
+  return {};
+}
+
 void add_warnings(BusSnapshot& snap) {
   if (snap.live_participants() == 0)
     snap.warnings.push_back("no live process uses bus '" + snap.name + "': `flowbus gc " + snap.name +
@@ -149,14 +210,8 @@ void add_warnings(BusSnapshot& snap) {
         snap.warnings.push_back("ring " + topic_of_ring(r) + ": its publisher (pid " + std::to_string(r.writer_pid) +
                                 ") is gone and readers have not drained it yet; restart the publisher under the name '" + r.publisher + "' to continue its sequence");
     }
-    for (const auto& c : r.cursors) {
-      if (!c.alive)
-        snap.warnings.push_back("ring " + topic_of_ring(r) + ": cursor " + std::to_string(c.slot) + " belongs to a dead process (pid " +
-                                std::to_string(c.pid) + "); the writer evicts it when it needs the space");
-      else if (r.fill > 0.9 && c.lag_bytes * 10 > r.capacity * 9)
-        snap.warnings.push_back("ring " + topic_of_ring(r) + ": reader pid " + std::to_string(c.pid) +
-                                " is more than 90% of the ring behind; it will be evicted after the topic's slow-consumer timeout unless it catches up");
-    }
+    for (const auto& c : r.cursors)
+      if (std::string w = reader_warning(snap, r, c); !w.empty()) snap.warnings.push_back("ring " + topic_of_ring(r) + ": " + w);
   }
   for (const SidecarSnapshot& side : snap.sidecars) {
     const std::string who = "sidecar " + side.node + " (pid " + std::to_string(side.pid) + ")";
@@ -223,6 +278,7 @@ BusSnapshot inspect_bus(const std::string& name) {
     const uint64_t owner = r.owner.load(std::memory_order_acquire);
     ring.writer_alive = owner != 0 && !is_removing_owner(owner) &&
                         participant_alive(dir, SlotWord::who(owner), SlotWord::epoch(owner) & 0xff, nullptr);
+    if (const TopicSnapshot* t = topic_named(snap, ring.topic)) ring.policy = t->info.policy;  // the header's, once read
     read_ring(name, dir, ring);
     snap.rings.push_back(std::move(ring));
   }

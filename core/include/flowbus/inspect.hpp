@@ -26,7 +26,8 @@ struct CursorSnapshot {
   bool alive = false;
   uint64_t position = 0;      ///< as last published (readers publish every eighth of a ring)
   uint64_t lag_bytes = 0;     ///< write position - position
-  int64_t lag_events = -1;    ///< next sequence - sequence at the cursor; -1 if not known
+  int64_t lag_events = -1;    ///< next sequence - sequence at the cursor; -1 if not known (lapped: more than the ring retains)
+  bool lapped = false;        ///< latest: the writer overwrote events this reader had not read; its next read reports them lost
   uint64_t evictions = 0;     ///< evictions of this slot's owners so far
   uint64_t losses = 0;        ///< events this slot's owners were told they missed (lapped or evicted)
   uint64_t idle_ns = 0;       ///< since its owner last published a move (or joined)
@@ -40,10 +41,15 @@ struct RingSnapshot {
   std::string origin_source;   ///< mirror rings: the events' CloudEvents source
   int64_t writer_pid = 0;      ///< pid of the last publisher that held it
   bool writer_alive = false;   ///< a live publisher holds it now
+  Policy policy = Policy::Block;  ///< as the ring's header says
   uint64_t capacity = 0, write_position = 0, tail_position = 0, next_sequence = 0;
   uint64_t retained_events = 0;  ///< events between tail and the write position
   uint64_t last_publish_ns = 0;
-  double fill = 0;               ///< (write - slowest live cursor) / capacity; 0 with no reader
+  /// How much of the ring the slowest live reader has yet to read: (write -
+  /// its position) / capacity, at most 1; 0 with no reader. At 1, a block
+  /// writer waits for that reader; a latest writer (which never waits)
+  /// overwrites what it has not read.
+  double fill = 0;
   std::vector<CursorSnapshot> cursors;
   std::string error;             ///< why the ring could not be read (permission, damage), else empty
 };

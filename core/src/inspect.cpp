@@ -38,6 +38,44 @@ bool participant_alive(const DirectoryLayout* dir, uint32_t index, uint32_t epoc
   return process_alive(pid_t(SlotWord::who(w)), p.start_time);
 }
 
+// The pid of participant `index` if it is still the one of that epoch, else 0.
+int64_t participant_pid(const DirectoryLayout* dir, uint32_t index, uint32_t epoch_low8) {
+  if (index >= kParticipants) return 0;
+  const uint64_t w = dir->participants[index].state.load(std::memory_order_acquire);
+  return SlotWord::state(w) == kReady && (SlotWord::epoch(w) & 0xff) == epoch_low8 ? SlotWord::who(w) : 0;
+}
+
+std::vector<SubscriptionSnapshot> read_subscriptions(const DirectoryLayout* dir) {
+  std::vector<SubscriptionSnapshot> out;
+  for (uint32_t i = 0; i < kSubscriptions; ++i) {
+    const SubscriptionSlot& s = dir->subscriptions[i];
+    if (SlotWord::state(s.state.load(std::memory_order_acquire)) != kReady) continue;
+    SubscriptionSnapshot sub;
+    sub.slot = i;
+    sub.pattern.assign(s.pattern, strnlen(s.pattern, kNameBytes));
+    sub.pid = participant_pid(dir, s.participant, s.participant_epoch);
+    sub.alive = sub.pid != 0 && participant_alive(dir, s.participant, s.participant_epoch, nullptr);
+    sub.uid = s.uid;
+    sub.tag = s.tag;
+    out.push_back(std::move(sub));
+  }
+  return out;
+}
+
+// Which rings each subscription reads, from the cursors found in them.
+void count_subscription_rings(BusSnapshot& snap) {
+  for (SubscriptionSnapshot& sub : snap.subscriptions)
+    for (const RingSnapshot& r : snap.rings) {
+      bool reserved = false, attached = false;
+      for (const CursorSnapshot& c : r.cursors) {
+        reserved |= c.reserved_for == sub.tag;
+        attached |= sub.pid != 0 && c.pid == sub.pid;
+      }
+      sub.rings_reserved += reserved;
+      sub.rings_attached += attached && pattern_matches(sub.pattern, r.topic);
+    }
+}
+
 }  // namespace
 
 namespace detail {
@@ -116,6 +154,7 @@ void snapshot_ring_cursors(const uint8_t* data, const ControlHeader* c, const Di
     const uint64_t moved = s.last_moved_ns.load(std::memory_order_relaxed);
     cur.idle_ns = moved != 0 && now > moved ? now - moved : 0;
     cur.sleeping = CursorWord::asleep(word);
+    cur.reserved_for = s.subscription.load(std::memory_order_relaxed);
     if (cur.alive) slowest = std::min(slowest, cur.position);
     out.cursors.push_back(cur);
   }
@@ -282,6 +321,8 @@ BusSnapshot inspect_bus(const std::string& name) {
     read_ring(name, dir, ring);
     snap.rings.push_back(std::move(ring));
   }
+  snap.subscriptions = read_subscriptions(dir);
+  count_subscription_rings(snap);
   snap.sidecars = read_sidecars(name, snap.rings);
   add_warnings(snap);
   return snap;

@@ -206,6 +206,50 @@ TEST(InspectCliTest, CheckListsARingTheUserMayNotReadApartFromDamage) {
   EXPECT_EQ(str(j.root()["unreadable"].AsVector()[0].AsMap(), "where"), "ring private.orders@shop");
 }
 
+namespace {
+
+/// `flowbus inspect BUS --json`, parsed; fails the test if it is not JSON.
+flexbuffers::Vector subscriptions_of(const std::string& bus, Json& holder) {
+  const Outcome o = flowbus_cli({"inspect", bus, "--json", "--rate-window", "0"});
+  EXPECT_EQ(o.exit_code, 0) << describe(o);
+  holder = Json(o.out);
+  EXPECT_TRUE(holder.ok()) << holder.error() << "\n" << o.out;
+  return holder.ok() ? holder.root()["subscriptions"].AsVector() : flexbuffers::Vector::EmptyVector();
+}
+
+}  // namespace
+
+TEST(InspectCliTest, SubscriptionsAreShownWithTheirProcessAndTheRingsTheyRead) {
+  OrdersBus bus;
+  ChildProcess sub({kCli, "sub", bus.name.name, "orders.>", "--count", "100", "--timeout", "30"},
+                   {.pipe_stdin = false, .capture_stderr = true});
+  Json j("{}");
+  for (int i = 0; i < 500 && subscriptions_of(bus.name.name, j).size() == 0; ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_EQ(subscriptions_of(bus.name.name, j).size(), 1u) << "the subscriber never registered";
+  ASSERT_EQ(bus.pub(kOrderJson, {"--name", "shop"}).exit_code, 0);  // its ring reserves a cursor for the subscription
+  ASSERT_TRUE(sub.read_line(10s)) << "the subscriber did not get the event";
+
+  auto subs = subscriptions_of(bus.name.name, j);
+  ASSERT_EQ(subs.size(), 1u);
+  EXPECT_EQ(str(subs[0].AsMap(), "pattern"), "orders.>");
+  EXPECT_EQ(subs[0].AsMap()["pid"].AsInt64(), sub.pid());
+  EXPECT_TRUE(subs[0].AsMap()["alive"].AsBool());
+  EXPECT_EQ(subs[0].AsMap()["rings_attached"].AsUInt64(), 1u);
+  EXPECT_EQ(subs[0].AsMap()["rings_reserved"].AsUInt64(), 1u);
+  const Outcome text = flowbus_cli({"inspect", bus.name.name, "--rate-window", "0"});
+  EXPECT_NE(text.out.find("SUBSCRIPTION (pattern)"), std::string::npos) << describe(text);
+  char row[160];
+  std::snprintf(row, sizeof row, "%-34s %8d %-6s attached 1, reserved for it 1", "orders.>", int(sub.pid()), "live");
+  EXPECT_NE(text.out.find(row), std::string::npos) << row << "\n" << describe(text);
+
+  sub.signal(SIGKILL);  // nobody has cleaned up after it yet
+  (void)sub.wait(10s);
+  subs = subscriptions_of(bus.name.name, j);
+  ASSERT_EQ(subs.size(), 1u);
+  EXPECT_FALSE(subs[0].AsMap()["alive"].AsBool());
+  EXPECT_EQ(subs[0].AsMap()["pid"].AsInt64(), sub.pid());
+}
+
 TEST(InspectCliTest, WatchWithoutATerminalPrintsFramesAndStops) {
   ShopBus bus(3);
   const Outcome o = flowbus_cli({"inspect", bus.name.name, "--watch", "--interval", "0.1", "--frames", "2"});

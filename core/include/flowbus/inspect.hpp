@@ -32,6 +32,7 @@ struct CursorSnapshot {
   uint64_t losses = 0;        ///< events this slot's owners were told they missed (lapped or evicted)
   uint64_t idle_ns = 0;       ///< since its owner last published a move (or joined)
   bool sleeping = false;
+  uint32_t reserved_for = 0;  ///< the tag of the subscription the ring's creator reserved it for; 0: claimed by its reader
 };
 
 struct RingSnapshot {
@@ -87,6 +88,19 @@ struct SidecarSnapshot {
   std::string error;  ///< the status could not be read
 };
 
+/// A subscription recorded in the bus directory (Bus::subscribe): a ring
+/// created after it reserves a cursor for it, so it misses nothing of that ring.
+struct SubscriptionSnapshot {
+  uint32_t slot = 0;
+  std::string pattern;
+  int64_t pid = 0;              ///< its process; 0 if that process's participant slot is gone
+  bool alive = false;
+  uint32_t uid = 0;             ///< its process's effective uid
+  uint32_t tag = 0;             ///< names it in the cursors reserved for it (CursorSnapshot::reserved_for)
+  uint32_t rings_attached = 0;  ///< rings matching its pattern in which its process holds a cursor
+  uint32_t rings_reserved = 0;  ///< rings whose creator reserved a cursor for it (adopted or not yet)
+};
+
 struct TopicSnapshot {
   TopicInfo info;  ///< schema bytes left out
 };
@@ -98,6 +112,7 @@ struct BusSnapshot {
   std::vector<ParticipantSnapshot> participants;
   std::vector<TopicSnapshot> topics;
   std::vector<RingSnapshot> rings;
+  std::vector<SubscriptionSnapshot> subscriptions;
   std::vector<SidecarSnapshot> sidecars;
   std::vector<std::string> warnings;  ///< each names the problem and the fix
   size_t live_participants() const;

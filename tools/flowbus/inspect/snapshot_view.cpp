@@ -91,6 +91,11 @@ std::string render_snapshot(const BusSnapshot& s, const Rates& rate) {
             it == rate.end() ? 0.0 : it->second, static_cast<unsigned long long>(r.retained_events));
     for (const auto& c : r.cursors) o += reader_line(r, c);
   }
+  if (!s.subscriptions.empty())
+    appendf(o, "\n%-34s %8s %-6s %s\n", "SUBSCRIPTION (pattern)", "PID", "OWNER", "RINGS");
+  for (const auto& sub : s.subscriptions)
+    appendf(o, "%-34s %8lld %-6s attached %u, reserved for it %u\n", sub.pattern.c_str(), static_cast<long long>(sub.pid),
+            sub.alive ? "live" : "DEAD", sub.rings_attached, sub.rings_reserved);
   for (const auto& side : s.sidecars) {
     appendf(o, "\nSIDECAR %s  pid %lld %s  port %u  sent %llu  received %llu  duplicates %llu  lost at source %llu\n",
             side.node.c_str(), static_cast<long long>(side.pid), side.alive ? "live" : "GONE", side.listen_port,
@@ -165,6 +170,13 @@ std::string snapshot_json(const BusSnapshot& s, const Rates& rate) {
            ",\"losses\":" + std::to_string(c.losses) + ",\"sleeping\":" + json_bool(c.sleeping) + "}";
     }
     o += "]}";
+  }
+  o += "],\"subscriptions\":[";
+  for (size_t i = 0; i < s.subscriptions.size(); ++i) {
+    const auto& sub = s.subscriptions[i];
+    o += std::string(i ? "," : "") + "{\"pattern\":\"" + json_escape(sub.pattern) + "\",\"pid\":" + std::to_string(sub.pid) +
+         ",\"alive\":" + json_bool(sub.alive) + ",\"uid\":" + std::to_string(sub.uid) +
+         ",\"rings_attached\":" + std::to_string(sub.rings_attached) + ",\"rings_reserved\":" + std::to_string(sub.rings_reserved) + "}";
   }
   o += "],\"sidecars\":[";
   const auto streams = [](const std::vector<MirrorStreamSnapshot>& v, bool exports) {

@@ -142,6 +142,37 @@ TEST(InspectCliTest, DumpFollowPrintsEventsPublishedAfterItStarted) {
   EXPECT_NE(lines[1].find("\"customer\": \"late\""), std::string::npos) << lines[1];
 }
 
+TEST(InspectCliTest, DumpFollowReadsAPublisherThatStartsAfterItFromItsFirstEvent) {
+  ShopBus bus(1);  // so that the dump prints a line once it runs
+  ChildProcess dump({kCli, "inspect", bus.name.name, "orders.created", "--dump", "1", "--follow", "--json"},
+                    {.pipe_stdin = false, .capture_stderr = true});
+  ASSERT_TRUE(dump.read_line(10s)) << "the dump did not start";
+  const std::string file = "/tmp/" + bus.name.name + "-late.jsonl";
+  {
+    FILE* f = std::fopen(file.c_str(), "w");
+    for (int i = 0; i < 3; ++i) std::fprintf(f, R"({"id":%d,"customer":"late","sku":"B","quantity":1})" "\n", i);
+    std::fclose(f);
+  }
+  // A new ring, all three events in it well before the dump looks for new rings (once a second).
+  const Outcome pub = flowbus_cli({"pub", bus.name.name, "orders.created", "--file", file, "--name", "late"});
+  std::remove(file.c_str());
+  ASSERT_EQ(pub.exit_code, 0) << describe(pub);
+  std::vector<std::string> late;
+  for (int i = 0; i < 3; ++i)
+    if (auto line = dump.read_line(5s)) late.push_back(*line);
+  dump.signal(SIGINT);
+  const Outcome o = dump.communicate(10s);
+  EXPECT_EQ(o.exit_code, 0) << describe(o);
+  EXPECT_EQ(o.err, "");  // nothing was missed
+  ASSERT_EQ(late.size(), 3u) << describe(o);
+  for (size_t i = 0; i < 3; ++i) {
+    Json j(late[i]);
+    ASSERT_TRUE(j.ok()) << j.error() << "\n" << late[i];
+    EXPECT_EQ(j.root()["flowbusseq"].AsUInt64(), i) << late[i];
+    EXPECT_EQ(str(j.root()["data"].AsMap(), "customer"), "late") << late[i];
+  }
+}
+
 TEST(InspectCliTest, DumpErrorsSayWhatToDo) {
   ShopBus bus(1);
   const Outcome no_topic = flowbus_cli({"inspect", bus.name.name, "no.such", "--dump", "1"});

@@ -155,6 +155,10 @@ class RingTap {
   RingTap& operator=(RingTap&&) noexcept;
 
   void start_earliest();
+  /// Starts at the ring's first event: at the oldest retained, and if the
+  /// writer has overwritten events since the ring began, the first next()
+  /// answers Lost with their number (for a ring that appeared while we watched).
+  void start_from_first();
   /// Starts at the `count`-th last event (at the earliest retained if fewer).
   void start_latest(uint64_t count);
   /// The next record. Ok fills `out` (padding records only with `with_padding`);

@@ -18,6 +18,7 @@
 #include "flowbus/inspect.hpp"
 #include "flowbus/names.hpp"
 #include "flowbus/schema.hpp"
+#include "inspect_ring.hpp"
 
 namespace flowbus {
 using namespace detail;
@@ -297,12 +298,24 @@ void check_ring(const std::string& bus, const DirectoryLayout* dir, uint32_t ind
   const TopicCheck* tc = nullptr;
   for (const auto& t : topics) tc = t.info.name == topic ? &t : tc;
   if (tc == nullptr) report.findings.push_back({where, "its topic is not registered in the directory"});
+  const uint64_t state = slot.state.load(std::memory_order_acquire);
+  if (const uint64_t owner = slot.owner.load(std::memory_order_acquire); is_removing_owner(owner)) {
+    report.removing.push_back({where, removal_note(bus, owner)});
+    return;
+  }
   RingSegments ring;
   try {
     open_ring_segments(ring, bus, topic, publisher, Access::ReadOnly, Access::ReadOnly);
   } catch (const Error& e) {
-    if (e.code() == ErrorCode::PermissionDenied) report.unreadable.push_back({where, not_readable_by_you(bus, topic, publisher)});
-    else report.findings.push_back({where, e.what()});
+    const uint64_t owner = slot.owner.load(std::memory_order_acquire);
+    if (e.code() == ErrorCode::PermissionDenied)
+      report.unreadable.push_back({where, not_readable_by_you(bus, topic, publisher)});
+    else if (is_removing_owner(owner))  // removed while we opened it
+      report.removing.push_back({where, removal_note(bus, owner)});
+    else if (slot.state.load(std::memory_order_acquire) != state)  // removed, and its slot freed or reused
+      report.removing.push_back({where, "removed while checked"});
+    else
+      report.findings.push_back({where, e.what()});
     return;
   }
   ++report.rings;

@@ -103,6 +103,13 @@ bool below_tail(const uint8_t* data, uint64_t position) {
 
 }  // namespace
 
+std::string removal_note(const std::string& bus, uint64_t owner) {
+  const uint32_t remover = SlotWord::who(owner);
+  if (process_alive(pid_t(remover), 0)) return "being removed by pid " + std::to_string(remover) + " right now";
+  return "its removal by pid " + std::to_string(remover) + " stopped half-way (that process is gone); `flowbus gc " + bus +
+         "` finishes it";
+}
+
 bool snapshot_ring_data(const std::string& bus, const uint8_t* data, uint64_t size, RingSnapshot& out) {
   const auto* h = reinterpret_cast<const RingHeader*>(data);
   // Capacity is read once: anyone with write access may change it while we
@@ -231,15 +238,22 @@ std::string reader_warning(const BusSnapshot& snap, const RingSnapshot& r, const
 }
 
 void add_warnings(BusSnapshot& snap) {
-  if (snap.live_participants() == 0)
-    snap.warnings.push_back("no live process uses bus '" + snap.name + "': `flowbus gc " + snap.name +
-                            "` removes it once its rings' retention has passed (`--force` now)");
+  // Topics are configuration made on purpose, often before any publisher:
+  // plain gc keeps them, and a bus that only has topics is not garbage.
+  if (snap.live_participants() == 0 && snap.topics.empty())
+    snap.warnings.push_back("no live process uses bus '" + snap.name + "': `flowbus gc " + snap.name + "` removes it" +
+                            (snap.rings.empty() ? "" : " once its rings' retention has passed"));
+  else if (snap.live_participants() == 0)
+    snap.warnings.push_back("no live process uses bus '" + snap.name + "'; it keeps its " + std::to_string(snap.topics.size()) +
+                            " topic(s) for the publishers to come, and `flowbus gc " + snap.name +
+                            "` removes its rings once their retention has passed");
   for (const auto& p : snap.participants)
     if (!p.alive)
       snap.warnings.push_back("process " + std::to_string(p.pid) + " died attached to the bus; the next process to open it (or `flowbus gc " + snap.name + "`) frees what it left");
   for (const auto& r : snap.rings) {
     if (!r.error.empty()) {
-      snap.warnings.push_back("ring " + topic_of_ring(r) + ": " + r.error);
+      if (r.remover_pid == 0 || !process_alive(pid_t(r.remover_pid), 0))  // a removal under way is no problem
+        snap.warnings.push_back("ring " + topic_of_ring(r) + ": " + r.error);
       continue;
     }
     if (!r.writer_alive) {
@@ -303,7 +317,8 @@ BusSnapshot inspect_bus(const std::string& name) {
   }
   for (uint32_t i = 0; i < kRings; ++i) {
     const RingSlot& r = dir->rings[i];
-    if (SlotWord::state(r.state.load(std::memory_order_acquire)) != kReady) continue;
+    const uint64_t state = r.state.load(std::memory_order_acquire);
+    if (SlotWord::state(state) != kReady) continue;
     RingSnapshot ring;
     ring.topic.assign(r.topic, strnlen(r.topic, kNameBytes));
     ring.publisher.assign(r.publisher, strnlen(r.publisher, kPublisherNameBytes));
@@ -318,7 +333,14 @@ BusSnapshot inspect_bus(const std::string& name) {
     ring.writer_alive = owner != 0 && !is_removing_owner(owner) &&
                         participant_alive(dir, SlotWord::who(owner), SlotWord::epoch(owner) & 0xff, nullptr);
     if (const TopicSnapshot* t = topic_named(snap, ring.topic)) ring.policy = t->info.policy;  // the header's, once read
-    read_ring(name, dir, ring);
+    if (is_removing_owner(owner)) {  // its segments may be gone already
+      ring.remover_pid = SlotWord::who(owner);
+      ring.error = removal_note(name, owner);
+    } else {
+      read_ring(name, dir, ring);
+      // Removed (its slot freed or reused) while we read it: no longer on the bus.
+      if (!ring.error.empty() && r.state.load(std::memory_order_acquire) != state) continue;
+    }
     snap.rings.push_back(std::move(ring));
   }
   snap.subscriptions = read_subscriptions(dir);

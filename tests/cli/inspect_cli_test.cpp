@@ -9,6 +9,9 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <cstring>
+#include <functional>
+
 #include "bus_state.hpp"
 #include "cli_helpers.hpp"
 #include "flowbus/detail/layout.hpp"
@@ -279,6 +282,102 @@ TEST(InspectCliTest, SubscriptionsAreShownWithTheirProcessAndTheRingsTheyRead) {
   ASSERT_EQ(subs.size(), 1u);
   EXPECT_FALSE(subs[0].AsMap()["alive"].AsBool());
   EXPECT_EQ(subs[0].AsMap()["pid"].AsInt64(), sub.pid());
+}
+
+namespace {
+
+using Runner = std::function<Outcome(const std::vector<std::string>&)>;
+
+/// All that `flowbus inspect` says about `bus`: its table, --check, --json,
+/// and its line in the list of buses.
+std::string all_inspect_says(const std::string& bus, const Runner& run) {
+  std::string all;
+  for (const std::vector<std::string>& args : {std::vector<std::string>{"inspect", bus, "--rate-window", "0"},
+                                               std::vector<std::string>{"inspect", bus, "--check"},
+                                               std::vector<std::string>{"inspect", bus, "--json", "--rate-window", "0"}}) {
+    const Outcome o = run(args);
+    all += "$ flowbus " + args[0] + " " + args[1] + " " + args[2] + " (exit " + std::to_string(o.exit_code) + ")\n" + o.out + o.err;
+  }
+  const Outcome list = run({"inspect"});
+  for (const std::string& line : lines_of(list.out + list.err))
+    if (line.find(bus) != std::string::npos) all += line + "\n";
+  return all;
+}
+
+const Runner as_us = [](const std::vector<std::string>& args) { return flowbus_cli(args); };
+const Runner as_unprivileged = [](const std::vector<std::string>& args) { return flowbus_cli_unprivileged(args); };
+
+detail::DirectoryLayout* directory_of(detail::Segment& dir) { return reinterpret_cast<detail::DirectoryLayout*>(dir.data()); }
+
+}  // namespace
+
+TEST(InspectCliTest, NoMessageAdvisesRemovingTheBusUnlessItIsDamaged) {
+  ChildProcess alive({"/bin/sleep", "30"}, {.pipe_stdin = false});  // a creator, a remover: at work
+
+  {  // a ring the user may not read
+    ScopedBusName name("advice");
+    for (const char* topic : {"open.orders", "private.orders"}) {
+      ASSERT_EQ(flowbus_cli({"topic", "create", name.name, topic, "--schema", example_schema("order.fbs"), "--mode", "0644"}).exit_code, 0);
+      ASSERT_EQ(flowbus_cli({"pub", name.name, topic, "--json", kOrderJson, "--name", "shop"}).exit_code, 0);
+    }
+    ASSERT_EQ(::chmod(("/dev/shm/" + detail::data_segment_name(name.name, "private.orders", "shop")).c_str(), 0), 0);
+    const std::string said = all_inspect_says(name.name, as_unprivileged);
+    EXPECT_NE(said.find("not readable by you"), std::string::npos) << said;
+    EXPECT_EQ(said.find("--force"), std::string::npos) << said;
+  }
+  {  // topics made before any publisher, and no process on the bus: configuration, not garbage
+    OrdersBus bus;
+    const std::string said = all_inspect_says(bus.name.name, as_us);
+    EXPECT_NE(said.find("no live process uses bus"), std::string::npos) << said;
+    EXPECT_EQ(said.find("--force"), std::string::npos) << said;
+  }
+  {  // a ring that a live gc is removing: its segments are gone, its slot not yet
+    ShopBus bus(3);
+    auto dir = detail::Segment::open(detail::directory_segment_name(bus.name.name), detail::Access::ReadWrite);
+    for (auto& ring : directory_of(dir)->rings)
+      if (detail::SlotWord::state(ring.state.load()) == detail::kReady) ring.owner.store(detail::removing_owner(uint32_t(alive.pid())));
+    detail::Segment::remove(detail::data_segment_name(bus.name.name, "orders.created", "shop"));
+    detail::Segment::remove(detail::control_segment_name(bus.name.name, "orders.created", "shop"));
+    const std::string said = all_inspect_says(bus.name.name, as_us);
+    EXPECT_NE(said.find("--check (exit 0)"), std::string::npos) << said;
+    EXPECT_NE(said.find("ring orders.created@shop: being removed by pid " + std::to_string(alive.pid()) + " right now"),
+              std::string::npos) << said;
+    EXPECT_EQ(said.find("--force"), std::string::npos) << said;
+  }
+  {  // a ring a live publisher is creating (its slot Claiming, its data segment not sized yet), and a bus
+     // whose live creator has not linked its directory into place yet
+    ShopBus bus(3);
+    auto dir = detail::Segment::open(detail::directory_segment_name(bus.name.name), detail::Access::ReadWrite);
+    for (auto& ring : directory_of(dir)->rings) {
+      const uint64_t w = ring.state.load();
+      if (detail::SlotWord::state(w) != detail::kFree) continue;
+      std::strcpy(ring.topic, "orders.created");
+      std::strcpy(ring.publisher, "new");
+      ring.state.store(detail::SlotWord::pack(detail::SlotWord::epoch(w) + 1, uint32_t(alive.pid()), detail::kClaiming));
+      break;
+    }
+    const std::string unsized = "/dev/shm/" + detail::data_segment_name(bus.name.name, "orders.created", "new");
+    ScopedBusName unlinked("advice");
+    const std::string draft = "/dev/shm/" + detail::directory_segment_name(unlinked.name) + "@new." + std::to_string(alive.pid());
+    for (const std::string& path : {unsized, draft}) ::close(::open(path.c_str(), O_CREAT | O_RDWR, 0600));
+    const std::string said = all_inspect_says(bus.name.name, as_us) + all_inspect_says(unlinked.name, as_us);
+    EXPECT_NE(said.find("--check (exit 0)"), std::string::npos) << said;
+    EXPECT_EQ(said.find("--force"), std::string::npos) << said;
+    ::unlink(unsized.c_str());
+  }
+  {  // damage: the advice is there
+    ShopBus bus(3);
+    auto data = detail::Segment::open(detail::data_segment_name(bus.name.name, "orders.created", "shop"), detail::Access::ReadWrite);
+    std::memset(data.data() + detail::kRecordsOffset, 0, 8);  // the first record's commit word
+    const Outcome check = flowbus_cli({"inspect", bus.name.name, "--check"});
+    EXPECT_EQ(check.exit_code, 1) << describe(check);
+    EXPECT_NE(check.out.find("`flowbus gc --force " + bus.name.name + "`"), std::string::npos) << describe(check);
+    auto dir = detail::Segment::open(detail::directory_segment_name(bus.name.name), detail::Access::ReadWrite);
+    directory_of(dir)->header.magic.store(42);
+    const Outcome table = flowbus_cli({"inspect", bus.name.name});
+    EXPECT_EQ(table.exit_code, 1) << describe(table);
+    EXPECT_NE(table.err.find("`flowbus gc --force " + bus.name.name + "`"), std::string::npos) << describe(table);
+  }
 }
 
 TEST(InspectCliTest, WatchWithoutATerminalPrintsFramesAndStops) {

@@ -52,7 +52,9 @@ struct RingSnapshot {
   /// overwrites what it has not read.
   double fill = 0;
   std::vector<CursorSnapshot> cursors;
-  std::string error;             ///< why the ring could not be read (permission, damage), else empty
+  std::string error;             ///< why the ring could not be read (permission, damage, removal), else empty
+  int64_t remover_pid = 0;       ///< non-zero: the ring is being removed by this process (a gc, or an open removing
+                                 ///< an expired ring) and was not read; `error` says whether it is still at it
 };
 
 /// One stream of a sidecar connection: an exported ring (what was sent and
@@ -189,6 +191,7 @@ struct CheckReport {
   uint64_t topics = 0, rings = 0, records = 0, cursors = 0;  ///< what was verified
   std::vector<CheckFinding> findings;    ///< damage
   std::vector<CheckFinding> unreadable;  ///< rings the caller may not read: not checked, and not damage
+  std::vector<CheckFinding> removing;    ///< rings being removed (or whose removal a dead remover left): not checked, not damage
   bool ok() const noexcept { return findings.empty(); }
 };
 
@@ -197,7 +200,8 @@ struct CheckReport {
 /// position (commit words, lengths, padding, sequences), and cursors. A
 /// finding caused by a live writer racing the walk is re-checked and dropped
 /// if it goes away. A ring the caller may not read is listed in `unreadable`,
-/// not in `findings`. Throws Error only when the bus cannot be opened at all.
+/// one being removed in `removing`, not in `findings`. Throws Error only when
+/// the bus cannot be opened at all.
 CheckReport check_bus(const std::string& name);
 
 }  // namespace flowbus

@@ -1,5 +1,6 @@
 // `flowbus inspect BUS --check`: the invariant report, exit 1 on any finding.
-// Rings the caller may not read are listed apart: permission is not damage.
+// Rings the caller may not read, and rings being removed, are listed apart:
+// neither is damage, and neither gets the advice to remove the bus.
 #include <cstdio>
 
 #include "../cli_util.hpp"
@@ -27,10 +28,11 @@ int run_check(const std::string& bus, bool json) {
   const CheckReport r = check_bus(bus);
   if (json) {
     std::printf("{\"bus\":\"%s\",\"ok\":%s,\"topics\":%llu,\"rings\":%llu,\"records\":%llu,\"cursors\":%llu,"
-                "\"findings\":%s,\"unreadable\":%s}\n",
+                "\"findings\":%s,\"unreadable\":%s,\"removing\":%s}\n",
                 json_escape(r.bus).c_str(), r.ok() ? "true" : "false", static_cast<unsigned long long>(r.topics),
                 static_cast<unsigned long long>(r.rings), static_cast<unsigned long long>(r.records),
-                static_cast<unsigned long long>(r.cursors), findings_json(r.findings).c_str(), findings_json(r.unreadable).c_str());
+                static_cast<unsigned long long>(r.cursors), findings_json(r.findings).c_str(), findings_json(r.unreadable).c_str(),
+                findings_json(r.removing).c_str());
     return r.ok() ? 0 : 1;
   }
   std::printf("bus %s: checked %llu topics, %llu rings, %llu records, %llu cursors\n", r.bus.c_str(),
@@ -41,12 +43,18 @@ int run_check(const std::string& bus, bool json) {
                 r.unreadable.size());
     print_findings(r.unreadable);
   }
+  if (!r.removing.empty()) {
+    std::printf("not checked: %zu ring(s) being removed (not damage):\n", r.removing.size());
+    print_findings(r.removing);
+  }
   if (r.ok()) {
     std::printf(r.unreadable.empty() ? "ok: every invariant holds\n" : "ok: every invariant holds in what you may read\n");
     return 0;
   }
   std::printf("%zu problem(s):\n", r.findings.size());
   print_findings(r.findings);
+  // Only here, where something is damaged: removing a bus is the one cure
+  // the check may advise, and never for permission or a passing state.
   std::printf("readers quarantine a damaged ring and keep reading the others; stop its publisher and remove the bus "
               "with `flowbus gc --force %s` to start afresh\n", r.bus.c_str());
   return 1;

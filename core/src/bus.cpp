@@ -57,6 +57,16 @@ void apply_mirror_origin(RingContext& c, const RingSlot& slot) {
 
 std::string directory_segment_name(const std::string& bus) { return "flowbus." + bus; }
 
+namespace {
+
+// A directory is made whole under a draft name and linked into place, so one
+// too small to hold its header is damaged, never half made.
+[[noreturn]] void throw_damaged_directory(const std::string& bus, const Error& e) {
+  throw Error(ErrorCode::Corrupt, "bus '" + bus + "': " + e.what() + "; it is damaged: remove it with `flowbus gc --force " + bus + "`");
+}
+
+}  // namespace
+
 Segment open_directory_read_only(const std::string& bus) {
   validate_bus_name(bus);
   try {
@@ -64,6 +74,7 @@ Segment open_directory_read_only(const std::string& bus) {
   } catch (const Error& e) {
     if (e.code() == ErrorCode::NotFound)
       throw Error(ErrorCode::NotFound, "bus '" + bus + "' does not exist on this host; `flowbus inspect` lists the buses there are");
+    if (e.code() == ErrorCode::Corrupt) throw_damaged_directory(bus, e);
     throw;
   }
 }
@@ -418,6 +429,7 @@ std::shared_ptr<BusState> attach(std::string_view name_view, const BusOptions* c
     } catch (const Error& e) {
       if (e.code() == ErrorCode::NotFound)
         throw Error(ErrorCode::NotFound, "bus '" + name + "' does not exist on this host; create it with `flowbus topic create " + name + " ...` or list buses with `flowbus inspect`");
+      if (e.code() == ErrorCode::Corrupt) throw_damaged_directory(name, e);
       throw;
     }
     if (state->segment.size() < size) {

@@ -2,6 +2,9 @@
 // read-only. A live writer keeps moving while we look, so each ring is walked
 // up to three times and only findings that survive every walk are reported;
 // a walk that the writer laps restarts from the new tail instead of failing.
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -15,6 +18,7 @@
 #include "flowbus/inspect.hpp"
 #include "flowbus/names.hpp"
 #include "flowbus/schema.hpp"
+#include "inspect_ring.hpp"
 
 namespace flowbus {
 using namespace detail;
@@ -273,6 +277,14 @@ void check_control(const RingSegments& ring, const RingWalk& walk, const Directo
                                                     " slots say so, and only " + num(owned) + " readers hold a cursor");
 }
 
+/// Permission is not damage: whose the ring is, and what its mode lets us do.
+std::string not_readable_by_you(const std::string& bus, const std::string& topic, const std::string& publisher) {
+  std::string segment = data_segment_name(bus, topic, publisher);
+  if (::faccessat(AT_FDCWD, ("/dev/shm/" + segment).c_str(), R_OK, AT_EACCESS) == 0)
+    segment = control_segment_name(bus, topic, publisher);  // the data was readable: the control segment was not
+  return "not readable by you (uid " + num(::geteuid()) + ", mode " + describe_owner_and_mode(segment) + ")";
+}
+
 void check_ring(const std::string& bus, const DirectoryLayout* dir, uint32_t index, const std::vector<TopicCheck>& topics,
                 CheckReport& report) {
   const RingSlot& slot = dir->rings[index];
@@ -286,11 +298,24 @@ void check_ring(const std::string& bus, const DirectoryLayout* dir, uint32_t ind
   const TopicCheck* tc = nullptr;
   for (const auto& t : topics) tc = t.info.name == topic ? &t : tc;
   if (tc == nullptr) report.findings.push_back({where, "its topic is not registered in the directory"});
+  const uint64_t state = slot.state.load(std::memory_order_acquire);
+  if (const uint64_t owner = slot.owner.load(std::memory_order_acquire); is_removing_owner(owner)) {
+    report.removing.push_back({where, removal_note(bus, owner)});
+    return;
+  }
   RingSegments ring;
   try {
     open_ring_segments(ring, bus, topic, publisher, Access::ReadOnly, Access::ReadOnly);
   } catch (const Error& e) {
-    report.findings.push_back({where, e.what()});
+    const uint64_t owner = slot.owner.load(std::memory_order_acquire);
+    if (e.code() == ErrorCode::PermissionDenied)
+      report.unreadable.push_back({where, not_readable_by_you(bus, topic, publisher)});
+    else if (is_removing_owner(owner))  // removed while we opened it
+      report.removing.push_back({where, removal_note(bus, owner)});
+    else if (slot.state.load(std::memory_order_acquire) != state)  // removed, and its slot freed or reused
+      report.removing.push_back({where, "removed while checked"});
+    else
+      report.findings.push_back({where, e.what()});
     return;
   }
   ++report.rings;

@@ -50,7 +50,11 @@ void collect_bus(const std::string& name, bool force, GcReport& report) {
   } catch (const Error& e) {
     if (e.code() == ErrorCode::NotFound) return destroy_all("ring segments without a directory");
     if (force && e.code() != ErrorCode::PermissionDenied) return destroy_all(std::string("damaged (") + e.what() + ")");
-    report.errors.push_back(e.what());
+    // Too small for this layout: damaged, or of another version (a directory is never seen half made).
+    report.errors.push_back(e.code() == ErrorCode::Corrupt ? "bus '" + name + "': " + e.what() +
+                                                                 "; it is damaged or of another layout version: `flowbus gc --force " +
+                                                                 name + "` removes it"
+                                                           : std::string(e.what()));
     return;
   }
   state->dir = reinterpret_cast<DirectoryLayout*>(state->segment.data());

@@ -2,6 +2,8 @@
 // Loads of directory words are acquire (directory_layout.hpp); ring words as in ring.hpp.
 #include "flowbus/inspect.hpp"
 
+#include <algorithm>
+#include <cstdio>
 #include <cstring>
 
 #include "bus_state.hpp"
@@ -36,6 +38,44 @@ bool participant_alive(const DirectoryLayout* dir, uint32_t index, uint32_t epoc
   return process_alive(pid_t(SlotWord::who(w)), p.start_time);
 }
 
+// The pid of participant `index` if it is still the one of that epoch, else 0.
+int64_t participant_pid(const DirectoryLayout* dir, uint32_t index, uint32_t epoch_low8) {
+  if (index >= kParticipants) return 0;
+  const uint64_t w = dir->participants[index].state.load(std::memory_order_acquire);
+  return SlotWord::state(w) == kReady && (SlotWord::epoch(w) & 0xff) == epoch_low8 ? SlotWord::who(w) : 0;
+}
+
+std::vector<SubscriptionSnapshot> read_subscriptions(const DirectoryLayout* dir) {
+  std::vector<SubscriptionSnapshot> out;
+  for (uint32_t i = 0; i < kSubscriptions; ++i) {
+    const SubscriptionSlot& s = dir->subscriptions[i];
+    if (SlotWord::state(s.state.load(std::memory_order_acquire)) != kReady) continue;
+    SubscriptionSnapshot sub;
+    sub.slot = i;
+    sub.pattern.assign(s.pattern, strnlen(s.pattern, kNameBytes));
+    sub.pid = participant_pid(dir, s.participant, s.participant_epoch);
+    sub.alive = sub.pid != 0 && participant_alive(dir, s.participant, s.participant_epoch, nullptr);
+    sub.uid = s.uid;
+    sub.tag = s.tag;
+    out.push_back(std::move(sub));
+  }
+  return out;
+}
+
+// Which rings each subscription reads, from the cursors found in them.
+void count_subscription_rings(BusSnapshot& snap) {
+  for (SubscriptionSnapshot& sub : snap.subscriptions)
+    for (const RingSnapshot& r : snap.rings) {
+      bool reserved = false, attached = false;
+      for (const CursorSnapshot& c : r.cursors) {
+        reserved |= c.reserved_for == sub.tag;
+        attached |= sub.pid != 0 && c.pid == sub.pid;
+      }
+      sub.rings_reserved += reserved;
+      sub.rings_attached += attached && pattern_matches(sub.pattern, r.topic);
+    }
+}
+
 }  // namespace
 
 namespace detail {
@@ -54,7 +94,21 @@ bool sequence_at(const uint8_t* data, const RingSnapshot& ring, uint64_t p, uint
   return true;
 }
 
+// Acquire fence, then tail: as a latest reader validates what it read
+// (RingReader::still_valid_at), so a sequence read before counts only if this says no.
+bool below_tail(const uint8_t* data, uint64_t position) {
+  std::atomic_thread_fence(std::memory_order_acquire);
+  return position < reinterpret_cast<const RingHeader*>(data)->tail_position.load(std::memory_order_relaxed);
+}
+
 }  // namespace
+
+std::string removal_note(const std::string& bus, uint64_t owner) {
+  const uint32_t remover = SlotWord::who(owner);
+  if (process_alive(pid_t(remover), 0)) return "being removed by pid " + std::to_string(remover) + " right now";
+  return "its removal by pid " + std::to_string(remover) + " stopped half-way (that process is gone); `flowbus gc " + bus +
+         "` finishes it";
+}
 
 bool snapshot_ring_data(const std::string& bus, const uint8_t* data, uint64_t size, RingSnapshot& out) {
   const auto* h = reinterpret_cast<const RingHeader*>(data);
@@ -68,6 +122,7 @@ bool snapshot_ring_data(const std::string& bus, const uint8_t* data, uint64_t si
     return false;
   }
   out.capacity = capacity;
+  out.policy = Policy(h->policy) == Policy::Latest ? Policy::Latest : Policy::Block;
   out.write_position = h->write_position.load(std::memory_order_acquire);
   out.tail_position = h->tail_position.load(std::memory_order_acquire);
   out.next_sequence = h->next_sequence.load(std::memory_order_acquire);
@@ -94,15 +149,26 @@ void snapshot_ring_cursors(const uint8_t* data, const ControlHeader* c, const Di
     uint64_t seq = 0;
     if (cur.lag_bytes == 0) cur.lag_events = 0;
     else if (sequence_at(data, out, cur.position, &seq) && seq <= out.next_sequence) cur.lag_events = int64_t(out.next_sequence - seq);
+    // Latest: bytes below tail may be overwritten (a sequence read there may
+    // be torn); a reader there was lapped. Under block tail may pass a live
+    // reader (kept conservatively, see advance_tail), so it says nothing there.
+    if (out.policy == Policy::Latest && cur.lag_bytes != 0 && below_tail(data, cur.position)) {
+      cur.lapped = true;
+      cur.lag_events = -1;
+    }
     cur.evictions = s.evictions.load(std::memory_order_relaxed);
     cur.losses = s.losses.load(std::memory_order_relaxed);
     const uint64_t moved = s.last_moved_ns.load(std::memory_order_relaxed);
     cur.idle_ns = moved != 0 && now > moved ? now - moved : 0;
     cur.sleeping = CursorWord::asleep(word);
+    cur.reserved_for = s.subscription.load(std::memory_order_relaxed);
     if (cur.alive) slowest = std::min(slowest, cur.position);
     out.cursors.push_back(cur);
   }
-  if (slowest != UINT64_MAX && out.write_position >= slowest) out.fill = double(out.write_position - slowest) / double(out.capacity);
+  // Capped: a lapped latest reader is more than a ring behind, and what it
+  // has yet to read is at most what the ring holds.
+  if (slowest != UINT64_MAX && out.write_position >= slowest)
+    out.fill = std::min(1.0, double(out.write_position - slowest) / double(out.capacity));
 }
 
 }  // namespace detail
@@ -130,16 +196,64 @@ void read_ring(const std::string& bus, const DirectoryLayout* dir, RingSnapshot&
 
 std::string topic_of_ring(const RingSnapshot& r) { return r.topic + "@" + r.publisher; }
 
+const TopicSnapshot* topic_named(const BusSnapshot& snap, const std::string& name) {
+  for (const auto& t : snap.topics)
+    if (t.info.name == name) return &t;
+  return nullptr;
+}
+
+std::string seconds_text(std::chrono::nanoseconds d) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%gs", double(d.count()) / 1e9);
+  return buf;
+}
+
+// What happens to a slow reader depends on the policy: under block it holds
+// the writer back until the slow-consumer timeout (if any) evicts it; under
+// latest the writer never waits, and laps it.
+std::string slow_reader_warning(const BusSnapshot& snap, const RingSnapshot& r, const CursorSnapshot& c) {
+  const std::string who = "reader pid " + std::to_string(c.pid);
+  if (r.policy == Policy::Latest)
+    return c.lapped ? who + " was lapped: the writer (policy latest, it never waits) overwrote events it had not read; its next read "
+                            "says how many it lost and goes on from the oldest retained event"
+                    : who + " is more than 90% of the ring behind; the writer (policy latest) does not wait for it, so unless it "
+                            "catches up it will be lapped and told how many events it lost";
+  const TopicSnapshot* topic = topic_named(snap, r.topic);
+  const std::string behind = who + " is more than 90% of the ring behind and holds its publisher back; ";
+  if (topic != nullptr && topic->info.slow_consumer_timeout == kNever)
+    return behind + "the topic's slow-consumer timeout is never, so it is not evicted: the publisher waits until it reads";
+  return behind + "it will be evicted after the topic's slow-consumer timeout" +
+         (topic != nullptr ? " (" + seconds_text(topic->info.slow_consumer_timeout) + ")" : "") + " unless it catches up";
+}
+
+std::string reader_warning(const BusSnapshot& snap, const RingSnapshot& r, const CursorSnapshot& c) {
+  if (!c.alive)
+    return "cursor " + std::to_string(c.slot) + " belongs to a dead process (pid " + std::to_string(c.pid) + "); " +
+           (r.policy == Policy::Latest ? "the writer never waits for it, and the next process to open the bus (or `flowbus gc " +
+                                             snap.name + "`) frees it"
+                                       : std::string("the writer evicts it when it needs the space"));
+  const bool far_behind = c.lag_bytes * 10 > r.capacity * 9;
+  if (c.lapped || (far_behind && r.fill > 0.9)) return slow_reader_warning(snap, r, c);
+  return {};
+}
+
 void add_warnings(BusSnapshot& snap) {
-  if (snap.live_participants() == 0)
-    snap.warnings.push_back("no live process uses bus '" + snap.name + "': `flowbus gc " + snap.name +
-                            "` removes it once its rings' retention has passed (`--force` now)");
+  // Topics are configuration made on purpose, often before any publisher:
+  // plain gc keeps them, and a bus that only has topics is not garbage.
+  if (snap.live_participants() == 0 && snap.topics.empty())
+    snap.warnings.push_back("no live process uses bus '" + snap.name + "': `flowbus gc " + snap.name + "` removes it" +
+                            (snap.rings.empty() ? "" : " once its rings' retention has passed"));
+  else if (snap.live_participants() == 0)
+    snap.warnings.push_back("no live process uses bus '" + snap.name + "'; it keeps its " + std::to_string(snap.topics.size()) +
+                            " topic(s) for the publishers to come, and `flowbus gc " + snap.name +
+                            "` removes its rings once their retention has passed");
   for (const auto& p : snap.participants)
     if (!p.alive)
       snap.warnings.push_back("process " + std::to_string(p.pid) + " died attached to the bus; the next process to open it (or `flowbus gc " + snap.name + "`) frees what it left");
   for (const auto& r : snap.rings) {
     if (!r.error.empty()) {
-      snap.warnings.push_back("ring " + topic_of_ring(r) + ": " + r.error);
+      if (r.remover_pid == 0 || !process_alive(pid_t(r.remover_pid), 0))  // a removal under way is no problem
+        snap.warnings.push_back("ring " + topic_of_ring(r) + ": " + r.error);
       continue;
     }
     if (!r.writer_alive) {
@@ -149,14 +263,8 @@ void add_warnings(BusSnapshot& snap) {
         snap.warnings.push_back("ring " + topic_of_ring(r) + ": its publisher (pid " + std::to_string(r.writer_pid) +
                                 ") is gone and readers have not drained it yet; restart the publisher under the name '" + r.publisher + "' to continue its sequence");
     }
-    for (const auto& c : r.cursors) {
-      if (!c.alive)
-        snap.warnings.push_back("ring " + topic_of_ring(r) + ": cursor " + std::to_string(c.slot) + " belongs to a dead process (pid " +
-                                std::to_string(c.pid) + "); the writer evicts it when it needs the space");
-      else if (r.fill > 0.9 && c.lag_bytes * 10 > r.capacity * 9)
-        snap.warnings.push_back("ring " + topic_of_ring(r) + ": reader pid " + std::to_string(c.pid) +
-                                " is more than 90% of the ring behind; it will be evicted after the topic's slow-consumer timeout unless it catches up");
-    }
+    for (const auto& c : r.cursors)
+      if (std::string w = reader_warning(snap, r, c); !w.empty()) snap.warnings.push_back("ring " + topic_of_ring(r) + ": " + w);
   }
   for (const SidecarSnapshot& side : snap.sidecars) {
     const std::string who = "sidecar " + side.node + " (pid " + std::to_string(side.pid) + ")";
@@ -209,7 +317,8 @@ BusSnapshot inspect_bus(const std::string& name) {
   }
   for (uint32_t i = 0; i < kRings; ++i) {
     const RingSlot& r = dir->rings[i];
-    if (SlotWord::state(r.state.load(std::memory_order_acquire)) != kReady) continue;
+    const uint64_t state = r.state.load(std::memory_order_acquire);
+    if (SlotWord::state(state) != kReady) continue;
     RingSnapshot ring;
     ring.topic.assign(r.topic, strnlen(r.topic, kNameBytes));
     ring.publisher.assign(r.publisher, strnlen(r.publisher, kPublisherNameBytes));
@@ -223,9 +332,19 @@ BusSnapshot inspect_bus(const std::string& name) {
     const uint64_t owner = r.owner.load(std::memory_order_acquire);
     ring.writer_alive = owner != 0 && !is_removing_owner(owner) &&
                         participant_alive(dir, SlotWord::who(owner), SlotWord::epoch(owner) & 0xff, nullptr);
-    read_ring(name, dir, ring);
+    if (const TopicSnapshot* t = topic_named(snap, ring.topic)) ring.policy = t->info.policy;  // the header's, once read
+    if (is_removing_owner(owner)) {  // its segments may be gone already
+      ring.remover_pid = SlotWord::who(owner);
+      ring.error = removal_note(name, owner);
+    } else {
+      read_ring(name, dir, ring);
+      // Removed (its slot freed or reused) while we read it: no longer on the bus.
+      if (!ring.error.empty() && r.state.load(std::memory_order_acquire) != state) continue;
+    }
     snap.rings.push_back(std::move(ring));
   }
+  snap.subscriptions = read_subscriptions(dir);
+  count_subscription_rings(snap);
   snap.sidecars = read_sidecars(name, snap.rings);
   add_warnings(snap);
   return snap;

@@ -22,4 +22,9 @@ bool snapshot_ring_data(const std::string& bus, const uint8_t* data, uint64_t si
 void snapshot_ring_cursors(const uint8_t* data, const ControlHeader* control, const DirectoryLayout* dir,
                            RingSnapshot& out);
 
+/// Why a ring under removal tombstone `owner` (is_removing_owner) is not
+/// read: its remover is at it now, or died half-way and `flowbus gc` finishes
+/// the removal. Either way not damage.
+std::string removal_note(const std::string& bus, uint64_t owner);
+
 }  // namespace flowbus::detail

@@ -94,6 +94,14 @@ void RingTap::start_earliest() {
   s_->sequence_known = false;
 }
 
+void RingTap::start_from_first() {
+  start_earliest();
+  // Written before magic, which the open acquired; UINT64_MAX: not known.
+  const uint64_t first = s_->header->first_sequence;
+  s_->sequence_known = first != UINT64_MAX;
+  s_->expected_sequence = first;
+}
+
 void RingTap::start_latest(uint64_t count) {
   // Records have no back links: walk from tail, remembering the last `count`
   // starts. If the writer laps the walk, start over from the new tail.

@@ -102,8 +102,11 @@ Segment Segment::open(const std::string& name, Access access, uint64_t min_size)
     bip::offset_t size = 0;
     if (!shm.get_size(size)) throw_os("cannot size", name, EIO);
     if (uint64_t(size) < min_size || size == 0)
-      throw Error(ErrorCode::Corrupt, "segment '" + name + "' is " + std::to_string(size) +
-                                          " bytes, smaller than its header says; it is damaged: remove it with `flowbus gc --force`");
+      // No advice here: whether that is damage or a creator still at work is
+      // for the caller to say (a directory is linked in whole; a ring may be
+      // being made anew under a slot that was freed).
+      throw Error(ErrorCode::Corrupt, "segment '" + name + "' is " + std::to_string(size) + " bytes, smaller than its " +
+                                          std::to_string(min_size) + "-byte header");
     seg.region_ = std::make_unique<bip::mapped_region>(shm, mode, 0, size_t(size));
     seg.size_ = uint64_t(size);
   } catch (const bip::interprocess_exception& e) {

@@ -95,6 +95,93 @@ TEST(InspectTest, AGonePublisherWithAnUndrainedRingIsNamedWithTheFix) {
   EXPECT_TRUE(named);
 }
 
+namespace {
+
+bool any_warning_has(const BusSnapshot& s, const std::string& text) {
+  for (const auto& w : s.warnings)
+    if (w.find(text) != std::string::npos) return true;
+  return false;
+}
+
+std::string warnings_text(const BusSnapshot& s) {
+  std::string out;
+  for (const auto& w : s.warnings) out += w + "\n";
+  return out.empty() ? "(no warnings)" : out;
+}
+
+}  // namespace
+
+TEST(InspectTest, ALatestReaderIsShownLappedNotAboutToBeEvictedAndItsLagIsExactOnceItCatchesUp) {
+  ScopedBusName name("inspect");
+  Bus bus = Bus::open(name.name);
+  bus.create_topic(sensor_topic("t", Policy::Latest, 4096));
+  Publisher pub = bus.publisher("t", {"p"});
+  Subscriber sub = bus.subscribe("t", {StartAt::Earliest, 0ns});
+  publish_n(pub, 1);
+  ASSERT_EQ(sub.poll([](const Event&) {}).delivered, 1u);
+  EXPECT_FALSE(sub.wait(1ms));  // publishes its cursor
+  publish_n(pub, 300);          // 128-byte records: about nine laps of the 4 KiB ring
+
+  const BusSnapshot lapped = inspect_bus(name.name);
+  const RingSnapshot& r = lapped.rings.at(0);
+  EXPECT_EQ(r.policy, Policy::Latest);
+  EXPECT_EQ(r.fill, 1.0);  // capped: what the reader has yet to read is at most the ring
+  ASSERT_EQ(r.cursors.size(), 1u);
+  EXPECT_TRUE(r.cursors[0].lapped);
+  EXPECT_EQ(r.cursors[0].lag_events, -1);  // more than the ring retains: the exact count is not in the ring any more
+  EXPECT_GT(r.cursors[0].lag_bytes, r.capacity);
+  EXPECT_TRUE(any_warning_has(lapped, "reader pid " + std::to_string(getpid()) + " was lapped")) << warnings_text(lapped);
+  EXPECT_FALSE(any_warning_has(lapped, "evicted")) << warnings_text(lapped);
+
+  uint64_t missed = 0;
+  for (PollResult p; (p = sub.poll([](const Event&) {})).delivered > 0 || p.missed > 0;) missed += p.missed;
+  ASSERT_GT(missed, 0u);
+  EXPECT_FALSE(sub.wait(1ms));  // caught up: its cursor is published here
+  publish_n(pub, 3);
+  const BusSnapshot behind = inspect_bus(name.name);
+  const CursorSnapshot& c = behind.rings.at(0).cursors.at(0);
+  EXPECT_FALSE(c.lapped);
+  EXPECT_EQ(c.lag_events, 3);
+  EXPECT_EQ(c.losses, missed);
+  EXPECT_LT(behind.rings[0].fill, 0.5);
+  EXPECT_TRUE(behind.warnings.empty()) << warnings_text(behind);
+}
+
+TEST(InspectTest, AReaderHoldingBackABlockTopicThatNeverEvictsIsNotSaidToBeEvicted) {
+  ScopedBusName name("inspect");
+  Bus bus = Bus::open(name.name);
+  TopicSpec never = sensor_topic("never", Policy::Block, 4096);
+  never.slow_consumer_timeout = kNever;
+  bus.create_topic(never);
+  TopicSpec timed = sensor_topic("timed", Policy::Block, 4096);
+  timed.slow_consumer_timeout = 30s;
+  bus.create_topic(timed);
+  std::vector<Subscriber> readers;
+  for (const char* topic : {"never", "timed"}) {
+    Publisher pub = bus.publisher(topic, {"p"});
+    readers.push_back(bus.subscribe(topic, {StartAt::Earliest, 0ns}));
+    flatbuffers::FlatBufferBuilder fbb;
+    build_reading(fbb, 0);
+    while (pub.try_publish({fbb.GetBufferPointer(), fbb.GetSize()}) == PublishStatus::Ok) {
+    }
+  }
+  const BusSnapshot s = inspect_bus(name.name);
+  bool never_warned = false, timed_warned = false;
+  for (const auto& w : s.warnings) {
+    if (w.rfind("ring never@p: reader", 0) == 0) {
+      never_warned = true;
+      EXPECT_NE(w.find("slow-consumer timeout is never, so it is not evicted"), std::string::npos) << w;
+      EXPECT_EQ(w.find("will be evicted"), std::string::npos) << w;
+    }
+    if (w.rfind("ring timed@p: reader", 0) == 0) {
+      timed_warned = true;
+      EXPECT_NE(w.find("will be evicted after the topic's slow-consumer timeout (30s)"), std::string::npos) << w;
+    }
+  }
+  EXPECT_TRUE(never_warned) << warnings_text(s);
+  EXPECT_TRUE(timed_warned) << warnings_text(s);
+}
+
 TEST(InspectTest, AMissingBusIsAClearError) {
   try {
     inspect_bus("no-such-bus-" + std::to_string(getpid()));

@@ -122,6 +122,34 @@ TEST(RingTapTest, ALappedTapSaysExactlyHowManyEventsItMissedAndGoesOnIntact) {
   EXPECT_EQ(expected, 505u);
 }
 
+TEST(RingTapTest, FromTheFirstEventSaysHowManyWereOverwrittenBeforeItCame) {
+  ScopedBusName name("tap");
+  Bus bus = Bus::open(name.name);
+  bus.create_topic(sensor_topic("whole", Policy::Latest, 4096));
+  bus.create_topic(sensor_topic("lapped", Policy::Latest, 4096));
+  Publisher whole = bus.publisher("whole", {"p"});
+  Publisher lapped = bus.publisher("lapped", {"p"});
+  publish_n(whole, 5);
+  publish_n(lapped, 300);  // about nine laps of the 4 KiB ring
+
+  RingTap all(name.name, "whole", "p");
+  all.start_from_first();
+  TapRecord r;
+  for (uint64_t seq = 0; seq < 5; ++seq) {
+    ASSERT_EQ(all.next(r), RingTap::Status::Ok);
+    EXPECT_EQ(r.sequence, seq);
+  }
+  EXPECT_EQ(all.take_missed(), 0u);
+
+  RingTap late(name.name, "lapped", "p");
+  late.start_from_first();
+  ASSERT_EQ(late.next(r), RingTap::Status::Lost);
+  const uint64_t missed = late.take_missed();
+  ASSERT_EQ(late.next(r), RingTap::Status::Ok);
+  EXPECT_GT(missed, 0u);
+  EXPECT_EQ(r.sequence, missed);  // the first `missed` events (0 .. missed-1) were overwritten
+}
+
 TEST(RingTapTest, PaddingRecordsAreShownOnlyWhenAskedFor) {
   ScopedBusName name("tap");
   Bus bus = Bus::open(name.name);

@@ -26,11 +26,13 @@ struct CursorSnapshot {
   bool alive = false;
   uint64_t position = 0;      ///< as last published (readers publish every eighth of a ring)
   uint64_t lag_bytes = 0;     ///< write position - position
-  int64_t lag_events = -1;    ///< next sequence - sequence at the cursor; -1 if not known
+  int64_t lag_events = -1;    ///< next sequence - sequence at the cursor; -1 if not known (lapped: more than the ring retains)
+  bool lapped = false;        ///< latest: the writer overwrote events this reader had not read; its next read reports them lost
   uint64_t evictions = 0;     ///< evictions of this slot's owners so far
   uint64_t losses = 0;        ///< events this slot's owners were told they missed (lapped or evicted)
   uint64_t idle_ns = 0;       ///< since its owner last published a move (or joined)
   bool sleeping = false;
+  uint32_t reserved_for = 0;  ///< the tag of the subscription the ring's creator reserved it for; 0: claimed by its reader
 };
 
 struct RingSnapshot {
@@ -40,12 +42,19 @@ struct RingSnapshot {
   std::string origin_source;   ///< mirror rings: the events' CloudEvents source
   int64_t writer_pid = 0;      ///< pid of the last publisher that held it
   bool writer_alive = false;   ///< a live publisher holds it now
+  Policy policy = Policy::Block;  ///< as the ring's header says
   uint64_t capacity = 0, write_position = 0, tail_position = 0, next_sequence = 0;
   uint64_t retained_events = 0;  ///< events between tail and the write position
   uint64_t last_publish_ns = 0;
-  double fill = 0;               ///< (write - slowest live cursor) / capacity; 0 with no reader
+  /// How much of the ring the slowest live reader has yet to read: (write -
+  /// its position) / capacity, at most 1; 0 with no reader. At 1, a block
+  /// writer waits for that reader; a latest writer (which never waits)
+  /// overwrites what it has not read.
+  double fill = 0;
   std::vector<CursorSnapshot> cursors;
-  std::string error;             ///< why the ring could not be read (permission, damage), else empty
+  std::string error;             ///< why the ring could not be read (permission, damage, removal), else empty
+  int64_t remover_pid = 0;       ///< non-zero: the ring is being removed by this process (a gc, or an open removing
+                                 ///< an expired ring) and was not read; `error` says whether it is still at it
 };
 
 /// One stream of a sidecar connection: an exported ring (what was sent and
@@ -81,6 +90,19 @@ struct SidecarSnapshot {
   std::string error;  ///< the status could not be read
 };
 
+/// A subscription recorded in the bus directory (Bus::subscribe): a ring
+/// created after it reserves a cursor for it, so it misses nothing of that ring.
+struct SubscriptionSnapshot {
+  uint32_t slot = 0;
+  std::string pattern;
+  int64_t pid = 0;              ///< its process; 0 if that process's participant slot is gone
+  bool alive = false;
+  uint32_t uid = 0;             ///< its process's effective uid
+  uint32_t tag = 0;             ///< names it in the cursors reserved for it (CursorSnapshot::reserved_for)
+  uint32_t rings_attached = 0;  ///< rings matching its pattern in which its process holds a cursor
+  uint32_t rings_reserved = 0;  ///< rings whose creator reserved a cursor for it (adopted or not yet)
+};
+
 struct TopicSnapshot {
   TopicInfo info;  ///< schema bytes left out
 };
@@ -92,6 +114,7 @@ struct BusSnapshot {
   std::vector<ParticipantSnapshot> participants;
   std::vector<TopicSnapshot> topics;
   std::vector<RingSnapshot> rings;
+  std::vector<SubscriptionSnapshot> subscriptions;
   std::vector<SidecarSnapshot> sidecars;
   std::vector<std::string> warnings;  ///< each names the problem and the fix
   size_t live_participants() const;
@@ -134,6 +157,10 @@ class RingTap {
   RingTap& operator=(RingTap&&) noexcept;
 
   void start_earliest();
+  /// Starts at the ring's first event: at the oldest retained, and if the
+  /// writer has overwritten events since the ring began, the first next()
+  /// answers Lost with their number (for a ring that appeared while we watched).
+  void start_from_first();
   /// Starts at the `count`-th last event (at the earliest retained if fewer).
   void start_latest(uint64_t count);
   /// The next record. Ok fills `out` (padding records only with `with_padding`);
@@ -162,7 +189,9 @@ struct CheckFinding {
 struct CheckReport {
   std::string bus;
   uint64_t topics = 0, rings = 0, records = 0, cursors = 0;  ///< what was verified
-  std::vector<CheckFinding> findings;
+  std::vector<CheckFinding> findings;    ///< damage
+  std::vector<CheckFinding> unreadable;  ///< rings the caller may not read: not checked, and not damage
+  std::vector<CheckFinding> removing;    ///< rings being removed (or whose removal a dead remover left): not checked, not damage
   bool ok() const noexcept { return findings.empty(); }
 };
 
@@ -170,7 +199,9 @@ struct CheckReport {
 /// names, alignment, positions, the record chain from tail to the write
 /// position (commit words, lengths, padding, sequences), and cursors. A
 /// finding caused by a live writer racing the walk is re-checked and dropped
-/// if it goes away. Throws Error only when the bus cannot be opened at all.
+/// if it goes away. A ring the caller may not read is listed in `unreadable`,
+/// one being removed in `removing`, not in `findings`. Throws Error only when
+/// the bus cannot be opened at all.
 CheckReport check_bus(const std::string& name);
 
 }  // namespace flowbus

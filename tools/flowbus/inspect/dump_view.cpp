@@ -99,8 +99,8 @@ void print_record(const Source& src, const TapRecord& r, const DumpOptions& o) {
 
 void report(Source& src, RingTap::Status status, const DumpOptions& o) {
   if (status == RingTap::Status::Lost)
-    std::fprintf(stderr, "flowbus inspect: the writer of %s lapped the dump: %llu events were overwritten before they could be read\n",
-                 src.ring.c_str(), static_cast<unsigned long long>(src.tap.take_missed()));
+    std::fprintf(stderr, "flowbus inspect: %llu events of %s were overwritten before the dump could read them\n",
+                 static_cast<unsigned long long>(src.tap.take_missed()), src.ring.c_str());
   if (status == RingTap::Status::Corrupt && !src.broken) {
     src.broken = true;
     std::fprintf(stderr, "flowbus inspect: ring %s is damaged here; `flowbus inspect %s --check` tells where\n", src.ring.c_str(),
@@ -108,8 +108,10 @@ void report(Source& src, RingTap::Status status, const DumpOptions& o) {
   }
 }
 
-/// Opens a tap on every ring of the topic we do not read yet.
-void open_new_rings(const DumpOptions& o, std::vector<Source>& sources, bool from_start) {
+/// Opens a tap on every ring of the topic we do not read yet. `appeared`:
+/// rings that came while following, read from their first event (what was
+/// overwritten before we saw them is reported, not skipped).
+void open_new_rings(const DumpOptions& o, std::vector<Source>& sources, bool appeared) {
   const BusSnapshot snap = inspect_bus(o.bus);
   bool topic_known = false;
   for (const auto& t : snap.topics) topic_known |= t.info.name == o.topic;
@@ -125,7 +127,7 @@ void open_new_rings(const DumpOptions& o, std::vector<Source>& sources, bool fro
     } catch (const Error& e) {
       std::fprintf(stderr, "flowbus inspect: cannot decode %s: %s\n", name.c_str(), e.what());
     }
-    if (!from_start) src.tap.start_latest(0);
+    if (appeared) src.tap.start_from_first();
     sources.push_back(std::move(src));
   }
 }
@@ -136,7 +138,7 @@ int run_dump(const DumpOptions& o) {
   std::signal(SIGINT, on_stop);
   std::signal(SIGTERM, on_stop);
   std::vector<Source> sources;
-  open_new_rings(o, sources, true);
+  open_new_rings(o, sources, /*appeared=*/false);
   // The first N: up to N from each ring, merged by time, then the oldest N
   // (--from earliest) or the newest N (--from latest).
   struct Found {
@@ -200,7 +202,7 @@ int run_dump(const DumpOptions& o) {
         continue;
       }
       if (std::chrono::steady_clock::now() - last_look > std::chrono::seconds(1)) {
-        open_new_rings(o, sources, false);  // a publisher that started since
+        open_new_rings(o, sources, /*appeared=*/true);  // a publisher that started since
         last_look = std::chrono::steady_clock::now();
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(10));

@@ -40,6 +40,28 @@ std::string format_duration(uint64_t ns) {
 
 const char* json_bool(bool b) { return b ? "true" : "false"; }
 
+/// Events a reader has yet to read: exact when its position holds a record;
+/// a lapped reader has more than the ring retains.
+std::string lag_events_text(const RingSnapshot& r, const CursorSnapshot& c) {
+  if (c.lag_events >= 0) return std::to_string(c.lag_events);
+  if (c.lapped) return ">" + std::to_string(r.retained_events);
+  return "?";
+}
+
+/// A block reader can be evicted (too slow, or dead); a latest one is lapped
+/// instead, and what it lost to laps is what matters.
+std::string reader_line(const RingSnapshot& r, const CursorSnapshot& c) {
+  std::string o;
+  appendf(o, "    reader pid %-8lld %-4s lag %8s ev %9s %s idle %6s", static_cast<long long>(c.pid), c.alive ? "live" : "DEAD",
+          lag_events_text(r, c).c_str(), format_bytes(c.lag_bytes).c_str(), lag_bar(c.lag_bytes, r.capacity).c_str(),
+          format_duration(c.idle_ns).c_str());
+  if (r.policy == Policy::Latest)
+    appendf(o, "  lost to laps %llu%s", static_cast<unsigned long long>(c.losses), c.lapped ? "  (lapped)" : "");
+  else
+    appendf(o, "  evicted %llu  lost %llu", static_cast<unsigned long long>(c.evictions), static_cast<unsigned long long>(c.losses));
+  return o + (c.sleeping ? "  (asleep)\n" : "\n");
+}
+
 }  // namespace
 
 Rates publish_rates(const BusSnapshot& a, const BusSnapshot& b, double seconds) {
@@ -67,14 +89,13 @@ std::string render_snapshot(const BusSnapshot& s, const Rates& rate) {
             static_cast<long long>(r.writer_pid), r.writer_alive ? "live" : "gone",
             static_cast<unsigned long long>(r.next_sequence), format_bytes(r.write_position).c_str(), r.fill * 100.0,
             it == rate.end() ? 0.0 : it->second, static_cast<unsigned long long>(r.retained_events));
-    for (const auto& c : r.cursors)
-      appendf(o, "    reader pid %-8lld %-4s lag %8s ev %9s %s idle %6s  evicted %llu  lost %llu%s\n",
-              static_cast<long long>(c.pid), c.alive ? "live" : "DEAD",
-              c.lag_events < 0 ? "?" : std::to_string(c.lag_events).c_str(), format_bytes(c.lag_bytes).c_str(),
-              lag_bar(c.lag_bytes, r.capacity).c_str(), format_duration(c.idle_ns).c_str(),
-              static_cast<unsigned long long>(c.evictions), static_cast<unsigned long long>(c.losses),
-              c.sleeping ? "  (asleep)" : "");
+    for (const auto& c : r.cursors) o += reader_line(r, c);
   }
+  if (!s.subscriptions.empty())
+    appendf(o, "\n%-34s %8s %-6s %s\n", "SUBSCRIPTION (pattern)", "PID", "OWNER", "RINGS");
+  for (const auto& sub : s.subscriptions)
+    appendf(o, "%-34s %8lld %-6s attached %u, reserved for it %u\n", sub.pattern.c_str(), static_cast<long long>(sub.pid),
+            sub.alive ? "live" : "DEAD", sub.rings_attached, sub.rings_reserved);
   for (const auto& side : s.sidecars) {
     appendf(o, "\nSIDECAR %s  pid %lld %s  port %u  sent %llu  received %llu  duplicates %llu  lost at source %llu\n",
             side.node.c_str(), static_cast<long long>(side.pid), side.alive ? "live" : "GONE", side.listen_port,
@@ -131,7 +152,7 @@ std::string snapshot_json(const BusSnapshot& s, const Rates& rate) {
     char fill[32];
     std::snprintf(fill, sizeof fill, "%.4f", r.fill);
     o += std::string(i ? "," : "") + "{\"topic\":\"" + json_escape(r.topic) + "\",\"publisher\":\"" + json_escape(r.publisher) +
-         "\",\"writer_pid\":" + std::to_string(r.writer_pid) + ",\"writer_alive\":" + json_bool(r.writer_alive) +
+         "\",\"policy\":\"" + to_string(r.policy) + "\",\"writer_pid\":" + std::to_string(r.writer_pid) + ",\"writer_alive\":" + json_bool(r.writer_alive) +
          ",\"next_sequence\":" + std::to_string(r.next_sequence) + ",\"write_position\":" + std::to_string(r.write_position) +
          ",\"tail_position\":" + std::to_string(r.tail_position) + ",\"capacity\":" + std::to_string(r.capacity) +
          ",\"retained_events\":" + std::to_string(r.retained_events) + ",\"fill\":" + fill +
@@ -144,10 +165,18 @@ std::string snapshot_json(const BusSnapshot& s, const Rates& rate) {
            ",\"alive\":" + json_bool(c.alive) + ",\"position\":" + std::to_string(c.position) +
            ",\"lag_bytes\":" + std::to_string(c.lag_bytes) +
            ",\"lag_events\":" + (c.lag_events < 0 ? std::string("null") : std::to_string(c.lag_events)) +
+           ",\"lapped\":" + json_bool(c.lapped) +
            ",\"idle_ms\":" + std::to_string(c.idle_ns / 1000000) + ",\"evictions\":" + std::to_string(c.evictions) +
            ",\"losses\":" + std::to_string(c.losses) + ",\"sleeping\":" + json_bool(c.sleeping) + "}";
     }
     o += "]}";
+  }
+  o += "],\"subscriptions\":[";
+  for (size_t i = 0; i < s.subscriptions.size(); ++i) {
+    const auto& sub = s.subscriptions[i];
+    o += std::string(i ? "," : "") + "{\"pattern\":\"" + json_escape(sub.pattern) + "\",\"pid\":" + std::to_string(sub.pid) +
+         ",\"alive\":" + json_bool(sub.alive) + ",\"uid\":" + std::to_string(sub.uid) +
+         ",\"rings_attached\":" + std::to_string(sub.rings_attached) + ",\"rings_reserved\":" + std::to_string(sub.rings_reserved) + "}";
   }
   o += "],\"sidecars\":[";
   const auto streams = [](const std::vector<MirrorStreamSnapshot>& v, bool exports) {

@@ -60,7 +60,7 @@ void add_pub_command(CLI::App& app) {
   pub->add_option("--name", args->name, "publisher name: appears in each event's source; a restart continues its sequence");
   pub->add_option("--subject", args->subject,
                   "CloudEvents subject of every event, at most " + std::to_string(detail::kMaxSubject) + " bytes");
-  pub->add_option("--timeout", args->timeout, "seconds to wait for room when the ring is full (default 5)");
+  pub->add_option("--timeout", args->timeout, "how long to wait for room when the ring is full: seconds, or with a unit (200ms), or never (default 5s)");
   pub->add_flag("-q,--quiet", args->quiet, "print no summary");
   pub->callback([args] {
     if (args->json.empty() == args->file.empty()) {

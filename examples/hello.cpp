@@ -1,13 +1,13 @@
 // The README's example: a publisher and a subscriber on one bus.
 // Built by the test suite (target readme_example) so it always compiles.
 #include <flowbus/bus.hpp>
+#include <flowbus/error.hpp>
 #include <flowbus/schema.hpp>
 #include <flowbus/examples/sensor_generated.h>
 
 #include <cstdio>
 
-int main(int argc, char** argv) {
-  const std::string schema_file = argc > 1 ? argv[1] : "schemas/examples/sensor.fbs";
+static int run(const std::string& schema_file) {
   flowbus::Bus bus = flowbus::Bus::open("hello");
 
   flowbus::TopicSpec topic;
@@ -33,4 +33,18 @@ int main(int argc, char** argv) {
   if (got.missed != 0) std::printf("missed %llu events\n", static_cast<unsigned long long>(got.missed));  // never silent
   flowbus::Bus::destroy("hello");
   return 0;
+}
+
+int main(int argc, char** argv) {
+  const std::string schema_file = argc > 1 ? argv[1] : "schemas/examples/sensor.fbs";
+  try {
+    return run(schema_file);
+  } catch (const flowbus::Error& e) {  // set-up calls throw; the message says what was wrong
+    std::fprintf(stderr, "%s: %s\n", argv[0], e.what());
+    if (argc <= 1)
+      std::fprintf(stderr, "run it from the root of the flowbus repository, or give the schema's path: %s PATH/TO/sensor.fbs\n",
+                   argv[0]);
+    flowbus::Bus::destroy("hello");  // leave nothing in /dev/shm
+    return 1;
+  }
 }

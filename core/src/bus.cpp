@@ -1,9 +1,11 @@
 // The bus directory: participants, topics and rings, changed only by CAS on
 // slot state words, and the Bus handle. The memory-ordering rules for every
 // directory word are stated once, in directory_layout.hpp.
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <random>
@@ -21,6 +23,39 @@ namespace flowbus {
 namespace detail {
 
 namespace {
+
+/// "4MiB", "1TiB", "100 bytes": exact, in the units `--ring-size` takes.
+std::string size_text(uint64_t bytes) {
+  static constexpr const char* kUnits[] = {"TiB", "GiB", "MiB", "KiB"};
+  for (int i = 0; i < 4; ++i) {
+    const uint64_t unit = 1ull << (40 - 10 * i);
+    if (bytes >= unit && bytes % unit == 0) return std::to_string(bytes / unit) + kUnits[i];
+  }
+  return std::to_string(bytes) + " bytes";
+}
+
+/// "5s", "200ms", "never": as the command line takes durations.
+std::string duration_text(std::chrono::nanoseconds d) {
+  if (d == kNever) return "never";
+  static constexpr std::pair<int64_t, const char*> kUnits[] = {{1'000'000'000, "s"}, {1'000'000, "ms"}, {1'000, "us"}};
+  for (const auto& [unit, name] : kUnits)
+    if (d.count() % unit == 0) return std::to_string(d.count() / unit) + name;
+  return std::to_string(d.count()) + "ns";
+}
+
+/// "23.9GiB": free space, which is no round number.
+std::string approximate_size_text(uint64_t bytes) {
+  char buf[32];
+  if (bytes >= (1ull << 30)) std::snprintf(buf, sizeof buf, "%.1fGiB", double(bytes) / double(1ull << 30));
+  else std::snprintf(buf, sizeof buf, "%.1fMiB", double(bytes) / double(1ull << 20));
+  return buf;
+}
+
+std::string mode_text(uint32_t mode) {
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "%04o", mode);
+  return buf;
+}
 
 void copy_name(char* dst, size_t cap, const std::string& src) {
   std::memset(dst, 0, cap);
@@ -470,6 +505,7 @@ std::shared_ptr<BusState> attach(std::string_view name_view, const BusOptions* c
                                       " live participants already; close some processes or run `flowbus gc`");
 }
 
+/// The arguments of `spec`, each against its allowed values.
 void validate_spec(const TopicSpec& spec) {
   validate_topic_name(spec.name);
   if (spec.type.empty() || spec.type.size() >= kNameBytes)
@@ -483,8 +519,8 @@ void validate_spec(const TopicSpec& spec) {
     throw Error(ErrorCode::InvalidArgument, "topic '" + spec.name + "': the schema has no table '" + spec.type +
                                                 "'; name the root table with its namespace, e.g. examples.Order");
   if (spec.ring_size < 4096 || spec.ring_size > (1ull << 40) || (spec.ring_size & (spec.ring_size - 1)) != 0)
-    throw Error(ErrorCode::InvalidArgument, "topic '" + spec.name + "': ring size " + std::to_string(spec.ring_size) +
-                                                " must be a power of two from 4 KiB to 1 TiB (e.g. 4MiB)");
+    throw Error(ErrorCode::InvalidArgument, "topic '" + spec.name + "': ring size " + size_text(spec.ring_size) +
+                                                " must be a power of two from 4KiB to 1TiB (e.g. 4MiB)");
   if (spec.mode > 0777 || (spec.mode & 0600) != 0600)
     throw Error(ErrorCode::InvalidArgument, "topic '" + spec.name + "': mode must be within 0777 and give its owner rw (e.g. 0600, 0640)");
   if (spec.slow_consumer_timeout.count() <= 0)
@@ -492,11 +528,27 @@ void validate_spec(const TopicSpec& spec) {
 }
 
 void check_same_topic(const TopicInfo& existing, const TopicSpec& spec) {
-  if (existing.type != spec.type || existing.policy != spec.policy)
-    throw Error(ErrorCode::AlreadyExists, "topic '" + spec.name + "' exists with type " + existing.type + " and policy " +
-                                              to_string(existing.policy) + "; you asked for " + spec.type + " and " +
-                                              to_string(spec.policy) + ": use another topic name");
+  const std::vector<std::string> differences = topic_differences(existing, spec);
+  if (!differences.empty()) {
+    std::string list;
+    for (const std::string& d : differences) list += (list.empty() ? "" : "; ") + d;
+    throw Error(ErrorCode::AlreadyExists, "topic '" + spec.name + "' exists with other settings (" + list +
+                                              "): ask for the settings it has, or use another topic name");
+  }
   check_compatible_evolution(existing.schema, spec.schema);
+}
+
+/// A new topic whose ring cannot fit in /dev/shm would only fail at its
+/// first publisher: refuse it now, naming the free space.
+void check_room_for_a_ring(const TopicSpec& spec) {
+  struct statvfs fs{};
+  if (::statvfs("/dev/shm", &fs) != 0) return;  // no answer: the ring's creation will tell
+  const uint64_t free_bytes = uint64_t(fs.f_bavail) * fs.f_frsize;
+  if (spec.ring_size + kRecordsOffset > free_bytes)
+    throw Error(ErrorCode::NoSpace, "topic '" + spec.name + "': a ring of " + size_text(spec.ring_size) +
+                                        " does not fit in /dev/shm, which has " + approximate_size_text(free_bytes) +
+                                        " free (each publisher gets a ring of that size); choose a smaller ring size "
+                                        "or free space in /dev/shm (`flowbus gc`)");
 }
 
 /// Claims a free topic slot, fills it, and publishes it unless a rival is
@@ -552,6 +604,27 @@ std::optional<TopicInfo> try_create_topic(BusState& bus, const TopicSpec& spec) 
 
 using namespace detail;
 
+void validate_topic_spec(const TopicSpec& spec) {
+  validate_spec(spec);
+  check_room_for_a_ring(spec);
+}
+
+std::vector<std::string> topic_differences(const TopicInfo& existing, const TopicSpec& spec) {
+  std::vector<std::string> out;
+  const auto differ = [&](const char* setting, const std::string& has, const std::string& asked) {
+    if (has != asked) out.push_back(std::string(setting) + " " + has + ", asked " + asked);
+  };
+  const auto group_text = [](int64_t group) { return group < 0 ? std::string("none (the creator's)") : std::to_string(group); };
+  differ("type", existing.type, spec.type);
+  differ("policy", to_string(existing.policy), to_string(spec.policy));
+  differ("ring size", size_text(existing.ring_size), size_text(spec.ring_size));
+  differ("slow-consumer timeout", duration_text(existing.slow_consumer_timeout), duration_text(spec.slow_consumer_timeout));
+  differ("retention", duration_text(existing.retention), duration_text(spec.retention));
+  differ("mode", mode_text(existing.mode), mode_text(spec.mode));
+  differ("group", group_text(existing.group), group_text(spec.group));
+  return out;
+}
+
 Bus::Bus(std::shared_ptr<BusState> state) : state_(std::move(state)) {}
 Bus::Bus(Bus&&) noexcept = default;
 Bus& Bus::operator=(Bus&&) noexcept = default;
@@ -573,6 +646,7 @@ TopicInfo Bus::create_topic(const TopicSpec& spec) {
       check_same_topic(*existing, spec);
       return *existing;
     }
+    if (attempt == 0) check_room_for_a_ring(spec);
     if (auto created = try_create_topic(*state_, spec)) {
       check_same_topic(*created, spec);  // ours, or a rival's that won the race
       return *created;

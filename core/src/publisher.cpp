@@ -223,6 +223,12 @@ Publisher Bus::attach_publisher(std::string_view topic_name, const std::string& 
         // was seq_cst, see subscriptions.cpp).
         reserve_cursors_for_subscribers(bus, *topic, ring->control_header());
       } catch (...) {
+        // A ring half made (its data segment refused for want of space, say)
+        // leaves nothing behind: no slot, no segment.
+        ring->data = Segment();
+        ring->control = Segment();
+        Segment::remove(data_segment_name(bus.name, topic->name, name));
+        Segment::remove(control_segment_name(bus.name, topic->name, name));
         r.state.store(SlotWord::pack(epoch, 0, kFree), std::memory_order_release);
         throw;
       }

@@ -105,10 +105,14 @@ void RingTap::start_from_first() {
 void RingTap::start_latest(uint64_t count) {
   // Records have no back links: walk from tail, remembering the last `count`
   // starts. If the writer laps the walk, start over from the new tail.
-  std::vector<uint64_t> starts(std::max<uint64_t>(count, 1));
+  // `starts` grows with the records found, never to `count` up front: a
+  // count far above what the ring holds costs nothing.
+  const uint64_t keep = std::max<uint64_t>(count, 1);
+  std::vector<uint64_t> starts;
   for (int attempt = 0; attempt < 100; ++attempt) {
     const uint64_t end = s_->write();
     uint64_t p = s_->tail(), seen = 0;
+    starts.clear();
     bool lapped = false;
     while (p < end && p % kRecordAlign == 0) {  // off the grid: damaged, next() reports it
       const auto* rec = reinterpret_cast<const RecordHeader*>(s_->records + (p & s_->mask));
@@ -117,11 +121,15 @@ void RingTap::start_latest(uint64_t count) {
                       fields_sane(f, s_->ring.capacity - (p & s_->mask));
       if (!s_->intact(p)) { lapped = true; break; }
       if (!ok) break;  // damaged: next() reports it from here
-      if (!f.padding()) starts[seen++ % starts.size()] = p;
+      if (!f.padding()) {
+        if (starts.size() < keep) starts.push_back(p);
+        else starts[seen % keep] = p;
+        ++seen;
+      }
       p += f.length();
     }
     if (lapped) continue;
-    s_->position = count == 0 ? p : seen == 0 ? s_->tail() : starts[seen < count ? 0 : seen % starts.size()];
+    s_->position = count == 0 ? p : seen == 0 ? s_->tail() : starts[seen < count ? 0 : seen % keep];
     s_->sequence_known = false;
     return;
   }

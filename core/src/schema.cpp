@@ -48,20 +48,36 @@ const char* const kEvolutionRules =
     "never change a field's type, id or default, mark unused fields "
     "(deprecated) instead of deleting them, and never change a struct";
 
+// A schema file larger than this is no schema: /dev/zero, a log given by
+// mistake. Reading stops here instead of eating memory.
+constexpr uint64_t kMaxSchemaFileBytes = 16u << 20;
+
 std::vector<uint8_t> read_file(const std::string& path) {
+  const auto refuse = [&](const std::string& why) {
+    throw Error(ErrorCode::InvalidArgument, "cannot read schema file '" + path + "': " + why);
+  };
+  std::error_code ec;
+  const auto status = std::filesystem::status(path, ec);
+  if (ec) refuse(ec.message() + "; check the path and its permissions");
+  if (status.type() == std::filesystem::file_type::directory)
+    refuse("it is a directory; give a .fbs (or compiled .bfbs) file in it");
+  if (status.type() != std::filesystem::file_type::regular)
+    refuse("it is not a regular file (a device or a pipe?); give a .fbs (or compiled .bfbs) file");
   std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    const int err = errno;
-    throw Error(ErrorCode::InvalidArgument,
-                "cannot read schema file '" + path + "': " + std::strerror(err) +
-                    "; check the path and its permissions");
+  if (!in) refuse(std::string(std::strerror(errno)) + "; check the path and its permissions");
+  const auto too_large = [&] {
+    refuse("larger than " + std::to_string(kMaxSchemaFileBytes >> 20) + " MiB, the most a schema file may hold; is it the right file?");
+  };
+  if (std::filesystem::file_size(path, ec) > kMaxSchemaFileBytes && !ec) too_large();
+  // Read in chunks up to one byte past the limit: a file that grew since is refused too.
+  std::vector<uint8_t> bytes;
+  char chunk[64 * 1024];
+  while (in && bytes.size() <= kMaxSchemaFileBytes) {
+    in.read(chunk, sizeof chunk);
+    bytes.insert(bytes.end(), chunk, chunk + in.gcount());
   }
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)),
-                             std::istreambuf_iterator<char>());
-  if (in.bad()) {
-    throw Error(ErrorCode::InvalidArgument,
-                "error while reading schema file '" + path + "'; check the file and retry");
-  }
+  if (in.bad()) refuse("read error; check the file and retry");
+  if (bytes.size() > kMaxSchemaFileBytes) too_large();
   return bytes;
 }
 

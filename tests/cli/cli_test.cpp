@@ -231,6 +231,17 @@ TEST(CliTest, DemoRunsForASecondAndLeavesNothingInDevShm) {
   EXPECT_EQ(o.exit_code, 0) << describe(o);
   EXPECT_NE(o.out.find("bus '" + bus + "'"), std::string::npos) << describe(o);
   EXPECT_NE(o.out.find("collector"), std::string::npos) << describe(o);
+  // Each service reports what it reads: the order services see orders, never a sensor reading (issue 17 item 6).
+  int order_services = 0;
+  for (const std::string& line : lines_of(o.out)) {
+    if (line.find("  billing") == 0 || line.find("  shipping") == 0) {
+      ++order_services;
+      EXPECT_NE(line.find("last order #"), std::string::npos) << line << "\n" << describe(o);
+      EXPECT_EQ(line.find("reading"), std::string::npos) << line << "\n" << describe(o);
+    }
+    if (line.find("  collector") == 0) EXPECT_NE(line.find("last reading"), std::string::npos) << line << "\n" << describe(o);
+  }
+  EXPECT_EQ(order_services, 2) << describe(o);
   EXPECT_TRUE(shm_entries("flowbus." + bus).empty()) << describe(o);
   // Nothing new named flowbus.demo-*, except what a demo that someone else is
   // running right now (its pid, in the bus name, is alive) holds.

@@ -647,7 +647,23 @@ TEST(BusTest, FullDevShmIsAClearErrorAtCreateTime) {
   ASSERT_EQ(statvfs("/dev/shm", &fs), 0);
   uint64_t ring = 4096;
   while (ring <= uint64_t(fs.f_bavail) * fs.f_frsize) ring *= 2;  // larger than what is free
-  bus.create_topic(sensor_topic("big", Policy::Block, ring));
+  // Refused when the topic is created, naming the free space (issue 17 item 2).
+  try {
+    bus.create_topic(sensor_topic("big", Policy::Block, ring));
+    FAIL() << "a topic whose ring /dev/shm cannot hold was created";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::NoSpace);
+    EXPECT_NE(std::string(e.what()).find("/dev/shm, which has "), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(bus.find_topic("big"));
+  // A topic made while there was room: its first publisher is refused, and
+  // leaves neither segment of the ring behind.
+  bus.create_topic(sensor_topic("big", Policy::Block, 4096));
+  {
+    auto seg = detail::Segment::open(detail::directory_segment_name(name.name), detail::Access::ReadWrite);
+    for (detail::TopicSlot& t : reinterpret_cast<detail::DirectoryLayout*>(seg.data())->topics)
+      if (detail::read_name(t.name, detail::kNameBytes) == "big") t.ring_size = ring;
+  }
   try {
     (void)bus.publisher("big");
     FAIL() << "a ring larger than /dev/shm was created";
@@ -656,6 +672,7 @@ TEST(BusTest, FullDevShmIsAClearErrorAtCreateTime) {
     EXPECT_NE(std::string(e.what()).find("/dev/shm"), std::string::npos);
   }
   EXPECT_FALSE(detail::Segment::exists(detail::data_segment_name(name.name, "big", "main")));
+  EXPECT_FALSE(detail::Segment::exists(detail::control_segment_name(name.name, "big", "main")));
 }
 
 TEST(BusTest, OpeningABusFreesWhatDeadParticipantsLeft) {

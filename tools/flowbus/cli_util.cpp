@@ -1,19 +1,24 @@
 #include "cli_util.hpp"
 
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <utility>
 
 #include "flowbus/error.hpp"
+#include "flowbus/topic.hpp"
 
 namespace flowbus::cli {
 
-uint64_t parse_size(const std::string& text) {
+uint64_t parse_size(const std::string& text, const std::string& option) {
+  const std::string units = "sizes are bytes (4096) or take a unit: KiB, MiB, GiB or TiB (e.g. 64KiB, 4MiB)";
   size_t used = 0;
   double value = 0;
   try {
     value = std::stod(text, &used);
   } catch (...) {
-    throw CLI::ValidationError("size", "'" + text + "' is not a size; write e.g. 4MiB, 64KiB or 4096");
+    throw CLI::ValidationError(option, "'" + text + "' is not a size; " + units);
   }
   const std::string unit = text.substr(used);
   double scale = 1;
@@ -21,8 +26,10 @@ uint64_t parse_size(const std::string& text) {
   else if (unit == "KiB" || unit == "K" || unit == "k") scale = 1024.0;
   else if (unit == "MiB" || unit == "M") scale = 1024.0 * 1024;
   else if (unit == "GiB" || unit == "G") scale = 1024.0 * 1024 * 1024;
-  else throw CLI::ValidationError("size", "unknown unit '" + unit + "' in '" + text + "'; use B, KiB, MiB or GiB");
-  if (value < 0) throw CLI::ValidationError("size", "'" + text + "' is negative");
+  else if (unit == "TiB" || unit == "T") scale = 1024.0 * 1024 * 1024 * 1024;
+  else throw CLI::ValidationError(option, "unknown unit '" + unit + "' in '" + text + "'; " + units);
+  if (!std::isfinite(value) || value < 0) throw CLI::ValidationError(option, "'" + text + "' is not a size; " + units);
+  if (value * scale > 0x1p62) throw CLI::ValidationError(option, "'" + text + "' is far too large; " + units);
   return uint64_t(std::llround(value * scale));
 }
 
@@ -36,15 +43,62 @@ uint32_t parse_mode(const std::string& text) {
   throw CLI::ValidationError("mode", "'" + text + "' is not an octal mode like 0600 or 0640");
 }
 
-std::chrono::nanoseconds parse_seconds(const std::string& text) {
-  if (text == "inf" || text == "never") return std::chrono::nanoseconds::max();
+std::chrono::nanoseconds parse_seconds(const std::string& text, const std::string& option) {
+  if (text == "inf" || text == "never") return kNever;
+  const auto refuse = [&](const std::string& why) {
+    throw CLI::ValidationError(option, "'" + text + "' " + why +
+                                           "; give seconds (0.5, 30), a number with a unit (5s, 200ms, 50us) or never");
+  };
+  size_t used = 0;
+  double value = 0;
   try {
-    size_t used = 0;
-    const double s = std::stod(text, &used);
-    if (used == text.size() && s >= 0) return std::chrono::nanoseconds(int64_t(s * 1e9));
+    value = std::stod(text, &used);
+  } catch (...) {
+    refuse("is not a duration");
+  }
+  const std::string unit = text.substr(used);
+  double ns_per_unit = 1e9;
+  if (unit == "ms") ns_per_unit = 1e6;
+  else if (unit == "us") ns_per_unit = 1e3;
+  else if (unit != "" && unit != "s") refuse("has an unknown unit '" + unit + "' (s, ms and us exist)");
+  if (!std::isfinite(value) || value < 0) refuse("is not a duration of 0 or more");
+  const double ns = value * ns_per_unit;
+  if (ns >= 9e18) refuse("is too long (at most 9000000000s)");
+  return std::chrono::nanoseconds(std::llround(ns));
+}
+
+std::string format_duration(std::chrono::nanoseconds d) {
+  if (d == kNever) return "never";
+  static constexpr std::pair<int64_t, const char*> kUnits[] = {{1'000'000'000, "s"}, {1'000'000, "ms"}, {1'000, "us"}};
+  for (const auto& [unit, name] : kUnits)
+    if (d.count() % unit == 0) return std::to_string(d.count() / unit) + name;
+  return std::to_string(double(d.count()) / 1e9) + "s";
+}
+
+CLI::Validator whole_number(uint64_t min, uint64_t max) {
+  const std::string range = "a whole number from " + std::to_string(min) + " to " + std::to_string(max);
+  return CLI::Validator(
+      [min, max, range](std::string& text) -> std::string {
+        const bool digits = !text.empty() && text.size() <= 20 && text.find_first_not_of("0123456789") == std::string::npos;
+        errno = 0;
+        const unsigned long long value = digits ? std::strtoull(text.c_str(), nullptr, 10) : 0;
+        if (!digits || errno == ERANGE || value < min || value > max) return "'" + text + "' is not " + range;
+        return {};
+      },
+      range);
+}
+
+double parse_rate(const std::string& text, const std::string& option) {
+  size_t used = 0;
+  double rate = 0;
+  try {
+    rate = std::stod(text, &used);
   } catch (...) {
   }
-  throw CLI::ValidationError("seconds", "'" + text + "' is not a number of seconds (e.g. 0.5, 30, inf)");
+  if (used != text.size() || !std::isfinite(rate) || rate <= 0 || rate > 1e9)
+    throw CLI::ValidationError(option, "'" + text + "' is not a rate; give events per second above 0 and at most 1000000000 "
+                                       "(e.g. 100 or 0.5), or leave " + option + " out for no limit");
+  return rate;
 }
 
 std::string json_escape(std::string_view text) {

@@ -17,12 +17,20 @@ struct ExitCode {
   int code;
 };
 
-/// "4MiB", "64KiB", "1GiB", "4096" -> bytes. Throws CLI::ValidationError.
-uint64_t parse_size(const std::string& text);
+/// "4MiB", "64KiB", "1GiB", "1TiB", "4096" -> bytes. Throws CLI::ValidationError
+/// naming `option` and the units there are.
+uint64_t parse_size(const std::string& text, const std::string& option = "size");
 /// "0640" -> 0640 (octal).
 uint32_t parse_mode(const std::string& text);
-/// Seconds as a double ("0.5", "30", "inf") -> nanoseconds.
-std::chrono::nanoseconds parse_seconds(const std::string& text);
+/// A duration: seconds ("0.5", "30"), or with a unit ("5s", "200ms", "50us"),
+/// or "never"/"inf" -> nanoseconds (kNever). Throws CLI::ValidationError naming `option`.
+std::chrono::nanoseconds parse_seconds(const std::string& text, const std::string& option = "seconds");
+/// A duration as parse_seconds reads it back: "5s", "200ms", "never".
+std::string format_duration(std::chrono::nanoseconds duration);
+/// A CLI11 check: a whole number from `min` to `max` (no sign, no fraction, no overflow).
+CLI::Validator whole_number(uint64_t min, uint64_t max);
+/// Events per second: a number above 0, at most 1e9. Throws CLI::ValidationError naming `option`.
+double parse_rate(const std::string& text, const std::string& option);
 std::string json_escape(std::string_view text);
 /// ["a","b"] with each string escaped.
 std::string json_string_array(const std::vector<std::string>& items);

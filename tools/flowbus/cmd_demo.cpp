@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <optional>
 #include <thread>
 
 #include "cli_util.hpp"
@@ -55,19 +56,26 @@ void run_consumer(const std::string& bus_name, const std::string& pattern, const
   Bus bus = Bus::open_existing(bus_name);
   Subscriber sub = bus.subscribe(pattern, SubscriberOptions{StartAt::Earliest});
   uint64_t events = 0, bytes = 0, missed = 0;
-  double last_celsius = 0;
+  // What the last event said, by its type: the order services never see a
+  // sensor reading, so a "last reading" of theirs could only be a made-up 0.
+  std::optional<double> last_celsius;
+  std::optional<uint64_t> last_order;
   while (!g_stop) {
     const PollResult r = sub.poll([&](const Event& e) {
       ++events;
       bytes += e.size();
       if (e.type() == "examples.SensorReading") last_celsius = examples::GetSensorReading(e.data())->celsius();
+      else if (e.type() == "examples.Order") last_order = examples::GetOrder(e.data())->id();
     });
     missed += r.missed;
     if (r.delivered == 0) sub.wait(std::chrono::milliseconds(100));
   }
-  std::printf("  %-12s %-16s %9llu events %9.1f KiB  %llu missed  (rings: %zu, last reading %.1f C)\n", role.c_str(),
-              pattern.c_str(), static_cast<unsigned long long>(events), double(bytes) / 1024.0,
-              static_cast<unsigned long long>(missed), sub.ring_count(), last_celsius);
+  char last[64] = "nothing received";
+  if (last_celsius) std::snprintf(last, sizeof last, "last reading %.1f C", *last_celsius);
+  else if (last_order) std::snprintf(last, sizeof last, "last order #%llu", static_cast<unsigned long long>(*last_order));
+  std::printf("  %-12s %-16s %9llu events %9.1f KiB  %llu missed  (rings: %zu, %s)\n", role.c_str(), pattern.c_str(),
+              static_cast<unsigned long long>(events), double(bytes) / 1024.0, static_cast<unsigned long long>(missed),
+              sub.ring_count(), last);
 }
 
 pid_t spawn(const char* self, std::vector<std::string> argv) {

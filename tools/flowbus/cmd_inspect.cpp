@@ -76,8 +76,11 @@ void add_inspect_command(CLI::App& app) {
   inspect->add_flag("--json", args->json, "JSON: the snapshot as one object (fields in the README), --dump as one event per line, --check as a report");
   auto* watch = inspect->add_flag("--watch", args->watch, "live view refreshed in place, like top; q or Ctrl-C quits");
   inspect->add_option("--interval", args->interval, "seconds between --watch refreshes (default 1)");
-  inspect->add_option("--frames", args->frames, "stop --watch after this many refreshes (for recordings and scripts)");
-  auto* dump = inspect->add_option("--dump", args->dump, "print N events of TOPIC, decoded through its registered schema");
+  inspect->add_option("--frames", args->frames, "stop --watch after this many refreshes, 1 or more (for recordings and scripts)")
+      ->check(whole_number(1, UINT64_MAX));
+  auto* dump = inspect->add_option("--dump", args->dump,
+                                   "print N events of TOPIC (N from 1; at most what the rings retain), decoded through its registered schema")
+                   ->check(whole_number(1, UINT64_MAX));
   inspect->add_option("--from", args->from, "with --dump: latest (the last N, default) or earliest (the oldest N retained)")
       ->check(CLI::IsMember({"latest", "earliest"}));
   inspect->add_flag("--follow", args->follow, "with --dump: keep printing new events until Ctrl-C");
@@ -105,12 +108,12 @@ void add_inspect_command(CLI::App& app) {
       return;
     }
     if (args->watch) {
-      const double interval = std::chrono::duration<double>(parse_seconds(args->interval)).count();
+      const double interval = std::chrono::duration<double>(parse_seconds(args->interval, "--interval")).count();
       if (interval <= 0 || interval > 3600) throw CLI::ValidationError("interval", "--interval must be between 0 and 3600 seconds");
       run_watch(args->bus, interval, args->frames);
       return;
     }
-    show_bus(args->bus, std::chrono::duration<double>(parse_seconds(args->window)).count(), args->json);
+    show_bus(args->bus, std::chrono::duration<double>(parse_seconds(args->window, "--rate-window")).count(), args->json);
   });
 }
 

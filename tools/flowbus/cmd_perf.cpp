@@ -89,6 +89,29 @@ Run run_one(const std::string& transport, size_t bytes, uint64_t iters, perf::Wa
   return run;
 }
 
+/// Every --size of a latency run, checked before anything is measured.
+std::vector<size_t> latency_sizes(const std::string& text) {
+  std::vector<size_t> sizes;
+  for (const std::string& item : perf::split_list(text)) {
+    const uint64_t bytes = parse_size(item, "--size");
+    if (bytes < 64) throw CLI::ValidationError("--size", "'" + item + "' is below 64 bytes, the smallest payload (one cache line)");
+    sizes.push_back(size_t(bytes));
+  }
+  if (sizes.empty()) throw CLI::ValidationError("--size", "give at least one size, e.g. 64,4096");
+  return sizes;
+}
+
+/// Every --transport of a latency run, checked before anything is measured.
+std::vector<std::string> latency_transports(const std::string& text) {
+  const std::vector<std::string> known = perf::split_list(perf::kTransportNames);
+  std::vector<std::string> transports = perf::split_list(text);
+  for (const std::string& t : transports)
+    if (std::find(known.begin(), known.end(), t) == known.end())
+      throw CLI::ValidationError("--transport", "unknown transport '" + t + "': use flowbus, floor, uds, pipe, zmq or bmq");
+  if (transports.empty()) throw CLI::ValidationError("--transport", "give at least one of flowbus, floor, uds, pipe, zmq or bmq");
+  return transports;
+}
+
 void add_latency_command(CLI::App& perf) {
   struct Args {
     std::string sizes = "64,4096,1048576", transports = perf::kTransportNames, wait = "spin", plot;
@@ -98,13 +121,16 @@ void add_latency_command(CLI::App& perf) {
   auto args = std::make_shared<Args>();
   CLI::App* latency = perf.add_subcommand("latency", "Round-trip latency between two pinned processes, per size and transport");
   latency->add_option("--size", args->sizes, "payload sizes in bytes, comma separated (default 64,4096,1048576)");
-  latency->add_option("--iters", args->iters, "round trips measured per size and transport (default 100000; 10% more warm up)");
+  latency->add_option("--iters", args->iters, "round trips measured per size and transport, 1 to 10000000 (default 100000; 10% more warm up)")
+      ->check(whole_number(1, 10'000'000));
   latency->add_option("--transport", args->transports, std::string("any of ") + perf::kTransportNames + " (default all)");
   latency->add_option("--wait", args->wait, "spin (busy poll) or futex (flowbus sleeps after a short spin)")->check(CLI::IsMember({"spin", "futex"}));
   latency->add_option("--plot", args->plot, "also draw p50/p90/p99/p99.9 per transport and size into this PNG (needs gnuplot)");
   latency->add_flag("--json", args->json, "one JSON object per transport and size");
   latency->callback([args] {
-    // Before measuring anything: a missing gnuplot should not cost a whole run.
+    // Every argument before measuring anything: a typo should not cost a whole run.
+    const std::vector<size_t> sizes = latency_sizes(args->sizes);
+    const std::vector<std::string> transports = latency_transports(args->transports);
     if (!args->plot.empty() && !perf::have_gnuplot()) {
       std::fprintf(stderr, "flowbus perf latency: --plot needs gnuplot, which is not installed: apt-get install gnuplot-nox\n");
       throw ExitCode{1};
@@ -119,11 +145,10 @@ void add_latency_command(CLI::App& perf) {
     }
     const perf::WaitMode wait = args->wait == "futex" ? perf::WaitMode::Futex : perf::WaitMode::Spin;
     std::vector<perf::LatencyPoint> plotted;
-    for (const std::string& size_text : perf::split_list(args->sizes)) {
-      const size_t bytes = size_t(parse_size(size_text));
+    for (const size_t bytes : sizes) {
       std::map<std::string, Percentiles> results;
       std::map<std::string, double> cpu;  // CPUs kept busy by the two processes (2.0: both spin all the time)
-      for (const std::string& t : perf::split_list(args->transports)) {
+      for (const std::string& t : transports) {
         auto iters = args->iters;
         if (bytes >= (1u << 20) && iters > 20000) iters = 20000;  // large copies: keep the run short
         if (!args->json) std::fprintf(stderr, "  %s, %zu bytes, %llu round trips...\n", t.c_str(), bytes, static_cast<unsigned long long>(iters));
@@ -218,7 +243,7 @@ void add_throughput_command(CLI::App& perf) {
     print_throughput(ceiling, ceiling.events_per_s(), 0, args->json);
     print_throughput(perf::moodycamel_throughput(args->seconds, true), ceiling.events_per_s(), 0, args->json);
     for (const std::string& size_text : perf::split_list(args->sizes)) {
-      const size_t bytes = size_t(parse_size(size_text));
+      const size_t bytes = size_t(parse_size(size_text, "--size"));
       if (bytes < 64) throw CLI::ValidationError("--size", "a payload is at least 64 bytes (one cache line)");
       const double s = args->seconds;
       // The floor first: every 1->1 row of this size is compared with it.
@@ -272,7 +297,7 @@ void add_mirror_command(CLI::App& perf) {
   mirror->callback([args] {
     std::vector<size_t> sizes;
     for (const std::string& size_text : perf::split_list(args->sizes)) {
-      const size_t bytes = size_t(parse_size(size_text));
+      const size_t bytes = size_t(parse_size(size_text, "--size"));
       if (bytes < 64) throw CLI::ValidationError("--size", "a payload is at least 64 bytes (one cache line)");
       if (bytes > (4u << 20)) throw CLI::ValidationError("--size", "at most 4 MiB per event");
       sizes.push_back(bytes);

@@ -6,6 +6,7 @@
 #include "cli_util.hpp"
 #include "flowbus/bus.hpp"
 #include "flowbus/error.hpp"
+#include "flowbus/names.hpp"
 #include "flowbus/schema.hpp"
 
 namespace flowbus::cli {
@@ -13,6 +14,17 @@ namespace flowbus::cli {
 namespace {
 volatile std::sig_atomic_t g_stop = 0;
 void on_signal(int) { g_stop = 1; }
+
+bool any_topic_matches(const Bus& bus, const std::string& pattern) {
+  for (const TopicInfo& t : bus.topics())
+    if (pattern_matches(pattern, t.name)) return true;
+  return false;
+}
+
+std::string no_match_message(const std::string& bus, const std::string& pattern) {
+  return "flowbus sub: no topic on bus '" + bus + "' matches '" + pattern + "'; see its topics with `flowbus topic ls " + bus +
+         "` ('*' matches one token, '>' the rest)";
+}
 }  // namespace
 
 void add_sub_command(CLI::App& app) {
@@ -23,20 +35,26 @@ void add_sub_command(CLI::App& app) {
   };
   auto args = std::make_shared<Args>();
   CLI::App* sub = app.add_subcommand(
-      "sub", "Print the events of every topic matching a pattern; exit 1 if any were lost or a ring was corrupt");
+      "sub", "Print the events of every topic matching a pattern; exit 1 if any were lost, a ring was corrupt, or no topic "
+             "matched and nothing came");
   sub->add_option("bus", args->bus, "bus name")->required();
   sub->add_option("pattern", args->pattern, "topic or pattern: '*' matches one token, '>' the rest (orders.>)")->required();
   sub->add_option("--from", args->from, "latest (default) or earliest retained event")->check(CLI::IsMember({"latest", "earliest"}));
-  sub->add_option("--count", args->count, "stop after this many events");
-  sub->add_option("--timeout", args->timeout, "stop after this many seconds without a new event; exit 1 if --count was not reached");
+  sub->add_option("--count", args->count, "stop after this many events, 1 or more (default: no limit)")
+      ->check(whole_number(1, UINT64_MAX));
+  sub->add_option("--timeout", args->timeout, "stop after this long without a new event: seconds, or with a unit (200ms); exit 1 if --count was not reached");
   sub->add_flag("--json", args->json, "one JSON object per line (CloudEvents attributes, payload under \"data\")");
   sub->callback([args] {
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
+    const auto idle_limit = args->timeout.empty() ? kNever : parse_seconds(args->timeout, "--timeout");
     Bus bus = Bus::open_existing(args->bus);
     SubscriberOptions options;
     options.from = args->from == "earliest" ? StartAt::Earliest : StartAt::Latest;
     Subscriber subscriber = bus.subscribe(args->pattern, options);
+    // A topic created later still joins the subscription: say so, and wait.
+    if (!any_topic_matches(bus, args->pattern))
+      std::fprintf(stderr, "%s; waiting for one to be created\n", no_match_message(args->bus, args->pattern).c_str());
     std::map<std::string, std::unique_ptr<SchemaCodec>> codecs;  // by topic
     auto codec_for = [&](const std::string& topic) -> SchemaCodec* {
       auto& slot = codecs[topic];
@@ -45,7 +63,6 @@ void add_sub_command(CLI::App& app) {
       }
       return slot.get();
     };
-    const auto idle_limit = args->timeout.empty() ? kNever : parse_seconds(args->timeout);
     uint64_t received = 0;
     uint64_t skipped = 0;  // events reported missed (Evicted, Lost)
     uint64_t corrupt = 0;  // rings reported corrupt
@@ -78,9 +95,14 @@ void add_sub_command(CLI::App& app) {
       subscriber.wait(idle_limit == kNever ? std::chrono::nanoseconds(slice)
                                            : std::min<std::chrono::nanoseconds>(slice, idle_limit - idle));
     }
+    if (received == 0 && !any_topic_matches(bus, args->pattern)) {
+      std::fprintf(stderr, "%s; nothing received, exiting with 1\n", no_match_message(args->bus, args->pattern).c_str());
+      throw ExitCode{1};
+    }
     if (args->count != 0 && received < args->count && !g_stop) {
-      std::fprintf(stderr, "flowbus sub: got %llu of %llu events before %s s passed without one\n",
-                   static_cast<unsigned long long>(received), static_cast<unsigned long long>(args->count), args->timeout.c_str());
+      std::fprintf(stderr, "flowbus sub: got %llu of %llu events before %s passed without one\n",
+                   static_cast<unsigned long long>(received), static_cast<unsigned long long>(args->count),
+                   format_duration(idle_limit).c_str());
       throw ExitCode{1};
     }
     if (skipped != 0 || corrupt != 0) {

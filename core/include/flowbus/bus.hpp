@@ -32,8 +32,11 @@ class Bus {
   /// Opens an existing bus; throws Error(NotFound) if there is none.
   static Bus open_existing(std::string_view name);
 
-  /// Registers a topic, or checks that an existing one has the same type and
-  /// policy and that `spec.schema` is a compatible evolution of its schema.
+  /// Registers a topic, or checks that an existing one has the same settings
+  /// (else Error AlreadyExists naming each difference, see
+  /// topic_differences) and that `spec.schema` is a compatible evolution of
+  /// its schema. A new topic whose ring does not fit in the free space of
+  /// /dev/shm is refused (NoSpace). Throws as validate_topic_spec does.
   TopicInfo create_topic(const TopicSpec& spec);
   std::optional<TopicInfo> find_topic(std::string_view name) const;
   std::vector<TopicInfo> topics() const;

@@ -12,7 +12,7 @@ enum class ErrorCode {
   InvalidName,        // a bus, topic, publisher or pattern name breaks the naming rules
   InvalidArgument,    // an option is out of range (ring size, mode, ...)
   NotFound,           // the bus or topic does not exist
-  AlreadyExists,      // a topic exists with a different type or policy
+  AlreadyExists,      // a topic exists with other settings (type, policy, ring size, ...)
   NameInUse,          // a live publisher already owns this name
   IncompatibleSchema, // the schema is not a compatible evolution of the registered one
   VersionMismatch,    // a segment was written by another layout version

@@ -48,4 +48,18 @@ struct TopicInfo {
   std::vector<uint8_t> schema;
 };
 
+/// Throws Error(InvalidArgument or InvalidName) naming what is wrong with
+/// `spec` and the allowed values, and Error(NoSpace) naming the free space
+/// if /dev/shm cannot hold one ring of it. Bus::create_topic makes the same
+/// checks for a new topic; call it to refuse a spec before creating anything
+/// (a bus, say).
+void validate_topic_spec(const TopicSpec& spec);
+
+/// The settings in which a registered topic differs from a request for it,
+/// one line each, existing value then requested one: "ring size 4MiB, asked
+/// 64KiB". Compares type, policy, ring size, slow-consumer timeout,
+/// retention, mode and group; not the schema (Bus::create_topic accepts a
+/// compatible evolution of it). Empty if they match.
+std::vector<std::string> topic_differences(const TopicInfo& existing, const TopicSpec& spec);
+
 }  // namespace flowbus

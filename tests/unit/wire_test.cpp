@@ -249,12 +249,42 @@ TEST(WireTest, TruncatedFrameIsRefused) {
 
 TEST(WireTest, OversizedLengthIsRefusedBeforeBuffering) {
   EXPECT_EQ(decode_error({0xf0, 0xff, 0xff, 0x0f}),
-            "frame 1: length 268435440 exceeds the limit of " + std::to_string(kDefaultMaxFrameBytes) + " bytes");
+            "frame 1: length 268435440 exceeds the limit of " + std::to_string(kHandshakeMaxFrameBytes) +
+                " bytes before authentication (Hello and Auth are small)");
   FrameWriter w;
-  const Bytes bytes = handshake(w);
+  Bytes bytes = handshake(w);
+  // After Auth, frames up to the full limit: one above it is refused on its prefix.
+  Bytes after = bytes;
+  append(after, Bytes{0xf0, 0xff, 0xff, 0x0f});
+  EXPECT_EQ(decode_error(after),
+            "frame 3: length 268435440 exceeds the limit of " + std::to_string(kDefaultMaxFrameBytes) + " bytes");
   DecoderLimits small;
   small.max_frame_bytes = 16;
   EXPECT_NE(decode_error(bytes, small).find("exceeds the limit of 16 bytes"), std::string::npos);
+}
+
+TEST(WireTest, BeforeAuthOnlyHandshakeSizedFramesAreTakenAndNoneIsBuffered) {
+  // A 16 MiB length prefix as a peer's first bytes, or as its second frame
+  // (after Hello, before Auth): refused on the prefix, before any of its body.
+  const uint32_t big = 16u << 20;
+  Bytes first(4);
+  std::memcpy(first.data(), &big, 4);
+  FrameDecoder d;
+  d.feed(first);
+  EXPECT_THROW(d.next(), DecodeError);
+  EXPECT_NE(d.error().find("frame 1: length 16777216 exceeds the limit of 16384 bytes before authentication"),
+            std::string::npos) << d.error();
+  FrameWriter w;
+  const Nonce n = nonce_of(1);
+  Bytes hello;
+  append(hello, w.hello({kProtocolVersion, "host-a", n, "flowbus test"}));
+  append(hello, first);
+  EXPECT_NE(decode_error(hello).find("frame 2: length 16777216 exceeds the limit of 16384 bytes before authentication"),
+            std::string::npos);
+  // The largest legitimate handshake frame fits: a Hello with a 4 KiB software string.
+  Bytes largest;
+  append(largest, w.hello({kProtocolVersion, "host-a", n, std::string(4096, 's')}));
+  EXPECT_EQ(decode_error(largest), "");
 }
 
 TEST(WireTest, WrongIdentifierIsRefused) {

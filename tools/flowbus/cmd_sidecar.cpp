@@ -55,7 +55,7 @@ void add_sidecar_command(CLI::App& app) {
   struct Args {
     SidecarOptions options;
     std::string token_file, config;
-    uint64_t heartbeat_ms = 1000, timeout_ms = 5000, resume_s = 60;
+    uint64_t heartbeat_ms = 1000, timeout_ms = 5000, resume_s = 60, handshake_ms = 5000;
   };
   auto args = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand(
@@ -81,7 +81,11 @@ void add_sidecar_command(CLI::App& app) {
   cmd->add_option("--batch-bytes", o.batch_bytes, "payload bytes per batch of small events")->capture_default_str();
   cmd->add_option("--window", o.window, "bytes in flight per connection before reading stops (backpressure)")->capture_default_str();
   cmd->add_option("--heartbeat-ms", args->heartbeat_ms, "heartbeat interval when idle")->capture_default_str();
-  cmd->add_option("--peer-timeout-ms", args->timeout_ms, "drop a peer silent this long")->capture_default_str();
+  cmd->add_option("--peer-timeout-ms", args->timeout_ms, "drop a peer that sends no frame (nor 64 KiB of one) this long")->capture_default_str();
+  cmd->add_option("--handshake-timeout-ms", args->handshake_ms,
+                  "close an incoming or outgoing connection not authenticated (TLS, Hello, Auth) within this long")->capture_default_str();
+  cmd->add_option("--max-pending", o.max_pending,
+                  "incoming connections that may be in their handshake at once; more are closed at once")->capture_default_str();
   cmd->add_option("--resume-window-s", args->resume_s,
                   "keep a disconnected peer's read positions (and hold its unacknowledged events) this long")->capture_default_str();
   cmd->callback([args, cmd] {
@@ -89,6 +93,7 @@ void add_sidecar_command(CLI::App& app) {
     if (!args->token_file.empty()) args->options.token = read_token(args->token_file);
     args->options.heartbeat = std::chrono::milliseconds(args->heartbeat_ms);
     args->options.peer_timeout = std::chrono::milliseconds(args->timeout_ms);
+    args->options.handshake_timeout = std::chrono::milliseconds(args->handshake_ms);
     args->options.resume_window = std::chrono::milliseconds(args->resume_s * 1000);
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);

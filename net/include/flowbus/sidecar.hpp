@@ -27,6 +27,10 @@ struct SidecarOptions {
   std::chrono::milliseconds heartbeat{1000};     ///< sent when a connection is otherwise idle
   std::chrono::milliseconds peer_timeout{5000};  ///< a silent peer is dropped after this
   std::chrono::milliseconds reconnect{500};      ///< first retry delay to a --peer (doubles to 8 s)
+  /// Until a peer has authenticated: how long it may take (TLS and Hello/Auth),
+  /// and how many incoming connections may be at it at once (more are closed).
+  std::chrono::milliseconds handshake_timeout{5000};
+  size_t max_pending = 32;
   /// How long the read positions of a disconnected peer are kept (its
   /// unacknowledged events are held for it meanwhile, as a slow consumer).
   std::chrono::milliseconds resume_window{60000};

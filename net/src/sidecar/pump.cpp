@@ -143,11 +143,12 @@ struct Pump::Impl {
     bool close_after_writes = false;
     bool closed = false;
     asio::steady_timer pause;
+    asio::steady_timer handshake_deadline;
     size_t dial_index = SIZE_MAX;  // outbound: which --peer, to redial
     HandlerMemory read_memory, write_memory;
 
     Connection(Impl& i, tcp::socket s, bool use_tls, ssl::context& ctx)
-        : impl(i), stream(std::move(s), ctx), tls(use_tls), pause(i.io) {
+        : impl(i), stream(std::move(s), ctx), tls(use_tls), pause(i.io), handshake_deadline(i.io) {
       pending.reserve(256);
       writing.reserve(kMaxGather);
       gather.reserve(kMaxGather);
@@ -166,6 +167,14 @@ struct Pump::Impl {
 
     void begin(ssl::stream_base::handshake_type role) {
       auto self = shared_from_this();
+      // TLS and Hello/Auth together get handshake_timeout: a peer that
+      // trickles its handshake holds a pending slot no longer than that.
+      handshake_deadline.expires_after(impl.options.handshake_timeout);
+      handshake_deadline.async_wait([self](const boost::system::error_code& ec) {
+        if (ec || self->closed || self->link->authenticated.load(std::memory_order_relaxed)) return;
+        self->fail("no handshake within " + std::to_string(self->impl.options.handshake_timeout.count()) +
+                   " ms (--handshake-timeout-ms); closed");
+      });
       if (!tls) return connected();
       stream.async_handshake(role, [self](const boost::system::error_code& ec) {
         if (ec) return self->fail("TLS handshake failed: " + tls_reason(ec));
@@ -180,8 +189,11 @@ struct Pump::Impl {
 
     void read_next() {
       if (closed) return;
-      // Flow control: the shared-memory thread has not caught up; look again soon.
-      if (link->unprocessed_in.load(std::memory_order_relaxed) > impl.options.window) {
+      // Flow control: the shared-memory thread has not caught up; look again
+      // soon. Before authentication, one chunk at a time: a peer we do not
+      // know yet gets no more of our memory than that.
+      const bool known = link->authenticated.load(std::memory_order_relaxed);
+      if (link->unprocessed_in.load(std::memory_order_relaxed) > (known ? impl.options.window : 0)) {
         auto self = shared_from_this();
         pause.expires_after(std::chrono::milliseconds(1));
         pause.async_wait([self](const boost::system::error_code&) { self->read_next(); });
@@ -242,6 +254,7 @@ struct Pump::Impl {
       closed = true;
       boost::system::error_code ignored;
       pause.cancel();
+      handshake_deadline.cancel();
       stream.next_layer().shutdown(tcp::socket::shutdown_both, ignored);
       stream.next_layer().close(ignored);
       for (Chunk* c : pending) {
@@ -310,13 +323,28 @@ struct Pump::Impl {
         boost::system::error_code ignored;
         const auto remote = socket.remote_endpoint(ignored);
         link->address = remote.address().to_string() + ":" + std::to_string(remote.port());
-        auto c = std::make_shared<Connection>(*this, std::move(socket), use_tls, server_tls);
-        c->link = link;
-        connections[link->id] = c;
-        c->begin(ssl::stream_base::server);
+        if (pending_handshakes() >= options.max_pending) {
+          socket.close(ignored);
+          pump.events_.enqueue(NetEvent{NetEvent::Kind::Closed, link, nullptr,
+                                        "refused: " + std::to_string(options.max_pending) +
+                                            " connections are in their handshake already (--max-pending)"});
+        } else {
+          auto c = std::make_shared<Connection>(*this, std::move(socket), use_tls, server_tls);
+          c->link = link;
+          connections[link->id] = c;
+          c->begin(ssl::stream_base::server);
+        }
       }
       accept_next();
     });
+  }
+
+  /// Incoming connections not authenticated yet (TLS or Hello/Auth under way).
+  size_t pending_handshakes() const {
+    size_t n = 0;
+    for (const auto& [id, c] : connections)
+      if (c->dial_index == SIZE_MAX && !c->link->authenticated.load(std::memory_order_relaxed)) ++n;
+    return n;
   }
 
   void redial(size_t index, std::chrono::milliseconds delay) {

@@ -19,6 +19,7 @@ namespace {
 constexpr size_t kInFlight = 1024;     // batches sent and not yet acknowledged, per ring
 constexpr size_t kBatchEvents = 4096;  // events per batch at most
 constexpr size_t kReadBudget = 4096;   // events read per step before looking at the network again
+constexpr size_t kProgressBytes = 64 * 1024;  // bytes of an unfinished frame that count as progress
 
 uint64_t unix_ns() {
   return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -35,7 +36,7 @@ bool matches_any(const std::vector<std::string>& patterns, std::string_view topi
 
 Session::Session(EngineContext& ctx, std::shared_ptr<LinkState> link)
     : ctx_(ctx), link_(std::move(link)), who_("peer at " + link_->address) {
-  last_received_ = last_sent_ = Clock::now();
+  last_progress_ = last_sent_ = Clock::now();
 }
 
 void Session::send(std::span<const uint8_t> frame) {
@@ -87,18 +88,24 @@ void Session::shut(const std::string& reason) {
 
 void Session::on_bytes(Chunk* chunk) {
   backlog_.push_back(chunk);
-  last_received_ = Clock::now();
+  bytes_since_progress_ += chunk->size;
+  if (bytes_since_progress_ >= kProgressBytes) {
+    last_progress_ = Clock::now();
+    bytes_since_progress_ = 0;
+  }
   feed_backlog();
 }
 
 void Session::feed_backlog() {
   // While an imported batch waits for room, its view points into the
   // decoder's buffer: feed nothing until it is done.
+  uint64_t frames = 0;
   while (!closed_ && !pending_batch_) {
     try {
       while (!closed_ && !pending_batch_) {
         std::optional<wire::FrameView> frame = decoder_.next();
         if (!frame) break;
+        ++frames;
         handle(*frame);
       }
     } catch (const wire::DecodeError& e) {
@@ -111,6 +118,10 @@ void Session::feed_backlog() {
     decoder_.feed({c->bytes.data(), c->size});
     ctx_.pump.consumed(link_, c);
     ctx_.pump.recycle(c);
+  }
+  if (frames != 0) {
+    last_progress_ = Clock::now();
+    bytes_since_progress_ = 0;
   }
   if (closed_) {
     for (Chunk* c : backlog_) {
@@ -167,6 +178,7 @@ void Session::on_auth(const wire::AuthView& auth) {
     return;
   }
   authenticated_ = true;
+  link_->authenticated.store(true, std::memory_order_relaxed);  // the network thread lifts its handshake limits
   ctx_.connected[peer_node_] = link_->id;
   ctx_.log(who_ + ": authenticated" + std::string(ctx_.options.token.empty() ? "" : " (token)"));
   // What we import, and what we hold already of every origin we mirror.
@@ -519,8 +531,16 @@ bool Session::step(Clock::time_point now) {
     }
   }
   if (authenticated_) did |= pump_exports();
-  if (now - last_received_ > ctx_.options.peer_timeout) {
-    drop("silent for " + std::to_string(ctx_.options.peer_timeout.count()) + " ms");
+  if (pending_batch_) last_progress_ = now;  // we are the slow side: it waits for us
+  if (now - last_progress_ > ctx_.options.peer_timeout) {
+    const std::string ms = std::to_string(ctx_.options.peer_timeout.count());
+    if (bytes_since_progress_ == 0 && decoder_.buffered() == 0) {
+      drop("silent for " + ms + " ms");
+    } else {
+      drop("it trickles: no whole frame and only " + std::to_string(bytes_since_progress_) + " bytes in " + ms +
+           " ms (" + std::to_string(decoder_.buffered()) + " bytes of an unfinished frame buffered); a peer must send a frame, or " +
+           std::to_string(kProgressBytes / 1024) + " KiB of one, within --peer-timeout-ms");
+    }
     return true;
   }
   if (authenticated_ && now - last_sent_ > ctx_.options.heartbeat) send(writer_.heartbeat({unix_ns()}));

@@ -131,7 +131,11 @@ class Session {
   std::string who_;  // "peer NODE (ADDRESS)" for log lines
   bool authenticated_ = false;
   bool closed_ = false;
-  Clock::time_point last_sent_{}, last_received_{};
+  Clock::time_point last_sent_{};
+  // The peer's progress: a whole frame, or kProgressBytes of one. A peer
+  // that makes none for peer_timeout (silent, or trickling a frame) is dropped.
+  Clock::time_point last_progress_{};
+  size_t bytes_since_progress_ = 0;
   Chunk* out_ = nullptr;          // frames gathered for the socket, not yet handed over
   std::vector<Chunk*> backlog_;  // bytes not fed to the decoder while a batch waits for room
   // An imported batch that found a ring full: kept (a view into the

@@ -38,6 +38,10 @@ inline constexpr size_t kMacSize = 32;
 inline constexpr size_t kMaxNodeName = 63;
 // Default frame limit: a 16 MiB event plus its entry, subject and framing.
 inline constexpr size_t kDefaultMaxFrameBytes = (16u << 20) + (64u << 10);
+// Frame limit before Auth: Hello, Auth, Refuse and Bye are a few KiB at most
+// (strings of 4 KiB), so a peer that has not authenticated cannot make the
+// receiver buffer a large frame.
+inline constexpr size_t kHandshakeMaxFrameBytes = 16u << 10;
 inline constexpr size_t kLengthPrefixSize = 4;
 
 using Nonce = std::array<uint8_t, kNonceSize>;
@@ -211,6 +215,7 @@ class DecodeError : public std::runtime_error {
 
 struct DecoderLimits {
   size_t max_frame_bytes = kDefaultMaxFrameBytes;  // N, the length after the prefix
+  size_t max_handshake_frame_bytes = kHandshakeMaxFrameBytes;  // N until Auth has been decoded
   uint32_t max_depth = 8;                          // Verifier: nesting of tables and vectors
   uint32_t max_tables = 64;                        // Verifier: tables per frame
   size_t max_streams = 65536;                      // StreamOpen per connection

@@ -296,6 +296,9 @@ StreamOpenView FrameDecoder::check_stream_open(const StreamOpen* m) {
     fail("StreamOpen.origin_node " + quoted(v.origin_node) + " is not a valid node name");
   }
   v.first_sequence = m->first_sequence();
+  v.ring_size = m->ring_size();
+  v.retention_s = m->retention_s();
+  v.slow_consumer_timeout_ns = m->slow_consumer_timeout_ns();
   if (next_sequence_.count(v.stream)) fail("StreamOpen for stream " + std::to_string(v.stream) + ", already open");
   if (next_sequence_.size() >= limits_.max_streams) {
     fail("StreamOpen: more than " + std::to_string(limits_.max_streams) + " streams on one connection");

@@ -71,7 +71,8 @@ std::span<const uint8_t> FrameWriter::stream_open(const StreamOpenView& m) {
   const auto origin_node = string(fbb_, m.origin_node);
   return finish(Body::StreamOpen, CreateStreamOpen(fbb_, m.stream, topic, type, schema_id, schema, m.policy,
                                                    m.publisher_id, publisher, source, origin_node,
-                                                   m.first_sequence)
+                                                   m.first_sequence, m.ring_size, m.retention_s,
+                                                   m.slow_consumer_timeout_ns)
                                       .Union());
 }
 

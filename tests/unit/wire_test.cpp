@@ -44,6 +44,9 @@ StreamOpenView stream_open_of(uint32_t stream, uint64_t first_sequence) {
   m.source = "flowbus://host-a/plant/press-1";
   m.origin_node = "host-a";
   m.first_sequence = first_sequence;
+  m.ring_size = 64u << 20;
+  m.retention_s = 7200;
+  m.slow_consumer_timeout_ns = UINT64_MAX;
   return m;
 }
 
@@ -99,7 +102,8 @@ std::string describe(const FrameView& f) {
         } else if constexpr (std::is_same_v<T, StreamOpenView>) {
           o << "StreamOpen " << m.stream << ' ' << m.topic << ' ' << m.type << ' ' << m.schema_id << ' '
             << m.schema.size() << ' ' << int(m.policy) << ' ' << m.publisher_id << ' ' << m.publisher << ' '
-            << m.source << ' ' << m.origin_node << ' ' << m.first_sequence;
+            << m.source << ' ' << m.origin_node << ' ' << m.first_sequence << ' ' << m.ring_size << ' ' << m.retention_s
+            << ' ' << m.slow_consumer_timeout_ns;
         } else if constexpr (std::is_same_v<T, EventBatchView>) {
           o << "EventBatch " << m.stream;
           for (const EventEntry& e : m.entries) {
@@ -169,14 +173,14 @@ TEST(WireTest, EveryMessageRoundTrips) {
   const Bytes bytes = ten_frames();
   const std::vector<std::string> frames = decode_in_chunks(bytes, {bytes.size()});
   const Nonce n = nonce_of(7);
-  std::string hello = "Hello 1 host-a flowbus test 32";
+  std::string hello = "Hello " + std::to_string(kProtocolVersion) + " host-a flowbus test 32";
   for (uint8_t b : n) hello += ' ' + std::to_string(b);
   const std::vector<std::string> expected = {
       hello,
       "Auth 0",
       "Subscribe plant.* orders r11:100 r12:200",
       "StreamOpen 1 plant.sensors examples.Reading fnv1a64:0123456789abcdef 5 1 18369614221190020847 press-1 "
-      "flowbus://host-a/plant/press-1 host-a 10",
+      "flowbus://host-a/plant/press-1 host-a 10 67108864 7200 18446744073709551615",
       "EventBatch 1 [10 1000 0 s1 alpha] [12 1001 1 subject-two ] [14 1002 2  gamma-gamma]",
       "Gap 1 20 30 no longer retained",
       "EventBatch 1 [30 2000 0 late x]",
@@ -481,20 +485,22 @@ TEST(WireTest, VersionMismatchNamesBothVersions) {
   // The decoder passes any version: the Hello is frozen, so check_hello can answer.
   FrameWriter w;
   FrameDecoder d;
-  d.feed(w.hello({2, "newer", n, "flowbus 9"}));
+  d.feed(w.hello({kProtocolVersion + 1, "newer", n, "flowbus 9"}));
   const auto f = d.next();
   ASSERT_TRUE(f && std::holds_alternative<HelloView>(*f));
   const auto refusal = check_hello(std::get<HelloView>(*f));
   ASSERT_TRUE(refusal.has_value());
   EXPECT_EQ(refusal->code, RefuseCode::VersionMismatch);
   EXPECT_EQ(refusal->reason,
-            "peer speaks flowbus wire protocol 2, this sidecar speaks 1: run the same flowbus version on both hosts");
-  EXPECT_EQ(refusal->local_version, 1u);
-  EXPECT_EQ(refusal->remote_version, 2u);
+            "peer speaks flowbus wire protocol " + std::to_string(kProtocolVersion + 1) + ", this sidecar speaks " +
+                std::to_string(kProtocolVersion) + ": run the same flowbus version on both hosts");
+  EXPECT_EQ(refusal->local_version, kProtocolVersion);
+  EXPECT_EQ(refusal->remote_version, kProtocolVersion + 1);
   // And the refusal travels.
   FrameDecoder peer;
   peer.feed(w.refuse(refusal->view()));
-  EXPECT_EQ(describe(*peer.next()), "Refuse VersionMismatch " + refusal->reason + " 1 2");
+  EXPECT_EQ(describe(*peer.next()), "Refuse VersionMismatch " + refusal->reason + " " + std::to_string(kProtocolVersion) + " " +
+                                        std::to_string(kProtocolVersion + 1));
 
   EXPECT_FALSE(check_hello({kProtocolVersion, "a", n, ""}).has_value());
   const auto self = check_hello({kProtocolVersion, "me", n, ""}, kProtocolVersion, "me");

@@ -54,7 +54,7 @@ void apply_config_file(CLI::App& cmd, const std::string& file) {
 void add_sidecar_command(CLI::App& app) {
   struct Args {
     SidecarOptions options;
-    std::string token_file, config;
+    std::string token_file, config, import_ring_size, import_retention, import_timeout;
     uint64_t heartbeat_ms = 1000, timeout_ms = 5000, resume_s = 60, handshake_ms = 5000;
   };
   auto args = std::make_shared<Args>();
@@ -74,6 +74,12 @@ void add_sidecar_command(CLI::App& app) {
   cmd->add_option("--import", o.imports, "topic pattern peers may write here (repeatable)");
   cmd->add_option("--reexport", o.reexports, "pattern of mirrored topics passed on to further peers (chains A -> B -> C)");
   cmd->add_option("--node", o.node, "this sidecar's node name (default: the host name); unique among peers");
+  cmd->add_option("--import-ring-size", args->import_ring_size,
+                  "ring size of topics created on import, e.g. 64MiB (default: the origin topic's)");
+  cmd->add_option("--import-retention", args->import_retention,
+                  "retention in seconds of topics created on import (default: the origin topic's)");
+  cmd->add_option("--import-timeout", args->import_timeout,
+                  "slow-consumer timeout in seconds, or inf, of topics created on import (default: the origin topic's)");
   cmd->add_option("--tls-cert", o.tls_cert, "PEM certificate of this node (TLS with mutual authentication)");
   cmd->add_option("--tls-key", o.tls_key, "PEM private key of --tls-cert");
   cmd->add_option("--tls-ca", o.tls_ca, "PEM CA certificate that signed the peers' certificates");
@@ -90,6 +96,10 @@ void add_sidecar_command(CLI::App& app) {
                   "keep a disconnected peer's read positions (and hold its unacknowledged events) this long")->capture_default_str();
   cmd->callback([args, cmd] {
     if (!args->config.empty()) apply_config_file(*cmd, args->config);
+    if (!args->import_ring_size.empty()) args->options.import_ring_size = parse_size(args->import_ring_size);
+    if (!args->import_retention.empty())
+      args->options.import_retention = std::chrono::duration_cast<std::chrono::seconds>(parse_seconds(args->import_retention));
+    if (!args->import_timeout.empty()) args->options.import_slow_consumer_timeout = parse_seconds(args->import_timeout);
     if (!args->token_file.empty()) args->options.token = read_token(args->token_file);
     args->options.heartbeat = std::chrono::milliseconds(args->heartbeat_ms);
     args->options.peer_timeout = std::chrono::milliseconds(args->timeout_ms);

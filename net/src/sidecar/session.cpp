@@ -11,6 +11,7 @@
 #include "flowbus/error.hpp"
 #include "flowbus/inspect.hpp"
 #include "flowbus/names.hpp"
+#include "import_spec.hpp"
 
 namespace flowbus::sidecar {
 
@@ -271,7 +272,10 @@ void Session::open_stream(uint32_t ring, ExportStream& s, uint64_t first_sequenc
                             c.publisher_name,
                             c.source,
                             origin,
-                            first_sequence};
+                            first_sequence,
+                            topic->ring_size,
+                            uint64_t(topic->retention.count()),
+                            topic->slow_consumer_timeout == kNever ? UINT64_MAX : uint64_t(topic->slow_consumer_timeout.count())};
   send(writer_.stream_open(open));
   if (!s.batch) {
     // Room for the largest event the ring can hold with its subject; small
@@ -408,13 +412,9 @@ void Session::on_stream_open(const wire::StreamOpenView& open) {
   }
   try {
     if (!ctx_.bus.find_topic(in.topic)) {
-      TopicSpec spec;
-      spec.name = in.topic;
-      spec.type = std::string(open.type);
-      spec.schema.assign(open.schema.begin(), open.schema.end());
-      spec.policy = open.policy == wire::TopicPolicy::Latest ? Policy::Latest : Policy::Block;
+      const TopicSpec spec = imported_topic_spec(ctx_.options, open);
       ctx_.bus.create_topic(spec);
-      ctx_.log("created topic " + in.topic + " (" + spec.type + ", " + to_string(spec.policy) + ") for " + who_);
+      ctx_.log("created topic " + in.topic + " for " + who_ + ": " + describe_spec(ctx_.options, open, spec));
     }
     auto& slot = ctx_.mirrors[open.publisher_id];
     if (!slot)

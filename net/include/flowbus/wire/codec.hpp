@@ -32,7 +32,7 @@ namespace flowbus::wire {
 // Generated from schemas/flowbus/wire.fbs and used as is by the views:
 // RefuseCode, TopicPolicy, Resume, EventEntry (and the tables themselves).
 
-inline constexpr uint32_t kProtocolVersion = 1;
+inline constexpr uint32_t kProtocolVersion = 2;  // docs/wire-protocol.md, "Versions"
 inline constexpr size_t kNonceSize = 32;
 inline constexpr size_t kMacSize = 32;
 inline constexpr size_t kMaxNodeName = 63;
@@ -102,6 +102,10 @@ struct StreamOpenView {
   std::string_view source;       // CloudEvents source of the origin
   std::string_view origin_node;
   uint64_t first_sequence = 0;
+  // The origin topic's (0: not announced).
+  uint64_t ring_size = 0;
+  uint64_t retention_s = 0;
+  uint64_t slow_consumer_timeout_ns = 0;  // UINT64_MAX: never
 };
 
 struct EventBatchView {

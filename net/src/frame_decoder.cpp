@@ -196,6 +196,7 @@ FrameView FrameDecoder::check(const Frame& frame) {
       break;
     }
     case Body::Heartbeat: view = HeartbeatView{frame.body_as_Heartbeat()->time_ns()}; break;
+    case Body::StreamRefuse: view = check_stream_refuse(frame.body_as_StreamRefuse()); break;
     case Body::Bye:
       view = ByeView{string_field(frame.body_as_Bye()->reason(), "reason", false, limits_.max_string)};
       break;
@@ -304,6 +305,18 @@ StreamOpenView FrameDecoder::check_stream_open(const StreamOpen* m) {
     fail("StreamOpen: more than " + std::to_string(limits_.max_streams) + " streams on one connection");
   }
   next_sequence_.emplace(v.stream, v.first_sequence);
+  return v;
+}
+
+// The stream is one the receiver opened: the session checks it, not the decoder.
+StreamRefuseView FrameDecoder::check_stream_refuse(const StreamRefuse* m) {
+  StreamRefuseView v;
+  v.stream = m->stream();
+  v.code = m->code();
+  if (v.code > RefuseCode::MAX) {
+    fail("StreamRefuse.code " + std::to_string(static_cast<unsigned>(v.code)) + " is unknown");
+  }
+  v.reason = string_field(m->reason(), "reason", false, limits_.max_string);
   return v;
 }
 

@@ -98,4 +98,10 @@ std::span<const uint8_t> FrameWriter::bye(const ByeView& m) {
   return finish(Body::Bye, CreateBye(fbb_, reason).Union());
 }
 
+std::span<const uint8_t> FrameWriter::stream_refuse(const StreamRefuseView& m) {
+  fbb_.Clear();
+  const auto reason = string(fbb_, m.reason);
+  return finish(Body::StreamRefuse, CreateStreamRefuse(fbb_, m.stream, m.code, reason).Union());
+}
+
 }  // namespace flowbus::wire

@@ -1,6 +1,8 @@
 // What an importing sidecar does with the topics it is offered: the topics
 // it creates, and the existing topics it may (or may not) write into. Real
 // `flowbus sidecar` processes on loopback.
+#include "flowbus/inspect.hpp"
+#include "flowbus/schema.hpp"
 #include "sidecar_pair.hpp"
 
 using namespace flowbus;
@@ -64,4 +66,73 @@ TEST(SidecarImportTest, ATopicCreatedOnImportGetsTheOriginsRingRetentionAndTimeo
   EXPECT_EQ(chosen->retention, 30s);
   EXPECT_EQ(chosen->slow_consumer_timeout, 7s);
   EXPECT_TRUE(side_c.wait_for_log("ring 2 MiB (--import-*)", 5s)) << read_file(log_c);
+}
+
+namespace {
+
+/// A refused stream of topic `topic` in the status of `bus`'s sidecar, once it shows one.
+std::optional<MirrorStreamSnapshot> wait_for_stream(const std::string& bus, bool exports, const std::string& topic,
+                                                    std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    for (const SidecarSnapshot& side : inspect_bus(bus).sidecars)
+      for (const MirrorPeerSnapshot& peer : side.peers)
+        for (const MirrorStreamSnapshot& s : exports ? peer.exports : peer.imports)
+          if (s.topic == topic && !s.refused.empty()) return s;
+    std::this_thread::sleep_for(50ms);
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+// Before the fix a topic that existed here with the Order schema took the
+// peer's SensorReading events without a word: readers got garbage fields.
+TEST(SidecarImportTest, AnExistingTopicOfAnotherTypeIsRefusedOnBothSidesAndTheOtherTopicsFlow) {
+  Pair p("import-schema");
+  p.bus_a.create_topic(sensor_topic("sensor.temp.line1"));
+  TopicSpec order;
+  order.name = "sensor.temp.line1";
+  order.type = "examples.Order";
+  order.schema = compile_schema_file(example_schema("order.fbs"));
+  p.bus_b.create_topic(order);
+  p.start_a();
+  p.start_b();
+  Subscriber on_b = subscribe_earliest(p.bus_b, "sensor.>");
+  std::atomic<uint64_t> published{0};
+  prime(p, on_b, published);  // sensor.temp flows
+
+  // 3,000 events into a 64 KiB ring with a 200 ms timeout: the refused
+  // stream must not hold the origin's publisher back.
+  {
+    Publisher pub = p.bus_a.publisher("sensor.temp.line1", {"line1"});
+    flatbuffers::FlatBufferBuilder fbb;
+    for (uint64_t i = 0; i < 3000; ++i) {
+      build_reading(fbb, i);
+      ASSERT_EQ(pub.publish(fbb, 200ms), PublishStatus::Ok) << "event " << i << "\n" << p.logs();
+    }
+  }
+  publish_readings(p.bus_a, 1, 99, published).join();
+  const Collected got = collect(on_b, 99, 30s, 1);
+  EXPECT_EQ(got.in_order, 99u) << got.first_problem << "\n" << p.logs();
+  EXPECT_EQ(got.problems, 0u) << got.first_problem << "\n" << p.logs();
+  Event e;
+  EXPECT_EQ(on_b.read(e).status, ReadStatus::Empty) << "nothing of sensor.temp.line1 may arrive";
+
+  EXPECT_TRUE(p.side_a->wait_for_log("it refused topic sensor.temp.line1", 5s)) << p.logs();
+  EXPECT_TRUE(p.side_b->wait_for_log("refused topic sensor.temp.line1", 5s)) << p.logs();
+  for (const std::string& log : {p.side_a->log(), p.side_b->log()}) {
+    EXPECT_NE(log.find("topic sensor.temp.line1: local type examples.Order"), std::string::npos) << p.logs();
+    EXPECT_NE(log.find("remote type examples.SensorReading"), std::string::npos) << p.logs();
+    EXPECT_NE(log.find("SchemaMismatch"), std::string::npos) << p.logs();
+  }
+  const auto imported = wait_for_stream(p.b.name, false, "sensor.temp.line1", 5s);
+  ASSERT_TRUE(imported) << "flowbus inspect shows the refusal on the importing side";
+  EXPECT_NE(imported->refused.find("SchemaMismatch: topic sensor.temp.line1: local type examples.Order"), std::string::npos)
+      << imported->refused;
+  const auto exported = wait_for_stream(p.a.name, true, "sensor.temp.line1", 5s);
+  ASSERT_TRUE(exported) << "and on the exporting side";
+  bool warned = false;
+  for (const std::string& w : inspect_bus(p.b.name).warnings) warned |= w.find("refused topic sensor.temp.line1") != std::string::npos;
+  EXPECT_TRUE(warned);
 }

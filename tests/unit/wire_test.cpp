@@ -119,14 +119,16 @@ std::string describe(const FrameView& f) {
           o << "Heartbeat " << m.time_ns;
         } else if constexpr (std::is_same_v<T, ByeView>) {
           o << "Bye " << m.reason;
+        } else if constexpr (std::is_same_v<T, StreamRefuseView>) {
+          o << "StreamRefuse " << m.stream << ' ' << to_string(m.code) << ' ' << m.reason;
         }
       },
       f);
   return o.str();
 }
 
-// Ten frames of every kind but Refuse (which ends the connection before Bye).
-Bytes ten_frames() {
+// Eleven frames of every kind but Refuse (which ends the connection before Bye).
+Bytes eleven_frames() {
   FrameWriter w;
   Bytes out = handshake(w);  // 1, 2
   const std::vector<std::string> patterns = {"plant.*", "orders"};
@@ -149,7 +151,8 @@ Bytes ten_frames() {
   append(out, b.finish());                                   // 7
   append(out, w.ack({1, 31}));                               // 8
   append(out, w.heartbeat({123456789}));                     // 9
-  append(out, w.bye({"shutting down"}));                     // 10
+  append(out, w.stream_refuse({1, RefuseCode::SchemaMismatch, "other type"}));  // 10
+  append(out, w.bye({"shutting down"}));                     // 11
   return out;
 }
 
@@ -170,7 +173,7 @@ std::vector<std::string> decode_in_chunks(const Bytes& bytes, const std::vector<
 }  // namespace
 
 TEST(WireTest, EveryMessageRoundTrips) {
-  const Bytes bytes = ten_frames();
+  const Bytes bytes = eleven_frames();
   const std::vector<std::string> frames = decode_in_chunks(bytes, {bytes.size()});
   const Nonce n = nonce_of(7);
   std::string hello = "Hello " + std::to_string(kProtocolVersion) + " host-a flowbus test 32";
@@ -186,11 +189,12 @@ TEST(WireTest, EveryMessageRoundTrips) {
       "EventBatch 1 [30 2000 0 late x]",
       "Ack 1 31",
       "Heartbeat 123456789",
+      "StreamRefuse 1 SchemaMismatch other type",
       "Bye shutting down",
   };
   EXPECT_EQ(frames, expected);
 
-  // Refuse, and Auth with a MAC, which ten_frames() does not carry.
+  // Refuse, and Auth with a MAC, which eleven_frames() does not carry.
   FrameWriter w;
   Bytes refused;
   const Nonce n2 = nonce_of(1);
@@ -213,9 +217,9 @@ TEST(WireTest, EveryMessageRoundTrips) {
 }
 
 TEST(WireTest, ChunkingDoesNotChangeTheFrames) {
-  const Bytes bytes = ten_frames();
+  const Bytes bytes = eleven_frames();
   const std::vector<std::string> whole = decode_in_chunks(bytes, {bytes.size()});
-  ASSERT_EQ(whole.size(), 10u);
+  ASSERT_EQ(whole.size(), 11u);
   EXPECT_EQ(decode_in_chunks(bytes, {1}), whole);
   std::mt19937 rng(42);
   for (int round = 0; round < 20; ++round) {

@@ -11,6 +11,7 @@
 #include "flowbus/error.hpp"
 #include "flowbus/inspect.hpp"
 #include "flowbus/names.hpp"
+#include "flowbus/schema.hpp"
 #include "import_spec.hpp"
 
 namespace flowbus::sidecar {
@@ -147,6 +148,7 @@ void Session::handle(const wire::FrameView& frame) {
           import_batch();
         } else if constexpr (std::is_same_v<T, wire::GapView>) on_gap(m);
         else if constexpr (std::is_same_v<T, wire::AckView>) on_ack(m);
+        else if constexpr (std::is_same_v<T, wire::StreamRefuseView>) on_stream_refuse(m);
         else if constexpr (std::is_same_v<T, wire::RefuseView>) {
           ctx_.log(who_ + ": it refused us: " + std::string(m.reason));
           ctx_.pump.close(link_);
@@ -323,6 +325,11 @@ bool Session::pump_exports() {
     const uint32_t ring = e.ring();
     if (export_->rings.size() <= ring) export_->rings.resize(ring + 1);
     ExportStream& s = export_->rings[ring];
+    if (!s.refused.empty()) {  // the peer will not take it: let the ring go on without it
+      (void)sub.release(e);
+      sub.acknowledge(ring, e.next_position());
+      continue;
+    }
     const uint64_t seq = e.sequence();
     const Policy policy = sub.ring_policy(ring);
     if (!s.known) {
@@ -397,12 +404,61 @@ void Session::on_ack(const wire::AckView& ack) {
   }
 }
 
+void Session::on_stream_refuse(const wire::StreamRefuseView& refusal) {
+  if (!export_ || !export_->subscriber) return;
+  for (uint32_t ring = 0; ring < export_->rings.size(); ++ring) {
+    ExportStream& s = export_->rings[ring];
+    if (s.stream != refusal.stream || !s.refused.empty()) continue;
+    s.refused = std::string(wire::to_string(refusal.code)) + ": " + std::string(refusal.reason);
+    ctx_.log(who_ + ": it refused topic " + s.topic + " from ring " + hex_id(s.publisher_id) + " (" + s.refused +
+             "); not sending it on this connection");
+    // What was sent or batched will never be acknowledged: free the ring of it.
+    if (s.batch) s.batch->start(s.stream);
+    s.inflight_count = 0;
+    if (s.batch_next_position != 0) export_->subscriber->acknowledge(ring, s.batch_next_position);
+    return;
+  }
+}
+
 // ---- importing ----------------------------------------------------------------
+
+namespace {
+
+/// Why events of `open` must not be written into the existing topic `local`
+/// (another type, or a schema that is not a compatible evolution), or nothing.
+std::optional<std::string> schema_mismatch(const TopicInfo& local, const wire::StreamOpenView& open) {
+  const std::vector<uint8_t> remote(open.schema.begin(), open.schema.end());
+  std::string problem;
+  if (local.type != open.type) {
+    problem = "another type";
+  } else if (local.schema != remote) {
+    try {
+      check_compatible_evolution(local.schema, remote);
+    } catch (const Error& e) {
+      problem = std::string("a schema that is not a compatible evolution of the local one: ") + e.what();
+    }
+  }
+  if (problem.empty()) return std::nullopt;
+  return "topic " + local.name + ": local type " + local.type + " (schema " + local.schema_id + "), remote type " +
+         std::string(open.type) + " (schema " + schema_id(remote) + "): " + problem +
+         "; nothing of it is written here (rename the topic on one side, or leave it out of --import)";
+}
+
+}  // namespace
+
+void Session::refuse_stream(uint32_t stream, ImportStream in, wire::RefuseCode code, const std::string& reason) {
+  ctx_.log(who_ + ": refused topic " + in.topic + " from " + in.origin + " (" + wire::to_string(code) + "): " + reason);
+  send(writer_.stream_refuse({stream, code, reason}));
+  in.discard = true;  // batches already on their way are acknowledged and dropped
+  in.refused = std::string(wire::to_string(code)) + ": " + reason;
+  imports_[stream] = std::move(in);
+}
 
 void Session::on_stream_open(const wire::StreamOpenView& open) {
   ImportStream in;
   in.topic = std::string(open.topic);
   in.origin = std::string(open.origin_node) + "/" + std::string(open.publisher);
+  in.publisher_id = open.publisher_id;
   if (!matches_any(ctx_.options.imports, in.topic))
     return refuse({wire::RefuseCode::NotImported, "topic '" + in.topic + "' is not imported here (--import)"});
   if (open.origin_node == ctx_.options.node) {
@@ -411,7 +467,10 @@ void Session::on_stream_open(const wire::StreamOpenView& open) {
     return;
   }
   try {
-    if (!ctx_.bus.find_topic(in.topic)) {
+    if (const std::optional<TopicInfo> local = ctx_.bus.find_topic(in.topic)) {
+      if (auto why = schema_mismatch(*local, open))
+        return refuse_stream(open.stream, std::move(in), wire::RefuseCode::SchemaMismatch, *why);
+    } else {
       const TopicSpec spec = imported_topic_spec(ctx_.options, open);
       ctx_.bus.create_topic(spec);
       ctx_.log("created topic " + in.topic + " for " + who_ + ": " + describe_spec(ctx_.options, open, spec));
@@ -497,7 +556,8 @@ void describe_exports(const std::vector<ExportStream>& rings, std::string& out) 
     if (s.stream == 0) continue;
     out += std::string(first ? "" : ",") + "{\"topic\":" + json_text(s.topic) + ",\"publisher_id\":" +
            json_text(hex_id(s.publisher_id)) + ",\"sent_sequence\":" + std::to_string(s.next_sequence) +
-           ",\"acked_sequence\":" + std::to_string(s.acked_sequence) + ",\"gaps\":" + std::to_string(s.gaps) + "}";
+           ",\"acked_sequence\":" + std::to_string(s.acked_sequence) + ",\"gaps\":" + std::to_string(s.gaps) +
+           (s.refused.empty() ? "" : ",\"refused\":" + json_text(s.refused)) + "}";
     first = false;
   }
 }
@@ -510,10 +570,11 @@ void Session::describe(std::string& out) const {
   out += "],\"imports\":[";
   bool first = true;
   for (const auto& [id, in] : imports_) {
-    if (in.publisher == nullptr) continue;
+    if (in.publisher == nullptr && in.refused.empty()) continue;  // our own events, come back
     out += std::string(first ? "" : ",") + "{\"topic\":" + json_text(in.topic) + ",\"origin\":" + json_text(in.origin) +
-           ",\"publisher_id\":" + json_text(hex_id(in.publisher->publisher_id())) +
-           ",\"next_sequence\":" + std::to_string(in.publisher->next_sequence()) + ",\"gaps\":" + std::to_string(in.gaps) + "}";
+           ",\"publisher_id\":" + json_text(hex_id(in.publisher_id)) +
+           ",\"next_sequence\":" + std::to_string(in.publisher ? in.publisher->next_sequence() : 0) +
+           ",\"gaps\":" + std::to_string(in.gaps) + (in.refused.empty() ? "" : ",\"refused\":" + json_text(in.refused)) + "}";
     first = false;
   }
   out += "]}";

@@ -56,6 +56,7 @@ struct ExportStream {
   uint64_t gaps = 0;            // events this stream could not send (the ring no longer held them)
   uint64_t publisher_id = 0;
   std::string topic;
+  std::string refused;          // the peer refused this stream (why): nothing more is sent
   std::vector<InFlight> inflight;  // a circular buffer, kInFlight entries
   size_t inflight_head = 0, inflight_count = 0;
 };
@@ -76,8 +77,10 @@ struct ImportStream {
   Publisher* publisher = nullptr;
   std::string topic;
   std::string origin;  // for messages: "<node>/<publisher>"
-  bool discard = false;  // our own events come back: acknowledged, not written
+  bool discard = false;  // our own events come back, or a refused stream: acknowledged, not written
   uint64_t gaps = 0;     // events announced lost at the source, or too large for our ring
+  uint64_t publisher_id = 0;  // the origin ring's
+  std::string refused;   // why this side refused the stream (StreamRefuse), else empty
 };
 
 /// JSON helpers for the status file.
@@ -116,6 +119,8 @@ class Session {
   bool import_batch();  // false: a ring is full; try again later
   void on_gap(const wire::GapView& gap);
   void on_ack(const wire::AckView& ack);
+  void on_stream_refuse(const wire::StreamRefuseView& refusal);
+  void refuse_stream(uint32_t stream, ImportStream in, wire::RefuseCode code, const std::string& reason);
   bool pump_exports();
   void flush(uint32_t ring, ExportStream& s);
   void flush_all();

@@ -134,6 +134,13 @@ struct AckView {
   uint64_t next_sequence = 0;
 };
 
+// The importer's refusal of one stream (the connection goes on).
+struct StreamRefuseView {
+  uint32_t stream = 0;
+  RefuseCode code = RefuseCode::SchemaMismatch;
+  std::string_view reason;
+};
+
 struct HeartbeatView {
   uint64_t time_ns = 0;
 };
@@ -143,7 +150,7 @@ struct ByeView {
 };
 
 using FrameView = std::variant<HelloView, AuthView, RefuseView, SubscribeView, StreamOpenView, EventBatchView,
-                               GapView, AckView, HeartbeatView, ByeView>;
+                               GapView, AckView, HeartbeatView, ByeView, StreamRefuseView>;
 
 // ---- sending --------------------------------------------------------------
 
@@ -162,6 +169,7 @@ class FrameWriter {
   std::span<const uint8_t> ack(const AckView& m);
   std::span<const uint8_t> heartbeat(const HeartbeatView& m);
   std::span<const uint8_t> bye(const ByeView& m);
+  std::span<const uint8_t> stream_refuse(const StreamRefuseView& m);
 
  private:
   std::span<const uint8_t> finish(Body type, flatbuffers::Offset<void> body);
@@ -262,6 +270,7 @@ class FrameDecoder {
   StreamOpenView check_stream_open(const StreamOpen* m);
   EventBatchView check_event_batch(const EventBatch* m);
   GapView check_gap(const Gap* m);
+  StreamRefuseView check_stream_refuse(const StreamRefuse* m);
   void check_struct_alignment(const uint8_t* data, size_t align, const char* what);
   std::string_view string_field(const flatbuffers::String* s, const char* what, bool required, size_t max);
   uint64_t& stream_next(uint32_t stream, const char* what);

@@ -190,6 +190,44 @@ TEST(SidecarTest, AWrongTokenIsRefusedAndTheRightOneMirrors) {
   EXPECT_EQ(collect(on_b, 99, 30s, 1).in_order, 99u) << p.logs();
 }
 
+namespace {
+
+size_t count_of(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + what.size())) ++n;
+  return n;
+}
+
+}  // namespace
+
+// Both take the host name when --node is not given. Before the fix the
+// dialer reconnected about twice a second forever, told only that "node
+// names must differ".
+TEST(SidecarTest, TwoSidecarsWithTheSameNodeNameAreToldToSetNodeAndStopRetrying) {
+  Pair p("same-node");
+  SidecarProcess a(p.log_a, {"--bus", p.a.name, "--listen", "127.0.0.1:" + std::to_string(p.port), "--export", "sensor.>"});
+  SidecarProcess b(p.log_b, {"--bus", p.b.name, "--peer", "127.0.0.1:" + std::to_string(p.port), "--import", "sensor.>"});
+  ASSERT_TRUE(b.wait_for_log("retrying cannot fix this", 10s)) << p.logs();
+  std::this_thread::sleep_for(3s);
+  EXPECT_NE(b.log().find("give each sidecar its own --node NAME"), std::string::npos) << p.logs();
+  EXPECT_NE(b.log().find("next attempt is in 5 minutes"), std::string::npos) << p.logs();
+  EXPECT_EQ(count_of(a.log(), "connected (incoming)"), 1u) << p.logs();
+  EXPECT_EQ(count_of(b.log(), "retrying cannot fix this"), 1u) << p.logs();
+}
+
+TEST(SidecarTest, ADialerRefusedForItsTokenSaysSoOnceAndStopsRetrying) {
+  Pair p("token-retry");
+  const std::string right = ::testing::TempDir() + "/token-right", wrong = ::testing::TempDir() + "/token-wrong";
+  { std::ofstream(right) << "0123456789abcdef0123456789abcdef\n"; }
+  { std::ofstream(wrong) << "fedcba9876543210fedcba9876543210\n"; }
+  p.start_a({"--token-file", right});
+  p.start_b({"--token-file", wrong});
+  ASSERT_TRUE(p.side_b->wait_for_log("retrying cannot fix this", 10s)) << p.logs();
+  std::this_thread::sleep_for(3s);
+  EXPECT_NE(p.side_b->log().find("BadToken; retrying cannot fix this"), std::string::npos) << p.logs();
+  EXPECT_EQ(count_of(p.side_a->log(), "connected (incoming)"), 1u) << p.logs();
+}
+
 TEST(SidecarTest, AnUnexportedTopicNeverLeavesAndAPeerCannotWriteAnUnimportedOne) {
   Pair p("allowlist");
   p.bus_a.create_topic(sensor_topic("private.temp"));

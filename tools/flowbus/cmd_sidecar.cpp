@@ -62,8 +62,9 @@ void add_sidecar_command(CLI::App& app) {
       "sidecar",
       "Mirror chosen topics of a bus to peers on other hosts, and take in what they send.\n"
       "Nothing leaves unless --export allows it; nothing arrives unless --import allows it.\n"
-      "Example:  flowbus sidecar --bus plant --listen 0.0.0.0:7400 --export 'sensor.>'\n"
-      "          flowbus sidecar --bus control --peer plant-host:7400 --import 'sensor.>'");
+      "Example:  flowbus sidecar --bus plant --node plant --listen 0.0.0.0:7400 --export 'sensor.>'\n"
+      "          flowbus sidecar --bus control --node control --peer plant-host:7400 --import 'sensor.>'\n"
+      "Each sidecar needs its own --node name (the default is the host name: two sidecars on one host need --node).");
   cmd->add_option("--config", args->config, "read options from a TOML file: bus = \"plant\", export = [\"sensor.>\"] "
                                              "(keys are the long option names; the command line wins)");
   auto& o = args->options;
@@ -73,7 +74,7 @@ void add_sidecar_command(CLI::App& app) {
   cmd->add_option("--export", o.exports, "topic pattern that may leave this host (repeatable), e.g. 'sensor.>'");
   cmd->add_option("--import", o.imports, "topic pattern peers may write here (repeatable)");
   cmd->add_option("--reexport", o.reexports, "pattern of mirrored topics passed on to further peers (chains A -> B -> C)");
-  cmd->add_option("--node", o.node, "this sidecar's node name (default: the host name); unique among peers");
+  cmd->add_option("--node", o.node, "this sidecar's node name (default: the host name); unique among peers, so set it when two sidecars share a host");
   cmd->add_option("--import-ring-size", args->import_ring_size,
                   "ring size of topics created on import, e.g. 64MiB (default: the origin topic's)");
   cmd->add_option("--import-retention", args->import_retention,

@@ -264,7 +264,7 @@ struct Pump::Impl {
       pending.clear();
       impl.pump.events_.enqueue(NetEvent{NetEvent::Kind::Closed, link, nullptr, reason});
       impl.connections.erase(link->id);
-      if (dial_index != SIZE_MAX) impl.redial(dial_index, impl.options.reconnect);
+      if (dial_index != SIZE_MAX) impl.redial_after_close(dial_index, link);
     }
   };
 
@@ -345,6 +345,20 @@ struct Pump::Impl {
     for (const auto& [id, c] : connections)
       if (c->dial_index == SIZE_MAX && !c->link->authenticated.load(std::memory_order_relaxed)) ++n;
     return n;
+  }
+
+  /// After an outbound connection closed. The shared-memory thread may learn
+  /// only after the close that the peer refused us for good (its Refuse and
+  /// its close arrive together), so the decision waits for the usual delay.
+  void redial_after_close(size_t index, std::shared_ptr<LinkState> link) {
+    if (!work) return;  // stopping
+    auto timer = std::make_shared<asio::steady_timer>(io, options.reconnect);
+    timer->async_wait([this, timer, index, link](const boost::system::error_code& ec) {
+      if (ec) return;
+      const std::chrono::milliseconds hopeless(link->redial_after_ms.load(std::memory_order_relaxed));
+      if (hopeless > options.reconnect) return redial(index, hopeless - options.reconnect);
+      dial(index, std::min(options.reconnect * 2, std::chrono::milliseconds(8000)));
+    });
   }
 
   void redial(size_t index, std::chrono::milliseconds delay) {

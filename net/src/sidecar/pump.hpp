@@ -48,6 +48,9 @@ struct LinkState {
   // then the network thread reads one chunk at a time, counts the connection
   // against --max-pending and closes it at the handshake deadline.
   std::atomic<bool> authenticated{false};
+  // Outbound: the delay before redialing after this connection closes, when
+  // it was refused for a reason retrying cannot fix (0: the usual one).
+  std::atomic<int64_t> redial_after_ms{0};
 };
 
 /// Network thread -> shared-memory thread.

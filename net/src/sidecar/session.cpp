@@ -22,6 +22,7 @@ constexpr size_t kInFlight = 1024;     // batches sent and not yet acknowledged,
 constexpr size_t kBatchEvents = 4096;  // events per batch at most
 constexpr size_t kReadBudget = 4096;   // events read per step before looking at the network again
 constexpr size_t kProgressBytes = 64 * 1024;  // bytes of an unfinished frame that count as progress
+constexpr std::chrono::minutes kHopelessRetry{5};  // redial delay after a refusal retrying cannot fix
 
 uint64_t unix_ns() {
   return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -71,6 +72,16 @@ void Session::refuse(const wire::Refusal& refusal) {
   flush_out();
   ctx_.pump.close(link_);
   closed_ = true;
+}
+
+void Session::give_up_retrying(const std::string& why) {
+  // Inbound: the peer dials, its own sidecar decides. Said once per connection
+  // (both sides may refuse each other).
+  if (!link_->outbound || link_->redial_after_ms.load(std::memory_order_relaxed) != 0) return;
+  link_->redial_after_ms.store(std::chrono::duration_cast<std::chrono::milliseconds>(kHopelessRetry).count(),
+                               std::memory_order_relaxed);
+  ctx_.log("peer " + link_->address + ": " + why + "; retrying cannot fix this, so the next attempt is in " +
+           std::to_string(kHopelessRetry.count()) + " minutes (fix the configuration and restart this sidecar to retry now)");
 }
 
 void Session::drop(const std::string& reason) {
@@ -150,7 +161,10 @@ void Session::handle(const wire::FrameView& frame) {
         else if constexpr (std::is_same_v<T, wire::AckView>) on_ack(m);
         else if constexpr (std::is_same_v<T, wire::StreamRefuseView>) on_stream_refuse(m);
         else if constexpr (std::is_same_v<T, wire::RefuseView>) {
-          ctx_.log(who_ + ": it refused us: " + std::string(m.reason));
+          ctx_.log(who_ + ": it refused us (" + wire::to_string(m.code) + "): " + std::string(m.reason));
+          if (m.code == wire::RefuseCode::VersionMismatch || m.code == wire::RefuseCode::BadToken ||
+              m.code == wire::RefuseCode::TokenRequired)
+            give_up_retrying(std::string("refused with ") + wire::to_string(m.code));
           ctx_.pump.close(link_);
           closed_ = true;
         } else if constexpr (std::is_same_v<T, wire::ByeView>) {
@@ -166,7 +180,11 @@ void Session::handle(const wire::FrameView& frame) {
 // ---- handshake ----------------------------------------------------------------
 
 void Session::on_hello(const wire::HelloView& hello) {
-  if (auto refusal = wire::check_hello(hello, wire::kProtocolVersion, ctx_.options.node)) return refuse(*refusal);
+  if (auto refusal = wire::check_hello(hello, wire::kProtocolVersion, ctx_.options.node)) {
+    refuse(*refusal);
+    return give_up_retrying(refusal->code == wire::RefuseCode::VersionMismatch ? "another protocol version"
+                                                                                : "the same node name as this sidecar");
+  }
   peer_node_ = std::string(hello.node);
   who_ = "peer " + peer_node_ + " (" + link_->address + ")";
   const wire::Mac mac = wire::compute_auth_mac(ctx_.options.token, hello.nonce, ctx_.options.node);
@@ -174,7 +192,10 @@ void Session::on_hello(const wire::HelloView& hello) {
 }
 
 void Session::on_auth(const wire::AuthView& auth) {
-  if (auto refusal = wire::check_auth(ctx_.options.token, nonce_, peer_node_, auth)) return refuse(*refusal);
+  if (auto refusal = wire::check_auth(ctx_.options.token, nonce_, peer_node_, auth)) {
+    refuse(*refusal);
+    return give_up_retrying(std::string("its Auth: ") + wire::to_string(refusal->code));
+  }
   if (ctx_.connected.count(peer_node_) != 0) {
     shut("already connected to node " + ctx_.options.node + " by another connection");
     ctx_.log(who_ + ": a second connection from the same node; closed it (one connection per pair of nodes)");

@@ -110,6 +110,9 @@ class Session {
  private:
   void send(std::span<const uint8_t> frame);
   void refuse(const wire::Refusal& refusal);
+  /// A refusal that retrying cannot fix (version, node name, token): an
+  /// outbound connection redials only after kHopelessRetry, and says so.
+  void give_up_retrying(const std::string& why);
   void drop(const std::string& reason);
   void handle(const wire::FrameView& frame);
   void on_hello(const wire::HelloView& hello);

@@ -128,7 +128,7 @@ TEST(SidecarLimitsTest, AHundredClientsSendingHugeFramesBeforeAuthenticationLeav
   }
   const auto primed = std::chrono::steady_clock::now() + 30s;
   while (on_b.in_order < 1 && std::chrono::steady_clock::now() < primed) std::this_thread::sleep_for(10ms);
-  ASSERT_TRUE(p.side_a->wait_for_log("authenticated", 10s)) << p.logs();
+  ASSERT_TRUE(p.side_a->wait_for_log("mirroring (handshake complete", 10s)) << p.logs();
   PacedPublisher publisher(p.bus_a, 1);
   std::this_thread::sleep_for(300ms);
   const uint64_t rss_before = rss_bytes(p.side_a->pid());
@@ -211,7 +211,7 @@ TEST(SidecarLimitsTest, ClientsTricklingTheirHandshakeAreBoundedInNumberAndClose
     std::atomic<uint64_t> first{0};
     publish_readings(p.bus_a, 0, 1, first).join();
   }
-  ASSERT_TRUE(p.side_a->wait_for_log("authenticated", 10s)) << p.logs();
+  ASSERT_TRUE(p.side_a->wait_for_log("mirroring (handshake complete", 10s)) << p.logs();
   PacedPublisher publisher(p.bus_a, 1);
   const auto hello = wire::FrameWriter().hello({wire::kProtocolVersion, "slow", wire::make_nonce(), "slow"});
   const std::vector<uint8_t> bytes(hello.begin(), hello.end());

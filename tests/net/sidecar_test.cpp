@@ -327,13 +327,35 @@ TEST(SidecarTest, TlsWithMutualAuthenticationMirrorsAndACertificateFromAnotherCa
   }());
   EXPECT_TRUE(side_c.wait_for_log("TLS handshake failed", 10s)) << read_file(log_c);
   EXPECT_TRUE(p.side_a->wait_for_log("TLS handshake failed", 10s)) << p.logs();
-  EXPECT_EQ(read_file(log_c).find("authenticated"), std::string::npos) << read_file(log_c);
+  EXPECT_EQ(read_file(log_c).find("mirroring (handshake complete"), std::string::npos) << read_file(log_c);
   Bus bus_c = Bus::open(c.name);
   EXPECT_FALSE(bus_c.find_topic("sensor.temp").has_value()) << "nothing may arrive over a refused connection";
-  // A plain (non-TLS) peer is refused too.
+  // A plain (non-TLS) peer is refused too, and both logs say why (before the
+  // fix: only that the peer closed the connection).
   HandPeer plain(p.port);
   plain.send(wire::FrameWriter().hello({wire::kProtocolVersion, "node-x", wire::make_nonce(), "plain"}));
   EXPECT_TRUE(plain.closed_by_peer(5s));
+  EXPECT_TRUE(p.side_a->wait_for_log("it spoke plain TCP to this TLS listener", 5s)) << p.logs();
+  ScopedBusName d("sidecar-d");
+  const std::string log_d = ::testing::TempDir() + "/tls-d.log";
+  std::remove(log_d.c_str());
+  SidecarProcess side_d(log_d, {"--bus", d.name, "--node", "node-d", "--peer", "127.0.0.1:" + std::to_string(p.port),
+                                "--import", "sensor.>"});
+  EXPECT_TRUE(side_d.wait_for_log("a TLS listener does that to a peer without TLS", 10s)) << read_file(log_d);
+}
+
+// Before the fix a dialer without a token logged "authenticated" just
+// before "it refused us".
+TEST(SidecarTest, ADialerWithoutTheTokenLogsOnlyTheRefusal) {
+  Pair p("no-token-log");
+  const std::string token_file = ::testing::TempDir() + "/token-no-token-log";
+  { std::ofstream(token_file) << "0123456789abcdef0123456789abcdef\n"; }
+  p.start_a({"--token-file", token_file});
+  p.start_b();
+  ASSERT_TRUE(p.side_b->wait_for_log("it refused us (TokenRequired)", 10s)) << p.logs();
+  EXPECT_EQ(p.side_b->log().find("authenticated"), std::string::npos) << p.logs();
+  EXPECT_EQ(p.side_b->log().find("mirroring (handshake complete"), std::string::npos) << p.logs();
+  EXPECT_EQ(p.side_a->log().find("mirroring (handshake complete"), std::string::npos) << p.logs();
 }
 
 TEST(SidecarTest, AConnectionCutEveryFewSecondsLeavesEachEventExactlyOnce) {

@@ -146,6 +146,7 @@ struct Pump::Impl {
     asio::steady_timer handshake_deadline;
     size_t dial_index = SIZE_MAX;  // outbound: which --peer, to redial
     HandlerMemory read_memory, write_memory;
+    uint8_t first_byte[1] = {};
 
     Connection(Impl& i, tcp::socket s, bool use_tls, ssl::context& ctx)
         : impl(i), stream(std::move(s), ctx), tls(use_tls), pause(i.io), handshake_deadline(i.io) {
@@ -176,6 +177,27 @@ struct Pump::Impl {
                    " ms (--handshake-timeout-ms); closed");
       });
       if (!tls) return connected();
+      if (role == ssl::stream_base::server) return check_speaks_tls();
+      handshake(role);
+    }
+
+    /// A TLS listener looks at the first byte before its handshake: a plain
+    /// peer's Hello would only make OpenSSL fail obscurely (or the peer give
+    /// up first, and all we would log is that it closed the connection).
+    void check_speaks_tls() {
+      auto self = shared_from_this();
+      stream.next_layer().async_receive(asio::buffer(first_byte), tcp::socket::message_peek,
+                                        [self](const boost::system::error_code& ec, size_t) {
+        if (self->closed) return;
+        if (ec) return self->fail(ec == asio::error::eof ? "the peer closed the connection before its TLS handshake" : ec.message());
+        if (self->first_byte[0] != 0x16)  // a TLS handshake record
+          return self->fail("it spoke plain TCP to this TLS listener: configure --tls-cert, --tls-key and --tls-ca on both sides");
+        self->handshake(ssl::stream_base::server);
+      });
+    }
+
+    void handshake(ssl::stream_base::handshake_type role) {
+      auto self = shared_from_this();
       stream.async_handshake(role, [self](const boost::system::error_code& ec) {
         if (ec) return self->fail("TLS handshake failed: " + tls_reason(ec));
         self->connected();

@@ -204,7 +204,6 @@ void Session::on_auth(const wire::AuthView& auth) {
   authenticated_ = true;
   link_->authenticated.store(true, std::memory_order_relaxed);  // the network thread lifts its handshake limits
   ctx_.connected[peer_node_] = link_->id;
-  ctx_.log(who_ + ": authenticated" + std::string(ctx_.options.token.empty() ? "" : " (token)"));
   // What we import, and what we hold already of every origin we mirror.
   std::vector<wire::Resume> resume;
   for (const auto& [id, pub] : ctx_.mirrors) resume.emplace_back(id, pub->next_sequence());
@@ -228,6 +227,12 @@ std::function<bool(const RingContext&)> export_filter(const SidecarOptions& opti
 }
 
 void Session::on_subscribe(const wire::SubscribeView& subscribe) {
+  // Its Subscribe comes after it accepted our Auth: only now is the handshake
+  // done both ways (a peer may still refuse us after we accepted its Auth).
+  if (!export_)
+    ctx_.log(who_ + ": mirroring (handshake complete; " +
+             (ctx_.options.token.empty() ? "no token" : "token verified both ways") +
+             (ctx_.options.tls_ca.empty() ? "" : ", TLS") + ")");
   std::vector<std::string> patterns;
   for (size_t i = 0; i < subscribe.patterns.size(); ++i) {
     std::string p(subscribe.patterns[i]);
@@ -630,7 +635,13 @@ bool Session::step(Clock::time_point now) {
 }
 
 void Session::on_closed(const std::string& reason) {
-  if (!closed_ || authenticated_) ctx_.log(who_ + ": connection closed: " + reason);
+  // A TLS listener closes a plain peer's connection without a word.
+  const bool before_hello = link_->outbound && decoder_.frames() == 0 && ctx_.options.tls_ca.empty();
+  if (!closed_ || authenticated_)
+    ctx_.log(who_ + ": connection closed: " + reason +
+             (before_hello ? " before sending its Hello (a TLS listener does that to a peer without TLS: if it uses TLS, "
+                             "configure --tls-cert, --tls-key and --tls-ca here too)"
+                           : ""));
   closed_ = true;
   if (authenticated_) {
     auto it = ctx_.connected.find(peer_node_);

@@ -78,6 +78,10 @@ struct Visitor {
   }
   void operator()(const AckView& m) { touch(m.stream), touch(m.next_sequence), touch(writer.ack(m)); }
   void operator()(const HeartbeatView& m) { touch(m.time_ns), touch(writer.heartbeat(m)); }
+  void operator()(const StreamRefuseView& m) {
+    touch(m.stream), touch(to_string(m.code)), touch(m.reason);
+    touch(writer.stream_refuse(m));
+  }
   void operator()(const ByeView& m) { touch(m.reason), touch(writer.bye(m)); }
 };
 

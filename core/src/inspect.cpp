@@ -280,6 +280,14 @@ void add_warnings(BusSnapshot& snap) {
       if (!peer.connected)
         snap.warnings.push_back(who + ": peer " + peer.node + " is disconnected; what it has not acknowledged is held for it "
                                 "(publishers of block topics wait) until it returns or its resume window ends");
+    for (const MirrorPeerSnapshot& peer : side.peers) {
+      for (const MirrorStreamSnapshot& x : peer.exports)
+        if (!x.refused.empty())
+          snap.warnings.push_back(who + ": peer " + peer.node + " refused topic " + x.topic + ": " + x.refused);
+      for (const MirrorStreamSnapshot& x : peer.imports)
+        if (!x.refused.empty())
+          snap.warnings.push_back(who + ": refused topic " + x.topic + " from " + x.origin + ": " + x.refused);
+    }
     if (side.gaps != 0)
       snap.warnings.push_back(who + ": " + std::to_string(side.gaps) + " events could not be mirrored (lost at the source); its log names them");
   }

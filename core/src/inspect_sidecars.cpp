@@ -30,6 +30,7 @@ MirrorStreamSnapshot stream_of(const flexbuffers::Map& m) {
   s.acked_sequence = m["acked_sequence"].AsUInt64();
   s.next_sequence = m["next_sequence"].AsUInt64();
   s.gaps = m["gaps"].AsUInt64();  // 0 when absent (an older sidecar)
+  s.refused = m["refused"].AsString().str();
   return s;
 }
 

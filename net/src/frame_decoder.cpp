@@ -73,9 +73,13 @@ void FrameDecoder::feed(std::span<const uint8_t> bytes) {
     begin_ = 0;
   }
   // Geometric growth (range insert grows to the exact size), so that after
-  // warm-up feeding never allocates. At most twice the largest frame + chunk.
+  // warm-up feeding never allocates; capped at what can be needed (less than
+  // the largest frame, plus what is fed), so one connection holds at most that.
   const size_t needed = buf_.size() + bytes.size();
-  if (needed > buf_.capacity()) buf_.reserve(std::max(needed, 2 * buf_.capacity()));
+  if (needed > buf_.capacity()) {
+    const size_t cap = std::max(needed, kLengthPrefixSize + limits_.max_frame_bytes + bytes.size());
+    buf_.reserve(std::min(std::max(needed, 2 * buf_.capacity()), cap));
+  }
   buf_.insert(buf_.end(), bytes.begin(), bytes.end());
 }
 
@@ -102,9 +106,12 @@ std::optional<FrameView> FrameDecoder::next() {
   current_ = "";
   if (phase_ == Phase::Closed) fail("bytes after Refuse or Bye");
   if (n < kMinFrameBytes) fail("length " + std::to_string(n) + " is below the minimum of 8 bytes");
-  if (n > limits_.max_frame_bytes) {
-    fail("length " + std::to_string(n) + " exceeds the limit of " + std::to_string(limits_.max_frame_bytes) +
-         " bytes");
+  // Checked on the prefix alone, before any of the frame is buffered.
+  const bool handshake = phase_ == Phase::ExpectHello || phase_ == Phase::ExpectAuth;
+  const size_t limit = handshake ? std::min(limits_.max_handshake_frame_bytes, limits_.max_frame_bytes) : limits_.max_frame_bytes;
+  if (n > limit) {
+    fail("length " + std::to_string(n) + " exceeds the limit of " + std::to_string(limit) + " bytes" +
+         (handshake ? " before authentication (Hello and Auth are small)" : ""));
   }
   if (available - kLengthPrefixSize < n) return std::nullopt;
 
@@ -189,6 +196,7 @@ FrameView FrameDecoder::check(const Frame& frame) {
       break;
     }
     case Body::Heartbeat: view = HeartbeatView{frame.body_as_Heartbeat()->time_ns()}; break;
+    case Body::StreamRefuse: view = check_stream_refuse(frame.body_as_StreamRefuse()); break;
     case Body::Bye:
       view = ByeView{string_field(frame.body_as_Bye()->reason(), "reason", false, limits_.max_string)};
       break;
@@ -289,11 +297,26 @@ StreamOpenView FrameDecoder::check_stream_open(const StreamOpen* m) {
     fail("StreamOpen.origin_node " + quoted(v.origin_node) + " is not a valid node name");
   }
   v.first_sequence = m->first_sequence();
+  v.ring_size = m->ring_size();
+  v.retention_s = m->retention_s();
+  v.slow_consumer_timeout_ns = m->slow_consumer_timeout_ns();
   if (next_sequence_.count(v.stream)) fail("StreamOpen for stream " + std::to_string(v.stream) + ", already open");
   if (next_sequence_.size() >= limits_.max_streams) {
     fail("StreamOpen: more than " + std::to_string(limits_.max_streams) + " streams on one connection");
   }
   next_sequence_.emplace(v.stream, v.first_sequence);
+  return v;
+}
+
+// The stream is one the receiver opened: the session checks it, not the decoder.
+StreamRefuseView FrameDecoder::check_stream_refuse(const StreamRefuse* m) {
+  StreamRefuseView v;
+  v.stream = m->stream();
+  v.code = m->code();
+  if (v.code > RefuseCode::MAX) {
+    fail("StreamRefuse.code " + std::to_string(static_cast<unsigned>(v.code)) + " is unknown");
+  }
+  v.reason = string_field(m->reason(), "reason", false, limits_.max_string);
   return v;
 }
 

@@ -71,7 +71,8 @@ std::span<const uint8_t> FrameWriter::stream_open(const StreamOpenView& m) {
   const auto origin_node = string(fbb_, m.origin_node);
   return finish(Body::StreamOpen, CreateStreamOpen(fbb_, m.stream, topic, type, schema_id, schema, m.policy,
                                                    m.publisher_id, publisher, source, origin_node,
-                                                   m.first_sequence)
+                                                   m.first_sequence, m.ring_size, m.retention_s,
+                                                   m.slow_consumer_timeout_ns)
                                       .Union());
 }
 
@@ -95,6 +96,12 @@ std::span<const uint8_t> FrameWriter::bye(const ByeView& m) {
   fbb_.Clear();
   const auto reason = string(fbb_, m.reason);
   return finish(Body::Bye, CreateBye(fbb_, reason).Union());
+}
+
+std::span<const uint8_t> FrameWriter::stream_refuse(const StreamRefuseView& m) {
+  fbb_.Clear();
+  const auto reason = string(fbb_, m.reason);
+  return finish(Body::StreamRefuse, CreateStreamRefuse(fbb_, m.stream, m.code, reason).Union());
 }
 
 }  // namespace flowbus::wire

@@ -29,7 +29,8 @@ std::optional<Refusal> check_hello(const HelloView& hello, uint32_t local_versio
   if (!local_node.empty() && hello.node == local_node) {
     return Refusal{RefuseCode::Protocol,
                    "peer has this sidecar's own node name \"" + std::string(local_node) +
-                       "\": node names must differ (a loop, or a reflected handshake)",
+                       "\": node names must differ; give each sidecar its own --node NAME (the default, the host "
+                       "name, is the same for two sidecars on one host; or this is a loop, or a reflected handshake)",
                    local_version, hello.protocol_version};
   }
   return std::nullopt;

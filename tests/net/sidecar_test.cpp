@@ -8,135 +8,13 @@
 
 #include "flowbus/bus.hpp"
 #include "flowbus/inspect.hpp"
-#include "sidecar_helpers.hpp"
-#include "test_bus.hpp"
+#include "sidecar_pair.hpp"
 
 using namespace flowbus;
 using namespace flowbus::testing;
 using namespace std::chrono_literals;
 
 namespace {
-
-uint64_t seq_field(const Event& e) { return examples::GetSensorReading(e.data())->seq(); }
-
-/// Bus A exports sensor.> through a listening sidecar; bus B's sidecar
-/// connects to it and imports sensor.>.
-struct Pair {
-  ScopedBusName a{"sidecar-a"}, b{"sidecar-b"};
-  uint16_t port = free_port();
-  std::string log_a, log_b;
-  Bus bus_a = Bus::open(a.name);
-  Bus bus_b = Bus::open(b.name);
-  std::unique_ptr<SidecarProcess> side_a, side_b;
-
-  explicit Pair(const char* test) {
-    const std::string dir = ::testing::TempDir();
-    log_a = dir + "/" + test + "-a.log";
-    log_b = dir + "/" + test + "-b.log";
-    std::remove(log_a.c_str());
-    std::remove(log_b.c_str());
-    TopicSpec spec = sensor_topic("sensor.temp", Policy::Block, 1 << 20);
-    spec.slow_consumer_timeout = 20s;  // a sidecar restart is not a stuck reader
-    bus_a.create_topic(spec);
-  }
-  void start_a(std::vector<std::string> extra = {}) {
-    std::vector<std::string> args = {"--bus", a.name, "--node", "node-a", "--listen", "127.0.0.1:" + std::to_string(port),
-                                     "--export", "sensor.>"};
-    args.insert(args.end(), extra.begin(), extra.end());
-    side_a = std::make_unique<SidecarProcess>(log_a, args);
-  }
-  void start_b(std::vector<std::string> extra = {}) {
-    std::vector<std::string> args = {"--bus", b.name, "--node", "node-b", "--peer", "127.0.0.1:" + std::to_string(port),
-                                     "--import", "sensor.>"};
-    args.insert(args.end(), extra.begin(), extra.end());
-    side_b = std::make_unique<SidecarProcess>(log_b, args);
-  }
-  std::string logs() const { return "--- A:\n" + read_file(log_a) + "--- B:\n" + read_file(log_b); }
-};
-
-/// A subscriber that starts at the oldest retained event of each ring.
-Subscriber subscribe_earliest(Bus& bus, const std::string& pattern) {
-  SubscriberOptions options;
-  options.from = StartAt::Earliest;
-  return bus.subscribe(pattern, options);
-}
-
-/// Publishes sensor readings seq = first..first+count-1 on `bus` (its own thread).
-std::thread publish_readings(Bus& bus, uint64_t first, uint64_t count, std::atomic<uint64_t>& published) {
-  return std::thread([&bus, first, count, &published] {
-    Publisher pub = bus.publisher("sensor.temp", {"line1"});
-    flatbuffers::FlatBufferBuilder fbb;
-    for (uint64_t i = first; i < first + count; ++i) {
-      build_reading(fbb, i, double(i % 1000));
-      if (pub.publish(fbb, 30s) != PublishStatus::Ok) return;
-      published.store(i + 1, std::memory_order_relaxed);
-    }
-  });
-}
-
-/// Reads B until `count` events arrived or `timeout` passed; checks order
-/// and content as it goes. Returns how many arrived in order.
-struct Collected {
-  uint64_t in_order = 0;
-  uint64_t problems = 0;  // out of order, doubled, lost, corrupt, wrong content
-  std::string first_problem;
-  std::vector<uint64_t> time_ns;
-  std::string id_of_first, source;
-};
-
-Collected collect(Subscriber& sub, uint64_t count, std::chrono::milliseconds timeout, uint64_t first = 0) {
-  Collected c;
-  c.in_order = first;
-  count += first;
-  c.time_ns.reserve(count);
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  Event e;
-  while (c.in_order < count && std::chrono::steady_clock::now() < deadline) {
-    const ReadResult r = sub.read(e);
-    if (r.status == ReadStatus::Empty) {
-      sub.wait(10ms);
-      continue;
-    }
-    if (r.status != ReadStatus::Ok) {
-      if (c.problems++ == 0) c.first_problem = std::string("read status ") + to_string(r.status) + " missed " + std::to_string(r.missed);
-      continue;
-    }
-    if (e.sequence() != c.in_order || seq_field(e) != c.in_order ||
-        examples::GetSensorReading(e.data())->celsius() != double(c.in_order % 1000)) {
-      if (c.problems++ == 0)
-        c.first_problem = "expected event " + std::to_string(c.in_order) + ", got sequence " + std::to_string(e.sequence()) +
-                          " holding " + std::to_string(seq_field(e));
-    } else {
-      if (c.in_order == first) {
-        c.id_of_first = e.id();
-        c.source = e.source();
-      }
-      c.time_ns.push_back(e.time_ns());
-      ++c.in_order;
-    }
-    (void)sub.release(e);
-  }
-  c.in_order -= first;
-  return c;
-}
-
-/// The mirror ring on B is made by B's sidecar when the first event comes;
-/// like any ring it is read from when a reader is attached. So: one event
-/// first, read on B (the reader now holds a cursor there), then the rest.
-void prime(Pair& p, Subscriber& on_b, std::atomic<uint64_t>& published) {
-  publish_readings(p.bus_a, 0, 1, published).join();
-  const Collected first = collect(on_b, 1, 30s);
-  ASSERT_EQ(first.in_order, 1u) << first.first_problem << p.logs();
-}
-
-/// The next Refuse the sidecar sends (skipping its Hello, Auth, ...).
-std::optional<wire::RefuseView> next_refusal(HandPeer& peer) {
-  for (;;) {
-    std::optional<wire::FrameView> f = peer.next_frame(5s);
-    if (!f) return std::nullopt;
-    if (auto* r = std::get_if<wire::RefuseView>(&*f)) return *r;
-  }
-}
 
 /// Reads until the event with sequence `last_wanted` arrived (or the
 /// timeout): what was delivered, and the losses the reader was told of.
@@ -283,7 +161,7 @@ TEST(SidecarTest, AnotherProtocolVersionIsRefusedNamingBothVersions) {
   EXPECT_EQ(refuse.code, wire::RefuseCode::VersionMismatch);
   const std::string reason(refuse.reason);
   EXPECT_NE(reason.find("99"), std::string::npos) << reason;
-  EXPECT_NE(reason.find("speaks 1"), std::string::npos) << reason;
+  EXPECT_NE(reason.find("speaks " + std::to_string(wire::kProtocolVersion)), std::string::npos) << reason;
   EXPECT_TRUE(peer.closed_by_peer(5s));
   EXPECT_TRUE(p.side_a->wait_for_log("refused", 5s)) << p.logs();
 }
@@ -310,6 +188,44 @@ TEST(SidecarTest, AWrongTokenIsRefusedAndTheRightOneMirrors) {
   prime(p, on_b, published);
   publish_readings(p.bus_a, 1, 99, published).join();
   EXPECT_EQ(collect(on_b, 99, 30s, 1).in_order, 99u) << p.logs();
+}
+
+namespace {
+
+size_t count_of(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + what.size())) ++n;
+  return n;
+}
+
+}  // namespace
+
+// Both take the host name when --node is not given. Before the fix the
+// dialer reconnected about twice a second forever, told only that "node
+// names must differ".
+TEST(SidecarTest, TwoSidecarsWithTheSameNodeNameAreToldToSetNodeAndStopRetrying) {
+  Pair p("same-node");
+  SidecarProcess a(p.log_a, {"--bus", p.a.name, "--listen", "127.0.0.1:" + std::to_string(p.port), "--export", "sensor.>"});
+  SidecarProcess b(p.log_b, {"--bus", p.b.name, "--peer", "127.0.0.1:" + std::to_string(p.port), "--import", "sensor.>"});
+  ASSERT_TRUE(b.wait_for_log("retrying cannot fix this", 10s)) << p.logs();
+  std::this_thread::sleep_for(3s);
+  EXPECT_NE(b.log().find("give each sidecar its own --node NAME"), std::string::npos) << p.logs();
+  EXPECT_NE(b.log().find("next attempt is in 5 minutes"), std::string::npos) << p.logs();
+  EXPECT_EQ(count_of(a.log(), "connected (incoming)"), 1u) << p.logs();
+  EXPECT_EQ(count_of(b.log(), "retrying cannot fix this"), 1u) << p.logs();
+}
+
+TEST(SidecarTest, ADialerRefusedForItsTokenSaysSoOnceAndStopsRetrying) {
+  Pair p("token-retry");
+  const std::string right = ::testing::TempDir() + "/token-right", wrong = ::testing::TempDir() + "/token-wrong";
+  { std::ofstream(right) << "0123456789abcdef0123456789abcdef\n"; }
+  { std::ofstream(wrong) << "fedcba9876543210fedcba9876543210\n"; }
+  p.start_a({"--token-file", right});
+  p.start_b({"--token-file", wrong});
+  ASSERT_TRUE(p.side_b->wait_for_log("retrying cannot fix this", 10s)) << p.logs();
+  std::this_thread::sleep_for(3s);
+  EXPECT_NE(p.side_b->log().find("BadToken; retrying cannot fix this"), std::string::npos) << p.logs();
+  EXPECT_EQ(count_of(p.side_a->log(), "connected (incoming)"), 1u) << p.logs();
 }
 
 TEST(SidecarTest, AnUnexportedTopicNeverLeavesAndAPeerCannotWriteAnUnimportedOne) {
@@ -411,13 +327,35 @@ TEST(SidecarTest, TlsWithMutualAuthenticationMirrorsAndACertificateFromAnotherCa
   }());
   EXPECT_TRUE(side_c.wait_for_log("TLS handshake failed", 10s)) << read_file(log_c);
   EXPECT_TRUE(p.side_a->wait_for_log("TLS handshake failed", 10s)) << p.logs();
-  EXPECT_EQ(read_file(log_c).find("authenticated"), std::string::npos) << read_file(log_c);
+  EXPECT_EQ(read_file(log_c).find("mirroring (handshake complete"), std::string::npos) << read_file(log_c);
   Bus bus_c = Bus::open(c.name);
   EXPECT_FALSE(bus_c.find_topic("sensor.temp").has_value()) << "nothing may arrive over a refused connection";
-  // A plain (non-TLS) peer is refused too.
+  // A plain (non-TLS) peer is refused too, and both logs say why (before the
+  // fix: only that the peer closed the connection).
   HandPeer plain(p.port);
   plain.send(wire::FrameWriter().hello({wire::kProtocolVersion, "node-x", wire::make_nonce(), "plain"}));
   EXPECT_TRUE(plain.closed_by_peer(5s));
+  EXPECT_TRUE(p.side_a->wait_for_log("it spoke plain TCP to this TLS listener", 5s)) << p.logs();
+  ScopedBusName d("sidecar-d");
+  const std::string log_d = ::testing::TempDir() + "/tls-d.log";
+  std::remove(log_d.c_str());
+  SidecarProcess side_d(log_d, {"--bus", d.name, "--node", "node-d", "--peer", "127.0.0.1:" + std::to_string(p.port),
+                                "--import", "sensor.>"});
+  EXPECT_TRUE(side_d.wait_for_log("a TLS listener does that to a peer without TLS", 10s)) << read_file(log_d);
+}
+
+// Before the fix a dialer without a token logged "authenticated" just
+// before "it refused us".
+TEST(SidecarTest, ADialerWithoutTheTokenLogsOnlyTheRefusal) {
+  Pair p("no-token-log");
+  const std::string token_file = ::testing::TempDir() + "/token-no-token-log";
+  { std::ofstream(token_file) << "0123456789abcdef0123456789abcdef\n"; }
+  p.start_a({"--token-file", token_file});
+  p.start_b();
+  ASSERT_TRUE(p.side_b->wait_for_log("it refused us (TokenRequired)", 10s)) << p.logs();
+  EXPECT_EQ(p.side_b->log().find("authenticated"), std::string::npos) << p.logs();
+  EXPECT_EQ(p.side_b->log().find("mirroring (handshake complete"), std::string::npos) << p.logs();
+  EXPECT_EQ(p.side_a->log().find("mirroring (handshake complete"), std::string::npos) << p.logs();
 }
 
 TEST(SidecarTest, AConnectionCutEveryFewSecondsLeavesEachEventExactlyOnce) {

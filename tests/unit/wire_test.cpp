@@ -44,6 +44,9 @@ StreamOpenView stream_open_of(uint32_t stream, uint64_t first_sequence) {
   m.source = "flowbus://host-a/plant/press-1";
   m.origin_node = "host-a";
   m.first_sequence = first_sequence;
+  m.ring_size = 64u << 20;
+  m.retention_s = 7200;
+  m.slow_consumer_timeout_ns = UINT64_MAX;
   return m;
 }
 
@@ -99,7 +102,8 @@ std::string describe(const FrameView& f) {
         } else if constexpr (std::is_same_v<T, StreamOpenView>) {
           o << "StreamOpen " << m.stream << ' ' << m.topic << ' ' << m.type << ' ' << m.schema_id << ' '
             << m.schema.size() << ' ' << int(m.policy) << ' ' << m.publisher_id << ' ' << m.publisher << ' '
-            << m.source << ' ' << m.origin_node << ' ' << m.first_sequence;
+            << m.source << ' ' << m.origin_node << ' ' << m.first_sequence << ' ' << m.ring_size << ' ' << m.retention_s
+            << ' ' << m.slow_consumer_timeout_ns;
         } else if constexpr (std::is_same_v<T, EventBatchView>) {
           o << "EventBatch " << m.stream;
           for (const EventEntry& e : m.entries) {
@@ -115,14 +119,16 @@ std::string describe(const FrameView& f) {
           o << "Heartbeat " << m.time_ns;
         } else if constexpr (std::is_same_v<T, ByeView>) {
           o << "Bye " << m.reason;
+        } else if constexpr (std::is_same_v<T, StreamRefuseView>) {
+          o << "StreamRefuse " << m.stream << ' ' << to_string(m.code) << ' ' << m.reason;
         }
       },
       f);
   return o.str();
 }
 
-// Ten frames of every kind but Refuse (which ends the connection before Bye).
-Bytes ten_frames() {
+// Eleven frames of every kind but Refuse (which ends the connection before Bye).
+Bytes eleven_frames() {
   FrameWriter w;
   Bytes out = handshake(w);  // 1, 2
   const std::vector<std::string> patterns = {"plant.*", "orders"};
@@ -145,7 +151,8 @@ Bytes ten_frames() {
   append(out, b.finish());                                   // 7
   append(out, w.ack({1, 31}));                               // 8
   append(out, w.heartbeat({123456789}));                     // 9
-  append(out, w.bye({"shutting down"}));                     // 10
+  append(out, w.stream_refuse({1, RefuseCode::SchemaMismatch, "other type"}));  // 10
+  append(out, w.bye({"shutting down"}));                     // 11
   return out;
 }
 
@@ -166,27 +173,28 @@ std::vector<std::string> decode_in_chunks(const Bytes& bytes, const std::vector<
 }  // namespace
 
 TEST(WireTest, EveryMessageRoundTrips) {
-  const Bytes bytes = ten_frames();
+  const Bytes bytes = eleven_frames();
   const std::vector<std::string> frames = decode_in_chunks(bytes, {bytes.size()});
   const Nonce n = nonce_of(7);
-  std::string hello = "Hello 1 host-a flowbus test 32";
+  std::string hello = "Hello " + std::to_string(kProtocolVersion) + " host-a flowbus test 32";
   for (uint8_t b : n) hello += ' ' + std::to_string(b);
   const std::vector<std::string> expected = {
       hello,
       "Auth 0",
       "Subscribe plant.* orders r11:100 r12:200",
       "StreamOpen 1 plant.sensors examples.Reading fnv1a64:0123456789abcdef 5 1 18369614221190020847 press-1 "
-      "flowbus://host-a/plant/press-1 host-a 10",
+      "flowbus://host-a/plant/press-1 host-a 10 67108864 7200 18446744073709551615",
       "EventBatch 1 [10 1000 0 s1 alpha] [12 1001 1 subject-two ] [14 1002 2  gamma-gamma]",
       "Gap 1 20 30 no longer retained",
       "EventBatch 1 [30 2000 0 late x]",
       "Ack 1 31",
       "Heartbeat 123456789",
+      "StreamRefuse 1 SchemaMismatch other type",
       "Bye shutting down",
   };
   EXPECT_EQ(frames, expected);
 
-  // Refuse, and Auth with a MAC, which ten_frames() does not carry.
+  // Refuse, and Auth with a MAC, which eleven_frames() does not carry.
   FrameWriter w;
   Bytes refused;
   const Nonce n2 = nonce_of(1);
@@ -209,9 +217,9 @@ TEST(WireTest, EveryMessageRoundTrips) {
 }
 
 TEST(WireTest, ChunkingDoesNotChangeTheFrames) {
-  const Bytes bytes = ten_frames();
+  const Bytes bytes = eleven_frames();
   const std::vector<std::string> whole = decode_in_chunks(bytes, {bytes.size()});
-  ASSERT_EQ(whole.size(), 10u);
+  ASSERT_EQ(whole.size(), 11u);
   EXPECT_EQ(decode_in_chunks(bytes, {1}), whole);
   std::mt19937 rng(42);
   for (int round = 0; round < 20; ++round) {
@@ -249,12 +257,42 @@ TEST(WireTest, TruncatedFrameIsRefused) {
 
 TEST(WireTest, OversizedLengthIsRefusedBeforeBuffering) {
   EXPECT_EQ(decode_error({0xf0, 0xff, 0xff, 0x0f}),
-            "frame 1: length 268435440 exceeds the limit of " + std::to_string(kDefaultMaxFrameBytes) + " bytes");
+            "frame 1: length 268435440 exceeds the limit of " + std::to_string(kHandshakeMaxFrameBytes) +
+                " bytes before authentication (Hello and Auth are small)");
   FrameWriter w;
-  const Bytes bytes = handshake(w);
+  Bytes bytes = handshake(w);
+  // After Auth, frames up to the full limit: one above it is refused on its prefix.
+  Bytes after = bytes;
+  append(after, Bytes{0xf0, 0xff, 0xff, 0x0f});
+  EXPECT_EQ(decode_error(after),
+            "frame 3: length 268435440 exceeds the limit of " + std::to_string(kDefaultMaxFrameBytes) + " bytes");
   DecoderLimits small;
   small.max_frame_bytes = 16;
   EXPECT_NE(decode_error(bytes, small).find("exceeds the limit of 16 bytes"), std::string::npos);
+}
+
+TEST(WireTest, BeforeAuthOnlyHandshakeSizedFramesAreTakenAndNoneIsBuffered) {
+  // A 16 MiB length prefix as a peer's first bytes, or as its second frame
+  // (after Hello, before Auth): refused on the prefix, before any of its body.
+  const uint32_t big = 16u << 20;
+  Bytes first(4);
+  std::memcpy(first.data(), &big, 4);
+  FrameDecoder d;
+  d.feed(first);
+  EXPECT_THROW(d.next(), DecodeError);
+  EXPECT_NE(d.error().find("frame 1: length 16777216 exceeds the limit of 16384 bytes before authentication"),
+            std::string::npos) << d.error();
+  FrameWriter w;
+  const Nonce n = nonce_of(1);
+  Bytes hello;
+  append(hello, w.hello({kProtocolVersion, "host-a", n, "flowbus test"}));
+  append(hello, first);
+  EXPECT_NE(decode_error(hello).find("frame 2: length 16777216 exceeds the limit of 16384 bytes before authentication"),
+            std::string::npos);
+  // The largest legitimate handshake frame fits: a Hello with a 4 KiB software string.
+  Bytes largest;
+  append(largest, w.hello({kProtocolVersion, "host-a", n, std::string(4096, 's')}));
+  EXPECT_EQ(decode_error(largest), "");
 }
 
 TEST(WireTest, WrongIdentifierIsRefused) {
@@ -451,20 +489,22 @@ TEST(WireTest, VersionMismatchNamesBothVersions) {
   // The decoder passes any version: the Hello is frozen, so check_hello can answer.
   FrameWriter w;
   FrameDecoder d;
-  d.feed(w.hello({2, "newer", n, "flowbus 9"}));
+  d.feed(w.hello({kProtocolVersion + 1, "newer", n, "flowbus 9"}));
   const auto f = d.next();
   ASSERT_TRUE(f && std::holds_alternative<HelloView>(*f));
   const auto refusal = check_hello(std::get<HelloView>(*f));
   ASSERT_TRUE(refusal.has_value());
   EXPECT_EQ(refusal->code, RefuseCode::VersionMismatch);
   EXPECT_EQ(refusal->reason,
-            "peer speaks flowbus wire protocol 2, this sidecar speaks 1: run the same flowbus version on both hosts");
-  EXPECT_EQ(refusal->local_version, 1u);
-  EXPECT_EQ(refusal->remote_version, 2u);
+            "peer speaks flowbus wire protocol " + std::to_string(kProtocolVersion + 1) + ", this sidecar speaks " +
+                std::to_string(kProtocolVersion) + ": run the same flowbus version on both hosts");
+  EXPECT_EQ(refusal->local_version, kProtocolVersion);
+  EXPECT_EQ(refusal->remote_version, kProtocolVersion + 1);
   // And the refusal travels.
   FrameDecoder peer;
   peer.feed(w.refuse(refusal->view()));
-  EXPECT_EQ(describe(*peer.next()), "Refuse VersionMismatch " + refusal->reason + " 1 2");
+  EXPECT_EQ(describe(*peer.next()), "Refuse VersionMismatch " + refusal->reason + " " + std::to_string(kProtocolVersion) + " " +
+                                        std::to_string(kProtocolVersion + 1));
 
   EXPECT_FALSE(check_hello({kProtocolVersion, "a", n, ""}).has_value());
   const auto self = check_hello({kProtocolVersion, "me", n, ""}, kProtocolVersion, "me");

@@ -54,16 +54,17 @@ void apply_config_file(CLI::App& cmd, const std::string& file) {
 void add_sidecar_command(CLI::App& app) {
   struct Args {
     SidecarOptions options;
-    std::string token_file, config;
-    uint64_t heartbeat_ms = 1000, timeout_ms = 5000, resume_s = 60;
+    std::string token_file, config, import_ring_size, import_retention, import_timeout;
+    uint64_t heartbeat_ms = 1000, timeout_ms = 5000, resume_s = 60, handshake_ms = 5000;
   };
   auto args = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand(
       "sidecar",
       "Mirror chosen topics of a bus to peers on other hosts, and take in what they send.\n"
       "Nothing leaves unless --export allows it; nothing arrives unless --import allows it.\n"
-      "Example:  flowbus sidecar --bus plant --listen 0.0.0.0:7400 --export 'sensor.>'\n"
-      "          flowbus sidecar --bus control --peer plant-host:7400 --import 'sensor.>'");
+      "Example:  flowbus sidecar --bus plant --node plant --listen 0.0.0.0:7400 --export 'sensor.>'\n"
+      "          flowbus sidecar --bus control --node control --peer plant-host:7400 --import 'sensor.>'\n"
+      "Each sidecar needs its own --node name (the default is the host name: two sidecars on one host need --node).");
   cmd->add_option("--config", args->config, "read options from a TOML file: bus = \"plant\", export = [\"sensor.>\"] "
                                              "(keys are the long option names; the command line wins)");
   auto& o = args->options;
@@ -73,7 +74,13 @@ void add_sidecar_command(CLI::App& app) {
   cmd->add_option("--export", o.exports, "topic pattern that may leave this host (repeatable), e.g. 'sensor.>'");
   cmd->add_option("--import", o.imports, "topic pattern peers may write here (repeatable)");
   cmd->add_option("--reexport", o.reexports, "pattern of mirrored topics passed on to further peers (chains A -> B -> C)");
-  cmd->add_option("--node", o.node, "this sidecar's node name (default: the host name); unique among peers");
+  cmd->add_option("--node", o.node, "this sidecar's node name (default: the host name); unique among peers, so set it when two sidecars share a host");
+  cmd->add_option("--import-ring-size", args->import_ring_size,
+                  "ring size of topics created on import, e.g. 64MiB (default: the origin topic's)");
+  cmd->add_option("--import-retention", args->import_retention,
+                  "retention in seconds of topics created on import (default: the origin topic's)");
+  cmd->add_option("--import-timeout", args->import_timeout,
+                  "slow-consumer timeout in seconds, or inf, of topics created on import (default: the origin topic's)");
   cmd->add_option("--tls-cert", o.tls_cert, "PEM certificate of this node (TLS with mutual authentication)");
   cmd->add_option("--tls-key", o.tls_key, "PEM private key of --tls-cert");
   cmd->add_option("--tls-ca", o.tls_ca, "PEM CA certificate that signed the peers' certificates");
@@ -81,14 +88,23 @@ void add_sidecar_command(CLI::App& app) {
   cmd->add_option("--batch-bytes", o.batch_bytes, "payload bytes per batch of small events")->capture_default_str();
   cmd->add_option("--window", o.window, "bytes in flight per connection before reading stops (backpressure)")->capture_default_str();
   cmd->add_option("--heartbeat-ms", args->heartbeat_ms, "heartbeat interval when idle")->capture_default_str();
-  cmd->add_option("--peer-timeout-ms", args->timeout_ms, "drop a peer silent this long")->capture_default_str();
+  cmd->add_option("--peer-timeout-ms", args->timeout_ms, "drop a peer that sends no frame (nor 64 KiB of one) this long")->capture_default_str();
+  cmd->add_option("--handshake-timeout-ms", args->handshake_ms,
+                  "close an incoming or outgoing connection not authenticated (TLS, Hello, Auth) within this long")->capture_default_str();
+  cmd->add_option("--max-pending", o.max_pending,
+                  "incoming connections that may be in their handshake at once; more are closed at once")->capture_default_str();
   cmd->add_option("--resume-window-s", args->resume_s,
                   "keep a disconnected peer's read positions (and hold its unacknowledged events) this long")->capture_default_str();
   cmd->callback([args, cmd] {
     if (!args->config.empty()) apply_config_file(*cmd, args->config);
+    if (!args->import_ring_size.empty()) args->options.import_ring_size = parse_size(args->import_ring_size);
+    if (!args->import_retention.empty())
+      args->options.import_retention = std::chrono::duration_cast<std::chrono::seconds>(parse_seconds(args->import_retention));
+    if (!args->import_timeout.empty()) args->options.import_slow_consumer_timeout = parse_seconds(args->import_timeout);
     if (!args->token_file.empty()) args->options.token = read_token(args->token_file);
     args->options.heartbeat = std::chrono::milliseconds(args->heartbeat_ms);
     args->options.peer_timeout = std::chrono::milliseconds(args->timeout_ms);
+    args->options.handshake_timeout = std::chrono::milliseconds(args->handshake_ms);
     args->options.resume_window = std::chrono::milliseconds(args->resume_s * 1000);
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);

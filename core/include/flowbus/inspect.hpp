@@ -68,6 +68,7 @@ struct MirrorStreamSnapshot {
   uint64_t next_sequence = 0;   ///< imports: next sequence this bus needs
   int64_t lag_events = -1;      ///< exports: the ring's next sequence - acked_sequence (-1: ring not found)
   uint64_t gaps = 0;            ///< events of this stream that could not be mirrored (lost at the source)
+  std::string refused;          ///< the importer refused the stream ("SchemaMismatch: ..."), else empty
 };
 
 struct MirrorPeerSnapshot {

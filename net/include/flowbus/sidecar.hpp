@@ -22,11 +22,20 @@ struct SidecarOptions {
   std::string node;                    ///< this sidecar's node name; default: the host name
   std::string tls_cert, tls_key, tls_ca;  ///< PEM files; all three: TLS with mutual authentication
   std::string token;                   ///< shared secret (from --token-file); empty: none
+  /// Topics this sidecar creates on import get the origin topic's ring size,
+  /// retention and slow-consumer timeout, or these where set (0: the origin's).
+  uint64_t import_ring_size = 0;
+  std::chrono::seconds import_retention{0};
+  std::chrono::nanoseconds import_slow_consumer_timeout{0};  ///< kNever: never
   size_t batch_bytes = 256 * 1024;     ///< payload bytes per event batch at most
   size_t window = 8 << 20;             ///< bytes in flight per connection and direction
   std::chrono::milliseconds heartbeat{1000};     ///< sent when a connection is otherwise idle
   std::chrono::milliseconds peer_timeout{5000};  ///< a silent peer is dropped after this
   std::chrono::milliseconds reconnect{500};      ///< first retry delay to a --peer (doubles to 8 s)
+  /// Until a peer has authenticated: how long it may take (TLS and Hello/Auth),
+  /// and how many incoming connections may be at it at once (more are closed).
+  std::chrono::milliseconds handshake_timeout{5000};
+  size_t max_pending = 32;
   /// How long the read positions of a disconnected peer are kept (its
   /// unacknowledged events are held for it meanwhile, as a slow consumer).
   std::chrono::milliseconds resume_window{60000};

@@ -143,11 +143,13 @@ struct Pump::Impl {
     bool close_after_writes = false;
     bool closed = false;
     asio::steady_timer pause;
+    asio::steady_timer handshake_deadline;
     size_t dial_index = SIZE_MAX;  // outbound: which --peer, to redial
     HandlerMemory read_memory, write_memory;
+    uint8_t first_byte[1] = {};
 
     Connection(Impl& i, tcp::socket s, bool use_tls, ssl::context& ctx)
-        : impl(i), stream(std::move(s), ctx), tls(use_tls), pause(i.io) {
+        : impl(i), stream(std::move(s), ctx), tls(use_tls), pause(i.io), handshake_deadline(i.io) {
       pending.reserve(256);
       writing.reserve(kMaxGather);
       gather.reserve(kMaxGather);
@@ -166,7 +168,36 @@ struct Pump::Impl {
 
     void begin(ssl::stream_base::handshake_type role) {
       auto self = shared_from_this();
+      // TLS and Hello/Auth together get handshake_timeout: a peer that
+      // trickles its handshake holds a pending slot no longer than that.
+      handshake_deadline.expires_after(impl.options.handshake_timeout);
+      handshake_deadline.async_wait([self](const boost::system::error_code& ec) {
+        if (ec || self->closed || self->link->authenticated.load(std::memory_order_relaxed)) return;
+        self->fail("no handshake within " + std::to_string(self->impl.options.handshake_timeout.count()) +
+                   " ms (--handshake-timeout-ms); closed");
+      });
       if (!tls) return connected();
+      if (role == ssl::stream_base::server) return check_speaks_tls();
+      handshake(role);
+    }
+
+    /// A TLS listener looks at the first byte before its handshake: a plain
+    /// peer's Hello would only make OpenSSL fail obscurely (or the peer give
+    /// up first, and all we would log is that it closed the connection).
+    void check_speaks_tls() {
+      auto self = shared_from_this();
+      stream.next_layer().async_receive(asio::buffer(first_byte), tcp::socket::message_peek,
+                                        [self](const boost::system::error_code& ec, size_t) {
+        if (self->closed) return;
+        if (ec) return self->fail(ec == asio::error::eof ? "the peer closed the connection before its TLS handshake" : ec.message());
+        if (self->first_byte[0] != 0x16)  // a TLS handshake record
+          return self->fail("it spoke plain TCP to this TLS listener: configure --tls-cert, --tls-key and --tls-ca on both sides");
+        self->handshake(ssl::stream_base::server);
+      });
+    }
+
+    void handshake(ssl::stream_base::handshake_type role) {
+      auto self = shared_from_this();
       stream.async_handshake(role, [self](const boost::system::error_code& ec) {
         if (ec) return self->fail("TLS handshake failed: " + tls_reason(ec));
         self->connected();
@@ -180,8 +211,11 @@ struct Pump::Impl {
 
     void read_next() {
       if (closed) return;
-      // Flow control: the shared-memory thread has not caught up; look again soon.
-      if (link->unprocessed_in.load(std::memory_order_relaxed) > impl.options.window) {
+      // Flow control: the shared-memory thread has not caught up; look again
+      // soon. Before authentication, one chunk at a time: a peer we do not
+      // know yet gets no more of our memory than that.
+      const bool known = link->authenticated.load(std::memory_order_relaxed);
+      if (link->unprocessed_in.load(std::memory_order_relaxed) > (known ? impl.options.window : 0)) {
         auto self = shared_from_this();
         pause.expires_after(std::chrono::milliseconds(1));
         pause.async_wait([self](const boost::system::error_code&) { self->read_next(); });
@@ -242,6 +276,7 @@ struct Pump::Impl {
       closed = true;
       boost::system::error_code ignored;
       pause.cancel();
+      handshake_deadline.cancel();
       stream.next_layer().shutdown(tcp::socket::shutdown_both, ignored);
       stream.next_layer().close(ignored);
       for (Chunk* c : pending) {
@@ -251,7 +286,7 @@ struct Pump::Impl {
       pending.clear();
       impl.pump.events_.enqueue(NetEvent{NetEvent::Kind::Closed, link, nullptr, reason});
       impl.connections.erase(link->id);
-      if (dial_index != SIZE_MAX) impl.redial(dial_index, impl.options.reconnect);
+      if (dial_index != SIZE_MAX) impl.redial_after_close(dial_index, link);
     }
   };
 
@@ -310,12 +345,41 @@ struct Pump::Impl {
         boost::system::error_code ignored;
         const auto remote = socket.remote_endpoint(ignored);
         link->address = remote.address().to_string() + ":" + std::to_string(remote.port());
-        auto c = std::make_shared<Connection>(*this, std::move(socket), use_tls, server_tls);
-        c->link = link;
-        connections[link->id] = c;
-        c->begin(ssl::stream_base::server);
+        if (pending_handshakes() >= options.max_pending) {
+          socket.close(ignored);
+          pump.events_.enqueue(NetEvent{NetEvent::Kind::Closed, link, nullptr,
+                                        "refused: " + std::to_string(options.max_pending) +
+                                            " connections are in their handshake already (--max-pending)"});
+        } else {
+          auto c = std::make_shared<Connection>(*this, std::move(socket), use_tls, server_tls);
+          c->link = link;
+          connections[link->id] = c;
+          c->begin(ssl::stream_base::server);
+        }
       }
       accept_next();
+    });
+  }
+
+  /// Incoming connections not authenticated yet (TLS or Hello/Auth under way).
+  size_t pending_handshakes() const {
+    size_t n = 0;
+    for (const auto& [id, c] : connections)
+      if (c->dial_index == SIZE_MAX && !c->link->authenticated.load(std::memory_order_relaxed)) ++n;
+    return n;
+  }
+
+  /// After an outbound connection closed. The shared-memory thread may learn
+  /// only after the close that the peer refused us for good (its Refuse and
+  /// its close arrive together), so the decision waits for the usual delay.
+  void redial_after_close(size_t index, std::shared_ptr<LinkState> link) {
+    if (!work) return;  // stopping
+    auto timer = std::make_shared<asio::steady_timer>(io, options.reconnect);
+    timer->async_wait([this, timer, index, link](const boost::system::error_code& ec) {
+      if (ec) return;
+      const std::chrono::milliseconds hopeless(link->redial_after_ms.load(std::memory_order_relaxed));
+      if (hopeless > options.reconnect) return redial(index, hopeless - options.reconnect);
+      dial(index, std::min(options.reconnect * 2, std::chrono::milliseconds(8000)));
     });
   }
 

@@ -44,6 +44,13 @@ struct LinkState {
   // Relaxed: flow-control estimates; a stale value only delays a read by one round.
   std::atomic<uint64_t> queued_out{0};      // footprint of chunks handed to the network thread, not yet written
   std::atomic<uint64_t> unprocessed_in{0};  // footprint of chunks read, not yet given back by the shm thread
+  // Set by the shared-memory thread once the peer's Auth checked out. Until
+  // then the network thread reads one chunk at a time, counts the connection
+  // against --max-pending and closes it at the handshake deadline.
+  std::atomic<bool> authenticated{false};
+  // Outbound: the delay before redialing after this connection closes, when
+  // it was refused for a reason retrying cannot fix (0: the usual one).
+  std::atomic<int64_t> redial_after_ms{0};
 };
 
 /// Network thread -> shared-memory thread.

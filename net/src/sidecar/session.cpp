@@ -12,6 +12,8 @@
 #include "flowbus/inspect.hpp"
 #include "flowbus/internal/mirroring.hpp"
 #include "flowbus/names.hpp"
+#include "flowbus/schema.hpp"
+#include "import_spec.hpp"
 
 namespace flowbus::sidecar {
 
@@ -20,6 +22,8 @@ namespace {
 constexpr size_t kInFlight = 1024;     // batches sent and not yet acknowledged, per ring
 constexpr size_t kBatchEvents = 4096;  // events per batch at most
 constexpr size_t kReadBudget = 4096;   // events read per step before looking at the network again
+constexpr size_t kProgressBytes = 64 * 1024;  // bytes of an unfinished frame that count as progress
+constexpr std::chrono::minutes kHopelessRetry{5};  // redial delay after a refusal retrying cannot fix
 
 uint64_t unix_ns() {
   return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -36,7 +40,7 @@ bool matches_any(const std::vector<std::string>& patterns, std::string_view topi
 
 Session::Session(EngineContext& ctx, std::shared_ptr<LinkState> link)
     : ctx_(ctx), link_(std::move(link)), who_("peer at " + link_->address) {
-  last_received_ = last_sent_ = Clock::now();
+  last_progress_ = last_sent_ = Clock::now();
 }
 
 void Session::send(std::span<const uint8_t> frame) {
@@ -71,6 +75,16 @@ void Session::refuse(const wire::Refusal& refusal) {
   closed_ = true;
 }
 
+void Session::give_up_retrying(const std::string& why) {
+  // Inbound: the peer dials, its own sidecar decides. Said once per connection
+  // (both sides may refuse each other).
+  if (!link_->outbound || link_->redial_after_ms.load(std::memory_order_relaxed) != 0) return;
+  link_->redial_after_ms.store(std::chrono::duration_cast<std::chrono::milliseconds>(kHopelessRetry).count(),
+                               std::memory_order_relaxed);
+  ctx_.log("peer " + link_->address + ": " + why + "; retrying cannot fix this, so the next attempt is in " +
+           std::to_string(kHopelessRetry.count()) + " minutes (fix the configuration and restart this sidecar to retry now)");
+}
+
 void Session::drop(const std::string& reason) {
   ctx_.log(who_ + ": disconnecting: " + reason);
   flush_out();
@@ -88,18 +102,24 @@ void Session::shut(const std::string& reason) {
 
 void Session::on_bytes(Chunk* chunk) {
   backlog_.push_back(chunk);
-  last_received_ = Clock::now();
+  bytes_since_progress_ += chunk->size;
+  if (bytes_since_progress_ >= kProgressBytes) {
+    last_progress_ = Clock::now();
+    bytes_since_progress_ = 0;
+  }
   feed_backlog();
 }
 
 void Session::feed_backlog() {
   // While an imported batch waits for room, its view points into the
   // decoder's buffer: feed nothing until it is done.
+  uint64_t frames = 0;
   while (!closed_ && !pending_batch_) {
     try {
       while (!closed_ && !pending_batch_) {
         std::optional<wire::FrameView> frame = decoder_.next();
         if (!frame) break;
+        ++frames;
         handle(*frame);
       }
     } catch (const wire::DecodeError& e) {
@@ -112,6 +132,10 @@ void Session::feed_backlog() {
     decoder_.feed({c->bytes.data(), c->size});
     ctx_.pump.consumed(link_, c);
     ctx_.pump.recycle(c);
+  }
+  if (frames != 0) {
+    last_progress_ = Clock::now();
+    bytes_since_progress_ = 0;
   }
   if (closed_) {
     for (Chunk* c : backlog_) {
@@ -136,8 +160,12 @@ void Session::handle(const wire::FrameView& frame) {
           import_batch();
         } else if constexpr (std::is_same_v<T, wire::GapView>) on_gap(m);
         else if constexpr (std::is_same_v<T, wire::AckView>) on_ack(m);
+        else if constexpr (std::is_same_v<T, wire::StreamRefuseView>) on_stream_refuse(m);
         else if constexpr (std::is_same_v<T, wire::RefuseView>) {
-          ctx_.log(who_ + ": it refused us: " + std::string(m.reason));
+          ctx_.log(who_ + ": it refused us (" + wire::to_string(m.code) + "): " + std::string(m.reason));
+          if (m.code == wire::RefuseCode::VersionMismatch || m.code == wire::RefuseCode::BadToken ||
+              m.code == wire::RefuseCode::TokenRequired)
+            give_up_retrying(std::string("refused with ") + wire::to_string(m.code));
           ctx_.pump.close(link_);
           closed_ = true;
         } else if constexpr (std::is_same_v<T, wire::ByeView>) {
@@ -153,7 +181,11 @@ void Session::handle(const wire::FrameView& frame) {
 // ---- handshake ----------------------------------------------------------------
 
 void Session::on_hello(const wire::HelloView& hello) {
-  if (auto refusal = wire::check_hello(hello, wire::kProtocolVersion, ctx_.options.node)) return refuse(*refusal);
+  if (auto refusal = wire::check_hello(hello, wire::kProtocolVersion, ctx_.options.node)) {
+    refuse(*refusal);
+    return give_up_retrying(refusal->code == wire::RefuseCode::VersionMismatch ? "another protocol version"
+                                                                                : "the same node name as this sidecar");
+  }
   peer_node_ = std::string(hello.node);
   who_ = "peer " + peer_node_ + " (" + link_->address + ")";
   const wire::Mac mac = wire::compute_auth_mac(ctx_.options.token, hello.nonce, ctx_.options.node);
@@ -161,15 +193,18 @@ void Session::on_hello(const wire::HelloView& hello) {
 }
 
 void Session::on_auth(const wire::AuthView& auth) {
-  if (auto refusal = wire::check_auth(ctx_.options.token, nonce_, peer_node_, auth)) return refuse(*refusal);
+  if (auto refusal = wire::check_auth(ctx_.options.token, nonce_, peer_node_, auth)) {
+    refuse(*refusal);
+    return give_up_retrying(std::string("its Auth: ") + wire::to_string(refusal->code));
+  }
   if (ctx_.connected.count(peer_node_) != 0) {
     shut("already connected to node " + ctx_.options.node + " by another connection");
     ctx_.log(who_ + ": a second connection from the same node; closed it (one connection per pair of nodes)");
     return;
   }
   authenticated_ = true;
+  link_->authenticated.store(true, std::memory_order_relaxed);  // the network thread lifts its handshake limits
   ctx_.connected[peer_node_] = link_->id;
-  ctx_.log(who_ + ": authenticated" + std::string(ctx_.options.token.empty() ? "" : " (token)"));
   // What we import, and what we hold already of every origin we mirror.
   std::vector<wire::Resume> resume;
   for (const auto& [id, pub] : ctx_.mirrors) resume.emplace_back(id, pub->next_sequence());
@@ -193,6 +228,12 @@ std::function<bool(const RingContext&)> export_filter(const SidecarOptions& opti
 }
 
 void Session::on_subscribe(const wire::SubscribeView& subscribe) {
+  // Its Subscribe comes after it accepted our Auth: only now is the handshake
+  // done both ways (a peer may still refuse us after we accepted its Auth).
+  if (!export_)
+    ctx_.log(who_ + ": mirroring (handshake complete; " +
+             (ctx_.options.token.empty() ? "no token" : "token verified both ways") +
+             (ctx_.options.tls_ca.empty() ? "" : ", TLS") + ")");
   std::vector<std::string> patterns;
   for (size_t i = 0; i < subscribe.patterns.size(); ++i) {
     std::string p(subscribe.patterns[i]);
@@ -262,7 +303,10 @@ void Session::open_stream(uint32_t ring, ExportStream& s, uint64_t first_sequenc
                             c.publisher_name,
                             c.source,
                             origin,
-                            first_sequence};
+                            first_sequence,
+                            topic->ring_size,
+                            uint64_t(topic->retention.count()),
+                            topic->slow_consumer_timeout == kNever ? UINT64_MAX : uint64_t(topic->slow_consumer_timeout.count())};
   send(writer_.stream_open(open));
   if (!s.batch) {
     // Room for the largest event the ring can hold with its subject; small
@@ -310,6 +354,11 @@ bool Session::pump_exports() {
     const uint32_t ring = e.ring();
     if (export_->rings.size() <= ring) export_->rings.resize(ring + 1);
     ExportStream& s = export_->rings[ring];
+    if (!s.refused.empty()) {  // the peer will not take it: let the ring go on without it
+      (void)sub.release(e);
+      mirroring::acknowledge(sub, ring, e.next_position());
+      continue;
+    }
     const uint64_t seq = e.sequence();
     const Policy policy = sub.ring_policy(ring);
     if (!s.known) {
@@ -384,12 +433,61 @@ void Session::on_ack(const wire::AckView& ack) {
   }
 }
 
+void Session::on_stream_refuse(const wire::StreamRefuseView& refusal) {
+  if (!export_ || !export_->subscriber) return;
+  for (uint32_t ring = 0; ring < export_->rings.size(); ++ring) {
+    ExportStream& s = export_->rings[ring];
+    if (s.stream != refusal.stream || !s.refused.empty()) continue;
+    s.refused = std::string(wire::to_string(refusal.code)) + ": " + std::string(refusal.reason);
+    ctx_.log(who_ + ": it refused topic " + s.topic + " from ring " + hex_id(s.publisher_id) + " (" + s.refused +
+             "); not sending it on this connection");
+    // What was sent or batched will never be acknowledged: free the ring of it.
+    if (s.batch) s.batch->start(s.stream);
+    s.inflight_count = 0;
+    if (s.batch_next_position != 0) mirroring::acknowledge(*export_->subscriber, ring, s.batch_next_position);
+    return;
+  }
+}
+
 // ---- importing ----------------------------------------------------------------
+
+namespace {
+
+/// Why events of `open` must not be written into the existing topic `local`
+/// (another type, or a schema that is not a compatible evolution), or nothing.
+std::optional<std::string> schema_mismatch(const TopicInfo& local, const wire::StreamOpenView& open) {
+  const std::vector<uint8_t> remote(open.schema.begin(), open.schema.end());
+  std::string problem;
+  if (local.type != open.type) {
+    problem = "another type";
+  } else if (local.schema != remote) {
+    try {
+      check_compatible_evolution(local.schema, remote);
+    } catch (const Error& e) {
+      problem = std::string("a schema that is not a compatible evolution of the local one: ") + e.what();
+    }
+  }
+  if (problem.empty()) return std::nullopt;
+  return "topic " + local.name + ": local type " + local.type + " (schema " + local.schema_id + "), remote type " +
+         std::string(open.type) + " (schema " + schema_id(remote) + "): " + problem +
+         "; nothing of it is written here (rename the topic on one side, or leave it out of --import)";
+}
+
+}  // namespace
+
+void Session::refuse_stream(uint32_t stream, ImportStream in, wire::RefuseCode code, const std::string& reason) {
+  ctx_.log(who_ + ": refused topic " + in.topic + " from " + in.origin + " (" + wire::to_string(code) + "): " + reason);
+  send(writer_.stream_refuse({stream, code, reason}));
+  in.discard = true;  // batches already on their way are acknowledged and dropped
+  in.refused = std::string(wire::to_string(code)) + ": " + reason;
+  imports_[stream] = std::move(in);
+}
 
 void Session::on_stream_open(const wire::StreamOpenView& open) {
   ImportStream in;
   in.topic = std::string(open.topic);
   in.origin = std::string(open.origin_node) + "/" + std::string(open.publisher);
+  in.publisher_id = open.publisher_id;
   if (!matches_any(ctx_.options.imports, in.topic))
     return refuse({wire::RefuseCode::NotImported, "topic '" + in.topic + "' is not imported here (--import)"});
   if (open.origin_node == ctx_.options.node) {
@@ -398,14 +496,13 @@ void Session::on_stream_open(const wire::StreamOpenView& open) {
     return;
   }
   try {
-    if (!ctx_.bus.find_topic(in.topic)) {
-      TopicSpec spec;
-      spec.name = in.topic;
-      spec.type = std::string(open.type);
-      spec.schema.assign(open.schema.begin(), open.schema.end());
-      spec.policy = open.policy == wire::TopicPolicy::Latest ? Policy::Latest : Policy::Block;
+    if (const std::optional<TopicInfo> local = ctx_.bus.find_topic(in.topic)) {
+      if (auto why = schema_mismatch(*local, open))
+        return refuse_stream(open.stream, std::move(in), wire::RefuseCode::SchemaMismatch, *why);
+    } else {
+      const TopicSpec spec = imported_topic_spec(ctx_.options, open);
       ctx_.bus.create_topic(spec);
-      ctx_.log("created topic " + in.topic + " (" + spec.type + ", " + to_string(spec.policy) + ") for " + who_);
+      ctx_.log("created topic " + in.topic + " for " + who_ + ": " + describe_spec(ctx_.options, open, spec));
     }
     auto& slot = ctx_.mirrors[open.publisher_id];
     if (!slot)
@@ -488,7 +585,8 @@ void describe_exports(const std::vector<ExportStream>& rings, std::string& out) 
     if (s.stream == 0) continue;
     out += std::string(first ? "" : ",") + "{\"topic\":" + json_text(s.topic) + ",\"publisher_id\":" +
            json_text(hex_id(s.publisher_id)) + ",\"sent_sequence\":" + std::to_string(s.next_sequence) +
-           ",\"acked_sequence\":" + std::to_string(s.acked_sequence) + ",\"gaps\":" + std::to_string(s.gaps) + "}";
+           ",\"acked_sequence\":" + std::to_string(s.acked_sequence) + ",\"gaps\":" + std::to_string(s.gaps) +
+           (s.refused.empty() ? "" : ",\"refused\":" + json_text(s.refused)) + "}";
     first = false;
   }
 }
@@ -501,10 +599,11 @@ void Session::describe(std::string& out) const {
   out += "],\"imports\":[";
   bool first = true;
   for (const auto& [id, in] : imports_) {
-    if (in.publisher == nullptr) continue;
+    if (in.publisher == nullptr && in.refused.empty()) continue;  // our own events, come back
     out += std::string(first ? "" : ",") + "{\"topic\":" + json_text(in.topic) + ",\"origin\":" + json_text(in.origin) +
-           ",\"publisher_id\":" + json_text(hex_id(in.publisher->publisher_id())) +
-           ",\"next_sequence\":" + std::to_string(in.publisher->next_sequence()) + ",\"gaps\":" + std::to_string(in.gaps) + "}";
+           ",\"publisher_id\":" + json_text(hex_id(in.publisher_id)) +
+           ",\"next_sequence\":" + std::to_string(in.publisher ? in.publisher->next_sequence() : 0) +
+           ",\"gaps\":" + std::to_string(in.gaps) + (in.refused.empty() ? "" : ",\"refused\":" + json_text(in.refused)) + "}";
     first = false;
   }
   out += "]}";
@@ -522,8 +621,16 @@ bool Session::step(Clock::time_point now) {
     }
   }
   if (authenticated_) did |= pump_exports();
-  if (now - last_received_ > ctx_.options.peer_timeout) {
-    drop("silent for " + std::to_string(ctx_.options.peer_timeout.count()) + " ms");
+  if (pending_batch_) last_progress_ = now;  // we are the slow side: it waits for us
+  if (now - last_progress_ > ctx_.options.peer_timeout) {
+    const std::string ms = std::to_string(ctx_.options.peer_timeout.count());
+    if (bytes_since_progress_ == 0 && decoder_.buffered() == 0) {
+      drop("silent for " + ms + " ms");
+    } else {
+      drop("it trickles: no whole frame and only " + std::to_string(bytes_since_progress_) + " bytes in " + ms +
+           " ms (" + std::to_string(decoder_.buffered()) + " bytes of an unfinished frame buffered); a peer must send a frame, or " +
+           std::to_string(kProgressBytes / 1024) + " KiB of one, within --peer-timeout-ms");
+    }
     return true;
   }
   if (authenticated_ && now - last_sent_ > ctx_.options.heartbeat) send(writer_.heartbeat({unix_ns()}));
@@ -531,7 +638,13 @@ bool Session::step(Clock::time_point now) {
 }
 
 void Session::on_closed(const std::string& reason) {
-  if (!closed_ || authenticated_) ctx_.log(who_ + ": connection closed: " + reason);
+  // A TLS listener closes a plain peer's connection without a word.
+  const bool before_hello = link_->outbound && decoder_.frames() == 0 && ctx_.options.tls_ca.empty();
+  if (!closed_ || authenticated_)
+    ctx_.log(who_ + ": connection closed: " + reason +
+             (before_hello ? " before sending its Hello (a TLS listener does that to a peer without TLS: if it uses TLS, "
+                             "configure --tls-cert, --tls-key and --tls-ca here too)"
+                           : ""));
   closed_ = true;
   if (authenticated_) {
     auto it = ctx_.connected.find(peer_node_);

@@ -56,6 +56,7 @@ struct ExportStream {
   uint64_t gaps = 0;            // events this stream could not send (the ring no longer held them)
   uint64_t publisher_id = 0;
   std::string topic;
+  std::string refused;          // the peer refused this stream (why): nothing more is sent
   std::vector<InFlight> inflight;  // a circular buffer, kInFlight entries
   size_t inflight_head = 0, inflight_count = 0;
 };
@@ -76,8 +77,10 @@ struct ImportStream {
   Publisher* publisher = nullptr;
   std::string topic;
   std::string origin;  // for messages: "<node>/<publisher>"
-  bool discard = false;  // our own events come back: acknowledged, not written
+  bool discard = false;  // our own events come back, or a refused stream: acknowledged, not written
   uint64_t gaps = 0;     // events announced lost at the source, or too large for our ring
+  uint64_t publisher_id = 0;  // the origin ring's
+  std::string refused;   // why this side refused the stream (StreamRefuse), else empty
 };
 
 /// JSON helpers for the status file.
@@ -107,6 +110,9 @@ class Session {
  private:
   void send(std::span<const uint8_t> frame);
   void refuse(const wire::Refusal& refusal);
+  /// A refusal that retrying cannot fix (version, node name, token): an
+  /// outbound connection redials only after kHopelessRetry, and says so.
+  void give_up_retrying(const std::string& why);
   void drop(const std::string& reason);
   void handle(const wire::FrameView& frame);
   void on_hello(const wire::HelloView& hello);
@@ -116,6 +122,8 @@ class Session {
   bool import_batch();  // false: a ring is full; try again later
   void on_gap(const wire::GapView& gap);
   void on_ack(const wire::AckView& ack);
+  void on_stream_refuse(const wire::StreamRefuseView& refusal);
+  void refuse_stream(uint32_t stream, ImportStream in, wire::RefuseCode code, const std::string& reason);
   bool pump_exports();
   void flush(uint32_t ring, ExportStream& s);
   void flush_all();
@@ -131,7 +139,11 @@ class Session {
   std::string who_;  // "peer NODE (ADDRESS)" for log lines
   bool authenticated_ = false;
   bool closed_ = false;
-  Clock::time_point last_sent_{}, last_received_{};
+  Clock::time_point last_sent_{};
+  // The peer's progress: a whole frame, or kProgressBytes of one. A peer
+  // that makes none for peer_timeout (silent, or trickling a frame) is dropped.
+  Clock::time_point last_progress_{};
+  size_t bytes_since_progress_ = 0;
   Chunk* out_ = nullptr;          // frames gathered for the socket, not yet handed over
   std::vector<Chunk*> backlog_;  // bytes not fed to the decoder while a batch waits for room
   // An imported batch that found a ring full: kept (a view into the

@@ -48,6 +48,10 @@ void validate(SidecarOptions& o) {
   if (o.exports.empty() && o.imports.empty())
     throw Error(ErrorCode::InvalidArgument, "nothing to mirror: give --export PATTERN (topics that may leave) and/or "
                                             "--import PATTERN (topics peers may write here)");
+  if (o.import_ring_size != 0 && (o.import_ring_size < 4096 || (o.import_ring_size & (o.import_ring_size - 1)) != 0))
+    throw Error(ErrorCode::InvalidArgument, "--import-ring-size must be a power of two of at least 4 KiB (e.g. 64MiB)");
+  if (o.max_pending == 0) throw Error(ErrorCode::InvalidArgument, "--max-pending must be at least 1");
+  if (o.handshake_timeout.count() <= 0) throw Error(ErrorCode::InvalidArgument, "--handshake-timeout-ms must be positive");
   if (o.batch_bytes < 4096) throw Error(ErrorCode::InvalidArgument, "--batch-bytes must be at least 4096");
   if (!o.log) o.log = log_to_stderr;
 }

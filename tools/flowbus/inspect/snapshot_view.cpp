@@ -106,14 +106,22 @@ std::string render_snapshot(const BusSnapshot& s, const Rates& rate) {
               peer.connected ? (peer.outbound ? "connected->" : "connected<-") : "DISCONNECTED",
               format_bytes(peer.queued_bytes).c_str());
       for (const auto& x : peer.exports)
-        appendf(o, "      export %-24s %016llx  sent %10llu  acked %10llu  lag %s ev  gaps %llu\n", x.topic.c_str(),
-                static_cast<unsigned long long>(x.publisher_id), static_cast<unsigned long long>(x.sent_sequence),
-                static_cast<unsigned long long>(x.acked_sequence),
-                x.lag_events < 0 ? "?" : std::to_string(x.lag_events).c_str(), static_cast<unsigned long long>(x.gaps));
+        if (x.refused.empty())
+          appendf(o, "      export %-24s %016llx  sent %10llu  acked %10llu  lag %s ev  gaps %llu\n", x.topic.c_str(),
+                  static_cast<unsigned long long>(x.publisher_id), static_cast<unsigned long long>(x.sent_sequence),
+                  static_cast<unsigned long long>(x.acked_sequence),
+                  x.lag_events < 0 ? "?" : std::to_string(x.lag_events).c_str(), static_cast<unsigned long long>(x.gaps));
+        else
+          appendf(o, "      export %-24s %016llx  REFUSED by the peer: %s\n", x.topic.c_str(),
+                  static_cast<unsigned long long>(x.publisher_id), x.refused.c_str());
       for (const auto& x : peer.imports)
-        appendf(o, "      import %-24s %016llx  from %-24s next %10llu  gaps %llu\n", x.topic.c_str(),
-                static_cast<unsigned long long>(x.publisher_id), x.origin.c_str(), static_cast<unsigned long long>(x.next_sequence),
-                static_cast<unsigned long long>(x.gaps));
+        if (x.refused.empty())
+          appendf(o, "      import %-24s %016llx  from %-24s next %10llu  gaps %llu\n", x.topic.c_str(),
+                  static_cast<unsigned long long>(x.publisher_id), x.origin.c_str(), static_cast<unsigned long long>(x.next_sequence),
+                  static_cast<unsigned long long>(x.gaps));
+        else
+          appendf(o, "      import %-24s %016llx  from %-24s REFUSED: %s\n", x.topic.c_str(),
+                  static_cast<unsigned long long>(x.publisher_id), x.origin.c_str(), x.refused.c_str());
     }
   }
   if (s.warnings.empty()) {
@@ -191,7 +199,9 @@ std::string snapshot_json(const BusSnapshot& s, const Rates& rate) {
              ",\"lag_events\":" + (x.lag_events < 0 ? std::string("null") : std::to_string(x.lag_events));
       else
         j += ",\"origin\":\"" + json_escape(x.origin) + "\",\"next_sequence\":" + std::to_string(x.next_sequence);
-      j += ",\"gaps\":" + std::to_string(x.gaps) + "}";
+      j += ",\"gaps\":" + std::to_string(x.gaps);
+      if (!x.refused.empty()) j += ",\"refused\":\"" + json_escape(x.refused) + "\"";
+      j += "}";
     }
     return j;
   };

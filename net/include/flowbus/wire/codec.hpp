@@ -32,12 +32,16 @@ namespace flowbus::wire {
 // Generated from schemas/flowbus/wire.fbs and used as is by the views:
 // RefuseCode, TopicPolicy, Resume, EventEntry (and the tables themselves).
 
-inline constexpr uint32_t kProtocolVersion = 1;
+inline constexpr uint32_t kProtocolVersion = 2;  // docs/wire-protocol.md, "Versions"
 inline constexpr size_t kNonceSize = 32;
 inline constexpr size_t kMacSize = 32;
 inline constexpr size_t kMaxNodeName = 63;
 // Default frame limit: a 16 MiB event plus its entry, subject and framing.
 inline constexpr size_t kDefaultMaxFrameBytes = (16u << 20) + (64u << 10);
+// Frame limit before Auth: Hello, Auth, Refuse and Bye are a few KiB at most
+// (strings of 4 KiB), so a peer that has not authenticated cannot make the
+// receiver buffer a large frame.
+inline constexpr size_t kHandshakeMaxFrameBytes = 16u << 10;
 inline constexpr size_t kLengthPrefixSize = 4;
 
 using Nonce = std::array<uint8_t, kNonceSize>;
@@ -98,6 +102,10 @@ struct StreamOpenView {
   std::string_view source;       // CloudEvents source of the origin
   std::string_view origin_node;
   uint64_t first_sequence = 0;
+  // The origin topic's (0: not announced).
+  uint64_t ring_size = 0;
+  uint64_t retention_s = 0;
+  uint64_t slow_consumer_timeout_ns = 0;  // UINT64_MAX: never
 };
 
 struct EventBatchView {
@@ -126,6 +134,13 @@ struct AckView {
   uint64_t next_sequence = 0;
 };
 
+// The importer's refusal of one stream (the connection goes on).
+struct StreamRefuseView {
+  uint32_t stream = 0;
+  RefuseCode code = RefuseCode::SchemaMismatch;
+  std::string_view reason;
+};
+
 struct HeartbeatView {
   uint64_t time_ns = 0;
 };
@@ -135,7 +150,7 @@ struct ByeView {
 };
 
 using FrameView = std::variant<HelloView, AuthView, RefuseView, SubscribeView, StreamOpenView, EventBatchView,
-                               GapView, AckView, HeartbeatView, ByeView>;
+                               GapView, AckView, HeartbeatView, ByeView, StreamRefuseView>;
 
 // ---- sending --------------------------------------------------------------
 
@@ -154,6 +169,7 @@ class FrameWriter {
   std::span<const uint8_t> ack(const AckView& m);
   std::span<const uint8_t> heartbeat(const HeartbeatView& m);
   std::span<const uint8_t> bye(const ByeView& m);
+  std::span<const uint8_t> stream_refuse(const StreamRefuseView& m);
 
  private:
   std::span<const uint8_t> finish(Body type, flatbuffers::Offset<void> body);
@@ -211,6 +227,7 @@ class DecodeError : public std::runtime_error {
 
 struct DecoderLimits {
   size_t max_frame_bytes = kDefaultMaxFrameBytes;  // N, the length after the prefix
+  size_t max_handshake_frame_bytes = kHandshakeMaxFrameBytes;  // N until Auth has been decoded
   uint32_t max_depth = 8;                          // Verifier: nesting of tables and vectors
   uint32_t max_tables = 64;                        // Verifier: tables per frame
   size_t max_streams = 65536;                      // StreamOpen per connection
@@ -253,6 +270,7 @@ class FrameDecoder {
   StreamOpenView check_stream_open(const StreamOpen* m);
   EventBatchView check_event_batch(const EventBatch* m);
   GapView check_gap(const Gap* m);
+  StreamRefuseView check_stream_refuse(const StreamRefuse* m);
   void check_struct_alignment(const uint8_t* data, size_t align, const char* what);
   std::string_view string_field(const flatbuffers::String* s, const char* what, bool required, size_t max);
   uint64_t& stream_next(uint32_t stream, const char* what);

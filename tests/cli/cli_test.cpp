@@ -239,7 +239,9 @@ TEST(CliTest, DemoRunsForASecondAndLeavesNothingInDevShm) {
       EXPECT_NE(line.find("last order #"), std::string::npos) << line << "\n" << describe(o);
       EXPECT_EQ(line.find("reading"), std::string::npos) << line << "\n" << describe(o);
     }
-    if (line.find("  collector") == 0) EXPECT_NE(line.find("last reading"), std::string::npos) << line << "\n" << describe(o);
+    if (line.find("  collector") == 0) {
+      EXPECT_NE(line.find("last reading"), std::string::npos) << line << "\n" << describe(o);
+    }
   }
   EXPECT_EQ(order_services, 2) << describe(o);
   EXPECT_TRUE(shm_entries("flowbus." + bus).empty()) << describe(o);

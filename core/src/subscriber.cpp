@@ -232,7 +232,6 @@ void Subscriber::attach_rings(StartAt from, bool at_subscribe) {
 ReadResult Subscriber::read(Event& event) noexcept {
   // One named result, returned on every path: built in the caller's slot
   // (a copy here cost a store-forwarding stall, 60% of this function).
-  if (inherited()) [[unlikely]] return {ReadStatus::WrongProcess, 0, {}};
   ReadResult result = read_attached(event);
   if (result.status == ReadStatus::Empty && changed()) {
     const size_t before = readers_.size();
@@ -247,7 +246,11 @@ ReadResult Subscriber::read(Event& event) noexcept {
 }
 
 ReadResult Subscriber::read_attached(Event& event) noexcept {
-  ReadResult result;
+  ReadResult result;  // the one object every path returns (NRVO), as in read()
+  if (inherited()) [[unlikely]] {
+    result.status = ReadStatus::WrongProcess;
+    return result;
+  }
   const size_t n = readers_.size();
   for (size_t k = 0; k < n; ++k) {
     const size_t i = next_ring_ + k < n ? next_ring_ + k : next_ring_ + k - n;

@@ -180,7 +180,7 @@ void BusState::check_not_inherited(const char* what) const {
 
 BusState::~BusState() {
   // A fork() child's copy: the participant slot is its parent's.
-  if (dir == nullptr || participant >= kParticipants || inherited()) return;
+  if (dir == nullptr || participant >= kParticipants || not_ours()) return;
   // Leave: our participant slot goes back to Free. Release: everything we
   // did to the directory happens before someone else claims the slot.
   uint64_t expected = participant_word;

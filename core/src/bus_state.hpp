@@ -3,6 +3,7 @@
 #pragma once
 
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <cstdint>
 #include <cstring>
@@ -70,6 +71,9 @@ struct BusState {
 
   /// True in a fork() child of the process that opened the bus.
   bool inherited() const noexcept { return incarnation != process_incarnation(); }
+  /// As inherited(), and also after a fork that ran no pthread_atfork
+  /// handlers (_Fork, a raw clone): destructors, a cold path, ask this.
+  bool not_ours() const noexcept { return inherited() || ::getpid() != pid; }
   /// Throws Error(WrongProcess) in a fork() child; `what` names the handle.
   void check_not_inherited(const char* what) const;
 

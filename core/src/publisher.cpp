@@ -287,7 +287,7 @@ Publisher::~Publisher() { close(); }
 
 void Publisher::close() noexcept {
   if (!ring_) return;
-  if (inherited()) {  // a fork() child's copy: the ring is still its parent's
+  if (bus_->not_ours()) {  // a fork() child's copy: the ring is still its parent's
     ring_.reset();
     return;
   }

@@ -9,6 +9,8 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <sys/mman.h>
+
 #include <boost/interprocess/mapped_region.hpp>
 #include <boost/interprocess/shared_memory_object.hpp>
 #include <cerrno>
@@ -89,6 +91,7 @@ Segment Segment::create(const std::string& name, uint64_t size, uint32_t mode, i
     throw_os("cannot create", name, error_of(e));
   }
   seg.data_ = static_cast<uint8_t*>(seg.region_->get_address());
+  seg.keep_from_fork_children();
   seg.size_ = size;
   seg.name_ = name;
   return seg;
@@ -113,6 +116,7 @@ Segment Segment::open(const std::string& name, Access access, uint64_t min_size)
     throw_os("cannot open", name, error_of(e));
   }
   seg.data_ = static_cast<uint8_t*>(seg.region_->get_address());
+  seg.keep_from_fork_children();
   seg.name_ = name;
   return seg;
 }
@@ -169,6 +173,11 @@ std::string describe_owner_and_mode(const std::string& segment_name) {
   std::string group = std::to_string(st.st_gid);
   if (const ::group* gr = ::getgrgid(st.st_gid)) group += std::string(" (") + gr->gr_name + ")";
   return std::string(bits) + ", owner uid " + owner + ", group " + group;
+}
+
+void Segment::keep_from_fork_children() noexcept {
+  // Page-aligned by mmap; a refusal (an old kernel) only loses this defence.
+  if (region_ && region_->get_size() != 0) (void)::madvise(region_->get_address(), region_->get_size(), MADV_DONTFORK);
 }
 
 }  // namespace flowbus::detail

@@ -46,6 +46,11 @@ class Segment {
   const std::string& name() const noexcept { return name_; }
 
  private:
+  /// A fork() child does not get this mapping (MADV_DONTFORK): the handles
+  /// it inherits are refused (fork_guard.hpp), and a stray write through one
+  /// (a loaned builder) faults in the child instead of landing in the
+  /// parent's ring.
+  void keep_from_fork_children() noexcept;
   std::unique_ptr<boost::interprocess::mapped_region> region_;
   uint8_t* data_ = nullptr;
   uint64_t size_ = 0;

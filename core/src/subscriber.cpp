@@ -47,7 +47,7 @@ bool Subscriber::inherited() const noexcept { return incarnation_ != process_inc
 Subscriber::Subscriber(Subscriber&& other) noexcept
     : bus_(std::move(other.bus_)),
       pattern_(std::move(other.pattern_)),
-      options_(std::move(other.options_)),
+      options_(other.options_),
       export_(std::move(other.export_)),
       segments_(std::move(other.segments_)),
       readers_(std::move(other.readers_)),
@@ -58,6 +58,8 @@ Subscriber::Subscriber(Subscriber&& other) noexcept
       subscription_index_(std::exchange(other.subscription_index_, UINT32_MAX)),
       subscription_tag_(other.subscription_tag_),
       rings_at_subscribe_(std::move(other.rings_at_subscribe_)),
+      unread_(std::move(other.unread_)),
+      unreported_(other.unreported_),
       incarnation_(other.incarnation_) {
   other.readers_.clear();
   other.segments_.clear();
@@ -68,7 +70,7 @@ Subscriber& Subscriber::operator=(Subscriber&& other) noexcept {
   close();  // what we held (cursors, our subscription) is given up first
   bus_ = std::move(other.bus_);
   pattern_ = std::move(other.pattern_);
-  options_ = std::move(other.options_);
+  options_ = other.options_;
   export_ = std::move(other.export_);
   segments_ = std::move(other.segments_);  // after close(): our cursors are gone from them
   readers_ = std::move(other.readers_);
@@ -78,7 +80,9 @@ Subscriber& Subscriber::operator=(Subscriber&& other) noexcept {
   retry_at_ns_ = other.retry_at_ns_;
   subscription_index_ = std::exchange(other.subscription_index_, UINT32_MAX);
   subscription_tag_ = other.subscription_tag_;
+  unreported_ = other.unreported_;
   rings_at_subscribe_ = std::move(other.rings_at_subscribe_);
+  unread_ = std::move(other.unread_);
   incarnation_ = other.incarnation_;
   other.readers_.clear();
   other.segments_.clear();
@@ -88,7 +92,7 @@ Subscriber& Subscriber::operator=(Subscriber&& other) noexcept {
 Subscriber::~Subscriber() { close(); }
 
 void Subscriber::close() noexcept {
-  if (inherited()) {  // a fork() child's copy: the cursors and subscription are its parent's
+  if (bus_ && bus_->not_ours()) {  // a fork() child's copy: the cursors and subscription are its parent's
     readers_.clear();
     subscription_index_ = UINT32_MAX;
     return;
@@ -139,6 +143,7 @@ void Subscriber::attach_rings(StartAt from, bool at_subscribe) {
   const SubscriptionHandle subscription{subscription_index_, subscription_tag_};
   seen_generation_ = dir->header.generation.load(std::memory_order_acquire);
   bool retry = false;  // a matching ring could not be attached now: look again soon
+  unread_.clear();
   for (uint32_t i = 0; i < kRings; ++i) {
     const RingSlot& slot = dir->rings[i];
     // seq_cst at subscribe: the load half of the start-up Dekker (see subscriptions.cpp).
@@ -179,6 +184,7 @@ void Subscriber::attach_rings(StartAt from, bool at_subscribe) {
         continue;
       }
       if (pattern_.find_first_of("*>") == std::string::npos) throw;
+      unread_.push_back({topic + "@" + publisher, e.what(), false});
       continue;
     }
     ring->slot = i;
@@ -219,6 +225,10 @@ void Subscriber::attach_rings(StartAt from, bool at_subscribe) {
         throw Error(ErrorCode::NoSpace, "ring '" + ring->data.name() + "' has all its " + std::to_string(kCursorSlots) +
                                             " reader slots taken; close some subscribers");
       retry = true;  // a wildcard attaches it once a reader slot frees up
+      unread_.push_back({topic + "@" + publisher,
+                         "all its " + std::to_string(kCursorSlots) +
+                             " reader slots are taken; it is attached when one frees (close some subscribers)",
+                         true});
       continue;
     }
     if (export_ && export_->hold_until_acknowledged) r.hold = r.position;
@@ -300,7 +310,7 @@ bool Subscriber::still_valid(const Event& event) const noexcept {
 }
 
 bool Subscriber::wait(std::chrono::nanoseconds timeout) {
-  if (inherited()) return true;  // read() says why: WrongProcess
+  if (inherited()) throw Error(ErrorCode::WrongProcess, inherited_handle_message("Subscriber", bus_->pid));
   const uint64_t start = monotonic_now_ns();
   const uint64_t deadline = start + uint64_t(std::max<int64_t>(0, timeout.count()));
   const uint64_t spin_until = std::min(deadline, start + uint64_t(std::max<int64_t>(0, options_.spin.count())));

@@ -117,6 +117,49 @@ TEST(ForkTest, AChildIsRefusedOnInheritedHandlesAndItsDestructorsLeaveTheParents
   EXPECT_EQ(missed, 0u);
 }
 
+// Found by the review: poll() in a child spun for ever (WrongProcess is
+// neither an event nor "empty"), wait() said "readable" for ever, and a
+// loan's builder wrote into the parent's ring before commit refused it.
+TEST(ForkTest, AChildsPollStopsItsWaitThrowsAndItsLoanCannotWriteIntoTheParentsRing) {
+  ScopedBusName name("fork");
+  Bus bus = Bus::open(name.name);
+  bus.create_topic(never_evicting("t"));
+  Subscriber sub = bus.subscribe("t", {.from = StartAt::Earliest});
+  Publisher pub = bus.publisher("t", {"svc"});
+  ASSERT_EQ(publish_reading(pub, 0), PublishStatus::Ok);
+  Loan loan;
+  ASSERT_EQ(pub.loan(256, loan), PublishStatus::Ok);
+
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::alarm(5);  // a hang fails the test as SIGALRM
+    int failures = 0;
+    const PollResult r = sub.poll([](const Event&) {});
+    failures += r.delivered != 0;
+    failures += code_of([&] { (void)sub.wait(1s); }) != ErrorCode::WrongProcess;
+    ::_exit(failures);
+  }
+  ASSERT_EQ(exit_code_of(child), 0) << "1: poll delivered in the child; 128+14: poll or wait hung";
+
+  child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    flatbuffers::FlatBufferBuilder& b = loan.builder();  // the ring's memory, as the parent lent it
+    b.Clear();
+    build_reading(b, 666);  // must fault: the ring is not mapped in the child
+    ::_exit(0);
+  }
+  const int code = exit_code_of(child);
+  EXPECT_EQ(code, 128 + SIGSEGV) << "the child wrote through an inherited loan";
+  // The parent's loan is intact and commits what the parent builds.
+  build_reading(loan.builder(), 1);
+  ASSERT_EQ(pub.commit(loan), PublishStatus::Ok);
+  uint64_t missed = 0;
+  EXPECT_EQ(drain(sub, missed), range(0, 2));
+  EXPECT_EQ(missed, 0u);
+}
+
 // The daemon's way: open the bus, fork, the parent exits. The child opens the
 // bus again and takes the ring over once its parent is gone; the sequence
 // goes on (no id issued twice), and while the child lives no other process

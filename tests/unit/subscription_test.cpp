@@ -125,11 +125,17 @@ TEST(SubscriptionTest, AWildcardSubscriberAttachesARingOnceAReaderSlotFreesUp) {
   EXPECT_THROW(bus.subscribe("t.a"), Error);
   Subscriber late = bus.subscribe("t.*");
   EXPECT_EQ(late.ring_count(), 0u);
+  // Said, not silent: the ring it does not read, why, and that it will retry.
+  ASSERT_EQ(late.unread_rings().size(), 1u);
+  EXPECT_EQ(late.unread_rings()[0].ring, "t.a@p");
+  EXPECT_NE(late.unread_rings()[0].reason.find("reader slots are taken"), std::string::npos);
+  EXPECT_TRUE(late.unread_rings()[0].will_retry);
   full.pop_back();  // a reader slot frees up; nothing else changes on the bus
   std::this_thread::sleep_for(20ms);
   Event e;
   EXPECT_EQ(late.read(e).status, ReadStatus::Empty);  // attaches it now
   EXPECT_EQ(late.ring_count(), 1u);
+  EXPECT_TRUE(late.unread_rings().empty());
   ASSERT_EQ(pub.try_publish(reading(7)), PublishStatus::Ok);
   EXPECT_EQ(late.poll([](const Event&) {}).delivered, 1u);
 }

@@ -56,6 +56,13 @@ struct [[nodiscard]] PollResult {
                                ///< evicted: their bytes may have been reused as they were read
 };
 
+/// A ring of a matching topic that a subscriber does not read, and why.
+struct UnreadRing {
+  std::string ring;      ///< "<topic>@<publisher>"
+  std::string reason;    ///< what keeps it out, and what to do
+  bool will_retry = false;  ///< attached by a later look once the cause goes (a reader slot frees)
+};
+
 class Subscriber {
  public:
   /// The next event of any ring (rings taken in turn). Ok: `event` stays valid
@@ -76,15 +83,17 @@ class Subscriber {
 
   /// Calls on_event(const Event&) for up to max_events available events,
   /// releasing each after the call. Never waits. noexcept when on_event is;
-  /// if on_event throws, the event it was given is released and the
-  /// exception goes on to the caller. Thread: owner only; as read().
+  /// if on_event throws, the event it was given is released, what this poll
+  /// had counted (missed, evictions, corrupt rings) is carried into the next
+  /// poll's result, and the exception goes on to the caller. Stops at once
+  /// in a fork() child (read() says WrongProcess). Thread: owner only; as read().
   template <class F>
   PollResult poll(F&& on_event, size_t max_events = SIZE_MAX) noexcept(noexcept(on_event(std::declval<const Event&>())));
 
   /// Waits until an event may be readable: spins for options.spin, then
   /// sleeps on the futex of every ring at once. False on timeout. New rings
-  /// wake it too and are attached (throws Error as refresh() does).
-  /// Thread: owner only.
+  /// wake it too and are attached (throws Error as refresh() does; in a
+  /// fork() child, Error(WrongProcess)). Thread: owner only.
   bool wait(std::chrono::nanoseconds timeout);
 
   /// Attaches rings created since the last look (cheap when nothing changed).
@@ -98,6 +107,13 @@ class Subscriber {
   const RingContext& ring_context(uint32_t ring) const noexcept;
   Policy ring_policy(uint32_t ring) const noexcept;
   size_t ring_count() const noexcept { return readers_.size(); }
+  /// The rings of matching topics this subscriber does not read, as of its
+  /// last look at the bus (subscribe, refresh, or a read or wait that found
+  /// the bus changed): all their reader slots taken (attached once one
+  /// frees), or not readable by this process under a wildcard (an exact
+  /// name throws instead). Empty when it reads every matching ring.
+  /// Thread: owner only.
+  const std::vector<UnreadRing>& unread_rings() const noexcept { return unread_; }
   const std::string& pattern() const noexcept { return pattern_; }
 
   /// Move-only. Moving one subscriber over another first gives up the
@@ -136,6 +152,8 @@ class Subscriber {
   uint32_t subscription_index_ = UINT32_MAX;
   uint32_t subscription_tag_ = 0;
   std::vector<uint64_t> rings_at_subscribe_;
+  std::vector<UnreadRing> unread_;
+  PollResult unreported_;  // counted by a poll whose callback threw: the next poll reports it
   uint32_t incarnation_ = 0;  // the process's when made: another in a fork() child (core/src/fork_guard.hpp)
   bool inherited() const noexcept;
 };
@@ -143,6 +161,8 @@ class Subscriber {
 template <class F>
 PollResult Subscriber::poll(F&& on_event, size_t max_events) noexcept(noexcept(on_event(std::declval<const Event&>()))) {
   PollResult result;
+  if (unreported_.missed != 0 || unreported_.evictions != 0 || unreported_.corrupt_rings != 0) [[unlikely]]
+    result = std::exchange(unreported_, PollResult{});
   Event event;
   while (result.delivered < max_events) {
     ReadResult r = read(event);
@@ -154,6 +174,8 @@ PollResult Subscriber::poll(F&& on_event, size_t max_events) noexcept(noexcept(o
           on_event(static_cast<const Event&>(event));
         } catch (...) {
           (void)release(event);  // the event is done with: do not hold the writer back
+          unreported_ = result;  // nothing counted is dropped with the exception
+          unreported_.delivered = 0;
           throw;
         }
       }
@@ -162,7 +184,7 @@ PollResult Subscriber::poll(F&& on_event, size_t max_events) noexcept(noexcept(o
       if (release(event) == ReadStatus::Evicted) ++result.torn_views;
       continue;
     }
-    if (r.status == ReadStatus::Empty) break;
+    if (r.status == ReadStatus::Empty || r.status == ReadStatus::WrongProcess) break;
     result.missed += r.missed;
     if (r.status == ReadStatus::Evicted) ++result.evictions;
     if (r.status == ReadStatus::Corrupt) ++result.corrupt_rings;

@@ -167,6 +167,29 @@ TEST(CliLimitsTest, CountsAndRatesOutOfRangeAreRefusedNamingTheArgumentAndTheRan
   EXPECT_EQ(s.out, "") << describe(s);
 }
 
+// The rest of issue 17 item 6 found by the review: every run of perf checks
+// its sizes before measuring, durations that must end do, and --group takes
+// a group name (the README's recipe) or a gid in range.
+TEST(CliLimitsTest, PerfSizesDurationsAndGroupsAreCheckedBeforeAnythingRuns) {
+  ScopedBusName name("limits");
+  const std::string schema = example_schema("order.fbs");
+  expect_refused({
+      {{"perf", "throughput", "--size", "64,12"}, {"--size", "'12'", "from 64 bytes"}},
+      {{"perf", "mirror", "--size", "64,8MiB"}, {"--size", "'8MiB'", "4.0MiB"}},
+      {{"demo", "--seconds", "nan"}, {"--seconds", "0.1 to 3600"}},
+      {{"demo", "--seconds", "-1"}, {"--seconds", "0.1 to 3600"}},
+      {{"inspect", name.name, "--rate-window", "never"}, {"--rate-window", "0 to 60"}},
+      {{"topic", "create", name.name, "t", "--schema", schema, "--group", "no-such-group-here"},
+       {"--group", "no group named 'no-such-group-here'", "groupadd"}},
+      {{"topic", "create", name.name, "t", "--schema", schema, "--group", "4294967295"}, {"--group", "0 to 4294967294"}},
+  });
+  EXPECT_TRUE(shm_entries("flowbus." + name.name).empty());
+  // A group by name works: root's group exists everywhere.
+  const Outcome o = flowbus_cli({"topic", "create", name.name, "t", "--schema", schema, "--group", "root", "--json"});
+  EXPECT_EQ(o.exit_code, 0) << describe(o);
+  EXPECT_NE(o.out.find("\"group\":0"), std::string::npos) << describe(o);
+}
+
 TEST(CliLimitsTest, SchemaFilesThatAreNotRegularOrTooLargeAreRefusedQuickly) {
   ScopedBusName name("limits");
   const std::string big = "/tmp/flowbus-limits-" + std::to_string(::getpid()) + ".fbs";

@@ -1,10 +1,14 @@
 #include "cli_util.hpp"
 
+#include <grp.h>
+
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <utility>
+#include <vector>
 
 #include "flowbus/error.hpp"
 #include "flowbus/topic.hpp"
@@ -86,6 +90,59 @@ CLI::Validator whole_number(uint64_t min, uint64_t max) {
         return {};
       },
       range);
+}
+
+int64_t parse_group(const std::string& text, const std::string& option) {
+  if (text.empty()) return -1;
+  if (text.find_first_not_of("0123456789") == std::string::npos) {
+    errno = 0;
+    const unsigned long long gid = text.size() <= 10 ? std::strtoull(text.c_str(), nullptr, 10) : ~0ull;
+    if (errno == ERANGE || gid >= 0xffffffffull)
+      throw CLI::ValidationError(option, "'" + text + "' is not a gid; give a group name or a gid from 0 to 4294967294");
+    return int64_t(gid);
+  }
+  std::vector<char> buffer(16384);
+  struct group entry {};
+  struct group* found = nullptr;
+  if (getgrnam_r(text.c_str(), &entry, buffer.data(), buffer.size(), &found) != 0 || found == nullptr)
+    throw CLI::ValidationError(option, "no group named '" + text + "' on this host; create it (groupadd " + text +
+                                           ") or give a numeric gid");
+  return int64_t(found->gr_gid);
+}
+
+double parse_bounded_seconds(const std::string& text, const std::string& option, double min, double max) {
+  char range[96];
+  std::snprintf(range, sizeof range, "from %g to %g seconds", min, max);
+  const auto refuse = [&] {
+    throw CLI::ValidationError(option, "'" + text + "' is out of range: give " + range + " (e.g. 0.5 or 200ms)");
+  };
+  std::chrono::nanoseconds d{};
+  try {
+    d = parse_seconds(text, option);
+  } catch (const CLI::ValidationError&) {
+    refuse();  // not a duration at all (nan, -1): the same message, with the range
+  }
+  const double s = std::chrono::duration<double>(d).count();
+  if (d == std::chrono::nanoseconds::max() || !(s >= min && s <= max)) refuse();
+  return s;
+}
+
+std::vector<size_t> parse_payload_sizes(const std::string& text, const std::string& option, uint64_t max) {
+  std::vector<size_t> sizes;
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t comma = std::min(text.find(',', start), text.size());
+    const std::string item = text.substr(start, comma - start);
+    start = comma + 1;
+    if (item.empty()) continue;
+    const uint64_t bytes = parse_size(item, option);
+    if (bytes < 64 || bytes > max)
+      throw CLI::ValidationError(option, "'" + item + "' is out of range: a payload is from 64 bytes (one cache line) to " +
+                                             format_bytes(max));
+    sizes.push_back(size_t(bytes));
+  }
+  if (sizes.empty()) throw CLI::ValidationError(option, "give at least one size, e.g. 64,4096");
+  return sizes;
 }
 
 double parse_rate(const std::string& text, const std::string& option) {

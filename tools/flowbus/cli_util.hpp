@@ -31,6 +31,12 @@ std::string format_duration(std::chrono::nanoseconds duration);
 CLI::Validator whole_number(uint64_t min, uint64_t max);
 /// Events per second: a number above 0, at most 1e9. Throws CLI::ValidationError naming `option`.
 double parse_rate(const std::string& text, const std::string& option);
+/// A group by name (looked up on this host) or numeric gid; empty: -1, the creator's.
+int64_t parse_group(const std::string& text, const std::string& option);
+/// A seconds value (as parse_seconds) that must lie in [min, max]: not never, not nan.
+double parse_bounded_seconds(const std::string& text, const std::string& option, double min, double max);
+/// Payload sizes, comma separated: each from 64 bytes (one cache line) to `max`.
+std::vector<size_t> parse_payload_sizes(const std::string& text, const std::string& option, uint64_t max);
 std::string json_escape(std::string_view text);
 /// ["a","b"] with each string escaped.
 std::string json_string_array(const std::vector<std::string>& items);

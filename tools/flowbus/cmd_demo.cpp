@@ -104,17 +104,19 @@ std::vector<uint8_t> compile_embedded(const char* text) {
 
 void add_demo_command(CLI::App& app, const char* argv0) {
   struct Args {
+    std::string seconds_text = "3";
     double seconds = 3;
     std::string bus;
   };
   auto args = std::make_shared<Args>();
   CLI::App* demo = app.add_subcommand("demo", "Run a small plant: producers, a collector and a distributor on one bus, for a few seconds");
-  demo->add_option("--seconds", args->seconds, "how long the producers run (default 3)");
+  demo->add_option("--seconds", args->seconds_text, "how long the producers run, 0.1 to 3600 seconds (default 3)");
   demo->add_option("--bus", args->bus, "bus name (default demo-<pid>; removed at the end)");
   std::string self = argv0;
   demo->callback([args, self] {
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
+    args->seconds = parse_bounded_seconds(args->seconds_text, "--seconds", 0.1, 3600);
     const std::string bus_name = args->bus.empty() ? "demo-" + std::to_string(getpid()) : args->bus;
     std::printf("flowbus demo: bus '%s' in /dev/shm\n", bus_name.c_str());
     std::vector<pid_t> consumers, producers;

@@ -72,7 +72,7 @@ void add_inspect_command(CLI::App& app) {
       "The inspector maps segments read-only and claims no cursor: it never slows a publisher.");
   inspect->add_option("bus", args->bus, "bus to show in detail (default: list every bus on the host)");
   inspect->add_option("topic", args->topic, "topic to dump (with --dump)");
-  inspect->add_option("--rate-window", args->window, "seconds between the two looks that give publish rates (default 0.25; 0 skips rates)");
+  inspect->add_option("--rate-window", args->window, "seconds between the two looks that give publish rates, 0 to 60 (default 0.25; 0 skips rates)");
   inspect->add_flag("--json", args->json, "JSON: the snapshot as one object (fields in the README), --dump as one event per line, --check as a report");
   auto* watch = inspect->add_flag("--watch", args->watch, "live view refreshed in place, like top; q or Ctrl-C quits");
   inspect->add_option("--interval", args->interval, "seconds between --watch refreshes (default 1)");
@@ -113,7 +113,7 @@ void add_inspect_command(CLI::App& app) {
       run_watch(args->bus, interval, args->frames);
       return;
     }
-    show_bus(args->bus, std::chrono::duration<double>(parse_seconds(args->window, "--rate-window")).count(), args->json);
+    show_bus(args->bus, parse_bounded_seconds(args->window, "--rate-window", 0, 60), args->json);
   });
 }
 

@@ -89,18 +89,6 @@ Run run_one(const std::string& transport, size_t bytes, uint64_t iters, perf::Wa
   return run;
 }
 
-/// Every --size of a latency run, checked before anything is measured.
-std::vector<size_t> latency_sizes(const std::string& text) {
-  std::vector<size_t> sizes;
-  for (const std::string& item : perf::split_list(text)) {
-    const uint64_t bytes = parse_size(item, "--size");
-    if (bytes < 64) throw CLI::ValidationError("--size", "'" + item + "' is below 64 bytes, the smallest payload (one cache line)");
-    sizes.push_back(size_t(bytes));
-  }
-  if (sizes.empty()) throw CLI::ValidationError("--size", "give at least one size, e.g. 64,4096");
-  return sizes;
-}
-
 /// Every --transport of a latency run, checked before anything is measured.
 std::vector<std::string> latency_transports(const std::string& text) {
   const std::vector<std::string> known = perf::split_list(perf::kTransportNames);
@@ -129,7 +117,7 @@ void add_latency_command(CLI::App& perf) {
   latency->add_flag("--json", args->json, "one JSON object per transport and size");
   latency->callback([args] {
     // Every argument before measuring anything: a typo should not cost a whole run.
-    const std::vector<size_t> sizes = latency_sizes(args->sizes);
+    const std::vector<size_t> sizes = parse_payload_sizes(args->sizes, "--size", uint64_t(1) << 30);
     const std::vector<std::string> transports = latency_transports(args->transports);
     if (!args->plot.empty() && !perf::have_gnuplot()) {
       std::fprintf(stderr, "flowbus perf latency: --plot needs gnuplot, which is not installed: apt-get install gnuplot-nox\n");
@@ -239,12 +227,11 @@ void add_throughput_command(CLI::App& perf) {
     // The in-process ceilings first. Every 64-byte row is compared with
     // moodycamel moving one item per call, as flowbus moves one event per
     // publish and per read; its bulk figure (256 items a call) is shown too.
+    const std::vector<size_t> sizes = parse_payload_sizes(args->sizes, "--size", uint64_t(1) << 30);  // all checked first
     const perf::ThroughputResult ceiling = perf::moodycamel_throughput(args->seconds, false);
     print_throughput(ceiling, ceiling.events_per_s(), 0, args->json);
     print_throughput(perf::moodycamel_throughput(args->seconds, true), ceiling.events_per_s(), 0, args->json);
-    for (const std::string& size_text : perf::split_list(args->sizes)) {
-      const size_t bytes = size_t(parse_size(size_text, "--size"));
-      if (bytes < 64) throw CLI::ValidationError("--size", "a payload is at least 64 bytes (one cache line)");
+    for (const size_t bytes : sizes) {
       const double s = args->seconds;
       // The floor first: every 1->1 row of this size is compared with it.
       const perf::ThroughputResult floor = perf::floor_throughput(bytes, s);
@@ -295,13 +282,7 @@ void add_mirror_command(CLI::App& perf) {
   mirror->add_option("--rtt-size", args->rtt_bytes, "payload bytes of the round trips (default 64)")->check(CLI::Range(size_t(64), size_t(1) << 20));
   mirror->add_flag("--json", args->json, "one JSON object per line: mode mirror (per size), mirror_rtt (per transport), mirror_added");
   mirror->callback([args] {
-    std::vector<size_t> sizes;
-    for (const std::string& size_text : perf::split_list(args->sizes)) {
-      const size_t bytes = size_t(parse_size(size_text, "--size"));
-      if (bytes < 64) throw CLI::ValidationError("--size", "a payload is at least 64 bytes (one cache line)");
-      if (bytes > (4u << 20)) throw CLI::ValidationError("--size", "at most 4 MiB per event");
-      sizes.push_back(bytes);
-    }
+    const std::vector<size_t> sizes = parse_payload_sizes(args->sizes, "--size", 4u << 20);
     const uint64_t iters = args->iters, warmup = std::max<uint64_t>(200, iters / 10);
     const size_t rtt_bytes = args->rtt_bytes;
     const bool json = args->json;

@@ -1,4 +1,5 @@
 // flowbus sub: events as JSON lines, CloudEvents context at top level, payload under "data".
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <map>
@@ -63,6 +64,29 @@ void add_sub_command(CLI::App& app) {
       }
       return slot.get();
     };
+    // Matching rings it cannot read (reader slots full, not readable): said
+    // whenever that list changes, never silently.
+    std::vector<std::string> told_unread;
+    auto tell_unread = [&] {
+      std::vector<std::string> now;
+      for (const UnreadRing& u : subscriber.unread_rings()) now.push_back("ring " + u.ring + ": " + u.reason);
+      if (now == told_unread) return;
+      for (const std::string& line : now)
+        if (std::find(told_unread.begin(), told_unread.end(), line) == told_unread.end())
+          std::fprintf(stderr, "flowbus sub: not reading %s\n", line.c_str());
+      for (const std::string& line : told_unread) {
+        if (std::find(now.begin(), now.end(), line) != now.end()) continue;
+        const std::string ring = line.substr(5, line.find(':') - 5);
+        bool attached = false;
+        for (uint32_t i = 0; i < subscriber.ring_count(); ++i) {
+          const RingContext& c = subscriber.ring_context(i);
+          attached |= c.topic + "@" + c.publisher_name == ring;
+        }
+        std::fprintf(stderr, "flowbus sub: ring %s %s\n", ring.c_str(), attached ? "is read now" : "is gone");
+      }
+      told_unread = std::move(now);
+    };
+    tell_unread();
     uint64_t received = 0;
     uint64_t skipped = 0;  // events reported missed (Evicted, Lost)
     uint64_t corrupt = 0;  // rings reported corrupt
@@ -89,6 +113,7 @@ void add_sub_command(CLI::App& app) {
         std::fprintf(stderr, "flowbus sub: ring %s is corrupt and no longer read; check it with `flowbus inspect %s --check`\n",
                      std::string(r.ring).c_str(), args->bus.c_str());
       if (r.status != ReadStatus::Empty) continue;
+      tell_unread();
       const auto idle = std::chrono::steady_clock::now() - last_event;
       if (idle_limit != kNever && idle >= idle_limit) break;
       const auto slice = std::chrono::milliseconds(200);

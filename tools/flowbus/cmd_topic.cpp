@@ -13,7 +13,7 @@ namespace {
 
 struct CreateArgs {
   std::string bus, name, schema, type, policy = "block", ring_size = "4MiB", mode = "0600", timeout = "5", retention = "3600";
-  int64_t group = -1;
+  std::string group;
   bool json = false;
 };
 
@@ -25,7 +25,7 @@ TopicSpec spec_of(const CreateArgs& args) {
   spec.policy = parse_policy(args.policy);
   spec.ring_size = parse_size(args.ring_size, "--ring-size");
   spec.mode = parse_mode(args.mode);
-  spec.group = args.group;
+  spec.group = parse_group(args.group, "--group");
   spec.slow_consumer_timeout = parse_seconds(args.timeout, "--timeout");
   spec.retention = std::chrono::duration_cast<std::chrono::seconds>(parse_seconds(args.retention, "--retention"));
   return spec;
@@ -105,7 +105,7 @@ void add_topic_commands(CLI::App& app) {
                      "bytes per publisher ring, a power of two from 4KiB to 1TiB that fits in /dev/shm; units KiB, MiB, GiB, TiB "
                      "or none for bytes (default 4MiB)");
   create->add_option("--mode", args->mode, "permission bits of the topic's segments (default 0600)");
-  create->add_option("--group", args->group, "gid for the topic's segments (readers in this group, with --mode 0640)");
+  create->add_option("--group", args->group, "group of the topic's segments, a name or a gid (readers in this group, with --mode 0640)");
   create->add_option("--timeout", args->timeout, "slow-consumer timeout: seconds, or with a unit (200ms), or never (default 5s)");
   create->add_option("--retention", args->retention, "how long a gone publisher's ring is kept: seconds or with a unit (default 3600s)");
   create->add_flag("--json", args->json, "print the topic as JSON: the fields of `topic ls --json`, bus, and created (false if it existed)");

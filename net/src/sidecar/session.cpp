@@ -504,11 +504,14 @@ void Session::on_stream_open(const wire::StreamOpenView& open) {
       ctx_.bus.create_topic(spec);
       ctx_.log("created topic " + in.topic + " for " + who_ + ": " + describe_spec(ctx_.options, open, spec));
     }
-    auto& slot = ctx_.mirrors[open.publisher_id];
-    if (!slot)
-      slot = std::make_unique<Publisher>(
-          mirroring::mirror_publisher(ctx_.bus, in.topic, {open.publisher_id, std::string(open.source), std::string(open.origin_node),
-                                               open.first_sequence}));
+    auto mirror = ctx_.mirrors.find(open.publisher_id);
+    if (mirror == ctx_.mirrors.end()) {  // made first, then kept: a refused one leaves no empty entry behind
+      Publisher made = mirroring::mirror_publisher(
+          ctx_.bus, in.topic,
+          {open.publisher_id, std::string(open.source), std::string(open.origin_node), open.first_sequence});
+      mirror = ctx_.mirrors.emplace(open.publisher_id, std::make_unique<Publisher>(std::move(made))).first;
+    }
+    auto& slot = mirror->second;
     if (slot->topic() != in.topic)
       return refuse({wire::RefuseCode::Protocol, "origin " + in.origin + " announced topic " + in.topic +
                                                      " but mirrors topic " + slot->topic() + " here"});

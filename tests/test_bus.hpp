@@ -53,4 +53,19 @@ inline void build_reading(flatbuffers::FlatBufferBuilder& fbb, uint64_t seq, dou
   fbb.Finish(examples::CreateSensorReadingDirect(fbb, "line1", "t1", celsius, seq));
 }
 
+/// A sensor topic whose slow-consumer timeout is never: a writer waits for
+/// its readers for good, so a test sees what holds it back.
+inline TopicSpec never_evicting(const std::string& name, Policy policy = Policy::Block, uint64_t ring = 4096) {
+  TopicSpec spec = sensor_topic(name, policy, ring);
+  spec.slow_consumer_timeout = kNever;
+  return spec;
+}
+
+/// try_publish of a SensorReading whose seq field is `seq`.
+inline PublishStatus publish_reading(Publisher& pub, uint64_t seq) {
+  flatbuffers::FlatBufferBuilder fbb;
+  build_reading(fbb, seq);
+  return pub.try_publish({fbb.GetBufferPointer(), fbb.GetSize()});
+}
+
 }  // namespace flowbus::testing

@@ -22,18 +22,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-TopicSpec never_evicting(const std::string& name) {
-  TopicSpec spec = sensor_topic(name, Policy::Block, 4096);
-  spec.slow_consumer_timeout = kNever;
-  return spec;
-}
-
-PublishStatus publish_reading(Publisher& pub, uint64_t seq) {
-  flatbuffers::FlatBufferBuilder fbb;
-  build_reading(fbb, seq);
-  return pub.try_publish({fbb.GetBufferPointer(), fbb.GetSize()});
-}
-
 ErrorCode code_of(auto&& call) {
   try {
     call();

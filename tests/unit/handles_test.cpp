@@ -14,22 +14,6 @@
 using namespace flowbus;
 using namespace flowbus::testing;
 
-namespace {
-
-TopicSpec never_evicting(const std::string& name, uint64_t ring = 4096) {
-  TopicSpec spec = sensor_topic(name, Policy::Block, ring);
-  spec.slow_consumer_timeout = kNever;
-  return spec;
-}
-
-PublishStatus publish_reading(Publisher& pub, uint64_t seq) {
-  flatbuffers::FlatBufferBuilder fbb;
-  build_reading(fbb, seq);
-  return pub.try_publish({fbb.GetBufferPointer(), fbb.GetSize()});
-}
-
-}  // namespace
-
 TEST(HandlesTest, MoveAssigningAPublisherGivesUpTheRingItHeld) {
   ScopedBusName name("handles");
   Bus bus = Bus::open(name.name);

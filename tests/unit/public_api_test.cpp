@@ -46,12 +46,6 @@ static_assert(noexcept(std::declval<Subscriber&>().release(std::declval<const Ev
 static_assert(noexcept(std::declval<Subscriber&>().poll([](const Event&) noexcept {})));
 static_assert(!noexcept(std::declval<Subscriber&>().poll([](const Event&) { throw 1; })));
 
-PublishStatus publish_reading(Publisher& pub, uint64_t seq) {
-  flatbuffers::FlatBufferBuilder fbb;
-  build_reading(fbb, seq);
-  return pub.try_publish({fbb.GetBufferPointer(), fbb.GetSize()});
-}
-
 }  // namespace
 
 // A callback that throws must not leave its event held: the next poll goes

@@ -18,12 +18,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-TopicSpec never_evicting(const std::string& name, Policy policy = Policy::Block, uint64_t ring = 4096) {
-  TopicSpec spec = sensor_topic(name, policy, ring);
-  spec.slow_consumer_timeout = kNever;
-  return spec;
-}
-
 std::vector<uint8_t> reading(uint64_t seq) {
   flatbuffers::FlatBufferBuilder fbb;
   build_reading(fbb, seq);

@@ -144,7 +144,7 @@ TEST(CliLimitsTest, CountsAndRatesOutOfRangeAreRefusedNamingTheArgumentAndTheRan
   OrdersBus bus;
   const std::string b = bus.name.name, t = "orders.created";
   const std::string counts = "a whole number from 1 to 18446744073709551615";
-  const std::string rates = "events per second above 0 and at most 1000000000";
+  const std::string rates = "events per second from 0.000001 to 1000000000";
   expect_refused({
       {{"pub", b, t, "--json", kOrderJson, "--count", "-1"}, {"--count", "'-1'", counts}},
       {{"pub", b, t, "--json", kOrderJson, "--count", "18446744073709551616"}, {"--count", counts}},
@@ -188,6 +188,37 @@ TEST(CliLimitsTest, PerfSizesDurationsAndGroupsAreCheckedBeforeAnythingRuns) {
   const Outcome o = flowbus_cli({"topic", "create", name.name, "t", "--schema", schema, "--group", "root", "--json"});
   EXPECT_EQ(o.exit_code, 0) << describe(o);
   EXPECT_NE(o.out.find("\"group\":0"), std::string::npos) << describe(o);
+}
+
+// Found by the review: retention truncated to whole seconds (200ms became
+// 0 s: the ring went at the next gc), a rate below 1e-10 overflowed into "no
+// limit", and the sidecar's numbers were taken as they came (port 99999
+// listened on 34463, a 0 ms peer timeout dropped every peer).
+TEST(CliLimitsTest, RetentionRatesAndSidecarNumbersOutOfRangeAreRefused) {
+  OrdersBus bus;
+  const std::string b = bus.name.name, schema = example_schema("order.fbs");
+  const std::vector<std::string> sidecar{"sidecar", "--bus", b, "--node", "n", "--listen", "127.0.0.1:0", "--export", ">"};
+  const auto with = [&](std::vector<std::string> more) {
+    std::vector<std::string> args = sidecar;
+    args.insert(args.end(), more.begin(), more.end());
+    return args;
+  };
+  expect_refused({
+      {{"topic", "create", b, "other", "--schema", schema, "--retention", "200ms"}, {"--retention", "whole seconds"}},
+      {{"topic", "create", b, "other", "--schema", schema, "--retention", "1500ms"}, {"--retention", "whole seconds"}},
+      {{"pub", b, "orders.created", "--json", kOrderJson, "--rate", "1e-12"}, {"--rate", "from 0.000001"}},
+      {{"sidecar", "--bus", b, "--node", "n", "--listen", "127.0.0.1:99999", "--export", ">"}, {"from 0 to 65535"}},
+      {with({"--peer-timeout-ms", "0"}), {"--peer-timeout-ms"}},
+      {with({"--heartbeat-ms", "0"}), {"--heartbeat-ms"}},
+      {with({"--peer-timeout-ms", "500", "--heartbeat-ms", "1000"}), {"--peer-timeout-ms", "longer than --heartbeat-ms"}},
+      {with({"--import-ring-size", "3000"}), {"--import-ring-size", "power of two from 4KiB to 1TiB"}},
+      {with({"--import-timeout", "0"}), {"--import-timeout", "never"}},
+      {with({"--import-retention", "0.5"}), {"--import-retention", "whole seconds"}},
+  });
+  // never is a retention too, and shows as never.
+  const Outcome o = flowbus_cli({"topic", "create", b, "kept", "--schema", schema, "--retention", "never"});
+  EXPECT_EQ(o.exit_code, 0) << describe(o);
+  EXPECT_NE(o.out.find("retention never"), std::string::npos) << describe(o);
 }
 
 TEST(CliLimitsTest, SchemaFilesThatAreNotRegularOrTooLargeAreRefusedQuickly) {

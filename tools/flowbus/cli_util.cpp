@@ -72,8 +72,9 @@ std::chrono::nanoseconds parse_seconds(const std::string& text, const std::strin
 }
 
 std::string format_duration(std::chrono::nanoseconds d) {
-  if (d == kNever) return "never";
-  static constexpr std::pair<int64_t, const char*> kUnits[] = {{1'000'000'000, "s"}, {1'000'000, "ms"}, {1'000, "us"}};
+  if (d == kNever || d >= std::chrono::seconds(9223372036)) return "never";  // also a retention of never, in seconds
+  static constexpr std::pair<int64_t, const char*> kUnits[] = {
+      {1'000'000'000, "s"}, {1'000'000, "ms"}, {1'000, "us"}, {1, "ns"}};
   for (const auto& [unit, name] : kUnits)
     if (d.count() % unit == 0) return std::to_string(d.count() / unit) + name;
   return std::to_string(double(d.count()) / 1e9) + "s";
@@ -127,6 +128,15 @@ double parse_bounded_seconds(const std::string& text, const std::string& option,
   return s;
 }
 
+std::chrono::seconds parse_retention(const std::string& text, const std::string& option) {
+  const auto d = parse_seconds(text, option);
+  if (d == std::chrono::nanoseconds::max()) return std::chrono::duration_cast<std::chrono::seconds>(d);
+  if (d < std::chrono::seconds(1) || d % std::chrono::seconds(1) != std::chrono::nanoseconds(0))
+    throw CLI::ValidationError(option, "'" + text + "' is not whole seconds: retention is kept in seconds, 1 or more "
+                                                    "(e.g. 90, 10min as 600s, 1h as 3600), or never");
+  return std::chrono::duration_cast<std::chrono::seconds>(d);
+}
+
 std::vector<size_t> parse_payload_sizes(const std::string& text, const std::string& option, uint64_t max) {
   std::vector<size_t> sizes;
   size_t start = 0;
@@ -152,8 +162,8 @@ double parse_rate(const std::string& text, const std::string& option) {
     rate = std::stod(text, &used);
   } catch (...) {
   }
-  if (used != text.size() || !std::isfinite(rate) || rate <= 0 || rate > 1e9)
-    throw CLI::ValidationError(option, "'" + text + "' is not a rate; give events per second above 0 and at most 1000000000 "
+  if (used != text.size() || !std::isfinite(rate) || rate < 1e-6 || rate > 1e9)
+    throw CLI::ValidationError(option, "'" + text + "' is not a rate; give events per second from 0.000001 to 1000000000 "
                                        "(e.g. 100 or 0.5), or leave " + option + " out for no limit");
   return rate;
 }

@@ -35,6 +35,9 @@ double parse_rate(const std::string& text, const std::string& option);
 int64_t parse_group(const std::string& text, const std::string& option);
 /// A seconds value (as parse_seconds) that must lie in [min, max]: not never, not nan.
 double parse_bounded_seconds(const std::string& text, const std::string& option, double min, double max);
+/// A topic's retention: whole seconds, at least one (the ring stores
+/// seconds), or never (kept until `gc --force`).
+std::chrono::seconds parse_retention(const std::string& text, const std::string& option);
 /// Payload sizes, comma separated: each from 64 bytes (one cache line) to `max`.
 std::vector<size_t> parse_payload_sizes(const std::string& text, const std::string& option, uint64_t max);
 std::string json_escape(std::string_view text);

@@ -87,20 +87,45 @@ void add_sidecar_command(CLI::App& app) {
   cmd->add_option("--token-file", args->token_file, "file holding a shared secret both sides must know");
   cmd->add_option("--batch-bytes", o.batch_bytes, "payload bytes per batch of small events")->capture_default_str();
   cmd->add_option("--window", o.window, "bytes in flight per connection before reading stops (backpressure)")->capture_default_str();
-  cmd->add_option("--heartbeat-ms", args->heartbeat_ms, "heartbeat interval when idle")->capture_default_str();
-  cmd->add_option("--peer-timeout-ms", args->timeout_ms, "drop a peer that sends no frame (nor 64 KiB of one) this long")->capture_default_str();
+  cmd->add_option("--heartbeat-ms", args->heartbeat_ms, "heartbeat interval when idle, 10 to 600000")
+      ->capture_default_str()
+      ->check(CLI::Range(uint64_t(10), uint64_t(600000)));
+  cmd->add_option("--peer-timeout-ms", args->timeout_ms,
+                  "drop a peer that sends no frame (nor 64 KiB of one) this long, 100 to 3600000, more than --heartbeat-ms")
+      ->capture_default_str()
+      ->check(CLI::Range(uint64_t(100), uint64_t(3600000)));
   cmd->add_option("--handshake-timeout-ms", args->handshake_ms,
-                  "close an incoming or outgoing connection not authenticated (TLS, Hello, Auth) within this long")->capture_default_str();
+                  "close an incoming or outgoing connection not authenticated (TLS, Hello, Auth) within this long, 100 to 600000")
+      ->capture_default_str()
+      ->check(CLI::Range(uint64_t(100), uint64_t(600000)));
   cmd->add_option("--max-pending", o.max_pending,
-                  "incoming connections that may be in their handshake at once; more are closed at once")->capture_default_str();
+                  "incoming connections that may be in their handshake at once, 1 to 100000; more are closed at once")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
   cmd->add_option("--resume-window-s", args->resume_s,
-                  "keep a disconnected peer's read positions (and hold its unacknowledged events) this long")->capture_default_str();
+                  "keep a disconnected peer's read positions (and hold its unacknowledged events) this long, 0 to 86400")
+      ->capture_default_str()
+      ->check(CLI::Range(uint64_t(0), uint64_t(86400)));
   cmd->callback([args, cmd] {
     if (!args->config.empty()) apply_config_file(*cmd, args->config);
-    if (!args->import_ring_size.empty()) args->options.import_ring_size = parse_size(args->import_ring_size);
+    if (!args->import_ring_size.empty()) {
+      const uint64_t ring = parse_size(args->import_ring_size, "--import-ring-size");
+      if (ring < 4096 || ring > (uint64_t(1) << 40) || (ring & (ring - 1)) != 0)
+        throw CLI::ValidationError("--import-ring-size", "'" + args->import_ring_size +
+                                                             "' is not a power of two from 4KiB to 1TiB (e.g. 64MiB)");
+      args->options.import_ring_size = ring;
+    }
     if (!args->import_retention.empty())
-      args->options.import_retention = std::chrono::duration_cast<std::chrono::seconds>(parse_seconds(args->import_retention));
-    if (!args->import_timeout.empty()) args->options.import_slow_consumer_timeout = parse_seconds(args->import_timeout);
+      args->options.import_retention = parse_retention(args->import_retention, "--import-retention");
+    if (!args->import_timeout.empty()) {
+      args->options.import_slow_consumer_timeout = parse_seconds(args->import_timeout, "--import-timeout");
+      if (args->options.import_slow_consumer_timeout.count() == 0)
+        throw CLI::ValidationError("--import-timeout", "0 would evict every reader at once: give more than 0 (e.g. 5s) or never");
+    }
+    if (args->timeout_ms <= args->heartbeat_ms)
+      throw CLI::ValidationError("--peer-timeout-ms", std::to_string(args->timeout_ms) +
+                                                          " must be longer than --heartbeat-ms (" +
+                                                          std::to_string(args->heartbeat_ms) + "), or idle peers are dropped");
     if (!args->token_file.empty()) args->options.token = read_token(args->token_file);
     args->options.heartbeat = std::chrono::milliseconds(args->heartbeat_ms);
     args->options.peer_timeout = std::chrono::milliseconds(args->timeout_ms);

@@ -27,7 +27,7 @@ TopicSpec spec_of(const CreateArgs& args) {
   spec.mode = parse_mode(args.mode);
   spec.group = parse_group(args.group, "--group");
   spec.slow_consumer_timeout = parse_seconds(args.timeout, "--timeout");
-  spec.retention = std::chrono::duration_cast<std::chrono::seconds>(parse_seconds(args.retention, "--retention"));
+  spec.retention = parse_retention(args.retention, "--retention");
   return spec;
 }
 

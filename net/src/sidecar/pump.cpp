@@ -31,7 +31,11 @@ std::pair<std::string, std::string> split_address(const std::string& address) {
     throw Error(ErrorCode::InvalidArgument, "address '" + address + "' is not HOST:PORT (e.g. 127.0.0.1:7400)");
   std::string host = address.substr(0, colon);
   if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  return {host, address.substr(colon + 1)};
+  const std::string port = address.substr(colon + 1);
+  // A number from 0 to 65535 (a service name would be looked up: refuse it too, it is never meant).
+  if (port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos || std::stoul(port) > 65535)
+    throw Error(ErrorCode::InvalidArgument, "address '" + address + "': the port must be a number from 0 to 65535");
+  return {host, port};
 }
 
 std::string tls_reason(const boost::system::error_code& ec) {

@@ -116,7 +116,15 @@ std::string token_file() {
 // authenticated. Now the prefix alone closes the connection.
 TEST(SidecarLimitsTest, AHundredClientsSendingHugeFramesBeforeAuthenticationLeaveTheSidecarSmallAndTheGoodPeerMirroring) {
   constexpr int kClients = 100;
-  constexpr uint64_t kGrowthBound = 48ull << 20;  // VmRSS may grow this much over its figure before the flood
+  // VmRSS may grow this much over its figure before the flood. Under ASan,
+  // freed memory waits in its quarantine and allocator caches before reuse,
+  // so RSS measures ASan, not the sidecar: the bound is checked in the
+  // Release run only (`make test`); the rest of the test runs everywhere.
+#if defined(__SANITIZE_ADDRESS__)
+  constexpr uint64_t kGrowthBound = UINT64_MAX / 2;
+#else
+  constexpr uint64_t kGrowthBound = 48ull << 20;
+#endif
   const std::string token = token_file();
   Pair p("hostile-frames");
   p.start_a({"--token-file", token});
@@ -164,8 +172,9 @@ TEST(SidecarLimitsTest, AHundredClientsSendingHugeFramesBeforeAuthenticationLeav
         continue;
       }
       if (c.sent < kFrame) {  // the body, as fast as the sidecar takes it
-        const size_t n = size_t(std::min<uint64_t>(body.size(), kFrame - c.sent));
-        const ssize_t w = ::send(c.fd, body.data() + (c.sent == 0 ? 0 : 4), n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        const size_t skip = c.sent == 0 ? 0 : 4;  // the prefix only in the first write
+        const size_t n = size_t(std::min<uint64_t>(body.size() - skip, kFrame - c.sent));
+        const ssize_t w = ::send(c.fd, body.data() + skip, n, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (w > 0) c.sent += uint64_t(w);
         c.last_byte = now;
       } else if (now - c.last_byte > 2s) {  // then one byte every 2 s
@@ -213,7 +222,8 @@ TEST(SidecarLimitsTest, ClientsTricklingTheirHandshakeAreBoundedInNumberAndClose
   }
   ASSERT_TRUE(p.side_a->wait_for_log("mirroring (handshake complete", 10s)) << p.logs();
   PacedPublisher publisher(p.bus_a, 1);
-  const auto hello = wire::FrameWriter().hello({wire::kProtocolVersion, "slow", wire::make_nonce(), "slow"});
+  wire::FrameWriter writer;  // hello() is a view into the writer's buffer: the writer must outlive the copy
+  const auto hello = writer.hello({wire::kProtocolVersion, "slow", wire::make_nonce(), "slow"});
   const std::vector<uint8_t> bytes(hello.begin(), hello.end());
   std::vector<int> fds;
   for (int i = 0; i < kClients; ++i) fds.push_back(connect_raw(p.port));

@@ -66,6 +66,6 @@ def child_env():
     return env
 
 
-def spawn_python(code, **kwargs):
-    """A child /usr/bin/python3 running `code`, seeing the same modules as this one."""
-    return subprocess.Popen([sys.executable, "-c", code], env=child_env(), **kwargs)
+def spawn_python(code, *args, **kwargs):
+    """A child /usr/bin/python3 running `code` with sys.argv[1:] = args, seeing the same modules as this one."""
+    return subprocess.Popen([sys.executable, "-c", code, *map(str, args)], env=child_env(), text=True, **kwargs)

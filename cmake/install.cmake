@@ -12,6 +12,7 @@
 #   share/flowbus/schemas/examples/*.fbs          the example schemas
 #   share/doc/flowbus/                            copyright, changelog.gz
 #   share/man/man1/flowbus.1.gz                   the command line's manual page (FLOWBUS_BUILD_TOOLS)
+#   lib/python3/dist-packages/flowbus/            the Python package (bindings/python/CMakeLists.txt, when built)
 include(CMakePackageConfigHelpers)
 
 set(FLOWBUS_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/flowbus)
@@ -100,7 +101,8 @@ no lock on the hot path. Every event is a CloudEvent.
 .
 This package holds the C++ library (libflowbus) and the C ABI over it
 (libflowbus-c), shared and static, their headers, CMake package and
-pkg-config files, the flowbus command line and the example schemas.")
+pkg-config files, the flowbus command line, the example schemas and, when
+built, the Python package flowbus (for Debian's python3).")
 set(CPACK_STRIP_FILES ON)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION libdevel)

@@ -3,7 +3,8 @@
 # directory gives flowbus_<version>_<arch>.deb with its Depends; lintian (when
 # installed) finds no error in it; extracted with dpkg-deb -x, its headers,
 # CMake package and pkg-config files build examples/consumer-cmake and
-# examples/consumer-c, which exchange events across two processes.
+# examples/consumer-c, which exchange events across two processes; its Python
+# package imports from usr/lib/python3/dist-packages.
 # Usage: deb_test.sh SOURCE_DIR BUILD_DIR VERSION
 source "$(dirname "$0")/lib.sh"
 SRC="$1" BUILD="$2" VERSION="$3"
@@ -43,6 +44,8 @@ if grep -rlI -e "$BUILD" -e "$SRC/" -e "_CPack_Packages" "$ROOT" >"$WORK/leaks.t
 
 step "each public header compiles from the package alone"
 check_headers_from "$P"
+
+check_python_package "$P" "$BUILD"
 
 # The .pc files say prefix=/usr: pkg-config finds the extracted tree as a sysroot.
 build_consumers "$SRC" "$P" "$LIBDIR" "$ROOT"

@@ -140,6 +140,27 @@ def test_a_lapped_latest_reader_counts_its_losses_and_still_valid_says_so(bus):
     assert loud.wait(1) is not None  # the next read goes on after the gap
 
 
+def test_an_evicted_block_reader_counts_its_losses_and_its_torn_view(bus):
+    bus.create_topic("slow", schema=SENSOR_FBS, ring_size=4096, slow_consumer_timeout=0.2)
+    pub = bus.publisher("slow")
+    quiet = bus.subscribe("slow", start="earliest")
+    loud = bus.subscribe("slow", start="earliest", raise_on_loss=True)
+    pub.publish(sensor_reading(seq=0))
+    held = quiet.wait(1)  # held across the eviction
+    start = time.monotonic()
+    for seq in range(1, 100):  # ~10 KiB into 4 KiB: waits for both readers until they are evicted
+        pub.publish(sensor_reading(seq=seq), timeout=5)
+    assert 0.15 < time.monotonic() - start < 3 and pub.evictions == 2
+    held.release()
+    assert quiet.torn_views == 1
+    ev = quiet.wait(1)
+    assert quiet.evictions == 1 and quiet.missed > 0 and ev.sequence > 0
+    with pytest.raises(flowbus.EventsLost) as e:
+        loud.wait(1)
+    assert e.value.reason == "evicted" and e.value.missed > 0 and loud.evictions == 1
+    assert loud.wait(1) is not None
+
+
 def test_bad_input_gets_the_cores_clear_errors(bus, sensor_topic):
     with pytest.raises(flowbus.NotFound, match="topic 'no.such.topic'") as e:
         bus.publisher("no.such.topic")
@@ -160,8 +181,12 @@ def test_bad_input_gets_the_cores_clear_errors(bus, sensor_topic):
         bus.subscribe(sensor_topic, start="yesterday")
     with pytest.raises(flowbus.InvalidArgument, match="nope.fbs"):
         bus.create_topic("other", schema="nope.fbs")
-    with pytest.raises(TypeError, match="bytes-like"):
+    with pytest.raises(TypeError, match=r"incompatible function arguments(.|\n)*data: buffer"):
         pub.publish("a str is not a FlatBuffer")
+    with pytest.raises(TypeError, match="bytes-like object is required, not 'str'"):
+        pub.publish_batch([sensor_reading(), "nor in a batch"])
+    with pytest.raises(flowbus.InvalidArgument, match="max=0"):
+        bus.subscribe(sensor_topic).poll(0)
     with pytest.raises(flowbus.NameInUse):
         bus.publisher(sensor_topic)  # "main" is pub's
     assert pub.next_sequence == 0  # nothing went in

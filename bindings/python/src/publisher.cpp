@@ -74,12 +74,12 @@ void PyPublisher::publish_bytes(std::span<const uint8_t> bytes, std::optional<do
   if (status != PublishStatus::Ok) raise_publish_status(status, topic_);
 }
 
-void PyPublisher::publish(py::handle data, std::optional<double> timeout, std::optional<std::string> subject) {
+void PyPublisher::publish(py::buffer data, std::optional<double> timeout, std::optional<std::string> subject) {
   const HeldBuffer held(data);
   publish_bytes(held.bytes(), timeout, subject ? std::string_view(*subject) : std::string_view());
 }
 
-bool PyPublisher::try_publish(py::handle data, std::optional<std::string> subject) {
+bool PyPublisher::try_publish(py::buffer data, std::optional<std::string> subject) {
   const HeldBuffer held(data);
   const PublishStatus status = use().try_publish(held.bytes(), subject ? std::string_view(*subject) : std::string_view());
   if (status == PublishStatus::Full) return false;
@@ -87,7 +87,7 @@ bool PyPublisher::try_publish(py::handle data, std::optional<std::string> subjec
   return true;
 }
 
-size_t PyPublisher::publish_batch(py::handle events, std::optional<double> timeout) {
+size_t PyPublisher::publish_batch(py::iterable events, std::optional<double> timeout) {
   Publisher& writer = use();
   py::object sequence = py::reinterpret_steal<py::object>(PySequence_Fast(events.ptr(), "publish_batch takes a list of bytes-like objects"));
   if (!sequence) throw py::error_already_set();
@@ -131,7 +131,7 @@ const SchemaCodec& PyPublisher::codec() {
   return *codec_;
 }
 
-void PyPublisher::publish_json(py::handle document, std::optional<double> timeout, std::optional<std::string> subject) {
+void PyPublisher::publish_json(py::object document, std::optional<double> timeout, std::optional<std::string> subject) {
   use();
   std::string text;
   if (PyUnicode_Check(document.ptr()) || PyBytes_Check(document.ptr())) {

@@ -20,10 +20,10 @@ namespace py = pybind11;
 class PyPublisher {
  public:
   PyPublisher(std::shared_ptr<Bus> bus, Publisher writer);
-  void publish(py::handle data, std::optional<double> timeout, std::optional<std::string> subject);
-  bool try_publish(py::handle data, std::optional<std::string> subject);
-  size_t publish_batch(py::handle events, std::optional<double> timeout);
-  void publish_json(py::handle document, std::optional<double> timeout, std::optional<std::string> subject);
+  void publish(py::buffer data, std::optional<double> timeout, std::optional<std::string> subject);
+  bool try_publish(py::buffer data, std::optional<std::string> subject);
+  size_t publish_batch(py::iterable events, std::optional<double> timeout);
+  void publish_json(py::object document, std::optional<double> timeout, std::optional<std::string> subject);
   void close() { writer_.reset(); }
   bool closed() const { return !writer_; }
   Publisher& use();

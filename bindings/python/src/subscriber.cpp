@@ -132,6 +132,7 @@ py::object PySubscriber::read() {
 }
 
 py::list PySubscriber::poll(size_t max_events) {
+  if (max_events == 0) raise(ErrorCode::InvalidArgument, "max=0: a batch takes at least one event");
   Subscriber& reader = state_->use();
   state_->release_held();
   raise_pending_loss();

@@ -20,6 +20,9 @@ dpkg-deb -f "$DEB" Package Version Architecture Depends Recommends Section | tee
 grep -q "^Version: $VERSION\$" "$WORK/control.txt" || fail "the package's Version is not $VERSION"
 grep -q '^Depends:.*libflatbuffers2' "$WORK/control.txt" || fail "Depends lacks libflatbuffers2"
 grep -q '^Depends:.*libstdc++6' "$WORK/control.txt" || fail "Depends lacks libstdc++6"
+if [ -d "$BUILD/python/flowbus" ]; then
+  grep -q '^Depends:.*python3 (>= 3\.[0-9]*~), python3 (<< 3\.[0-9]*)' "$WORK/control.txt" || fail "Depends lacks python3 (the Python package)"
+fi
 
 if command -v lintian >/dev/null; then
   step "lintian"

@@ -238,3 +238,21 @@ def test_help_documents_the_api():
         assert words in cls.__doc__ or any(words in (getattr(cls, m).__doc__ or "") for m in dir(cls)), cls
     assert "released" in flowbus.Event.data.__doc__ or "memoryview" in flowbus.Event.data.__doc__
     assert issubclass(flowbus.Full, flowbus.Error) and flowbus.__version__.count(".") == 2
+
+
+def test_a_wait_lets_other_threads_run_and_its_handle_is_theirs_to_wait_for(bus, sensor_topic):
+    import threading
+    pub = bus.publisher(sensor_topic)
+    sub = bus.subscribe(sensor_topic)
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(sub.wait(5)))
+    waiter.start()
+    time.sleep(0.2)  # the waiter sleeps without the GIL: this thread runs
+    with pytest.raises(RuntimeError, match="waiting in another thread"):
+        sub.close()
+    with pytest.raises(RuntimeError, match="waiting in another thread"):
+        sub.read()
+    pub.publish(sensor_reading(seq=9))
+    waiter.join(5)
+    assert not waiter.is_alive() and SensorReading.GetRootAs(got[0].data).Seq() == 9
+    sub.close()

@@ -24,7 +24,10 @@ class PyPublisher {
   bool try_publish(py::buffer data, std::optional<std::string> subject);
   size_t publish_batch(py::iterable events, std::optional<double> timeout);
   void publish_json(py::object document, std::optional<double> timeout, std::optional<std::string> subject);
-  void close() { writer_.reset(); }
+  void close() {
+    if (writer_) use();  // not while another thread waits for room
+    writer_.reset();
+  }
   bool closed() const { return !writer_; }
   Publisher& use();
   const std::string& topic() const { return topic_; }

@@ -198,6 +198,7 @@ py::list PySubscriber::read_batch(size_t max_events, std::optional<double> timeo
 
 void PySubscriber::close() {
   if (!state_->reader) return;
+  state_->use();  // not while another thread waits on it
   std::optional<py::error_already_set> error;
   try {
     state_->release_held();

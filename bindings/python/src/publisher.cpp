@@ -3,16 +3,11 @@
 #include <pybind11/stl.h>
 
 #include "errors.hpp"
+#include "waiting.hpp"
 
 namespace flowbus::python {
 
 namespace {
-
-constexpr double kSliceSeconds = 0.1;  // how long a publish waits for room before it looks for Python signals
-
-double monotonic_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 /// A bytes-like object's memory, held (and so kept alive and unresized) while in scope.
 class HeldBuffer {
@@ -51,16 +46,8 @@ PublishStatus PyPublisher::retry_without_gil(std::optional<double> timeout, TryS
       if (left <= 0) return PublishStatus::Full;
       slice = std::min(slice, left);
     }
-    PublishStatus status;
-    {
-      struct Flag {  // reset after the GIL is back, exception or not
-        bool& flag;
-        explicit Flag(bool& f) : flag(f) { flag = true; }
-        ~Flag() { flag = false; }
-      } busy(in_call_without_gil_);
-      py::gil_scoped_release no_gil;
-      status = try_slice(std::chrono::nanoseconds(int64_t(slice * 1e9)));
-    }
+    const PublishStatus status =
+        without_gil(in_call_without_gil_, [&] { return try_slice(std::chrono::nanoseconds(int64_t(slice * 1e9))); });
     if (status != PublishStatus::Full) return status;
     if (PyErr_CheckSignals() != 0) throw py::error_already_set();
   }

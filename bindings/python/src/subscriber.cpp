@@ -6,19 +6,9 @@
 
 #include "errors.hpp"
 #include "event.hpp"
+#include "waiting.hpp"
 
 namespace flowbus::python {
-
-namespace {
-
-// How long a wait sleeps before it looks for Python signals (Ctrl-C).
-constexpr double kSliceSeconds = 0.1;
-
-double monotonic_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-}  // namespace
 
 // --- SubscriberState ----------------------------------------------------------
 
@@ -163,27 +153,20 @@ py::list PySubscriber::poll(size_t max_events) {
 
 template <class TryOnce>
 py::object PySubscriber::wait_for(std::optional<double> timeout, TryOnce&& try_once) {
-  const double deadline = timeout ? monotonic_seconds() + std::max(0.0, *timeout) : 0;
+  double deadline = -1;  // read the clock only once the first try found nothing
   for (;;) {
     py::object got = try_once();
     const bool nothing = got.is_none() || (PyList_Check(got.ptr()) && PyList_GET_SIZE(got.ptr()) == 0);
     if (!nothing) return got;
     double slice = kSliceSeconds;
     if (timeout) {
+      if (deadline < 0) deadline = monotonic_seconds() + std::max(0.0, *timeout);
       const double left = deadline - monotonic_seconds();
       if (left <= 0) return got;
       slice = std::min(slice, left);
     }
     Subscriber& reader = state_->use();
-    {
-      struct Flag {  // reset after the GIL is back, exception or not
-        bool& flag;
-        explicit Flag(bool& f) : flag(f) { flag = true; }
-        ~Flag() { flag = false; }
-      } busy(state_->in_call_without_gil);
-      py::gil_scoped_release no_gil;
-      reader.wait(std::chrono::nanoseconds(int64_t(slice * 1e9)));
-    }
+    without_gil(state_->in_call_without_gil, [&] { return reader.wait(std::chrono::nanoseconds(int64_t(slice * 1e9))); });
     if (PyErr_CheckSignals() != 0) throw py::error_already_set();
   }
 }

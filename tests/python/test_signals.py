@@ -48,7 +48,7 @@ def test_sigint_interrupts_a_blocking_call(bus_name, call):
         assert child.wait(5) == 3
         elapsed = time.monotonic() - sent
         assert child.stdout.read().strip() == "KeyboardInterrupt"
-        assert elapsed < 0.5, f"KeyboardInterrupt came {elapsed:.2f}s after SIGINT"
+        assert elapsed < 1.0, f"KeyboardInterrupt came {elapsed:.2f}s after SIGINT (waits look for signals every 0.1 s)"
     finally:
         child.kill()
         child.wait()

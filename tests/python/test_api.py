@@ -94,6 +94,8 @@ def test_publish_batch_and_poll_move_many_events_per_call(bus, sensor_topic):
     assert len({e.time_ns for e in events[:64]}) == 1  # one clock read per burst
     events[0].release()  # copies stay readable
     assert SensorReading.GetRootAs(events[0].data).Seq() == 0
+    sub.close()
+    assert events[149].json() == {"line": "l1", "sensor": "t1", "celsius": 20.5, "seq": 149} and events[149].still_valid()
 
 
 def test_a_full_block_ring_raises_full_after_the_timeout_and_too_large_at_once(bus, sensor_topic):

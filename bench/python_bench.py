@@ -7,7 +7,7 @@ the rounds and the ratio of Python to C++ (`flowbus perf` in the same round).
 Events are 64-byte SensorReading FlatBuffers, as `flowbus perf` sends 64-byte
 payloads.
 
-    PYTHONPATH=build/python /usr/bin/python3 bench/python_bench.py --cli build/bin/flowbus [--rounds 5]
+    PYTHONPATH=build/python /usr/bin/python3 bench/python_bench.py [--cli build/bin/flowbus] [--ring-bench build/bin/ring_bench] [--rounds 5]
 
 Measurements:
   publish alone        Python publishes with no reader: publish() per event, publish_batch() of 64
@@ -15,7 +15,9 @@ Measurements:
   1->1 Python          Python publisher process -> Python subscriber process (per event; batches of 64 / poll(256))
   1->1 C++ -> Python   `flowbus pub --count N` -> Python subscriber (per event; poll(256))
   round trip           64 B ping-pong between two Python processes on two CPUs (sub.wait() spinning)
-  C++                  `flowbus perf throughput --size 64` 1->1 (batch 1 and 64) and `flowbus perf latency --size 64`
+  C++                  one process: ring_bench's BM_Ring_PublishLatest/64, BM_Ring_PublishBatch/64 and
+                       BM_Ring_ReadRelease (64 B); two processes: `flowbus perf throughput --size 64` 1->1
+                       (batch 1 and 64) and `flowbus perf latency --size 64 --transport flowbus`
 """
 import argparse
 import json
@@ -57,7 +59,7 @@ def rate(events, seconds):
 # --- Python alone ---------------------------------------------------------------------------------
 
 def publish_alone(bus, event, batch, topic):
-    bus.create_topic(topic, schema=SCHEMA)  # no reader: the writer never waits
+    bus.create_topic(topic, schema=SCHEMA, policy="latest")  # as ring_bench's publish figures: never waits
     with bus.publisher(topic, name="alone") as pub:
         burst = [event] * batch
         start = time.perf_counter()
@@ -202,6 +204,15 @@ def cpp_throughput(cli):
     return one[0]["events_per_s"], burst[0]["events_per_s"]
 
 
+def cpp_one_process(ring_bench):
+    """ring_bench's figures for the same operations in one C++ process (events/s)."""
+    out = subprocess.run([ring_bench, "--benchmark_filter=BM_Ring_PublishLatest/64$|BM_Ring_PublishBatch/64$|BM_Ring_ReadRelease",
+                          "--benchmark_min_time=0.2", "--benchmark_format=json"],
+                         check=True, capture_output=True, text=True).stdout
+    rates = {b["name"].split("/")[0]: b["items_per_second"] for b in json.loads(out)["benchmarks"]}
+    return rates["BM_Ring_PublishLatest"], rates["BM_Ring_PublishBatch"], rates["BM_Ring_ReadRelease"]
+
+
 def cpp_latency(cli, iterations):
     out = subprocess.run([cli, "perf", "latency", "--size", "64", "--transport", "flowbus", "--iters", str(iterations),
                           "--json"], check=True, capture_output=True, text=True).stdout
@@ -211,7 +222,7 @@ def cpp_latency(cli, iterations):
 
 # --- the run --------------------------------------------------------------------------------------
 
-def one_round(cli, iterations, results):
+def one_round(cli, ring_bench, iterations, results):
     name = f"pybench-{os.getpid()}"
     bus = flowbus.Bus(name)
     try:
@@ -219,6 +230,7 @@ def one_round(cli, iterations, results):
         m = {}
         m["cpp 1->1 per event"], m["cpp 1->1 batch 64"] = cpp_throughput(cli)
         m["cpp rtt p50"], m["cpp rtt p99"] = cpp_latency(cli, iterations)
+        m["cpp publish alone"], m["cpp publish_batch 64 alone"], m["cpp read+release"] = cpp_one_process(ring_bench)
         m["py publish alone per event"] = publish_alone(bus, event, 1, "bench.alone1")
         m["py publish alone batch 64"] = publish_alone(bus, event, 64, "bench.alone64")
         m["py read prefilled per event"] = read_prefilled(bus, event, 1, "bench.fill1")
@@ -239,10 +251,10 @@ def one_round(cli, iterations, results):
 def report(results):
     med = {k: statistics.median(v) for k, v in results.items()}
     rows = [
-        ("publish, no reader, 1 per call", "py publish alone per event", "cpp 1->1 per event"),
-        ("publish_batch(64), no reader", "py publish alone batch 64", "cpp 1->1 batch 64"),
-        ("read in place: wait() + with + ev.data", "py read prefilled per event", "cpp 1->1 per event"),
-        ("read copies: poll(256)", "py read prefilled poll 256", "cpp 1->1 batch 64"),
+        ("publish, 1 per call (one process, no reader)", "py publish alone per event", "cpp publish alone"),
+        ("publish_batch(64) (one process, no reader)", "py publish alone batch 64", "cpp publish_batch 64 alone"),
+        ("read in place: wait() + with + ev.data (one process)", "py read prefilled per event", "cpp read+release"),
+        ("read copies: poll(256) (one process)", "py read prefilled poll 256", "cpp read+release"),
         ("1->1 Python -> Python, per event", "py->py 1->1 per event", "cpp 1->1 per event"),
         ("1->1 Python -> Python, batch 64 / poll(256)", "py->py 1->1 batch 64 / poll 256", "cpp 1->1 batch 64"),
         ("1->1 C++ (flowbus pub) -> Python, per event", "cpp->py 1->1 per event", "cpp 1->1 per event"),
@@ -250,11 +262,13 @@ def report(results):
     ]
     n = len(next(iter(results.values())))
     print(f"medians of {n} interleaved rounds, 64-byte events\n")
-    print("| events/s | Python | C++ (flowbus perf, same rounds) | Python / C++ |")
+    print("| events/s | Python | C++, same rounds | Python / C++ |")
     print("|---|---:|---:|---:|")
+    cpp_labels = {"cpp publish alone": "PublishLatest/64", "cpp publish_batch 64 alone": "PublishBatch/64",
+                  "cpp read+release": "ReadRelease", "cpp 1->1 per event": "perf 1->1",
+                  "cpp 1->1 batch 64": "perf 1->1 batch 64"}
     for label, py, cpp in rows:
-        cpp_label = "1->1 batch 64" if "batch" in cpp else "1->1"
-        print(f"| {label} | {med[py]:,.0f} | {med[cpp]:,.0f} ({cpp_label}) | {med[py] / med[cpp]:.3f} |")
+        print(f"| {label} | {med[py]:,.0f} | {med[cpp]:,.0f} ({cpp_labels[cpp]}) | {med[py] / med[cpp]:.3f} |")
     print("\n| round trip, ns | Python | C++ | Python / C++ |")
     print("|---|---:|---:|---:|")
     for p in ("p50", "p99"):
@@ -270,6 +284,7 @@ def main():
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cli", default=str(ROOT / "build" / "bin" / "flowbus"), help="the flowbus command line")
+    parser.add_argument("--ring-bench", default=str(ROOT / "build" / "bin" / "ring_bench"), help="bench/ring_bench, built")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--iters", type=int, default=20000, help="round trips per round")
     parser.add_argument("--smoke", action="store_true", help="tiny counts: checks that the script runs, measures nothing")
@@ -280,7 +295,7 @@ def main():
         args.rounds, args.iters = 1, 100
     results = {}
     for _ in range(args.rounds):
-        one_round(args.cli, args.iters, results)
+        one_round(args.cli, args.ring_bench, args.iters, results)
     report(results)
 
 

@@ -4,7 +4,8 @@ JOBS ?= 2
 DEB_PACKAGES = cmake g++ make libboost-dev libflatbuffers-dev flatbuffers-compiler libcli11-dev \
                libconcurrentqueue-dev libgtest-dev libgmock-dev libbenchmark-dev \
                libzmq3-dev gnuplot-nox libssl-dev relacy-dev \
-               dpkg-dev file pkgconf lintian
+               dpkg-dev file pkgconf lintian \
+               pybind11-dev python3-dev python3-pytest python3-flatbuffers
 # `make fuzz` also needs clang and its libFuzzer/sanitizer runtimes.
 FUZZ_DEB_PACKAGES = clang-14 libclang-rt-14-dev
 FUZZ_BUILD = build-fuzz

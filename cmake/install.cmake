@@ -12,6 +12,7 @@
 #   share/flowbus/schemas/examples/*.fbs          the example schemas
 #   share/doc/flowbus/                            copyright, changelog.gz
 #   share/man/man1/flowbus.1.gz                   the command line's manual page (FLOWBUS_BUILD_TOOLS)
+#   lib/python3/dist-packages/flowbus/            the Python package (bindings/python/CMakeLists.txt, when built)
 include(CMakePackageConfigHelpers)
 
 set(FLOWBUS_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/flowbus)
@@ -100,7 +101,8 @@ no lock on the hot path. Every event is a CloudEvent.
 .
 This package holds the C++ library (libflowbus) and the C ABI over it
 (libflowbus-c), shared and static, their headers, CMake package and
-pkg-config files, the flowbus command line and the example schemas.")
+pkg-config files, the flowbus command line, the example schemas and, when
+built, the Python package flowbus (for Debian's python3).")
 set(CPACK_STRIP_FILES ON)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION libdevel)
@@ -109,6 +111,14 @@ set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS ON)
 set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS_POLICY ">=")
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "libflatbuffers-dev")
+# The Python package's extension is built for one python3 minor version (its
+# ABI tag): the package depends on that python3, as Debian's python3-* do.
+# dpkg-shlibdeps appends the libraries' dependencies to these.
+if(TARGET flowbus_python)
+  math(EXPR FLOWBUS_PYTHON_NEXT_MINOR "${Python3_VERSION_MINOR} + 1")
+  set(CPACK_DEBIAN_PACKAGE_DEPENDS
+      "python3 (>= ${Python3_VERSION_MAJOR}.${Python3_VERSION_MINOR}~), python3 (<< ${Python3_VERSION_MAJOR}.${FLOWBUS_PYTHON_NEXT_MINOR})")
+endif()
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 # ldconfig runs through its trigger (CPack's postinst/postrm call it as well).
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA ${PROJECT_SOURCE_DIR}/packaging/triggers)

@@ -3,7 +3,8 @@
 # directory gives flowbus_<version>_<arch>.deb with its Depends; lintian (when
 # installed) finds no error in it; extracted with dpkg-deb -x, its headers,
 # CMake package and pkg-config files build examples/consumer-cmake and
-# examples/consumer-c, which exchange events across two processes.
+# examples/consumer-c, which exchange events across two processes; its Python
+# package imports from usr/lib/python3/dist-packages.
 # Usage: deb_test.sh SOURCE_DIR BUILD_DIR VERSION
 source "$(dirname "$0")/lib.sh"
 SRC="$1" BUILD="$2" VERSION="$3"
@@ -19,6 +20,9 @@ dpkg-deb -f "$DEB" Package Version Architecture Depends Recommends Section | tee
 grep -q "^Version: $VERSION\$" "$WORK/control.txt" || fail "the package's Version is not $VERSION"
 grep -q '^Depends:.*libflatbuffers2' "$WORK/control.txt" || fail "Depends lacks libflatbuffers2"
 grep -q '^Depends:.*libstdc++6' "$WORK/control.txt" || fail "Depends lacks libstdc++6"
+if [ -d "$BUILD/python/flowbus" ]; then
+  grep -q '^Depends:.*python3 (>= 3\.[0-9]*~), python3 (<< 3\.[0-9]*)' "$WORK/control.txt" || fail "Depends lacks python3 (the Python package)"
+fi
 
 if command -v lintian >/dev/null; then
   step "lintian"
@@ -43,6 +47,8 @@ if grep -rlI -e "$BUILD" -e "$SRC/" -e "_CPack_Packages" "$ROOT" >"$WORK/leaks.t
 
 step "each public header compiles from the package alone"
 check_headers_from "$P"
+
+check_python_package "$P" "$BUILD"
 
 # The .pc files say prefix=/usr: pkg-config finds the extracted tree as a sysroot.
 build_consumers "$SRC" "$P" "$LIBDIR" "$ROOT"

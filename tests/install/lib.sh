@@ -10,13 +10,14 @@ BUS="inst-$(basename "$0" _test.sh | tr -cd 'a-z' | cut -c1-12)-$$"
 BUS_CPP="$BUS-p"
 BUS_C="$BUS-c"
 BUS_PKG="$BUS-k"
+BUS_PY="$BUS-y"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/flowbus-install.XXXXXX")"
 SUB_PID=""
 cleanup() {
   local rc=$?
   if [ -n "$SUB_PID" ]; then kill "$SUB_PID" 2>/dev/null || true; wait "$SUB_PID" 2>/dev/null || true; fi
   local b
-  for b in "$BUS_CPP" "$BUS_C" "$BUS_PKG"; do rm -f /dev/shm/flowbus."$b" /dev/shm/flowbus."$b".*; done
+  for b in "$BUS_CPP" "$BUS_C" "$BUS_PKG" "$BUS_PY"; do rm -f /dev/shm/flowbus."$b" /dev/shm/flowbus."$b".*; done
   if [ "${FLOWBUS_KEEP_TMP:-0}" = 1 ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
   exit $rc
 }
@@ -173,4 +174,36 @@ run_consumers() {
   [ "$("$prefix/bin/flowbus" --version)" = "flowbus $VERSION" ] || fail "flowbus --version does not say $VERSION"
   "$prefix/bin/flowbus" topic ls "$BUS_CPP" >"$WORK/topic-ls.log" 2>&1 || { cat "$WORK/topic-ls.log" >&2; fail "flowbus topic ls"; }
   grep -q 'sensor.temp.line1' "$WORK/topic-ls.log" || { cat "$WORK/topic-ls.log" >&2; fail "flowbus topic ls does not list sensor.temp.line1"; }
+}
+
+# check_python_package PREFIX BUILD: the flowbus Python package is installed in
+# PREFIX/lib/python3/dist-packages (where Debian's python3 looks for the prefix
+# /usr) and, with that directory alone on PYTHONPATH, /usr/bin/python3 imports
+# it from there and sends an event through a bus. Skipped when BUILD has no
+# Python binding (pybind11-dev missing).
+check_python_package() {
+  local prefix="$1" build="$2"
+  local pydir="$prefix/lib/python3/dist-packages"
+  if [ ! -d "$build/python/flowbus" ]; then echo "no Python binding in $build: not checked"; return; fi
+  step "Python: the package in ${pydir#"$prefix"/} imports and carries an event"
+  expect_file "$pydir/flowbus/__init__.py" "$pydir/flowbus/_flowbus.pyi" "$pydir/flowbus/py.typed"
+  compgen -G "$pydir/flowbus/_flowbus.cpython-*.so" >/dev/null || fail "no extension module in $pydir/flowbus"
+  (cd "$WORK" && PYTHONPATH="$pydir" /usr/bin/python3 - "$pydir" "$BUS_PY" "$prefix/share/flowbus/schemas/examples/sensor.fbs" \
+     "$VERSION" <<'PY') || fail "the installed Python package does not work"
+import sys
+import flowbus
+pydir, bus_name, schema, version = sys.argv[1:]
+assert flowbus.__file__.startswith(pydir + "/"), flowbus.__file__
+assert flowbus.__version__ == version, flowbus.__version__
+bus = flowbus.Bus(bus_name)
+try:
+    bus.create_topic("sensor.temp", schema=schema)
+    sub = bus.subscribe("sensor.>")
+    bus.publisher("sensor.temp").publish_json({"line": "l1", "celsius": 1.5})
+    with sub.wait(5) as ev:
+        assert ev.json() == {"line": "l1", "celsius": 1.5, "seq": 0}, ev.json()
+finally:
+    flowbus.Bus.destroy(bus_name)
+print("flowbus", flowbus.__version__, "imported from", flowbus.__file__)
+PY
 }

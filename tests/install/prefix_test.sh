@@ -44,6 +44,8 @@ if grep -rnE 'mirror_publisher|export_subscriber|hold_until_acknowledged|accept_
 step "each public header compiles from $P/include alone"
 check_headers_from "$P"
 
+check_python_package "$P" "$BUILD"
+
 build_consumers "$SRC" "$P" "$LIBDIR"
 run_consumers "$P" "$LIBDIR"
 

@@ -191,6 +191,17 @@ def test_bad_input_gets_the_cores_clear_errors(bus, sensor_topic):
         bus.subscribe(sensor_topic).poll(0)
     with pytest.raises(flowbus.NameInUse):
         bus.publisher(sensor_topic)  # "main" is pub's
+    for bad in (-1, -0.001, float("nan")):
+        with pytest.raises(ValueError, match="timeout must be None .* >= 0"):
+            pub.publish(sensor_reading(), timeout=bad)
+        with pytest.raises(ValueError, match="timeout must be None"):
+            pub.publish_json({"line": "l1"}, timeout=bad)
+        with pytest.raises(ValueError, match="timeout must be None"):
+            pub.publish_batch([sensor_reading()], timeout=bad)
+        with pytest.raises(ValueError, match="timeout must be None"):
+            bus.subscribe(sensor_topic).wait(bad)
+        with pytest.raises(ValueError, match="timeout must be None"):
+            bus.subscribe(sensor_topic).read_batch(4, timeout=bad)
     assert pub.next_sequence == 0  # nothing went in
 
 

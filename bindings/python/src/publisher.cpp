@@ -54,6 +54,7 @@ PublishStatus PyPublisher::retry_without_gil(std::optional<double> timeout, TryS
 }
 
 void PyPublisher::publish_bytes(std::span<const uint8_t> bytes, std::optional<double> timeout, std::string_view subject) {
+  check_timeout(timeout);
   Publisher& writer = use();
   PublishStatus status = writer.try_publish(bytes, subject);  // with the GIL: the common case costs no hand-over
   if (status == PublishStatus::Full)
@@ -75,6 +76,7 @@ bool PyPublisher::try_publish(py::buffer data, std::optional<std::string> subjec
 }
 
 size_t PyPublisher::publish_batch(py::iterable events, std::optional<double> timeout) {
+  check_timeout(timeout);
   Publisher& writer = use();
   py::object sequence = py::reinterpret_steal<py::object>(PySequence_Fast(events.ptr(), "publish_batch takes a list of bytes-like objects"));
   if (!sequence) throw py::error_already_set();
@@ -119,6 +121,7 @@ const SchemaCodec& PyPublisher::codec() {
 }
 
 void PyPublisher::publish_json(py::object document, std::optional<double> timeout, std::optional<std::string> subject) {
+  check_timeout(timeout);
   use();
   std::string text;
   if (PyUnicode_Check(document.ptr()) || PyBytes_Check(document.ptr())) {

@@ -153,6 +153,7 @@ py::list PySubscriber::poll(size_t max_events) {
 
 template <class TryOnce>
 py::object PySubscriber::wait_for(std::optional<double> timeout, TryOnce&& try_once) {
+  check_timeout(timeout);
   double deadline = -1;  // read the clock only once the first try found nothing
   for (;;) {
     py::object got = try_once();

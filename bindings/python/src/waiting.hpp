@@ -5,6 +5,8 @@
 #include <pybind11/pybind11.h>
 
 #include <chrono>
+#include <cmath>
+#include <optional>
 
 namespace flowbus::python {
 
@@ -15,6 +17,14 @@ inline constexpr double kSliceSeconds = 0.1;
 
 inline double monotonic_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+/// Refuses a negative or NaN timeout (as queue.Queue.get does) before the
+/// call tries anything; None waits for ever, 0 tries once.
+inline void check_timeout(std::optional<double> timeout) {
+  if (timeout && !(*timeout >= 0))
+    throw py::value_error("timeout must be None (wait for ever) or a number of seconds >= 0, not " +
+                          std::to_string(*timeout));
 }
 
 /// Runs step() without the GIL, with `busy` set meanwhile so that the handle

@@ -8,11 +8,13 @@ DEB_PACKAGES = cmake g++ make libboost-dev libflatbuffers-dev flatbuffers-compil
                pybind11-dev python3-dev python3-pytest python3-flatbuffers
 # `make fuzz` also needs clang and its libFuzzer/sanitizer runtimes.
 FUZZ_DEB_PACKAGES = clang-14 libclang-rt-14-dev
+# `make lint` needs clang-format and clang-tidy.
+LINT_DEB_PACKAGES = clang-format-14 clang-tidy-14
 FUZZ_BUILD = build-fuzz
 FUZZ_SECONDS ?= 30
 FUZZ_TARGETS = ring_records directory schema json_to_flatbuffer wire_frames
 
-.PHONY: deps fuzz-deps build demo test package soak bench fuzz fuzz-corpus clean
+.PHONY: deps fuzz-deps lint-deps lint build demo test package soak bench fuzz fuzz-corpus clean
 
 # $(call install_missing,packages): installs the missing Debian packages (as root), or says how.
 define install_missing
@@ -32,6 +34,9 @@ deps:
 fuzz-deps:
 	$(call install_missing,$(FUZZ_DEB_PACKAGES))
 
+lint-deps:
+	$(call install_missing,$(LINT_DEB_PACKAGES))
+
 $(BUILD)/CMakeCache.txt: | deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
 
@@ -43,6 +48,16 @@ demo: build
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) --timeout 300
+
+# clang-format on every C/C++ line changed since .ci/format-base (older lines
+# are left as they are), then clang-tidy (.clang-tidy: bugprone, concurrency,
+# performance; any warning fails) on the core's sources.
+lint: lint-deps build
+	.ci/check-format
+	@echo "clang-tidy on core/src (log: $(BUILD)/clang-tidy.log)"
+	@run-clang-tidy-14 -clang-tidy-binary clang-tidy-14 -p $(BUILD) -j$(JOBS) -quiet 'core/src/.*\.cpp' >$(BUILD)/clang-tidy.log 2>&1; \
+	  rc=$$?; grep -E 'warning:|error:' $(BUILD)/clang-tidy.log | sort -u; \
+	  if [ $$rc -eq 0 ]; then echo "clang-tidy: no warning"; else echo "clang-tidy failed: see above and $(BUILD)/clang-tidy.log"; fi; exit $$rc
 
 # The Debian package (CPack, cmake/install.cmake): $(BUILD)/flowbus_<version>_<arch>.deb.
 package: build

@@ -58,8 +58,8 @@ std::string mode_text(uint32_t mode) {
 }
 
 void copy_name(char* dst, size_t cap, const std::string& src) {
-  std::memset(dst, 0, cap);
-  std::memcpy(dst, src.data(), std::min(src.size(), cap - 1));
+  std::memset(dst, 0, cap);  // NUL-padded: the copy below leaves the last byte 0
+  src.copy(dst, cap - 1);
 }
 
 

@@ -65,7 +65,7 @@ PublishStatus publish_mirrored(Publisher& mirror, std::span<const uint8_t> bytes
 }
 
 Subscriber export_subscriber(Bus& bus, std::string_view pattern, const SubscriberOptions& options,
-                             ExportOptions export_options) {
+                             const ExportOptions& export_options) {
   return Access::subscribe(bus, pattern, options, export_options);
 }
 

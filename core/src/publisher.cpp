@@ -144,6 +144,14 @@ Publisher Bus::attach_publisher(std::string_view topic_name, const std::string& 
     if (origin != nullptr && ((r.flags & kRingMirror) == 0 || r.publisher_id != origin->publisher_id))
       throw Error(ErrorCode::NameInUse, "a local publisher on topic '" + topic->name + "' is named '" + name +
                                             "', the name of the mirror ring for that origin; rename it");
+    // A mirror ring belongs to one origin: another node (or source) that
+    // announces the same publisher id must not write into it.
+    if (origin != nullptr && (read_name(r.origin_node, kNodeNameBytes) != origin->node ||
+                              read_name(r.origin_source, kSourceBytes) != origin->source))
+      throw Error(ErrorCode::NameInUse, "the mirror ring '" + name + "' on topic '" + topic->name +
+                                            "' belongs to origin " + read_name(r.origin_node, kNodeNameBytes) +
+                                            " (source " + read_name(r.origin_source, kSourceBytes) + "), not to " +
+                                            origin->node + " (source " + origin->source + ")");
     uint64_t owner = r.owner.load(std::memory_order_acquire);
     if (is_removing_owner(owner) && !process_alive(pid_t(SlotWord::who(owner)), 0) && finish_removals-- > 0) {
       bus.remove_expired_rings();  // its remover died half-way: finish the removal, then look again

@@ -450,6 +450,7 @@ std::vector<uint8_t> compile_schema_file(const std::string& fbs_path,
   std::vector<std::string> dirs{own_dir};
   dirs.insert(dirs.end(), include_dirs.begin(), include_dirs.end());
   std::vector<const char*> dir_ptrs;
+  dir_ptrs.reserve(dirs.size() + 1);
   for (const std::string& d : dirs) dir_ptrs.push_back(d.c_str());
   dir_ptrs.push_back(nullptr);
 

@@ -67,7 +67,7 @@ Segment Segment::create(const std::string& name, uint64_t size, uint32_t mode, i
                                         std::to_string(size >> 20) + " MiB needed; free space with `flowbus gc` or use a smaller --ring-size");
   Segment seg;
   try {
-    bip::permissions perms(mode);
+    bip::permissions perms(static_cast<int>(mode));  // a mode is at most 07777
     bip::shared_memory_object shm(bip::create_only, name.c_str(), bip::read_write, perms);
     const int fd = shm.get_mapping_handle().handle;
     // The umask may have cut bits from `mode`: set it explicitly.

@@ -118,6 +118,14 @@ void Subscriber::refresh() {
 
 namespace {
 
+/// "topic@publisher", as flowbus sub and inspect name a ring.
+std::string ring_label(const std::string& topic, const std::string& publisher) {
+  std::string label;
+  label.reserve(topic.size() + 1 + publisher.size());
+  label.append(topic).append(1, '@').append(publisher);
+  return label;
+}
+
 /// Gives up the cursor a ring's creator reserved for us in a ring we will
 /// not read (refused by accept_ring), so that it holds no writer back.
 void give_up_reservation(const BusState& bus, SubscriptionHandle h, const std::string& topic, const std::string& publisher) {
@@ -184,7 +192,7 @@ void Subscriber::attach_rings(StartAt from, bool at_subscribe) {
         continue;
       }
       if (pattern_.find_first_of("*>") == std::string::npos) throw;
-      unread_.push_back({topic + "@" + publisher, e.what(), false});
+      unread_.push_back({ring_label(topic, publisher), e.what(), false});
       continue;
     }
     ring->slot = i;
@@ -225,7 +233,7 @@ void Subscriber::attach_rings(StartAt from, bool at_subscribe) {
         throw Error(ErrorCode::NoSpace, "ring '" + ring->data.name() + "' has all its " + std::to_string(kCursorSlots) +
                                             " reader slots taken; close some subscribers");
       retry = true;  // a wildcard attaches it once a reader slot frees up
-      unread_.push_back({topic + "@" + publisher,
+      unread_.push_back({ring_label(topic, publisher),
                          "all its " + std::to_string(kCursorSlots) +
                              " reader slots are taken; it is attached when one frees (close some subscribers)",
                          true});

@@ -136,3 +136,83 @@ TEST(SidecarImportTest, AnExistingTopicOfAnotherTypeIsRefusedOnBothSidesAndTheOt
   for (const std::string& w : inspect_bus(p.b.name).warnings) warned |= w.find("refused topic sensor.temp.line1") != std::string::npos;
   EXPECT_TRUE(warned);
 }
+
+namespace {
+
+/// The next StreamRefuse the sidecar sends to `peer` (skipping other frames).
+std::optional<wire::StreamRefuseView> next_stream_refusal(HandPeer& peer) {
+  for (;;) {
+    std::optional<wire::FrameView> f = peer.next_frame(5s);
+    if (!f) return std::nullopt;
+    if (const auto* r = std::get_if<wire::StreamRefuseView>(&*f)) return *r;
+  }
+}
+
+}  // namespace
+
+// Before the fix a peer that announced another origin's publisher id was
+// given that origin's mirror ring: its sequence 1,000,000 went in, and the
+// real origin's next events were then dropped as duplicates (and acknowledged).
+TEST(SidecarImportTest, APeerAnnouncingAnotherOriginsPublisherIdIsRefusedAndTheOriginKeepsFlowing) {
+  Pair p("import-hijack");
+  const uint16_t port_b = free_port();
+  p.start_a();
+  p.start_b({"--listen", "127.0.0.1:" + std::to_string(port_b)});
+  Subscriber on_b = subscribe_earliest(p.bus_b, "sensor.>");
+  std::atomic<uint64_t> published{0};
+  prime(p, on_b, published);
+  uint64_t origin_id = 0;
+  for (const RingSnapshot& r : inspect_bus(p.a.name).rings)
+    if (r.topic == "sensor.temp") origin_id = r.publisher_id;
+  ASSERT_NE(origin_id, 0u);
+
+  HandPeer intruder(port_b);
+  ASSERT_EQ(intruder.handshake("node-x"), "node-b");
+  intruder.send(intruder.writer().subscribe({}, {}));
+  const std::vector<uint8_t> schema = sensor_topic("x").schema;
+  intruder.send(intruder.writer().stream_open({7, "sensor.temp", "examples.SensorReading", "fnv1a64:0", schema,
+                                               wire::TopicPolicy::Block, origin_id, "line1", "flowbus://x/plant/line1",
+                                               "node-x", 1'000'000}));
+  wire::EventBatchWriter batch(4096, 8);
+  batch.start(7);
+  flatbuffers::FlatBufferBuilder fbb;
+  build_reading(fbb, 1'000'000);
+  ASSERT_TRUE(batch.add(1'000'000, 1, {}, {fbb.GetBufferPointer(), fbb.GetSize()}));
+  intruder.send(batch.finish());
+  const std::optional<wire::StreamRefuseView> refusal = next_stream_refusal(intruder);
+  ASSERT_TRUE(refusal) << p.logs();
+  EXPECT_EQ(refusal->stream, 7u);
+  EXPECT_EQ(refusal->code, wire::RefuseCode::OriginConflict);
+  EXPECT_NE(std::string(refusal->reason).find("is mirrored here for origin node-a"), std::string::npos)
+      << refusal->reason;
+
+  // The real origin goes on; nothing of the intruder's arrives.
+  publish_readings(p.bus_a, 1, 99, published).join();
+  const Collected got = collect(on_b, 99, 30s, 1);
+  EXPECT_EQ(got.in_order, 99u) << got.first_problem << "\n" << p.logs();
+  EXPECT_EQ(got.problems, 0u) << got.first_problem << "\n" << p.logs();
+  std::this_thread::sleep_for(100ms);
+  Event e;
+  EXPECT_EQ(on_b.read(e).status, ReadStatus::Empty);
+}
+
+// Before the fix a peer's words went into the log as they came: a newline in a
+// goodbye wrote a line of the peer's choosing, an escape drove the terminal.
+TEST(SidecarImportTest, WhatAPeerSaysCannotForgeALogLine) {
+  const uint16_t port = free_port();
+  ScopedBusName bus("import-log");
+  const std::string log = ::testing::TempDir() + "/import-log-forging.log";
+  std::remove(log.c_str());
+  SidecarProcess listener(log, {"--bus", bus.name, "--node", "node-c", "--listen", "127.0.0.1:" + std::to_string(port),
+                                "--import", "sensor.>"});
+  HandPeer peer(port);
+  ASSERT_EQ(peer.handshake("node-x"), "node-c");
+  peer.send(peer.writer().bye({"going\n2026-01-01T00:00:00Z flowbus sidecar: FORGED\x1b[2J"}));
+  ASSERT_TRUE(listener.wait_for_log("it said goodbye", 5s)) << listener.log();
+  const std::string text = listener.log();
+  EXPECT_NE(text.find("it said goodbye: going\\x0a2026-01-01T00:00:00Z flowbus sidecar: FORGED\\x1b[2J"),
+            std::string::npos)
+      << text;
+  EXPECT_EQ(text.find("\nFORGED"), std::string::npos);
+  EXPECT_EQ(text.find('\x1b'), std::string::npos);
+}

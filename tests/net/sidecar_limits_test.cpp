@@ -1,9 +1,12 @@
 // The sidecar's resource bounds against hostile clients, end to end: a real
 // `flowbus sidecar` process, real sockets on loopback, its memory read from
 // /proc/PID/status while a good peer keeps mirroring.
+#include <dirent.h>
 #include <fcntl.h>
+#include <sys/resource.h>
 
 #include <fstream>
+#include <set>
 
 #include "sidecar_pair.hpp"
 
@@ -280,4 +283,65 @@ TEST(SidecarLimitsTest, AnAuthenticatedPeerTricklingAFrameIsDroppedAfterThePeerT
   std::printf("the trickling peer was %s after %.1f s\n", dropped ? "dropped" : "still connected", took);
   EXPECT_TRUE(dropped) << p.logs();
   EXPECT_TRUE(p.side_a->wait_for_log("it trickles", 1s)) << p.logs();
+}
+
+namespace {
+
+/// The descriptor number the process's next open() or accept() gets: the
+/// lowest one not open (RLIMIT_NOFILE bounds the number, not the count).
+int lowest_free_fd(pid_t pid) {
+  std::set<int> open;
+  if (DIR* d = ::opendir(("/proc/" + std::to_string(pid) + "/fd").c_str())) {
+    while (const dirent* entry = ::readdir(d))
+      if (entry->d_name[0] != '.') open.insert(std::atoi(entry->d_name));
+    ::closedir(d);
+  }
+  int fd = 0;
+  while (open.count(fd) != 0) ++fd;
+  return fd;
+}
+
+/// True while `pid` runs (not gone, not a zombie waiting to be reaped).
+bool running(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return false;
+  const size_t close = line.rfind(')');  // "PID (comm) STATE ..."
+  return close != std::string::npos && close + 2 < line.size() && line[close + 2] != 'Z';
+}
+
+}  // namespace
+
+// Before the fix the listening sidecar died when a peer authenticated while it
+// had no file descriptor left: reading its bus for the peer threw, uncaught.
+TEST(SidecarLimitsTest, ASidecarOutOfFileDescriptorsDropsTheConnectionAndGoesOnOnceItHasThemAgain) {
+  Pair p("limits-nofile");
+  p.bus_a.create_topic(sensor_topic("private.temp"));  // a ring more for the sidecar to open when it reads its bus
+  {
+    Publisher pub = p.bus_a.publisher("private.temp", {"line1"});
+    flatbuffers::FlatBufferBuilder fbb;
+    build_reading(fbb, 0);
+    ASSERT_EQ(pub.publish(fbb, 1s), PublishStatus::Ok);
+  }
+  p.start_a();
+  ASSERT_TRUE(p.side_a->wait_for_log("listening on port", 10s)) << p.logs();
+  const pid_t a = p.side_a->pid();
+  rlimit before{};
+  ASSERT_EQ(::prlimit(a, RLIMIT_NOFILE, nullptr, &before), 0);
+  // Room for the peer's connection and nothing more.
+  const rlimit tight{rlim_t(lowest_free_fd(a)) + 1, before.rlim_max};
+  ASSERT_EQ(::prlimit(a, RLIMIT_NOFILE, &tight, nullptr), 0);
+  p.start_b();
+  EXPECT_TRUE(p.side_a->wait_for_log("this sidecar failed while handling what it sent", 15s)) << p.logs();
+  EXPECT_NE(p.side_a->log().find("Too many open files"), std::string::npos) << p.logs();
+  std::this_thread::sleep_for(200ms);
+  EXPECT_TRUE(running(a)) << "the sidecar must still run\n" << p.logs();
+
+  ASSERT_EQ(::prlimit(a, RLIMIT_NOFILE, &before, nullptr), 0);
+  Subscriber on_b = subscribe_earliest(p.bus_b, "sensor.>");
+  std::atomic<uint64_t> published{0};
+  prime(p, on_b, published);
+  publish_readings(p.bus_a, 1, 99, published).join();
+  const Collected got = collect(on_b, 99, 30s, 1);
+  EXPECT_EQ(got.in_order, 99u) << got.first_problem << "\n" << p.logs();
 }

@@ -1,6 +1,7 @@
 // What the sidecar builds on: mirror rings that keep their origin's identity
 // and declare gaps, and readers that hold the writer back until a peer
 // acknowledged (so a lost connection can be replayed).
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -142,6 +143,33 @@ TEST(MirrorTest, BadOriginsAndALocalPublisherOnTheMirrorsNameAreRefused) {
   EXPECT_EQ(code_of({1, std::string(300, 's'), "node-a"}), ErrorCode::InvalidArgument);
   Publisher squatter = bus.publisher("sensor.temp", {"m-0123456789abcdef"});
   EXPECT_EQ(code_of(origin_a()), ErrorCode::NameInUse);
+}
+
+TEST(MirrorTest, AnotherOriginAnnouncingTheSamePublisherIdCannotWriteIntoTheMirrorRing) {
+  ScopedBusName name("mirror");
+  Bus bus = Bus::open(name.name);
+  bus.create_topic(sensor_topic("sensor.temp"));
+  flatbuffers::FlatBufferBuilder fbb;
+  {
+    Publisher first = mirror_publisher(bus, "sensor.temp", origin_a());
+    build_reading(fbb, 0, 1.0);
+    ASSERT_EQ(publish_mirrored(first, {fbb.GetBufferPointer(), fbb.GetSize()}, 0, 1000, {}, {}), PublishStatus::Ok);
+  }  // closed: the ring stays for its retention, as after a sidecar restart
+  const auto refusal = [&](const MirrorOrigin& o) -> std::string {
+    try {
+      mirror_publisher(bus, "sensor.temp", o);
+    } catch (const Error& e) {
+      return std::string(e.code() == ErrorCode::NameInUse ? "NameInUse: " : "other: ") + e.what();
+    }
+    return "accepted";
+  };
+  EXPECT_THAT(refusal({kOriginId, origin_a().source, "node-b"}),
+              ::testing::HasSubstr("NameInUse: the mirror ring 'm-0123456789abcdef' on topic 'sensor.temp' belongs to "
+                                   "origin node-a (source flowbus://host-a/plant/line1), not to node-b"));
+  EXPECT_THAT(refusal({kOriginId, "flowbus://host-b/plant/line1", "node-a"}), ::testing::HasSubstr("NameInUse: "));
+  // The real origin still continues its ring.
+  Publisher again = mirror_publisher(bus, "sensor.temp", origin_a());
+  EXPECT_EQ(again.next_sequence(), 1u);
 }
 
 TEST(MirrorTest, AHoldingReaderKeepsUnacknowledgedEventsAndCanReadThemAgain) {

@@ -24,7 +24,8 @@ std::vector<uint8_t> schema_bytes(py::handle schema) {
     const std::string bytes = py::bytes(py::reinterpret_borrow<py::object>(schema)).cast<std::string>();
     return {bytes.begin(), bytes.end()};
   }
-  static py::handle fspath = py::object(py::module_::import("os").attr("fspath")).release();  // kept: no destructor after Python finalizes
+  static py::handle fspath =
+      py::object(py::module_::import("os").attr("fspath")).release();  // kept: no destructor after Python finalizes
   return compile_schema_file(fspath(schema).cast<std::string>());
 }
 
@@ -61,9 +62,11 @@ class PyBus {
 
   PySubscriber subscribe(const std::string& pattern, const std::string& start, bool raise_on_loss, double spin) {
     SubscriberOptions options;
-    if (start == "earliest") options.from = StartAt::Earliest;
+    if (start == "earliest")
+      options.from = StartAt::Earliest;
     else if (start != "latest")
-      raise(ErrorCode::InvalidArgument, "start='" + start + "': use 'latest' (events published from now on) or 'earliest' (the oldest retained)");
+      raise(ErrorCode::InvalidArgument,
+            "start='" + start + "': use 'latest' (events published from now on) or 'earliest' (the oldest retained)");
     options.spin = to_ns(spin);
     return PySubscriber(bus_, use().subscribe(pattern, options), raise_on_loss);
   }
@@ -83,23 +86,27 @@ void register_topic_info(py::module_& m) {
       .def_readonly("name", &TopicInfo::name)
       .def_readonly("type", &TopicInfo::type, "Root table, e.g. 'examples.SensorReading'.")
       .def_readonly("schema_id", &TopicInfo::schema_id, "'fnv1a64:<16 hex digits>' of the binary schema.")
-      .def_property_readonly("policy", [](const TopicInfo& t) { return to_string(t.policy); }, "'block' or 'latest'.")
+      .def_property_readonly(
+          "policy", [](const TopicInfo& t) { return to_string(t.policy); }, "'block' or 'latest'.")
       .def_readonly("ring_size", &TopicInfo::ring_size, "Bytes per publisher ring.")
-      .def_property_readonly("slow_consumer_timeout",
-                             [](const TopicInfo& t) -> std::optional<double> {
-                               if (t.slow_consumer_timeout == kNever) return std::nullopt;
-                               return std::chrono::duration<double>(t.slow_consumer_timeout).count();
-                             },
-                             "Seconds after which a block reader that stopped is evicted; None: never.")
-      .def_property_readonly("retention", [](const TopicInfo& t) { return double(t.retention.count()); },
-                             "Seconds a dead publisher's ring is kept.")
+      .def_property_readonly(
+          "slow_consumer_timeout",
+          [](const TopicInfo& t) -> std::optional<double> {
+            if (t.slow_consumer_timeout == kNever) return std::nullopt;
+            return std::chrono::duration<double>(t.slow_consumer_timeout).count();
+          },
+          "Seconds after which a block reader that stopped is evicted; None: never.")
+      .def_property_readonly(
+          "retention", [](const TopicInfo& t) { return double(t.retention.count()); },
+          "Seconds a dead publisher's ring is kept.")
       .def_readonly("mode", &TopicInfo::mode)
       .def_readonly("group", &TopicInfo::group)
       .def_readonly("owner_uid", &TopicInfo::owner_uid)
       .def_readonly("owner_gid", &TopicInfo::owner_gid)
-      .def_property_readonly("schema", [](const TopicInfo& t) {
-        return py::bytes(reinterpret_cast<const char*>(t.schema.data()), t.schema.size());
-      }, "The binary schema (.bfbs).")
+      .def_property_readonly(
+          "schema",
+          [](const TopicInfo& t) { return py::bytes(reinterpret_cast<const char*>(t.schema.data()), t.schema.size()); },
+          "The binary schema (.bfbs).")
       .def("__repr__", [](const TopicInfo& t) {
         return "<flowbus.TopicInfo '" + t.name + "' " + t.type + " " + to_string(t.policy) + " ring " +
                std::to_string(t.ring_size) + ">";
@@ -126,15 +133,16 @@ messages.)doc")
            py::arg("mode") = 0600, py::arg("group") = -1,
            "Opens bus `name`, creating it unless create=False (then NotFound if there is none), and frees what dead "
            "participants left behind. `mode` and `group`: of the directory segment, when this call creates it.")
-      .def("create_topic", &PyBus::create_topic, py::arg("name"), py::kw_only(), py::arg("schema"),
-           py::arg("type") = py::none(), py::arg("policy") = "block", py::arg("ring_size") = 4u << 20,
-           py::arg("slow_consumer_timeout") = 5.0, py::arg("retention") = 3600.0, py::arg("mode") = 0600,
-           py::arg("group") = -1,
-           "Registers a topic, or checks that the existing one has the same settings (else AlreadyExists naming each "
-           "difference) and that `schema` is a compatible evolution of its schema. `schema`: a .fbs (or .bfbs) path, or "
-           "binary schema bytes; `type`: the root table (default: the schema's root_type); `policy`: 'block' (lossless) "
-           "or 'latest' (telemetry: the writer overwrites); `ring_size`: bytes per publisher ring, a power of two >= "
-           "4096; `slow_consumer_timeout`: seconds, None for never. Returns its TopicInfo.")
+      .def(
+          "create_topic", &PyBus::create_topic, py::arg("name"), py::kw_only(), py::arg("schema"),
+          py::arg("type") = py::none(), py::arg("policy") = "block", py::arg("ring_size") = 4u << 20,
+          py::arg("slow_consumer_timeout") = 5.0, py::arg("retention") = 3600.0, py::arg("mode") = 0600,
+          py::arg("group") = -1,
+          "Registers a topic, or checks that the existing one has the same settings (else AlreadyExists naming each "
+          "difference) and that `schema` is a compatible evolution of its schema. `schema`: a .fbs (or .bfbs) path, or "
+          "binary schema bytes; `type`: the root table (default: the schema's root_type); `policy`: 'block' (lossless) "
+          "or 'latest' (telemetry: the writer overwrites); `ring_size`: bytes per publisher ring, a power of two >= "
+          "4096; `slow_consumer_timeout`: seconds, None for never. Returns its TopicInfo.")
       .def("find_topic", &PyBus::find_topic, py::arg("name"), "The topic's TopicInfo, or None.")
       .def("topics", &PyBus::topics, "Every topic of the bus.")
       .def("publisher", &PyBus::publisher, py::arg("topic"), py::kw_only(), py::arg("name") = "main",
@@ -148,13 +156,16 @@ messages.)doc")
            "spins before it sleeps.")
       .def_property_readonly("name", &PyBus::name)
       .def_property_readonly("closed", &PyBus::closed)
-      .def("close", &PyBus::close, "Lets go of this handle (publishers and subscribers made from it go on). Idempotent.")
+      .def("close", &PyBus::close,
+           "Lets go of this handle (publishers and subscribers made from it go on). Idempotent.")
       .def("__enter__", [](py::object self) { return self; })
       .def("__exit__", [](PyBus& b, py::args) { b.close(); })
       .def_static("destroy", &Bus::destroy, py::arg("name"),
                   "Removes every segment of bus `name`; processes that have them mapped keep their mappings. Returns "
                   "the number removed.")
-      .def("__repr__", [](PyBus& b) { return b.closed() ? std::string("<flowbus.Bus closed>") : "<flowbus.Bus '" + b.name() + "'>"; });
+      .def("__repr__", [](PyBus& b) {
+        return b.closed() ? std::string("<flowbus.Bus closed>") : "<flowbus.Bus '" + b.name() + "'>";
+      });
 }
 
 }  // namespace flowbus::python

@@ -17,12 +17,12 @@ namespace py = pybind11;
 
 /// The exception types that are not an ErrorCode of the core.
 struct ErrorTypes {
-  PyObject* base = nullptr;           // flowbus.Error
-  PyObject* full = nullptr;           // flowbus.Full: a block ring stayed full for the whole timeout
-  PyObject* too_large = nullptr;      // flowbus.TooLarge: the event can never fit the ring
-  PyObject* events_lost = nullptr;    // flowbus.EventsLost: raised by subscribers made with raise_on_loss
-  PyObject* released = nullptr;       // flowbus.EventReleased: the event's bytes were given back
-  PyObject* closed = nullptr;         // flowbus.Closed: the handle was closed
+  PyObject* base = nullptr;         // flowbus.Error
+  PyObject* full = nullptr;         // flowbus.Full: a block ring stayed full for the whole timeout
+  PyObject* too_large = nullptr;    // flowbus.TooLarge: the event can never fit the ring
+  PyObject* events_lost = nullptr;  // flowbus.EventsLost: raised by subscribers made with raise_on_loss
+  PyObject* released = nullptr;     // flowbus.EventReleased: the event's bytes were given back
+  PyObject* closed = nullptr;       // flowbus.Closed: the handle was closed
 };
 const ErrorTypes& error_types();
 

@@ -7,11 +7,19 @@
 namespace flowbus::python {
 
 PyEvent::PyEvent(std::shared_ptr<SubscriberState> owner, const Event& event)
-    : owner_(std::move(owner)), ring_(owner_->ring(event.ring())), event_(event), subject_(event.subject()), zero_copy_(true) {}
+    : owner_(std::move(owner)),
+      ring_(owner_->ring(event.ring())),
+      event_(event),
+      subject_(event.subject()),
+      zero_copy_(true) {}
 
 PyEvent::PyEvent(std::shared_ptr<SubscriberState> owner, const Event& event, py::bytes copy)
-    : owner_(std::move(owner)), ring_(owner_->ring(event.ring())), event_(event), subject_(event.subject()),
-      copy_(std::move(copy)), zero_copy_(false) {}
+    : owner_(std::move(owner)),
+      ring_(owner_->ring(event.ring())),
+      event_(event),
+      subject_(event.subject()),
+      copy_(std::move(copy)),
+      zero_copy_(false) {}
 
 PyEvent::~PyEvent() {
   // Dropped without release (no `with`): give the bytes back now, not at the next read.
@@ -68,8 +76,9 @@ std::string PyEvent::json_text() {
   std::string text = codec.flatbuffer_to_json(event_.data(), event_.size());
   // Latest: the writer may have overwritten the bytes while they were decoded.
   if (policy() == Policy::Latest && !owner_->use().still_valid(event_))
-    raise_events_lost("torn", 1, "topic '" + context().topic + "': the writer overwrote event " + id() +
-                                     " while it was decoded (latest policy); read the next one");
+    raise_events_lost("torn", 1,
+                      "topic '" + context().topic + "': the writer overwrote event " + id() +
+                          " while it was decoded (latest policy); read the next one");
   return text;
 }
 
@@ -94,27 +103,34 @@ valid and release() does nothing.)doc")
       .def_property_readonly("data", &PyEvent::data,
                              "The FlatBuffer, a read-only memoryview (zero copy for events from wait/read/iteration).")
       .def_property_readonly("id", &PyEvent::id, "CloudEvents id: '<publisher id hex>-<sequence>', unique on the bus.")
-      .def_property_readonly("source", [](const PyEvent& e) { return e.context().source; },
-                             "CloudEvents source: 'flowbus://<host>/<bus>/<publisher>'.")
-      .def_property_readonly("type", [](const PyEvent& e) { return e.context().type; },
-                             "CloudEvents type: the topic's root table, e.g. 'examples.SensorReading'.")
+      .def_property_readonly(
+          "source", [](const PyEvent& e) { return e.context().source; },
+          "CloudEvents source: 'flowbus://<host>/<bus>/<publisher>'.")
+      .def_property_readonly(
+          "type", [](const PyEvent& e) { return e.context().type; },
+          "CloudEvents type: the topic's root table, e.g. 'examples.SensorReading'.")
       .def_property_readonly("time", &PyEvent::time, "CloudEvents time: RFC 3339 with nanoseconds, UTC.")
       .def_property_readonly("time_ns", &PyEvent::time_ns, "Publish time in ns since the Unix epoch.")
-      .def_property_readonly("subject",
-                             [](const PyEvent& e) -> py::object {
-                               return e.subject().empty() ? py::object(py::none()) : py::object(py::str(e.subject()));
-                             },
-                             "CloudEvents subject, or None.")
+      .def_property_readonly(
+          "subject",
+          [](const PyEvent& e) -> py::object {
+            return e.subject().empty() ? py::object(py::none()) : py::object(py::str(e.subject()));
+          },
+          "CloudEvents subject, or None.")
       .def_property_readonly("sequence", &PyEvent::sequence, "Sequence number in its publisher's ring (from 0).")
-      .def_property_readonly("topic", [](const PyEvent& e) { return e.context().topic; }, "The topic it was published on.")
-      .def_property_readonly("dataschema", [](const PyEvent& e) { return e.context().dataschema; },
-                             "CloudEvents dataschema: 'flowbus:schema/<schema id>'.")
-      .def_property_readonly("datacontenttype", [](const PyEvent& e) { return e.context().datacontenttype; },
-                             "CloudEvents datacontenttype: 'application/x-flatbuffers'.")
-      .def_property_readonly("publisher", [](const PyEvent& e) { return e.context().publisher_name; },
-                             "The name of the publisher that wrote it.")
-      .def_property_readonly("policy", [](const PyEvent& e) { return to_string(e.policy()); },
-                             "Its topic's policy: 'block' or 'latest'.")
+      .def_property_readonly(
+          "topic", [](const PyEvent& e) { return e.context().topic; }, "The topic it was published on.")
+      .def_property_readonly(
+          "dataschema", [](const PyEvent& e) { return e.context().dataschema; },
+          "CloudEvents dataschema: 'flowbus:schema/<schema id>'.")
+      .def_property_readonly(
+          "datacontenttype", [](const PyEvent& e) { return e.context().datacontenttype; },
+          "CloudEvents datacontenttype: 'application/x-flatbuffers'.")
+      .def_property_readonly(
+          "publisher", [](const PyEvent& e) { return e.context().publisher_name; },
+          "The name of the publisher that wrote it.")
+      .def_property_readonly(
+          "policy", [](const PyEvent& e) { return to_string(e.policy()); }, "Its topic's policy: 'block' or 'latest'.")
       .def_property_readonly("zero_copy", &PyEvent::zero_copy, "True if `data` points into the ring.")
       .def_property_readonly("released", &PyEvent::released, "True once the event's bytes went back to the ring.")
       .def("__len__", &PyEvent::size, "Size of the FlatBuffer in bytes.")
@@ -126,14 +142,17 @@ valid and release() does nothing.)doc")
            "Latest topics: True if the writer did not overwrite the bytes while you read them. Call after reading, "
            "before trusting what you read. Always True for block topics and copied events.")
       .def("json_text", &PyEvent::json_text, "The payload as JSON text, decoded through the topic's registered schema.")
-      .def("json",
-           [](PyEvent& e) {
-             static py::handle loads = py::object(py::module_::import("json").attr("loads")).release();  // kept: no destructor after Python finalizes
-             return loads(e.json_text());
-           },
-           "The payload as a dict, decoded through the topic's registered schema (every field, defaults included).")
+      .def(
+          "json",
+          [](PyEvent& e) {
+            static py::handle loads = py::object(py::module_::import("json").attr("loads"))
+                                          .release();  // kept: no destructor after Python finalizes
+            return loads(e.json_text());
+          },
+          "The payload as a dict, decoded through the topic's registered schema (every field, defaults included).")
       .def("__enter__", [](py::object self) { return self; })
-      .def("__exit__", [](PyEvent& e, py::args) { e.release(); }, "Releases the event.")
+      .def(
+          "__exit__", [](PyEvent& e, py::args) { e.release(); }, "Releases the event.")
       .def("__repr__", [](const PyEvent& e) {
         return "<flowbus.Event " + e.context().topic + " " + e.id() + " " + std::to_string(e.size()) + " bytes" +
                (e.released() ? ", released>" : ">");

@@ -11,8 +11,7 @@ namespace {
 // The exporter: counts its buffers so that revoke() can tell whether any
 // escaped the memoryview it released.
 struct EventBufferObject {
-  PyObject_HEAD
-  const uint8_t* data;
+  PyObject_HEAD const uint8_t* data;
   Py_ssize_t size;
   Py_ssize_t exports;
   bool revoked;
@@ -25,12 +24,16 @@ int get_buffer(PyObject* self, Py_buffer* view, int flags) {
   auto* b = reinterpret_cast<EventBufferObject*>(self);
   if (b->revoked) {
     view->obj = nullptr;
-    PyErr_SetString(error_types().released, "the event was released: its bytes belong to the ring again; copy with bytes(ev.data) what must outlive it");
+    PyErr_SetString(
+        error_types().released,
+        "the event was released: its bytes belong to the ring again; copy with bytes(ev.data) what must outlive it");
     return -1;
   }
   if ((flags & PyBUF_WRITABLE) == PyBUF_WRITABLE) {
     view->obj = nullptr;
-    PyErr_SetString(PyExc_BufferError, "ev.data is read-only: it points into the ring, which other readers share; copy it with bytearray(ev.data) to change it");
+    PyErr_SetString(PyExc_BufferError,
+                    "ev.data is read-only: it points into the ring, which other readers share; copy it with "
+                    "bytearray(ev.data) to change it");
     return -1;
   }
   if (PyBuffer_FillInfo(view, self, const_cast<uint8_t*>(b->data), b->size, 1, flags) != 0) return -1;

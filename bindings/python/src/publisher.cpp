@@ -32,7 +32,8 @@ PyPublisher::PyPublisher(std::shared_ptr<Bus> bus, Publisher writer)
 Publisher& PyPublisher::use() {
   if (!writer_) raise(error_types().closed, "this Publisher (topic '" + topic_ + "') was closed");
   if (in_call_without_gil_)
-    raise(PyExc_RuntimeError, "this Publisher is waiting for room in another thread: a publisher is used by one thread at a time");
+    raise(PyExc_RuntimeError,
+          "this Publisher is waiting for room in another thread: a publisher is used by one thread at a time");
   return *writer_;
 }
 
@@ -53,12 +54,14 @@ PublishStatus PyPublisher::retry_without_gil(std::optional<double> timeout, TryS
   }
 }
 
-void PyPublisher::publish_bytes(std::span<const uint8_t> bytes, std::optional<double> timeout, std::string_view subject) {
+void PyPublisher::publish_bytes(std::span<const uint8_t> bytes, std::optional<double> timeout,
+                                std::string_view subject) {
   check_timeout(timeout);
   Publisher& writer = use();
   PublishStatus status = writer.try_publish(bytes, subject);  // with the GIL: the common case costs no hand-over
   if (status == PublishStatus::Full)
-    status = retry_without_gil(timeout, [&](std::chrono::nanoseconds slice) { return writer.publish(bytes, slice, subject); });
+    status = retry_without_gil(timeout,
+                               [&](std::chrono::nanoseconds slice) { return writer.publish(bytes, slice, subject); });
   if (status != PublishStatus::Ok) raise_publish_status(status, topic_);
 }
 
@@ -69,7 +72,8 @@ void PyPublisher::publish(py::buffer data, std::optional<double> timeout, std::o
 
 bool PyPublisher::try_publish(py::buffer data, std::optional<std::string> subject) {
   const HeldBuffer held(data);
-  const PublishStatus status = use().try_publish(held.bytes(), subject ? std::string_view(*subject) : std::string_view());
+  const PublishStatus status =
+      use().try_publish(held.bytes(), subject ? std::string_view(*subject) : std::string_view());
   if (status == PublishStatus::Full) return false;
   if (status != PublishStatus::Ok) raise_publish_status(status, topic_);
   return true;
@@ -78,7 +82,8 @@ bool PyPublisher::try_publish(py::buffer data, std::optional<std::string> subjec
 size_t PyPublisher::publish_batch(py::iterable events, std::optional<double> timeout) {
   check_timeout(timeout);
   Publisher& writer = use();
-  py::object sequence = py::reinterpret_steal<py::object>(PySequence_Fast(events.ptr(), "publish_batch takes a list of bytes-like objects"));
+  py::object sequence = py::reinterpret_steal<py::object>(
+      PySequence_Fast(events.ptr(), "publish_batch takes a list of bytes-like objects"));
   if (!sequence) throw py::error_already_set();
   const Py_ssize_t count = PySequence_Fast_GET_SIZE(sequence.ptr());
   PyObject** items = PySequence_Fast_ITEMS(sequence.ptr());
@@ -127,7 +132,8 @@ void PyPublisher::publish_json(py::object document, std::optional<double> timeou
   if (PyUnicode_Check(document.ptr()) || PyBytes_Check(document.ptr())) {
     text = document.cast<std::string>();
   } else {
-    static py::handle dumps = py::object(py::module_::import("json").attr("dumps")).release();  // kept: no destructor after Python finalizes
+    static py::handle dumps =
+        py::object(py::module_::import("json").attr("dumps")).release();  // kept: no destructor after Python finalizes
     text = dumps(document).cast<std::string>();
   }
   std::vector<uint8_t> event;
@@ -170,13 +176,15 @@ at once. One thread at a time.)doc")
       .def_property_readonly("topic", &PyPublisher::topic)
       .def_property_readonly("closed", &PyPublisher::closed)
       .def_property_readonly("name", [](PyPublisher& p) { return p.use().context().publisher_name; })
-      .def_property_readonly("source", [](PyPublisher& p) { return p.use().source(); },
-                             "The CloudEvents source of its events: 'flowbus://<host>/<bus>/<name>'.")
+      .def_property_readonly(
+          "source", [](PyPublisher& p) { return p.use().source(); },
+          "The CloudEvents source of its events: 'flowbus://<host>/<bus>/<name>'.")
       .def_property_readonly("publisher_id", [](PyPublisher& p) { return p.use().publisher_id(); })
-      .def_property_readonly("next_sequence", [](PyPublisher& p) { return p.use().next_sequence(); },
-                             "The sequence the next event gets.")
-      .def_property_readonly("evictions", [](PyPublisher& p) { return p.use().evictions(); },
-                             "Readers this publisher evicted as slow consumers.")
+      .def_property_readonly(
+          "next_sequence", [](PyPublisher& p) { return p.use().next_sequence(); }, "The sequence the next event gets.")
+      .def_property_readonly(
+          "evictions", [](PyPublisher& p) { return p.use().evictions(); },
+          "Readers this publisher evicted as slow consumers.")
       .def("__repr__", [](const PyPublisher& p) {
         return "<flowbus.Publisher '" + p.topic() + "'" + (p.closed() ? " closed>" : ">");
       });

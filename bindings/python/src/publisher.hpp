@@ -46,8 +46,8 @@ class PyPublisher {
   std::string topic_;
   std::unique_ptr<SchemaCodec> codec_;  // publish_json's, made at its first call
   bool in_call_without_gil_ = false;
-  std::vector<Py_buffer> buffers_;                 // publish_batch's, reused
-  std::vector<std::span<const uint8_t>> events_;   // publish_batch's, reused
+  std::vector<Py_buffer> buffers_;                // publish_batch's, reused
+  std::vector<std::span<const uint8_t>> events_;  // publish_batch's, reused
 };
 
 void register_publisher(py::module_& m);

@@ -15,7 +15,8 @@ namespace flowbus::python {
 Subscriber& SubscriberState::use() {
   if (!reader) raise(error_types().closed, "this Subscriber was closed");
   if (in_call_without_gil)
-    raise(PyExc_RuntimeError, "this Subscriber is waiting in another thread: a subscriber is used by one thread at a time");
+    raise(PyExc_RuntimeError,
+          "this Subscriber is waiting in another thread: a subscriber is used by one thread at a time");
   return *reader;
 }
 
@@ -28,8 +29,9 @@ void SubscriberState::release_held() {
   if (status == ReadStatus::Evicted) {
     ++losses.torn_views;
     if (raise_on_loss)
-      raise_events_lost("torn", 0, "topic '" + event->context().topic + "': this subscriber was evicted while it held event " +
-                                       event->id() + ": its bytes may have been reused as they were read");
+      raise_events_lost("torn", 0,
+                        "topic '" + event->context().topic + "': this subscriber was evicted while it held event " +
+                            event->id() + ": its bytes may have been reused as they were read");
   }
   if (escaped > 0)
     raise(PyExc_BufferError,
@@ -49,7 +51,9 @@ const SchemaCodec& SubscriberState::codec(const std::string& topic) {
   auto it = codecs.find(topic);
   if (it == codecs.end()) {
     const std::optional<TopicInfo> info = bus->find_topic(topic);
-    if (!info) raise(ErrorCode::NotFound, "topic '" + topic + "' is no longer on bus '" + bus->name() + "': no schema to decode with");
+    if (!info)
+      raise(ErrorCode::NotFound,
+            "topic '" + topic + "' is no longer on bus '" + bus->name() + "': no schema to decode with");
     it = codecs.emplace(topic, std::make_unique<SchemaCodec>(info->schema, info->type)).first;
   }
   return *it->second;
@@ -138,7 +142,8 @@ py::list PySubscriber::poll(size_t max_events) {
       continue;
     }
     py::bytes copy(reinterpret_cast<const char*>(event.data()), event.size());
-    // Block: evicted while copying, the writer may have reused the bytes. Either way the copy is torn: drop it, count it.
+    // Block: evicted while copying, the writer may have reused the bytes. Either way the copy is torn: drop it, count
+    // it.
     const bool intact = reader.ring_policy(event.ring()) == Policy::Block || reader.still_valid(event);
     auto owned = std::make_unique<PyEvent>(state_, event, std::move(copy));
     if (reader.release(event) == ReadStatus::Evicted || !intact) {
@@ -167,7 +172,8 @@ py::object PySubscriber::wait_for(std::optional<double> timeout, TryOnce&& try_o
       slice = std::min(slice, left);
     }
     Subscriber& reader = state_->use();
-    without_gil(state_->in_call_without_gil, [&] { return reader.wait(std::chrono::nanoseconds(int64_t(slice * 1e9))); });
+    without_gil(state_->in_call_without_gil,
+                [&] { return reader.wait(std::chrono::nanoseconds(int64_t(slice * 1e9))); });
     if (PyErr_CheckSignals() != 0) throw py::error_already_set();
   }
 }
@@ -218,25 +224,31 @@ look for signals every 0.1 s: Ctrl-C raises KeyboardInterrupt.)doc")
       .def("read_batch", &PySubscriber::read_batch, py::arg("max") = 64, py::arg("timeout") = py::none(),
            "As poll(), but waits up to `timeout` seconds (None: for ever) for the first event; [] after the timeout.")
       .def("__iter__", [](py::object self) { return self; })
-      .def("__next__", [](PySubscriber& s) { return s.wait(std::nullopt); },
-           "Blocks for the next event (zero copy); Ctrl-C raises KeyboardInterrupt.")
+      .def(
+          "__next__", [](PySubscriber& s) { return s.wait(std::nullopt); },
+          "Blocks for the next event (zero copy); Ctrl-C raises KeyboardInterrupt.")
       .def("close", &PySubscriber::close,
            "Releases the held event and the subscriber's cursors (a block writer no longer waits for it). Idempotent.")
       .def("__enter__", [](py::object self) { return self; })
       .def("__exit__", [](PySubscriber& s, py::args) { s.close(); })
       .def_property_readonly("pattern", &PySubscriber::pattern)
       .def_property_readonly("closed", &PySubscriber::closed)
-      .def_property_readonly("missed", [](const PySubscriber& s) { return s.losses().missed; },
-                             "Events skipped so far: evicted (block) or lapped (latest).")
-      .def_property_readonly("evictions", [](const PySubscriber& s) { return s.losses().evictions; },
-                             "Times this subscriber was evicted as a slow consumer of a block topic.")
-      .def_property_readonly("laps", [](const PySubscriber& s) { return s.losses().laps; },
-                             "Times the writer of a latest topic overtook this subscriber.")
-      .def_property_readonly("corrupt_rings", [](const PySubscriber& s) { return s.losses().corrupt_rings; },
-                             "Rings found corrupt (quarantined, no longer read).")
-      .def_property_readonly("torn_views", [](const PySubscriber& s) { return s.losses().torn_views; },
-                             "Events whose bytes may have been reused while held (evicted meanwhile), plus latest "
-                             "events dropped by poll() because the writer overwrote them while they were copied.")
+      .def_property_readonly(
+          "missed", [](const PySubscriber& s) { return s.losses().missed; },
+          "Events skipped so far: evicted (block) or lapped (latest).")
+      .def_property_readonly(
+          "evictions", [](const PySubscriber& s) { return s.losses().evictions; },
+          "Times this subscriber was evicted as a slow consumer of a block topic.")
+      .def_property_readonly(
+          "laps", [](const PySubscriber& s) { return s.losses().laps; },
+          "Times the writer of a latest topic overtook this subscriber.")
+      .def_property_readonly(
+          "corrupt_rings", [](const PySubscriber& s) { return s.losses().corrupt_rings; },
+          "Rings found corrupt (quarantined, no longer read).")
+      .def_property_readonly(
+          "torn_views", [](const PySubscriber& s) { return s.losses().torn_views; },
+          "Events whose bytes may have been reused while held (evicted meanwhile), plus latest "
+          "events dropped by poll() because the writer overwrote them while they were copied.")
       .def("__repr__", [](const PySubscriber& s) {
         return "<flowbus.Subscriber '" + s.pattern() + "'" + (s.closed() ? " closed>" : ">");
       });

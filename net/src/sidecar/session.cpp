@@ -125,6 +125,11 @@ void Session::feed_backlog() {
     } catch (const wire::DecodeError& e) {
       drop(std::string("it sent something that is not the flowbus wire protocol: ") + e.what());
       break;
+    } catch (const std::exception& e) {
+      // Our failure, not the peer's (out of file descriptors, memory, ...):
+      // this connection ends, the sidecar and its other peers go on.
+      drop(std::string("this sidecar failed while handling what it sent: ") + e.what());
+      break;
     }
     if (closed_ || pending_batch_ || backlog_.empty()) break;
     Chunk* c = backlog_.front();
@@ -207,7 +212,7 @@ void Session::on_auth(const wire::AuthView& auth) {
   ctx_.connected[peer_node_] = link_->id;
   // What we import, and what we hold already of every origin we mirror.
   std::vector<wire::Resume> resume;
-  for (const auto& [id, pub] : ctx_.mirrors) resume.emplace_back(id, pub->next_sequence());
+  for (const auto& [id, mirror] : ctx_.mirrors) resume.emplace_back(id, mirror.publisher->next_sequence());
   for (const RingSnapshot& ring : inspect_bus(ctx_.bus.name()).rings) {
     if (ring.origin_node.empty() || ctx_.mirrors.count(ring.publisher_id) != 0) continue;
     resume.emplace_back(ring.publisher_id, ring.next_sequence);
@@ -495,6 +500,17 @@ void Session::on_stream_open(const wire::StreamOpenView& open) {
     imports_[open.stream] = std::move(in);
     return;
   }
+  if (imports_.size() >= kMaxImportStreams)
+    return refuse_stream(open.stream, std::move(in), wire::RefuseCode::LocalFailure,
+                         "a connection may open at most " + std::to_string(kMaxImportStreams) + " streams");
+  if (auto mirror = ctx_.mirrors.find(open.publisher_id); mirror != ctx_.mirrors.end()) {
+    const auto& [publisher, node, source] = mirror->second;
+    if (node != open.origin_node || source != open.source)
+      return refuse_stream(open.stream, std::move(in), wire::RefuseCode::OriginConflict,
+                           "publisher id " + hex_id(open.publisher_id) + " is mirrored here for origin " + node +
+                               " (source " + source + "), not for " + std::string(open.origin_node) + " (source " +
+                               std::string(open.source) + ")");
+  }
   try {
     if (const std::optional<TopicInfo> local = ctx_.bus.find_topic(in.topic)) {
       if (auto why = schema_mismatch(*local, open))
@@ -509,15 +525,24 @@ void Session::on_stream_open(const wire::StreamOpenView& open) {
       Publisher made = mirroring::mirror_publisher(
           ctx_.bus, in.topic,
           {open.publisher_id, std::string(open.source), std::string(open.origin_node), open.first_sequence});
-      mirror = ctx_.mirrors.emplace(open.publisher_id, std::make_unique<Publisher>(std::move(made))).first;
+      mirror = ctx_.mirrors
+                   .emplace(open.publisher_id,
+                            EngineContext::Mirror{std::make_unique<Publisher>(std::move(made)),
+                                                  std::string(open.origin_node), std::string(open.source)})
+                   .first;
     }
-    auto& slot = mirror->second;
-    if (slot->topic() != in.topic)
-      return refuse({wire::RefuseCode::Protocol, "origin " + in.origin + " announced topic " + in.topic +
-                                                     " but mirrors topic " + slot->topic() + " here"});
-    in.publisher = slot.get();
+    Publisher& slot = *mirror->second.publisher;
+    if (slot.topic() != in.topic)
+      return refuse_stream(open.stream, std::move(in), wire::RefuseCode::OriginConflict,
+                           "origin " + in.origin + " announced topic " + in.topic + " but mirrors topic " +
+                               slot.topic() + " here under the same publisher id");
+    in.publisher = &slot;
   } catch (const Error& e) {
-    return refuse({wire::RefuseCode::Protocol, "cannot mirror topic '" + in.topic + "' from " + in.origin + ": " + e.what()});
+    // This stream only: the connection and its other streams go on.
+    return refuse_stream(
+        open.stream, std::move(in),
+        e.code() == ErrorCode::NameInUse ? wire::RefuseCode::OriginConflict : wire::RefuseCode::LocalFailure,
+        "cannot mirror topic '" + in.topic + "' from " + in.origin + ": " + e.what());
   }
   imports_[open.stream] = std::move(in);
 }

@@ -21,14 +21,26 @@ using Clock = std::chrono::steady_clock;
 
 struct PeerExport;
 
+/// Streams one connection may open (refused ones count): a bus holds at most
+/// 512 rings, so more can only be a peer that fills this side's memory.
+inline constexpr size_t kMaxImportStreams = 512;
+
 /// What the engine shares with every session.
 struct EngineContext {
   const SidecarOptions& options;
   Bus& bus;
   Pump& pump;
   SidecarStats& stats;
+  /// A mirror ring this sidecar writes and the origin it was made for: a
+  /// stream that announces the same publisher id from another node or source
+  /// is refused, never written into it.
+  struct Mirror {
+    std::unique_ptr<Publisher> publisher;
+    std::string origin_node;
+    std::string source;
+  };
   /// Mirror rings this sidecar writes, by origin publisher id (one writer each).
-  std::unordered_map<uint64_t, std::unique_ptr<Publisher>> mirrors;
+  std::unordered_map<uint64_t, Mirror> mirrors;
   /// Export state of peers that disconnected, by node name, kept for
   /// options.resume_window so that a reconnect resumes from it.
   std::unordered_map<std::string, std::unique_ptr<PeerExport>> parked;

@@ -28,6 +28,22 @@ void log_to_stderr(const std::string& line) {
   std::fprintf(stderr, "%sZ flowbus sidecar: %s\n", stamp, line.c_str());
 }
 
+std::string escape_control(const std::string& line) {
+  std::string out;
+  out.reserve(line.size());
+  for (const char c : line) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte >= 0x20 && byte != 0x7f) {
+      out += c;
+      continue;
+    }
+    char hex[5];
+    std::snprintf(hex, sizeof hex, "\\x%02x", byte);
+    out += hex;
+  }
+  return out;
+}
+
 std::string default_node() {
   char buf[256] = {};
   if (::gethostname(buf, sizeof buf - 1) != 0) return "flowbus";
@@ -53,7 +69,10 @@ void validate(SidecarOptions& o) {
   if (o.max_pending == 0) throw Error(ErrorCode::InvalidArgument, "--max-pending must be at least 1");
   if (o.handshake_timeout.count() <= 0) throw Error(ErrorCode::InvalidArgument, "--handshake-timeout-ms must be positive");
   if (o.batch_bytes < 4096) throw Error(ErrorCode::InvalidArgument, "--batch-bytes must be at least 4096");
-  if (!o.log) o.log = log_to_stderr;
+  // Log lines carry what peers sent (reasons, topics, sources): a control
+  // character (a newline, an escape sequence) is written as \xNN so that no
+  // peer can forge a line or drive the operator's terminal.
+  o.log = [write = o.log ? std::move(o.log) : log_to_stderr](const std::string& line) { write(escape_control(line)); };
 }
 
 }  // namespace

@@ -62,7 +62,7 @@ struct ExportOptions {
 
 /// Bus::subscribe with the export options above.
 Subscriber export_subscriber(Bus& bus, std::string_view pattern, const SubscriberOptions& options,
-                             ExportOptions export_options);
+                             const ExportOptions& export_options);
 
 /// With hold_until_acknowledged: the writer of `ring` may now reuse
 /// everything before `next_position` (Event::next_position() of the last

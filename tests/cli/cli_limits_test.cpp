@@ -210,10 +210,16 @@ TEST(CliLimitsTest, RetentionRatesAndSidecarNumbersOutOfRangeAreRefused) {
       {{"sidecar", "--bus", b, "--node", "n", "--listen", "127.0.0.1:99999", "--export", ">"}, {"from 0 to 65535"}},
       {with({"--peer-timeout-ms", "0"}), {"--peer-timeout-ms"}},
       {with({"--heartbeat-ms", "0"}), {"--heartbeat-ms"}},
-      {with({"--peer-timeout-ms", "500", "--heartbeat-ms", "1000"}), {"--peer-timeout-ms", "longer than --heartbeat-ms"}},
+      {with({"--peer-timeout-ms", "500", "--heartbeat-ms", "1000"}),
+       {"--peer-timeout-ms", "longer than --heartbeat-ms"}},
       {with({"--import-ring-size", "3000"}), {"--import-ring-size", "power of two from 4KiB to 1TiB"}},
       {with({"--import-timeout", "0"}), {"--import-timeout", "never"}},
       {with({"--import-retention", "0.5"}), {"--import-retention", "whole seconds"}},
+      {with({"--max-peers", "0"}), {"--max-peers", "not in range 1 to 48"}},
+      {with({"--max-peers", "49"}), {"--max-peers", "not in range 1 to 48"}},
+      {{"topic", "create", b, "other", "--schema", schema, "--timeout", "0"},
+       {"--timeout 0: the slow-consumer timeout must be positive", "or never"}},
+      {{"inspect", b, "--watch", "--interval", "0"}, {"--interval 0: give more than 0 and at most 3600 seconds"}},
   });
   // never is a retention too, and shows as never.
   const Outcome o = flowbus_cli({"topic", "create", b, "kept", "--schema", schema, "--retention", "never"});

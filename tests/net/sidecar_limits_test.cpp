@@ -8,6 +8,7 @@
 #include <fstream>
 #include <set>
 
+#include "flowbus/inspect.hpp"
 #include "sidecar_pair.hpp"
 
 using namespace flowbus;
@@ -344,4 +345,61 @@ TEST(SidecarLimitsTest, ASidecarOutOfFileDescriptorsDropsTheConnectionAndGoesOnO
   publish_readings(p.bus_a, 1, 99, published).join();
   const Collected got = collect(on_b, 99, 30s, 1);
   EXPECT_EQ(got.in_order, 99u) << got.first_problem << "\n" << p.logs();
+}
+
+namespace {
+
+size_t readers_of(const std::string& bus, const std::string& topic) {
+  for (const RingSnapshot& r : inspect_bus(bus).rings)
+    if (r.topic == topic) return r.cursors.size();
+  return 0;
+}
+
+}  // namespace
+
+// Before the fix every authenticated peer (any node name) got an export
+// reader on each ring, kept through its resume window: enough of them took
+// all 64 reader slots, and local subscribers got NoSpace.
+TEST(SidecarLimitsTest, PeersBeyondMaxPeersTakeTheLongestParkedPlaceOrAreRefused) {
+  Pair p("limits-peers");
+  {
+    Publisher pub = p.bus_a.publisher("sensor.temp", {"line1"});
+    flatbuffers::FlatBufferBuilder fbb;
+    build_reading(fbb, 0);
+    ASSERT_EQ(pub.publish(fbb, 1s), PublishStatus::Ok);
+  }
+  p.start_a({"--max-peers", "2"});
+  const auto importer = [&](const std::string& node) {
+    auto peer = std::make_unique<HandPeer>(p.port);
+    EXPECT_EQ(peer->handshake(node), "node-a");
+    const std::vector<std::string> patterns{"sensor.>"};
+    peer->send(peer->writer().subscribe(patterns, {}));
+    return peer;
+  };
+  const auto wait_for_readers = [&](size_t n) {
+    for (int i = 0; i < 500 && readers_of(p.a.name, "sensor.temp") != n; ++i) std::this_thread::sleep_for(10ms);
+    return readers_of(p.a.name, "sensor.temp");
+  };
+  auto one = importer("node-1");
+  auto two = importer("node-2");
+  ASSERT_EQ(wait_for_readers(2), 2u) << p.logs();
+
+  auto three = importer("node-3");
+  const std::optional<wire::RefuseView> refusal = next_refusal(*three);
+  ASSERT_TRUE(refusal) << p.logs();
+  EXPECT_EQ(refusal->code, wire::RefuseCode::LocalFailure);
+  EXPECT_NE(std::string(refusal->reason).find("exports to 2 peers already (--max-peers)"), std::string::npos)
+      << refusal->reason;
+  EXPECT_EQ(readers_of(p.a.name, "sensor.temp"), 2u);
+
+  one.reset();  // node-1 goes away: parked, its reader kept for the resume window
+  ASSERT_TRUE(p.side_a->wait_for_log("peer node-1 (", 5s));
+  ASSERT_TRUE(p.side_a->wait_for_log("connection closed", 5s)) << p.logs();
+  auto again = importer("node-3");
+  EXPECT_TRUE(p.side_a->wait_for_log(
+      "peer node-1 is away: its read positions are released to make room for node-3 (--max-peers 2)", 5s))
+      << p.logs();
+  EXPECT_EQ(wait_for_readers(2), 2u) << p.logs();
+  Subscriber local = p.bus_a.subscribe("sensor.temp");  // a local reader still gets a slot
+  EXPECT_EQ(readers_of(p.a.name, "sensor.temp"), 3u);
 }

@@ -109,7 +109,9 @@ void add_inspect_command(CLI::App& app) {
     }
     if (args->watch) {
       const double interval = std::chrono::duration<double>(parse_seconds(args->interval, "--interval")).count();
-      if (interval <= 0 || interval > 3600) throw CLI::ValidationError("interval", "--interval must be between 0 and 3600 seconds");
+      if (interval <= 0 || interval > 3600)
+        throw CLI::ValidationError(
+            "--interval", "--interval " + args->interval + ": give more than 0 and at most 3600 seconds (e.g. 0.5)");
       run_watch(args->bus, interval, args->frames);
       return;
     }

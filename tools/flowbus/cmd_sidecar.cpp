@@ -102,6 +102,11 @@ void add_sidecar_command(CLI::App& app) {
                   "incoming connections that may be in their handshake at once, 1 to 100000; more are closed at once")
       ->capture_default_str()
       ->check(CLI::Range(1, 100000));
+  cmd->add_option("--max-peers", o.max_peers,
+                  "peers exported to at once, connected or within their resume window, 1 to 48 (each holds a reader "
+                  "slot of every ring it mirrors); a further peer replaces the longest-parked one, or is refused")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 48));
   cmd->add_option("--resume-window-s", args->resume_s,
                   "keep a disconnected peer's read positions (and hold its unacknowledged events) this long, 0 to 86400")
       ->capture_default_str()

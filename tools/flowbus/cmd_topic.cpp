@@ -27,6 +27,11 @@ TopicSpec spec_of(const CreateArgs& args) {
   spec.mode = parse_mode(args.mode);
   spec.group = parse_group(args.group, "--group");
   spec.slow_consumer_timeout = parse_seconds(args.timeout, "--timeout");
+  if (spec.slow_consumer_timeout.count() <= 0)
+    throw Error(ErrorCode::InvalidArgument,
+                "--timeout " + args.timeout +
+                    ": the slow-consumer timeout must be positive: seconds (5), with a unit "
+                    "(200ms), or never");
   spec.retention = parse_retention(args.retention, "--retention");
   return spec;
 }

@@ -36,6 +36,11 @@ struct SidecarOptions {
   /// and how many incoming connections may be at it at once (more are closed).
   std::chrono::milliseconds handshake_timeout{5000};
   size_t max_pending = 32;
+  /// Peers this sidecar exports to at once, connected or parked (see
+  /// resume_window): each holds a reader slot in every ring it mirrors, of a
+  /// ring's 64, so at most 48 leave 16 to local subscribers. A further peer
+  /// takes the place of the longest-parked one, or is refused if none is parked.
+  size_t max_peers = 16;
   /// How long the read positions of a disconnected peer are kept (its
   /// unacknowledged events are held for it meanwhile, as a slow consumer).
   std::chrono::milliseconds resume_window{60000};

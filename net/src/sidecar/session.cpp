@@ -266,6 +266,7 @@ void Session::on_subscribe(const wire::SubscribeView& subscribe) {
   for (const wire::Resume& r : subscribe.resume) export_->resume[r.publisher_id()] = r.next_sequence();
   if (export_->patterns.empty() || ctx_.options.exports.empty()) return;  // it imports nothing we export
   if (!export_->subscriber) {
+    if (!make_room_for_export()) return;
     SubscriberOptions options;
     options.from = StartAt::Earliest;
     mirroring::ExportOptions how;
@@ -282,7 +283,31 @@ void Session::on_subscribe(const wire::SubscribeView& subscribe) {
     // whatever it got anyway.
     for (uint32_t ring = 0; ring < export_->rings.size(); ++ring) mirroring::rewind(*export_->subscriber, ring);
   }
+  if (!counted_in_live_exports_) {
+    counted_in_live_exports_ = true;
+    ++ctx_.live_exports;
+  }
   for (ExportStream& s : export_->rings) s = ExportStream{};
+}
+
+bool Session::make_room_for_export() {
+  size_t parked_readers = 0;
+  auto longest = ctx_.parked.end();
+  for (auto it = ctx_.parked.begin(); it != ctx_.parked.end(); ++it) {
+    if (!it->second->subscriber) continue;
+    ++parked_readers;
+    if (longest == ctx_.parked.end() || it->second->disconnected_at < longest->second->disconnected_at) longest = it;
+  }
+  if (ctx_.live_exports + parked_readers < ctx_.options.max_peers) return true;
+  if (longest != ctx_.parked.end()) {
+    ctx_.log("peer " + longest->first + " is away: its read positions are released to make room for " + peer_node_ +
+             " (--max-peers " + std::to_string(ctx_.options.max_peers) + ")");
+    ctx_.parked.erase(longest);
+    return true;
+  }
+  refuse({wire::RefuseCode::LocalFailure, "this sidecar exports to " + std::to_string(ctx_.options.max_peers) +
+                                              " peers already (--max-peers); try again when one leaves"});
+  return false;
 }
 
 void Session::open_stream(uint32_t ring, ExportStream& s, uint64_t first_sequence) {
@@ -685,6 +710,10 @@ void Session::on_closed(const std::string& reason) {
   backlog_.clear();
   ctx_.pump.recycle(out_);
   out_ = nullptr;
+  if (counted_in_live_exports_) {
+    counted_in_live_exports_ = false;
+    --ctx_.live_exports;
+  }
   if (export_) {
     // Keep the read positions (and what they hold) for a reconnect.
     export_->connected = false;

@@ -46,6 +46,9 @@ struct EngineContext {
   std::unordered_map<std::string, std::unique_ptr<PeerExport>> parked;
   /// Peers with an authenticated connection now (one connection per peer).
   std::unordered_map<std::string, uint32_t> connected;
+  /// Connected peers whose export holds a subscriber (parked ones are in
+  /// `parked`): with those, bounded by options.max_peers.
+  size_t live_exports = 0;
   void log(const std::string& line) const { options.log(line); }
 };
 
@@ -131,6 +134,9 @@ class Session {
   void on_auth(const wire::AuthView& auth);
   void on_subscribe(const wire::SubscribeView& subscribe);
   void on_stream_open(const wire::StreamOpenView& open);
+  /// Whether one more peer may hold export readers (--max-peers); may release
+  /// the longest-parked peer's; refuses this peer when none is parked.
+  bool make_room_for_export();
   bool import_batch();  // false: a ring is full; try again later
   void on_gap(const wire::GapView& gap);
   void on_ack(const wire::AckView& ack);
@@ -150,6 +156,7 @@ class Session {
   std::string peer_node_;
   std::string who_;  // "peer NODE (ADDRESS)" for log lines
   bool authenticated_ = false;
+  bool counted_in_live_exports_ = false;
   bool closed_ = false;
   Clock::time_point last_sent_{};
   // The peer's progress: a whole frame, or kProgressBytes of one. A peer

@@ -67,6 +67,9 @@ void validate(SidecarOptions& o) {
   if (o.import_ring_size != 0 && (o.import_ring_size < 4096 || (o.import_ring_size & (o.import_ring_size - 1)) != 0))
     throw Error(ErrorCode::InvalidArgument, "--import-ring-size must be a power of two of at least 4 KiB (e.g. 64MiB)");
   if (o.max_pending == 0) throw Error(ErrorCode::InvalidArgument, "--max-pending must be at least 1");
+  if (o.max_peers == 0 || o.max_peers > 48)
+    throw Error(ErrorCode::InvalidArgument,
+                "--max-peers must be 1 to 48 (each peer holds one of a ring's 64 reader slots; 16 stay local)");
   if (o.handshake_timeout.count() <= 0) throw Error(ErrorCode::InvalidArgument, "--handshake-timeout-ms must be positive");
   if (o.batch_bytes < 4096) throw Error(ErrorCode::InvalidArgument, "--batch-bytes must be at least 4096");
   // Log lines carry what peers sent (reasons, topics, sources): a control

@@ -230,6 +230,16 @@ TEST(InspectCliTest, CheckListsARingTheUserMayNotReadApartFromDamage) {
   EXPECT_EQ(text.out.find("problem"), std::string::npos) << describe(text);
   EXPECT_EQ(text.out.find("gc --force"), std::string::npos) << describe(text);
 
+  // The plain view shows no figures for it (not a SEQ 0 that looks real), and why.
+  const Outcome view = flowbus_cli_unprivileged({"inspect", name.name});
+  EXPECT_EQ(view.exit_code, 0) << describe(view);
+  const size_t row = view.out.find("private.orders@shop");
+  ASSERT_NE(row, std::string::npos) << describe(view);
+  const std::string line = view.out.substr(row, view.out.find('\n', row) - row);
+  EXPECT_NE(line.find(" ? "), std::string::npos) << line;
+  EXPECT_EQ(line.find(" 0 "), std::string::npos) << line;
+  EXPECT_NE(view.out.find("      not read: ", row), std::string::npos) << describe(view);
+
   const Outcome json = flowbus_cli_unprivileged({"inspect", name.name, "--check", "--json"});
   EXPECT_EQ(json.exit_code, 0) << describe(json);
   Json j(json.out);

@@ -84,6 +84,12 @@ std::string render_snapshot(const BusSnapshot& s, const Rates& rate) {
   appendf(o, "\n%-34s %8s %-6s %10s %10s %6s %10s %9s\n", "RING (topic@publisher)", "PID", "WRITER", "SEQ", "WRITTEN", "FILL",
           "EVENTS/S", "RETAINED");
   for (const auto& r : s.rings) {
+    if (!r.error.empty()) {  // nothing of it was read: no figures, rather than zeros that look real
+      appendf(o, "%-34s %8lld %-6s %10s %10s %6s %10s %9s\n      not read: %s\n", (r.topic + "@" + r.publisher).c_str(),
+              static_cast<long long>(r.writer_pid), r.writer_alive ? "live" : "gone", "?", "?", "?", "?", "?",
+              r.error.c_str());
+      continue;
+    }
     const auto it = rate.find(r.segment);
     appendf(o, "%-34s %8lld %-6s %10llu %10s %5.1f%% %10.0f %9llu\n", (r.topic + "@" + r.publisher).c_str(),
             static_cast<long long>(r.writer_pid), r.writer_alive ? "live" : "gone",

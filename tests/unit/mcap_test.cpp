@@ -14,6 +14,7 @@
 #include "flowbus/mcap/crc32.hpp"
 #include "flowbus/mcap/reader.hpp"
 #include "flowbus/mcap/writer.hpp"
+#include "record/conventions.hpp"  // tools/flowbus: how flowbus sequences fit MCAP's 32 bits
 
 using namespace flowbus::mcap;
 
@@ -267,5 +268,19 @@ TEST(McapFile, AFullDiskIsAnErrorNamingTheFile) {
     FAIL() << "writing to /dev/full succeeded";
   } catch (const McapError& e) {
     EXPECT_NE(std::string(e.what()).find("No space left on device"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Conventions, SixtyFourBitSequencesComeBackFromTheirLow32Bits) {
+  using flowbus::record::widen_sequence;
+  EXPECT_EQ(widen_sequence(0, 0), 0u);
+  EXPECT_EQ(widen_sequence(5, 9), 9u);
+  // Across the 32-bit boundary, and from a first sequence far above it.
+  EXPECT_EQ(widen_sequence(0xfffffffeull, 3), 0x100000003ull);
+  EXPECT_EQ(widen_sequence(0x500000000ull + 7, 7), 0x500000007ull);
+  uint64_t previous = 0x7ffffff00ull;
+  for (uint64_t s = previous; s < previous + 1000; s += 3) {
+    EXPECT_EQ(widen_sequence(previous, uint32_t(s)), s);
+    previous = s + 1;
   }
 }

@@ -13,7 +13,7 @@ namespace flowbus::mcap {
 
 Writer::Writer(const std::string& path, WriterOptions options)
     : path_(path), options_(std::move(options)), compressor_(options_.compression) {
-  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, options_.mode);
   if (fd_ < 0) throw McapError("cannot create '" + path + "': " + std::strerror(errno));
   out_.clear();
   Encoder e(out_);

@@ -185,6 +185,9 @@ TEST(Record, SigtermFinishesTheFileAndInfoDescribesIt) {
   const auto status = rec->wait(10s);
   ASSERT_TRUE(status && WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << seen;
   EXPECT_NE(seen.find("interrupted"), std::string::npos) << seen;
+  struct stat st {};
+  ASSERT_EQ(::stat(f.path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u) << "a recording holds the events: owner-only, as topics are";
 
   const Json j = info_json(f.path, /*verify=*/true);
   const auto root = j.root();

@@ -27,6 +27,8 @@ void install_signals() {
   // A file size limit (ulimit -f) makes write() fail with EFBIG, which the
   // writer reports, instead of killing the recorder with SIGXFSZ.
   signal(SIGXFSZ, SIG_IGN);
+  // A closed stderr (`record ... 2>&1 | head`) must not kill it before the file is finished.
+  signal(SIGPIPE, SIG_IGN);
 }
 
 std::string progress_line(const record::RecorderTotals& t, double seconds) {

@@ -27,6 +27,9 @@ struct WriterOptions {
   size_t chunk_size = 1u << 20;
   std::string profile;
   std::string library = "flowbus";
+  /// Permission bits of a new file (before the umask): owner-only by
+  /// default, as topics are; recordings hold the events themselves.
+  unsigned mode = 0600;
 };
 
 class Writer {

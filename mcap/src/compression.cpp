@@ -9,9 +9,12 @@ namespace flowbus::mcap {
 
 const char* compression_name(Compression c) noexcept {
   switch (c) {
-    case Compression::Zstd: return "zstd";
-    case Compression::Lz4: return "lz4";
-    case Compression::None: break;
+    case Compression::Zstd:
+      return "zstd";
+    case Compression::Lz4:
+      return "lz4";
+    case Compression::None:
+      break;
   }
   return "";
 }
@@ -69,10 +72,12 @@ void Compressor::compress(std::span<const uint8_t> in, std::vector<uint8_t>& out
 }
 
 void decompress(std::string_view name, std::span<const uint8_t> in, uint64_t size, std::vector<uint8_t>& out) {
-  if (size > (uint64_t(1) << 36)) throw McapError("chunk claims " + std::to_string(size) + " uncompressed bytes: not believable");
+  if (size > (uint64_t(1) << 36))
+    throw McapError("chunk claims " + std::to_string(size) + " uncompressed bytes: not believable");
   if (name.empty()) {
     if (in.size() != size)
-      throw McapError("uncompressed chunk holds " + std::to_string(in.size()) + " bytes, its header says " + std::to_string(size));
+      throw McapError("uncompressed chunk holds " + std::to_string(in.size()) + " bytes, its header says " +
+                      std::to_string(size));
     out.assign(in.begin(), in.end());
     return;
   }
@@ -80,12 +85,15 @@ void decompress(std::string_view name, std::span<const uint8_t> in, uint64_t siz
   if (name == "zstd") {
     const size_t n = ZSTD_decompress(out.data(), out.size(), in.data(), in.size());
     if (ZSTD_isError(n)) throw McapError(std::string("zstd chunk does not decompress: ") + ZSTD_getErrorName(n));
-    if (n != size) throw McapError("zstd chunk decompresses to " + std::to_string(n) + " bytes, its header says " + std::to_string(size));
+    if (n != size)
+      throw McapError("zstd chunk decompresses to " + std::to_string(n) + " bytes, its header says " +
+                      std::to_string(size));
     return;
   }
   if (name == "lz4") {
     LZ4F_dctx* d = nullptr;
-    if (LZ4F_isError(LZ4F_createDecompressionContext(&d, LZ4F_VERSION))) throw McapError("lz4: cannot create a decompression context");
+    if (LZ4F_isError(LZ4F_createDecompressionContext(&d, LZ4F_VERSION)))
+      throw McapError("lz4: cannot create a decompression context");
     size_t produced = 0, consumed = 0, hint = 1;
     while (hint != 0 && consumed < in.size()) {
       size_t dst = out.size() - produced, src = in.size() - consumed;
@@ -104,7 +112,8 @@ void decompress(std::string_view name, std::span<const uint8_t> in, uint64_t siz
       throw McapError("lz4 chunk ends early: " + std::to_string(produced) + " of " + std::to_string(size) + " bytes");
     return;
   }
-  throw McapError("chunk compressed with '" + std::string(name) + "', which this reader does not know (zstd, lz4 or none)");
+  throw McapError("chunk compressed with '" + std::string(name) +
+                  "', which this reader does not know (zstd, lz4 or none)");
 }
 
 }  // namespace flowbus::mcap

@@ -42,6 +42,7 @@ uint32_t crc32(uint32_t crc, const void* data, size_t size) noexcept {
   return ~c;
 }
 
-static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "crc32 slicing and the MCAP encoder assume a little-endian host");
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+              "crc32 slicing and the MCAP encoder assume a little-endian host");
 
 }  // namespace flowbus::mcap

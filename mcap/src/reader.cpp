@@ -129,7 +129,8 @@ std::optional<Summary> Reader::summary() const {
     return std::nullopt;  // no footer: the writer never finished
   uint64_t len;
   std::memcpy(&len, foot + 1, 8);
-  if (len != kFooterContent) throw McapError(where(size_ - tail) + "the Footer record has length " + std::to_string(len) + ", not 20");
+  if (len != kFooterContent)
+    throw McapError(where(size_ - tail) + "the Footer record has length " + std::to_string(len) + ", not 20");
   Decoder f({foot + kRecordPrefix, kFooterContent}, "Footer");
   const uint64_t summary_start = f.u64();
   const uint64_t summary_offset_start = f.u64();
@@ -139,12 +140,13 @@ std::optional<Summary> Reader::summary() const {
   if (summary_start == 0) return s;
   if (summary_start < first_record_ || summary_start > footer_at || summary_offset_start > footer_at ||
       (summary_offset_start != 0 && summary_offset_start < summary_start))
-    throw McapError(where(footer_at) + "the Footer points outside the file (summary at " + std::to_string(summary_start) + ")");
+    throw McapError(where(footer_at) + "the Footer points outside the file (summary at " +
+                    std::to_string(summary_start) + ")");
   if (summary_crc != 0) {
     const uint32_t crc = crc32(0, data_ + summary_start, footer_at + kRecordPrefix + 16 - summary_start);
     if (crc != summary_crc)
-      throw McapError(where(summary_start) + "the summary section is damaged: CRC " + std::to_string(crc) + ", the footer says " +
-                      std::to_string(summary_crc));
+      throw McapError(where(summary_start) + "the summary section is damaged: CRC " + std::to_string(crc) +
+                      ", the footer says " + std::to_string(summary_crc));
   }
   const uint64_t end = summary_offset_start != 0 ? summary_offset_start : footer_at;
   for (uint64_t at = summary_start; at < end;) {
@@ -155,8 +157,12 @@ std::optional<Summary> Reader::summary() const {
     if (rlen > end - at - kRecordPrefix) throw McapError(where(at) + "a summary record runs past the summary section");
     const std::span<const uint8_t> content(data_ + at + kRecordPrefix, size_t(rlen));
     switch (Op(op)) {
-      case Op::Schema: s.schemas.push_back(decode_schema(content)); break;
-      case Op::Channel: s.channels.push_back(decode_channel(content)); break;
+      case Op::Schema:
+        s.schemas.push_back(decode_schema(content));
+        break;
+      case Op::Channel:
+        s.channels.push_back(decode_channel(content));
+        break;
       case Op::Statistics: {
         Decoder d(content, "Statistics");
         Statistics st;
@@ -196,7 +202,8 @@ std::optional<Summary> Reader::summary() const {
         s.metadata_indexes.push_back(std::move(m));
         break;
       }
-      default: break;  // attachment indexes and records this reader does not use
+      default:
+        break;  // attachment indexes and records this reader does not use
     }
     at += kRecordPrefix + rlen;
   }
@@ -231,7 +238,8 @@ ScanResult Reader::scan(const ScanHandlers& h, bool recover) const {
         ++result.messages;
         if (h.on_message) h.on_message(decode_message(content));
         break;
-      default: break;
+      default:
+        break;
     }
   };
   for (;;) {
@@ -251,8 +259,9 @@ ScanResult Reader::scan(const ScanHandlers& h, bool recover) const {
       return result;
     }
     if (len > size_ - at - kRecordPrefix) {
-      stop("a record (opcode " + std::to_string(op) + ") of " + std::to_string(len) + " bytes runs past the end of the file (" +
-           std::to_string(size_ - at - kRecordPrefix) + " left): the file is cut short");
+      stop("a record (opcode " + std::to_string(op) + ") of " + std::to_string(len) +
+           " bytes runs past the end of the file (" + std::to_string(size_ - at - kRecordPrefix) +
+           " left): the file is cut short");
       return result;
     }
     const std::span<const uint8_t> content(data_ + at + kRecordPrefix, size_t(len));
@@ -262,8 +271,8 @@ ScanResult Reader::scan(const ScanHandlers& h, bool recover) const {
       if (stored != 0) {
         const uint32_t crc = crc32(0, data_, at);
         if (crc != stored)
-          throw McapError(where(at) + "the data section is damaged: its CRC is " + std::to_string(crc) + ", Data End says " +
-                          std::to_string(stored));
+          throw McapError(where(at) + "the data section is damaged: its CRC is " + std::to_string(crc) +
+                          ", Data End says " + std::to_string(stored));
       }
       result.complete = true;
       result.valid_bytes = at + kRecordPrefix + len;
@@ -289,14 +298,16 @@ ScanResult Reader::scan(const ScanHandlers& h, bool recover) const {
       if (crc != 0) {
         const uint32_t actual = crc32(0, records.data(), records.size());
         if (actual != crc)
-          throw McapError(where(at) + "chunk " + std::to_string(result.chunks) + " is damaged: the CRC of its records is " +
-                          std::to_string(actual) + ", its header says " + std::to_string(crc));
+          throw McapError(where(at) + "chunk " + std::to_string(result.chunks) +
+                          " is damaged: the CRC of its records is " + std::to_string(actual) + ", its header says " +
+                          std::to_string(crc));
       }
       for (uint64_t r = 0; r < records.size();) {
         if (records.size() - r < kRecordPrefix) throw McapError(where(at) + "a record inside the chunk is cut short");
         uint64_t rlen;
         std::memcpy(&rlen, records.data() + r + 1, 8);
-        if (rlen > records.size() - r - kRecordPrefix) throw McapError(where(at) + "a record runs past the end of its chunk");
+        if (rlen > records.size() - r - kRecordPrefix)
+          throw McapError(where(at) + "a record runs past the end of its chunk");
         dispatch(records[r], {records.data() + r + kRecordPrefix, size_t(rlen)});
         r += kRecordPrefix + rlen;
       }

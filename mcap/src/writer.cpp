@@ -42,9 +42,10 @@ void Writer::write_out(const std::vector<uint8_t>& bytes) {
       const int err = n < 0 ? errno : ENOSPC;
       failed_ = true;
       // A record cut half-way is dropped, so the file ends at the last whole one.
-      if (::ftruncate(fd_, off_t(offset_)) != 0) { /* the reader finds the cut itself */ }
-      throw McapError("writing '" + path_ + "' failed after " + std::to_string(offset_) + " bytes: " + std::strerror(err) +
-                      "; the file holds every chunk written before");
+      if (::ftruncate(fd_, off_t(offset_)) != 0) { /* the reader finds the cut itself */
+      }
+      throw McapError("writing '" + path_ + "' failed after " + std::to_string(offset_) +
+                      " bytes: " + std::strerror(err) + "; the file holds every chunk written before");
     }
     done += size_t(n);
   }
@@ -73,7 +74,8 @@ uint16_t Writer::add_schema(std::string name, std::string encoding, std::vector<
 
 uint16_t Writer::add_channel(uint16_t schema_id, std::string topic, std::string message_encoding, KeyValues metadata) {
   if (channels_.size() >= 0xffff) throw McapError("too many channels for one MCAP file (65535)");
-  Channel c{uint16_t(channels_.size() + 1), schema_id, std::move(topic), std::move(message_encoding), std::move(metadata)};
+  Channel c{uint16_t(channels_.size() + 1), schema_id, std::move(topic), std::move(message_encoding),
+            std::move(metadata)};
   open_chunk_if_needed();
   Encoder e(chunk_);
   const size_t r = e.begin_record(Op::Channel);

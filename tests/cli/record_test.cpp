@@ -33,7 +33,8 @@ struct TempPath {
 
 std::string order_json(uint64_t id) {
   return R"({"id":)" + std::to_string(id) + R"(,"customer":"c)" + std::to_string(id % 97) + R"(","sku":"S-)" +
-         std::to_string(id * 7) + R"(","quantity":)" + std::to_string(id % 5) + R"(,"price_cents":)" + std::to_string(100 + id) + "}";
+         std::to_string(id * 7) + R"(","quantity":)" + std::to_string(id % 5) + R"(,"price_cents":)" +
+         std::to_string(100 + id) + "}";
 }
 
 /// A file of `n` orders with ids from `first`.
@@ -63,10 +64,12 @@ std::unique_ptr<ChildProcess> start_cli(const std::vector<std::string>& args, co
 }
 
 /// Reads lines until one contains `needle`; false on timeout or EOF.
-bool wait_for_line(ChildProcess& c, const std::string& needle, std::chrono::milliseconds timeout, std::string* seen = nullptr) {
+bool wait_for_line(ChildProcess& c, const std::string& needle, std::chrono::milliseconds timeout,
+                   std::string* seen = nullptr) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {
-    auto line = c.read_line(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()));
+    auto line =
+        c.read_line(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()));
     if (!line) return false;
     if (seen) *seen += *line + "\n";
     if (line->find(needle) != std::string::npos) return true;
@@ -88,8 +91,10 @@ Json info_json(const std::string& file, bool verify = false) {
 /// build tree (never the source tree) with npm; concurrent tests take turns.
 std::string mcap_node_modules() {
   const std::string dir = std::string(FLOWBUS_BINARY_DIR) + "/npm";
-  const std::string cmd = "mkdir -p '" + dir + "' && cd '" + dir + "' && flock .lock sh -c 'test -f node_modules/@mcap/core/package.json || "
-                          "npm install --no-audit --no-fund --loglevel=error @mcap/core@2.2.2 @mcap/support@1.1.0 @foxglove/crc >npm.log 2>&1 "
+  const std::string cmd = "mkdir -p '" + dir + "' && cd '" + dir +
+                          "' && flock .lock sh -c 'test -f node_modules/@mcap/core/package.json || "
+                          "npm install --no-audit --no-fund --loglevel=error @mcap/core@2.2.2 @mcap/support@1.1.0 "
+                          "@foxglove/crc >npm.log 2>&1 "
                           "|| { cat npm.log; exit 1; }'";
   ChildProcess c({"/bin/sh", "-c", cmd}, {.pipe_stdin = false, .capture_stderr = true});
   const Outcome o = c.communicate(300s);
@@ -101,8 +106,9 @@ std::string mcap_node_modules() {
 Outcome read_with_mcap_ts(const std::string& file, bool stream_only = false) {
   const std::string modules = mcap_node_modules();
   const std::string script = std::string(FLOWBUS_SOURCE_DIR) + "/tests/record/mcap_interop.cjs";
-  ChildProcess c({"/bin/sh", "-c", "NODE_PATH='" + modules + "' exec /usr/bin/node '" + script + "' '" + file + "'" +
-                                       (stream_only ? " --stream" : "")},
+  ChildProcess c({"/bin/sh", "-c",
+                  "NODE_PATH='" + modules + "' exec /usr/bin/node '" + script + "' '" + file + "'" +
+                      (stream_only ? " --stream" : "")},
                  {.pipe_stdin = false, .capture_stderr = true});
   return c.communicate(120s);
 }
@@ -120,7 +126,8 @@ struct RecordBus : OrdersBus {
     Outcome o = flowbus_cli({"pub", name.name, "orders.created", "--file", file, "--name", "shop", "-q"});
     EXPECT_EQ(o.exit_code, 0) << describe(o);
     std::remove(file.c_str());
-    o = flowbus_cli({"pub", name.name, "orders.created", "--json", order_json(4242), "--name", "web", "--subject", "order/4242", "-q"});
+    o = flowbus_cli({"pub", name.name, "orders.created", "--json", order_json(4242), "--name", "web", "--subject",
+                     "order/4242", "-q"});
     EXPECT_EQ(o.exit_code, 0) << describe(o);
   }
 };
@@ -128,7 +135,8 @@ struct RecordBus : OrdersBus {
 }  // namespace
 
 TEST(Record, EveryCommandHasHelp) {
-  for (const auto& args : std::vector<std::vector<std::string>>{{"record", "--help"}, {"record", "info", "--help"}, {"replay", "--help"}}) {
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"record", "--help"}, {"record", "info", "--help"}, {"replay", "--help"}}) {
     const Outcome o = flowbus_cli(args);
     EXPECT_EQ(o.exit_code, 0) << describe(o);
     EXPECT_NE(o.out.find("Usage"), std::string::npos) << describe(o);
@@ -152,7 +160,8 @@ TEST(Record, BadInputGetsAClearError) {
       {{"record", bus.name.name, "orders.>"}, "-o FILE"},
       {{"record", bus.name.name, "orders.>", "-o", f.path, "--compression", "gzip"}, "zstd"},
       {{"record", bus.name.name, "orders.>", "-o", f.path, "--split"}, "needs --max-size"},
-      {{"record", bus.name.name, "orders.>", "-o", "/nonexistent-dir/x.mcap"}, "cannot create '/nonexistent-dir/x.mcap'"},
+      {{"record", bus.name.name, "orders.>", "-o", "/nonexistent-dir/x.mcap"},
+       "cannot create '/nonexistent-dir/x.mcap'"},
       {{"replay", f.path, "--bus", bus.name.name, "--speed", "fast"}, "is not a speed"},
       {{"replay", f.path, "--bus", bus.name.name, "--speed", "0"}, "is not a speed"},
       {{"replay", f.path, "--bus", bus.name.name, "--speed", "-1"}, "is not a speed"},
@@ -167,7 +176,8 @@ TEST(Record, BadInputGetsAClearError) {
   // A pattern that matches nothing yet is said, and the recorder waits for such a topic.
   const Outcome o = flowbus_cli({"record", bus.name.name, "nothing.here", "-o", f.path, "--duration", "200ms"});
   EXPECT_EQ(o.exit_code, 0) << describe(o);
-  EXPECT_NE(o.err.find("no topic on bus '" + bus.name.name + "' matches 'nothing.here' yet"), std::string::npos) << describe(o);
+  EXPECT_NE(o.err.find("no topic on bus '" + bus.name.name + "' matches 'nothing.here' yet"), std::string::npos)
+      << describe(o);
   // A recording of other topics has none to replay under --topics.
   const Outcome r = flowbus_cli({"replay", f.path, "--bus", bus.name.name, "--topics", "orders.>"});
   EXPECT_EQ(r.exit_code, 1) << describe(r);
@@ -219,7 +229,8 @@ TEST(Record, SigtermFinishesTheFileAndInfoDescribesIt) {
 TEST(Record, KillMinus9LeavesAFileReadableUpToItsLastChunk) {
   RecordBus bus(2000);
   TempPath f("kill.mcap");
-  auto rec = start_cli({"record", bus.name.name, "orders.>", "-o", f.path, "--from", "earliest", "--compression", "lz4"});
+  auto rec =
+      start_cli({"record", bus.name.name, "orders.>", "-o", f.path, "--from", "earliest", "--compression", "lz4"});
   std::string seen;
   ASSERT_TRUE(wait_for_line(*rec, "recording: 2001 events", 20s, &seen)) << seen;
   // A chunk is written at least every second: wait for one more progress line past that.
@@ -294,8 +305,8 @@ TEST(Record, AFullDiskStopsTheRecorderWithAClearErrorAndAReadableFile) {
   RecordBus bus(20000);
   TempPath f("full.mcap");
   // ulimit -f: at most 64 KiB (128 blocks of 512 bytes); write() then fails with EFBIG.
-  auto rec = start_cli({"record", bus.name.name, "orders.>", "-o", f.path, "--from", "earliest", "--compression", "none",
-                        "--chunk-size", "8KiB", "-q"},
+  auto rec = start_cli({"record", bus.name.name, "orders.>", "-o", f.path, "--from", "earliest", "--compression",
+                        "none", "--chunk-size", "8KiB", "-q"},
                        "ulimit -f 128; ");
   std::string seen;
   EXPECT_TRUE(wait_for_line(*rec, "flowbus record:", 20s, &seen)) << seen;
@@ -312,8 +323,8 @@ TEST(Record, AFullDiskStopsTheRecorderWithAClearErrorAndAReadableFile) {
 
 TEST(Record, LossesOnALatestTopicAreCountedOnScreenAndInTheFile) {
   ScopedBusName bus("reclost");
-  Outcome o = flowbus_cli({"topic", "create", bus.name, "sensor.temp", "--schema", example_schema("sensor.fbs"), "--policy",
-                           "latest", "--ring-size", "4KiB"});
+  Outcome o = flowbus_cli({"topic", "create", bus.name, "sensor.temp", "--schema", example_schema("sensor.fbs"),
+                           "--policy", "latest", "--ring-size", "4KiB"});
   ASSERT_EQ(o.exit_code, 0) << describe(o);
   TempPath f("lost.mcap");
   auto rec = start_cli({"record", bus.name, "sensor.*", "-o", f.path});
@@ -341,8 +352,8 @@ TEST(Record, TheMcapTypeScriptLibraryReadsEveryRecordIndexAndCrc) {
   RecordBus bus(5000);
   for (const std::string compression : {"zstd", "lz4", "none"}) {
     TempPath f("ts-" + compression + ".mcap");
-    const Outcome o = flowbus_cli({"record", bus.name.name, "orders.>", "-o", f.path, "--from", "earliest", "--count", "5001",
-                                   "--compression", compression, "--chunk-size", "64KiB", "-q"});
+    const Outcome o = flowbus_cli({"record", bus.name.name, "orders.>", "-o", f.path, "--from", "earliest", "--count",
+                                   "5001", "--compression", compression, "--chunk-size", "64KiB", "-q"});
     ASSERT_EQ(o.exit_code, 0) << describe(o);
     const Outcome ts = read_with_mcap_ts(f.path);
     ASSERT_EQ(ts.exit_code, 0) << describe(ts);
@@ -357,8 +368,8 @@ TEST(Record, TheMcapTypeScriptLibraryReadsEveryRecordIndexAndCrc) {
     EXPECT_EQ(stream["messages"].AsUInt64(), 5002u);
     EXPECT_EQ(stream["messageIndexEntries"].AsUInt64(), 5002u);
     const auto ops = stream["opcodes"].AsMap();
-    for (const char* op : {"Header", "Chunk", "Schema", "Channel", "Message", "MessageIndex", "Metadata", "DataEnd", "Statistics",
-                           "ChunkIndex", "MetadataIndex", "SummaryOffset", "Footer"})
+    for (const char* op : {"Header", "Chunk", "Schema", "Channel", "Message", "MessageIndex", "Metadata", "DataEnd",
+                           "Statistics", "ChunkIndex", "MetadataIndex", "SummaryOffset", "Footer"})
       EXPECT_GE(ops[op].AsUInt64(), 1u) << op << " missing in " << ts.out;
     EXPECT_GT(ops["Chunk"].AsUInt64(), 3u);
     EXPECT_EQ(ops["Chunk"].AsUInt64(), ops["ChunkIndex"].AsUInt64());
@@ -440,7 +451,8 @@ TEST(Replay, KeepsTheRecordedSpacingUnlessMaxAndMarksReplayedEvents) {
   auto rec = start_cli({"record", bus.name, "orders.>", "-o", f.path, "--count", "6"});
   std::string seen;
   ASSERT_TRUE(wait_for_line(*rec, "recording: 0 events", 10s, &seen)) << seen;
-  o = flowbus_cli({"pub", bus.name, "orders.created", "--json", order_json(1), "--count", "6", "--rate", "10", "--subject", "s/1", "-q"});
+  o = flowbus_cli({"pub", bus.name, "orders.created", "--json", order_json(1), "--count", "6", "--rate", "10",
+                   "--subject", "s/1", "-q"});
   ASSERT_EQ(o.exit_code, 0) << describe(o);
   ASSERT_TRUE(rec->wait(10s)) << seen;
   ScopedBusName target("recspace2");
@@ -456,8 +468,10 @@ TEST(Replay, KeepsTheRecordedSpacingUnlessMaxAndMarksReplayedEvents) {
   ASSERT_EQ(o.exit_code, 0) << describe(o);
   EXPECT_LT(ms_since(t0), at_one);
   // Replayed events keep id, source, time, subject and payload, and say they were replayed.
-  const Outcome live = flowbus_cli({"sub", bus.name, "orders.>", "--from", "earliest", "--json", "--count", "6", "--timeout", "5"});
-  const Outcome again = flowbus_cli({"sub", target.name, "orders.>", "--from", "earliest", "--json", "--count", "6", "--timeout", "5"});
+  const Outcome live =
+      flowbus_cli({"sub", bus.name, "orders.>", "--from", "earliest", "--json", "--count", "6", "--timeout", "5"});
+  const Outcome again =
+      flowbus_cli({"sub", target.name, "orders.>", "--from", "earliest", "--json", "--count", "6", "--timeout", "5"});
   ASSERT_EQ(live.exit_code, 0) << describe(live);
   ASSERT_EQ(again.exit_code, 0) << describe(again);
   const auto a = lines_of(live.out), b = lines_of(again.out);
@@ -484,7 +498,8 @@ TEST(Replay, KeepsTheRecordedSpacingUnlessMaxAndMarksReplayedEvents) {
 TEST(Replay, RoundTripsAHundredThousandEventsFromThreePublishers) {
   ScopedBusName bus("recrt");
   // Rings that hold all of it: `sub --from earliest` afterwards sees every event, here and on the target.
-  Outcome o = flowbus_cli({"topic", "create", bus.name, "orders.created", "--schema", example_schema("order.fbs"), "--ring-size", "16MiB"});
+  Outcome o = flowbus_cli(
+      {"topic", "create", bus.name, "orders.created", "--schema", example_schema("order.fbs"), "--ring-size", "16MiB"});
   ASSERT_EQ(o.exit_code, 0) << describe(o);
   constexpr uint64_t kPerPublisher = 33334, kTotal = 3 * kPerPublisher;  // 100,002
   const std::string total = std::to_string(kTotal);
@@ -496,7 +511,8 @@ TEST(Replay, RoundTripsAHundredThousandEventsFromThreePublishers) {
   std::vector<std::unique_ptr<ChildProcess>> pubs;
   for (const std::string p : {"0", "1", "2"}) {
     files.push_back(orders_file("rt" + p, std::stoull(p) * 1'000'000, kPerPublisher));
-    pubs.push_back(start_cli({"pub", bus.name, "orders.created", "--file", files.back(), "--name", "p" + p, "--timeout", "60", "-q"}));
+    pubs.push_back(start_cli(
+        {"pub", bus.name, "orders.created", "--file", files.back(), "--name", "p" + p, "--timeout", "60", "-q"}));
   }
   for (auto& p : pubs) {
     const auto s = p->wait(120s);
@@ -513,7 +529,8 @@ TEST(Replay, RoundTripsAHundredThousandEventsFromThreePublishers) {
   o = flowbus_cli({"replay", f.path, "--bus", target.name, "--speed", "max"}, 120s);
   ASSERT_EQ(o.exit_code, 0) << describe(o);
   EXPECT_NE(o.err.find("replayed " + total + " events of 3 ring(s)"), std::string::npos) << describe(o);
-  const std::vector<std::string> sub_args{"orders.>", "--from", "earliest", "--json", "--count", total, "--timeout", "10"};
+  const std::vector<std::string> sub_args{"orders.>", "--from", "earliest",  "--json",
+                                          "--count",  total,    "--timeout", "10"};
   auto sub = [&](const std::string& b) {
     std::vector<std::string> args{"sub", b};
     args.insert(args.end(), sub_args.begin(), sub_args.end());
@@ -548,8 +565,8 @@ TEST(Replay, RoundTripsAHundredThousandEventsFromThreePublishers) {
 
 TEST(Record, ASlowRecorderOnABlockTopicIsEvictedAndSaysWhatItMissed) {
   ScopedBusName bus("recevict");
-  Outcome o = flowbus_cli({"topic", "create", bus.name, "orders.created", "--schema", example_schema("order.fbs"), "--ring-size",
-                           "64KiB", "--timeout", "200ms"});
+  Outcome o = flowbus_cli({"topic", "create", bus.name, "orders.created", "--schema", example_schema("order.fbs"),
+                           "--ring-size", "64KiB", "--timeout", "200ms"});
   ASSERT_EQ(o.exit_code, 0) << describe(o);
   TempPath f("evict.mcap");
   auto rec = start_cli({"record", bus.name, "orders.>", "-o", f.path});

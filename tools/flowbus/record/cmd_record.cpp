@@ -53,28 +53,34 @@ void add_record_command(CLI::App& app) {
   auto args = std::make_shared<Args>();
   CLI::App* rec = app.add_subcommand(
       "record",
-      "Record the events of topics matching patterns into an MCAP file (https://mcap.dev), readable by Foxglove and the "
+      "Record the events of topics matching patterns into an MCAP file (https://mcap.dev), readable by Foxglove and "
+      "the "
       "MCAP tools; `flowbus record info FILE` describes one. Ctrl-C or SIGTERM finishes the file. Exit 1 if any event "
       "was lost.");
   rec->add_option("bus", args->bus, "bus name");
   rec->add_option("patterns", args->patterns, "topics or patterns: '*' matches one token, '>' the rest (orders.>)");
   rec->add_option("-o,--output", args->output, "the MCAP file to write (replaced if it exists)");
-  rec->add_option("--duration", args->duration, "stop after this long: seconds, or with a unit (500ms); default: until Ctrl-C");
+  rec->add_option("--duration", args->duration,
+                  "stop after this long: seconds, or with a unit (500ms); default: until Ctrl-C");
   rec->add_option("--count", args->count, "stop after this many events, 1 or more")->check(whole_number(1, UINT64_MAX));
-  rec->add_option("--max-size", args->max_size, "stop (or with --split, start the next file) at about this size, e.g. 1GiB");
+  rec->add_option("--max-size", args->max_size,
+                  "stop (or with --split, start the next file) at about this size, e.g. 1GiB");
   rec->add_flag("--split", args->split, "at --max-size start the next file: run.mcap, run-1.mcap, run-2.mcap, ...");
   rec->add_option("--compression", args->compression, "chunk compression: zstd (default), lz4 or none")
       ->check(CLI::IsMember({"zstd", "lz4", "none"}));
-  rec->add_option("--from", args->from, "latest (default): what is published from now on; earliest: also what the rings retain")
+  rec->add_option("--from", args->from,
+                  "latest (default): what is published from now on; earliest: also what the rings retain")
       ->check(CLI::IsMember({"latest", "earliest"}));
-  rec->add_option("--chunk-size", args->chunk_size, "uncompressed bytes per chunk (default 1MiB; a chunk is also written every second)");
+  rec->add_option("--chunk-size", args->chunk_size,
+                  "uncompressed bytes per chunk (default 1MiB; a chunk is also written every second)");
   rec->add_flag("-q,--quiet", args->quiet, "no progress line");
   add_record_info_command(*rec);
   rec->callback([rec, args] {
     if (rec->got_subcommand("info")) return;
     if (args->bus.empty() || args->patterns.empty() || args->output.empty()) {
-      std::fprintf(stderr, "flowbus record: give a bus, one or more patterns and -o FILE, e.g. "
-                           "`flowbus record plant 'sensor.>' -o run.mcap` (see --help)\n");
+      std::fprintf(stderr,
+                   "flowbus record: give a bus, one or more patterns and -o FILE, e.g. "
+                   "`flowbus record plant 'sensor.>' -o run.mcap` (see --help)\n");
       throw ExitCode{2};
     }
     record::RecorderOptions o;
@@ -84,8 +90,10 @@ void add_record_command(CLI::App& app) {
     o.duration = args->duration.empty() ? kNever : parse_seconds(args->duration, "--duration");
     o.max_size = args->max_size.empty() ? 0 : parse_size(args->max_size, "--max-size");
     if (!args->max_size.empty() && o.max_size < 4096)
-      throw CLI::ValidationError("--max-size", "'" + args->max_size + "' is too small: give at least 4KiB (e.g. 64MiB, 1GiB)");
-    if (args->split && o.max_size == 0) throw CLI::ValidationError("--split", "needs --max-size (the size of each file)");
+      throw CLI::ValidationError("--max-size",
+                                 "'" + args->max_size + "' is too small: give at least 4KiB (e.g. 64MiB, 1GiB)");
+    if (args->split && o.max_size == 0)
+      throw CLI::ValidationError("--split", "needs --max-size (the size of each file)");
     const uint64_t chunk = parse_size(args->chunk_size, "--chunk-size");
     if (chunk < 1024 || chunk > (256u << 20))
       throw CLI::ValidationError("--chunk-size", "'" + args->chunk_size + "' is out of range: from 1KiB to 256MiB");
@@ -103,8 +111,10 @@ void add_record_command(CLI::App& app) {
       throw ExitCode{1};
     }
     for (const std::string& p : recorder->unmatched_patterns())
-      std::fprintf(stderr, "flowbus record: no topic on bus '%s' matches '%s' yet; its topics are recorded once created "
-                           "(see them with `flowbus topic ls %s`)\n", o.bus.c_str(), p.c_str(), o.bus.c_str());
+      std::fprintf(stderr,
+                   "flowbus record: no topic on bus '%s' matches '%s' yet; its topics are recorded once created "
+                   "(see them with `flowbus topic ls %s`)\n",
+                   o.bus.c_str(), p.c_str(), o.bus.c_str());
     const bool tty = ::isatty(2) != 0;
     const auto start = std::chrono::steady_clock::now();
     auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
@@ -125,11 +135,12 @@ void add_record_command(CLI::App& app) {
     for (const std::string& f : t.files) files += (files.empty() ? "" : ", ") + f;
     std::fprintf(stderr, "recorded %llu events from %llu ring(s) into %s (%s, %s), %s after %.1fs; lost %llu\n",
                  static_cast<unsigned long long>(t.events), static_cast<unsigned long long>(t.rings), files.c_str(),
-                 format_bytes(t.file_bytes).c_str(), args->compression.c_str(), recorder->stop_reason().c_str(), seconds(),
-                 static_cast<unsigned long long>(t.lost));
+                 format_bytes(t.file_bytes).c_str(), args->compression.c_str(), recorder->stop_reason().c_str(),
+                 seconds(), static_cast<unsigned long long>(t.lost));
     if (t.lost != 0 || t.corrupt_rings != 0) {
-      std::fprintf(stderr, "flowbus record: %llu event(s) lost (%llu eviction(s)) and %llu ring(s) corrupt; the file says so "
-                           "too (`flowbus record info %s`); exiting with 1\n",
+      std::fprintf(stderr,
+                   "flowbus record: %llu event(s) lost (%llu eviction(s)) and %llu ring(s) corrupt; the file says so "
+                   "too (`flowbus record info %s`); exiting with 1\n",
                    static_cast<unsigned long long>(t.lost), static_cast<unsigned long long>(t.evictions),
                    static_cast<unsigned long long>(t.corrupt_rings), t.files.front().c_str());
       throw ExitCode{1};

@@ -36,8 +36,10 @@ double parse_speed(const std::string& text) {
   } catch (...) {
   }
   if (text.empty() || used != text.size() || !std::isfinite(v) || v <= 0 || v > 1e6)
-    throw CLI::ValidationError("--speed", "'" + text + "' is not a speed: give a factor above 0 and at most 1000000 (1.0 "
-                                          "keeps the recorded spacing, 2 is twice as fast) or max (as fast as possible)");
+    throw CLI::ValidationError("--speed",
+                               "'" + text +
+                                   "' is not a speed: give a factor above 0 and at most 1000000 (1.0 "
+                                   "keeps the recorded spacing, 2 is twice as fast) or max (as fast as possible)");
   return v;
 }
 
@@ -53,13 +55,17 @@ std::string subject_from_json(std::span<const uint8_t> data) {
     char c = text[i];
     if (c == '\\' && i + 1 < end) {
       const char n = text[++i];
-      if (n == 'n') c = '\n';
-      else if (n == 't') c = '\t';
-      else if (n == 'r') c = '\r';
+      if (n == 'n')
+        c = '\n';
+      else if (n == 't')
+        c = '\t';
+      else if (n == 'r')
+        c = '\r';
       else if (n == 'u' && i + 4 < end) {
         c = char(std::stoi(text.substr(i + 1, 4), nullptr, 16));
         i += 4;
-      } else c = n;
+      } else
+        c = n;
     }
     out += c;
   }
@@ -72,7 +78,7 @@ struct ReplayRing {
   bool selected = false;
   std::optional<Publisher> publisher;
   bool has_last = false;
-  uint64_t last_sequence = 0;     // full sequence of the last message read (this pass)
+  uint64_t last_sequence = 0;                            // full sequence of the last message read (this pass)
   uint64_t min_sequence = UINT64_MAX, max_sequence = 0;  // over the first pass
   std::optional<std::pair<uint32_t, std::string>> pending_subject;  // (sequence low bits, subject)
 };
@@ -85,21 +91,28 @@ void add_replay_command(CLI::App& app) {
     bool loop = false, recover = false, quiet = false;
   };
   auto args = std::make_shared<Args>();
-  CLI::App* rep = app.add_subcommand(
-      "replay",
-      "Publish the events of an MCAP recording into a bus with their original ids, sources and times, spaced as recorded "
-      "(or as fast as possible); creates missing topics with the recorded schemas. Replayed events come from mirror rings "
-      "whose origin node is \"replay\" (`sub --json` shows \"flowbusorigin\":\"replay\").");
+  CLI::App* rep =
+      app.add_subcommand("replay",
+                         "Publish the events of an MCAP recording into a bus with their original ids, sources and "
+                         "times, spaced as recorded "
+                         "(or as fast as possible); creates missing topics with the recorded schemas. Replayed events "
+                         "come from mirror rings "
+                         "whose origin node is \"replay\" (`sub --json` shows \"flowbusorigin\":\"replay\").");
   rep->add_option("file", args->file, "the MCAP file (from `flowbus record`)")->required();
   rep->add_option("--bus", args->bus, "the bus to publish into (created if missing)")->required();
   rep->add_option("--topics", args->topics, "only the topics matching this pattern (default: all, '>')");
-  rep->add_option("--speed", args->speed, "1.0 (default): the recorded spacing; 2: twice as fast; max: as fast as possible");
+  rep->add_option("--speed", args->speed,
+                  "1.0 (default): the recorded spacing; 2: twice as fast; max: as fast as possible");
   rep->add_flag("--loop", args->loop,
-                "start again at the end, until Ctrl-C; pass n > 0 moves sequences and times on by n recordings, so ids stay unique");
-  rep->add_option("--start", args->start, "skip events before this long after the recording's first event (seconds, or 500ms)");
+                "start again at the end, until Ctrl-C; pass n > 0 moves sequences and times on by n recordings, so ids "
+                "stay unique");
+  rep->add_option("--start", args->start,
+                  "skip events before this long after the recording's first event (seconds, or 500ms)");
   rep->add_option("--end", args->end, "stop at this long after the recording's first event");
-  rep->add_option("--timeout", args->timeout, "how long to wait for room when a block topic's ring is full (default 30s)");
-  rep->add_flag("--recover", args->recover, "replay what is whole in a file the recorder did not finish (killed, disk full)");
+  rep->add_option("--timeout", args->timeout,
+                  "how long to wait for room when a block topic's ring is full (default 30s)");
+  rep->add_flag("--recover", args->recover,
+                "replay what is whole in a file the recorder did not finish (killed, disk full)");
   rep->add_flag("-q,--quiet", args->quiet, "print no summary");
   rep->callback([args] {
     const double speed = parse_speed(args->speed);
@@ -125,8 +138,9 @@ void add_replay_command(CLI::App& app) {
       throw ExitCode{1};
     }
     if (!summary && !args->recover) {
-      std::fprintf(stderr, "flowbus replay: '%s' is incomplete: the recorder did not finish it (killed, or the disk filled "
-                           "up); `flowbus record info %s` tells what is recoverable, and --recover replays that\n",
+      std::fprintf(stderr,
+                   "flowbus replay: '%s' is incomplete: the recorder did not finish it (killed, or the disk filled "
+                   "up); `flowbus record info %s` tells what is recoverable, and --recover replays that\n",
                    args->file.c_str(), args->file.c_str());
       throw ExitCode{1};
     }
@@ -135,23 +149,27 @@ void add_replay_command(CLI::App& app) {
     std::map<uint16_t, ReplayRing> rings;
     std::map<uint16_t, uint16_t> subject_of;  // subject channel -> event channel
     std::optional<uint64_t> base;             // the recording's first event time
-    if (summary && summary->statistics && summary->statistics->message_count != 0) base = summary->statistics->message_start_time;
-    uint64_t published = 0, duplicates = 0, matched_rings = 0, time_shift = 0, pass = 0, last_time = 0, first_time = UINT64_MAX;
+    if (summary && summary->statistics && summary->statistics->message_count != 0)
+      base = summary->statistics->message_start_time;
+    uint64_t published = 0, duplicates = 0, matched_rings = 0, time_shift = 0, pass = 0, last_time = 0,
+             first_time = UINT64_MAX;
     const auto wall_start = std::chrono::steady_clock::now();
     auto pass_start = wall_start;
 
     auto make_publisher = [&](ReplayRing& r, uint64_t first_sequence) {
       const auto found = schemas.find(r.schema_id);
       if (found == schemas.end())
-        throw mcap::McapError("channel of " + r.info.topic + " names schema " + std::to_string(r.schema_id) + ", which the file lacks");
+        throw mcap::McapError("channel of " + r.info.topic + " names schema " + std::to_string(r.schema_id) +
+                              ", which the file lacks");
       const mcap::Schema& schema = found->second;
       if (auto existing = bus.find_topic(r.info.topic)) {
         if (existing->schema != schema.data) {
           try {
             check_compatible_evolution(existing->schema, schema.data);
           } catch (const Error& e) {
-            throw Error(ErrorCode::IncompatibleSchema, "topic '" + r.info.topic + "' on bus '" + args->bus +
-                                                           "' has a schema the recording's events do not fit: " + e.what());
+            throw Error(ErrorCode::IncompatibleSchema,
+                        "topic '" + r.info.topic + "' on bus '" + args->bus +
+                            "' has a schema the recording's events do not fit: " + e.what());
           }
         }
       } else {
@@ -161,15 +179,17 @@ void add_replay_command(CLI::App& app) {
         spec.schema = schema.data;
         spec.policy = r.info.policy;
         if (r.info.ring_size) spec.ring_size = r.info.ring_size;
-        spec.slow_consumer_timeout = r.info.slow_consumer_timeout_ns < 0 ? kNever : std::chrono::nanoseconds(r.info.slow_consumer_timeout_ns);
+        spec.slow_consumer_timeout =
+            r.info.slow_consumer_timeout_ns < 0 ? kNever : std::chrono::nanoseconds(r.info.slow_consumer_timeout_ns);
         spec.retention = r.info.retention_s < 0 ? std::chrono::duration_cast<std::chrono::seconds>(kNever)
                                                 : std::chrono::seconds(r.info.retention_s);
         bus.create_topic(spec);
         if (!args->quiet)
-          std::fprintf(stderr, "flowbus replay: created topic %s (%s, %s) on bus %s\n", r.info.topic.c_str(), schema.name.c_str(),
-                       to_string(spec.policy), args->bus.c_str());
+          std::fprintf(stderr, "flowbus replay: created topic %s (%s, %s) on bus %s\n", r.info.topic.c_str(),
+                       schema.name.c_str(), to_string(spec.policy), args->bus.c_str());
       }
-      r.publisher.emplace(mirroring::mirror_publisher(bus, r.info.topic, {r.info.publisher_id, r.info.source, "replay", first_sequence}));
+      r.publisher.emplace(mirroring::mirror_publisher(bus, r.info.topic,
+                                                      {r.info.publisher_id, r.info.source, "replay", first_sequence}));
       ++matched_rings;
     };
 
@@ -190,7 +210,8 @@ void add_replay_command(CLI::App& app) {
     h.on_message = [&](const mcap::Message& m) {
       if (g_stop) throw ExitCode{130};
       if (auto s = subject_of.find(m.channel_id); s != subject_of.end()) {
-        if (auto r = rings.find(s->second); r != rings.end()) r->second.pending_subject.emplace(m.sequence, subject_from_json(m.data));
+        if (auto r = rings.find(s->second); r != rings.end())
+          r->second.pending_subject.emplace(m.sequence, subject_from_json(m.data));
         return;
       }
       auto it = rings.find(m.channel_id);
@@ -213,22 +234,28 @@ void add_replay_command(CLI::App& app) {
       const uint64_t rel = m.log_time >= *base ? m.log_time - *base : 0;
       if (rel < uint64_t(start_offset.count()) || (end_offset != kNever && rel > uint64_t(end_offset.count()))) return;
       if (speed > 0) {
-        const auto due = pass_start + std::chrono::nanoseconds(int64_t(double(rel - uint64_t(start_offset.count())) / speed));
+        const auto due =
+            pass_start + std::chrono::nanoseconds(int64_t(double(rel - uint64_t(start_offset.count())) / speed));
         while (!g_stop && std::chrono::steady_clock::now() < due)
-          std::this_thread::sleep_until(std::min(due, std::chrono::steady_clock::now() + std::chrono::milliseconds(100)));
+          std::this_thread::sleep_until(
+              std::min(due, std::chrono::steady_clock::now() + std::chrono::milliseconds(100)));
         if (g_stop) throw ExitCode{130};
       }
       const uint64_t shifted = seq + pass * (r.max_sequence - r.min_sequence + 1);
       if (!r.publisher) make_publisher(r, shifted);
-      const PublishStatus st = mirroring::publish_mirrored(*r.publisher, m.data, shifted, m.log_time + pass * time_shift, subject, timeout);
-      if (st == PublishStatus::Ok) ++published;
-      else if (st == PublishStatus::Duplicate) ++duplicates;
+      const PublishStatus st =
+          mirroring::publish_mirrored(*r.publisher, m.data, shifted, m.log_time + pass * time_shift, subject, timeout);
+      if (st == PublishStatus::Ok)
+        ++published;
+      else if (st == PublishStatus::Duplicate)
+        ++duplicates;
       else
         throw Error(ErrorCode::InvalidArgument,
-                    "publishing event " + record::hex16(r.info.publisher_id) + "-" + std::to_string(seq) + " on " + r.info.topic +
-                        " failed: " + to_string(st) +
-                        (st == PublishStatus::Full ? " (a subscriber held the ring full; raise --timeout or look with `flowbus inspect`)"
-                                                   : ""));
+                    "publishing event " + record::hex16(r.info.publisher_id) + "-" + std::to_string(seq) + " on " +
+                        r.info.topic + " failed: " + to_string(st) +
+                        (st == PublishStatus::Full
+                             ? " (a subscriber held the ring full; raise --timeout or look with `flowbus inspect`)"
+                             : ""));
     };
     int code = 0;
     try {
@@ -247,7 +274,8 @@ void add_replay_command(CLI::App& app) {
         if (!args->loop || g_stop || published + duplicates == 0) break;
       }
     } catch (const mcap::McapError& e) {
-      std::fprintf(stderr, "flowbus replay: %s (after %llu events)\n", e.what(), static_cast<unsigned long long>(published));
+      std::fprintf(stderr, "flowbus replay: %s (after %llu events)\n", e.what(),
+                   static_cast<unsigned long long>(published));
       code = 1;
     } catch (const ExitCode& e) {
       code = e.code == 130 ? 0 : e.code;  // Ctrl-C: a summary, exit 0
@@ -255,16 +283,19 @@ void add_replay_command(CLI::App& app) {
     bool any_selected = false;
     for (const auto& [id, r] : rings) any_selected |= r.selected;
     if (!any_selected && code == 0) {
-      std::fprintf(stderr, "flowbus replay: no recorded topic in '%s' matches '%s'; see them with `flowbus record info %s`\n",
+      std::fprintf(stderr,
+                   "flowbus replay: no recorded topic in '%s' matches '%s'; see them with `flowbus record info %s`\n",
                    args->file.c_str(), args->topics.c_str(), args->file.c_str());
       throw ExitCode{1};
     }
     if (!args->quiet)
-      std::fprintf(stderr, "replayed %llu events of %llu ring(s) into bus %s in %.1fs%s%s\n", static_cast<unsigned long long>(published),
-                   static_cast<unsigned long long>(matched_rings), args->bus.c_str(),
-                   std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count(),
-                   duplicates ? (" (" + std::to_string(duplicates) + " already on the bus with the same id, skipped)").c_str() : "",
-                   g_stop ? ", interrupted" : "");
+      std::fprintf(
+          stderr, "replayed %llu events of %llu ring(s) into bus %s in %.1fs%s%s\n",
+          static_cast<unsigned long long>(published), static_cast<unsigned long long>(matched_rings), args->bus.c_str(),
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count(),
+          duplicates ? (" (" + std::to_string(duplicates) + " already on the bus with the same id, skipped)").c_str()
+                     : "",
+          g_stop ? ", interrupted" : "");
     if (code != 0) throw ExitCode{code};
   });
 }

@@ -54,7 +54,8 @@ uint64_t number(const mcap::Channel& c, const char* key, int base = 10) {
 }  // namespace
 
 std::optional<RecordedRing> recorded_ring(const mcap::Channel& c) {
-  if (c.message_encoding != kEncoding || mcap::find_value(c.metadata, "flowbus.publisher_id").empty()) return std::nullopt;
+  if (c.message_encoding != kEncoding || mcap::find_value(c.metadata, "flowbus.publisher_id").empty())
+    return std::nullopt;
   RecordedRing r;
   r.topic = c.topic;
   r.source = mcap::find_value(c.metadata, "source");
@@ -70,7 +71,8 @@ std::optional<RecordedRing> recorded_ring(const mcap::Channel& c) {
   r.ring_size = number(c, "flowbus.ring_size");
   if (mcap::find_value(c.metadata, "flowbus.slow_consumer_timeout_ns") != "never")
     r.slow_consumer_timeout_ns = int64_t(number(c, "flowbus.slow_consumer_timeout_ns"));
-  if (mcap::find_value(c.metadata, "flowbus.retention_s") != "never") r.retention_s = int64_t(number(c, "flowbus.retention_s"));
+  if (mcap::find_value(c.metadata, "flowbus.retention_s") != "never")
+    r.retention_s = int64_t(number(c, "flowbus.retention_s"));
   return r;
 }
 

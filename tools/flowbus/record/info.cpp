@@ -33,7 +33,8 @@ void add_record_info_command(CLI::App& record) {
     bool json = false, verify = false;
   };
   auto args = std::make_shared<Args>();
-  CLI::App* info = record.add_subcommand("info", "Describe a recording: topics, schemas, rings, counts, time range, losses");
+  CLI::App* info =
+      record.add_subcommand("info", "Describe a recording: topics, schemas, rings, counts, time range, losses");
   info->add_option("file", args->file, "the MCAP file")->required();
   info->add_flag("--json", args->json, "print one JSON object");
   info->add_flag("--verify", args->verify, "also read every chunk and check its CRC and the data section's");
@@ -122,32 +123,37 @@ void add_record_info_command(CLI::App& record) {
                         ",\"complete\":" + (complete ? "true" : "false");
       if (!complete) out += ",\"incomplete\":\"" + json_escape(incomplete) + "\"";
       out += ",\"verified\":" + std::string(scanned && complete ? "true" : "false");
-      out += ",\"library\":\"" + json_escape(reader->library()) + "\",\"compression\":\"" + json_escape(compression) + "\"";
+      out += ",\"library\":\"" + json_escape(reader->library()) + "\",\"compression\":\"" + json_escape(compression) +
+             "\"";
       out += ",\"events\":" + std::to_string(recorded_events) + ",\"messages\":" + std::to_string(events) +
              ",\"chunks\":" + std::to_string(chunks);
       out += ",\"start_ns\":" + std::to_string(start) + ",\"end_ns\":" + std::to_string(end);
-      out += ",\"start\":\"" + (events ? format_rfc3339(start) : "") + "\",\"end\":\"" + (events ? format_rfc3339(end) : "") + "\"";
-      out += ",\"lost\":" + lost + ",\"evictions\":" + total("evictions") + ",\"corrupt_rings\":" + total("corrupt_rings");
+      out += ",\"start\":\"" + (events ? format_rfc3339(start) : "") + "\",\"end\":\"" +
+             (events ? format_rfc3339(end) : "") + "\"";
+      out +=
+          ",\"lost\":" + lost + ",\"evictions\":" + total("evictions") + ",\"corrupt_rings\":" + total("corrupt_rings");
       out += ",\"stop_reason\":\"" + json_escape(totals.count("stop_reason") ? totals["stop_reason"] : "") + "\"";
       out += ",\"schemas\":[";
       for (size_t i = 0; i < schemas.size(); ++i)
-        out += std::string(i ? "," : "") + "{\"id\":" + std::to_string(schemas[i].id) + ",\"name\":\"" + json_escape(schemas[i].name) +
-               "\",\"encoding\":\"" + json_escape(schemas[i].encoding) + "\",\"bytes\":" + std::to_string(schemas[i].data.size()) + "}";
+        out += std::string(i ? "," : "") + "{\"id\":" + std::to_string(schemas[i].id) + ",\"name\":\"" +
+               json_escape(schemas[i].name) + "\",\"encoding\":\"" + json_escape(schemas[i].encoding) +
+               "\",\"bytes\":" + std::to_string(schemas[i].data.size()) + "}";
       out += "],\"topics\":[";
       bool first = true;
       for (const auto& [name, t] : topics) {
-        out += std::string(first ? "" : ",") + "{\"topic\":\"" + json_escape(name) + "\",\"type\":\"" + json_escape(t.type) +
-               "\",\"schema_id\":\"" + json_escape(t.schema_id) + "\",\"rings\":" + std::to_string(t.rings) +
-               ",\"events\":" + std::to_string(t.events) + "}";
+        out += std::string(first ? "" : ",") + "{\"topic\":\"" + json_escape(name) + "\",\"type\":\"" +
+               json_escape(t.type) + "\",\"schema_id\":\"" + json_escape(t.schema_id) +
+               "\",\"rings\":" + std::to_string(t.rings) + ",\"events\":" + std::to_string(t.events) + "}";
         first = false;
       }
       out += "],\"channels\":[";
       first = true;
       for (const auto& [id, row] : channels) {
         const auto& md = row.channel.metadata;
-        out += std::string(first ? "" : ",") + "{\"id\":" + std::to_string(id) + ",\"topic\":\"" + json_escape(row.channel.topic) +
-               "\",\"message_encoding\":\"" + json_escape(row.channel.message_encoding) + "\",\"schema_id\":" +
-               std::to_string(row.channel.schema_id) + ",\"events\":" + std::to_string(row.events) + ",\"publisher\":\"" +
+        out += std::string(first ? "" : ",") + "{\"id\":" + std::to_string(id) + ",\"topic\":\"" +
+               json_escape(row.channel.topic) + "\",\"message_encoding\":\"" +
+               json_escape(row.channel.message_encoding) + "\",\"schema_id\":" + std::to_string(row.channel.schema_id) +
+               ",\"events\":" + std::to_string(row.events) + ",\"publisher\":\"" +
                json_escape(mcap::find_value(md, "flowbus.publisher")) + "\",\"source\":\"" +
                json_escape(mcap::find_value(md, "source")) + "\",\"gaps\":" +
                (totals.count("gaps." + row.channel.topic + "@" + mcap::find_value(md, "flowbus.publisher"))
@@ -163,30 +169,36 @@ void add_record_info_command(CLI::App& record) {
                   complete ? "complete" : "INCOMPLETE", scanned && complete ? " (every CRC checked)" : "",
                   reader->library().c_str());
       if (!complete)
-        std::printf("  the recorder did not finish (%s);\n  %llu events in %llu whole chunk(s) are recoverable: "
-                    "`flowbus replay --recover` replays them\n",
-                    incomplete.c_str(), static_cast<unsigned long long>(recorded_events), static_cast<unsigned long long>(chunks));
+        std::printf(
+            "  the recorder did not finish (%s);\n  %llu events in %llu whole chunk(s) are recoverable: "
+            "`flowbus replay --recover` replays them\n",
+            incomplete.c_str(), static_cast<unsigned long long>(recorded_events),
+            static_cast<unsigned long long>(chunks));
       std::printf("events: %llu (%llu MCAP messages with subjects) in %llu chunk(s), compression %s\n",
                   static_cast<unsigned long long>(recorded_events), static_cast<unsigned long long>(events),
                   static_cast<unsigned long long>(chunks), compression.empty() ? "none" : compression.c_str());
       if (events)
-        std::printf("time: %s .. %s (%.3fs)\n", format_rfc3339(start).c_str(), format_rfc3339(end).c_str(), double(end - start) / 1e9);
+        std::printf("time: %s .. %s (%.3fs)\n", format_rfc3339(start).c_str(), format_rfc3339(end).c_str(),
+                    double(end - start) / 1e9);
       std::printf("lost: %s (evictions %s, corrupt rings %s)%s\n", lost.c_str(), total("evictions").c_str(),
-                  total("corrupt_rings").c_str(), totals.count("stop_reason") ? (", stopped: " + totals["stop_reason"]).c_str() : "");
+                  total("corrupt_rings").c_str(),
+                  totals.count("stop_reason") ? (", stopped: " + totals["stop_reason"]).c_str() : "");
       std::printf("topics:\n");
       for (const auto& [name, t] : topics)
         std::printf("  %-28s %-26s %s  %llu ring(s)  %llu events\n", name.c_str(), t.type.c_str(), t.schema_id.c_str(),
                     static_cast<unsigned long long>(t.rings), static_cast<unsigned long long>(t.events));
       std::printf("schemas:\n");
       for (const auto& s : schemas)
-        std::printf("  %u %-26s encoding %s, %zu bytes\n", unsigned(s.id), s.name.c_str(), s.encoding.c_str(), s.data.size());
+        std::printf("  %u %-26s encoding %s, %zu bytes\n", unsigned(s.id), s.name.c_str(), s.encoding.c_str(),
+                    s.data.size());
       std::printf("channels:\n");
       for (const auto& [id, row] : channels) {
         const std::string publisher = mcap::find_value(row.channel.metadata, "flowbus.publisher");
         const std::string gaps_key = "gaps." + row.channel.topic + "@" + publisher;
         std::printf("  %u %-28s %llu events  %s%s\n", unsigned(id), row.channel.topic.c_str(),
                     static_cast<unsigned long long>(row.events),
-                    publisher.empty() ? row.channel.message_encoding.c_str() : mcap::find_value(row.channel.metadata, "source").c_str(),
+                    publisher.empty() ? row.channel.message_encoding.c_str()
+                                      : mcap::find_value(row.channel.metadata, "source").c_str(),
                     totals.count(gaps_key) ? ("  gaps " + totals[gaps_key]).c_str() : "");
       }
     }

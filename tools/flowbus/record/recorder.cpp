@@ -14,12 +14,12 @@ namespace flowbus::record {
 struct Recorder::RingState {
   RingContext context;
   TopicInfo topic;
-  size_t owner_sub = 0;     // the subscription that records it (patterns may overlap)
-  uint16_t channel = 0;     // in the current file; 0: not yet
+  size_t owner_sub = 0;  // the subscription that records it (patterns may overlap)
+  uint16_t channel = 0;  // in the current file; 0: not yet
   uint16_t subject_channel = 0;
   bool has_last = false;
   uint64_t last_sequence = 0;
-  uint64_t gaps = 0;        // events missing between two recorded ones (sequence gaps)
+  uint64_t gaps = 0;  // events missing between two recorded ones (sequence gaps)
   uint64_t events = 0;
 };
 
@@ -103,7 +103,8 @@ void Recorder::finish_file() {
                      {"stop_reason", stop_reason_},
                      {"compression", mcap::compression_name(options_.compression)}};
   for (const auto& [key, ring] : rings_)
-    if (ring->gaps != 0) kv.emplace_back("gaps." + ring->context.topic + "@" + ring->context.publisher_name, std::to_string(ring->gaps));
+    if (ring->gaps != 0)
+      kv.emplace_back("gaps." + ring->context.topic + "@" + ring->context.publisher_name, std::to_string(ring->gaps));
   writer_->add_metadata(kRecordingRecord, std::move(kv));
   writer_->close();
   bytes_before_ += writer_->bytes_written();
@@ -122,7 +123,9 @@ Recorder::RingState& Recorder::ring_for(size_t sub, const Event& event) {
     owned->context = c;
     owned->owner_sub = sub;
     auto info = bus_.find_topic(c.topic);
-    if (!info) throw Error(ErrorCode::NotFound, "topic '" + c.topic + "' vanished from bus '" + options_.bus + "' while recording");
+    if (!info)
+      throw Error(ErrorCode::NotFound,
+                  "topic '" + c.topic + "' vanished from bus '" + options_.bus + "' while recording");
     owned->topic = std::move(*info);
     totals_.rings = rings_.size();
   }
@@ -221,7 +224,8 @@ void Recorder::run(const volatile std::sig_atomic_t& stop, const std::function<v
         if (r.status == ReadStatus::Evicted) ++totals_.evictions;
         if (r.status == ReadStatus::Corrupt) {
           ++totals_.corrupt_rings;
-          std::fprintf(stderr, "flowbus record: ring %s is corrupt and no longer recorded\n", std::string(r.ring).c_str());
+          std::fprintf(stderr, "flowbus record: ring %s is corrupt and no longer recorded\n",
+                       std::string(r.ring).c_str());
         }
       }
     }

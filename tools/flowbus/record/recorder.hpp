@@ -19,11 +19,11 @@ namespace flowbus::record {
 struct RecorderOptions {
   std::string bus;
   std::vector<std::string> patterns;
-  std::string output;                               ///< first file; --split adds "-1", "-2"... before the extension
+  std::string output;  ///< first file; --split adds "-1", "-2"... before the extension
   std::chrono::nanoseconds duration = kNever;
-  uint64_t max_size = 0;                            ///< bytes per file; 0: no limit
-  bool split = false;                               ///< at max_size start the next file (else stop)
-  uint64_t count = 0;                               ///< stop after this many events; 0: no limit
+  uint64_t max_size = 0;  ///< bytes per file; 0: no limit
+  bool split = false;     ///< at max_size start the next file (else stop)
+  uint64_t count = 0;     ///< stop after this many events; 0: no limit
   mcap::Compression compression = mcap::Compression::Zstd;
   StartAt from = StartAt::Latest;
   size_t chunk_size = 1u << 20;
@@ -33,11 +33,11 @@ struct RecorderOptions {
 struct RecorderTotals {
   uint64_t events = 0;
   uint64_t payload_bytes = 0;
-  uint64_t lost = 0;          ///< events the subscriber reported lost (latest) or skipped (evicted, block)
+  uint64_t lost = 0;  ///< events the subscriber reported lost (latest) or skipped (evicted, block)
   uint64_t evictions = 0;
   uint64_t corrupt_rings = 0;
   uint64_t rings = 0;
-  uint64_t file_bytes = 0;    ///< all files, as written so far
+  uint64_t file_bytes = 0;  ///< all files, as written so far
   std::vector<std::string> files;
 };
 

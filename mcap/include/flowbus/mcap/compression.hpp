@@ -39,6 +39,7 @@ class Compressor {
 /// Decompresses a chunk's records named by MCAP `name` ("", "zstd", "lz4")
 /// into exactly `uncompressed_size` bytes. Throws McapError when the name is
 /// unknown, the data is damaged or its size is not the one announced.
-void decompress(std::string_view name, std::span<const uint8_t> in, uint64_t uncompressed_size, std::vector<uint8_t>& out);
+void decompress(std::string_view name, std::span<const uint8_t> in, uint64_t uncompressed_size,
+                std::vector<uint8_t>& out);
 
 }  // namespace flowbus::mcap

@@ -32,10 +32,10 @@ struct ScanHandlers {
 };
 
 struct ScanResult {
-  bool complete = false;     ///< the data section ended with Data End (and its CRC matched)
+  bool complete = false;  ///< the data section ended with Data End (and its CRC matched)
   uint64_t messages = 0;
   uint64_t chunks = 0;
-  uint64_t valid_bytes = 0;  ///< where the last whole record ended
+  uint64_t valid_bytes = 0;     ///< where the last whole record ended
   std::string stopped_because;  ///< recover: why the scan stopped early (empty when complete)
 };
 

@@ -278,8 +278,9 @@ TEST(Conventions, SixtyFourBitSequencesComeBackFromTheirLow32Bits) {
   // Across the 32-bit boundary, and from a first sequence far above it.
   EXPECT_EQ(widen_sequence(0xfffffffeull, 3), 0x100000003ull);
   EXPECT_EQ(widen_sequence(0x500000000ull + 7, 7), 0x500000007ull);
-  uint64_t previous = 0x7ffffff00ull;
-  for (uint64_t s = previous; s < previous + 1000; s += 3) {
+  const uint64_t start = 0x7ffffff00ull;
+  uint64_t previous = start;
+  for (uint64_t s = start; s < start + 1000; s += 3) {
     EXPECT_EQ(widen_sequence(previous, uint32_t(s)), s);
     previous = s + 1;
   }

@@ -204,6 +204,8 @@ std::string cloudevent_members(const Event& e) {
                     json_escape(e.dataschema()) + "\"";
   if (!e.subject().empty()) out += ",\"subject\":\"" + json_escape(e.subject()) + "\"";
   out += ",\"flowbustopic\":\"" + json_escape(e.topic()) + "\",\"flowbusseq\":" + std::to_string(e.sequence());
+  // Mirrored (sidecar) and replayed events: the node they came through ("replay" for `flowbus replay`).
+  if (e.context().mirrored()) out += ",\"flowbusorigin\":\"" + json_escape(e.context().origin_node) + "\"";
   return out;
 }
 

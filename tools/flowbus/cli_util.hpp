@@ -61,5 +61,7 @@ void add_demo_command(CLI::App& app, const char* argv0);
 void add_perf_command(CLI::App& app);
 void add_inspect_command(CLI::App& app);
 void add_sidecar_command(CLI::App& app);
+void add_record_command(CLI::App& app);  // record/cmd_record.cpp (and `record info`)
+void add_replay_command(CLI::App& app);  // record/cmd_replay.cpp
 
 }  // namespace flowbus::cli

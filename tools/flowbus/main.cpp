@@ -20,6 +20,8 @@ int main(int argc, char** argv) {
   flowbus::cli::add_perf_command(app);
   flowbus::cli::add_inspect_command(app);
   flowbus::cli::add_sidecar_command(app);
+  flowbus::cli::add_record_command(app);
+  flowbus::cli::add_replay_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

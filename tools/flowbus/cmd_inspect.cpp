@@ -8,6 +8,7 @@
 #include "flowbus/error.hpp"
 #include "flowbus/gc.hpp"
 #include "inspect/views.hpp"
+#include "metrics/prometheus.hpp"
 
 namespace flowbus::cli {
 
@@ -58,7 +59,7 @@ void show_bus(const std::string& bus, double window, bool json) {
 void add_inspect_command(CLI::App& app) {
   struct Args {
     std::string bus, topic, window = "0.25", interval = "1", from = "latest";
-    bool json = false, watch = false, check = false, follow = false, raw = false;
+    bool json = false, watch = false, check = false, follow = false, raw = false, prometheus = false;
     uint64_t dump = 0, frames = 0;
   };
   auto args = std::make_shared<Args>();
@@ -87,8 +88,20 @@ void add_inspect_command(CLI::App& app) {
   inspect->add_flag("--raw", args->raw, "with --dump: record headers and bytes in hex, padding records included");
   auto* check = inspect->add_flag("--check", args->check, "verify directory and ring invariants read-only; exit 1 with a report if any fails");
   watch->excludes(dump)->excludes(check);
+  inspect->add_flag("--prometheus", args->prometheus,
+                    "print the metrics `flowbus exporter` serves, once, in the Prometheus text format (without BUS: every bus)")
+      ->excludes(watch)->excludes(dump)->excludes(check);
   dump->excludes(check);
   inspect->callback([args] {
+    if (args->prometheus) {
+      if (args->json) throw CLI::ValidationError("--prometheus", "--prometheus and --json are two formats: choose one");
+      if (!args->topic.empty()) throw CLI::ValidationError("topic", "--prometheus shows whole buses: leave out the TOPIC");
+      // A named bus that cannot be read fails as `inspect BUS` does; the exporter serves flowbus_bus_up 0 instead.
+      const auto readings = args->bus.empty() ? metrics::read_buses({})
+                                              : std::vector<metrics::BusReading>{{args->bus, inspect_bus(args->bus), {}}};
+      std::fputs(metrics::render(readings).c_str(), stdout);
+      return;
+    }
     if (args->bus.empty()) {
       if (args->watch || args->check || args->dump)
         throw CLI::ValidationError("bus", "--watch, --check and --dump need a BUS; `flowbus inspect` lists them");

@@ -338,6 +338,14 @@ void add_exporter_command(CLI::App& app) {
     }
     Scraper scraper(buses);
     std::optional<Server> server;
+    // Before the "serving" line: a SIGTERM right after it must stop us cleanly, not kill us.
+    net::signal_set signals(io, SIGINT, SIGTERM);
+    signals.async_wait([&](beast::error_code, int sig) {
+      log(std::string("stopping on ") + (sig == SIGINT ? "SIGINT" : "SIGTERM"));
+      if (server) server->stop();
+      io.stop();
+    });
+    std::signal(SIGPIPE, SIG_IGN);
     try {
       server.emplace(io, endpoint, scraper, std::chrono::duration_cast<std::chrono::milliseconds>(timeout_ns), args->max_connections);
     } catch (const boost::system::system_error& e) {
@@ -351,13 +359,6 @@ void add_exporter_command(CLI::App& app) {
     std::printf("flowbus exporter: serving http://%s:%u/metrics for %s\n", host.c_str(), unsigned(local.port()), what.c_str());
     std::fflush(stdout);
     scraper.first_look();
-    net::signal_set signals(io, SIGINT, SIGTERM);
-    signals.async_wait([&](beast::error_code, int sig) {
-      log(std::string("stopping on ") + (sig == SIGINT ? "SIGINT" : "SIGTERM"));
-      server->stop();
-      io.stop();
-    });
-    std::signal(SIGPIPE, SIG_IGN);
     server->accept();
     io.run();
   });

@@ -181,8 +181,10 @@ std::string hex_id(uint64_t id) {
   return buf;
 }
 
-void add_sidecar(Exposition& out, const std::string& bus, const SidecarSnapshot& side) {
-  const std::string kind = "sidecar";
+/// One process that mirrors the bus elsewhere. `kind` tells them apart in
+/// the same families: "sidecar" (SidecarSnapshot, from its status file); a
+/// NATS bridge that reports the same figures joins as "bridge".
+void add_mirror(Exposition& out, const std::string& bus, const std::string& kind, const SidecarSnapshot& side) {
   const Labels proc{{"bus", bus}, {"kind", kind}, {"node", side.node}, {"pid", std::to_string(side.pid)}};
   out.add("flowbus_mirror_alive", proc, flag(side.alive));
   if (!side.error.empty()) return;
@@ -271,7 +273,7 @@ void add_bus(Exposition& out, const BusReading& reading) {
   std::vector<const SidecarSnapshot*> sides;
   for (const auto& side : s.sidecars) sides.push_back(&side);
   std::stable_sort(sides.begin(), sides.end(), [](auto* a, auto* b) { return a->alive && !b->alive; });
-  for (const auto* side : sides) add_sidecar(out, bus, *side);
+  for (const auto* side : sides) add_mirror(out, bus, "sidecar", *side);
 }
 
 std::string render(const std::vector<BusReading>& buses) {

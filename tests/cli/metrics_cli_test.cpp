@@ -7,12 +7,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-
-#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -73,7 +72,8 @@ std::pair<std::string, bool> read_until_closed(int fd, std::chrono::milliseconds
   std::string got;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) return {got, false};
     pollfd p{fd, POLLIN, 0};
     if (::poll(&p, 1, int(left.count())) <= 0) continue;
@@ -144,8 +144,8 @@ struct TempDir {
 /// `flowbus pub` publishing orders forever at `rate`, as "name".
 std::unique_ptr<ChildProcess> endless_publisher(const std::string& bus, const std::string& name, int rate) {
   return std::make_unique<ChildProcess>(
-      std::vector<std::string>{kCli, "pub", bus, "orders.created", "--json", kOrderJson, "--count", "100000000", "--rate",
-                               std::to_string(rate), "--name", name, "--quiet"},
+      std::vector<std::string>{kCli, "pub", bus, "orders.created", "--json", kOrderJson, "--count", "100000000",
+                               "--rate", std::to_string(rate), "--name", name, "--quiet"},
       ChildProcess::Options{.pipe_stdin = false, .capture_stderr = true});
 }
 
@@ -174,7 +174,8 @@ TEST(MetricsCliTest, InspectPrometheusPassesPromtoolAndShowsLagAndADeadWriter) {
   ASSERT_TRUE(eventually(
       [&] {
         const Outcome o = flowbus_cli({"inspect", bus.name.name, "--prometheus"});
-        const auto n = sample(o.out, R"(flowbus_ring_events_total{bus=")" + bus.name.name + R"(",topic="orders.created",publisher="killed"})");
+        const auto n = sample(o.out, R"(flowbus_ring_events_total{bus=")" + bus.name.name +
+                                         R"(",topic="orders.created",publisher="killed"})");
         return n && *n >= 20;
       },
       std::chrono::seconds(15)));
@@ -195,10 +196,13 @@ TEST(MetricsCliTest, InspectPrometheusPassesPromtoolAndShowsLagAndADeadWriter) {
   const std::string done = R"({bus=")" + b + R"(",topic="orders.created",publisher="done"})";
   EXPECT_EQ(sample(o.out, "flowbus_ring_events_total" + done), 12.0) << o.out;
   EXPECT_EQ(sample(o.out, "flowbus_ring_writer_alive" + done), 0.0);
-  EXPECT_EQ(sample(o.out, R"(flowbus_ring_writer_alive{bus=")" + b + R"(",topic="orders.created",publisher="killed"})"), 0.0);
-  EXPECT_EQ(sample(o.out, R"(flowbus_ring_writer_alive{bus=")" + b + R"(",topic="orders.created",publisher="live"})"), 1.0);
+  EXPECT_EQ(sample(o.out, R"(flowbus_ring_writer_alive{bus=")" + b + R"(",topic="orders.created",publisher="killed"})"),
+            0.0);
+  EXPECT_EQ(sample(o.out, R"(flowbus_ring_writer_alive{bus=")" + b + R"(",topic="orders.created",publisher="live"})"),
+            1.0);
   // The lagging subscriber holds a cursor in "done" and has read none of the 7 published after it subscribed.
-  const std::regex lag("\nflowbus_reader_lag_events\\{bus=\"" + b + "\",topic=\"orders.created\",publisher=\"done\",slot=\"\\d+\",pid=\"" +
+  const std::regex lag("\nflowbus_reader_lag_events\\{bus=\"" + b +
+                       "\",topic=\"orders.created\",publisher=\"done\",slot=\"\\d+\",pid=\"" +
                        std::to_string(::getpid()) + "\"\\} 7\n");
   EXPECT_TRUE(std::regex_search(o.out, lag)) << o.out;
   EXPECT_GE(sample(o.out, R"(flowbus_bus_participants{bus=")" + b + R"(",state="alive"})").value_or(0), 1.0);
@@ -219,7 +223,8 @@ TEST(MetricsCliTest, ExporterHelpAndBadListenAddresses) {
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_NE(help.out.find("--listen"), std::string::npos);
   EXPECT_NE(help.out.find("/metrics"), std::string::npos);
-  for (const std::string bad : {"9464", "127.0.0.1", "127.0.0.1:", "127.0.0.1:99999", "127.0.0.1:http", "::1:9464", "[::1]9464"}) {
+  for (const std::string bad :
+       {"9464", "127.0.0.1", "127.0.0.1:", "127.0.0.1:99999", "127.0.0.1:http", "::1:9464", "[::1]9464"}) {
     const Outcome o = flowbus_cli({"exporter", "--listen", bad}, std::chrono::seconds(10));
     EXPECT_NE(o.exit_code, 0) << bad << "\n" << describe(o);
     EXPECT_NE(o.err.find("HOST:PORT"), std::string::npos) << bad << "\n" << describe(o);
@@ -251,24 +256,36 @@ TEST(MetricsCliTest, ExporterKeepsServingWhileTheBusComesAndGoes) {
   Reply r = http_request(exporter.port, "/metrics");
   ASSERT_EQ(r.status, 200);
   EXPECT_EQ(sample(r.body, up), 0.0) << r.body;
-  ASSERT_EQ(flowbus_cli({"topic", "create", name.name, "orders.created", "--schema", example_schema("order.fbs")}).exit_code, 0);
-  ASSERT_EQ(flowbus_cli({"pub", name.name, "orders.created", "--json", kOrderJson, "--count", "3", "--name", "p"}).exit_code, 0);
+  ASSERT_EQ(
+      flowbus_cli({"topic", "create", name.name, "orders.created", "--schema", example_schema("order.fbs")}).exit_code,
+      0);
+  ASSERT_EQ(
+      flowbus_cli({"pub", name.name, "orders.created", "--json", kOrderJson, "--count", "3", "--name", "p"}).exit_code,
+      0);
   r = http_request(exporter.port, "/metrics");
   ASSERT_EQ(r.status, 200);
   EXPECT_EQ(sample(r.body, up), 1.0);
-  EXPECT_EQ(sample(r.body, R"(flowbus_ring_events_total{bus=")" + name.name + R"(",topic="orders.created",publisher="p"})"), 3.0) << r.body;
+  EXPECT_EQ(
+      sample(r.body, R"(flowbus_ring_events_total{bus=")" + name.name + R"(",topic="orders.created",publisher="p"})"),
+      3.0)
+      << r.body;
   // Being scraped makes no one a participant or a reader: the publisher is gone, and so nothing is alive.
   EXPECT_EQ(sample(r.body, R"(flowbus_bus_participants{bus=")" + name.name + R"(",state="alive"})"), 0.0) << r.body;
-  EXPECT_EQ(sample(r.body, R"(flowbus_ring_readers{bus=")" + name.name + R"(",topic="orders.created",publisher="p"})"), 0.0) << r.body;
+  EXPECT_EQ(sample(r.body, R"(flowbus_ring_readers{bus=")" + name.name + R"(",topic="orders.created",publisher="p"})"),
+            0.0)
+      << r.body;
   const Reply all = http_request(every_bus.port, "/metrics");
   EXPECT_EQ(sample(all.body, up), 1.0) << all.body;
   Bus::destroy(name.name);
-  EXPECT_FALSE(sample(http_request(every_bus.port, "/metrics").body, up).has_value());  // gone from the host: its series end
+  EXPECT_FALSE(
+      sample(http_request(every_bus.port, "/metrics").body, up).has_value());  // gone from the host: its series end
   r = http_request(exporter.port, "/metrics");
   ASSERT_EQ(r.status, 200);
   EXPECT_EQ(sample(r.body, up), 0.0);
   EXPECT_EQ(r.body.find("flowbus_ring_events_total{bus=\"" + name.name), std::string::npos);
-  ASSERT_EQ(flowbus_cli({"topic", "create", name.name, "orders.created", "--schema", example_schema("order.fbs")}).exit_code, 0);
+  ASSERT_EQ(
+      flowbus_cli({"topic", "create", name.name, "orders.created", "--schema", example_schema("order.fbs")}).exit_code,
+      0);
   r = http_request(exporter.port, "/metrics");
   EXPECT_EQ(sample(r.body, up), 1.0);
   const Outcome all_said = every_bus.stop();
@@ -288,8 +305,12 @@ TEST(MetricsCliTest, ExporterScrapesThroughAWriterKilledMinus9) {
   ASSERT_NE(exporter.port, 0);
   auto pub = endless_publisher(bus.name.name, "victim", 5000);
   const std::string ring = R"({bus=")" + bus.name.name + R"(",topic="orders.created",publisher="victim"})";
-  ASSERT_TRUE(eventually([&] { return sample(http_request(exporter.port, "/metrics").body, "flowbus_ring_events_total" + ring).value_or(0) > 50; },
-                         std::chrono::seconds(15)));
+  ASSERT_TRUE(eventually(
+      [&] {
+        return sample(http_request(exporter.port, "/metrics").body, "flowbus_ring_events_total" + ring).value_or(0) >
+               50;
+      },
+      std::chrono::seconds(15)));
   std::atomic<bool> killed{false};
   std::thread killer([&] {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -362,7 +383,8 @@ TEST(MetricsCliTest, ExporterIsNotHeldUpBySlowOrHostileClients) {
   for (int i = 0; i < 12; ++i) crowd.push_back(raw_connect(exporter.port));
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   for (int fd : crowd) ::close(fd);
-  EXPECT_TRUE(eventually([&] { return http_request(exporter.port, "/metrics").status == 200; }, std::chrono::seconds(5)));
+  EXPECT_TRUE(
+      eventually([&] { return http_request(exporter.port, "/metrics").status == 200; }, std::chrono::seconds(5)));
   const Reply self = http_request(exporter.port, "/metrics");
   EXPECT_GE(sample(self.body, "flowbus_exporter_connections_refused_total").value_or(0), 1.0) << self.body;
   EXPECT_GE(sample(self.body, "flowbus_exporter_timeouts_total").value_or(0), 1.0) << self.body;
@@ -372,7 +394,8 @@ TEST(MetricsCliTest, ExporterIsNotHeldUpBySlowOrHostileClients) {
 // Debian's prometheus server scrapes the exporter every second; its query
 // API then shows the events published on the bus.
 TEST(MetricsCliTest, PrometheusServerScrapesTheExporterAndQueriesTheEvents) {
-  if (::access("/usr/bin/prometheus", X_OK) != 0) GTEST_SKIP() << "Debian's prometheus package is not installed (make deps)";
+  if (::access("/usr/bin/prometheus", X_OK) != 0)
+    GTEST_SKIP() << "Debian's prometheus package is not installed (make deps)";
   OrdersBus bus;
   ASSERT_EQ(bus.pub(kOrderJson, {"--count", "42", "--name", "shop"}).exit_code, 0);
   Exporter exporter({bus.name.name});
@@ -384,8 +407,8 @@ TEST(MetricsCliTest, PrometheusServerScrapesTheExporterAndQueriesTheEvents) {
                                              << exporter.port << "']\n";
   const uint16_t port = free_port();
   ChildProcess server({"/usr/bin/prometheus", "--config.file=" + (dir.path / "prometheus.yml").string(),
-                       "--storage.tsdb.path=" + (dir.path / "data").string(), "--web.listen-address=127.0.0.1:" + std::to_string(port),
-                       "--log.level=warn"},
+                       "--storage.tsdb.path=" + (dir.path / "data").string(),
+                       "--web.listen-address=127.0.0.1:" + std::to_string(port), "--log.level=warn"},
                       {.pipe_stdin = false, .capture_stderr = false});
   const auto url_encoded = [](const std::string& query) {
     std::string encoded;
@@ -396,7 +419,8 @@ TEST(MetricsCliTest, PrometheusServerScrapesTheExporterAndQueriesTheEvents) {
     }
     return encoded;
   };
-  const std::string encoded = url_encoded("flowbus_ring_events_total{bus=\"" + bus.name.name + "\",publisher=\"shop\"}");
+  const std::string encoded =
+      url_encoded("flowbus_ring_events_total{bus=\"" + bus.name.name + "\",publisher=\"shop\"}");
   std::string last;
   const bool seen = eventually(
       [&] {
@@ -407,8 +431,9 @@ TEST(MetricsCliTest, PrometheusServerScrapesTheExporterAndQueriesTheEvents) {
   EXPECT_TRUE(seen) << "last answer: " << last;
   EXPECT_NE(last.find("\"job\":\"flowbus\""), std::string::npos) << last;
   // The README's three queries are valid PromQL and evaluate.
-  for (const char* q : {"sum by (bus, topic) (rate(flowbus_ring_events_total[1m]))", "topk(5, flowbus_reader_lag_events)",
-                        "sum by (bus, topic) (increase(flowbus_reader_lost_events_total[5m])) > 0"}) {
+  for (const char* q :
+       {"sum by (bus, topic) (rate(flowbus_ring_events_total[1m]))", "topk(5, flowbus_reader_lag_events)",
+        "sum by (bus, topic) (increase(flowbus_reader_lost_events_total[5m])) > 0"}) {
     const Reply r = http_request(port, "/api/v1/query?query=" + url_encoded(q));
     EXPECT_EQ(r.status, 200) << q << "\n" << r.body;
     EXPECT_NE(r.body.find("\"status\":\"success\""), std::string::npos) << q << "\n" << r.body;

@@ -21,7 +21,8 @@ std::string prometheus_page(const std::string& bus) {
 }
 
 /// The value of the one sample of `metric` whose labels include each of `has` (label="value"), if any.
-std::optional<double> value_of(const std::string& page, const std::string& metric, const std::vector<std::string>& has) {
+std::optional<double> value_of(const std::string& page, const std::string& metric,
+                               const std::vector<std::string>& has) {
   std::istringstream in(page);
   for (std::string line; std::getline(in, line);) {
     if (line.rfind(metric + "{", 0) != 0) continue;
@@ -46,7 +47,8 @@ std::string settled(const std::string& bus, const std::function<bool(const std::
 void expect_promtool_passes(const std::string& page) {
   const std::string file = ::testing::TempDir() + "/metrics-sidecar-" + std::to_string(::getpid()) + ".prom";
   std::ofstream(file) << page;
-  ChildProcess lint({"/bin/sh", "-c", "promtool check metrics < '" + file + "'"}, {.pipe_stdin = false, .capture_stderr = true});
+  ChildProcess lint({"/bin/sh", "-c", "promtool check metrics < '" + file + "'"},
+                    {.pipe_stdin = false, .capture_stderr = true});
   const auto o = lint.communicate(30s);
   std::remove(file.c_str());
   EXPECT_EQ(o.exit_code, 0) << o.out << o.err << "\npage:\n" << page;
@@ -65,8 +67,8 @@ TEST(MetricsSidecarTest, StreamsShowSentAckedReceivedAndConnectedAndADeadSidecar
   publish_readings(p.bus_a, 1, 99, published).join();
   ASSERT_EQ(collect(on_b, 99, 30s, 1).in_order, 99u) << p.logs();
 
-  const std::vector<std::string> a_export{"bus=\"" + p.a.name + "\"", "kind=\"sidecar\"", "node=\"node-a\"", "peer=\"node-b\"",
-                                          "direction=\"export\"", "topic=\"sensor.temp\""};
+  const std::vector<std::string> a_export{"bus=\"" + p.a.name + "\"", "kind=\"sidecar\"",     "node=\"node-a\"",
+                                          "peer=\"node-b\"",          "direction=\"export\"", "topic=\"sensor.temp\""};
   const std::string a = settled(p.a.name, [&](const std::string& page) {
     return value_of(page, "flowbus_mirror_stream_acked_events_total", a_export) == 100.0;
   });
@@ -79,15 +81,16 @@ TEST(MetricsSidecarTest, StreamsShowSentAckedReceivedAndConnectedAndADeadSidecar
   EXPECT_EQ(value_of(a, "flowbus_mirror_peer_connected", {"node=\"node-a\"", "peer=\"node-b\""}), 1.0) << a;
   expect_promtool_passes(a);
 
-  const std::vector<std::string> b_import{"bus=\"" + p.b.name + "\"", "node=\"node-b\"", "peer=\"node-a\"", "direction=\"import\"",
-                                          "topic=\"sensor.temp\""};
+  const std::vector<std::string> b_import{"bus=\"" + p.b.name + "\"", "node=\"node-b\"", "peer=\"node-a\"",
+                                          "direction=\"import\"", "topic=\"sensor.temp\""};
   const std::string b = settled(p.b.name, [&](const std::string& page) {
     return value_of(page, "flowbus_mirror_stream_received_events_total", b_import) == 100.0;
   });
   EXPECT_EQ(value_of(b, "flowbus_mirror_stream_received_events_total", b_import), 100.0) << b;
   EXPECT_EQ(value_of(b, "flowbus_mirror_stream_connected", b_import), 1.0) << b;
   // The mirror ring on B counts the same 100 events as any ring.
-  EXPECT_TRUE(std::regex_search(b, std::regex("\nflowbus_ring_events_total\\{bus=\"" + p.b.name + "\",topic=\"sensor.temp\",[^}]*\\} 100\n")))
+  EXPECT_TRUE(std::regex_search(
+      b, std::regex("\nflowbus_ring_events_total\\{bus=\"" + p.b.name + "\",topic=\"sensor.temp\",[^}]*\\} 100\n")))
       << b;
   expect_promtool_passes(b);
 

@@ -1,11 +1,11 @@
 // The Prometheus text format of `flowbus exporter` and `inspect --prometheus`
 // (tools/flowbus/metrics): escaping, values, families, and a snapshot's page.
+#include "metrics/prometheus.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <limits>
-
-#include "metrics/prometheus.hpp"
 
 using namespace flowbus;
 using namespace flowbus::metrics;
@@ -27,12 +27,16 @@ TEST(PrometheusText, LabelValuesEscapeBackslashQuoteAndNewlineOnly) {
   EXPECT_EQ(escape_label_value(R"(a\b)"), R"(a\\b)");
   EXPECT_EQ(escape_label_value(R"(say "hi")"), R"(say \"hi\")");
   EXPECT_EQ(escape_label_value("two\nlines"), R"(two\nlines)");
-  EXPECT_EQ(escape_label_value("tab\tand ünïcode {}=,"), "tab\tand ünïcode {}=,");  // kept as they are: UTF-8 is allowed
+  EXPECT_EQ(escape_label_value("tab\tand ünïcode {}=,"),
+            "tab\tand ünïcode {}=,");  // kept as they are: UTF-8 is allowed
   EXPECT_EQ(escape_label_value(R"(\")"), R"(\\\")");
 }
 
 TEST(PrometheusText, HelpEscapesBackslashAndNewlineButNotQuotes) {
-  EXPECT_EQ(escape_help(R"(a "quoted" \ word)" "\n" "next"), R"(a "quoted" \\ word\nnext)");
+  EXPECT_EQ(escape_help(R"(a "quoted" \ word)"
+                        "\n"
+                        "next"),
+            R"(a "quoted" \\ word\nnext)");
 }
 
 TEST(PrometheusText, ValuesAreExactIntegersOrShortestFloatsOrTheSpecialWords) {
@@ -70,7 +74,7 @@ TEST(PrometheusText, FamiliesAreWrittenOnceGroupedInDeclarationOrderWithoutDupli
   out.add("a", {{"x", "1"}}, 1.5);
   out.add("b_total", {{"x", "1"}}, uint64_t(7));
   out.add("a", {{"x", "2"}}, 2.0);
-  out.add("a", {{"x", "1"}}, 99.0);            // same series: dropped, the first wins
+  out.add("a", {{"x", "1"}}, 99.0);              // same series: dropped, the first wins
   out.add("b_total", {{"x", ""}}, uint64_t(3));  // an empty value is no label
   out.add("b_total", {}, uint64_t(4));           // so this is its duplicate
   EXPECT_EQ(out.text(),
@@ -182,12 +186,15 @@ TEST(PrometheusText, ASnapshotBecomesRingReaderMirrorAndBusSeries) {
   EXPECT_TRUE(contains(page, R"(flowbus_bus_participants{bus="plant",state="dead"} 1)"));
   EXPECT_TRUE(contains(page, R"(flowbus_bus_up{bus="plant"} 1)"));
   EXPECT_TRUE(contains(page, R"(flowbus_bus_warnings{bus="plant"} 1)"));
-  EXPECT_TRUE(contains(page, R"(flowbus_topic_info{bus="plant",topic="orders.created",type="examples.Order",policy="block",schema_id="sha256:ab"} 1)"));
+  EXPECT_TRUE(contains(
+      page,
+      R"(flowbus_topic_info{bus="plant",topic="orders.created",type="examples.Order",policy="block",schema_id="sha256:ab"} 1)"));
   // A bus that cannot be read is up 0 and has no other series.
   EXPECT_TRUE(contains(page, R"(flowbus_bus_up{bus="gone"} 0)"));
   EXPECT_EQ(count_of(page, R"(bus="gone")"), 1u);
   // Mirrors: the live sidecar's streams, not the dead one's stale status.
-  const std::string stream = R"({bus="plant",kind="sidecar",node="edge",peer="hub",direction="export",topic="orders.created",publisher_id="0000000000000abc"})";
+  const std::string stream =
+      R"({bus="plant",kind="sidecar",node="edge",peer="hub",direction="export",topic="orders.created",publisher_id="0000000000000abc"})";
   EXPECT_TRUE(contains(page, "flowbus_mirror_stream_sent_events_total" + stream + " 40\n"));
   EXPECT_TRUE(contains(page, "flowbus_mirror_stream_acked_events_total" + stream + " 38\n"));
   EXPECT_TRUE(contains(page, "flowbus_mirror_stream_unacked_events" + stream + " 2\n"));
@@ -197,12 +204,14 @@ TEST(PrometheusText, ASnapshotBecomesRingReaderMirrorAndBusSeries) {
   EXPECT_TRUE(contains(page, R"(flowbus_mirror_alive{bus="plant",kind="sidecar",node="edge",pid="7"} 0)"));
   EXPECT_TRUE(contains(page, R"(flowbus_mirror_alive{bus="plant",kind="sidecar",node="edge",pid="8"} 1)"));
   EXPECT_TRUE(contains(page, R"(flowbus_mirror_sent_events_total{bus="plant",kind="sidecar",node="edge",pid="8"} 33)"));
-  const std::string import = R"({bus="plant",kind="sidecar",node="edge",peer="hub",direction="import",topic="orders.created",publisher_id="0000000000000def",origin="hub/shop"})";
+  const std::string import =
+      R"({bus="plant",kind="sidecar",node="edge",peer="hub",direction="import",topic="orders.created",publisher_id="0000000000000def",origin="hub/shop"})";
   EXPECT_TRUE(contains(page, "flowbus_mirror_stream_received_events_total" + import + " 12\n"));
   EXPECT_TRUE(contains(page, "flowbus_mirror_stream_refused" + import + " 1\n"));
   EXPECT_TRUE(contains(page, "flowbus_mirror_stream_connected" + import + " 0\n"));
   // Every family has HELP and TYPE once, before its samples.
-  for (const char* family : {"flowbus_ring_events_total", "flowbus_reader_lag_bytes", "flowbus_bus_up", "flowbus_mirror_stream_connected"}) {
+  for (const char* family :
+       {"flowbus_ring_events_total", "flowbus_reader_lag_bytes", "flowbus_bus_up", "flowbus_mirror_stream_connected"}) {
     EXPECT_EQ(count_of(page, std::string("# HELP ") + family + " "), 1u) << family;
     EXPECT_EQ(count_of(page, std::string("# TYPE ") + family + " "), 1u) << family;
     EXPECT_LT(page.find(std::string("# TYPE ") + family + " "), page.find(std::string(family) + "{")) << family;
@@ -218,9 +227,12 @@ TEST(PrometheusText, ADeadSidecarsPeersAreNotConnected) {
   dead.peers.push_back({"p", "a:1", true, true, 0, {{"t", 1, "", 3, 3, 0, 0, 0, ""}}, {}});
   s.sidecars.push_back(dead);
   const std::string page = render({{"b", s, {}}});
-  EXPECT_TRUE(contains(page, R"(flowbus_mirror_peer_connected{bus="b",kind="sidecar",node="n",peer="p",address="a:1"} 0)"));
+  EXPECT_TRUE(
+      contains(page, R"(flowbus_mirror_peer_connected{bus="b",kind="sidecar",node="n",peer="p",address="a:1"} 0)"));
   EXPECT_TRUE(contains(page, "flowbus_mirror_stream_connected{")) << page;
-  EXPECT_FALSE(contains(page, "flowbus_mirror_stream_connected{bus=\"b\",kind=\"sidecar\",node=\"n\",peer=\"p\",direction=\"export\",topic=\"t\",publisher_id=\"0000000000000001\"} 1"));
+  EXPECT_FALSE(contains(page,
+                        "flowbus_mirror_stream_connected{bus=\"b\",kind=\"sidecar\",node=\"n\",peer=\"p\",direction="
+                        "\"export\",topic=\"t\",publisher_id=\"0000000000000001\"} 1"));
 }
 
 TEST(PrometheusText, ReadBusesSaysWhyABusCannotBeReadAndGoesOn) {

@@ -7,13 +7,12 @@
 // request or never reads the answer is cut off by a per-request deadline
 // and does not hold up anyone else's scrape. Requests are bounded (header
 // and body limits), and so is the number of open connections.
+#include <algorithm>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-
-#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -49,13 +48,15 @@ struct ListenAddress {
 
 ListenAddress parse_listen(const std::string& text) {
   const auto bad = [&](const std::string& why) {
-    return CLI::ValidationError("--listen", "'" + text + "': " + why +
-                                              "; write HOST:PORT, e.g. 127.0.0.1:9464, [::1]:9464 or :9464 for every interface");
+    return CLI::ValidationError(
+        "--listen",
+        "'" + text + "': " + why + "; write HOST:PORT, e.g. 127.0.0.1:9464, [::1]:9464 or :9464 for every interface");
   };
   std::string host, port;
   if (!text.empty() && text[0] == '[') {
     const size_t close = text.find(']');
-    if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':') throw bad("an IPv6 address needs ]:PORT after it");
+    if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':')
+      throw bad("an IPv6 address needs ]:PORT after it");
     host = text.substr(1, close - 1);
     port = text.substr(close + 2);
   } else {
@@ -65,15 +66,19 @@ ListenAddress parse_listen(const std::string& text) {
     port = text.substr(colon + 1);
     if (host.find(':') != std::string::npos) throw bad("an IPv6 address goes in brackets");
   }
-  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos) throw bad("the port is not a number");
+  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos)
+    throw bad("the port is not a number");
   const unsigned long p = std::stoul(port);
   if (p > 65535) throw bad("the port is above 65535");
   if (host.empty()) host = "0.0.0.0";
   return {host, uint16_t(p)};
 }
 
-std::string now_text() { return format_rfc3339(uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                                    std::chrono::system_clock::now().time_since_epoch()).count())); }
+std::string now_text() {
+  return format_rfc3339(
+      uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+                   .count()));
+}
 
 void log(const std::string& line) {
   std::fprintf(stderr, "%s flowbus exporter: %s\n", now_text().c_str(), line.c_str());
@@ -102,7 +107,8 @@ class Scraper {
     out.family("flowbus_exporter_timeouts_total", metrics::Exposition::Type::Counter,
                "Connections cut because a request or its answer overran the deadline");
     out.add("flowbus_exporter_scrape_duration_seconds", {}, last_duration_);
-    for (const auto& [code, n] : requests) out.add("flowbus_exporter_requests_total", {{"code", std::to_string(code)}}, n);
+    for (const auto& [code, n] : requests)
+      out.add("flowbus_exporter_requests_total", {{"code", std::to_string(code)}}, n);
     out.add("flowbus_exporter_connections_refused_total", {}, refused);
     out.add("flowbus_exporter_timeouts_total", {}, timeouts);
     last_duration_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -123,7 +129,8 @@ class Scraper {
       const auto before = state_.find(bus);
       if (before != state_.end() && before->second == error) continue;
       if (!error.empty())
-        log("bus " + bus + " cannot be read: " + error + "; serving flowbus_bus_up{bus=\"" + bus + "\"} 0 until it can");
+        log("bus " + bus + " cannot be read: " + error + "; serving flowbus_bus_up{bus=\"" + bus +
+            "\"} 0 until it can");
       else if (before != state_.end())
         log("bus " + bus + " can be read again");
       else if (seen_first_)
@@ -152,8 +159,8 @@ class Session : public std::enable_shared_from_this<Session> {
  private:
   void read();
   void on_read(beast::error_code ec);
-  void answer(http::status status, std::string body, bool keep_alive, bool head = false, const char* type = "text/plain; charset=utf-8",
-              const char* allow = nullptr);
+  void answer(http::status status, std::string body, bool keep_alive, bool head = false,
+              const char* type = "text/plain; charset=utf-8", const char* allow = nullptr);
   void close() {
     beast::error_code ignored;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
@@ -170,7 +177,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
 class Server {
  public:
-  Server(net::io_context& io, const tcp::endpoint& at, Scraper& scraper, std::chrono::milliseconds timeout, size_t max_connections)
+  Server(net::io_context& io, const tcp::endpoint& at, Scraper& scraper, std::chrono::milliseconds timeout,
+         size_t max_connections)
       : acceptor_(io), retry_(io), scraper_(scraper), timeout_(timeout), max_connections_(max_connections) {
     acceptor_.open(at.protocol());
     acceptor_.set_option(net::socket_base::reuse_address(true));  // not over a live listener: a port in use still fails
@@ -184,7 +192,9 @@ class Server {
       if (ec) {  // EMFILE and the like: say so, breathe, go on
         log("accept: " + ec.message());
         retry_.expires_after(std::chrono::milliseconds(200));
-        retry_.async_wait([this](beast::error_code e) { if (!e) accept(); });
+        retry_.async_wait([this](beast::error_code e) {
+          if (!e) accept();
+        });
         return;
       }
       if (*open_ >= max_connections_) {
@@ -215,7 +225,10 @@ class Server {
   size_t max_connections_;
 };
 
-Session::Session(tcp::socket socket, Server& server) : stream_(std::move(socket)), server_(server), open_(server.open_) { ++*open_; }
+Session::Session(tcp::socket socket, Server& server)
+    : stream_(std::move(socket)), server_(server), open_(server.open_) {
+  ++*open_;
+}
 Session::~Session() { --*open_; }
 
 void Session::read() {
@@ -224,7 +237,8 @@ void Session::read() {
   parser_->body_limit(kBodyLimit);
   // One deadline for the whole request: trickling a byte at a time does not extend it.
   stream_.expires_after(server_.timeout());
-  http::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
+  http::async_read(stream_, buffer_, *parser_,
+                   [self = shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
 }
 
 void Session::on_read(beast::error_code ec) {
@@ -247,7 +261,8 @@ void Session::on_read(beast::error_code ec) {
   const std::string_view path = target.substr(0, target.find('?'));
   const bool head = req.method() == http::verb::head;
   if (req.method() != http::verb::get && !head) {
-    return answer(http::status::method_not_allowed, "only GET and HEAD\n", keep, false, "text/plain; charset=utf-8", "GET, HEAD");
+    return answer(http::status::method_not_allowed, "only GET and HEAD\n", keep, false, "text/plain; charset=utf-8",
+                  "GET, HEAD");
   }
   if (path == "/metrics") {
     std::string page;
@@ -260,12 +275,14 @@ void Session::on_read(beast::error_code ec) {
     return answer(http::status::ok, std::move(page), keep, head, metrics::kContentType);
   }
   if (path == "/")
-    return answer(http::status::ok, "<html><body><h1>flowbus exporter</h1><p><a href=\"/metrics\">/metrics</a></p></body></html>\n", keep, head,
-                  "text/html; charset=utf-8");
+    return answer(http::status::ok,
+                  "<html><body><h1>flowbus exporter</h1><p><a href=\"/metrics\">/metrics</a></p></body></html>\n", keep,
+                  head, "text/html; charset=utf-8");
   answer(http::status::not_found, "not found: the metrics are at /metrics\n", keep, head);
 }
 
-void Session::answer(http::status status, std::string body, bool keep_alive, bool head, const char* type, const char* allow) {
+void Session::answer(http::status status, std::string body, bool keep_alive, bool head, const char* type,
+                     const char* allow) {
   ++server_.scraper().requests[unsigned(status)];
   http::response<http::string_body> res{status, 11};
   if (allow) res.set(http::field::allow, allow);
@@ -281,8 +298,10 @@ void Session::answer(http::status status, std::string body, bool keep_alive, boo
     if (ec == beast::error::timeout) ++self->server_.scraper().timeouts;
     if (ec) return;
     self->response_ = {};
-    if (keep_alive) self->read();
-    else self->close();
+    if (keep_alive)
+      self->read();
+    else
+      self->close();
   });
 }
 
@@ -295,7 +314,8 @@ void add_exporter_command(CLI::App& app) {
     size_t max_connections = 64;
   };
   auto args = std::make_shared<Args>();
-  CLI::App* cmd = app.add_subcommand("exporter", "Serve the metrics of buses over HTTP for Prometheus (/metrics; read-only, like inspect)");
+  CLI::App* cmd = app.add_subcommand(
+      "exporter", "Serve the metrics of buses over HTTP for Prometheus (/metrics; read-only, like inspect)");
   cmd->footer(
       "Examples:\n"
       "  flowbus exporter                              every bus on this host, on 127.0.0.1:9464\n"
@@ -305,10 +325,14 @@ void add_exporter_command(CLI::App& app) {
       "A bus that is missing or goes away is served as flowbus_bus_up 0 and said on stderr; serving goes on.\n"
       "The metrics, a scrape config and queries: README.md, section Metrics.");
   cmd->add_option("bus", args->buses, "buses to serve (default: every bus on this host, as they come and go)");
-  cmd->add_option("--listen", args->listen, "HOST:PORT to listen on (default 127.0.0.1:9464; [::1]:9464 for IPv6; :9464 every interface; port 0: any free port)");
-  cmd->add_option("--timeout", args->timeout,
-                  "deadline for a client to send its request, and again to read the answer: seconds or with a unit (default 10s)");
-  cmd->add_option("--max-connections", args->max_connections, "connections open at once, 1 to 10000 (default 64); more are closed at once")
+  cmd->add_option("--listen", args->listen,
+                  "HOST:PORT to listen on (default 127.0.0.1:9464; [::1]:9464 for IPv6; :9464 every interface; port 0: "
+                  "any free port)");
+  cmd->add_option(
+      "--timeout", args->timeout,
+      "deadline for a client to send its request, and again to read the answer: seconds or with a unit (default 10s)");
+  cmd->add_option("--max-connections", args->max_connections,
+                  "connections open at once, 1 to 10000 (default 64); more are closed at once")
       ->check(whole_number(1, 10000));
   cmd->callback([args] {
     const ListenAddress at = parse_listen(args->listen);
@@ -333,7 +357,9 @@ void add_exporter_command(CLI::App& app) {
     } else {
       tcp::resolver resolver(io);
       const auto found = resolver.resolve(at.host, std::to_string(at.port), ec);
-      if (ec || found.empty()) throw Error(ErrorCode::InvalidArgument, "--listen " + args->listen + ": cannot resolve " + at.host + ": " + ec.message());
+      if (ec || found.empty())
+        throw Error(ErrorCode::InvalidArgument,
+                    "--listen " + args->listen + ": cannot resolve " + at.host + ": " + ec.message());
       endpoint = found.begin()->endpoint();
     }
     Scraper scraper(buses);
@@ -347,16 +373,21 @@ void add_exporter_command(CLI::App& app) {
     });
     std::signal(SIGPIPE, SIG_IGN);
     try {
-      server.emplace(io, endpoint, scraper, std::chrono::duration_cast<std::chrono::milliseconds>(timeout_ns), args->max_connections);
+      server.emplace(io, endpoint, scraper, std::chrono::duration_cast<std::chrono::milliseconds>(timeout_ns),
+                     args->max_connections);
     } catch (const boost::system::system_error& e) {
-      throw Error(ErrorCode::InvalidArgument, "cannot listen on " + args->listen + ": " + e.code().message() +
-                                                  (e.code() == net::error::address_in_use ? " (another exporter? choose a port with --listen)" : ""));
+      throw Error(
+          ErrorCode::InvalidArgument,
+          "cannot listen on " + args->listen + ": " + e.code().message() +
+              (e.code() == net::error::address_in_use ? " (another exporter? choose a port with --listen)" : ""));
     }
     const tcp::endpoint local = server->local();
-    const std::string host = local.address().is_v6() ? "[" + local.address().to_string() + "]" : local.address().to_string();
+    const std::string host =
+        local.address().is_v6() ? "[" + local.address().to_string() + "]" : local.address().to_string();
     std::string what = buses.empty() ? "every bus on this host" : "bus";
     for (size_t i = 0; i < buses.size(); ++i) what += (i ? ", " : " ") + buses[i];
-    std::printf("flowbus exporter: serving http://%s:%u/metrics for %s\n", host.c_str(), unsigned(local.port()), what.c_str());
+    std::printf("flowbus exporter: serving http://%s:%u/metrics for %s\n", host.c_str(), unsigned(local.port()),
+                what.c_str());
     std::fflush(stdout);
     scraper.first_look();
     server->accept();

@@ -54,6 +54,16 @@ void show_bus(const std::string& bus, double window, bool json) {
   else std::fputs(render_snapshot(snap, rates).c_str(), stdout);
 }
 
+/// `inspect [BUS] --prometheus`: the exporter's page, once. A named bus that
+/// cannot be read fails as `inspect BUS` does; the exporter serves flowbus_bus_up 0 instead.
+void print_prometheus(const std::string& bus, const std::string& topic, bool json) {
+  if (json) throw CLI::ValidationError("--prometheus", "--prometheus and --json are two formats: choose one");
+  if (!topic.empty()) throw CLI::ValidationError("topic", "--prometheus shows whole buses: leave out the TOPIC");
+  const auto readings =
+      bus.empty() ? metrics::read_buses({}) : std::vector<metrics::BusReading>{{bus, inspect_bus(bus), {}}};
+  std::fputs(metrics::render(readings).c_str(), stdout);
+}
+
 }  // namespace
 
 void add_inspect_command(CLI::App& app) {
@@ -88,20 +98,13 @@ void add_inspect_command(CLI::App& app) {
   inspect->add_flag("--raw", args->raw, "with --dump: record headers and bytes in hex, padding records included");
   auto* check = inspect->add_flag("--check", args->check, "verify directory and ring invariants read-only; exit 1 with a report if any fails");
   watch->excludes(dump)->excludes(check);
-  inspect->add_flag("--prometheus", args->prometheus,
-                    "print the metrics `flowbus exporter` serves, once, in the Prometheus text format (without BUS: every bus)")
-      ->excludes(watch)->excludes(dump)->excludes(check);
+  auto* prometheus =
+      inspect->add_flag("--prometheus", args->prometheus,
+                        "print the metrics `flowbus exporter` serves, once, in the Prometheus text format");
+  prometheus->excludes(watch)->excludes(dump)->excludes(check);
   dump->excludes(check);
   inspect->callback([args] {
-    if (args->prometheus) {
-      if (args->json) throw CLI::ValidationError("--prometheus", "--prometheus and --json are two formats: choose one");
-      if (!args->topic.empty()) throw CLI::ValidationError("topic", "--prometheus shows whole buses: leave out the TOPIC");
-      // A named bus that cannot be read fails as `inspect BUS` does; the exporter serves flowbus_bus_up 0 instead.
-      const auto readings = args->bus.empty() ? metrics::read_buses({})
-                                              : std::vector<metrics::BusReading>{{args->bus, inspect_bus(args->bus), {}}};
-      std::fputs(metrics::render(readings).c_str(), stdout);
-      return;
-    }
+    if (args->prometheus) return print_prometheus(args->bus, args->topic, args->json);
     if (args->bus.empty()) {
       if (args->watch || args->check || args->dump)
         throw CLI::ValidationError("bus", "--watch, --check and --dump need a BUS; `flowbus inspect` lists them");
@@ -115,14 +118,17 @@ void add_inspect_command(CLI::App& app) {
       return;
     }
     if (args->dump > 0) {
-      if (args->topic.empty()) throw CLI::ValidationError("topic", "--dump N needs a TOPIC: `flowbus inspect " + args->bus + " TOPIC --dump N`");
+      if (args->topic.empty())
+        throw CLI::ValidationError("topic",
+                                   "--dump N needs a TOPIC: `flowbus inspect " + args->bus + " TOPIC --dump N`");
       DumpOptions o{args->bus, args->topic, args->dump, args->from == "earliest", args->follow, args->raw, args->json};
       if (const int code = run_dump(o); code != 0) throw ExitCode{code};
       return;
     }
     if (args->watch) {
       const double interval = std::chrono::duration<double>(parse_seconds(args->interval, "--interval")).count();
-      if (interval <= 0 || interval > 3600) throw CLI::ValidationError("interval", "--interval must be between 0 and 3600 seconds");
+      if (interval <= 0 || interval > 3600)
+        throw CLI::ValidationError("interval", "--interval must be between 0 and 3600 seconds");
       run_watch(args->bus, interval, args->frames);
       return;
     }

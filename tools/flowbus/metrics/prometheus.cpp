@@ -16,10 +16,14 @@ std::string escape_label_value(std::string_view value) {
   std::string out;
   out.reserve(value.size());
   for (const char c : value) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '"') out += "\\\"";
-    else if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '"')
+      out += "\\\"";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
   return out;
 }
@@ -28,9 +32,12 @@ std::string escape_help(std::string_view help) {
   std::string out;
   out.reserve(help.size());
   for (const char c : help) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
   return out;
 }
@@ -48,7 +55,8 @@ std::string format_value(double value) {
 
 namespace {
 bool name_char(char c, bool first, bool colon) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (colon && c == ':') || (!first && c >= '0' && c <= '9');
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (colon && c == ':') ||
+         (!first && c >= '0' && c <= '9');
 }
 }  // namespace
 
@@ -73,8 +81,12 @@ void Exposition::family(std::string_view name, Type type, std::string_view help)
   families_.push_back(Family{std::string(name), std::string(help), type, {}, {}});
 }
 
-void Exposition::add(std::string_view name, const Labels& labels, double value) { add_formatted(name, labels, format_value(value)); }
-void Exposition::add(std::string_view name, const Labels& labels, uint64_t value) { add_formatted(name, labels, format_value(value)); }
+void Exposition::add(std::string_view name, const Labels& labels, double value) {
+  add_formatted(name, labels, format_value(value));
+}
+void Exposition::add(std::string_view name, const Labels& labels, uint64_t value) {
+  add_formatted(name, labels, format_value(value));
+}
 
 void Exposition::add_formatted(std::string_view name, const Labels& labels, const std::string& value) {
   const auto it = index_.find(name);
@@ -130,33 +142,44 @@ struct FamilySpec {
 
 // The order here is the order of the page; docs/design.md lists the same.
 constexpr FamilySpec kFamilies[] = {
-    {"flowbus_bus_up", G, "1 if the bus could be read (inspect_bus), 0 if not: missing, permission denied, other layout version, damaged"},
-    {"flowbus_bus_participants", G, "Processes attached to the bus, by state (alive, or dead with slots not yet reclaimed)"},
+    {"flowbus_bus_up", G,
+     "1 if the bus could be read (inspect_bus), 0 if not: missing, permission denied, other layout version, damaged"},
+    {"flowbus_bus_participants", G,
+     "Processes attached to the bus, by state (alive, or dead with slots not yet reclaimed)"},
     {"flowbus_bus_topics", G, "Topics registered on the bus"},
     {"flowbus_bus_rings", G, "Rings (one per topic and publisher) on the bus"},
     {"flowbus_bus_subscriptions", G, "Pattern subscriptions recorded in the bus directory"},
     {"flowbus_bus_warnings", G, "Problems flowbus inspect warns about on this bus (flowbus inspect BUS lists them)"},
     {"flowbus_topic_info", G, "A topic's type, policy and schema id as labels; always 1"},
-    {"flowbus_ring_readable", G, "1 if the ring could be read; 0 (permission, damage, being removed) and its other ring series are absent"},
+    {"flowbus_ring_readable", G,
+     "1 if the ring could be read; 0 (permission, damage, being removed) and its other ring series are absent"},
     {"flowbus_ring_events_total", C, "Events published into the ring since it was created (its next sequence)"},
-    {"flowbus_ring_bytes_total", C, "Bytes written into the ring since it was created, record headers and padding included"},
+    {"flowbus_ring_bytes_total", C,
+     "Bytes written into the ring since it was created, record headers and padding included"},
     {"flowbus_ring_capacity_bytes", G, "Size of the ring's record area"},
-    {"flowbus_ring_fill_ratio", G, "Share of the ring the slowest live reader has yet to read, 0 to 1; at 1 a block writer waits, a latest writer overwrites"},
+    {"flowbus_ring_fill_ratio", G,
+     "Share of the ring the slowest live reader has yet to read, 0 to 1; at 1 a block writer waits, a latest writer "
+     "overwrites"},
     {"flowbus_ring_retained_events", G, "Events the ring still holds (its retention)"},
     {"flowbus_ring_retained_bytes", G, "Bytes the ring still holds, between its tail and its write position"},
-    {"flowbus_ring_writer_alive", G, "1 if a live publisher holds the ring, 0 if its writer is gone (the ring stays readable)"},
+    {"flowbus_ring_writer_alive", G,
+     "1 if a live publisher holds the ring, 0 if its writer is gone (the ring stays readable)"},
     {"flowbus_ring_last_publish_timestamp_seconds", G, "Unix time of the ring's last event"},
     {"flowbus_ring_readers", G, "Reader cursors in the ring"},
     {"flowbus_reader_alive", G, "1 if the process owning the cursor is alive"},
-    {"flowbus_reader_lag_events", G, "Events the reader has yet to read; absent when not known (a lapped reader has more than the ring retains)"},
+    {"flowbus_reader_lag_events", G,
+     "Events the reader has yet to read; absent when not known (a lapped reader has more than the ring retains)"},
     {"flowbus_reader_lag_bytes", G, "Bytes the reader has yet to read (write position minus its cursor)"},
     {"flowbus_reader_lapped", G, "1 if the writer of a latest ring overwrote events this reader had not read"},
-    {"flowbus_reader_evictions_total", C, "Times the owners of this cursor slot were evicted (too slow or dead on a block ring)"},
-    {"flowbus_reader_lost_events_total", C, "Events the owners of this cursor slot were told they missed (lapped or evicted)"},
+    {"flowbus_reader_evictions_total", C,
+     "Times the owners of this cursor slot were evicted (too slow or dead on a block ring)"},
+    {"flowbus_reader_lost_events_total", C,
+     "Events the owners of this cursor slot were told they missed (lapped or evicted)"},
     {"flowbus_reader_asleep", G, "1 if the reader is asleep on the ring's wake word, waiting for events"},
     {"flowbus_reader_idle_seconds", G, "Seconds since the reader last moved its cursor (or joined)"},
     {"flowbus_mirror_alive", G, "1 if the mirroring process (kind: sidecar, bridge) is alive"},
-    {"flowbus_mirror_last_status_timestamp_seconds", G, "Unix time of the mirroring process's last status (written twice a second)"},
+    {"flowbus_mirror_last_status_timestamp_seconds", G,
+     "Unix time of the mirroring process's last status (written twice a second)"},
     {"flowbus_mirror_sent_events_total", C, "Events the mirroring process sent to its peers"},
     {"flowbus_mirror_received_events_total", C, "Events the mirroring process received and published on this bus"},
     {"flowbus_mirror_duplicate_events_total", C, "Events received twice (after a reconnect) and dropped"},
@@ -166,9 +189,12 @@ constexpr FamilySpec kFamilies[] = {
     {"flowbus_mirror_stream_connected", G, "1 if the stream's connection is up"},
     {"flowbus_mirror_stream_refused", G, "1 if the other side refused the stream (schema mismatch and the like)"},
     {"flowbus_mirror_stream_sent_events_total", C, "Exports: the origin ring's sequence up to which events were sent"},
-    {"flowbus_mirror_stream_acked_events_total", C, "Exports: the origin ring's sequence up to which the peer confirmed it holds the events"},
-    {"flowbus_mirror_stream_unacked_events", G, "Exports: events of the ring the peer has not confirmed yet; absent if the ring is not found"},
-    {"flowbus_mirror_stream_received_events_total", C, "Imports: the origin ring's sequence up to which this bus holds the events"},
+    {"flowbus_mirror_stream_acked_events_total", C,
+     "Exports: the origin ring's sequence up to which the peer confirmed it holds the events"},
+    {"flowbus_mirror_stream_unacked_events", G,
+     "Exports: events of the ring the peer has not confirmed yet; absent if the ring is not found"},
+    {"flowbus_mirror_stream_received_events_total", C,
+     "Imports: the origin ring's sequence up to which this bus holds the events"},
     {"flowbus_mirror_stream_gap_events_total", C, "Events of the stream lost at the source (never mirrored)"},
 };
 
@@ -201,10 +227,13 @@ void add_mirror(Exposition& out, const std::string& bus, const std::string& kind
     out.add("flowbus_mirror_peer_queued_bytes", p, peer.queued_bytes);
     for (const bool exports : {true, false})
       for (const auto& x : exports ? peer.exports : peer.imports) {
-        const Labels s{{"bus", bus},         {"kind", kind},
-                       {"node", side.node},  {"peer", peer.node},
+        const Labels s{{"bus", bus},
+                       {"kind", kind},
+                       {"node", side.node},
+                       {"peer", peer.node},
                        {"direction", exports ? "export" : "import"},
-                       {"topic", x.topic},   {"publisher_id", hex_id(x.publisher_id)},
+                       {"topic", x.topic},
+                       {"publisher_id", hex_id(x.publisher_id)},
                        {"origin", x.origin}};
         out.add("flowbus_mirror_stream_connected", s, flag(connected && x.refused.empty()));
         out.add("flowbus_mirror_stream_refused", s, flag(!x.refused.empty()));
@@ -240,7 +269,11 @@ void add_bus(Exposition& out, const BusReading& reading) {
   out.add("flowbus_bus_warnings", {{"bus", bus}}, uint64_t(s.warnings.size()));
   for (const auto& t : s.topics)
     out.add("flowbus_topic_info",
-            {{"bus", bus}, {"topic", t.info.name}, {"type", t.info.type}, {"policy", to_string(t.info.policy)}, {"schema_id", t.info.schema_id}},
+            {{"bus", bus},
+             {"topic", t.info.name},
+             {"type", t.info.type},
+             {"policy", to_string(t.info.policy)},
+             {"schema_id", t.info.schema_id}},
             uint64_t(1));
   for (const auto& r : s.rings) {
     const Labels ring{{"bus", bus}, {"topic", r.topic}, {"publisher", r.publisher}};
@@ -251,12 +284,16 @@ void add_bus(Exposition& out, const BusReading& reading) {
     out.add("flowbus_ring_capacity_bytes", ring, r.capacity);
     out.add("flowbus_ring_fill_ratio", ring, r.fill);
     out.add("flowbus_ring_retained_events", ring, r.retained_events);
-    out.add("flowbus_ring_retained_bytes", ring, r.write_position >= r.tail_position ? r.write_position - r.tail_position : 0);
+    out.add("flowbus_ring_retained_bytes", ring,
+            r.write_position >= r.tail_position ? r.write_position - r.tail_position : 0);
     out.add("flowbus_ring_writer_alive", ring, flag(r.writer_alive));
     if (r.last_publish_ns) out.add("flowbus_ring_last_publish_timestamp_seconds", ring, seconds_of(r.last_publish_ns));
     out.add("flowbus_ring_readers", ring, uint64_t(r.cursors.size()));
     for (const auto& c : r.cursors) {
-      const Labels reader{{"bus", bus}, {"topic", r.topic}, {"publisher", r.publisher}, {"slot", std::to_string(c.slot)},
+      const Labels reader{{"bus", bus},
+                          {"topic", r.topic},
+                          {"publisher", r.publisher},
+                          {"slot", std::to_string(c.slot)},
                           {"pid", std::to_string(c.pid)}};
       out.add("flowbus_reader_alive", reader, flag(c.alive));
       if (c.lag_events >= 0) out.add("flowbus_reader_lag_events", reader, uint64_t(c.lag_events));

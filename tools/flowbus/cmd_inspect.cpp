@@ -59,8 +59,15 @@ void show_bus(const std::string& bus, double window, bool json) {
 void print_prometheus(const std::string& bus, const std::string& topic, bool json) {
   if (json) throw CLI::ValidationError("--prometheus", "--prometheus and --json are two formats: choose one");
   if (!topic.empty()) throw CLI::ValidationError("topic", "--prometheus shows whole buses: leave out the TOPIC");
-  const auto readings =
-      bus.empty() ? metrics::read_buses({}) : std::vector<metrics::BusReading>{{bus, inspect_bus(bus), {}}};
+  std::vector<metrics::BusReading> readings;
+  if (bus.empty()) {
+    readings = metrics::read_buses({});
+  } else {
+    // Read first, then build: an exception thrown from inside the braced
+    // initializer of a vector is mishandled by GCC 12 (ASan: stack-use-after-scope).
+    BusSnapshot snapshot = inspect_bus(bus);
+    readings.push_back(metrics::BusReading{bus, std::move(snapshot), {}});
+  }
   std::fputs(metrics::render(readings).c_str(), stdout);
 }
 

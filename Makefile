@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= 2
 DEB_PACKAGES = cmake g++ make libboost-dev libflatbuffers-dev flatbuffers-compiler libcli11-dev \
                libconcurrentqueue-dev libgtest-dev libgmock-dev libbenchmark-dev \
-               libzmq3-dev gnuplot-nox libssl-dev relacy-dev libzstd-dev liblz4-dev nodejs \
+               libzmq3-dev gnuplot-nox libssl-dev relacy-dev libzstd-dev liblz4-dev nodejs prometheus \
                dpkg-dev file pkgconf lintian \
                pybind11-dev python3-dev python3-pytest python3-flatbuffers
 # `make fuzz` also needs clang and its libFuzzer/sanitizer runtimes.

@@ -63,5 +63,6 @@ void add_inspect_command(CLI::App& app);
 void add_sidecar_command(CLI::App& app);
 void add_record_command(CLI::App& app);  // record/cmd_record.cpp (and `record info`)
 void add_replay_command(CLI::App& app);  // record/cmd_replay.cpp
+void add_exporter_command(CLI::App& app);
 
 }  // namespace flowbus::cli

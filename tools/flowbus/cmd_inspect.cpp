@@ -8,6 +8,7 @@
 #include "flowbus/error.hpp"
 #include "flowbus/gc.hpp"
 #include "inspect/views.hpp"
+#include "metrics/prometheus.hpp"
 
 namespace flowbus::cli {
 
@@ -53,12 +54,29 @@ void show_bus(const std::string& bus, double window, bool json) {
   else std::fputs(render_snapshot(snap, rates).c_str(), stdout);
 }
 
+/// `inspect [BUS] --prometheus`: the exporter's page, once. A named bus that
+/// cannot be read fails as `inspect BUS` does; the exporter serves flowbus_bus_up 0 instead.
+void print_prometheus(const std::string& bus, const std::string& topic, bool json) {
+  if (json) throw CLI::ValidationError("--prometheus", "--prometheus and --json are two formats: choose one");
+  if (!topic.empty()) throw CLI::ValidationError("topic", "--prometheus shows whole buses: leave out the TOPIC");
+  std::vector<metrics::BusReading> readings;
+  if (bus.empty()) {
+    readings = metrics::read_buses({});
+  } else {
+    // Read first, then build: an exception thrown from inside the braced
+    // initializer of a vector is mishandled by GCC 12 (ASan: stack-use-after-scope).
+    BusSnapshot snapshot = inspect_bus(bus);
+    readings.push_back(metrics::BusReading{bus, std::move(snapshot), {}});
+  }
+  std::fputs(metrics::render(readings).c_str(), stdout);
+}
+
 }  // namespace
 
 void add_inspect_command(CLI::App& app) {
   struct Args {
     std::string bus, topic, window = "0.25", interval = "1", from = "latest";
-    bool json = false, watch = false, check = false, follow = false, raw = false;
+    bool json = false, watch = false, check = false, follow = false, raw = false, prometheus = false;
     uint64_t dump = 0, frames = 0;
   };
   auto args = std::make_shared<Args>();
@@ -87,8 +105,13 @@ void add_inspect_command(CLI::App& app) {
   inspect->add_flag("--raw", args->raw, "with --dump: record headers and bytes in hex, padding records included");
   auto* check = inspect->add_flag("--check", args->check, "verify directory and ring invariants read-only; exit 1 with a report if any fails");
   watch->excludes(dump)->excludes(check);
+  auto* prometheus =
+      inspect->add_flag("--prometheus", args->prometheus,
+                        "print the metrics `flowbus exporter` serves, once, in the Prometheus text format");
+  prometheus->excludes(watch)->excludes(dump)->excludes(check);
   dump->excludes(check);
   inspect->callback([args] {
+    if (args->prometheus) return print_prometheus(args->bus, args->topic, args->json);
     if (args->bus.empty()) {
       if (args->watch || args->check || args->dump)
         throw CLI::ValidationError("bus", "--watch, --check and --dump need a BUS; `flowbus inspect` lists them");
@@ -102,7 +125,9 @@ void add_inspect_command(CLI::App& app) {
       return;
     }
     if (args->dump > 0) {
-      if (args->topic.empty()) throw CLI::ValidationError("topic", "--dump N needs a TOPIC: `flowbus inspect " + args->bus + " TOPIC --dump N`");
+      if (args->topic.empty())
+        throw CLI::ValidationError("topic",
+                                   "--dump N needs a TOPIC: `flowbus inspect " + args->bus + " TOPIC --dump N`");
       DumpOptions o{args->bus, args->topic, args->dump, args->from == "earliest", args->follow, args->raw, args->json};
       if (const int code = run_dump(o); code != 0) throw ExitCode{code};
       return;

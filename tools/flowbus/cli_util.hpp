@@ -61,5 +61,6 @@ void add_demo_command(CLI::App& app, const char* argv0);
 void add_perf_command(CLI::App& app);
 void add_inspect_command(CLI::App& app);
 void add_sidecar_command(CLI::App& app);
+void add_bridge_command(CLI::App& app);
 
 }  // namespace flowbus::cli

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   flowbus::cli::add_perf_command(app);
   flowbus::cli::add_inspect_command(app);
   flowbus::cli::add_sidecar_command(app);
+  flowbus::cli::add_bridge_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -270,6 +270,13 @@ class Exporter {
         r.origin = c.mirrored() ? c.origin_node : o_.node;
         r.policy = sub_->ring_policy(ring);
         r.next_sequence = r.acked_sequence = seq;
+        if (held != resume_.end() && seq > held->second) {
+          // Overwritten while no bridge held the ring (this one was down longer than the ring's retention).
+          ctx_.log("topic " + c.topic + " from " + c.source + ": events " + std::to_string(held->second) + " to " +
+                   std::to_string(seq - 1) + " were overwritten while the bridge was away; they can not be exported");
+          ctx_.stats.gaps.fetch_add(seq - held->second, std::memory_order_relaxed);
+          r.gaps += seq - held->second;
+        }
         by_publisher_[c.publisher_id] = ring;
       }
       if (!published_schemas_.count(e.dataschema().substr(std::string_view("flowbus:schema/").size()))) publish_schema(r.topic);

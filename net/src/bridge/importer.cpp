@@ -105,7 +105,22 @@ class Importer {
     so.Config.DeliverPolicy = js_DeliverAll;
     so.Config.AckWait = int64_t(30) * 1000 * 1000 * 1000;
     so.Config.MaxAckPending = int64_t(o_.fetch_batch) * 16;
+    // A consumer left with messages delivered and not acknowledged (we were
+    // killed mid-batch) would redeliver them only after AckWait, and hand us
+    // newer ones first: their sequences would jump ahead of the mirror ring.
+    // So start it again right after what was acknowledged, in order.
+    jsConsumerInfo* ci = nullptr;
     jsErrCode jerr = jsErrCode(0);
+    if (js_GetConsumerInfo(&ci, js_.get(), o_.stream.c_str(), o_.durable.c_str(), nullptr, &jerr) == NATS_OK && ci != nullptr) {
+      const uint64_t resume_at = ci->AckFloor.Stream + 1;
+      const bool unacked = ci->NumAckPending > 0 || ci->Delivered.Stream > ci->AckFloor.Stream;
+      jsConsumerInfo_Destroy(ci);
+      if (unacked && js_DeleteConsumer(js_.get(), o_.stream.c_str(), o_.durable.c_str(), nullptr, &jerr) == NATS_OK) {
+        so.Config.DeliverPolicy = js_DeliverByStartSequence;
+        so.Config.OptStartSeq = resume_at;
+      }
+    }
+    jerr = jsErrCode(0);
     const std::string filter = o_.subject_prefix + ".>";
     const natsStatus s = js_PullSubscribe(&sub_, js_.get(), filter.c_str(), o_.durable.c_str(), nullptr, &so, &jerr);
     if (s == NATS_OK) {

@@ -51,6 +51,11 @@ class NatsServer {
     throw std::runtime_error("nats-server did not start: " + read_file(dir_ + "/server.log"));
   }
   void kill9() { child_->kill_and_reap(); }
+  /// SIGTERM: the server shuts down cleanly (JetStream flushes what it acknowledged).
+  void terminate() {
+    child_->signal(SIGTERM);
+    if (!child_->wait(std::chrono::seconds(10))) child_->kill_and_reap();
+  }
   std::string url() const { return "nats://127.0.0.1:" + std::to_string(port_); }
   const std::string& dir() const { return dir_; }
   std::string log() const { return read_file(dir_ + "/server.log"); }

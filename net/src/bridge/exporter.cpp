@@ -77,6 +77,8 @@ struct ExportRing {
   bool failed = false;          // a publish failed: rewind once the others are resolved
   uint64_t gaps = 0;
   Policy policy = Policy::Block;
+  uint64_t prev_sent = 0;  // the last event published (Flowbus-Prev of the next one)
+  bool has_prev = false;
 };
 
 /// Acknowledged sequences per origin ring, kept next to the bus's segments so
@@ -209,6 +211,8 @@ class Exporter {
       mirroring::rewind(*sub_, ring);
       r.inflight.clear();
       r.next_sequence = r.acked_sequence;
+      r.has_prev = r.acked_sequence > 0 && r.has_prev;
+      r.prev_sent = r.acked_sequence - 1;
       r.failed = false;
     }
     error_logged_.clear();
@@ -235,10 +239,21 @@ class Exporter {
     else ctx_.log(nats_error(s, "cannot store the schema of topic " + topic + " in stream " + o_.stream) + "; retrying");
   }
 
+  /// The server went away: what was in flight may be lost while later
+  /// publishes succeed. Every ring with events in flight is resent in order.
+  void check_disconnects() {
+    const uint64_t now = disconnects();
+    if (now == seen_disconnects_) return;
+    seen_disconnects_ = now;
+    for (ExportRing& r : rings_)
+      if (!r.inflight.empty() && !r.failed) r.failed = true;
+  }
+
   bool pump() {
     Event e;
     size_t done = 0;
     for (; done < kReadBudget && pending_ < o_.max_pending; ++done) {
+      check_disconnects();
       const ReadResult rr = sub_->read(e);
       if (rr.status == ReadStatus::Empty) break;
       if (rr.status == ReadStatus::Corrupt) {
@@ -306,6 +321,9 @@ class Exporter {
         ce.flowbusorigin = r.origin;
         for (const auto& [k, v] : to_headers(ce)) natsMsgHeader_Set(m, k.c_str(), v.c_str());
         natsMsgHeader_Set(m, "Nats-Msg-Id", ce.id.c_str());
+        // The previous event sent of this ring: an importer that misses it knows the stream
+        // delivered out of order (a redelivery still to come), not a gap at the source.
+        if (r.has_prev) natsMsgHeader_Set(m, "Flowbus-Prev", std::to_string(r.prev_sent).c_str());
       }
       // Copied; intact? (Latest: the writer may have lapped us; Block: only if we were evicted.)
       const bool intact = r.policy == Policy::Latest ? sub_->still_valid(e) : sub_->release(e) != ReadStatus::Evicted;
@@ -332,6 +350,8 @@ class Exporter {
       ++pending_;
       r.inflight.push_back({seq, e.next_position(), false});
       r.next_sequence = seq + 1;
+      r.prev_sent = seq;
+      r.has_prev = true;
     }
     return done != 0;
   }
@@ -381,6 +401,7 @@ class Exporter {
   std::set<std::string> published_schemas_, error_logged_;
   std::vector<AckNote> taken_;
   size_t pending_ = 0;
+  uint64_t seen_disconnects_ = disconnects();
   bool stream_gone_ = false;
   Clock::time_point retry_at_{};
   std::string last_resume_;

@@ -2,6 +2,8 @@
 #include "importer.hpp"
 
 #include <chrono>
+#include <cstdlib>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <set>
@@ -81,12 +83,17 @@ class Importer {
       last_message = Clock::now();
       natsMsg* last_done = nullptr;
       for (int i = 0; i < list.Count; ++i) {
-        if (!import(list.Msgs[i], stop)) break;  // stopping: what is not committed is not acknowledged
+        if (!import(list.Msgs[i], stop)) break;  // stopping or out of order: what is not committed is not acknowledged
         last_done = list.Msgs[i];
       }
       // Ack policy "all": one ack covers the batch up to the last committed message.
-      if (last_done != nullptr) (void)natsMsg_Ack(last_done, nullptr);
+      // Before starting again from the floor, the floor must be there: then wait for the ack.
+      if (last_done != nullptr) (void)(resync_ ? natsMsg_AckSync(last_done, nullptr, nullptr) : natsMsg_Ack(last_done, nullptr));
       natsMsgList_Destroy(&list);
+      if (resync_) {
+        resync_ = false;
+        drop_subscription();  // subscribe() starts the consumer again after the acknowledged floor
+      }
     }
     publish_status();
   }
@@ -296,6 +303,22 @@ class Importer {
     // A flowbus event keeps its id: (source, id) held already is a redelivery, dropped by
     // publish_mirrored. Another publisher's event takes the mirror ring's next sequence.
     const uint64_t seq = foreign ? mirror.publisher->next_sequence() : id->second;
+    if (!foreign && seq > mirror.publisher->next_sequence()) {
+      // Events the exporter did send come later in the stream (JetStream redelivers what a
+      // restarted server or consumer had delivered without an ack only after newer ones):
+      // start the consumer again from the acknowledged floor, in order. Twice at most for
+      // the same hole: then they are not in the stream any more (deleted), and it is a gap.
+      const char* prev = nullptr;
+      const bool sent_before = natsMsgHeader_Get(msg, "Flowbus-Prev", &prev) == NATS_OK && prev != nullptr &&
+                               std::strtoull(prev, nullptr, 10) >= mirror.publisher->next_sequence();
+      const auto hole = std::make_pair(publisher_id, mirror.publisher->next_sequence());
+      if (sent_before && resyncs_[hole]++ < 2) {
+        ctx_.log("events " + std::to_string(hole.second) + " to " + std::to_string(seq - 1) + " of " + ce.source +
+                 " come later in stream " + o_.stream + "; reading it again in order from the acknowledged floor");
+        resync_ = true;
+        return false;
+      }
+    }
     const uint64_t time_ns = parse_rfc3339_ns(ce.time).value_or(unix_ns());
     for (;;) {
       const PublishStatus st = mirroring::publish_mirrored(*mirror.publisher, {data, size}, seq, time_ns, ce.subject,
@@ -345,6 +368,8 @@ class Importer {
   std::map<std::string, std::string> topic_refusals_;
   std::map<uint64_t, Mirror> mirrors_;
   std::set<std::string> logged_;
+  std::map<std::pair<uint64_t, uint64_t>, int> resyncs_;
+  bool resync_ = false;
   uint64_t refused_ = 0;
 };
 

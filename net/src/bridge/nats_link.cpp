@@ -1,6 +1,7 @@
 // Connecting to NATS and setting up the stream (see nats_link.hpp).
 #include "nats_link.hpp"
 
+#include <atomic>
 #include <string_view>
 #include <vector>
 
@@ -24,7 +25,12 @@ void check(natsStatus s, const std::string& what) {
 
 bool contains(const std::string& text, std::string_view part) { return text.find(part) != std::string::npos; }
 
+std::atomic<uint64_t> g_disconnects{0};
+void on_disconnected(natsConnection*, void*) { g_disconnects.fetch_add(1, std::memory_order_release); }
+
 }  // namespace
+
+uint64_t disconnects() noexcept { return g_disconnects.load(std::memory_order_acquire); }
 
 Connection connect(const BridgeOptions& o) {
   natsOptions* raw = nullptr;
@@ -35,7 +41,10 @@ Connection connect(const BridgeOptions& o) {
   check(natsOptions_SetTimeout(raw, o.connect_timeout.count()), "timeout");
   check(natsOptions_SetMaxReconnect(raw, -1), "max reconnect");  // once connected: forever
   check(natsOptions_SetReconnectWait(raw, 250), "reconnect wait");
-  check(natsOptions_SetReconnectBufSize(raw, 32 << 20), "reconnect buffer");
+  // No publishing into a buffer while reconnecting: such a publish fails at
+  // once, so the exporter resends in order from what JetStream acknowledged.
+  check(natsOptions_SetReconnectBufSize(raw, 1), "reconnect buffer");
+  check(natsOptions_SetDisconnectedCB(raw, on_disconnected, nullptr), "disconnected callback");
   if (!o.token.empty()) check(natsOptions_SetToken(raw, o.token.c_str()), "--token-file");
   if (!o.creds_file.empty()) check(natsOptions_SetUserCredentialsFromFiles(raw, o.creds_file.c_str(), nullptr), "--creds '" + o.creds_file + "'");
   const bool tls = !o.tls_ca.empty() || !o.tls_cert.empty() || !o.tls_key.empty();

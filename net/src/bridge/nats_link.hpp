@@ -29,6 +29,11 @@ using JetStream = std::unique_ptr<jsCtx, JsDeleter>;
 /// server's certificate, nothing listening at the URL.
 Connection connect(const BridgeOptions& options);
 
+/// How many times a connection made by connect() lost its server so far. An
+/// exporter that sees it change resends what was in flight, before anything
+/// newer: publishes to the lost server may be gone while later ones succeed.
+uint64_t disconnects() noexcept;
+
 /// A JetStream context; `ack` (optional) gets every asynchronous publish's outcome.
 JetStream jetstream(natsConnection* nc, const BridgeOptions& options, jsPubAckHandler ack = nullptr, void* closure = nullptr);
 

@@ -5,7 +5,8 @@ DEB_PACKAGES = cmake g++ make libboost-dev libflatbuffers-dev flatbuffers-compil
                libconcurrentqueue-dev libgtest-dev libgmock-dev libbenchmark-dev \
                libzmq3-dev gnuplot-nox libssl-dev relacy-dev libzstd-dev liblz4-dev nodejs prometheus \
                dpkg-dev file pkgconf lintian \
-               pybind11-dev python3-dev python3-pytest python3-flatbuffers
+               pybind11-dev python3-dev python3-pytest python3-flatbuffers \
+               libnats-dev nats-server
 # `make fuzz` also needs clang and its libFuzzer/sanitizer runtimes.
 FUZZ_DEB_PACKAGES = clang-14 libclang-rt-14-dev
 # `make lint` needs clang-format and clang-tidy.

@@ -101,7 +101,7 @@ TEST(CliTest, PubThenSubJsonPrintsOneCloudEventPerLineWithThePublishedData) {
     EXPECT_EQ(str(e, "type"), "examples.Order") << lines[i];
     EXPECT_EQ(str(e, "time").size(), 30u) << lines[i];  // 2026-11-28T11:16:40.797549403Z
     EXPECT_TRUE(ends_with(str(e, "time"), "Z")) << lines[i];
-    EXPECT_EQ(str(e, "datacontenttype"), "application/x-flatbuffers") << lines[i];
+    EXPECT_EQ(str(e, "datacontenttype"), "application/json") << "decoded data is JSON: " << lines[i];
     EXPECT_EQ(str(e, "dataschema").rfind("flowbus:schema/fnv1a64:", 0), 0u) << lines[i];
     EXPECT_EQ(str(e, "flowbustopic"), "orders.created") << lines[i];
     EXPECT_EQ(e["flowbusseq"].AsUInt64(), i) << lines[i];

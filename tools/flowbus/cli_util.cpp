@@ -197,10 +197,11 @@ std::string json_string_array(const std::vector<std::string>& items) {
   return out + "]";
 }
 
-std::string cloudevent_members(const Event& e) {
+std::string cloudevent_members(const Event& e, std::string_view datacontenttype) {
   std::string out = "\"specversion\":\"1.0\",\"id\":\"" + e.id() + "\",\"source\":\"" + json_escape(e.source()) +
                     "\",\"type\":\"" + json_escape(e.type()) + "\",\"time\":\"" + e.time() +
-                    "\",\"datacontenttype\":\"" + e.datacontenttype() + "\",\"dataschema\":\"" +
+                    "\",\"datacontenttype\":\"" +
+                    (datacontenttype.empty() ? e.datacontenttype() : std::string(datacontenttype)) + "\",\"dataschema\":\"" +
                     json_escape(e.dataschema()) + "\"";
   if (!e.subject().empty()) out += ",\"subject\":\"" + json_escape(e.subject()) + "\"";
   out += ",\"flowbustopic\":\"" + json_escape(e.topic()) + "\",\"flowbusseq\":" + std::to_string(e.sequence());
@@ -218,9 +219,41 @@ std::string payload_json(const SchemaCodec* codec, const Event& event) {
   }
 }
 
+std::string base64(const uint8_t* data, size_t size) {
+  static const char* abc = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((size + 2) / 3 * 4);
+  for (size_t i = 0; i < size; i += 3) {
+    const uint32_t n = uint32_t(data[i]) << 16 | (i + 1 < size ? uint32_t(data[i + 1]) << 8 : 0) | (i + 2 < size ? data[i + 2] : 0);
+    out += abc[n >> 18 & 63];
+    out += abc[n >> 12 & 63];
+    out += i + 1 < size ? abc[n >> 6 & 63] : '=';
+    out += i + 2 < size ? abc[n & 63] : '=';
+  }
+  return out;
+}
+
 std::string event_line(const Event& event, const std::string& data_json, bool json) {
   if (json) return "{" + cloudevent_members(event) + ",\"data\":" + data_json + "}";
   return event.time() + " " + event.topic() + " " + event.id() + " " + data_json;
+}
+
+std::string event_line(const Event& event, const SchemaCodec* codec, bool json, bool raw_data) {
+  if (!json) return event_line(event, payload_json(codec, event), false);
+  // The CloudEvents JSON format: decoded data is JSON (application/json);
+  // the FlatBuffer itself goes base64 under data_base64, with its own type.
+  std::string decode_error;
+  if (!raw_data && codec != nullptr) {
+    try {
+      return "{" + cloudevent_members(event, "application/json") + ",\"data\":" +
+             codec->flatbuffer_to_json(event.data(), event.size()) + "}";
+    } catch (const Error& e) {
+      decode_error = e.what();
+    }
+  }
+  return "{" + cloudevent_members(event) +
+         (decode_error.empty() ? "" : ",\"flowbusdecodeerror\":\"" + json_escape(decode_error) + "\"") +
+         ",\"data_base64\":\"" + base64(event.data(), event.size()) + "\"}";
 }
 
 std::string format_bytes(uint64_t b) {

@@ -44,12 +44,19 @@ std::string json_escape(std::string_view text);
 /// ["a","b"] with each string escaped.
 std::string json_string_array(const std::vector<std::string>& items);
 /// The CloudEvents context of `event` as JSON members ("id":..., "source":...), no braces.
-std::string cloudevent_members(const Event& event);
+std::string cloudevent_members(const Event& event, std::string_view datacontenttype = {});
 /// The payload of `event` as JSON through `codec` ("null" without one, {"error":...} if it does not decode).
 std::string payload_json(const SchemaCodec* codec, const Event& event);
 /// One event as `flowbus sub` prints it: a JSON line (CloudEvents attributes, payload under
 /// "data") or a human line (time, topic, id, payload). No newline.
 std::string event_line(const Event& event, const std::string& data_json, bool json);
+/// One event as a CloudEvents JSON line (json), its payload decoded under
+/// "data" with datacontenttype application/json, or with `raw_data` (or when
+/// it does not decode) the FlatBuffer under "data_base64" with
+/// application/x-flatbuffers; the human line otherwise.
+std::string event_line(const Event& event, const SchemaCodec* codec, bool json, bool raw_data);
+/// RFC 4648 base64.
+std::string base64(const uint8_t* data, size_t size);
 /// "4.0KiB", "1.5MiB", "17B".
 std::string format_bytes(uint64_t bytes);
 
@@ -64,5 +71,6 @@ void add_sidecar_command(CLI::App& app);
 void add_record_command(CLI::App& app);  // record/cmd_record.cpp (and `record info`)
 void add_replay_command(CLI::App& app);  // record/cmd_replay.cpp
 void add_exporter_command(CLI::App& app);
+void add_bridge_command(CLI::App& app);
 
 }  // namespace flowbus::cli

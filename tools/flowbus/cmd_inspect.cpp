@@ -76,7 +76,7 @@ void print_prometheus(const std::string& bus, const std::string& topic, bool jso
 void add_inspect_command(CLI::App& app) {
   struct Args {
     std::string bus, topic, window = "0.25", interval = "1", from = "latest";
-    bool json = false, watch = false, check = false, follow = false, raw = false, prometheus = false;
+    bool json = false, watch = false, check = false, follow = false, raw = false, prometheus = false, raw_data = false;
     uint64_t dump = 0, frames = 0;
   };
   auto args = std::make_shared<Args>();
@@ -103,6 +103,8 @@ void add_inspect_command(CLI::App& app) {
       ->check(CLI::IsMember({"latest", "earliest"}));
   inspect->add_flag("--follow", args->follow, "with --dump: keep printing new events until Ctrl-C");
   inspect->add_flag("--raw", args->raw, "with --dump: record headers and bytes in hex, padding records included");
+  inspect->add_flag("--raw-data", args->raw_data,
+                    "with --dump --json: the FlatBuffer base64 under \"data_base64\" (application/x-flatbuffers), not decoded under \"data\"");
   auto* check = inspect->add_flag("--check", args->check, "verify directory and ring invariants read-only; exit 1 with a report if any fails");
   watch->excludes(dump)->excludes(check);
   auto* prometheus =
@@ -129,6 +131,7 @@ void add_inspect_command(CLI::App& app) {
         throw CLI::ValidationError("topic",
                                    "--dump N needs a TOPIC: `flowbus inspect " + args->bus + " TOPIC --dump N`");
       DumpOptions o{args->bus, args->topic, args->dump, args->from == "earliest", args->follow, args->raw, args->json};
+      o.raw_data = args->raw_data;
       if (const int code = run_dump(o); code != 0) throw ExitCode{code};
       return;
     }

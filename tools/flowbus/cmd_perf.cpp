@@ -23,6 +23,7 @@
 #include "cli_util.hpp"
 #include "perf/harness.hpp"
 #include "perf/mirror.hpp"
+#include "perf/nats.hpp"
 #include "perf/plot.hpp"
 #include "perf/throughput.hpp"
 #include "perf/transports.hpp"
@@ -338,6 +339,7 @@ void add_perf_command(CLI::App& app) {
   add_latency_command(*perf);
   add_throughput_command(*perf);
   add_mirror_command(*perf);
+  perf::add_nats_command(*perf);
 }
 
 }  // namespace flowbus::cli

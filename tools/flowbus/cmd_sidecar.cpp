@@ -1,10 +1,9 @@
 // flowbus sidecar: mirror topics to and from peers on other hosts.
 #include <csignal>
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 
 #include "cli_util.hpp"
+#include "config_file.hpp"
 #include "flowbus/error.hpp"
 #include "flowbus/sidecar.hpp"
 
@@ -14,40 +13,6 @@ namespace {
 
 std::atomic<bool> g_stop{false};
 void on_signal(int) { g_stop.store(true); }  // lock-free atomic: async-signal-safe
-
-std::string read_token(const std::string& file) {
-  std::ifstream in(file);
-  if (!in) throw Error(ErrorCode::NotFound, "cannot read --token-file '" + file + "'");
-  std::stringstream text;
-  text << in.rdbuf();
-  std::string token = text.str();
-  while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) token.pop_back();
-  if (token.size() < 16) throw Error(ErrorCode::InvalidArgument, "the token in '" + file + "' is shorter than 16 characters; use a long random one (e.g. `openssl rand -hex 32`)");
-  return token;
-}
-
-/// Options from a TOML file, for those not given on the command line.
-/// (CLI11 2.1 reads config files for the main command only.)
-void apply_config_file(CLI::App& cmd, const std::string& file) {
-  std::ifstream in(file);
-  if (!in) throw Error(ErrorCode::NotFound, "cannot read --config '" + file + "'");
-  std::vector<CLI::ConfigItem> items;
-  try {
-    items = CLI::ConfigTOML().from_config(in);
-  } catch (const CLI::Error& e) {
-    throw Error(ErrorCode::InvalidArgument, "--config '" + file + "': " + e.what());
-  }
-  for (const CLI::ConfigItem& item : items) {
-    if (item.name == "++" || item.name == "--") continue;  // section markers
-    CLI::Option* opt = item.name == "config" ? nullptr : cmd.get_option_no_throw("--" + item.name);
-    if (opt == nullptr)
-      throw Error(ErrorCode::InvalidArgument, "--config '" + file + "': unknown key '" + item.name +
-                                                  "'; the keys are the long options of `flowbus sidecar --help`");
-    if (opt->count() != 0) continue;  // the command line wins
-    opt->add_result(item.inputs);
-    opt->run_callback();
-  }
-}
 
 }  // namespace
 
@@ -112,7 +77,7 @@ void add_sidecar_command(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(uint64_t(0), uint64_t(86400)));
   cmd->callback([args, cmd] {
-    if (!args->config.empty()) apply_config_file(*cmd, args->config);
+    if (!args->config.empty()) apply_config_file(*cmd, args->config, "flowbus sidecar --help");
     if (!args->import_ring_size.empty()) {
       const uint64_t ring = parse_size(args->import_ring_size, "--import-ring-size");
       if (ring < 4096 || ring > (uint64_t(1) << 40) || (ring & (ring - 1)) != 0)

@@ -32,7 +32,7 @@ void add_sub_command(CLI::App& app) {
   struct Args {
     std::string bus, pattern, from = "latest", timeout;
     uint64_t count = 0;
-    bool json = false;
+    bool json = false, raw_data = false;
   };
   auto args = std::make_shared<Args>();
   CLI::App* sub = app.add_subcommand(
@@ -44,7 +44,10 @@ void add_sub_command(CLI::App& app) {
   sub->add_option("--count", args->count, "stop after this many events, 1 or more (default: no limit)")
       ->check(whole_number(1, UINT64_MAX));
   sub->add_option("--timeout", args->timeout, "stop after this long without a new event: seconds, or with a unit (200ms); exit 1 if --count was not reached");
-  sub->add_flag("--json", args->json, "one JSON object per line (CloudEvents attributes, payload under \"data\")");
+  sub->add_flag("--json", args->json, "one CloudEvent per line in the CloudEvents JSON format: the payload decoded under \"data\" "
+                                      "(datacontenttype application/json; the schema in dataschema)");
+  sub->add_flag("--raw-data", args->raw_data, "with --json: the FlatBuffer itself, base64 under \"data_base64\" "
+                                              "(datacontenttype application/x-flatbuffers)");
   sub->callback([args] {
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
@@ -95,7 +98,7 @@ void add_sub_command(CLI::App& app) {
       Event event;
       const ReadResult r = subscriber.read(event);
       if (r.status == ReadStatus::Ok) {
-        std::printf("%s\n", event_line(event, payload_json(codec_for(event.topic()), event), args->json).c_str());
+        std::printf("%s\n", event_line(event, codec_for(event.topic()), args->json, args->raw_data).c_str());
         std::fflush(stdout);
         if (subscriber.release(event) == ReadStatus::Evicted)
           std::fprintf(stderr, "flowbus sub: evicted while reading the event above; it may be damaged\n");

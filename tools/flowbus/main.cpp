@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   flowbus::cli::add_record_command(app);
   flowbus::cli::add_replay_command(app);
   flowbus::cli::add_exporter_command(app);
+  flowbus::cli::add_bridge_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

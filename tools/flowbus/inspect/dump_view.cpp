@@ -87,7 +87,7 @@ void print_record(const Source& src, const TapRecord& r, const DumpOptions& o) {
     return;
   }
   const Event e = r.event();
-  std::string line = event_line(e, payload_json(src.codec.get(), e), o.json);
+  std::string line = event_line(e, src.codec.get(), o.json, o.raw_data);
   if (o.json && o.raw) {
     line.pop_back();  // the closing brace: add the record itself
     line += ",\"flowbusrecord\":{\"position\":" + std::to_string(r.position) + ",\"commit\":" + std::to_string(r.commit) +

@@ -26,6 +26,7 @@ struct DumpOptions {
   std::string bus, topic;
   uint64_t count = 10;
   bool from_earliest = false, follow = false, raw = false, json = false;
+  bool raw_data = false;  ///< with json: data_base64 (application/x-flatbuffers), not the decoded data
 };
 /// Prints events of `topic` decoded through its registered schema. Returns the exit code.
 int run_dump(const DumpOptions& options);

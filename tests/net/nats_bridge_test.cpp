@@ -50,7 +50,8 @@ struct Rig {
     bridge_b = std::make_unique<BridgeProcess>(log_b, args);
   }
   std::string logs() const {
-    return "--- bridge A:\n" + read_file(log_a) + "--- bridge B:\n" + read_file(log_b) + "--- server:\n" + server.log().substr(0, 4000);
+    return "--- bridge A:\n" + read_file(log_a) + "--- bridge B:\n" + read_file(log_b) + "--- server:\n" +
+           server.log().substr(0, 4000);
   }
 };
 
@@ -160,7 +161,8 @@ TEST(NatsBridgeTest, AForeignPublishersCloudEventIsImportedAndAMessageThatIsNotO
   build_reading(fbb, 42, 19.5);
   natsMsg* m = nullptr;
   ASSERT_EQ(natsMsg_Create(&m, "flowbus.sensor.temp", nullptr, reinterpret_cast<const char*>(fbb.GetBufferPointer()),
-                           int(fbb.GetSize())), NATS_OK);
+                           int(fbb.GetSize())),
+            NATS_OK);
   natsMsgHeader_Set(m, "ce-specversion", "1.0");
   natsMsgHeader_Set(m, "ce-id", "reading-42");
   natsMsgHeader_Set(m, "ce-source", "urn:example:legacy-plc");
@@ -202,7 +204,8 @@ TEST(NatsBridgeTest, ASchemaMismatchOnImportIsReportedAndNothingIsImported) {
   r.start_b();
   std::atomic<uint64_t> published{0};
   publish_readings(r.bus_a, 0, 100, published).join();
-  EXPECT_TRUE(r.bridge_b->wait_for_log("schema mismatch on topic sensor.temp: local type examples.Order", 20s)) << r.logs();
+  EXPECT_TRUE(r.bridge_b->wait_for_log("schema mismatch on topic sensor.temp: local type examples.Order", 20s))
+      << r.logs();
   EXPECT_NE(r.bridge_b->log().find("not imported"), std::string::npos);
   const BusSnapshot snap = inspect_bus(r.b.name);
   for (const RingSnapshot& ring : snap.rings) EXPECT_EQ(ring.next_sequence, 0u) << ring.publisher;
@@ -238,7 +241,8 @@ TEST(NatsBridgeTest, AWrongTokenIsRefusedWithAClearMessage) {
   std::system(("echo wrong-token-0123456789abcdef > '" + wrong + "'").c_str());
   r.start_a({"--export", "sensor.>", "--token-file", wrong});
   EXPECT_EQ(r.bridge_a->exit_code(15s), 1) << r.logs();
-  EXPECT_NE(r.bridge_a->log().find("the server refused our credentials: check --token-file"), std::string::npos) << r.logs();
+  EXPECT_NE(r.bridge_a->log().find("the server refused our credentials: check --token-file"), std::string::npos)
+      << r.logs();
   const std::string right = ::testing::TempDir() + "/right-token";
   std::system(("echo " + token + " > '" + right + "'").c_str());
   r.start_b({"--import", "sensor.>", "--token-file", right});
@@ -252,16 +256,19 @@ TEST(NatsBridgeTest, AServerCertificateFromAnotherCaIsRefusedWithAClearMessage) 
   };
   std::system(("rm -rf '" + pki + "' && mkdir -p '" + pki + "'").c_str());
   for (const char* ca : {"ca1", "ca2"})
-    run("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=" + std::string(ca) +
-        " -keyout " + ca + ".key -out " + ca + ".pem");
-  run("openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=localhost -keyout server.key -out server.csr");
-  run("printf 'subjectAltName=IP:127.0.0.1,DNS:localhost' > san.ext && openssl x509 -req -days 1 -in server.csr -CA ca1.pem "
+    run("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=" +
+        std::string(ca) + " -keyout " + ca + ".key -out " + ca + ".pem");
+  run("openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=localhost -keyout server.key -out "
+      "server.csr");
+  run("printf 'subjectAltName=IP:127.0.0.1,DNS:localhost' > san.ext && openssl x509 -req -days 1 -in server.csr -CA "
+      "ca1.pem "
       "-CAkey ca1.key -CAcreateserial -extfile san.ext -out server.pem");
   {
     Rig r("tls", {"--tls", "--tlscert", pki + "/server.pem", "--tlskey", pki + "/server.key"});
     r.start_a({"--export", "sensor.>", "--tls-ca", pki + "/ca2.pem"});
     EXPECT_EQ(r.bridge_a->exit_code(15s), 1) << r.logs();
-    EXPECT_NE(r.bridge_a->log().find("--tls-ca must be the CA that signed the server's certificate"), std::string::npos) << r.logs();
+    EXPECT_NE(r.bridge_a->log().find("--tls-ca must be the CA that signed the server's certificate"), std::string::npos)
+        << r.logs();
     r.start_b({"--import", "sensor.>", "--tls-ca", pki + "/ca1.pem"});
     EXPECT_TRUE(r.bridge_b->wait_for_log("stream FLOWBUS (created", 10s)) << r.logs();
   }
@@ -281,7 +288,8 @@ TEST(NatsBridgeTest, AnExistingStreamOnOtherSubjectsIsExplainedAndNothingStarts)
   ASSERT_EQ(js_AddStream(nullptr, nats.js, &cfg, nullptr, nullptr), NATS_OK);
   r.start_a();
   EXPECT_EQ(r.bridge_a->exit_code(15s), 1) << r.logs();
-  EXPECT_NE(r.bridge_a->log().find("stream FLOWBUS exists but takes subjects [other.>], not 'flowbus.>'"), std::string::npos)
+  EXPECT_NE(r.bridge_a->log().find("stream FLOWBUS exists but takes subjects [other.>], not 'flowbus.>'"),
+            std::string::npos)
       << r.logs();
 }
 
@@ -322,7 +330,9 @@ TEST(NatsBridgeTest, EitherBridgeKilledMidStreamAndRestartedLosesAndDoublesNothi
   EXPECT_EQ(nats.stream_messages(kStream), n + 1) << "JetStream holds each event once (Nats-Msg-Id)";
   const auto starts = [](const std::string& log) {
     size_t count = 0;
-    for (size_t at = log.find("flowbus bridge: node "); at != std::string::npos; at = log.find("flowbus bridge: node ", at + 1)) ++count;
+    for (size_t at = log.find("flowbus bridge: node "); at != std::string::npos;
+         at = log.find("flowbus bridge: node ", at + 1))
+      ++count;
     return count;
   };
   EXPECT_EQ(starts(read_file(r.log_a)), 3u) << "each bridge was killed twice while events flowed\n" << r.logs();
@@ -402,7 +412,8 @@ TEST(NatsBridgeTest, TheServerKilled9MidStreamDoublesNothingAndReportsWhatJetStr
   EXPECT_EQ(last, n - 1) << r.logs();
   EXPECT_EQ(delivered + lost, n) << "every event arrived or was reported lost\n" << r.logs();
   std::printf("[ figures ] server kill -9: %llu of %llu events delivered, %llu reported lost by JetStream\n",
-              static_cast<unsigned long long>(delivered), static_cast<unsigned long long>(n), static_cast<unsigned long long>(lost));
+              static_cast<unsigned long long>(delivered), static_cast<unsigned long long>(n),
+              static_cast<unsigned long long>(lost));
   EXPECT_EQ(r.bridge_a->stop(), 0) << r.logs();
   EXPECT_EQ(r.bridge_b->stop(), 0) << r.logs();
 }
@@ -437,7 +448,8 @@ TEST(NatsBridgeTest, InspectShowsTheBridgeBesideTheSidecarsWithWhatJetStreamAckn
   std::optional<SidecarSnapshot> bridge;
   while (std::chrono::steady_clock::now() < deadline) {
     for (const SidecarSnapshot& s : inspect_bus(r.a.name).sidecars)
-      if (s.node == "nats:node-a" && !s.peers.empty() && !s.peers[0].exports.empty() && s.peers[0].exports[0].acked_sequence == 500)
+      if (s.node == "nats:node-a" && !s.peers.empty() && !s.peers[0].exports.empty() &&
+          s.peers[0].exports[0].acked_sequence == 500)
         bridge = s;
     if (bridge) break;
     std::this_thread::sleep_for(50ms);

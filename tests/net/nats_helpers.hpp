@@ -34,7 +34,8 @@ class NatsServer {
     std::string cmd = "exec nats-server -js -a 127.0.0.1 -p " + std::to_string(port_) + " -sd '" + dir_ + "/store'";
     for (const std::string& a : extra_) cmd += " '" + a + "'";
     cmd += " 2>>'" + dir_ + "/server.log' >&2";
-    child_ = std::make_unique<ChildProcess>(std::vector<std::string>{"/bin/sh", "-c", cmd}, ChildProcess::Options{.pipe_stdin = false});
+    child_ = std::make_unique<ChildProcess>(std::vector<std::string>{"/bin/sh", "-c", cmd},
+                                            ChildProcess::Options{.pipe_stdin = false});
     // Ready once it accepts connections.
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     while (std::chrono::steady_clock::now() < deadline) {
@@ -74,7 +75,8 @@ class BridgeProcess {
     std::string cmd = "exec '" + kFlowbus + "' bridge nats";
     for (const std::string& a : args) cmd += " '" + a + "'";
     cmd += " 2>>'" + log_ + "'";
-    child_ = std::make_unique<ChildProcess>(std::vector<std::string>{"/bin/sh", "-c", cmd}, ChildProcess::Options{.pipe_stdin = false});
+    child_ = std::make_unique<ChildProcess>(std::vector<std::string>{"/bin/sh", "-c", cmd},
+                                            ChildProcess::Options{.pipe_stdin = false});
   }
   std::string log() const { return read_file(log_); }
   bool wait_for_log(const std::string& text, std::chrono::milliseconds timeout) const {
@@ -127,7 +129,9 @@ struct PlainNats {
     jsStreamInfo_Destroy(si);
     return n;
   }
-  bool delete_stream(const std::string& stream) { return js_DeleteStream(js, stream.c_str(), nullptr, nullptr) == NATS_OK; }
+  bool delete_stream(const std::string& stream) {
+    return js_DeleteStream(js, stream.c_str(), nullptr, nullptr) == NATS_OK;
+  }
 };
 
 }  // namespace flowbus::testing

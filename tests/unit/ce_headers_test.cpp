@@ -1,9 +1,10 @@
 // The CloudEvents <-> NATS header mapping of the bridge (binary mode), on its own.
+#include "bridge/ce_headers.hpp"
+
 #include <gtest/gtest.h>
 
 #include <map>
 
-#include "bridge/ce_headers.hpp"
 #include "flowbus/event.hpp"
 
 using namespace flowbus;
@@ -82,8 +83,7 @@ TEST(CeHeadersTest, AMessageWithoutTheRequiredAttributesIsNotACloudEventAndSaysW
 
 TEST(CeHeadersTest, FlowbusIdsParseAndOthersDoNot) {
   EXPECT_EQ(parse_flowbus_id("00ab00cd00ef0012-42"), std::make_pair(uint64_t(0x00ab00cd00ef0012), uint64_t(42)));
-  EXPECT_EQ(parse_flowbus_id("ffffffffffffffff-18446744073709551615"),
-            std::make_pair(~uint64_t(0), ~uint64_t(0)));
+  EXPECT_EQ(parse_flowbus_id("ffffffffffffffff-18446744073709551615"), std::make_pair(~uint64_t(0), ~uint64_t(0)));
   EXPECT_FALSE(parse_flowbus_id("ffffffffffffffff-18446744073709551616"));  // overflow
   EXPECT_FALSE(parse_flowbus_id("order-1"));
   EXPECT_FALSE(parse_flowbus_id("00AB00CD00EF0012-42"));  // flowbus writes lower case

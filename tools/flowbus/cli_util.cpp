@@ -201,8 +201,8 @@ std::string cloudevent_members(const Event& e, std::string_view datacontenttype)
   std::string out = "\"specversion\":\"1.0\",\"id\":\"" + e.id() + "\",\"source\":\"" + json_escape(e.source()) +
                     "\",\"type\":\"" + json_escape(e.type()) + "\",\"time\":\"" + e.time() +
                     "\",\"datacontenttype\":\"" +
-                    (datacontenttype.empty() ? e.datacontenttype() : std::string(datacontenttype)) + "\",\"dataschema\":\"" +
-                    json_escape(e.dataschema()) + "\"";
+                    (datacontenttype.empty() ? e.datacontenttype() : std::string(datacontenttype)) +
+                    "\",\"dataschema\":\"" + json_escape(e.dataschema()) + "\"";
   if (!e.subject().empty()) out += ",\"subject\":\"" + json_escape(e.subject()) + "\"";
   out += ",\"flowbustopic\":\"" + json_escape(e.topic()) + "\",\"flowbusseq\":" + std::to_string(e.sequence());
   // Mirrored (sidecar) and replayed events: the node they came through ("replay" for `flowbus replay`).
@@ -224,7 +224,8 @@ std::string base64(const uint8_t* data, size_t size) {
   std::string out;
   out.reserve((size + 2) / 3 * 4);
   for (size_t i = 0; i < size; i += 3) {
-    const uint32_t n = uint32_t(data[i]) << 16 | (i + 1 < size ? uint32_t(data[i + 1]) << 8 : 0) | (i + 2 < size ? data[i + 2] : 0);
+    const uint32_t n =
+        uint32_t(data[i]) << 16 | (i + 1 < size ? uint32_t(data[i + 1]) << 8 : 0) | (i + 2 < size ? data[i + 2] : 0);
     out += abc[n >> 18 & 63];
     out += abc[n >> 12 & 63];
     out += i + 1 < size ? abc[n >> 6 & 63] : '=';
@@ -245,8 +246,8 @@ std::string event_line(const Event& event, const SchemaCodec* codec, bool json, 
   std::string decode_error;
   if (!raw_data && codec != nullptr) {
     try {
-      return "{" + cloudevent_members(event, "application/json") + ",\"data\":" +
-             codec->flatbuffer_to_json(event.data(), event.size()) + "}";
+      return "{" + cloudevent_members(event, "application/json") +
+             ",\"data\":" + codec->flatbuffer_to_json(event.data(), event.size()) + "}";
     } catch (const Error& e) {
       decode_error = e.what();
     }

@@ -104,7 +104,8 @@ void add_inspect_command(CLI::App& app) {
   inspect->add_flag("--follow", args->follow, "with --dump: keep printing new events until Ctrl-C");
   inspect->add_flag("--raw", args->raw, "with --dump: record headers and bytes in hex, padding records included");
   inspect->add_flag("--raw-data", args->raw_data,
-                    "with --dump --json: the FlatBuffer base64 under \"data_base64\" (application/x-flatbuffers), not decoded under \"data\"");
+                    "with --dump --json: the FlatBuffer base64 under \"data_base64\" (application/x-flatbuffers), not "
+                    "decoded under \"data\"");
   auto* check = inspect->add_flag("--check", args->check, "verify directory and ring invariants read-only; exit 1 with a report if any fails");
   watch->excludes(dump)->excludes(check);
   auto* prometheus =

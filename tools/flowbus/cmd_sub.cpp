@@ -44,10 +44,12 @@ void add_sub_command(CLI::App& app) {
   sub->add_option("--count", args->count, "stop after this many events, 1 or more (default: no limit)")
       ->check(whole_number(1, UINT64_MAX));
   sub->add_option("--timeout", args->timeout, "stop after this long without a new event: seconds, or with a unit (200ms); exit 1 if --count was not reached");
-  sub->add_flag("--json", args->json, "one CloudEvent per line in the CloudEvents JSON format: the payload decoded under \"data\" "
-                                      "(datacontenttype application/json; the schema in dataschema)");
-  sub->add_flag("--raw-data", args->raw_data, "with --json: the FlatBuffer itself, base64 under \"data_base64\" "
-                                              "(datacontenttype application/x-flatbuffers)");
+  sub->add_flag("--json", args->json,
+                "one CloudEvent per line in the CloudEvents JSON format: the payload decoded under \"data\" "
+                "(datacontenttype application/json; the schema in dataschema)");
+  sub->add_flag("--raw-data", args->raw_data,
+                "with --json: the FlatBuffer itself, base64 under \"data_base64\" "
+                "(datacontenttype application/x-flatbuffers)");
   sub->callback([args] {
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);

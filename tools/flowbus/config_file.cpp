@@ -15,7 +15,10 @@ std::string read_token(const std::string& file, const std::string& option) {
   text << in.rdbuf();
   std::string token = text.str();
   while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) token.pop_back();
-  if (token.size() < 16) throw Error(ErrorCode::InvalidArgument, "the token in '" + file + "' is shorter than 16 characters; use a long random one (e.g. `openssl rand -hex 32`)");
+  if (token.size() < 16)
+    throw Error(ErrorCode::InvalidArgument,
+                "the token in '" + file +
+                    "' is shorter than 16 characters; use a long random one (e.g. `openssl rand -hex 32`)");
   return token;
 }
 

@@ -25,9 +25,12 @@ namespace bridge {
 std::string json_text(std::string_view text) {
   std::string out = "\"";
   for (char c : text) {
-    if (c == '"' || c == '\\') out += '\\', out += c;
-    else if (static_cast<unsigned char>(c) < 0x20) out += ' ';
-    else out += c;
+    if (c == '"' || c == '\\')
+      out += '\\', out += c;
+    else if (static_cast<unsigned char>(c) < 0x20)
+      out += ' ';
+    else
+      out += c;
   }
   return out + "\"";
 }
@@ -68,15 +71,19 @@ void validate(BridgeOptions& o) {
   if (!valid_token(o.durable))
     throw Error(ErrorCode::InvalidArgument, "--durable '" + o.durable + "': use letters, digits, '-' and '_'");
   if (!valid_token(o.stream))
-    throw Error(ErrorCode::InvalidArgument, "--stream '" + o.stream + "': a JetStream stream name of letters, digits, '-' and '_'");
+    throw Error(ErrorCode::InvalidArgument,
+                "--stream '" + o.stream + "': a JetStream stream name of letters, digits, '-' and '_'");
   validate_topic_name(o.subject_prefix);  // dotted tokens, no wildcards
   for (auto* list : {&o.exports, &o.imports, &o.reexports})
     for (const std::string& p : *list) validate_pattern(p);
   if (o.exports.empty() && o.imports.empty())
-    throw Error(ErrorCode::InvalidArgument, "nothing to bridge: give --export PATTERN (topics that go to NATS) and/or "
-                                            "--import PATTERN (topics taken from NATS)");
-  if (o.max_pending == 0 || o.max_pending > 1'000'000) throw Error(ErrorCode::InvalidArgument, "--max-pending must be 1 to 1000000");
-  if (o.fetch_batch == 0 || o.fetch_batch > 10'000) throw Error(ErrorCode::InvalidArgument, "--fetch-batch must be 1 to 10000");
+    throw Error(ErrorCode::InvalidArgument,
+                "nothing to bridge: give --export PATTERN (topics that go to NATS) and/or "
+                "--import PATTERN (topics taken from NATS)");
+  if (o.max_pending == 0 || o.max_pending > 1'000'000)
+    throw Error(ErrorCode::InvalidArgument, "--max-pending must be 1 to 1000000");
+  if (o.fetch_batch == 0 || o.fetch_batch > 10'000)
+    throw Error(ErrorCode::InvalidArgument, "--fetch-batch must be 1 to 10000");
   if (!o.log) o.log = log_to_stderr;
 }
 
@@ -87,10 +94,12 @@ struct Bridge::Engine {
   Connection nc;
   BridgeContext ctx;
 
-  explicit Engine(BridgeOptions o) : options(std::move(o)), nc(connect(options)), ctx{options, nc.get(), {}, {}, "[]", "[]", 0} {
+  explicit Engine(BridgeOptions o)
+      : options(std::move(o)), nc(connect(options)), ctx{options, nc.get(), {}, {}, "[]", "[]", 0} {
     JetStream js = jetstream(nc.get(), options);
     const bool created = ensure_stream(js.get(), options);
-    options.log("node " + options.node + " on bus " + options.bus + ", NATS " + options.url + ", stream " + options.stream +
+    options.log("node " + options.node + " on bus " + options.bus + ", NATS " + options.url + ", stream " +
+                options.stream +
                 (created ? " (created: subjects " + options.subject_prefix + ".>, file storage, duplicate window " +
                                std::to_string(options.duplicate_window.count()) + " s)"
                          : " (exists, checked)"));
@@ -102,8 +111,9 @@ struct Bridge::Engine {
   /// beside them: one "peer", the stream, whose exports carry what JetStream
   /// acknowledged (acked_sequence) and pending acks.
   void write_status() {
-    const auto unix_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                             std::chrono::system_clock::now().time_since_epoch()).count();
+    const auto unix_ns =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count();
     std::string exports, imports;
     uint64_t pending = 0;
     {
@@ -113,22 +123,26 @@ struct Bridge::Engine {
       pending = ctx.pending_acks;
     }
     const bool connected = natsConnection_Status(nc.get()) == NATS_CONN_STATUS_CONNECTED;
-    std::string out = "{\"node\":" + json_text("nats:" + options.node) + ",\"kind\":\"bridge\",\"pid\":" + std::to_string(::getpid()) +
+    std::string out = "{\"node\":" + json_text("nats:" + options.node) +
+                      ",\"kind\":\"bridge\",\"pid\":" + std::to_string(::getpid()) +
                       ",\"listen_port\":0,\"updated_ns\":" + std::to_string(unix_ns) +
                       ",\"events_sent\":" + std::to_string(ctx.stats.events_sent.load()) +
                       ",\"events_received\":" + std::to_string(ctx.stats.events_received.load()) +
                       ",\"duplicates_dropped\":" + std::to_string(ctx.stats.duplicates_dropped.load()) +
                       ",\"refused\":" + std::to_string(ctx.stats.refused.load()) +
-                      ",\"gaps\":" + std::to_string(ctx.stats.gaps.load()) + ",\"peers\":[{\"node\":" +
-                      json_text("jetstream:" + options.stream) + ",\"address\":" + json_text(options.url) +
+                      ",\"gaps\":" + std::to_string(ctx.stats.gaps.load()) +
+                      ",\"peers\":[{\"node\":" + json_text("jetstream:" + options.stream) +
+                      ",\"address\":" + json_text(options.url) +
                       ",\"outbound\":true,\"connected\":" + (connected ? "true" : "false") +
                       ",\"queued_bytes\":0,\"pending_acks\":" + std::to_string(pending) + ",\"exports\":" + exports +
                       ",\"imports\":" + imports + "}]}\n";
     const std::string path = status_path(), tmp = path + ".tmp";
     if (FILE* f = std::fopen(tmp.c_str(), "w")) {
       const bool ok = std::fwrite(out.data(), 1, out.size(), f) == out.size();
-      if (std::fclose(f) == 0 && ok) std::rename(tmp.c_str(), path.c_str());
-      else std::remove(tmp.c_str());
+      if (std::fclose(f) == 0 && ok)
+        std::rename(tmp.c_str(), path.c_str());
+      else
+        std::remove(tmp.c_str());
     }
   }
 };

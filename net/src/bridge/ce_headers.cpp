@@ -94,7 +94,8 @@ std::optional<uint64_t> parse_rfc3339_ns(std::string_view s) {
       !digits(s, 8, 2, day) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') || !digits(s, 11, 2, hour) ||
       s[13] != ':' || !digits(s, 14, 2, min) || s[16] != ':' || !digits(s, 17, 2, sec))
     return std::nullopt;
-  if (mon < 1 || mon > 12 || day < 1 || day > 31 || hour > 23 || min > 59 || sec > 60 || year < 1970) return std::nullopt;
+  if (mon < 1 || mon > 12 || day < 1 || day > 31 || hour > 23 || min > 59 || sec > 60 || year < 1970)
+    return std::nullopt;
   size_t at = 19;
   uint64_t frac = 0;
   if (at < s.size() && s[at] == '.') {
@@ -112,7 +113,8 @@ std::optional<uint64_t> parse_rfc3339_ns(std::string_view s) {
     ++at;
   } else if (at < s.size() && (s[at] == '+' || s[at] == '-')) {
     int oh, om;
-    if (!digits(s, at + 1, 2, oh) || at + 3 >= s.size() || s[at + 3] != ':' || !digits(s, at + 4, 2, om)) return std::nullopt;
+    if (!digits(s, at + 1, 2, oh) || at + 3 >= s.size() || s[at + 3] != ':' || !digits(s, at + 4, 2, om))
+      return std::nullopt;
     offset_s = (s[at] == '+' ? 1 : -1) * int64_t(oh * 3600 + om * 60);
     at += 6;
   } else {
@@ -145,7 +147,8 @@ std::string subject_of(std::string_view prefix, std::string_view topic) {
 }
 
 std::optional<std::string> topic_of(std::string_view prefix, std::string_view subject) {
-  if (subject.size() <= prefix.size() + 1 || subject.substr(0, prefix.size()) != prefix || subject[prefix.size()] != '.')
+  if (subject.size() <= prefix.size() + 1 || subject.substr(0, prefix.size()) != prefix ||
+      subject[prefix.size()] != '.')
     return std::nullopt;
   std::string_view topic = subject.substr(prefix.size() + 1);
   if (topic.substr(0, kSchemaSubjectToken.size()) == kSchemaSubjectToken) return std::nullopt;

@@ -21,12 +21,12 @@ inline constexpr std::string_view kSchemaSubjectToken = "_flowbus.schema";
 /// The CloudEvents context of one event, as it travels in NATS headers.
 struct CeAttributes {
   std::string specversion = "1.0";
-  std::string id;           ///< flowbus: "<publisher id, 16 hex>-<sequence>"
+  std::string id;  ///< flowbus: "<publisher id, 16 hex>-<sequence>"
   std::string source;
   std::string type;
-  std::string time;         ///< RFC 3339
-  std::string subject;      ///< optional
-  std::string dataschema;   ///< flowbus: "flowbus:schema/fnv1a64:<hex>"
+  std::string time;        ///< RFC 3339
+  std::string subject;     ///< optional
+  std::string dataschema;  ///< flowbus: "flowbus:schema/fnv1a64:<hex>"
   std::string datacontenttype = std::string(kFlatBuffersContentType);
   // flowbus's extensions (CloudEvents extension names: lower-case letters and digits).
   std::string flowbustopic;

@@ -74,7 +74,7 @@ struct ExportRing {
   uint64_t next_sequence = 0;   // next to publish
   uint64_t acked_sequence = 0;  // JetStream holds everything below it
   std::deque<InFlight> inflight;
-  bool failed = false;          // a publish failed: rewind once the others are resolved
+  bool failed = false;  // a publish failed: rewind once the others are resolved
   uint64_t gaps = 0;
   Policy policy = Policy::Block;
   uint64_t prev_sent = 0;  // the last event published (Flowbus-Prev of the next one)
@@ -83,7 +83,9 @@ struct ExportRing {
 
 /// Acknowledged sequences per origin ring, kept next to the bus's segments so
 /// a restarted bridge does not publish again what JetStream holds.
-std::string resume_path(const BridgeOptions& o) { return "/dev/shm/flowbus." + o.bus + ".~bridge-" + o.node + ".resume"; }
+std::string resume_path(const BridgeOptions& o) {
+  return "/dev/shm/flowbus." + o.bus + ".~bridge-" + o.node + ".resume";
+}
 
 std::map<uint64_t, uint64_t> load_resume(const BridgeOptions& o) {
   std::map<uint64_t, uint64_t> out;
@@ -131,8 +133,10 @@ class Exporter {
         last_status = now;
       }
       if (!did) {
-        if (pending_ == 0) (void)sub_->wait(std::chrono::milliseconds(2));
-        else std::this_thread::sleep_for(std::chrono::microseconds(50));
+        if (pending_ == 0)
+          (void)sub_->wait(std::chrono::milliseconds(2));
+        else
+          std::this_thread::sleep_for(std::chrono::microseconds(50));
       }
     }
     // Give what is in flight a moment to be acknowledged, so a restart resends little.
@@ -163,12 +167,14 @@ class Exporter {
           break;
         }
       if (n.ok) {
-        if (n.duplicate) ctx_.stats.duplicates_dropped.fetch_add(1, std::memory_order_relaxed);
-        else ctx_.stats.events_sent.fetch_add(1, std::memory_order_relaxed);
+        if (n.duplicate)
+          ctx_.stats.duplicates_dropped.fetch_add(1, std::memory_order_relaxed);
+        else
+          ctx_.stats.events_sent.fetch_add(1, std::memory_order_relaxed);
       } else {
         if (!r.failed && error_logged_.insert(n.error).second)
-          ctx_.log("JetStream did not acknowledge an event of " + r.topic + " (" + n.error + "); sending again from event " +
-                   std::to_string(r.acked_sequence));
+          ctx_.log("JetStream did not acknowledge an event of " + r.topic + " (" + n.error +
+                   "); sending again from event " + std::to_string(r.acked_sequence));
         r.failed = true;
         if (n.stream_gone) stream_gone_ = true;
       }
@@ -235,8 +241,10 @@ class Exporter {
     jsErrCode jerr = jsErrCode(0);
     const natsStatus s = js_PublishMsg(nullptr, js_.get(), m, &po, &jerr);
     natsMsg_Destroy(m);
-    if (s == NATS_OK) published_schemas_.insert(info->schema_id);
-    else ctx_.log(nats_error(s, "cannot store the schema of topic " + topic + " in stream " + o_.stream) + "; retrying");
+    if (s == NATS_OK)
+      published_schemas_.insert(info->schema_id);
+    else
+      ctx_.log(nats_error(s, "cannot store the schema of topic " + topic + " in stream " + o_.stream) + "; retrying");
   }
 
   /// The server went away: what was in flight may be lost while later
@@ -257,8 +265,9 @@ class Exporter {
       const ReadResult rr = sub_->read(e);
       if (rr.status == ReadStatus::Empty) break;
       if (rr.status == ReadStatus::Corrupt) {
-        ctx_.log("ring " + std::string(rr.ring) + " failed a consistency check and is no longer exported; `flowbus inspect " +
-                 o_.bus + " --check` says why");
+        ctx_.log("ring " + std::string(rr.ring) +
+                 " failed a consistency check and is no longer exported; `flowbus inspect " + o_.bus +
+                 " --check` says why");
         continue;
       }
       if (rr.status != ReadStatus::Ok) continue;  // Lost/Evicted: the sequence jump below reports the gap
@@ -294,7 +303,8 @@ class Exporter {
         }
         by_publisher_[c.publisher_id] = ring;
       }
-      if (!published_schemas_.count(e.dataschema().substr(std::string_view("flowbus:schema/").size()))) publish_schema(r.topic);
+      if (!published_schemas_.count(e.dataschema().substr(std::string_view("flowbus:schema/").size())))
+        publish_schema(r.topic);
       if (seq < r.next_sequence) {  // sent already
         (void)sub_->release(e);
         continue;
@@ -307,7 +317,8 @@ class Exporter {
         if (r.inflight.empty()) r.acked_sequence = seq;
       }
       natsMsg* m = nullptr;
-      natsStatus s = natsMsg_Create(&m, r.subject.c_str(), nullptr, reinterpret_cast<const char*>(e.data()), int(e.size()));
+      natsStatus s =
+          natsMsg_Create(&m, r.subject.c_str(), nullptr, reinterpret_cast<const char*>(e.data()), int(e.size()));
       if (s == NATS_OK) {
         CeAttributes ce;
         ce.id = e.id();
@@ -362,10 +373,11 @@ class Exporter {
     bool first = true;
     for (const ExportRing& r : rings_) {
       if (!r.known) continue;
-      json += std::string(first ? "" : ",") + "{\"topic\":" + json_text(r.topic) + ",\"publisher_id\":" +
-              json_text(hex_id(r.publisher_id)) + ",\"sent_sequence\":" + std::to_string(r.next_sequence) +
-              ",\"acked_sequence\":" + std::to_string(r.acked_sequence) + ",\"pending_acks\":" +
-              std::to_string(r.inflight.size()) + ",\"gaps\":" + std::to_string(r.gaps) + "}";
+      json += std::string(first ? "" : ",") + "{\"topic\":" + json_text(r.topic) +
+              ",\"publisher_id\":" + json_text(hex_id(r.publisher_id)) +
+              ",\"sent_sequence\":" + std::to_string(r.next_sequence) +
+              ",\"acked_sequence\":" + std::to_string(r.acked_sequence) +
+              ",\"pending_acks\":" + std::to_string(r.inflight.size()) + ",\"gaps\":" + std::to_string(r.gaps) + "}";
       first = false;
       resume += hex_id(r.publisher_id) + " " + std::to_string(r.acked_sequence) + "\n";
       resume_[r.publisher_id] = r.acked_sequence;
@@ -382,8 +394,10 @@ class Exporter {
     const std::string path = resume_path(o_), tmp = path + ".tmp";
     if (FILE* f = std::fopen(tmp.c_str(), "w")) {
       const bool ok = std::fwrite(resume.data(), 1, resume.size(), f) == resume.size();
-      if (std::fclose(f) == 0 && ok && std::rename(tmp.c_str(), path.c_str()) == 0) last_resume_ = resume;
-      else std::remove(tmp.c_str());
+      if (std::fclose(f) == 0 && ok && std::rename(tmp.c_str(), path.c_str()) == 0)
+        last_resume_ = resume;
+      else
+        std::remove(tmp.c_str());
     }
   }
 

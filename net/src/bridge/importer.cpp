@@ -6,8 +6,8 @@
 #include <cstring>
 #include <map>
 #include <memory>
-#include <set>
 #include <optional>
+#include <set>
 #include <stdexcept>
 #include <thread>
 
@@ -28,7 +28,9 @@ constexpr int64_t kFetchWaitMs = 250;
 constexpr auto kConsumerCheck = std::chrono::seconds(2);  // idle this long: is our consumer still there?
 
 uint64_t unix_ns() {
-  return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+  return uint64_t(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
 }
 
 bool matches_any(const std::vector<std::string>& patterns, std::string_view topic) {
@@ -39,13 +41,14 @@ bool matches_any(const std::vector<std::string>& patterns, std::string_view topi
 
 /// Whether messages of one (topic, type, dataschema) may be written here.
 struct Decision {
-  std::string refusal;                  // empty: yes
-  std::unique_ptr<SchemaCodec> codec;   // to verify payloads of publishers that are not flowbus
+  std::string refusal;                 // empty: yes
+  std::unique_ptr<SchemaCodec> codec;  // to verify payloads of publishers that are not flowbus
 };
 
 class Importer {
  public:
-  explicit Importer(BridgeContext& ctx) : ctx_(ctx), o_(ctx.options), bus_(Bus::open(o_.bus)), js_(jetstream(ctx.nc, o_)) {}
+  explicit Importer(BridgeContext& ctx)
+      : ctx_(ctx), o_(ctx.options), bus_(Bus::open(o_.bus)), js_(jetstream(ctx.nc, o_)) {}
   ~Importer() { drop_subscription(); }
   Importer(const Importer&) = delete;
   Importer& operator=(const Importer&) = delete;
@@ -75,7 +78,8 @@ class Importer {
       }
       if (s != NATS_OK) {
         natsMsgList_Destroy(&list);
-        log_once(nats_error(s, "fetching from stream " + o_.stream) + " (JetStream error " + std::to_string(int(jerr)) + "); retrying");
+        log_once(nats_error(s, "fetching from stream " + o_.stream) + " (JetStream error " + std::to_string(int(jerr)) +
+                 "); retrying");
         if (jerr == JSConsumerNotFoundErr || jerr == JSStreamNotFoundErr || s == NATS_NOT_FOUND) drop_subscription();
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
         continue;
@@ -88,7 +92,8 @@ class Importer {
       }
       // Ack policy "all": one ack covers the batch up to the last committed message.
       // Before starting again from the floor, the floor must be there: then wait for the ack.
-      if (last_done != nullptr) (void)(resync_ ? natsMsg_AckSync(last_done, nullptr, nullptr) : natsMsg_Ack(last_done, nullptr));
+      if (last_done != nullptr)
+        (void)(resync_ ? natsMsg_AckSync(last_done, nullptr, nullptr) : natsMsg_Ack(last_done, nullptr));
       natsMsgList_Destroy(&list);
       if (resync_) {
         resync_ = false;
@@ -118,7 +123,8 @@ class Importer {
     // So start it again right after what was acknowledged, in order.
     jsConsumerInfo* ci = nullptr;
     jsErrCode jerr = jsErrCode(0);
-    if (js_GetConsumerInfo(&ci, js_.get(), o_.stream.c_str(), o_.durable.c_str(), nullptr, &jerr) == NATS_OK && ci != nullptr) {
+    if (js_GetConsumerInfo(&ci, js_.get(), o_.stream.c_str(), o_.durable.c_str(), nullptr, &jerr) == NATS_OK &&
+        ci != nullptr) {
       const uint64_t resume_at = ci->AckFloor.Stream + 1;
       const bool unacked = ci->NumAckPending > 0 || ci->Delivered.Stream > ci->AckFloor.Stream;
       jsConsumerInfo_Destroy(ci);
@@ -165,7 +171,8 @@ class Importer {
     const natsStatus s = js_GetConsumerInfo(&ci, js_.get(), o_.stream.c_str(), o_.durable.c_str(), nullptr, &jerr);
     if (ci != nullptr) jsConsumerInfo_Destroy(ci);
     if (s == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr || jerr == JSStreamNotFoundErr) {
-      ctx_.log("pull consumer " + o_.durable + " on stream " + o_.stream + " is gone (the stream was deleted?); creating it again");
+      ctx_.log("pull consumer " + o_.durable + " on stream " + o_.stream +
+               " is gone (the stream was deleted?); creating it again");
       drop_subscription();
     }
   }
@@ -173,7 +180,8 @@ class Importer {
   std::optional<std::vector<uint8_t>> fetch_schema(const std::string& id) {
     natsMsg* m = nullptr;
     jsErrCode jerr = jsErrCode(0);
-    const natsStatus s = js_GetLastMsg(&m, js_.get(), o_.stream.c_str(), schema_subject(o_.subject_prefix, id).c_str(), nullptr, &jerr);
+    const natsStatus s =
+        js_GetLastMsg(&m, js_.get(), o_.stream.c_str(), schema_subject(o_.subject_prefix, id).c_str(), nullptr, &jerr);
     if (s != NATS_OK || m == nullptr) return std::nullopt;
     const auto* d = reinterpret_cast<const uint8_t*>(natsMsg_GetData(m));
     std::vector<uint8_t> bytes(d, d + natsMsg_GetDataLength(m));
@@ -187,8 +195,9 @@ class Importer {
     std::optional<TopicInfo> local = bus_.find_topic(topic);
     if (!local) {
       if (!sid) {
-        d.refusal = "topic " + topic + " does not exist on bus " + o_.bus + " and the message names no flowbus schema (ce-dataschema '" +
-                    ce.dataschema + "'): create the topic here first (`flowbus topic create`), then its events are imported";
+        d.refusal = "topic " + topic + " does not exist on bus " + o_.bus +
+                    " and the message names no flowbus schema (ce-dataschema '" + ce.dataschema +
+                    "'): create the topic here first (`flowbus topic create`), then its events are imported";
         return d;
       }
       const std::optional<std::vector<uint8_t>> schema = fetch_schema(*sid);
@@ -258,8 +267,8 @@ class Importer {
     }
     if (ce.flowbusorigin == o_.node) return true;  // ours, come back: we hold it
     if (!ce.datacontenttype.empty() && ce.datacontenttype != kFlatBuffersContentType) {
-      refuse("a message on " + std::string(natsMsg_GetSubject(msg)) + " was not imported: content-type '" + ce.datacontenttype +
-             "' (a bus carries " + std::string(kFlatBuffersContentType) + " only)");
+      refuse("a message on " + std::string(natsMsg_GetSubject(msg)) + " was not imported: content-type '" +
+             ce.datacontenttype + "' (a bus carries " + std::string(kFlatBuffersContentType) + " only)");
       return true;
     }
     const std::string key = *topic + "\n" + ce.type + "\n" + ce.dataschema;
@@ -276,8 +285,8 @@ class Importer {
     const std::optional<std::pair<uint64_t, uint64_t>> id = parse_flowbus_id(ce.id);
     const bool foreign = !id || ce.flowbusorigin.empty();
     if (foreign && !d.codec->verify(data, size)) {
-      refuse("a message on " + std::string(natsMsg_GetSubject(msg)) + " (ce-id " + ce.id + ") was not imported: its payload is not a " +
-             ce.type + " FlatBuffer");
+      refuse("a message on " + std::string(natsMsg_GetSubject(msg)) + " (ce-id " + ce.id +
+             ") was not imported: its payload is not a " + ce.type + " FlatBuffer");
       return true;
     }
     const uint64_t publisher_id = id && !ce.flowbusorigin.empty() ? id->first : foreign_publisher_id(ce.source);
@@ -296,8 +305,8 @@ class Importer {
     }
     Mirror& mirror = mit->second;
     if (mirror.publisher->topic() != *topic) {
-      refuse("source " + ce.source + " publishes topic " + *topic + " but is mirrored on topic " + mirror.publisher->topic() +
-             " here; not imported");
+      refuse("source " + ce.source + " publishes topic " + *topic + " but is mirrored on topic " +
+             mirror.publisher->topic() + " here; not imported");
       return true;
     }
     // A flowbus event keeps its id: (source, id) held already is a redelivery, dropped by
@@ -327,9 +336,12 @@ class Importer {
         if (stop.load(std::memory_order_relaxed)) return false;
         continue;  // a local reader is slow: JetStream keeps the rest meanwhile
       }
-      if (st == PublishStatus::Ok) ctx_.stats.events_received.fetch_add(1, std::memory_order_relaxed);
-      else if (st == PublishStatus::Duplicate) ctx_.stats.duplicates_dropped.fetch_add(1, std::memory_order_relaxed);
-      else refuse("an event of " + std::to_string(size) + " bytes on " + *topic + " was not imported: " + to_string(st));
+      if (st == PublishStatus::Ok)
+        ctx_.stats.events_received.fetch_add(1, std::memory_order_relaxed);
+      else if (st == PublishStatus::Duplicate)
+        ctx_.stats.duplicates_dropped.fetch_add(1, std::memory_order_relaxed);
+      else
+        refuse("an event of " + std::to_string(size) + " bytes on " + *topic + " was not imported: " + to_string(st));
       return true;
     }
   }
@@ -338,14 +350,16 @@ class Importer {
     std::string json = "[";
     bool first = true;
     for (const auto& [id, m] : mirrors_) {
-      json += std::string(first ? "" : ",") + "{\"topic\":" + json_text(m.topic) + ",\"origin\":" +
-              json_text(o_.stream + " (" + o_.durable + ")") + ",\"publisher_id\":" + json_text(hex_id(id)) +
+      json += std::string(first ? "" : ",") + "{\"topic\":" + json_text(m.topic) +
+              ",\"origin\":" + json_text(o_.stream + " (" + o_.durable + ")") +
+              ",\"publisher_id\":" + json_text(hex_id(id)) +
               ",\"next_sequence\":" + std::to_string(m.publisher->next_sequence()) + ",\"gaps\":0}";
       first = false;
     }
     for (const auto& [topic, why] : topic_refusals_) {
       json += std::string(first ? "" : ",") + "{\"topic\":" + json_text(topic) + ",\"origin\":" + json_text(o_.stream) +
-              ",\"publisher_id\":\"0000000000000000\",\"next_sequence\":0,\"gaps\":0,\"refused\":" + json_text(why) + "}";
+              ",\"publisher_id\":\"0000000000000000\",\"next_sequence\":0,\"gaps\":0,\"refused\":" + json_text(why) +
+              "}";
       first = false;
     }
     json += "]";

@@ -46,11 +46,14 @@ Connection connect(const BridgeOptions& o) {
   check(natsOptions_SetReconnectBufSize(raw, 1), "reconnect buffer");
   check(natsOptions_SetDisconnectedCB(raw, on_disconnected, nullptr), "disconnected callback");
   if (!o.token.empty()) check(natsOptions_SetToken(raw, o.token.c_str()), "--token-file");
-  if (!o.creds_file.empty()) check(natsOptions_SetUserCredentialsFromFiles(raw, o.creds_file.c_str(), nullptr), "--creds '" + o.creds_file + "'");
+  if (!o.creds_file.empty())
+    check(natsOptions_SetUserCredentialsFromFiles(raw, o.creds_file.c_str(), nullptr),
+          "--creds '" + o.creds_file + "'");
   const bool tls = !o.tls_ca.empty() || !o.tls_cert.empty() || !o.tls_key.empty();
   if (tls) {
     check(natsOptions_SetSecure(raw, true), "TLS");
-    if (!o.tls_ca.empty()) check(natsOptions_LoadCATrustedCertificates(raw, o.tls_ca.c_str()), "--tls-ca '" + o.tls_ca + "'");
+    if (!o.tls_ca.empty())
+      check(natsOptions_LoadCATrustedCertificates(raw, o.tls_ca.c_str()), "--tls-ca '" + o.tls_ca + "'");
     if (!o.tls_cert.empty() || !o.tls_key.empty()) {
       if (o.tls_cert.empty() || o.tls_key.empty())
         throw Error(ErrorCode::InvalidArgument, "a client certificate needs both --tls-cert and --tls-key");
@@ -68,7 +71,8 @@ Connection connect(const BridgeOptions& o) {
       hint = "TLS failed: --tls-ca must be the CA that signed the server's certificate (and the server must speak TLS)";
     else if (s == NATS_NO_SERVER)
       hint = "nothing answered at " + o.url + ": is nats-server running there (with -js)?";
-    throw Error(ErrorCode::InvalidArgument, "cannot connect to NATS at " + o.url + ": " + why + (hint.empty() ? "" : "; " + hint));
+    throw Error(ErrorCode::InvalidArgument,
+                "cannot connect to NATS at " + o.url + ": " + why + (hint.empty() ? "" : "; " + hint));
   }
   return Connection(nc);
 }
@@ -106,16 +110,19 @@ bool ensure_stream(jsCtx* js, const BridgeOptions& o) {
                       "; give another --stream (it is created), another --subject-prefix, or add '" + wanted +
                       "' to that stream's subjects");
     if (c.Retention != js_LimitsPolicy)
-      throw Error(ErrorCode::InvalidArgument, "stream " + o.stream +
-                                                  " does not use the limits retention policy (work queue or interest): "
-                                                  "messages would vanish when one consumer acknowledges them; give another --stream");
+      throw Error(ErrorCode::InvalidArgument,
+                  "stream " + o.stream +
+                      " does not use the limits retention policy (work queue or interest): "
+                      "messages would vanish when one consumer acknowledges them; give another --stream");
     if (c.Duplicates <= 0)
-      throw Error(ErrorCode::InvalidArgument, "stream " + o.stream + " has no duplicate window: the bridge needs one (Nats-Msg-Id)");
+      throw Error(ErrorCode::InvalidArgument,
+                  "stream " + o.stream + " has no duplicate window: the bridge needs one (Nats-Msg-Id)");
     return false;
   }
   if (s != NATS_NOT_FOUND && jerr != JSStreamNotFoundErr) {
     if (jerr == JSNotEnabledErr || s == NATS_NO_RESPONDERS)
-      throw Error(ErrorCode::InvalidArgument, "JetStream is not enabled on the server at " + o.url + " (start nats-server with -js)");
+      throw Error(ErrorCode::InvalidArgument,
+                  "JetStream is not enabled on the server at " + o.url + " (start nats-server with -js)");
     throw Error(ErrorCode::InvalidArgument, nats_error(s, "cannot look up stream " + o.stream));
   }
   jsStreamConfig cfg;
@@ -131,9 +138,10 @@ bool ensure_stream(jsCtx* js, const BridgeOptions& o) {
   jerr = jsErrCode(0);
   s = js_AddStream(nullptr, js, &cfg, nullptr, &jerr);
   if (s != NATS_OK) {
-    throw Error(ErrorCode::InvalidArgument, nats_error(s, "cannot create stream " + o.stream + " on subjects '" + wanted + "'") +
-                                                " (JetStream error " + std::to_string(int(jerr)) +
-                                                "; another stream may already take these subjects)");
+    throw Error(ErrorCode::InvalidArgument,
+                nats_error(s, "cannot create stream " + o.stream + " on subjects '" + wanted + "'") +
+                    " (JetStream error " + std::to_string(int(jerr)) +
+                    "; another stream may already take these subjects)");
   }
   return true;
 }

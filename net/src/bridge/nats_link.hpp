@@ -35,7 +35,8 @@ Connection connect(const BridgeOptions& options);
 uint64_t disconnects() noexcept;
 
 /// A JetStream context; `ack` (optional) gets every asynchronous publish's outcome.
-JetStream jetstream(natsConnection* nc, const BridgeOptions& options, jsPubAckHandler ack = nullptr, void* closure = nullptr);
+JetStream jetstream(natsConnection* nc, const BridgeOptions& options, jsPubAckHandler ack = nullptr,
+                    void* closure = nullptr);
 
 /// Makes sure `options.stream` exists and takes `<prefix>.>`: creates it
 /// (file storage, options.duplicate_window) if missing; returns true if it

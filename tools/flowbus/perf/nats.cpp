@@ -1,18 +1,17 @@
 #include "nats.hpp"
 
+#include <fcntl.h>
 #include <nats/nats.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <fcntl.h>
-
 #include <algorithm>
-#include <map>
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -39,7 +38,9 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-std::string topic_for(size_t bytes, int run) { return "perf.nats.r" + std::to_string(run) + ".s" + std::to_string(bytes); }
+std::string topic_for(size_t bytes, int run) {
+  return "perf.nats.r" + std::to_string(run) + ".s" + std::to_string(bytes);
+}
 
 /// A nats-server -js of our own on a free loopback port (when no --url is given).
 struct OwnServer {
@@ -59,7 +60,8 @@ struct OwnServer {
     posix_spawn_file_actions_addopen(&fa, 2, (dir + "/server.log").c_str(), O_WRONLY | O_CREAT, 0600);
     const int rc = ::posix_spawnp(&pid, "nats-server", &fa, nullptr, const_cast<char**>(argv), environ);
     posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0) fail("cannot start nats-server (apt-get install nats-server, or give --url): " + std::string(std::strerror(rc)));
+    if (rc != 0)
+      fail("cannot start nats-server (apt-get install nats-server, or give --url): " + std::string(std::strerror(rc)));
     for (int i = 0; i < 500; ++i) {  // up once it accepts a client
       natsConnection* nc = nullptr;
       if (natsConnection_ConnectTo(&nc, url.c_str()) == NATS_OK) {
@@ -156,7 +158,8 @@ class Rig {
     });
     uint64_t next = 1;
     try {
-      while (!done.load(std::memory_order_acquire) || next < published.load(std::memory_order_acquire)) expect(on_b, e, next++, bytes);
+      while (!done.load(std::memory_order_acquire) || next < published.load(std::memory_order_acquire))
+        expect(on_b, e, next++, bytes);
     } catch (...) {
       writer.join();
       throw;
@@ -180,7 +183,8 @@ class Rig {
       const auto t0 = Clock::now();
       publish(pub, msg, i);
       expect(on_b, e, i, bytes);
-      if (i != 0) out.push_back(double(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count()));
+      if (i != 0)
+        out.push_back(double(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count()));
     }
     return out;
   }
@@ -218,7 +222,8 @@ class Rig {
     for (;;) {
       const PublishStatus s = pub.publish(m.stamped(i), 100ms);
       if (s == PublishStatus::Ok) return;
-      if (s != PublishStatus::Full || Clock::now() > deadline) fail(std::string("publish on bus A: ") + to_string(s) + "\n" + logs());
+      if (s != PublishStatus::Full || Clock::now() > deadline)
+        fail(std::string("publish on bus A: ") + to_string(s) + "\n" + logs());
     }
   }
   void expect(Subscriber& sub, Event& e, uint64_t i, size_t bytes) {
@@ -230,7 +235,8 @@ class Rig {
       if (Clock::now() > deadline) fail("event " + std::to_string(i) + " did not reach bus B within 30 s\n" + logs());
       sub.wait(10ms);
     }
-    if (e.sequence() != i || !payload_ok(e, bytes, i)) fail("bus B: event " + std::to_string(i) + " is not the one sent");
+    if (e.sequence() != i || !payload_ok(e, bytes, i))
+      fail("bus B: event " + std::to_string(i) + " is not the one sent");
     (void)sub.release(e);
   }
   void stop() noexcept {
@@ -248,7 +254,8 @@ class Rig {
   }
 
   std::string url_;
-  std::string name_a_ = "perfnats-" + std::to_string(::getpid()) + "-a", name_b_ = "perfnats-" + std::to_string(::getpid()) + "-b";
+  std::string name_a_ = "perfnats-" + std::to_string(::getpid()) + "-a",
+              name_b_ = "perfnats-" + std::to_string(::getpid()) + "-b";
   std::string stream_ = "PERFNATS" + std::to_string(::getpid());
   std::optional<Bus> bus_a_, bus_b_;
   std::unique_ptr<Bridge> bridge_a_, bridge_b_;
@@ -317,11 +324,13 @@ class Plain {
     std::vector<double> out;
     for (uint64_t i = 0; i <= iters; ++i) {
       const auto t0 = Clock::now();
-      if (js_Publish(nullptr, js_, subject.c_str(), data.data(), int(data.size()), nullptr, nullptr) != NATS_OK) fail("plain publish");
+      if (js_Publish(nullptr, js_, subject.c_str(), data.data(), int(data.size()), nullptr, nullptr) != NATS_OK)
+        fail("plain publish");
       natsMsg* m = nullptr;
       if (natsSubscription_NextMsg(&m, sub, 10000) != NATS_OK) fail("plain subscriber got nothing");
       natsMsg_Destroy(m);
-      if (i != 0) out.push_back(double(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count()));
+      if (i != 0)
+        out.push_back(double(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count()));
     }
     natsSubscription_Destroy(sub);
     return out;
@@ -345,16 +354,22 @@ void add_nats_command(CLI::App& perf) {
     bool json = false;
   };
   auto args = std::make_shared<Args>();
-  CLI::App* cmd = perf.add_subcommand(
-      "nats",
-      "Events through two NATS JetStream bridges (bus A -> bridge A -> JetStream -> bridge B -> bus B): events/s per size and\n"
-      "one-way latency, next to a plain cnats JetStream publish loop on the same server; medians of interleaved rounds");
-  cmd->add_option("--url", args->url, "a NATS server with JetStream (default: start nats-server -js on loopback for the run)");
+  CLI::App* cmd = perf.add_subcommand("nats",
+                                      "Events through two NATS JetStream bridges (bus A -> bridge A -> JetStream -> "
+                                      "bridge B -> bus B): events/s per size and\n"
+                                      "one-way latency, next to a plain cnats JetStream publish loop on the same "
+                                      "server; medians of interleaved rounds");
+  cmd->add_option("--url", args->url,
+                  "a NATS server with JetStream (default: start nats-server -js on loopback for the run)");
   cmd->add_option("--size", args->sizes, "payload sizes, bytes, comma separated (default 64,65536)");
-  cmd->add_option("--seconds", args->seconds, "how long each throughput run publishes (default 2)")->check(CLI::Range(0.01, 3600.0));
-  cmd->add_option("--iters", args->iters, "one-way latencies measured per round (default 2000)")->check(CLI::Range(uint64_t(1), uint64_t(10000000)));
-  cmd->add_option("--rounds", args->rounds, "interleaved rounds; medians are reported (default 5)")->check(CLI::Range(uint64_t(1), uint64_t(1000)));
-  cmd->add_flag("--json", args->json, "one JSON object per line: mode nats_throughput (per size and transport), nats_latency");
+  cmd->add_option("--seconds", args->seconds, "how long each throughput run publishes (default 2)")
+      ->check(CLI::Range(0.01, 3600.0));
+  cmd->add_option("--iters", args->iters, "one-way latencies measured per round (default 2000)")
+      ->check(CLI::Range(uint64_t(1), uint64_t(10000000)));
+  cmd->add_option("--rounds", args->rounds, "interleaved rounds; medians are reported (default 5)")
+      ->check(CLI::Range(uint64_t(1), uint64_t(1000)));
+  cmd->add_flag("--json", args->json,
+                "one JSON object per line: mode nats_throughput (per size and transport), nats_latency");
   cmd->callback([args] {
     const std::vector<size_t> sizes = cli::parse_payload_sizes(args->sizes, "--size", 4u << 20);
     std::optional<OwnServer> own;
@@ -364,8 +379,9 @@ void add_nats_command(CLI::App& perf) {
       url = own->url;
     }
     const bool json = args->json;
-    if (!json) std::fprintf(stderr, "  two bridges and a plain cnats publisher on %s, %llu rounds...\n", url.c_str(),
-                            static_cast<unsigned long long>(args->rounds));
+    if (!json)
+      std::fprintf(stderr, "  two bridges and a plain cnats publisher on %s, %llu rounds...\n", url.c_str(),
+                   static_cast<unsigned long long>(args->rounds));
     Rig rig(url);
     Plain plain(url);
     std::map<size_t, std::vector<double>> bridge_tp, plain_tp;
@@ -386,26 +402,32 @@ void add_nats_command(CLI::App& perf) {
       if (!json) std::fprintf(stderr, "  round %llu done\n", static_cast<unsigned long long>(round + 1));
     }
     if (!json)
-      std::printf("\nthrough NATS JetStream (file storage, one server on loopback), medians of %llu interleaved rounds;\n"
-                  "bridge: bus A -> bridge A -> JetStream -> bridge B -> bus B, every event checked in order on B;\n"
-                  "cnats: a plain async JetStream publish loop (Nats-Msg-Id, 4096 acks pending), acks awaited\n"
-                  "%-8s %9s %14s %14s %8s\n",
-                  static_cast<unsigned long long>(args->rounds), "mode", "bytes", "bridge ev/s", "cnats msg/s", "ratio");
+      std::printf(
+          "\nthrough NATS JetStream (file storage, one server on loopback), medians of %llu interleaved rounds;\n"
+          "bridge: bus A -> bridge A -> JetStream -> bridge B -> bus B, every event checked in order on B;\n"
+          "cnats: a plain async JetStream publish loop (Nats-Msg-Id, 4096 acks pending), acks awaited\n"
+          "%-8s %9s %14s %14s %8s\n",
+          static_cast<unsigned long long>(args->rounds), "mode", "bytes", "bridge ev/s", "cnats msg/s", "ratio");
     for (size_t bytes : sizes) {
       const double b = median(bridge_tp[bytes]), p = median(plain_tp[bytes]);
       if (json)
-        std::printf("{\"mode\":\"nats_throughput\",\"bytes\":%zu,\"bridge_events_per_s\":%.0f,\"cnats_msgs_per_s\":%.0f,\"rounds\":%llu}\n",
-                    bytes, b, p, static_cast<unsigned long long>(args->rounds));
+        std::printf(
+            "{\"mode\":\"nats_throughput\",\"bytes\":%zu,\"bridge_events_per_s\":%.0f,\"cnats_msgs_per_s\":%.0f,"
+            "\"rounds\":%llu}\n",
+            bytes, b, p, static_cast<unsigned long long>(args->rounds));
       else
         std::printf("%-8s %9zu %14.0f %14.0f %7.2fx\n", "tput", bytes, b, p, p > 0 ? b / p : 0);
     }
     const double bl = median(bridge_lat), pl = median(plain_lat);
     if (json)
-      std::printf("{\"mode\":\"nats_latency\",\"bytes\":%zu,\"bridge_p50_ns\":%.0f,\"cnats_p50_ns\":%.0f,\"iters\":%llu}\n", sizes.front(),
-                  bl, pl, static_cast<unsigned long long>(args->iters));
+      std::printf(
+          "{\"mode\":\"nats_latency\",\"bytes\":%zu,\"bridge_p50_ns\":%.0f,\"cnats_p50_ns\":%.0f,\"iters\":%llu}\n",
+          sizes.front(), bl, pl, static_cast<unsigned long long>(args->iters));
     else
-      std::printf("one-way latency p50, %zu bytes: bridge A -> NATS -> B %.1f us; cnats sync JetStream publish -> core subscriber %.1f us\n",
-                  sizes.front(), bl / 1000, pl / 1000);
+      std::printf(
+          "one-way latency p50, %zu bytes: bridge A -> NATS -> B %.1f us; cnats sync JetStream publish -> core "
+          "subscriber %.1f us\n",
+          sizes.front(), bl / 1000, pl / 1000);
   });
 }
 

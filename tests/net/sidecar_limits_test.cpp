@@ -403,3 +403,38 @@ TEST(SidecarLimitsTest, PeersBeyondMaxPeersTakeTheLongestParkedPlaceOrAreRefused
   Subscriber local = p.bus_a.subscribe("sensor.temp");  // a local reader still gets a slot
   EXPECT_EQ(readers_of(p.a.name, "sensor.temp"), 3u);
 }
+
+// Before the fix a peer could announce streams without end, each kept in the
+// importer's memory (a refused one too).
+TEST(SidecarLimitsTest, AConnectionMayOpenAtMost512StreamsAndTheRestAreRefusedUnkept) {
+  const uint16_t port = free_port();
+  ScopedBusName bus("limits-streams");
+  const std::string log = ::testing::TempDir() + "/limits-streams.log";
+  std::remove(log.c_str());
+  SidecarProcess listener(log, {"--bus", bus.name, "--node", "node-c", "--listen", "127.0.0.1:" + std::to_string(port),
+                                "--import", "sensor.>"});
+  HandPeer peer(port);
+  ASSERT_EQ(peer.handshake("node-x"), "node-c");
+  peer.send(peer.writer().subscribe({}, {}));
+  const std::vector<uint8_t> schema = sensor_topic("x").schema;
+  // Announced as the listener's own events come back round a loop: kept
+  // (and discarded) without creating a topic or a ring.
+  for (uint32_t stream = 1; stream <= 600; ++stream)
+    peer.send(
+        peer.writer().stream_open({stream, "sensor.temp", "examples.SensorReading", "fnv1a64:0", schema,
+                                   wire::TopicPolicy::Block, stream, "line1", "flowbus://c/b/line1", "node-c", 0}));
+  std::vector<uint32_t> refused;
+  for (;;) {
+    std::optional<wire::FrameView> f = peer.next_frame(2s);
+    if (!f) break;
+    if (const auto* r = std::get_if<wire::StreamRefuseView>(&*f)) {
+      EXPECT_EQ(r->code, wire::RefuseCode::LocalFailure);
+      EXPECT_NE(std::string(r->reason).find("at most 512 streams"), std::string::npos) << r->reason;
+      refused.push_back(r->stream);
+    }
+  }
+  ASSERT_EQ(refused.size(), 600u - 512u) << listener.log();
+  EXPECT_EQ(refused.front(), 513u);
+  EXPECT_TRUE(listener.wait_for_log("and any further stream: a connection may open at most 512 streams", 1s))
+      << listener.log();
+}

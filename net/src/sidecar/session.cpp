@@ -520,14 +520,18 @@ void Session::on_stream_open(const wire::StreamOpenView& open) {
   in.publisher_id = open.publisher_id;
   if (!matches_any(ctx_.options.imports, in.topic))
     return refuse({wire::RefuseCode::NotImported, "topic '" + in.topic + "' is not imported here (--import)"});
+  if (imports_.size() >= kMaxImportStreams) {  // refused, and nothing of it kept: that is the bound
+    const std::string why = "a connection may open at most " + std::to_string(kMaxImportStreams) + " streams";
+    if (!stream_cap_logged_) ctx_.log(who_ + ": refused topic " + in.topic + " and any further stream: " + why);
+    stream_cap_logged_ = true;
+    send(writer_.stream_refuse({open.stream, wire::RefuseCode::LocalFailure, why}));
+    return;
+  }
   if (open.origin_node == ctx_.options.node) {
     in.discard = true;  // our own events, come back round a loop: we hold them
     imports_[open.stream] = std::move(in);
     return;
   }
-  if (imports_.size() >= kMaxImportStreams)
-    return refuse_stream(open.stream, std::move(in), wire::RefuseCode::LocalFailure,
-                         "a connection may open at most " + std::to_string(kMaxImportStreams) + " streams");
   if (auto mirror = ctx_.mirrors.find(open.publisher_id); mirror != ctx_.mirrors.end()) {
     const auto& [publisher, node, source] = mirror->second;
     if (node != open.origin_node || source != open.source)

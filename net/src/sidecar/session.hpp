@@ -157,6 +157,7 @@ class Session {
   std::string who_;  // "peer NODE (ADDRESS)" for log lines
   bool authenticated_ = false;
   bool counted_in_live_exports_ = false;
+  bool stream_cap_logged_ = false;  // said once per connection
   bool closed_ = false;
   Clock::time_point last_sent_{};
   // The peer's progress: a whole frame, or kProgressBytes of one. A peer

@@ -316,6 +316,12 @@ bool running(pid_t pid) {
 // Before the fix the listening sidecar died when a peer authenticated while it
 // had no file descriptor left: reading its bus for the peer threw, uncaught.
 TEST(SidecarLimitsTest, ASidecarOutOfFileDescriptorsDropsTheConnectionAndGoesOnOnceItHasThemAgain) {
+#ifdef __SANITIZE_ADDRESS__
+  // The asan preset has UBSan too, whose vptr check opens a pipe to probe
+  // memory: with no descriptor left it reports a false error and stops the
+  // sidecar. The Release run checks this.
+  GTEST_SKIP() << "UBSan needs descriptors of its own";
+#endif
   Pair p("limits-nofile");
   p.bus_a.create_topic(sensor_topic("private.temp"));  // a ring more for the sidecar to open when it reads its bus
   {

@@ -11,6 +11,30 @@
 
 namespace flowbus::mcap {
 
+namespace {
+
+// One encoding of each, for the data section and again for the summary.
+void encode_schema(Encoder& e, const Schema& s) {
+  const size_t r = e.begin_record(Op::Schema);
+  e.u16(s.id);
+  e.string(s.name);
+  e.string(s.encoding);
+  e.bytes32(s.data);
+  e.end_record(r);
+}
+
+void encode_channel(Encoder& e, const Channel& c) {
+  const size_t r = e.begin_record(Op::Channel);
+  e.u16(c.id);
+  e.u16(c.schema_id);
+  e.string(c.topic);
+  e.string(c.message_encoding);
+  e.key_values(c.metadata);
+  e.end_record(r);
+}
+
+}  // namespace
+
 Writer::Writer(const std::string& path, WriterOptions options)
     : path_(path), options_(std::move(options)), compressor_(options_.compression) {
   fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, options_.mode);
@@ -62,12 +86,7 @@ uint16_t Writer::add_schema(std::string name, std::string encoding, std::vector<
   Schema s{uint16_t(schemas_.size() + 1), std::move(name), std::move(encoding), std::move(data)};
   open_chunk_if_needed();
   Encoder e(chunk_);
-  const size_t r = e.begin_record(Op::Schema);
-  e.u16(s.id);
-  e.string(s.name);
-  e.string(s.encoding);
-  e.bytes32(s.data);
-  e.end_record(r);
+  encode_schema(e, s);
   schemas_.push_back(std::move(s));
   return schemas_.back().id;
 }
@@ -78,13 +97,7 @@ uint16_t Writer::add_channel(uint16_t schema_id, std::string topic, std::string 
             std::move(metadata)};
   open_chunk_if_needed();
   Encoder e(chunk_);
-  const size_t r = e.begin_record(Op::Channel);
-  e.u16(c.id);
-  e.u16(c.schema_id);
-  e.string(c.topic);
-  e.string(c.message_encoding);
-  e.key_values(c.metadata);
-  e.end_record(r);
+  encode_channel(e, c);
   channels_.push_back(std::move(c));
   return channels_.back().id;
 }
@@ -208,25 +221,10 @@ void Writer::close() {
       if (out_.size() != start) groups.emplace_back(op, summary_start + start, out_.size() - start);
     };
     group(Op::Schema, [&] {
-      for (const Schema& s : schemas_) {
-        const size_t r = e.begin_record(Op::Schema);
-        e.u16(s.id);
-        e.string(s.name);
-        e.string(s.encoding);
-        e.bytes32(s.data);
-        e.end_record(r);
-      }
+      for (const Schema& s : schemas_) encode_schema(e, s);
     });
     group(Op::Channel, [&] {
-      for (const Channel& c : channels_) {
-        const size_t r = e.begin_record(Op::Channel);
-        e.u16(c.id);
-        e.u16(c.schema_id);
-        e.string(c.topic);
-        e.string(c.message_encoding);
-        e.key_values(c.metadata);
-        e.end_record(r);
-      }
+      for (const Channel& c : channels_) encode_channel(e, c);
     });
     group(Op::Statistics, [&] {
       stats_.schema_count = uint16_t(schemas_.size());

@@ -120,18 +120,26 @@ class Importer {
     // A consumer left with messages delivered and not acknowledged (we were
     // killed mid-batch) would redeliver them only after AckWait, and hand us
     // newer ones first: their sequences would jump ahead of the mirror ring.
-    // So start it again right after what was acknowledged, in order.
+    // So start it again right after what was acknowledged, in order. One that
+    // is settled is bound as it is: its start (all, or a sequence from an
+    // earlier restart) must be asked for again, or the server refuses the bind.
+    // One that refused us anyway (created by another version) is started again
+    // after its floor too: the floor is what this bus has committed.
     jsConsumerInfo* ci = nullptr;
     jsErrCode jerr = jsErrCode(0);
     if (js_GetConsumerInfo(&ci, js_.get(), o_.stream.c_str(), o_.durable.c_str(), nullptr, &jerr) == NATS_OK &&
         ci != nullptr) {
       const uint64_t resume_at = ci->AckFloor.Stream + 1;
       const bool unacked = ci->NumAckPending > 0 || ci->Delivered.Stream > ci->AckFloor.Stream;
-      jsConsumerInfo_Destroy(ci);
-      if (unacked && js_DeleteConsumer(js_.get(), o_.stream.c_str(), o_.durable.c_str(), nullptr, &jerr) == NATS_OK) {
+      if (!unacked && !restart_consumer_ && ci->Config != nullptr) {
+        so.Config.DeliverPolicy = ci->Config->DeliverPolicy;
+        so.Config.OptStartSeq = ci->Config->OptStartSeq;
+        so.Config.OptStartTime = ci->Config->OptStartTime;
+      } else if (js_DeleteConsumer(js_.get(), o_.stream.c_str(), o_.durable.c_str(), nullptr, &jerr) == NATS_OK) {
         so.Config.DeliverPolicy = js_DeliverByStartSequence;
         so.Config.OptStartSeq = resume_at;
       }
+      jsConsumerInfo_Destroy(ci);
     }
     jerr = jsErrCode(0);
     const std::string filter = o_.subject_prefix + ".>";
@@ -139,6 +147,7 @@ class Importer {
     if (s == NATS_OK) {
       if (subscribed_before_) ctx_.log("pull consumer " + o_.durable + " on stream " + o_.stream + " is back");
       subscribed_before_ = true;
+      restart_consumer_ = false;
       logged_.clear();
       return true;
     }
@@ -151,6 +160,7 @@ class Importer {
         log_once(e.what());
       }
     } else {
+      restart_consumer_ = true;
       log_once(nats_error(s, "cannot create the pull consumer " + o_.durable + " on stream " + o_.stream) +
                " (JetStream error " + std::to_string(int(jerr)) + "); retrying");
     }
@@ -378,6 +388,7 @@ class Importer {
   JetStream js_;
   natsSubscription* sub_ = nullptr;
   bool subscribed_before_ = false;
+  bool restart_consumer_ = false;  // the server refused to bind our consumer: start it again after its floor
   std::map<std::string, Decision> decisions_;
   std::map<std::string, std::string> topic_refusals_;
   std::map<uint64_t, Mirror> mirrors_;

@@ -324,3 +324,129 @@ TEST(RingProtocolTest, ALatestReaderThatDiedAsleepStopsCostingTheWriterAWakeUp) 
   live.end_sleep();
   live.leave();
 }
+
+// Issue 15 item 9: the writer judges a reader that holds it back by progress
+// alone: by the highest position the reader was seen at. A member of the
+// topic's group may write its own cursor word at will; whatever it writes,
+// it cannot hold a block writer past the slow-consumer timeout.
+namespace {
+
+constexpr uint64_t kRecord = 64;  // every record of these tests, header included
+
+/// A block ring of 4 KiB whose writer is held by reader `r` standing at
+/// record 4 (position 256; tail is below, at 128): the ring is then filled up to it.
+struct HeldWriter {
+  LocalRing ring{4096, Policy::Block};
+  RingReader r = ring.reader(1);
+  CursorSlot* slot = nullptr;
+  uint64_t word = 0;
+
+  explicit HeldWriter(uint64_t slow_timeout_ns) {
+    ring.w.slow_timeout_ns = slow_timeout_ns;
+    EXPECT_TRUE(r.join_latest());
+    slot = &ring.control->slots[r.slot];
+    while (ring.publish(kRecord) == PublishStatus::Ok) {
+    }
+    stand_at(4 * kRecord);
+    while (ring.publish(kRecord) == PublishStatus::Ok) {
+    }
+  }
+  /// Writes our own cursor word as a hostile reader would (it may: the slot is its own).
+  void stand_at(uint64_t position, uint32_t epoch_step = 0) {
+    word = slot->word.load();
+    word = CursorWord::pack(CursorWord::epoch(word) + epoch_step, CursorWord::participant(word),
+                            CursorWord::participant_epoch(word), position);
+    slot->word.store(word);
+  }
+  bool evicted() const { return slot->word.load() != word; }
+};
+
+using std::chrono::milliseconds;
+using std::chrono::steady_clock;
+
+}  // namespace
+
+// Before: every move started a new watch, so stepping between two record
+// starts (one back, one forward) held the writer for good.
+TEST(RingProtocolTest, AReaderThatStepsItsCursorBackAndForthIsEvictedAtOnce) {
+  HeldWriter h(UINT64_MAX);  // never evict a live reader for being slow: a step back is not slowness
+  bool forward = false;
+  for (int i = 0; i < 1000 && !h.evicted(); ++i) {
+    h.stand_at(forward ? 4 * kRecord : 3 * kRecord);
+    forward = !forward;
+    (void)h.ring.publish(kRecord);
+  }
+  EXPECT_TRUE(h.evicted()) << "a cursor that moved back within its claim still holds the writer";
+  EXPECT_EQ(h.ring.w.evictions, 1u);
+  EXPECT_EQ(h.ring.publish(kRecord), PublishStatus::Ok);
+}
+
+// Stepping back with a new claim each time (the slot's epoch moved on, as a
+// new subscriber of the same process would): the timer goes on from the
+// highest position, so the reader is evicted after the timeout, not before.
+TEST(RingProtocolTest, AReaderThatReclaimsItsSlotBelowWhereItStoodIsEvictedAfterTheTimeout) {
+  const auto timeout = milliseconds(50);
+  HeldWriter h(uint64_t(std::chrono::nanoseconds(timeout).count()));
+  const auto start = steady_clock::now();
+  bool forward = false;
+  while (!h.evicted() && steady_clock::now() - start < std::chrono::seconds(5)) {
+    h.stand_at(forward ? 4 * kRecord : 3 * kRecord, /*epoch_step=*/2);
+    forward = !forward;
+    const auto before = steady_clock::now();
+    if (h.ring.publish(kRecord) == PublishStatus::Ok) break;
+    EXPECT_FALSE(h.evicted() && before - start < timeout) << "evicted before its timeout";
+    std::this_thread::sleep_for(milliseconds(1));
+  }
+  EXPECT_TRUE(h.evicted()) << "a reader re-claiming its slot below its mark kept its timer young for 5 s";
+  EXPECT_GE(steady_clock::now() - start, timeout);
+}
+
+// A cursor between record starts is no reader's: a reader only ever stands
+// on a record start. Evicted at once, even with a timeout of never.
+TEST(RingProtocolTest, ACursorOffTheRecordStartsIsEvictedAtOnce) {
+  HeldWriter h(UINT64_MAX);
+  h.stand_at(3 * kRecord + 32);  // inside record 3
+  EXPECT_EQ(h.ring.publish(kRecord), PublishStatus::Ok);
+  EXPECT_TRUE(h.evicted());
+  EXPECT_EQ(h.ring.w.evictions, 1u);
+}
+
+// What must still hold: a reader that moves on, however slowly, is never
+// evicted; and a reader that holds the writer again, or takes a slot, after an
+// earlier blocked stretch starts with a timer of its own (watches do not outlive the stretch).
+TEST(RingProtocolTest, AReaderThatMovesOnKeepsItsSlotAndANewOneInheritsNoTimer) {
+  const auto timeout = milliseconds(200);
+  HeldWriter h(uint64_t(std::chrono::nanoseconds(timeout).count()));
+  for (int i = 0; i < 10; ++i) {  // one record every 10 ms: slow, not stuck
+    EXPECT_EQ(h.ring.publish(kRecord), PublishStatus::Full);
+    std::this_thread::sleep_for(milliseconds(10));
+    h.stand_at(uint64_t(5 + i) * kRecord);
+    EXPECT_EQ(h.ring.publish(kRecord), PublishStatus::Ok) << i;
+  }
+  EXPECT_FALSE(h.evicted());
+  EXPECT_EQ(h.ring.w.evictions, 0u);
+  // Held by it again where the writer last saw it, in a later stretch: a
+  // large record does not fit, a small one does (the stretch ends), and
+  // after a pause the large one is tried again. A new stretch, a new timer.
+  h.stand_at(15 * kRecord);
+  EXPECT_EQ(h.ring.publish(8 * kRecord), PublishStatus::Full);
+  EXPECT_EQ(h.ring.publish(kRecord), PublishStatus::Ok);
+  std::this_thread::sleep_for(timeout + milliseconds(50));
+  EXPECT_EQ(h.ring.publish(8 * kRecord), PublishStatus::Full);
+  EXPECT_FALSE(h.evicted()) << "evicted at once, with the timer of an earlier stretch";
+  // The reader leaves; another of
+  // the same participant takes the slot at the oldest event, below where the
+  // first one stood, well after the first stretch's watch began.
+  const int first_slot = h.r.slot;
+  h.slot->word.store(CursorWord::freed(h.word));  // it leaves (we wrote its word: its own leave() would not know it)
+  std::this_thread::sleep_for(timeout + milliseconds(50));
+  RingReader again = h.ring.reader(1);
+  ASSERT_TRUE(again.join_earliest());
+  ASSERT_EQ(again.slot, first_slot);
+  while (h.ring.publish(kRecord) == PublishStatus::Ok) {
+  }
+  EXPECT_TRUE(CursorWord::owned(h.ring.control->slots[again.slot].word.load()))
+      << "a new reader was evicted at once with the timer of the one before";
+  EXPECT_EQ(h.ring.w.evictions, 0u);
+  again.leave();
+}

@@ -157,15 +157,25 @@ struct RingWriter {
   uint64_t chunk_first_record[kChunks] = {};
   uint64_t last_record_chunk = UINT64_MAX;
 
-  // Per cursor slot: its owner, its position and since when (monotonic ns).
-  // A cursor that does not move while the writer is blocked on it is a stuck
-  // reader, whatever else of its word changes (epoch, asleep bit): a reader
-  // that toggles fields without reading cannot keep the timer young. A move,
-  // or a new owner, starts a new watch. (A reader of the same process that
-  // takes a freed slot at the very position of the stuck one inherits its
-  // timer: it is not reading either.)
-  struct SlotWatch { uint64_t owner = 0; uint64_t position = 0; uint64_t since_ns = 0; };
+  // Per cursor slot, while the writer is blocked: the cursor's owner, the
+  // highest position it was seen at and since when (monotonic ns). Only
+  // progress frees the writer, so only a move past that high mark starts a
+  // new watch: a reader that toggles fields (epoch, asleep bit) or steps its
+  // position back and forth keeps no timer young. A step back within one
+  // claim (same slot epoch), or a cursor that is not on a record start, is no
+  // reader's doing: evicted at once. A new claim by the same participant below
+  // the mark (another subscriber of that process) goes on with the timer: the
+  // process has held the writer that long. Watches live for one blocked
+  // stretch only (reset once a reserve fits again), so no reader inherits a
+  // timer from an earlier stretch; a new owner starts a new watch.
+  struct SlotWatch {
+    uint64_t owner = 0;
+    uint32_t slot_epoch = 0;
+    uint64_t high = 0;
+    uint64_t since_ns = 0;
+  };
   SlotWatch watch[kCursorSlots];
+  bool watching = false;  // in a blocked stretch: watch[] is current
   // Latest: per cursor slot, the asleep word seen at the last limit refresh.
   uint64_t asleep_seen[kCursorSlots] = {};
   uint64_t evictions = 0;
@@ -341,8 +351,9 @@ struct RingWriter {
   }
 
   /// Slowest owned cursor, or UINT64_MAX when there is none. When
-  /// `blocked_below` is set, frees the cursors below it whose owner is dead or
-  /// that have not moved for the slow-consumer timeout.
+  /// `blocked_below` is set, frees the cursors below it whose owner is dead,
+  /// that have made no progress for the slow-consumer timeout, or that no
+  /// reader could have written (see SlotWatch).
   uint64_t slowest_cursor(uint64_t blocked_below, uint64_t now_ns, std::memory_order order) noexcept {
     uint64_t slowest = UINT64_MAX;
     for (uint32_t i = 0; i < kCursorSlots; ++i) {
@@ -350,15 +361,14 @@ struct RingWriter {
       // Acquire (at least): pairs with the reader's release CAS when it moves
       // its cursor, so its reads of the bytes it passed happen before we reuse them.
       const uint64_t word = slot.word.load(order);
-      if (!CursorWord::owned(word)) continue;
+      if (!CursorWord::owned(word)) {
+        if (blocked_below != 0) watch[i] = {};  // the next owner starts afresh
+        continue;
+      }
       const uint64_t position = CursorWord::position(word, write_position);
       if (position > write_position) continue;  // a lying cursor cannot hold us back
       if (blocked_below != 0 && position < blocked_below && policy == Policy::Block) {
-        const uint64_t owner = uint64_t(CursorWord::participant(word)) << 8 | CursorWord::participant_epoch(word);
-        if (position != watch[i].position || owner != watch[i].owner || watch[i].since_ns == 0)
-          watch[i] = {owner, position, now_ns};
-        const bool stuck = slow_timeout_ns != UINT64_MAX && now_ns - watch[i].since_ns >= slow_timeout_ns;
-        if (stuck || !liveness(word, slot)) {
+        if (!progressing(i, word, position, now_ns) || !liveness(word, slot)) {
           if (evict(slot, word)) {
             watch[i] = {};
             continue;
@@ -368,6 +378,26 @@ struct RingWriter {
       slowest = std::min(slowest, position);
     }
     return slowest;
+  }
+
+  /// Whether cursor slot `i`, holding the writer back at `position`, may keep
+  /// doing so (see SlotWatch).
+  bool progressing(uint32_t i, uint64_t word, uint64_t position, uint64_t now_ns) noexcept {
+    SlotWatch& w = watch[i];
+    const uint64_t owner = uint64_t(CursorWord::participant(word)) << 8 | CursorWord::participant_epoch(word);
+    const uint32_t slot_epoch = CursorWord::epoch(word);
+    // Our own records: the commit word of a record start below W is its position + 1.
+    // At or above tail only (below it, a joiner about to move up may stand on old bytes).
+    if (position >= tail && position != write_position &&
+        record_at(records, mask, position)->commit.load(std::memory_order_relaxed) != position + 1)
+      return false;
+    if (w.since_ns == 0 || owner != w.owner || position > w.high) {
+      w = {owner, slot_epoch, position, now_ns};
+      return true;
+    }
+    if (position < w.high && slot_epoch == w.slot_epoch) return false;  // stepped back within one claim
+    w.slot_epoch = slot_epoch;
+    return slow_timeout_ns == UINT64_MAX || now_ns - w.since_ns < slow_timeout_ns;
   }
 
   /// Latest: readers are lapped, never evicted for being slow, but one that
@@ -428,6 +458,10 @@ struct RingWriter {
     uint64_t wanted = write_position + run;
     if (policy == Policy::Block) {
       const uint64_t blocked_below = watch_stuck && needed_end > capacity ? needed_end - capacity : 0;
+      if (blocked_below != 0 && !watching) {
+        for (SlotWatch& w : watch) w = {};  // a new blocked stretch: no timer carries over
+        watching = true;
+      }
       const uint64_t now = blocked_below != 0 ? monotonic_now_ns() : 0;
       const uint64_t slowest = slowest_cursor(blocked_below, now, std::memory_order_acquire);
       if (slowest != UINT64_MAX) wanted = std::min(wanted, slowest + capacity);
@@ -446,6 +480,7 @@ struct RingWriter {
       if (wanted < needed_end) return false;
     }
     limit = wanted;
+    watching = false;                                       // not blocked any more
     header->limit.store(limit, std::memory_order_relaxed);  // tools only
     return true;
   }

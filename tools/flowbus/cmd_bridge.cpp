@@ -21,6 +21,7 @@ void add_bridge_command(CLI::App& app) {
     BridgeOptions options;
     std::string token_file, config, import_ring_size;
     uint64_t duplicate_window_s = 120;
+    uint64_t reorder_wait_s = 20;
     bool json = false;
   };
   auto args = std::make_shared<Args>();
@@ -59,6 +60,10 @@ void add_bridge_command(CLI::App& app) {
                   "asynchronous publishes not yet acknowledged by JetStream, 1 to 1000000")
       ->capture_default_str();
   cmd->add_option("--fetch-batch", o.fetch_batch, "messages per pull request, 1 to 10000")->capture_default_str();
+  cmd->add_option("--reorder-wait-s", args->reorder_wait_s,
+                  "how long an import waits for events the stream holds out of order, 1 to 3600 s")
+      ->capture_default_str()
+      ->check(CLI::Range(uint64_t(1), uint64_t(3600)));
   cmd->add_option("--duplicate-window-s", args->duplicate_window_s,
                   "duplicate window of a stream the bridge creates, 1 to 86400 s")
       ->capture_default_str()
@@ -79,6 +84,7 @@ void add_bridge_command(CLI::App& app) {
     }
     if (!args->token_file.empty()) opt.token = read_token(args->token_file);
     opt.duplicate_window = std::chrono::seconds(args->duplicate_window_s);
+    opt.reorder_wait = std::chrono::seconds(args->reorder_wait_s);
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
     std::signal(SIGPIPE, SIG_IGN);

@@ -26,8 +26,12 @@ struct BridgeOptions {
   std::string creds_file;  ///< NATS credentials (.creds)
   std::string token;       ///< NATS token (from --token-file)
   std::string tls_ca, tls_cert, tls_key;
-  size_t max_pending = 4096;                   ///< asynchronous publishes not yet acknowledged by JetStream
-  size_t fetch_batch = 256;                    ///< messages per pull request
+  size_t max_pending = 4096;  ///< asynchronous publishes not yet acknowledged by JetStream
+  size_t fetch_batch = 256;   ///< messages per pull request
+  /// How long an importer waits for events the exporter sent that the stream
+  /// holds after later ones (resent after a lost connection), holding the later
+  /// ones; then the missing ones count as lost.
+  std::chrono::seconds reorder_wait{20};
   std::chrono::seconds duplicate_window{120};  ///< of a stream the bridge creates
   uint64_t import_ring_size = 4u << 20;        ///< ring size of topics created on import
   std::chrono::milliseconds connect_timeout{5000};

@@ -84,6 +84,8 @@ void validate(BridgeOptions& o) {
     throw Error(ErrorCode::InvalidArgument, "--max-pending must be 1 to 1000000");
   if (o.fetch_batch == 0 || o.fetch_batch > 10'000)
     throw Error(ErrorCode::InvalidArgument, "--fetch-batch must be 1 to 10000");
+  if (o.reorder_wait.count() < 1 || o.reorder_wait.count() > 3600)
+    throw Error(ErrorCode::InvalidArgument, "--reorder-wait-s must be 1 to 3600");
   if (!o.log) o.log = log_to_stderr;
 }
 

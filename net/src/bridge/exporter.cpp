@@ -124,6 +124,7 @@ class Exporter {
   void run(const std::atomic<bool>& stop) {
     Clock::time_point last_status = Clock::now();
     while (!stop.load(std::memory_order_relaxed)) {
+      check_disconnects();  // here too: with max_pending in flight, pump() reads nothing
       bool did = drain_acks();
       recover();
       did |= pump();

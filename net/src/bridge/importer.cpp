@@ -8,8 +8,10 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <span>
 #include <stdexcept>
 #include <thread>
+#include <vector>
 
 #include "ce_headers.hpp"
 #include "flowbus/bus.hpp"
@@ -26,6 +28,9 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr int64_t kFetchWaitMs = 250;
 constexpr auto kConsumerCheck = std::chrono::seconds(2);  // idle this long: is our consumer still there?
+constexpr auto kRereadEvery = std::chrono::seconds(2);
+constexpr size_t kMaxHeldMessages = 65'536;
+constexpr size_t kMaxHeldBytes = size_t(256) << 20;
 
 uint64_t unix_ns() {
   return uint64_t(
@@ -46,6 +51,18 @@ struct Decision {
 };
 
 class Importer {
+  struct Held {
+    std::vector<uint8_t> bytes;
+    uint64_t time_ns = 0;
+    std::string subject;
+  };
+  struct Mirror {
+    std::unique_ptr<Publisher> publisher;
+    std::string topic, source;
+    std::map<uint64_t, Held> held;  // by sequence: delivered ahead of a hole the exporter did send
+    Clock::time_point held_since{};
+  };
+
  public:
   explicit Importer(BridgeContext& ctx)
       : ctx_(ctx), o_(ctx.options), bus_(Bus::open(o_.bus)), js_(jetstream(ctx.nc, o_)) {}
@@ -61,6 +78,7 @@ class Importer {
         publish_status();
         last_status = now;
       }
+      give_up_overdue_holes(stop);
       if (sub_ == nullptr && !subscribe()) {
         std::this_thread::sleep_for(std::chrono::milliseconds(250));
         continue;
@@ -70,7 +88,9 @@ class Importer {
       const natsStatus s = natsSubscription_Fetch(&list, sub_, int(o_.fetch_batch), kFetchWaitMs, &jerr);
       if (s == NATS_TIMEOUT || (s == NATS_OK && list.Count == 0)) {
         natsMsgList_Destroy(&list);
-        if (Clock::now() - last_message > kConsumerCheck) {
+        if (held_count_ != 0) {
+          read_again_from_floor();  // all there is now is read, and a hole is still open
+        } else if (Clock::now() - last_message > kConsumerCheck) {
           check_consumer();
           last_message = Clock::now();
         }
@@ -85,20 +105,16 @@ class Importer {
         continue;
       }
       last_message = Clock::now();
-      natsMsg* last_done = nullptr;
+      // Ack policy "all": one ack covers every message up to the acked one, so
+      // only a message before which nothing is held (every earlier one
+      // committed or dropped) may be acked: a held event is not on the bus yet.
+      natsMsg* ackable = nullptr;
       for (int i = 0; i < list.Count; ++i) {
-        if (!import(list.Msgs[i], stop)) break;  // stopping or out of order: what is not committed is not acknowledged
-        last_done = list.Msgs[i];
+        if (!import(list.Msgs[i], stop)) break;  // stopping: what is not committed is not acknowledged
+        if (held_count_ == 0) ackable = list.Msgs[i];
       }
-      // Ack policy "all": one ack covers the batch up to the last committed message.
-      // Before starting again from the floor, the floor must be there: then wait for the ack.
-      if (last_done != nullptr)
-        (void)(resync_ ? natsMsg_AckSync(last_done, nullptr, nullptr) : natsMsg_Ack(last_done, nullptr));
+      if (ackable != nullptr) (void)natsMsg_Ack(ackable, nullptr);
       natsMsgList_Destroy(&list);
-      if (resync_) {
-        resync_ = false;
-        drop_subscription();  // subscribe() starts the consumer again after the acknowledged floor
-      }
     }
     publish_status();
   }
@@ -116,7 +132,8 @@ class Importer {
     so.Config.AckPolicy = js_AckAll;
     so.Config.DeliverPolicy = js_DeliverAll;
     so.Config.AckWait = int64_t(30) * 1000 * 1000 * 1000;
-    so.Config.MaxAckPending = int64_t(o_.fetch_batch) * 16;
+    // Held messages stay unacknowledged: the server must go on delivering past them.
+    so.Config.MaxAckPending = int64_t(o_.fetch_batch) * 16 + int64_t(kMaxHeldMessages);
     // A consumer left with messages delivered and not acknowledged (we were
     // killed mid-batch) would redeliver them only after AckWait, and hand us
     // newer ones first: their sequences would jump ahead of the mirror ring.
@@ -145,7 +162,9 @@ class Importer {
     const std::string filter = o_.subject_prefix + ".>";
     const natsStatus s = js_PullSubscribe(&sub_, js_.get(), filter.c_str(), o_.durable.c_str(), nullptr, &so, &jerr);
     if (s == NATS_OK) {
-      if (subscribed_before_) ctx_.log("pull consumer " + o_.durable + " on stream " + o_.stream + " is back");
+      if (subscribed_before_ && !quiet_resubscribe_)
+        ctx_.log("pull consumer " + o_.durable + " on stream " + o_.stream + " is back");
+      quiet_resubscribe_ = false;
       subscribed_before_ = true;
       restart_consumer_ = false;
       logged_.clear();
@@ -307,7 +326,8 @@ class Importer {
             bus_, *topic,
             {publisher_id, ce.source, ce.flowbusorigin.empty() ? std::string("nats") : ce.flowbusorigin,
              foreign ? UINT64_MAX : id->second});
-        mit = mirrors_.emplace(publisher_id, Mirror{std::make_unique<Publisher>(std::move(made)), *topic}).first;
+        mit = mirrors_.emplace(publisher_id, Mirror{std::make_unique<Publisher>(std::move(made)), *topic, ce.source})
+                  .first;
       } catch (const Error& e) {
         refuse("cannot mirror topic " + *topic + " from " + ce.source + ": " + e.what());
         return true;
@@ -322,26 +342,30 @@ class Importer {
     // A flowbus event keeps its id: (source, id) held already is a redelivery, dropped by
     // publish_mirrored. Another publisher's event takes the mirror ring's next sequence.
     const uint64_t seq = foreign ? mirror.publisher->next_sequence() : id->second;
+    const uint64_t time_ns = parse_rfc3339_ns(ce.time).value_or(unix_ns());
     if (!foreign && seq > mirror.publisher->next_sequence()) {
-      // Events the exporter did send come later in the stream (JetStream redelivers what a
-      // restarted server or consumer had delivered without an ack only after newer ones):
-      // start the consumer again from the acknowledged floor, in order. Twice at most for
-      // the same hole: then they are not in the stream any more (deleted), and it is a gap.
+      // A hole. If the exporter sent the missing events before this one
+      // (Flowbus-Prev), the stream has them out of order (resent after a lost
+      // connection, or redelivered after newer ones): hold this one until they
+      // come. Otherwise the exporter could not send them: a gap, committed now.
       const char* prev = nullptr;
       const bool sent_before = natsMsgHeader_Get(msg, "Flowbus-Prev", &prev) == NATS_OK && prev != nullptr &&
                                std::strtoull(prev, nullptr, 10) >= mirror.publisher->next_sequence();
-      const auto hole = std::make_pair(publisher_id, mirror.publisher->next_sequence());
-      if (sent_before && resyncs_[hole]++ < 2) {
-        ctx_.log("events " + std::to_string(hole.second) + " to " + std::to_string(seq - 1) + " of " + ce.source +
-                 " come later in stream " + o_.stream + "; reading it again in order from the acknowledged floor");
-        resync_ = true;
-        return false;
+      if (sent_before || !mirror.held.empty()) {
+        hold(mirror, seq, {data, data + size}, time_ns, ce.subject);
+        return true;
       }
     }
-    const uint64_t time_ns = parse_rfc3339_ns(ce.time).value_or(unix_ns());
+    if (!commit(mirror, {data, size}, seq, time_ns, ce.subject, stop)) return false;
+    return commit_held(mirror, stop);
+  }
+
+  /// Writes one event to its mirror ring; false only when stopping first.
+  bool commit(Mirror& mirror, std::span<const uint8_t> bytes, uint64_t seq, uint64_t time_ns,
+              const std::string& subject, const std::atomic<bool>& stop) {
     for (;;) {
-      const PublishStatus st = mirroring::publish_mirrored(*mirror.publisher, {data, size}, seq, time_ns, ce.subject,
-                                                           std::chrono::milliseconds(100));
+      const PublishStatus st =
+          mirroring::publish_mirrored(*mirror.publisher, bytes, seq, time_ns, subject, std::chrono::milliseconds(100));
       if (st == PublishStatus::Full) {
         if (stop.load(std::memory_order_relaxed)) return false;
         continue;  // a local reader is slow: JetStream keeps the rest meanwhile
@@ -351,9 +375,80 @@ class Importer {
       else if (st == PublishStatus::Duplicate)
         ctx_.stats.duplicates_dropped.fetch_add(1, std::memory_order_relaxed);
       else
-        refuse("an event of " + std::to_string(size) + " bytes on " + *topic + " was not imported: " + to_string(st));
+        refuse("an event of " + std::to_string(bytes.size()) + " bytes on " + mirror.topic +
+               " was not imported: " + to_string(st));
       return true;
     }
+  }
+
+  void hold(Mirror& mirror, uint64_t seq, std::vector<uint8_t> bytes, uint64_t time_ns, const std::string& subject) {
+    if (mirror.held.empty()) {
+      mirror.held_since = Clock::now();
+      ctx_.log("events from " + std::to_string(mirror.publisher->next_sequence()) + " of " + mirror.source +
+               " come later in stream " + o_.stream + " than event " + std::to_string(seq) +
+               ": holding what follows until they come");
+    }
+    auto [it, added] = mirror.held.try_emplace(seq);
+    if (!added) return;  // delivered again (read from the floor again): held already
+    held_bytes_ += bytes.size();
+    ++held_count_;
+    it->second = {std::move(bytes), time_ns, subject};
+    if (held_count_ > kMaxHeldMessages || held_bytes_ > kMaxHeldBytes) give_up_hole(mirror, "too much held");
+  }
+
+  /// Commits what is held of `mirror` that is next in line.
+  bool commit_held(Mirror& mirror, const std::atomic<bool>& stop) {
+    while (!mirror.held.empty() && mirror.held.begin()->first <= mirror.publisher->next_sequence()) {
+      auto it = mirror.held.begin();
+      if (!commit(mirror, it->second.bytes, it->first, it->second.time_ns, it->second.subject, stop)) return false;
+      release(mirror, it);
+      if (mirror.held.empty())
+        ctx_.log("events of " + mirror.source + " are in order again (up to " +
+                 std::to_string(mirror.publisher->next_sequence() - 1) + ")");
+    }
+    return true;
+  }
+
+  void release(Mirror& mirror, std::map<uint64_t, Held>::iterator it) {
+    held_bytes_ -= it->second.bytes.size();
+    --held_count_;
+    mirror.held.erase(it);
+  }
+
+  /// The missing events did not come: commit what is held, with the gap
+  /// before it (the mirror ring counts it, and readers are told Lost).
+  void give_up_hole(Mirror& mirror, const std::string& why) {
+    const uint64_t from = mirror.publisher->next_sequence(), to = mirror.held.begin()->first - 1;
+    ctx_.log("events " + std::to_string(from) + " to " + std::to_string(to) + " of " + mirror.source +
+             " did not come (" + why + "); readers on this bus are told they are lost");
+    ctx_.stats.gaps.fetch_add(to - from + 1, std::memory_order_relaxed);
+    const std::atomic<bool> go_on{false};
+    while (!mirror.held.empty()) {
+      auto it = mirror.held.begin();
+      (void)commit(mirror, it->second.bytes, it->first, it->second.time_ns, it->second.subject, go_on);
+      release(mirror, it);
+      if (!mirror.held.empty() && mirror.held.begin()->first > mirror.publisher->next_sequence()) break;
+    }
+    if (!mirror.held.empty()) mirror.held_since = Clock::now();  // another hole behind this one
+  }
+
+  void give_up_overdue_holes(const std::atomic<bool>& stop) {
+    if (held_count_ == 0 || stop.load(std::memory_order_relaxed)) return;
+    for (auto& [id, mirror] : mirrors_)
+      if (!mirror.held.empty() && Clock::now() - mirror.held_since > o_.reorder_wait)
+        give_up_hole(mirror, "waited --reorder-wait-s " + std::to_string(o_.reorder_wait.count()) + " s");
+  }
+
+  /// With a hole open and nothing more to read: the missing events may be in
+  /// the stream before what was delivered (the server redelivers what it
+  /// delivered without an ack only after AckWait), so start the consumer
+  /// again after the acknowledged floor, which lies before every held event.
+  void read_again_from_floor() {
+    const Clock::time_point now = Clock::now();
+    if (now - last_reread_ < kRereadEvery) return;
+    last_reread_ = now;
+    restart_consumer_ = quiet_resubscribe_ = true;
+    drop_subscription();
   }
 
   void publish_status() {
@@ -377,24 +472,21 @@ class Importer {
     ctx_.imports_json = json;
   }
 
-  struct Mirror {
-    std::unique_ptr<Publisher> publisher;
-    std::string topic;
-  };
-
   BridgeContext& ctx_;
   const BridgeOptions& o_;
   Bus bus_;
   JetStream js_;
   natsSubscription* sub_ = nullptr;
   bool subscribed_before_ = false;
-  bool restart_consumer_ = false;  // the server refused to bind our consumer: start it again after its floor
+  bool restart_consumer_ = false;
+  bool quiet_resubscribe_ = false;  // a planned re-read from the floor: not worth a log line  // the server refused to
+                                    // bind our consumer: start it again after its floor
   std::map<std::string, Decision> decisions_;
   std::map<std::string, std::string> topic_refusals_;
   std::map<uint64_t, Mirror> mirrors_;
   std::set<std::string> logged_;
-  std::map<std::pair<uint64_t, uint64_t>, int> resyncs_;
-  bool resync_ = false;
+  size_t held_count_ = 0, held_bytes_ = 0;
+  Clock::time_point last_reread_{};
   uint64_t refused_ = 0;
 };
 

@@ -85,6 +85,7 @@ class Subscriber {
   ReadStatus release(const Event& event) noexcept;
   /// Latest policy: true if `event`'s bytes were not overwritten while you
   /// read them. Check after reading, before trusting what you read.
+  /// Untrusted topics: always true (the event is a copy, checked when made).
   /// Thread: owner only. Two loads and a fence.
   bool still_valid(const Event& event) const noexcept;
 

@@ -2,7 +2,6 @@
 // each event out of the ring, check the copy is what the writer committed,
 // verify it against the schema, and hand over only the verified copy.
 #include <gtest/gtest.h>
-
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>

@@ -25,12 +25,21 @@ enum flowbus_status {
   FLOWBUS_TOO_LARGE = 6, /* the event can never fit the ring */
   FLOWBUS_TIMEOUT = 7,
   FLOWBUS_WRONG_PROCESS = 8, /* the handle came through fork(): it is the parent's; open the bus again */
-  FLOWBUS_ERROR = -1     /* see flowbus_last_error() */
+  FLOWBUS_REJECTED = 9,      /* untrusted topic: `missed` events failed verification and were skipped */
+  FLOWBUS_ERROR = -1         /* see flowbus_last_error() */
 };
 
 enum flowbus_policy { FLOWBUS_POLICY_BLOCK = 0, FLOWBUS_POLICY_LATEST = 1 };
 
-/* One event read in place. data points into shared memory and stays valid
+/* Topic flags (flowbus_topic_create_with_flags). */
+enum flowbus_topic_flags {
+  /* Readers copy each event out of the ring and verify the copy against the
+   * schema; flowbus_event.data then points at that copy (valid until release). */
+  FLOWBUS_TOPIC_UNTRUSTED = 1
+};
+
+/* One event read in place. data points into shared memory (untrusted
+ * topics: at the subscriber's verified copy) and stays valid
  * until flowbus_subscriber_release. Strings are NUL-terminated and live as
  * long as the subscriber. */
 typedef struct flowbus_event {
@@ -39,7 +48,7 @@ typedef struct flowbus_event {
   uint64_t sequence;
   uint64_t time_ns; /* since the Unix epoch */
   uint64_t publisher_id;
-  uint64_t missed;  /* with FLOWBUS_EVICTED or FLOWBUS_LOST */
+  uint64_t missed; /* with FLOWBUS_EVICTED, FLOWBUS_LOST or FLOWBUS_REJECTED */
   const char* topic;
   const char* source;
   const char* type;
@@ -61,6 +70,9 @@ void flowbus_bus_close(flowbus_bus* bus);
 /* Registers a topic from a .fbs (or .bfbs) file; type NULL = the schema's root_type. */
 int flowbus_topic_create(flowbus_bus* bus, const char* topic, const char* schema_file, const char* type,
                          int policy, uint64_t ring_size);
+/* As flowbus_topic_create, with flowbus_topic_flags OR'ed in `flags`. */
+int flowbus_topic_create_with_flags(flowbus_bus* bus, const char* topic, const char* schema_file, const char* type,
+                                    int policy, uint64_t ring_size, uint32_t flags);
 
 flowbus_publisher* flowbus_publisher_open(flowbus_bus* bus, const char* topic, const char* name);
 void flowbus_publisher_close(flowbus_publisher* publisher);

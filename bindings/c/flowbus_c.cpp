@@ -61,6 +61,8 @@ int to_c(flowbus::ReadStatus s) {
     case flowbus::ReadStatus::Lost: return FLOWBUS_LOST;
     case flowbus::ReadStatus::Corrupt: return FLOWBUS_CORRUPT;
     case flowbus::ReadStatus::WrongProcess: return FLOWBUS_WRONG_PROCESS;
+    case flowbus::ReadStatus::Rejected:
+      return FLOWBUS_REJECTED;
   }
   return FLOWBUS_ERROR;
 }
@@ -110,6 +112,15 @@ void flowbus_bus_close(flowbus_bus* bus) { delete bus; }
 
 int flowbus_topic_create(flowbus_bus* bus, const char* topic, const char* schema_file, const char* type, int policy,
                          uint64_t ring_size) {
+  return flowbus_topic_create_with_flags(bus, topic, schema_file, type, policy, ring_size, 0);
+}
+
+int flowbus_topic_create_with_flags(flowbus_bus* bus, const char* topic, const char* schema_file, const char* type,
+                                    int policy, uint64_t ring_size, uint32_t flags) {
+  if ((flags & ~uint32_t(FLOWBUS_TOPIC_UNTRUSTED)) != 0) {
+    t_last_error = "unknown topic flags " + std::to_string(flags) + ": the only one is FLOWBUS_TOPIC_UNTRUSTED (1)";
+    return FLOWBUS_ERROR;
+  }
   if (!check(bus, "bus") || !check(topic, "topic") || !check(schema_file, "schema_file")) return FLOWBUS_ERROR;
   return guarded(
       [&] {
@@ -119,6 +130,7 @@ int flowbus_topic_create(flowbus_bus* bus, const char* topic, const char* schema
         spec.type = type != nullptr ? type : flowbus::schema_root_type(spec.schema);
         spec.policy = policy == FLOWBUS_POLICY_LATEST ? flowbus::Policy::Latest : flowbus::Policy::Block;
         if (ring_size != 0) spec.ring_size = ring_size;
+        spec.untrusted = (flags & FLOWBUS_TOPIC_UNTRUSTED) != 0;
         bus->bus.create_topic(spec);
         return int(FLOWBUS_OK);
       },

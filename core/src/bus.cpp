@@ -169,6 +169,7 @@ TopicInfo topic_info_of(const TopicSlot& slot) {
   info.group = slot.group;
   info.owner_uid = slot.owner_uid_plus1 == 0 ? -1 : int64_t(slot.owner_uid_plus1) - 1;
   info.owner_gid = slot.owner_gid_plus1 == 0 ? -1 : int64_t(slot.owner_gid_plus1) - 1;
+  info.untrusted = (slot.flags & kTopicUntrusted) != 0;
   const size_t n = std::min<uint64_t>(slot.schema_size, kMaxSchemaBytes);
   info.schema.assign(slot.schema, slot.schema + n);
   return info;
@@ -525,6 +526,15 @@ void validate_spec(const TopicSpec& spec) {
     throw Error(ErrorCode::InvalidArgument, "topic '" + spec.name + "': mode must be within 0777 and give its owner rw (e.g. 0600, 0640)");
   if (spec.slow_consumer_timeout.count() <= 0)
     throw Error(ErrorCode::InvalidArgument, "topic '" + spec.name + "': the slow-consumer timeout must be positive (or kNever)");
+  if (spec.untrusted) {
+    // Its readers verify every event with this codec: a type FlatBuffers
+    // cannot verify safely must be refused now, not at the first reader.
+    try {
+      SchemaCodec codec(spec.schema, spec.type);
+    } catch (const Error& e) {
+      throw Error(ErrorCode::InvalidArgument, "topic '" + spec.name + "' cannot be untrusted: " + e.what());
+    }
+  }
 }
 
 void check_same_topic(const TopicInfo& existing, const TopicSpec& spec) {
@@ -568,6 +578,8 @@ std::optional<TopicInfo> try_create_topic(BusState& bus, const TopicSpec& spec) 
     t.group = spec.group;
     t.owner_uid_plus1 = uint32_t(::geteuid()) + 1;
     t.owner_gid_plus1 = uint32_t(spec.group >= 0 ? gid_t(spec.group) : ::getegid()) + 1;
+    t.flags = spec.untrusted ? kTopicUntrusted : 0;  // set every time: a freed slot keeps its old bytes
+    t.reserved = 0;
     t.ring_size = spec.ring_size;
     t.slow_timeout_ns = spec.slow_consumer_timeout == kNever ? UINT64_MAX : uint64_t(spec.slow_consumer_timeout.count());
     t.retention_s = uint64_t(spec.retention.count());
@@ -622,6 +634,7 @@ std::vector<std::string> topic_differences(const TopicInfo& existing, const Topi
   differ("retention", duration_text(existing.retention), duration_text(spec.retention));
   differ("mode", mode_text(existing.mode), mode_text(spec.mode));
   differ("group", group_text(existing.group), group_text(spec.group));
+  differ("untrusted", existing.untrusted ? "yes" : "no", spec.untrusted ? "yes" : "no");
   return out;
 }
 

@@ -7,14 +7,16 @@
 
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "directory_layout.hpp"
-#include "fork_guard.hpp"
 #include "flowbus/event.hpp"
+#include "flowbus/schema.hpp"
 #include "flowbus/topic.hpp"
+#include "fork_guard.hpp"
 #include "segment.hpp"
 
 namespace flowbus::detail {
@@ -28,6 +30,9 @@ struct RingSegments {
   uint64_t publisher_id = 0;
   uint64_t capacity = 0;  // validated at open; never re-read from shared memory
   Policy policy = Policy::Block;
+  // Untrusted topics: verifies copies of its events (shared by the rings of
+  // one topic and schema in a subscriber); null for trusted topics.
+  std::shared_ptr<const SchemaCodec> verifier;
   RingHeader* header() const noexcept { return reinterpret_cast<RingHeader*>(data.data()); }
   uint8_t* records() const noexcept { return data.data() + kRecordsOffset; }
   ControlHeader* control_header() const noexcept { return reinterpret_cast<ControlHeader*>(control.data()); }

@@ -52,6 +52,7 @@ inline constexpr size_t kPublisherNameBytes = 40;
 inline constexpr size_t kNodeNameBytes = 64;   // a sidecar's node name, NUL-terminated
 inline constexpr size_t kSourceBytes = 224;    // a CloudEvents source, NUL-terminated
 inline constexpr uint32_t kRingMirror = 1;     // RingSlot::flags: written by a sidecar from another node
+inline constexpr uint32_t kTopicUntrusted = 1;  // TopicSlot::flags: readers verify a copy of each event
 
 enum SlotState : uint32_t { kFree = 0, kClaiming = 1, kReady = 2, kCleaning = 3 };
 
@@ -109,10 +110,15 @@ struct TopicSlot {
   // topic's mode allows writing to that owner and group (see Bus::publisher).
   uint32_t owner_uid_plus1;
   uint32_t owner_gid_plus1;
-  char pad[512 - 64 - 2 * kNameBytes - 32 - 8];
+  // kTopicUntrusted. Was padding (zero) in earlier flowbus of this layout
+  // version, so their topics read as trusted, as they were.
+  uint32_t flags;
+  uint32_t reserved;
+  char pad[512 - 64 - 2 * kNameBytes - 32 - 16];
   uint8_t schema[kMaxSchemaBytes];
 };
 static_assert(offsetof(TopicSlot, schema) == 512);
+static_assert(offsetof(TopicSlot, flags) == 64 + 2 * kNameBytes + 32 + 8);
 
 // owner: 0 when no publisher holds the ring, else the owning participant's
 // state word (so a participant slot reused by another process is not taken

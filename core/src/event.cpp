@@ -75,6 +75,8 @@ const char* to_string(ReadStatus status) noexcept {
     case ReadStatus::Lost: return "lost";
     case ReadStatus::Corrupt: return "corrupt";
     case ReadStatus::WrongProcess: return "wrong-process";
+    case ReadStatus::Rejected:
+      return "rejected";
   }
   return "unknown";
 }

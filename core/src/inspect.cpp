@@ -158,6 +158,7 @@ void snapshot_ring_cursors(const uint8_t* data, const ControlHeader* c, const Di
     }
     cur.evictions = s.evictions.load(std::memory_order_relaxed);
     cur.losses = s.losses.load(std::memory_order_relaxed);
+    cur.rejected = s.rejected.load(std::memory_order_relaxed);  // statistics: no ordering with anything else
     const uint64_t moved = s.last_moved_ns.load(std::memory_order_relaxed);
     cur.idle_ns = moved != 0 && now > moved ? now - moved : 0;
     cur.sleeping = CursorWord::asleep(word);

@@ -60,6 +60,8 @@ Subscriber::Subscriber(Subscriber&& other) noexcept
       rings_at_subscribe_(std::move(other.rings_at_subscribe_)),
       unread_(std::move(other.unread_)),
       unreported_(other.unreported_),
+      copy_buffers_(std::move(other.copy_buffers_)),
+      copy_capacity_(std::exchange(other.copy_capacity_, 0)),
       incarnation_(other.incarnation_) {
   other.readers_.clear();
   other.segments_.clear();
@@ -83,6 +85,8 @@ Subscriber& Subscriber::operator=(Subscriber&& other) noexcept {
   unreported_ = other.unreported_;
   rings_at_subscribe_ = std::move(other.rings_at_subscribe_);
   unread_ = std::move(other.unread_);
+  copy_buffers_ = std::move(other.copy_buffers_);  // readers_ point into them: moved together
+  copy_capacity_ = std::exchange(other.copy_capacity_, 0);
   incarnation_ = other.incarnation_;
   other.readers_.clear();
   other.segments_.clear();
@@ -144,7 +148,28 @@ void give_up_reservation(const BusState& bus, SubscriptionHandle h, const std::s
     count_out_sleeper(ring.control_header(), word);
 }
 
+/// The verifier of an untrusted topic's events: one a ring of the same
+/// topic and schema already has, or a new one (throws Error if the schema
+/// cannot be verified safely; create_topic refuses such a topic).
+std::shared_ptr<const SchemaCodec> verifier_for(const std::vector<std::unique_ptr<RingSegments>>& segments,
+                                                const TopicInfo& topic, const RingContext& context) {
+  for (const auto& seg : segments)
+    if (seg->verifier && seg->context.topic == topic.name && seg->context.dataschema == context.dataschema)
+      return seg->verifier;
+  return std::make_shared<const SchemaCodec>(topic.schema, topic.type);
+}
+
 }  // namespace
+
+void Subscriber::make_copy_room(uint64_t bytes) {
+  if (bytes <= copy_capacity_) return;
+  std::unique_ptr<uint8_t[], FreeAligned> buffer(static_cast<uint8_t*>(::operator new[](bytes, std::align_val_t(64))));
+  std::memset(buffer.get(), 0, bytes);  // touched now: no page faults on the read path
+  copy_buffers_.push_back(std::move(buffer));
+  copy_capacity_ = bytes;
+  for (RingReader& r : readers_)
+    if (r.verifier != nullptr) r.copy = copy_buffers_.back().get();
+}
 
 void Subscriber::attach_rings(StartAt from, bool at_subscribe) {
   const DirectoryLayout* dir = bus_->dir;
@@ -201,6 +226,21 @@ void Subscriber::attach_rings(StartAt from, bool at_subscribe) {
       retry = true;
       continue;
     }
+    if (info->untrusted) {
+      // Set up now, so the read path allocates nothing: the verifier, and
+      // room for the largest record this ring can hold.
+      try {
+        ring->verifier = verifier_for(segments_, *info, context);
+        make_copy_room(max_record_length(ring->capacity));
+      } catch (const std::exception& e) {
+        const std::string why =
+            std::string("its events cannot be verified (topic '") + topic + "' is untrusted): " + e.what();
+        if (pattern_.find_first_of("*>") == std::string::npos)
+          throw Error(ErrorCode::InvalidArgument, "ring '" + ring->data.name() + "': " + why);
+        unread_.push_back({ring_label(topic, publisher), why, false});
+        continue;
+      }
+    }
     ring->context = std::move(context);
     RingReader r;
     r.header = ring->header();
@@ -213,6 +253,8 @@ void Subscriber::attach_rings(StartAt from, bool at_subscribe) {
     r.participant = bus_->participant;
     r.participant_epoch = bus_->participant_epoch();
     r.ring_index = uint32_t(readers_.size());
+    r.verifier = ring->verifier.get();
+    r.copy = r.verifier != nullptr ? copy_buffers_.back().get() : nullptr;
     const uint64_t first_sequence = r.header->first_sequence;  // written before magic, which the open acquired
     uint64_t reserved_word = 0;
     const int reserved = find_reserved_cursor(*bus_, subscription, r.control, reserved_word);
@@ -293,6 +335,13 @@ ReadResult Subscriber::read_attached(Event& event) noexcept {
       result.ring = segments_[i]->data.name();
       return result;
     }
+    if (s == ReadStatus::Rejected) {
+      result.status = ReadStatus::Rejected;
+      result.missed = r.take_rejected();
+      result.ring = segments_[i]->data.name();
+      next_ring_ = i;  // the ring goes on: its next event is read next
+      return result;
+    }
   }
   return result;
 }
@@ -312,9 +361,12 @@ void Subscriber::rewind(uint32_t ring) noexcept {
 
 const RingContext& Subscriber::ring_context(uint32_t ring) const noexcept { return segments_[ring]->context; }
 Policy Subscriber::ring_policy(uint32_t ring) const noexcept { return readers_[ring].policy; }
+bool Subscriber::ring_untrusted(uint32_t ring) const noexcept { return readers_[ring].verifier != nullptr; }
+uint64_t Subscriber::ring_rejected(uint32_t ring) const noexcept { return readers_[ring].rejected; }
 
 bool Subscriber::still_valid(const Event& event) const noexcept {
-  return readers_[event.ring_index_].still_valid_at(event.position_);
+  const RingReader& r = readers_[event.ring_index_];
+  return r.verifier != nullptr || r.still_valid_at(event.position_);  // untrusted: a copy, checked when it was made
 }
 
 bool Subscriber::wait(std::chrono::nanoseconds timeout) {

@@ -1,11 +1,10 @@
 // The flowbus command line, run as a real process: exit codes, stdout and
 // stderr, and the JSON it prints (parsed strictly, through FlexBuffers).
 #include <dirent.h>
-#include <unistd.h>
-#include <gtest/gtest.h>
-
 #include <flatbuffers/flexbuffers.h>
 #include <flatbuffers/idl.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <csignal>
 #include <cstdio>
@@ -14,9 +13,10 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <tuple>
 
-#include "cli_helpers.hpp"
 #include "bus_state.hpp"
+#include "cli_helpers.hpp"
 #include "flowbus/bus.hpp"
 #include "segment.hpp"
 #include "test_bus.hpp"
@@ -50,6 +50,54 @@ TEST(CliTest, EverySubcommandAnswersHelpAndExitsZero) {
     EXPECT_NE(o.out.find("Usage:"), std::string::npos) << what << "\n" << describe(o);
     EXPECT_NE(o.out.find(mentions), std::string::npos) << what << " does not mention " << mentions << "\n" << describe(o);
   }
+}
+
+// Issue 15 item 11: an untrusted topic, made, shown, used and never changed in place.
+TEST(CliTest, TopicCreateUntrustedIsShownByLsAndInspectReadsBackAndARecreateWithoutItIsRefused) {
+  ScopedBusName name("cli");
+  const std::string schema = example_schema("order.fbs");
+  Outcome o =
+      flowbus_cli({"topic", "create", name.name, "orders.created", "--schema", schema, "--untrusted", "--json"});
+  ASSERT_EQ(o.exit_code, 0) << describe(o);
+  const Json created(lines_of(o.out).at(0));
+  ASSERT_TRUE(created.ok()) << created.error() << "\n" << o.out;
+  EXPECT_TRUE(created.root()["untrusted"].AsBool()) << o.out;
+  o = flowbus_cli({"topic", "create", name.name, "orders.plain", "--schema", schema});
+  ASSERT_EQ(o.exit_code, 0) << describe(o);
+
+  o = flowbus_cli({"topic", "ls", name.name, "--json"});
+  ASSERT_EQ(o.exit_code, 0) << describe(o);
+  std::map<std::string, bool> untrusted;
+  for (const std::string& line : lines_of(o.out)) {
+    const Json j(line);
+    ASSERT_TRUE(j.ok()) << j.error() << "\n" << line;
+    ASSERT_TRUE(j.root()["untrusted"].IsBool()) << line;
+    untrusted[str(j.root(), "topic")] = j.root()["untrusted"].AsBool();
+  }
+  EXPECT_EQ(untrusted, (std::map<std::string, bool>{{"orders.created", true}, {"orders.plain", false}})) << o.out;
+  o = flowbus_cli({"topic", "ls", name.name});
+  ASSERT_EQ(o.exit_code, 0) << describe(o);
+  EXPECT_NE(o.out.find("UNTRUSTED"), std::string::npos) << o.out;
+  o = flowbus_cli({"inspect", name.name, "--json"});
+  ASSERT_EQ(o.exit_code, 0) << describe(o);
+  EXPECT_NE(o.out.find("\"untrusted\":true"), std::string::npos) << o.out;
+
+  // Either way round, a re-create with the other setting changes nothing and says why.
+  for (const auto& [topic, extra, says] : {std::tuple{"orders.created", "", "untrusted yes, asked no"},
+                                           std::tuple{"orders.plain", "--untrusted", "untrusted no, asked yes"}}) {
+    std::vector<std::string> args{"topic", "create", name.name, topic, "--schema", schema};
+    if (*extra) args.push_back(extra);
+    o = flowbus_cli(args);
+    EXPECT_EQ(o.exit_code, 1) << describe(o);
+    EXPECT_NE(o.err.find(says), std::string::npos) << describe(o);
+  }
+
+  // Events go through it as through any topic, verified on the way.
+  o = flowbus_cli({"pub", name.name, "orders.created", "--json", kOrderJson});
+  ASSERT_EQ(o.exit_code, 0) << describe(o);
+  o = flowbus_cli({"sub", name.name, "orders.created", "--from", "earliest", "--count", "1", "--timeout", "5"});
+  ASSERT_EQ(o.exit_code, 0) << describe(o);
+  EXPECT_NE(o.out.find("acme"), std::string::npos) << describe(o);
 }
 
 TEST(CliTest, TopicCreateThenLsJsonShowsEachTopicWithItsTypeAndPolicy) {

@@ -142,6 +142,26 @@ def test_a_lapped_latest_reader_counts_its_losses_and_still_valid_says_so(bus):
     assert loud.wait(1) is not None  # the next read goes on after the gap
 
 
+def test_an_untrusted_topic_hands_over_verified_events_and_counts_the_rest(bus):
+    info = bus.create_topic("careful", schema=SENSOR_FBS, ring_size=1 << 16, untrusted=True)
+    assert info.untrusted and bus.find_topic("careful").untrusted
+    with pytest.raises(flowbus.AlreadyExists, match="untrusted yes, asked no"):
+        bus.create_topic("careful", schema=SENSOR_FBS, ring_size=1 << 16)
+    pub = bus.publisher("careful")
+    sub = bus.subscribe("careful", start="earliest")
+    pub.publish(b"\xff" * 64)  # no SensorReading
+    pub.publish(sensor_reading(seq=7))
+    ev = sub.wait(1)
+    assert ev is not None and SensorReading.GetRootAs(ev.data).Seq() == 7
+    assert sub.rejected == 1 and sub.missed == 0
+    ev.release()
+    loud = bus.subscribe("careful", start="earliest", raise_on_loss=True)
+    with pytest.raises(flowbus.EventsLost) as e:
+        loud.wait(1)
+    assert e.value.reason == "rejected" and e.value.missed == 1 and loud.rejected == 1
+    assert loud.wait(1) is not None  # the next read goes on
+
+
 def test_an_evicted_block_reader_counts_its_losses_and_its_torn_view(bus):
     bus.create_topic("slow", schema=SENSOR_FBS, ring_size=4096, slow_consumer_timeout=0.2)
     pub = bus.publisher("slow")

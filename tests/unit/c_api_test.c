@@ -113,6 +113,30 @@ int main(int argc, char** argv) {
   CHECK(flowbus_publisher_try_publish_batch(pub, NULL, 5, &more) == FLOWBUS_ERROR);
   CHECK(strstr(flowbus_last_error(), "events is NULL") != NULL);
 
+  /* An untrusted topic: bytes that are no FlatBuffer of its type are refused,
+   * counted in `missed`, and never handed over; the same name without the
+   * flag is another setting, refused by name. */
+  CHECK(flowbus_topic_create_with_flags(bus, "sensor.untrusted", argv[1], NULL, FLOWBUS_POLICY_BLOCK, 65536, 2) ==
+        FLOWBUS_ERROR);
+  CHECK(strstr(flowbus_last_error(), "FLOWBUS_TOPIC_UNTRUSTED") != NULL);
+  CHECK(flowbus_topic_create_with_flags(bus, "sensor.untrusted", argv[1], NULL, FLOWBUS_POLICY_BLOCK, 65536,
+                                        FLOWBUS_TOPIC_UNTRUSTED) == FLOWBUS_OK);
+  CHECK(flowbus_topic_create(bus, "sensor.untrusted", argv[1], NULL, FLOWBUS_POLICY_BLOCK, 65536) == FLOWBUS_ERROR);
+  CHECK(strstr(flowbus_last_error(), "untrusted yes, asked no") != NULL);
+  {
+    flowbus_publisher* rogue = flowbus_publisher_open(bus, "sensor.untrusted", "cprobe");
+    CHECK(rogue != NULL);
+    flowbus_subscriber* careful = flowbus_subscriber_open(bus, "sensor.untrusted", 1);
+    CHECK(careful != NULL);
+    CHECK(flowbus_publisher_try_publish(rogue, payload, sizeof payload) == FLOWBUS_OK);
+    flowbus_event bad;
+    CHECK(flowbus_subscriber_read(careful, &bad) == FLOWBUS_REJECTED);
+    CHECK(bad.missed == 1 && bad.data == NULL);
+    CHECK(flowbus_subscriber_read(careful, &bad) == FLOWBUS_EMPTY);
+    flowbus_subscriber_close(careful);
+    flowbus_publisher_close(rogue);
+  }
+
   flowbus_subscriber_close(sub);
   flowbus_publisher_close(pub);
   flowbus_bus_close(bus);
@@ -124,6 +148,10 @@ int main(int argc, char** argv) {
   snprintf(path, sizeof path, "/dev/shm/flowbus.%s.sensor.temp.line1@cprobe", name);
   unlink(path);
   snprintf(path, sizeof path, "/dev/shm/flowbus.%s.sensor.temp.line1@cprobe.ctl", name);
+  unlink(path);
+  snprintf(path, sizeof path, "/dev/shm/flowbus.%s.sensor.untrusted@cprobe", name);
+  unlink(path);
+  snprintf(path, sizeof path, "/dev/shm/flowbus.%s.sensor.untrusted@cprobe.ctl", name);
   unlink(path);
   printf("c api ok\n");
   return 0;

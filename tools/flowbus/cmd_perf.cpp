@@ -91,13 +91,22 @@ Run run_one(const std::string& transport, size_t bytes, uint64_t iters, perf::Wa
 }
 
 /// Every --transport of a latency run, checked before anything is measured.
-std::vector<std::string> latency_transports(const std::string& text) {
-  const std::vector<std::string> known = perf::split_list(perf::kTransportNames);
+/// With `untrusted`, flowbus on untrusted topics is measured right after
+/// flowbus (or alone, if flowbus is not asked for), in the same run.
+std::vector<std::string> latency_transports(const std::string& text, bool untrusted) {
+  std::vector<std::string> known = perf::split_list(perf::kTransportNames);
+  known.push_back(perf::kUntrustedTransport);
   std::vector<std::string> transports = perf::split_list(text);
   for (const std::string& t : transports)
     if (std::find(known.begin(), known.end(), t) == known.end())
-      throw CLI::ValidationError("--transport", "unknown transport '" + t + "': use flowbus, floor, uds, pipe, zmq or bmq");
+      throw CLI::ValidationError(
+          "--transport",
+          "unknown transport '" + t + "': use flowbus, floor, uds, pipe, zmq or bmq (or flowbus-untrusted)");
   if (transports.empty()) throw CLI::ValidationError("--transport", "give at least one of flowbus, floor, uds, pipe, zmq or bmq");
+  if (untrusted && std::find(transports.begin(), transports.end(), perf::kUntrustedTransport) == transports.end()) {
+    const auto plain = std::find(transports.begin(), transports.end(), "flowbus");
+    transports.insert(plain == transports.end() ? plain : plain + 1, perf::kUntrustedTransport);
+  }
   return transports;
 }
 
@@ -105,6 +114,7 @@ void add_latency_command(CLI::App& perf) {
   struct Args {
     std::string sizes = "64,4096,1048576", transports = perf::kTransportNames, wait = "spin", plot;
     uint64_t iters = 100000;
+    bool untrusted = false;
     bool json = false;
   };
   auto args = std::make_shared<Args>();
@@ -115,11 +125,14 @@ void add_latency_command(CLI::App& perf) {
   latency->add_option("--transport", args->transports, std::string("any of ") + perf::kTransportNames + " (default all)");
   latency->add_option("--wait", args->wait, "spin (busy poll) or futex (flowbus sleeps after a short spin)")->check(CLI::IsMember({"spin", "futex"}));
   latency->add_option("--plot", args->plot, "also draw p50/p90/p99/p99.9 per transport and size into this PNG (needs gnuplot)");
+  latency->add_flag("--untrusted", args->untrusted,
+                    "also measure flowbus on untrusted topics (flowbus-untrusted: readers copy and verify each event), "
+                    "right after flowbus");
   latency->add_flag("--json", args->json, "one JSON object per transport and size");
   latency->callback([args] {
     // Every argument before measuring anything: a typo should not cost a whole run.
     const std::vector<size_t> sizes = parse_payload_sizes(args->sizes, "--size", uint64_t(1) << 30);
-    const std::vector<std::string> transports = latency_transports(args->transports);
+    const std::vector<std::string> transports = latency_transports(args->transports, args->untrusted);
     if (!args->plot.empty() && !perf::have_gnuplot()) {
       std::fprintf(stderr, "flowbus perf latency: --plot needs gnuplot, which is not installed: apt-get install gnuplot-nox\n");
       throw ExitCode{1};
@@ -156,13 +169,13 @@ void add_latency_command(CLI::App& perf) {
       if (args->json) continue;
       const auto floor = results.find("floor");
       std::printf("\n%zu bytes, round trip in ns (wait %s)\n", bytes, args->wait.c_str());
-      std::printf("%-10s %10s %10s %10s %10s %12s %12s %10s\n", "transport", "p50", "p90", "p99", "p99.9", "max", "p50/floor",
-                  "CPUs busy");
+      std::printf("%-17s %10s %10s %10s %10s %12s %12s %10s\n", "transport", "p50", "p90", "p99", "p99.9", "max",
+                  "p50/floor", "CPUs busy");
       for (const auto& [name, p] : results) {
         char ratio[32] = "-";
         if (floor != results.end()) std::snprintf(ratio, sizeof ratio, "%.2fx", p.p50 / floor->second.p50);
-        std::printf("%-10s %10.0f %10.0f %10.0f %10.0f %12.0f %12s %10.2f\n", name.c_str(), p.p50, p.p90, p.p99, p.p999, p.max,
-                    ratio, cpu[name]);
+        std::printf("%-17s %10.0f %10.0f %10.0f %10.0f %12.0f %12s %10.2f\n", name.c_str(), p.p50, p.p90, p.p99, p.p999,
+                    p.max, ratio, cpu[name]);
       }
       std::fflush(stdout);
     }
@@ -175,11 +188,13 @@ void add_latency_command(CLI::App& perf) {
 
 void print_throughput(const perf::ThroughputResult& r, double ceiling_events_per_s, double floor_events_per_s, bool json) {
   if (json) {
-    std::printf("{\"mode\":\"%s\",\"transport\":\"%s\",\"bytes\":%zu,\"publishers\":%d,\"subscribers\":%d,\"seconds\":%.3f,"
-                "\"events\":%llu,\"events_per_s\":%.0f,\"mb_per_s\":%.1f,\"coalesce_ns\":%llu,\"batch\":%zu}\n",
-                r.mode.c_str(), r.transport.c_str(), r.bytes, r.publishers, r.subscribers, r.seconds,
-                static_cast<unsigned long long>(r.events), r.events_per_s(), r.mb_per_s(),
-                static_cast<unsigned long long>(r.coalesce_ns), r.batch);
+    std::printf(
+        "{\"mode\":\"%s\",\"transport\":\"%s\",\"bytes\":%zu,\"publishers\":%d,\"subscribers\":%d,\"seconds\":%.3f,"
+        "\"events\":%llu,\"events_per_s\":%.0f,\"mb_per_s\":%.1f,\"coalesce_ns\":%llu,\"batch\":%zu,\"untrusted\":%s}"
+        "\n",
+        r.mode.c_str(), r.transport.c_str(), r.bytes, r.publishers, r.subscribers, r.seconds,
+        static_cast<unsigned long long>(r.events), r.events_per_s(), r.mb_per_s(),
+        static_cast<unsigned long long>(r.coalesce_ns), r.batch, r.untrusted ? "true" : "false");
   } else {
     // The ceiling moves 64-byte items: a ratio is only meaningful at that size.
     char ratio[32] = "-";
@@ -190,9 +205,10 @@ void print_throughput(const perf::ThroughputResult& r, double ceiling_events_per
     std::string label = r.transport;
     if (r.coalesce_ns > 0) label += "+" + std::to_string(r.coalesce_ns / 1000) + "us";  // coalescing subscribers
     if (r.batch > 1) label += " x" + std::to_string(r.batch);                            // publish_batch bursts
-    std::printf("%-10s %-16s %9zu %4d %4d %8.2f %12llu %14.0f %10.1f %12s %7s\n", r.mode.c_str(), label.c_str(), r.bytes,
-                r.publishers, r.subscribers, r.seconds, static_cast<unsigned long long>(r.events), r.events_per_s(),
-                r.mb_per_s(), ratio, to_floor);
+    if (r.untrusted) label += " untrusted";  // readers verify a copy of each event
+    std::printf("%-10s %-18s %9zu %4d %4d %8.2f %12llu %14.0f %10.1f %12s %7s\n", r.mode.c_str(), label.c_str(),
+                r.bytes, r.publishers, r.subscribers, r.seconds, static_cast<unsigned long long>(r.events),
+                r.events_per_s(), r.mb_per_s(), ratio, to_floor);
   }
   std::fflush(stdout);
 }
@@ -203,6 +219,7 @@ void add_throughput_command(CLI::App& perf) {
     int publishers = 2, subscribers = 2;
     double seconds = 1, coalesce_us = 0;
     int batch = 64;
+    bool untrusted = false;
     bool json = false;
   };
   auto args = std::make_shared<Args>();
@@ -220,11 +237,15 @@ void add_throughput_command(CLI::App& perf) {
                          "also run 1->1 with a publisher that hands this many events at a time to publish_batch "
                          "(default 64; 1: not run)")
       ->check(CLI::Range(1, 4096));
+  throughput->add_flag(
+      "--untrusted", args->untrusted,
+      "also run 1->1 on an untrusted topic (the subscriber copies and verifies each event), right after "
+      "the plain 1->1 run");
   throughput->add_flag("--json", args->json, "one JSON object per run");
   throughput->callback([args] {
     if (!args->json)
-      std::printf("%-10s %-16s %9s %4s %4s %8s %12s %14s %10s %12s %7s\n", "mode", "transport", "bytes", "P", "K", "seconds",
-                  "events", "events/s", "MB/s", "/moodycamel", "/floor");
+      std::printf("%-10s %-18s %9s %4s %4s %8s %12s %14s %10s %12s %7s\n", "mode", "transport", "bytes", "P", "K",
+                  "seconds", "events", "events/s", "MB/s", "/moodycamel", "/floor");
     // The in-process ceilings first. Every 64-byte row is compared with
     // moodycamel moving one item per call, as flowbus moves one event per
     // publish and per read; its bulk figure (256 items a call) is shown too.
@@ -239,15 +260,16 @@ void add_throughput_command(CLI::App& perf) {
       print_throughput(floor, ceiling.events_per_s(), floor.events_per_s(), args->json);
       const std::vector<std::function<perf::ThroughputResult()>> runs{
           [&] { return perf::flowbus_throughput(bytes, 1, 1, s); },
+          [&] { return perf::flowbus_throughput(bytes, 1, 1, s, 0, 1, /*untrusted=*/true); },
           [&] { return perf::flowbus_throughput(bytes, 1, 1, s, uint64_t(args->coalesce_us * 1000)); },
           [&] { return perf::flowbus_throughput(bytes, 1, 1, s, 0, size_t(args->batch)); },
-          [&] { return perf::fd_throughput(true, bytes, s); },  // uds
+          [&] { return perf::fd_throughput(true, bytes, s); },   // uds
           [&] { return perf::fd_throughput(false, bytes, s); },  // pipe
           [&] { return perf::flowbus_throughput(bytes, 1, args->subscribers, s); },
           [&] { return perf::flowbus_throughput(bytes, args->publishers, 1, s); },
       };
       for (size_t i = 0; i < runs.size(); ++i)
-        if ((i != 1 || args->coalesce_us > 0) && (i != 2 || args->batch > 1))
+        if ((i != 1 || args->untrusted) && (i != 2 || args->coalesce_us > 0) && (i != 3 || args->batch > 1))
           print_throughput(runs[i](), ceiling.events_per_s(), floor.events_per_s(), args->json);
     }
   });

@@ -117,6 +117,11 @@ void add_sub_command(CLI::App& app) {
       else if (r.status == ReadStatus::Corrupt)
         std::fprintf(stderr, "flowbus sub: ring %s is corrupt and no longer read; check it with `flowbus inspect %s --check`\n",
                      std::string(r.ring).c_str(), args->bus.c_str());
+      else if (r.status == ReadStatus::Rejected)
+        std::fprintf(
+            stderr,
+            "flowbus sub: ring %s: %llu event(s) failed verification against the topic's schema and were skipped\n",
+            std::string(r.ring).c_str(), static_cast<unsigned long long>(r.missed));
       if (r.status != ReadStatus::Empty) continue;
       tell_unread();
       const auto idle = std::chrono::steady_clock::now() - last_event;

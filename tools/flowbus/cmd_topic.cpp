@@ -14,6 +14,7 @@ namespace {
 struct CreateArgs {
   std::string bus, name, schema, type, policy = "block", ring_size = "4MiB", mode = "0600", timeout = "5", retention = "3600";
   std::string group;
+  bool untrusted = false;
   bool json = false;
 };
 
@@ -33,6 +34,7 @@ TopicSpec spec_of(const CreateArgs& args) {
                     ": the slow-consumer timeout must be positive: seconds (5), with a unit "
                     "(200ms), or never");
   spec.retention = parse_retention(args.retention, "--retention");
+  spec.untrusted = args.untrusted;
   return spec;
 }
 
@@ -49,11 +51,13 @@ std::optional<Bus> open_if_exists(const std::string& name) {
 std::string topic_json_members(const TopicInfo& t) {
   char mode[8];
   std::snprintf(mode, sizeof mode, "%04o", t.mode);
-  return "\"topic\":\"" + json_escape(t.name) + "\",\"type\":\"" + json_escape(t.type) + "\",\"schema_id\":\"" + t.schema_id +
-         "\",\"policy\":\"" + to_string(t.policy) + "\",\"ring_size\":" + std::to_string(t.ring_size) + ",\"mode\":\"" + mode +
-         "\",\"group\":" + std::to_string(t.group) + ",\"slow_consumer_timeout_ms\":" +
-         (t.slow_consumer_timeout == kNever ? std::string("null") : std::to_string(t.slow_consumer_timeout.count() / 1000000)) +
-         ",\"retention_s\":" + std::to_string(t.retention.count());
+  return "\"topic\":\"" + json_escape(t.name) + "\",\"type\":\"" + json_escape(t.type) + "\",\"schema_id\":\"" +
+         t.schema_id + "\",\"policy\":\"" + to_string(t.policy) + "\",\"ring_size\":" + std::to_string(t.ring_size) +
+         ",\"mode\":\"" + mode + "\",\"group\":" + std::to_string(t.group) + ",\"slow_consumer_timeout_ms\":" +
+         (t.slow_consumer_timeout == kNever ? std::string("null")
+                                            : std::to_string(t.slow_consumer_timeout.count() / 1000000)) +
+         ",\"retention_s\":" + std::to_string(t.retention.count()) +
+         ",\"untrusted\":" + (t.untrusted ? "true" : "false");
 }
 
 void print_topic(const std::string& bus, const TopicInfo& t, bool json, bool created) {
@@ -62,10 +66,12 @@ void print_topic(const std::string& bus, const TopicInfo& t, bool json, bool cre
                 created ? "true" : "false");
     return;
   }
-  std::printf("topic %s on bus %s %s: type %s, schema %s, policy %s, ring %llu bytes, mode %04o, timeout %s, retention %s\n",
-              t.name.c_str(), bus.c_str(), created ? "created" : "already exists with these settings", t.type.c_str(),
-              t.schema_id.c_str(), to_string(t.policy), static_cast<unsigned long long>(t.ring_size), t.mode,
-              format_duration(t.slow_consumer_timeout).c_str(), format_duration(t.retention).c_str());
+  std::printf(
+      "topic %s on bus %s %s: type %s, schema %s, policy %s, ring %llu bytes, mode %04o, timeout %s, retention %s%s\n",
+      t.name.c_str(), bus.c_str(), created ? "created" : "already exists with these settings", t.type.c_str(),
+      t.schema_id.c_str(), to_string(t.policy), static_cast<unsigned long long>(t.ring_size), t.mode,
+      format_duration(t.slow_consumer_timeout).c_str(), format_duration(t.retention).c_str(),
+      t.untrusted ? ", untrusted (readers verify a copy of each event)" : "");
 }
 
 /// `topic create` of a topic that exists: fine if the request is what
@@ -113,6 +119,9 @@ void add_topic_commands(CLI::App& app) {
   create->add_option("--group", args->group, "group of the topic's segments, a name or a gid (readers in this group, with --mode 0640)");
   create->add_option("--timeout", args->timeout, "slow-consumer timeout: seconds, or with a unit (200ms), or never (default 5s)");
   create->add_option("--retention", args->retention, "how long a gone publisher's ring is kept: seconds or with a unit (default 3600s)");
+  create->add_flag("--untrusted", args->untrusted,
+                   "readers copy each event out of the ring and verify it against the schema before the application "
+                   "sees it; an event that fails is counted and skipped (for writers you do not trust)");
   create->add_flag("--json", args->json, "print the topic as JSON: the fields of `topic ls --json`, bus, and created (false if it existed)");
   create->callback([args] {
     const TopicSpec spec = spec_of(*args);
@@ -137,14 +146,16 @@ void add_topic_commands(CLI::App& app) {
     Bus bus = Bus::open_existing(ls_args->bus);
     const auto topics = bus.topics();
     if (!ls_args->json)
-      std::printf("%-32s %-28s %-7s %10s %6s %-8s %s\n", "TOPIC", "TYPE", "POLICY", "RING", "MODE", "TIMEOUT", "RETENTION");
+      std::printf("%-32s %-28s %-7s %10s %6s %-8s %-9s %s\n", "TOPIC", "TYPE", "POLICY", "RING", "MODE", "TIMEOUT",
+                  "RETENTION", "UNTRUSTED");
     for (const TopicInfo& t : topics) {
       if (ls_args->json)
         std::printf("{%s}\n", topic_json_members(t).c_str());
       else
-        std::printf("%-32s %-28s %-7s %10llu %04o   %-8s %s\n", t.name.c_str(), t.type.c_str(), to_string(t.policy),
-                    static_cast<unsigned long long>(t.ring_size), t.mode, format_duration(t.slow_consumer_timeout).c_str(),
-                    format_duration(t.retention).c_str());
+        std::printf("%-32s %-28s %-7s %10llu %04o   %-8s %-9s %s\n", t.name.c_str(), t.type.c_str(),
+                    to_string(t.policy), static_cast<unsigned long long>(t.ring_size), t.mode,
+                    format_duration(t.slow_consumer_timeout).c_str(), format_duration(t.retention).c_str(),
+                    t.untrusted ? "yes" : "no");
     }
   });
 }

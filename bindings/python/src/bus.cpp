@@ -41,7 +41,7 @@ class PyBus {
 
   TopicInfo create_topic(const std::string& name, py::handle schema, std::optional<std::string> type,
                          const std::string& policy, uint64_t ring_size, std::optional<double> slow_consumer_timeout,
-                         double retention, uint32_t mode, int64_t group) {
+                         double retention, uint32_t mode, int64_t group, bool untrusted) {
     Bus& bus = use();
     TopicSpec spec;
     spec.name = name;
@@ -53,6 +53,7 @@ class PyBus {
     spec.retention = std::chrono::seconds(int64_t(retention));
     spec.mode = mode;
     spec.group = group;
+    spec.untrusted = untrusted;
     return bus.create_topic(spec);
   }
 
@@ -103,6 +104,8 @@ void register_topic_info(py::module_& m) {
       .def_readonly("group", &TopicInfo::group)
       .def_readonly("owner_uid", &TopicInfo::owner_uid)
       .def_readonly("owner_gid", &TopicInfo::owner_gid)
+      .def_readonly("untrusted", &TopicInfo::untrusted,
+                    "True: readers copy each event out of the ring and verify the copy against the schema.")
       .def_property_readonly(
           "schema",
           [](const TopicInfo& t) { return py::bytes(reinterpret_cast<const char*>(t.schema.data()), t.schema.size()); },
@@ -137,12 +140,14 @@ messages.)doc")
           "create_topic", &PyBus::create_topic, py::arg("name"), py::kw_only(), py::arg("schema"),
           py::arg("type") = py::none(), py::arg("policy") = "block", py::arg("ring_size") = 4u << 20,
           py::arg("slow_consumer_timeout") = 5.0, py::arg("retention") = 3600.0, py::arg("mode") = 0600,
-          py::arg("group") = -1,
+          py::arg("group") = -1, py::arg("untrusted") = false,
           "Registers a topic, or checks that the existing one has the same settings (else AlreadyExists naming each "
           "difference) and that `schema` is a compatible evolution of its schema. `schema`: a .fbs (or .bfbs) path, or "
           "binary schema bytes; `type`: the root table (default: the schema's root_type); `policy`: 'block' (lossless) "
           "or 'latest' (telemetry: the writer overwrites); `ring_size`: bytes per publisher ring, a power of two >= "
-          "4096; `slow_consumer_timeout`: seconds, None for never. Returns its TopicInfo.")
+          "4096; `slow_consumer_timeout`: seconds, None for never; `untrusted`: readers copy each event out of the "
+          "ring and verify the copy against the schema (one that fails is counted and skipped). Returns its "
+          "TopicInfo.")
       .def("find_topic", &PyBus::find_topic, py::arg("name"), "The topic's TopicInfo, or None.")
       .def("topics", &PyBus::topics, "Every topic of the bus.")
       .def("publisher", &PyBus::publisher, py::arg("topic"), py::kw_only(), py::arg("name") = "main",

@@ -92,8 +92,9 @@ void register_errors(py::module_& m) {
       make_type(m, "EventsLost", g_types.base, nullptr,
                 "Raised by a subscriber made with raise_on_loss=True when events were skipped. `missed`: "
                 "how many; `reason`: 'evicted' (a block reader too slow), 'lapped' (a latest reader "
-                "overtaken), 'corrupt' (a ring quarantined) or 'torn' (evicted while holding an event: its "
-                "bytes may have been reused). Reading again goes on after the gap.",
+                "overtaken), 'corrupt' (a ring quarantined), 'torn' (evicted while holding an event: its "
+                "bytes may have been reused) or 'rejected' (events of an untrusted topic that failed "
+                "verification). Reading again goes on after the gap.",
                 "events-lost");
   g_types.released =
       make_type(m, "EventReleased", g_types.base, PyExc_ValueError,

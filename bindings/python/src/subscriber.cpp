@@ -97,6 +97,12 @@ void PySubscriber::on_loss(const ReadResult& result, size_t batch_so_far) {
       message = "ring " + std::string(result.ring) + " is corrupt and no longer read; check it with `flowbus inspect " +
                 state_->bus->name() + " --check`";
       break;
+    case ReadStatus::Rejected:
+      c.rejected += result.missed;
+      reason = "rejected";
+      message = "ring " + std::string(result.ring) + ": " + std::to_string(result.missed) +
+                " event(s) failed verification against the topic's schema and were skipped (untrusted topic)";
+      break;
     case ReadStatus::WrongProcess:
       raise_wrong_process("Subscriber");
     default:
@@ -245,6 +251,9 @@ look for signals every 0.1 s: Ctrl-C raises KeyboardInterrupt.)doc")
       .def_property_readonly(
           "corrupt_rings", [](const PySubscriber& s) { return s.losses().corrupt_rings; },
           "Rings found corrupt (quarantined, no longer read).")
+      .def_property_readonly(
+          "rejected", [](const PySubscriber& s) { return s.losses().rejected; },
+          "Events of untrusted topics that failed verification and were skipped.")
       .def_property_readonly(
           "torn_views", [](const PySubscriber& s) { return s.losses().torn_views; },
           "Events whose bytes may have been reused while held (evicted meanwhile), plus latest "

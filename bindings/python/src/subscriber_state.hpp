@@ -31,6 +31,7 @@ struct LossCounters {
   uint64_t laps = 0;           // times a latest writer overtook it
   uint64_t corrupt_rings = 0;  // rings quarantined
   uint64_t torn_views = 0;     // events held while being evicted, or copied while overwritten (latest)
+  uint64_t rejected = 0;       // untrusted topics: events that failed verification, skipped
 };
 
 struct SubscriberState {

@@ -30,6 +30,7 @@ struct CursorSnapshot {
   bool lapped = false;        ///< latest: the writer overwrote events this reader had not read; its next read reports them lost
   uint64_t evictions = 0;     ///< evictions of this slot's owners so far
   uint64_t losses = 0;        ///< events this slot's owners were told they missed (lapped or evicted)
+  uint64_t rejected = 0;      ///< untrusted topics: events this slot's owners refused (failed verification)
   uint64_t idle_ns = 0;       ///< since its owner last published a move (or joined)
   bool sleeping = false;
   uint32_t reserved_for = 0;  ///< the tag of the subscription the ring's creator reserved it for; 0: claimed by its reader

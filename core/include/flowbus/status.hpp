@@ -15,6 +15,8 @@ enum class [[nodiscard]] PublishStatus {
 };
 
 /// Result of reading or releasing an event.
+// (clang-format 14 takes `enum class [[nodiscard]]` for a braced initializer)
+// clang-format off
 enum class [[nodiscard]] ReadStatus {
   Ok,
   Empty,     ///< nothing new
@@ -22,7 +24,9 @@ enum class [[nodiscard]] ReadStatus {
   Lost,      ///< Latest policy: the writer lapped this reader; `missed` tells how many events
   Corrupt,   ///< the ring failed a consistency check; it is quarantined
   WrongProcess,  ///< this subscriber came to this process through fork(): it is its parent's; open the bus again
+  Rejected,  ///< untrusted topic: `missed` events of ring `ring` failed verification and were skipped; the ring goes on
 };
+// clang-format on
 
 const char* to_string(PublishStatus status) noexcept;
 const char* to_string(ReadStatus status) noexcept;

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <new>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -39,11 +40,13 @@ struct SubscriberOptions {
   std::chrono::nanoseconds coalesce{0};
 };
 
-/// What read() found. `missed` counts events skipped (Evicted, Lost).
+/// What read() found. `missed` counts events skipped (Evicted, Lost), or
+/// refused (Rejected: they failed verification).
 struct [[nodiscard]] ReadResult {
   ReadStatus status = ReadStatus::Empty;
   uint64_t missed = 0;
-  std::string_view ring;  ///< Corrupt: which ring (its segment name); empty otherwise. Lives as long as the subscriber
+  std::string_view
+      ring;  ///< Corrupt, Rejected: which ring (its segment name); empty otherwise. Lives as long as the subscriber
 };
 
 /// What poll() did. Ignoring it would hide losses: [[nodiscard]].
@@ -52,6 +55,7 @@ struct [[nodiscard]] PollResult {
   uint64_t missed = 0;         ///< events lost (Latest) or skipped after an eviction (Block)
   uint32_t evictions = 0;      ///< times this subscriber was evicted
   uint32_t corrupt_rings = 0;  ///< rings quarantined during this poll
+  uint64_t rejected = 0;       ///< untrusted topics: events that failed verification, skipped (not in `missed`)
   uint32_t torn_views = 0;     ///< events handed to on_event while this subscriber was being
                                ///< evicted: their bytes may have been reused as they were read
 };
@@ -68,6 +72,9 @@ class Subscriber {
   /// The next event of any ring (rings taken in turn). Ok: `event` stays valid
   /// until release(event); release it before the next read. Evicted and Lost
   /// report skipped events and leave `event` unset; read again to go on.
+  /// Untrusted topics: `event` points at a copy this subscriber owns, made
+  /// and verified by this read; Rejected reports events that failed (ring
+  /// `ring`), which are skipped: read again to go on.
   /// Thread: owner only. No allocation, lock or syscall in steady state;
   /// when the bus's topology changed (a new ring), the read that finds
   /// nothing attaches the new rings, which maps them (allocation, syscalls).
@@ -78,6 +85,7 @@ class Subscriber {
   ReadStatus release(const Event& event) noexcept;
   /// Latest policy: true if `event`'s bytes were not overwritten while you
   /// read them. Check after reading, before trusting what you read.
+  /// Untrusted topics: always true (the event is a copy, checked when made).
   /// Thread: owner only. Two loads and a fence.
   bool still_valid(const Event& event) const noexcept;
 
@@ -106,6 +114,10 @@ class Subscriber {
   /// ring < ring_count(). Thread: owner only (read() may add rings).
   const RingContext& ring_context(uint32_t ring) const noexcept;
   Policy ring_policy(uint32_t ring) const noexcept;
+  /// True if ring `ring`'s topic is untrusted: its events are verified copies.
+  bool ring_untrusted(uint32_t ring) const noexcept;
+  /// Events of ring `ring` refused since it was attached (they failed verification).
+  uint64_t ring_rejected(uint32_t ring) const noexcept;
   size_t ring_count() const noexcept { return readers_.size(); }
   /// The rings of matching topics this subscriber does not read, as of its
   /// last look at the bus (subscribe, refresh, or a read or wait that found
@@ -134,6 +146,7 @@ class Subscriber {
   bool changed() const noexcept;
   ReadResult read_attached(Event& event) noexcept;
   void attach_rings(StartAt from, bool at_subscribe);
+  void make_copy_room(uint64_t bytes);
   void close() noexcept;
 
   std::shared_ptr<detail::BusState> bus_;
@@ -154,6 +167,15 @@ class Subscriber {
   std::vector<uint64_t> rings_at_subscribe_;
   std::vector<UnreadRing> unread_;
   PollResult unreported_;  // counted by a poll whose callback threw: the next poll reports it
+  // Untrusted topics: where events are copied to be verified, one buffer for
+  // all rings (one event is held at a time), as large as the largest record
+  // of any untrusted ring attached. Grown only when a ring is attached; the
+  // older buffers are kept, as an event still held may point into one.
+  struct FreeAligned {
+    void operator()(uint8_t* p) const noexcept { ::operator delete[](p, std::align_val_t(64)); }
+  };
+  std::vector<std::unique_ptr<uint8_t[], FreeAligned>> copy_buffers_;
+  uint64_t copy_capacity_ = 0;
   uint32_t incarnation_ = 0;  // the process's when made: another in a fork() child (core/src/fork_guard.hpp)
   bool inherited() const noexcept;
 };
@@ -161,7 +183,8 @@ class Subscriber {
 template <class F>
 PollResult Subscriber::poll(F&& on_event, size_t max_events) noexcept(noexcept(on_event(std::declval<const Event&>()))) {
   PollResult result;
-  if (unreported_.missed != 0 || unreported_.evictions != 0 || unreported_.corrupt_rings != 0) [[unlikely]]
+  if (unreported_.missed != 0 || unreported_.evictions != 0 || unreported_.corrupt_rings != 0 ||
+      unreported_.rejected != 0) [[unlikely]]
     result = std::exchange(unreported_, PollResult{});
   Event event;
   while (result.delivered < max_events) {
@@ -185,6 +208,10 @@ PollResult Subscriber::poll(F&& on_event, size_t max_events) noexcept(noexcept(o
       continue;
     }
     if (r.status == ReadStatus::Empty || r.status == ReadStatus::WrongProcess) break;
+    if (r.status == ReadStatus::Rejected) {
+      result.rejected += r.missed;
+      continue;
+    }
     result.missed += r.missed;
     if (r.status == ReadStatus::Evicted) ++result.evictions;
     if (r.status == ReadStatus::Corrupt) ++result.corrupt_rings;

@@ -30,6 +30,11 @@ struct TopicSpec {
   std::chrono::seconds retention = std::chrono::hours(1);  ///< how long a dead writer's ring is kept
   uint32_t mode = 0600;              ///< permission bits of every segment of the topic
   int64_t group = -1;                ///< gid given to the segments, -1 keeps the creator's
+  /// Readers copy each event out of the ring and verify the copy against the
+  /// schema before handing it over; an event that fails is counted, reported
+  /// (ReadStatus::Rejected) and skipped. For topics whose writers you do not
+  /// trust to write well-formed FlatBuffers (docs/security.md).
+  bool untrusted = false;
 };
 
 /// A topic as registered in a bus directory.
@@ -45,6 +50,7 @@ struct TopicInfo {
   int64_t group = -1;
   int64_t owner_uid = -1;  ///< uid of its creator; -1 if unknown (made by an older flowbus)
   int64_t owner_gid = -1;  ///< the group its segments get (`group`, or the creator's); -1 if unknown
+  bool untrusted = false;  ///< readers verify a copy of each event (TopicSpec::untrusted)
   std::vector<uint8_t> schema;
 };
 
@@ -58,7 +64,7 @@ void validate_topic_spec(const TopicSpec& spec);
 /// The settings in which a registered topic differs from a request for it,
 /// one line each, existing value then requested one: "ring size 4MiB, asked
 /// 64KiB". Compares type, policy, ring size, slow-consumer timeout,
-/// retention, mode and group; not the schema (Bus::create_topic accepts a
+/// retention, mode, group and untrusted; not the schema (Bus::create_topic accepts a
 /// compatible evolution of it). Empty if they match.
 std::vector<std::string> topic_differences(const TopicInfo& existing, const TopicSpec& spec);
 

@@ -59,6 +59,7 @@ std::string reader_line(const RingSnapshot& r, const CursorSnapshot& c) {
     appendf(o, "  lost to laps %llu%s", static_cast<unsigned long long>(c.losses), c.lapped ? "  (lapped)" : "");
   else
     appendf(o, "  evicted %llu  lost %llu", static_cast<unsigned long long>(c.evictions), static_cast<unsigned long long>(c.losses));
+  if (c.rejected != 0) appendf(o, "  REJECTED %llu (failed verification)", static_cast<unsigned long long>(c.rejected));
   return o + (c.sleeping ? "  (asleep)\n" : "\n");
 }
 
@@ -79,8 +80,9 @@ std::string render_snapshot(const BusSnapshot& s, const Rates& rate) {
           s.participants.size(), s.topics.size(), s.rings.size());
   appendf(o, "\n%-28s %-26s %-7s %9s %5s %s\n", "TOPIC", "TYPE", "POLICY", "RING", "MODE", "SCHEMA");
   for (const auto& t : s.topics)
-    appendf(o, "%-28s %-26s %-7s %9s %04o  %s\n", t.info.name.c_str(), t.info.type.c_str(), to_string(t.info.policy),
-            format_bytes(t.info.ring_size).c_str(), t.info.mode, t.info.schema_id.c_str());
+    appendf(o, "%-28s %-26s %-7s %9s %04o  %s%s\n", t.info.name.c_str(), t.info.type.c_str(), to_string(t.info.policy),
+            format_bytes(t.info.ring_size).c_str(), t.info.mode, t.info.schema_id.c_str(),
+            t.info.untrusted ? "  untrusted" : "");
   appendf(o, "\n%-34s %8s %-6s %10s %10s %6s %10s %9s\n", "RING (topic@publisher)", "PID", "WRITER", "SEQ", "WRITTEN", "FILL",
           "EVENTS/S", "RETAINED");
   for (const auto& r : s.rings) {
@@ -153,11 +155,12 @@ std::string snapshot_json(const BusSnapshot& s, const Rates& rate) {
     char mode[8];
     std::snprintf(mode, sizeof mode, "%04o", t.mode);
     o += std::string(i ? "," : "") + "{\"topic\":\"" + json_escape(t.name) + "\",\"type\":\"" + json_escape(t.type) +
-         "\",\"schema_id\":\"" + t.schema_id + "\",\"policy\":\"" + to_string(t.policy) + "\",\"ring_size\":" +
-         std::to_string(t.ring_size) + ",\"mode\":\"" + mode + "\",\"group\":" + std::to_string(t.group) +
-         ",\"slow_consumer_timeout_ms\":" +
-         (t.slow_consumer_timeout == kNever ? std::string("null") : std::to_string(t.slow_consumer_timeout.count() / 1000000)) +
-         ",\"retention_s\":" + std::to_string(t.retention.count()) + "}";
+         "\",\"schema_id\":\"" + t.schema_id + "\",\"policy\":\"" + to_string(t.policy) +
+         "\",\"ring_size\":" + std::to_string(t.ring_size) + ",\"mode\":\"" + mode +
+         "\",\"group\":" + std::to_string(t.group) + ",\"slow_consumer_timeout_ms\":" +
+         (t.slow_consumer_timeout == kNever ? std::string("null")
+                                            : std::to_string(t.slow_consumer_timeout.count() / 1000000)) +
+         ",\"retention_s\":" + std::to_string(t.retention.count()) + ",\"untrusted\":" + json_bool(t.untrusted) + "}";
   }
   o += "],\"rings\":[";
   for (size_t i = 0; i < s.rings.size(); ++i) {
@@ -179,9 +182,9 @@ std::string snapshot_json(const BusSnapshot& s, const Rates& rate) {
            ",\"alive\":" + json_bool(c.alive) + ",\"position\":" + std::to_string(c.position) +
            ",\"lag_bytes\":" + std::to_string(c.lag_bytes) +
            ",\"lag_events\":" + (c.lag_events < 0 ? std::string("null") : std::to_string(c.lag_events)) +
-           ",\"lapped\":" + json_bool(c.lapped) +
-           ",\"idle_ms\":" + std::to_string(c.idle_ns / 1000000) + ",\"evictions\":" + std::to_string(c.evictions) +
-           ",\"losses\":" + std::to_string(c.losses) + ",\"sleeping\":" + json_bool(c.sleeping) + "}";
+           ",\"lapped\":" + json_bool(c.lapped) + ",\"idle_ms\":" + std::to_string(c.idle_ns / 1000000) +
+           ",\"evictions\":" + std::to_string(c.evictions) + ",\"losses\":" + std::to_string(c.losses) +
+           ",\"rejected\":" + std::to_string(c.rejected) + ",\"sleeping\":" + json_bool(c.sleeping) + "}";
     }
     o += "]}";
   }

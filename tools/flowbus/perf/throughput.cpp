@@ -154,19 +154,22 @@ class OrderCheck {
 }  // namespace
 
 ThroughputResult flowbus_throughput(size_t bytes, int publishers, int subscribers, double seconds, uint64_t coalesce_ns,
-                                    size_t batch) {
+                                    size_t batch, bool untrusted) {
   if (publishers != 1 && subscribers != 1) fail("throughput runs 1->K or P->1");
   if (batch == 0) fail("a batch holds at least one event");
   ThroughputResult result{mode_name(publishers, subscribers), "flowbus", bytes, publishers, subscribers};
   result.coalesce_ns = coalesce_ns;
   result.batch = batch;
+  result.untrusted = untrusted;
   const std::string bus_name = "perf-" + std::to_string(getpid()) + "-tput";
   const char* topic = "perf.throughput";
   uint64_t ring = 4u << 20;  // the default topic ring; larger payloads get 64 events' worth
   while (ring < 64 * (bytes + 256)) ring <<= 1;
   {
     Bus bus = Bus::open(bus_name);
-    bus.create_topic(TopicSpec{topic, "flowbus.perf.Payload", perf_schema(), Policy::Block, ring});
+    TopicSpec spec{topic, "flowbus.perf.Payload", perf_schema(), Policy::Block, ring};
+    spec.untrusted = untrusted;
+    bus.create_topic(spec);
   }
   struct RemoveBus {
     std::string name;
@@ -233,7 +236,7 @@ ThroughputResult flowbus_throughput(size_t bytes, int publishers, int subscriber
             ++events;
           },
           4096);
-      errors += r.missed + r.evictions + r.corrupt_rings + r.torn_views;
+      errors += r.missed + r.evictions + r.corrupt_rings + r.torn_views + r.rejected;
       if (r.delivered > 0) {
         got_some = true;
         continue;

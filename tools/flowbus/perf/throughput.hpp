@@ -17,6 +17,7 @@ struct ThroughputResult {
   uint64_t events = 0;  ///< events each subscriber received (and checked)
   uint64_t coalesce_ns = 0;  ///< flowbus: the subscribers' SubscriberOptions::coalesce
   size_t batch = 1;          ///< flowbus: events per publish call (publish_batch when above 1)
+  bool untrusted = false;    ///< flowbus: an untrusted topic (readers verify a copy of each event)
   double events_per_s() const { return double(events) / seconds; }
   double mb_per_s() const { return events_per_s() * double(bytes) / 1e6; }
 };
@@ -27,8 +28,9 @@ struct ThroughputResult {
 /// SubscriberOptions::coalesce = `coalesce_ns` when they run dry). With
 /// `batch` above 1 each publisher hands `batch` events at a time to
 /// Publisher::publish_batch (one clock read and one wake-up check per call).
-ThroughputResult flowbus_throughput(size_t bytes, int publishers, int subscribers, double seconds, uint64_t coalesce_ns = 0,
-                                    size_t batch = 1);
+/// `untrusted`: the topic is untrusted, so subscribers read verified copies.
+ThroughputResult flowbus_throughput(size_t bytes, int publishers, int subscribers, double seconds,
+                                    uint64_t coalesce_ns = 0, size_t batch = 1, bool untrusted = false);
 /// The floor of 1->1: a bare single-writer ring of slots as large as
 /// flowbus's records for this payload, in shared memory between two pinned
 /// processes; a commit word per slot, the payload's first and last cache line

@@ -33,12 +33,16 @@ namespace {
 
 class Flowbus : public PingPong {
  public:
-  Flowbus(size_t bytes, WaitMode wait) : bytes_(bytes), wait_(wait), bus_name_("perf-" + std::to_string(getpid())) {
+  Flowbus(size_t bytes, WaitMode wait, bool untrusted)
+      : bytes_(bytes), wait_(wait), bus_name_("perf-" + std::to_string(getpid())) {
     Bus bus = Bus::open(bus_name_);
     uint64_t ring = 1 << 22;
     while (ring < 8 * (bytes + 4096)) ring <<= 1;
-    for (const char* topic : {"perf.ping", "perf.pong"})
-      bus.create_topic(TopicSpec{topic, "flowbus.perf.Payload", perf_schema(), Policy::Block, ring});
+    for (const char* topic : {"perf.ping", "perf.pong"}) {
+      TopicSpec spec{topic, "flowbus.perf.Payload", perf_schema(), Policy::Block, ring};
+      spec.untrusted = untrusted;  // both ways: a round trip verifies two copies
+      bus.create_topic(spec);
+    }
   }
   ~Flowbus() override {
     sub_.reset();
@@ -122,6 +126,8 @@ class Flowbus : public PingPong {
 
 }  // namespace
 
-std::unique_ptr<PingPong> make_flowbus(size_t bytes, WaitMode wait) { return std::make_unique<Flowbus>(bytes, wait); }
+std::unique_ptr<PingPong> make_flowbus(size_t bytes, WaitMode wait, bool untrusted) {
+  return std::make_unique<Flowbus>(bytes, wait, untrusted);
+}
 
 }  // namespace flowbus::perf

@@ -6,6 +6,7 @@
 namespace flowbus::perf {
 
 const char* const kTransportNames = "flowbus,floor,uds,pipe,zmq,bmq";
+const char* const kUntrustedTransport = "flowbus-untrusted";
 
 void fail(const std::string& what) { throw std::runtime_error("perf: " + what); }
 
@@ -26,10 +27,11 @@ std::unique_ptr<PingPong> make_transport(const std::string& name, size_t bytes, 
   if (name == "floor") return make_floor(bytes);
   if (name == "uds") return make_uds(bytes);
   if (name == "pipe") return make_pipe(bytes);
-  if (name == "flowbus") return make_flowbus(bytes, wait);
+  if (name == "flowbus") return make_flowbus(bytes, wait, false);
+  if (name == kUntrustedTransport) return make_flowbus(bytes, wait, true);
   if (name == "zmq") return make_zmq(bytes);
   if (name == "bmq") return make_bmq(bytes);
-  fail("unknown transport '" + name + "': use flowbus, floor, uds, pipe, zmq or bmq");
+  fail("unknown transport '" + name + "': use flowbus, floor, uds, pipe, zmq or bmq (or flowbus-untrusted)");
 }
 
 }  // namespace flowbus::perf

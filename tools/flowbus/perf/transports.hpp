@@ -45,11 +45,14 @@ std::vector<uint8_t> perf_schema();
 std::unique_ptr<PingPong> make_floor(size_t bytes);
 std::unique_ptr<PingPong> make_uds(size_t bytes);
 std::unique_ptr<PingPong> make_pipe(size_t bytes);
-std::unique_ptr<PingPong> make_flowbus(size_t bytes, WaitMode wait);
+std::unique_ptr<PingPong> make_flowbus(size_t bytes, WaitMode wait, bool untrusted);
 std::unique_ptr<PingPong> make_zmq(size_t bytes);
 std::unique_ptr<PingPong> make_bmq(size_t bytes);
 
-/// Every transport make_transport knows, in the order a run measures them.
+/// Every transport a run measures by default, in that order.
 extern const char* const kTransportNames;  // "flowbus,floor,uds,pipe,zmq,bmq"
+/// flowbus on untrusted topics (readers verify a copy of each event): on
+/// request only (`--untrusted`, or by name), not in a default run.
+extern const char* const kUntrustedTransport;  // "flowbus-untrusted"
 
 }  // namespace flowbus::perf

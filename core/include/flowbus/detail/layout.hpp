@@ -192,12 +192,15 @@ struct CursorSlot {
   // 0 for cursors that readers claimed themselves.
   std::atomic<uint32_t> subscription;
   std::atomic<uint64_t> losses;         // events its owners were told they missed (tools)
-  char pad[kLinePad - 40];
+  // Untrusted topics: events its owners refused because their copy failed
+  // verification (tools). Was padding (zero) before, so older readers show 0.
+  std::atomic<uint64_t> rejected;
+  char pad[kLinePad - 48];
 };
 static_assert(sizeof(CursorSlot) == kLinePad);
 static_assert(offsetof(CursorSlot, word) == 0 && offsetof(CursorSlot, last_moved_ns) == 8 &&
               offsetof(CursorSlot, evictions) == 16 && offsetof(CursorSlot, subscription) == 28 &&
-              offsetof(CursorSlot, losses) == 32);
+              offsetof(CursorSlot, losses) == 32 && offsetof(CursorSlot, rejected) == 40);
 
 struct ControlHeader {
   std::atomic<uint64_t> magic;

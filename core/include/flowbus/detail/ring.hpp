@@ -41,6 +41,10 @@
 // Latest:    readers validate after the fact: read the record, acquire fence,
 //            re-read tail; a record below tail may have been torn and is
 //            dropped and counted as lost.
+// Untrusted: (a topic flag) the reader copies payload and subject out of the
+//            ring, runs the check above (Latest) or the eviction check
+//            (Block) on the copy, then verifies the copy with the schema; an
+//            event that fails is passed, counted and reported (Rejected).
 // Waiting:   a reader looks for data at the commit word at its cursor, never
 //            at W: the writer stores W on every publish, and a reader polling
 //            it would pull that line across on every event (a second line
@@ -64,10 +68,12 @@
 #include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 
 #include "flowbus/detail/layout.hpp"
 #include "flowbus/detail/platform.hpp"
 #include "flowbus/event.hpp"
+#include "flowbus/schema.hpp"
 #include "flowbus/status.hpp"
 #include "flowbus/topic.hpp"
 
@@ -554,6 +560,13 @@ struct RingReader {
   uint32_t empty_peeks = 0;
   bool suspect_damage = false;      // look for damage at the next empty read, not the 64th
   uint64_t missed = 0;              // events skipped, not yet reported
+  // Untrusted topics (null otherwise): each event is copied to `copy` (the
+  // subscriber's, at least max_record_length(capacity) bytes, allocated when
+  // the ring was attached) and handed over only if `verifier` accepts the copy.
+  uint8_t* copy = nullptr;
+  const SchemaCodec* verifier = nullptr;
+  uint64_t rejected_unreported = 0;  // refused events not yet reported (Rejected)
+  uint64_t rejected = 0;             // refused events since attached
 
   static const RecordHeader* record_at(const uint8_t* records, uint64_t mask, uint64_t p) noexcept {
     return reinterpret_cast<const RecordHeader*>(records + (p & mask));
@@ -714,14 +727,27 @@ struct RingReader {
   }
 
   /// Looks at the record at our cursor; Ok fills `out`. The cursor does not
-  /// move until release(). Thread: owner only.
-  ReadStatus peek(Event& out) noexcept;
+  /// move until release(). Untrusted topics: Ok only for an event whose copy
+  /// verified; Rejected for one that did not (the cursor moved past it).
+  /// Thread: owner only.
+  ReadStatus peek(Event& out) noexcept {
+    // The one cost an untrusted topic adds to trusted ones: this branch.
+    if (verifier == nullptr) [[likely]]
+      return peek_record<false>(out);
+    return peek_record<true>(out);
+  }
 
   /// Moves past `event`. Evicted if our slot was freed meanwhile: the bytes of
   /// `event` may have been reused while they were read.
-  ReadStatus release(const Event& event) noexcept {
-    position = event.next_position_;
-    expected_sequence = event.sequence_ + 1;
+  ReadStatus release(const Event& event) noexcept { return move_past(event.next_position_, event.sequence_); }
+
+  /// Hands over the count of refused events not yet reported.
+  uint64_t take_rejected() noexcept { return std::exchange(rejected_unreported, 0); }
+
+  /// Moves the cursor past the record at `next_position` whose sequence is `sequence`.
+  ReadStatus move_past(uint64_t next_position, uint64_t sequence) noexcept {
+    position = next_position;
+    expected_sequence = sequence + 1;
     sequence_known = true;
     // Publishing once per eighth of a ring (and before sleeping) is enough,
     // with no CAS per event: a reader that has read everything is then at
@@ -771,7 +797,7 @@ struct RingReader {
   /// True if something may be readable (for waiting). Looks at the line the
   /// next read needs anyway, the commit word at our cursor.
   bool has_data() const noexcept {
-    if (evicted_pending) return true;  // the next read reports it
+    if (evicted_pending || rejected_unreported != 0) return true;  // the next read reports it
     // Acquire: the load half of the wake-up Dekker (the fence before it is in
     // begin_sleep); pairs with the writer's release store of commit.
     const uint64_t commit = record_at(records, mask, position)->commit.load(std::memory_order_acquire);
@@ -852,6 +878,23 @@ struct RingReader {
   }
 
  private:
+  template <bool kVerify>
+  ReadStatus peek_record(Event& out) noexcept;
+
+  /// Untrusted topics: the event at our cursor failed verification. It is
+  /// counted (here and in our slot, for tools) and passed; never handed over.
+  void reject(Event& out, uint64_t next_position, uint64_t sequence) noexcept {
+    out.data_ = nullptr;
+    out.size_ = 0;
+    out.subject_ = {};
+    ++rejected_unreported;
+    ++rejected;
+    if (slot >= 0) control->slots[slot].rejected.fetch_add(1, std::memory_order_relaxed);  // statistics only
+    empty_peeks = 0;
+    // Evicted meanwhile: evicted_pending is set, and the read reports that first.
+    (void)move_past(next_position, sequence);
+  }
+
   /// Publishes our position. False if the slot was taken from us.
   bool store_cursor() noexcept {
     if (slot < 0) return false;
@@ -973,7 +1016,11 @@ struct RingReader {
   }
 };
 
-inline ReadStatus RingReader::peek(Event& out) noexcept {
+template <bool kVerify>
+inline ReadStatus RingReader::peek_record(Event& out) noexcept {
+  if constexpr (kVerify) {
+    if (rejected_unreported != 0) return ReadStatus::Rejected;  // a Lost or Evicted was reported before it
+  }
   for (int round = 0; round < 1024; ++round) {
     if (quarantined) return ReadStatus::Corrupt;  // before the loop, or by torn_by_lap
     const RecordHeader* rec = record_at(records, mask, position);
@@ -1018,6 +1065,30 @@ inline ReadStatus RingReader::peek(Event& out) noexcept {
     out.subject_ = subject;
     out.context_ = context;
     out.ring_index_ = ring_index;
+    if constexpr (kVerify) {
+      // Copy first, check second, verify the copy: bytes another process can
+      // still change prove nothing once checked (DESIGN.md invariant 8). A
+      // flowbus writer never writes a longer record than this (reserve
+      // refuses it), so the copy always fits; a longer one is damage.
+      if (f.length() > max_record_length(capacity)) {
+        if (torn_by_lap()) continue;
+        quarantine();
+        return ReadStatus::Corrupt;
+      }
+      std::memcpy(copy, base + f.data_offset(), f.size);
+      if (!subject.empty()) std::memcpy(copy + f.size, subject.data(), subject.size());
+      out.data_ = copy;
+      out.subject_ = std::string_view(reinterpret_cast<const char*>(copy + f.size), subject.size());
+      // Is the copy what the writer committed? Latest: the check below, as
+      // for every Latest read. Block: the writer reuses these bytes only
+      // after evicting us; acquire fence in still_owned keeps the copy
+      // before that look, so a copy torn by the writer is never verified.
+      if (policy == Policy::Block && !still_owned()) {
+        rejoin_after_eviction();
+        if (quarantined) return ReadStatus::Corrupt;
+        continue;  // read() reports Evicted first
+      }
+    }
     if (policy == Policy::Latest && torn_by_lap()) continue;  // overwritten while we looked
     if (sequence_known && f.sequence != expected_sequence) {
       if (f.sequence < expected_sequence) {  // sequences only grow: this ring is damaged
@@ -1026,6 +1097,12 @@ inline ReadStatus RingReader::peek(Event& out) noexcept {
       }
       missed += f.sequence - expected_sequence;
       expected_sequence = f.sequence;
+    }
+    if constexpr (kVerify) {
+      if (!verifier->verify(copy, f.size)) {
+        reject(out, position + f.length(), f.sequence);
+        return ReadStatus::Rejected;
+      }
     }
     empty_peeks = 0;
     return ReadStatus::Ok;

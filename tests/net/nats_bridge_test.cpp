@@ -7,6 +7,7 @@
 #include <functional>
 #include <optional>
 
+#include "bridge/nats_link.hpp"
 #include "flowbus/bus.hpp"
 #include "flowbus/inspect.hpp"
 #include "nats_helpers.hpp"
@@ -506,6 +507,71 @@ TEST(NatsBridgeTest, TheServerStoppedAndRestartedMidStreamLosesAndDoublesNothing
   EXPECT_EQ(got.problems, 0u) << got.first_problem << "\n" << r.logs();
   EXPECT_EQ(r.bridge_a->stop(), 0) << r.logs();
   EXPECT_EQ(r.bridge_b->stop(), 0) << r.logs();
+}
+
+// cnats 3.4.1's Fetch stores past the end of its array when more than half a
+// batch is queued in the subscription already (late messages of an earlier
+// pull request, as after a server restart) and more come during the Fetch
+// (nats_link.cpp). The bridge's fetch() must stay within its batch. The late
+// messages are made here by hand: pull requests sent to the subscription's
+// inbox, as a Fetch sends them.
+TEST(NatsBridgeTest, AFetchWithMessagesOfAnEarlierPullRequestQueuedStaysWithinItsBatch) {
+  NatsServer server("fetchqueued");
+  PlainNats nats(server.url());
+  jsStreamConfig cfg;
+  jsStreamConfig_Init(&cfg);
+  cfg.Name = "LATE";
+  const char* subjects[] = {"late.>"};
+  cfg.Subjects = subjects;
+  cfg.SubjectsLen = 1;
+  ASSERT_EQ(js_AddStream(nullptr, nats.js, &cfg, nullptr, nullptr), NATS_OK);
+  const auto put = [&](int from, int n) {
+    for (int i = from; i < from + n; ++i) {
+      const std::string d = std::to_string(i);
+      EXPECT_EQ(js_Publish(nullptr, nats.js, "late.x", d.data(), int(d.size()), nullptr, nullptr), NATS_OK);
+    }
+  };
+  put(0, 356);
+  jsSubOptions so;
+  jsSubOptions_Init(&so);
+  so.Stream = "LATE";
+  natsSubscription* sub = nullptr;
+  ASSERT_EQ(js_PullSubscribe(&sub, nats.js, "late.>", "late", nullptr, &so, nullptr), NATS_OK);
+  std::string inbox = natsSubscription_GetSubject(sub);
+  if (!inbox.empty() && inbox.back() == '*') inbox.back() = '1';
+  const std::string next = "$JS.API.CONSUMER.MSG.NEXT.LATE.late";
+  // 200 queued before the first fetch; 300 ms into it, a request for 100 more.
+  ASSERT_EQ(natsConnection_PublishRequestString(nats.nc, next.c_str(), inbox.c_str(), "{\"batch\":200}"), NATS_OK);
+  uint64_t queued = 0;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (queued < 200 && std::chrono::steady_clock::now() < deadline) {
+    ASSERT_EQ(natsSubscription_QueuedMsgs(sub, &queued), NATS_OK);
+    std::this_thread::sleep_for(1ms);
+  }
+  ASSERT_EQ(queued, 200u);
+  std::thread late([&] {
+    std::this_thread::sleep_for(300ms);
+    EXPECT_EQ(natsConnection_PublishRequestString(nats.nc, next.c_str(), inbox.c_str(), "{\"batch\":100}"), NATS_OK);
+  });
+  constexpr int kBatch = 256;
+  std::vector<int> got;
+  const auto until = std::chrono::steady_clock::now() + 30s;
+  while (got.size() < 356 && std::chrono::steady_clock::now() < until) {
+    natsMsgList list{};
+    if (bridge::fetch(&list, sub, kBatch, 1000, nullptr) == NATS_OK) {
+      if (list.Count > kBatch) {  // not destroyed: its array is overrun already
+        ADD_FAILURE() << list.Count << " messages for a batch of " << kBatch << ": past the end of the list's array";
+        break;
+      }
+      for (int i = 0; i < list.Count; ++i)
+        got.push_back(std::stoi(std::string(natsMsg_GetData(list.Msgs[i]), natsMsg_GetDataLength(list.Msgs[i]))));
+    }
+    natsMsgList_Destroy(&list);
+  }
+  late.join();
+  ASSERT_EQ(got.size(), 356u);
+  for (int i = 0; i < 356; ++i) ASSERT_EQ(got[i], i);
+  natsSubscription_Destroy(sub);
 }
 
 // kill -9 of a single nats-server may lose what JetStream acknowledged but had

@@ -85,7 +85,7 @@ class Importer {
       }
       natsMsgList list{};
       jsErrCode jerr = jsErrCode(0);
-      const natsStatus s = natsSubscription_Fetch(&list, sub_, int(o_.fetch_batch), kFetchWaitMs, &jerr);
+      const natsStatus s = fetch(&list, sub_, int(o_.fetch_batch), kFetchWaitMs, &jerr);
       if (s == NATS_TIMEOUT || (s == NATS_OK && list.Count == 0)) {
         natsMsgList_Destroy(&list);
         if (held_count_ != 0) {

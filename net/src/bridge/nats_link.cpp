@@ -89,6 +89,27 @@ JetStream jetstream(natsConnection* nc, const BridgeOptions& o, jsPubAckHandler 
   return JetStream(js);
 }
 
+natsStatus fetch(natsMsgList* list, natsSubscription* sub, int batch, int64_t timeout_ms, jsErrCode* jerr) {
+  // cnats 3.4.1 (Debian's libnats3.4), _fetch in js.c: it first takes up to
+  // `batch` messages already queued in the subscription (c of them: sent for
+  // an earlier pull request after that Fetch had returned, by a timeout, an
+  // error or a reconnect), then asks the server for batch - c more, storing
+  // that in req->Batch, but reads on until count == req->Batch. With
+  // c > batch / 2 that never holds: every further message (the rest of the
+  // earlier request, the new one) is stored past the end of its
+  // calloc(batch) array until the timeout. That is the heap corruption of a
+  // server restart (glibc: "malloc(): unaligned fastbin chunk detected"; ASan:
+  // the importer reading list.Msgs[batch], a list longer than its array).
+  // Later nats.c compares with the batch as asked. The overflow needs c > 0
+  // when the loop starts: while anything is queued, fetch one message at a
+  // time (taken from the queue, no request sent; a count of 1 cannot pass 1).
+  // What is left is the instant between this check and _fetch's own: more
+  // than batch / 2 messages would have to arrive in it.
+  uint64_t queued = 0;
+  if (natsSubscription_QueuedMsgs(sub, &queued) == NATS_OK && queued > 0) batch = 1;
+  return natsSubscription_Fetch(list, sub, batch, timeout_ms, jerr);
+}
+
 bool ensure_stream(jsCtx* js, const BridgeOptions& o) {
   const std::string wanted = o.subject_prefix + ".>";
   jsStreamInfo* si = nullptr;

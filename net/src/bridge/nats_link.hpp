@@ -38,6 +38,10 @@ uint64_t disconnects() noexcept;
 JetStream jetstream(natsConnection* nc, const BridgeOptions& options, jsPubAckHandler ack = nullptr,
                     void* closure = nullptr);
 
+/// natsSubscription_Fetch, made safe against a heap overflow in the cnats
+/// the bridge is built with (3.4.1): see nats_link.cpp. Same arguments.
+natsStatus fetch(natsMsgList* list, natsSubscription* sub, int batch, int64_t timeout_ms, jsErrCode* jerr);
+
 /// Makes sure `options.stream` exists and takes `<prefix>.>`: creates it
 /// (file storage, options.duplicate_window) if missing; returns true if it
 /// did. Throws Error explaining a mismatch of an existing stream.

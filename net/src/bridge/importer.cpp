@@ -144,8 +144,12 @@ class Importer {
     // after its floor too: the floor is what this bus has committed.
     jsConsumerInfo* ci = nullptr;
     jsErrCode jerr = jsErrCode(0);
-    if (js_GetConsumerInfo(&ci, js_.get(), o_.stream.c_str(), o_.durable.c_str(), nullptr, &jerr) == NATS_OK &&
-        ci != nullptr) {
+    const natsStatus looked = js_GetConsumerInfo(&ci, js_.get(), o_.stream.c_str(), o_.durable.c_str(), nullptr, &jerr);
+    if (looked != NATS_OK && ci != nullptr) {
+      jsConsumerInfo_Destroy(ci);
+      ci = nullptr;
+    }
+    if (ci != nullptr) {
       const uint64_t resume_at = ci->AckFloor.Stream + 1;
       const bool unacked = ci->NumAckPending > 0 || ci->Delivered.Stream > ci->AckFloor.Stream;
       if (!unacked && !restart_consumer_ && ci->Config != nullptr) {
@@ -478,9 +482,8 @@ class Importer {
   JetStream js_;
   natsSubscription* sub_ = nullptr;
   bool subscribed_before_ = false;
-  bool restart_consumer_ = false;
-  bool quiet_resubscribe_ = false;  // a planned re-read from the floor: not worth a log line  // the server refused to
-                                    // bind our consumer: start it again after its floor
+  bool restart_consumer_ = false;   // start our consumer again after its floor (refused, or reading again)
+  bool quiet_resubscribe_ = false;  // a planned re-read from the floor: not worth a log line
   std::map<std::string, Decision> decisions_;
   std::map<std::string, std::string> topic_refusals_;
   std::map<uint64_t, Mirror> mirrors_;

@@ -11,6 +11,11 @@ namespace flowbus::detail {
 uint64_t process_start_time(pid_t pid) noexcept;
 
 /// True while `pid` exists and started at `start_time` (0 = don't check).
+/// A kill() and a /proc read: never on a hot path.
 bool process_alive(pid_t pid, uint64_t start_time) noexcept;
+
+/// How many times this process called process_alive (tests: a blocked
+/// writer's retries must not probe each time).
+uint64_t process_alive_calls() noexcept;
 
 }  // namespace flowbus::detail

@@ -1,13 +1,12 @@
 // The ring protocol and the bus directory, pinned down (DESIGN.md invariants 1-9).
 #include <gtest/gtest.h>
-
-#include <optional>
 #include <signal.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
 
 #include <atomic>
 #include <cstring>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -16,6 +15,7 @@
 #include "flowbus/error.hpp"
 #include "flowbus/inspect.hpp"
 #include "flowbus/names.hpp"
+#include "liveness.hpp"
 #include "test_bus.hpp"
 
 using namespace flowbus;
@@ -409,6 +409,52 @@ TEST(RingTest, DeadSubscriberIsEvictedAtOnce) {
     }
   }
   EXPECT_GE(pub.evictions(), 1u);
+}
+
+TEST(RingTest, AWriterBlockedOnALiveReaderProbesItsProcessAtMostOncePerMillisecond) {
+  // Liveness is a kill() and a /proc read; a blocked writer retries in a
+  // tight loop (publish() spins first), so probing at each retry would put
+  // four syscalls into every one of them.
+  ScopedBusName name("ring");
+  Bus bus = Bus::open(name.name);
+  TopicSpec spec = sensor_topic("t", Policy::Block, 4096);
+  spec.slow_consumer_timeout = kNever;
+  bus.create_topic(spec);
+  Publisher pub = bus.publisher("t");
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
+  const pid_t child = fork();
+  if (child == 0) {  // a live reader in another process that never reads
+    Bus b = Bus::open(name.name);
+    Subscriber s = b.subscribe("t");
+    (void)!write(ready[1], "r", 1);
+    pause();
+    _exit(0);
+  }
+  char c;
+  ASSERT_EQ(read(ready[0], &c, 1), 1);
+  flatbuffers::FlatBufferBuilder fbb;
+  build_reading(fbb, 0);
+  while (pub.try_publish({fbb.GetBufferPointer(), fbb.GetSize()}) == PublishStatus::Ok) {
+  }
+  const uint64_t probes_before = detail::process_alive_calls();
+  const auto start = std::chrono::steady_clock::now();
+  uint64_t retries = 0;
+  while (std::chrono::steady_clock::now() - start < 50ms) {
+    ASSERT_EQ(pub.try_publish({fbb.GetBufferPointer(), fbb.GetSize()}), PublishStatus::Full);
+    ++retries;
+  }
+  const auto elapsed_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+  const uint64_t probes = detail::process_alive_calls() - probes_before;
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
+  EXPECT_GT(retries, 200u);  // enough retries that one probe each would show
+  EXPECT_GE(probes, 1u);     // it does look: a dead reader must be found
+  EXPECT_LE(probes, uint64_t(elapsed_ms.count()) + 2) << retries << " retries";
+  // And a dead one is still found: the next retries evict it and go on.
+  EXPECT_EQ(pub.publish({fbb.GetBufferPointer(), fbb.GetSize()}, 2s), PublishStatus::Ok);
+  EXPECT_EQ(pub.evictions(), 1u);
 }
 
 TEST(RingTest, SubscriberMapsRingReadOnlySoAWriteFaults) {

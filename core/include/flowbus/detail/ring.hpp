@@ -180,6 +180,17 @@ struct RingWriter {
     uint64_t high = 0;
     uint64_t since_ns = 0;
   };
+  // Per cursor slot: whose liveness was last probed, and when (monotonic ns).
+  // A probe reads /proc (four syscalls) and a blocked writer retries often,
+  // so an owner is probed at most once per kLivenessProbeIntervalNs. Kept
+  // across blocked stretches: a writer held back again and again by a reader
+  // that only just keeps up probes it once per interval, not once a stretch.
+  struct LivenessProbed {
+    uint64_t owner = 0;
+    uint64_t at_ns = 0;
+  };
+  static constexpr uint64_t kLivenessProbeIntervalNs = 1'000'000;
+  LivenessProbed probed[kCursorSlots];
   SlotWatch watch[kCursorSlots];
   bool watching = false;  // in a blocked stretch: watch[] is current
   // Latest: per cursor slot, the asleep word seen at the last limit refresh.
@@ -374,7 +385,7 @@ struct RingWriter {
       const uint64_t position = CursorWord::position(word, write_position);
       if (position > write_position) continue;  // a lying cursor cannot hold us back
       if (blocked_below != 0 && position < blocked_below && policy == Policy::Block) {
-        if (!progressing(i, word, position, now_ns) || !liveness(word, slot)) {
+        if (!progressing(i, word, position, now_ns) || !owner_alive(i, word, slot, now_ns)) {
           if (evict(slot, word)) {
             watch[i] = {};
             continue;
@@ -404,6 +415,17 @@ struct RingWriter {
     if (position < w.high && slot_epoch == w.slot_epoch) return false;  // stepped back within one claim
     w.slot_epoch = slot_epoch;
     return slow_timeout_ns == UINT64_MAX || now_ns - w.since_ns < slow_timeout_ns;
+  }
+
+  /// Whether the owner of cursor slot `i` lives. A new owner is probed at
+  /// once; the same owner again only once kLivenessProbeIntervalNs has passed
+  /// since its last probe (so one that dies is found within about that).
+  bool owner_alive(uint32_t i, uint64_t word, const CursorSlot& slot, uint64_t now_ns) noexcept {
+    const uint64_t owner = word & ~CursorWord::kAsleep & ~CursorWord::kUnitsMask;  // slot epoch and participant
+    LivenessProbed& p = probed[i];
+    if (p.owner == owner && now_ns - p.at_ns < kLivenessProbeIntervalNs) return true;
+    p = {owner, now_ns};
+    return liveness(word, slot);
   }
 
   /// Latest: readers are lapped, never evicted for being slow, but one that

@@ -59,8 +59,8 @@ class Flowbus : public PingPong {
     send(i);
     receive(i);
   }
-  void echo(uint64_t count) override {
-    for (uint64_t i = 0; i < count; ++i) {
+  void echo(uint64_t first, uint64_t count) override {
+    for (uint64_t i = first; i < first + count; ++i) {
       receive(i);
       send(i);
     }
@@ -72,7 +72,8 @@ class Flowbus : public PingPong {
     pub_.emplace(bus_->publisher(out, PublisherOptions{name, {}}));
     SubscriberOptions options;
     options.from = StartAt::Earliest;
-    options.spin = std::chrono::nanoseconds(0);
+    options.spin = std::chrono::nanoseconds(0);                                     // futex: straight to sleep
+    if (wait_ == WaitMode::Backoff) options.wait_strategy = WaitStrategy::Backoff;  // its defaults
     sub_.emplace(bus_->subscribe(in, options));
     // Small payloads: build once, then stamp and publish (one copy) per message.
     uint8_t* bytes = nullptr;
@@ -105,8 +106,10 @@ class Flowbus : public PingPong {
       // spin: a pause between looks, as a spinning service would; each look
       // pulls the commit line the writer is filling away from it (measured:
       // 64 B p50 -6%, lower in 10 of 10 interleaved rounds, bench/README.md).
-      if (wait_ == WaitMode::Futex) sub_->wait(std::chrono::seconds(1));
-      else detail::cpu_relax();
+      if (wait_ == WaitMode::Spin)
+        detail::cpu_relax();
+      else
+        sub_->wait(std::chrono::seconds(1));
     }
     const auto* payload = flatbuffers::GetRoot<flowbus::perf::Payload>(e.data());
     if (!check_stamp(payload->bytes()->data(), bytes_, i)) fail("flowbus: message damaged");

@@ -8,6 +8,10 @@ namespace flowbus::perf {
 const char* const kTransportNames = "flowbus,floor,uds,pipe,zmq,bmq";
 const char* const kUntrustedTransport = "flowbus-untrusted";
 
+const char* to_string(WaitMode mode) noexcept {
+  return mode == WaitMode::Spin ? "spin" : mode == WaitMode::Backoff ? "backoff" : "futex";
+}
+
 void fail(const std::string& what) { throw std::runtime_error("perf: " + what); }
 
 void stamp(uint8_t* payload, size_t bytes, uint64_t i) noexcept {

@@ -13,7 +13,12 @@
 
 namespace flowbus::perf {
 
-enum class WaitMode { Spin, Futex };
+/// How flowbus's receivers wait (the other transports wait as they do):
+/// spin on read() with a pause, Subscriber::wait under WaitStrategy::Backoff
+/// (default BackoffOptions), or under SpinThenSleep with no spin (the futex).
+enum class WaitMode { Spin, Backoff, Futex };
+/// "spin", "backoff", "futex"
+const char* to_string(WaitMode mode) noexcept;
 
 class PingPong {
  public:
@@ -24,8 +29,10 @@ class PingPong {
   virtual void start_ping_side() = 0;
   /// Parent: send message `i` and wait for its echo.
   virtual void round_trip(uint64_t i) = 0;
-  /// Child: echo `count` messages.
-  virtual void echo(uint64_t count) = 0;
+  /// Child: echo messages first, first + 1, ... (`count` of them).
+  virtual void echo(uint64_t first, uint64_t count) = 0;
+  /// Child: after the last echo, before the process exits.
+  virtual void end_echo_side() {}
 };
 
 /// Made in the parent before fork (shared set-up: mappings, sockets, bus names).

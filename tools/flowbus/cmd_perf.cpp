@@ -103,8 +103,9 @@ class EchoCpu {
 
 /// One transport at one size: round-trip times in ns and the CPU they cost.
 /// `gap_ns` passes between round trips, untimed.
-Run run_one(const std::string& transport, size_t bytes, uint64_t iters, perf::WaitMode wait, uint64_t gap_ns) {
-  auto pp = perf::make_transport(transport, bytes, wait);
+Run run_one(const std::string& transport, size_t bytes, uint64_t iters, perf::WaitMode wait, uint64_t gap_ns,
+            const BackoffOptions& backoff) {
+  auto pp = perf::make_transport(transport, bytes, wait, backoff);
   const uint64_t warmup = std::max<uint64_t>(1000, iters / 10);
   EchoCpu echo_cpu;
   const pid_t child = perf::fork_pinned(1, "echo side", [&] {
@@ -205,6 +206,7 @@ void add_latency_command(CLI::App& perf) {
     std::string sizes = "64,4096,1048576", transports = perf::kTransportNames, wait = "spin", plot;
     uint64_t iters = 100000;
     double gap_us = 0;
+    double max_park_us = double(BackoffOptions{}.max_park.count()) / 1000;
     bool untrusted = false;
     bool json = false;
   };
@@ -223,6 +225,11 @@ void add_latency_command(CLI::App& perf) {
                    "the ping side pauses this long between round trips (untimed), so the echo side idles between "
                    "events as a real subscriber does: 0 to 1000000 us (default 0: back to back)")
       ->check(CLI::Range(0.0, 1e6));
+  latency
+      ->add_option("--backoff-max-park-us", args->max_park_us,
+                   "--wait backoff: the longest sleep (BackoffOptions::max_park), 1 to 1000000 us (default 1000); "
+                   "the other settings keep their defaults")
+      ->check(CLI::Range(1.0, 1e6));
   latency->add_option("--plot", args->plot, "also draw p50/p90/p99/p99.9 per transport and size into this PNG (needs gnuplot)");
   latency->add_flag("--untrusted", args->untrusted,
                     "also measure flowbus on untrusted topics (flowbus-untrusted: readers copy and verify each event), "
@@ -234,6 +241,8 @@ void add_latency_command(CLI::App& perf) {
     const std::vector<std::string> transports = latency_transports(args->transports, args->untrusted);
     const std::vector<perf::WaitMode> waits = latency_waits(args->wait);
     const uint64_t gap_ns = uint64_t(args->gap_us * 1000);
+    BackoffOptions backoff;
+    backoff.max_park = std::chrono::nanoseconds(uint64_t(args->max_park_us * 1000));
     if (!args->plot.empty() && !perf::have_gnuplot()) {
       std::fprintf(stderr, "flowbus perf latency: --plot needs gnuplot, which is not installed: apt-get install gnuplot-nox\n");
       throw ExitCode{1};
@@ -258,7 +267,7 @@ void add_latency_command(CLI::App& perf) {
           if (!args->json)
             std::fprintf(stderr, "  %s, %zu bytes, %llu round trips...\n", label.c_str(), bytes,
                          static_cast<unsigned long long>(iters));
-          Run run = run_one(t, bytes, iters, wait, gap_ns);
+          Run run = run_one(t, bytes, iters, wait, gap_ns, backoff);
           LatencyRow& row = rows[label];
           row = {receiver_wait(t, wait), percentiles(run.rtt_ns), run.cpu_ns_per_rtt / run.wall_ns_per_rtt,
                  run.echo_cpus, iters};
@@ -266,19 +275,23 @@ void add_latency_command(CLI::App& perf) {
           plotted.push_back({label, bytes, p.p50, p.p90, p.p99, p.p999});
           if (args->json)
             std::printf(
-                "{\"transport\":\"%s\",\"bytes\":%zu,\"iters\":%llu,\"wait\":\"%s\",\"gap_ns\":%llu,"
+                "{\"transport\":\"%s\",\"bytes\":%zu,\"iters\":%llu,\"wait\":\"%s\",\"gap_ns\":%llu,\"max_park_ns\":%"
+                "lld,"
                 "\"rtt_p50_ns\":%.0f,\"rtt_p90_ns\":%.0f,\"rtt_p99_ns\":%.0f,\"rtt_p999_ns\":%.0f,"
                 "\"rtt_max_ns\":%.0f,\"cpu_ns_per_rtt\":%.0f,\"cpus_busy\":%.2f,\"echo_cpus\":%.3f}\n",
                 t.c_str(), bytes, static_cast<unsigned long long>(iters), row.wait.c_str(),
-                static_cast<unsigned long long>(gap_ns), p.p50, p.p90, p.p99, p.p999, p.max, run.cpu_ns_per_rtt,
-                row.cpus, row.echo_cpus);
+                static_cast<unsigned long long>(gap_ns),
+                static_cast<long long>(row.wait == "backoff" ? backoff.max_park.count() : 0), p.p50, p.p90, p.p99,
+                p.p999, p.max, run.cpu_ns_per_rtt, row.cpus, row.echo_cpus);
         }
       }
       std::fflush(stdout);
       if (args->json) continue;
       const auto floor = rows.find("floor");
-      std::printf("\n%zu bytes, round trip in ns (flowbus waits: %s; %.0f us between round trips)\n", bytes,
-                  args->wait.c_str(), args->gap_us);
+      std::printf(
+          "\n%zu bytes, round trip in ns (flowbus waits: %s, backoff sleeping up to %.0f us; %.0f us between "
+          "round trips)\n",
+          bytes, args->wait.c_str(), args->max_park_us, args->gap_us);
       std::printf("%-22s %-8s %10s %10s %10s %10s %12s %10s %10s %9s\n", "transport", "wait", "p50", "p90", "p99",
                   "p99.9", "max", "p50/floor", "CPUs busy", "echo CPU");
       for (const auto& [name, row] : rows) {

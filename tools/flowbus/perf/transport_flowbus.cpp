@@ -33,8 +33,8 @@ namespace {
 
 class Flowbus : public PingPong {
  public:
-  Flowbus(size_t bytes, WaitMode wait, bool untrusted)
-      : bytes_(bytes), wait_(wait), bus_name_("perf-" + std::to_string(getpid())) {
+  Flowbus(size_t bytes, WaitMode wait, const BackoffOptions& backoff, bool untrusted)
+      : bytes_(bytes), wait_(wait), backoff_(backoff), bus_name_("perf-" + std::to_string(getpid())) {
     Bus bus = Bus::open(bus_name_);
     uint64_t ring = 1 << 22;
     while (ring < 8 * (bytes + 4096)) ring <<= 1;
@@ -72,8 +72,11 @@ class Flowbus : public PingPong {
     pub_.emplace(bus_->publisher(out, PublisherOptions{name, {}}));
     SubscriberOptions options;
     options.from = StartAt::Earliest;
-    options.spin = std::chrono::nanoseconds(0);                                     // futex: straight to sleep
-    if (wait_ == WaitMode::Backoff) options.wait_strategy = WaitStrategy::Backoff;  // its defaults
+    options.spin = std::chrono::nanoseconds(0);  // futex: straight to sleep
+    if (wait_ == WaitMode::Backoff) {
+      options.wait_strategy = WaitStrategy::Backoff;
+      options.backoff = backoff_;
+    }
     sub_.emplace(bus_->subscribe(in, options));
     // Small payloads: build once, then stamp and publish (one copy) per message.
     uint8_t* bytes = nullptr;
@@ -118,6 +121,7 @@ class Flowbus : public PingPong {
 
   size_t bytes_;
   WaitMode wait_;
+  BackoffOptions backoff_;
   std::string bus_name_;
   pid_t owner_pid_ = 0;
   std::optional<Bus> bus_;
@@ -129,8 +133,8 @@ class Flowbus : public PingPong {
 
 }  // namespace
 
-std::unique_ptr<PingPong> make_flowbus(size_t bytes, WaitMode wait, bool untrusted) {
-  return std::make_unique<Flowbus>(bytes, wait, untrusted);
+std::unique_ptr<PingPong> make_flowbus(size_t bytes, WaitMode wait, const BackoffOptions& backoff, bool untrusted) {
+  return std::make_unique<Flowbus>(bytes, wait, backoff, untrusted);
 }
 
 }  // namespace flowbus::perf

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "flowbus/subscriber.hpp"
+
 namespace flowbus::perf {
 
 /// How flowbus's receivers wait (the other transports wait as they do):
@@ -36,7 +38,9 @@ class PingPong {
 };
 
 /// Made in the parent before fork (shared set-up: mappings, sockets, bus names).
-std::unique_ptr<PingPong> make_transport(const std::string& name, size_t bytes, WaitMode wait);
+/// `backoff`: flowbus's receivers under WaitMode::Backoff.
+std::unique_ptr<PingPong> make_transport(const std::string& name, size_t bytes, WaitMode wait,
+                                         const BackoffOptions& backoff = {});
 
 /// The payload's first and last cache lines carry `i`; the reader checks them.
 void stamp(uint8_t* payload, size_t bytes, uint64_t i) noexcept;
@@ -52,7 +56,7 @@ std::vector<uint8_t> perf_schema();
 std::unique_ptr<PingPong> make_floor(size_t bytes);
 std::unique_ptr<PingPong> make_uds(size_t bytes);
 std::unique_ptr<PingPong> make_pipe(size_t bytes);
-std::unique_ptr<PingPong> make_flowbus(size_t bytes, WaitMode wait, bool untrusted);
+std::unique_ptr<PingPong> make_flowbus(size_t bytes, WaitMode wait, const BackoffOptions& backoff, bool untrusted);
 std::unique_ptr<PingPong> make_zmq(size_t bytes);
 std::unique_ptr<PingPong> make_bmq(size_t bytes);
 

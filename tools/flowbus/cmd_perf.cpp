@@ -205,8 +205,8 @@ void add_latency_command(CLI::App& perf) {
   struct Args {
     std::string sizes = "64,4096,1048576", transports = perf::kTransportNames, wait = "spin", plot;
     uint64_t iters = 100000;
-    double gap_us = 0;
-    double max_park_us = double(BackoffOptions{}.max_park.count()) / 1000;
+    uint64_t gap_us = 0;
+    uint64_t max_park_us = uint64_t(BackoffOptions{}.max_park.count() / 1000);
     bool untrusted = false;
     bool json = false;
   };
@@ -224,12 +224,12 @@ void add_latency_command(CLI::App& perf) {
       ->add_option("--gap-us", args->gap_us,
                    "the ping side pauses this long between round trips (untimed), so the echo side idles between "
                    "events as a real subscriber does: 0 to 1000000 us (default 0: back to back)")
-      ->check(CLI::Range(0.0, 1e6));
+      ->check(whole_number(0, 1'000'000));
   latency
       ->add_option("--backoff-max-park-us", args->max_park_us,
                    "--wait backoff: the longest sleep (BackoffOptions::max_park), 1 to 1000000 us (default 1000); "
                    "the other settings keep their defaults")
-      ->check(CLI::Range(1.0, 1e6));
+      ->check(whole_number(1, 1'000'000));
   latency->add_option("--plot", args->plot, "also draw p50/p90/p99/p99.9 per transport and size into this PNG (needs gnuplot)");
   latency->add_flag("--untrusted", args->untrusted,
                     "also measure flowbus on untrusted topics (flowbus-untrusted: readers copy and verify each event), "
@@ -240,9 +240,9 @@ void add_latency_command(CLI::App& perf) {
     const std::vector<size_t> sizes = parse_payload_sizes(args->sizes, "--size", uint64_t(1) << 30);
     const std::vector<std::string> transports = latency_transports(args->transports, args->untrusted);
     const std::vector<perf::WaitMode> waits = latency_waits(args->wait);
-    const uint64_t gap_ns = uint64_t(args->gap_us * 1000);
+    const uint64_t gap_ns = args->gap_us * 1000;
     BackoffOptions backoff;
-    backoff.max_park = std::chrono::nanoseconds(uint64_t(args->max_park_us * 1000));
+    backoff.max_park = std::chrono::microseconds(args->max_park_us);
     if (!args->plot.empty() && !perf::have_gnuplot()) {
       std::fprintf(stderr, "flowbus perf latency: --plot needs gnuplot, which is not installed: apt-get install gnuplot-nox\n");
       throw ExitCode{1};
@@ -289,9 +289,10 @@ void add_latency_command(CLI::App& perf) {
       if (args->json) continue;
       const auto floor = rows.find("floor");
       std::printf(
-          "\n%zu bytes, round trip in ns (flowbus waits: %s, backoff sleeping up to %.0f us; %.0f us between "
+          "\n%zu bytes, round trip in ns (flowbus waits: %s, backoff sleeping up to %llu us; %llu us between "
           "round trips)\n",
-          bytes, args->wait.c_str(), args->max_park_us, args->gap_us);
+          bytes, args->wait.c_str(), static_cast<unsigned long long>(args->max_park_us),
+          static_cast<unsigned long long>(args->gap_us));
       std::printf("%-22s %-8s %10s %10s %10s %10s %12s %10s %10s %9s\n", "transport", "wait", "p50", "p90", "p99",
                   "p99.9", "max", "p50/floor", "CPUs busy", "echo CPU");
       for (const auto& [name, row] : rows) {

@@ -10,6 +10,7 @@
 #include <string>
 #include <thread>
 
+#include "flowbus/detail/platform.hpp"
 #include "flowbus/error.hpp"
 #include "test_bus.hpp"
 
@@ -38,6 +39,9 @@ const char* name_of(Phase phase) {
   return phase == Phase::Spinning ? "spinning" : phase == Phase::Yielding ? "yielding" : "sleeping";
 }
 
+// Every test makes its publisher (so its ring) before it subscribes: a ring
+// made after would be news to the subscriber, and its first wait would return
+// at once for that reason alone.
 class BackoffWaitTest : public ::testing::TestWithParam<Phase> {
  protected:
   ScopedBusName name{"wait"};
@@ -53,8 +57,8 @@ class BackoffWaitTest : public ::testing::TestWithParam<Phase> {
 };
 
 TEST_P(BackoffWaitTest, SeesAnEventPublishedWhileItIsInThatPhase) {
-  Subscriber sub = bus.subscribe("t", backoff_in(GetParam()));
   Publisher pub = bus.publisher("t", {"p"});
+  Subscriber sub = bus.subscribe("t", backoff_in(GetParam()));
   std::thread publisher([&] {
     std::this_thread::sleep_for(20ms);  // well into the phase: spins and yields last far longer
     publish_one(pub);
@@ -80,8 +84,8 @@ TEST_P(BackoffWaitTest, NeverWaitsPastItsTimeout) {
 }
 
 TEST_P(BackoffWaitTest, AWaitWithAnEventThereReturnsAtOnce) {
-  Subscriber sub = bus.subscribe("t", backoff_in(GetParam()));
   Publisher pub = bus.publisher("t", {"p"});
+  Subscriber sub = bus.subscribe("t", backoff_in(GetParam()));
   publish_one(pub);
   EXPECT_TRUE(sub.wait(0ns));  // looks before it reads the clock: a zero timeout still finds it
   const auto start = Clock::now();
@@ -105,8 +109,8 @@ TEST(BackoffWait, LosesNoEventAtAnyGap) {
   options.backoff.spins = 100;
   options.backoff.yields = 2;
   options.backoff.max_park = 200us;
-  Subscriber sub = bus.subscribe("t", options);
   Publisher pub = bus.publisher("t", {"p"});
+  Subscriber sub = bus.subscribe("t", options);
   constexpr uint64_t kEvents = 300;
   std::thread publisher([&] {
     std::mt19937 random(19);
@@ -127,6 +131,27 @@ TEST(BackoffWait, LosesNoEventAtAnyGap) {
   publisher.join();
   EXPECT_EQ(timeouts, 0u);
   EXPECT_EQ(next, kEvents);
+}
+
+// It never asks to be woken: a publish while it sleeps makes no futex_wake
+// (a SpinThenSleep subscriber's would; ring_test checks that side).
+TEST(BackoffWait, PublishersMakeNoWakeCallForIt) {
+  ScopedBusName name("wait");
+  Bus bus = Bus::open(name.name);
+  bus.create_topic(sensor_topic("t"));
+  SubscriberOptions options = backoff_in(Phase::Sleeping);
+  options.backoff.max_park = 5ms;
+  Publisher pub = bus.publisher("t", {"p"});
+  Subscriber sub = bus.subscribe("t", options);
+  const uint64_t before = detail::futex_wake_calls();
+  std::thread waiter([&] { EXPECT_TRUE(sub.wait(10s)); });
+  std::this_thread::sleep_for(50ms);  // asleep by now, in 5 ms slices
+  flatbuffers::FlatBufferBuilder fbb;
+  build_reading(fbb, 0);
+  ASSERT_EQ(pub.try_publish({fbb.GetBufferPointer(), fbb.GetSize()}), PublishStatus::Ok);
+  waiter.join();
+  EXPECT_EQ(detail::futex_wake_calls(), before);
+  EXPECT_EQ(sub.poll([](const Event&) {}).delivered, 1u);
 }
 
 // A ring created while the subscriber sleeps is attached and read.

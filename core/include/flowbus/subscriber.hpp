@@ -74,8 +74,8 @@ struct SubscriberOptions {
   BackoffOptions backoff;  ///< used under WaitStrategy::Backoff
 };
 
-/// Throws Error(InvalidArgument) naming the first setting out of range
-/// (subscribe() calls it; tools call it to check arguments up front).
+/// Throws Error(InvalidArgument) naming the first setting out of range;
+/// subscribe() calls it.
 void validate_subscriber_options(const SubscriberOptions& options);
 
 /// What read() found. `missed` counts events skipped (Evicted, Lost), or
@@ -140,9 +140,9 @@ class Subscriber {
   /// sleeps on the futex of every ring at once (WaitStrategy::SpinThenSleep);
   /// or spins, yields and sleeps in growing slices (WaitStrategy::Backoff).
   /// Returns at once, with no system call, when an event is there already.
-  /// False on timeout. New rings
-  /// wake it too and are attached (throws Error as refresh() does; in a
-  /// fork() child, Error(WrongProcess)). Thread: owner only.
+  /// False on timeout. New rings wake it too and are attached (throws Error
+  /// as refresh() does; in a fork() child, Error(WrongProcess)).
+  /// Thread: owner only.
   bool wait(std::chrono::nanoseconds timeout);
 
   /// Attaches rings created since the last look (cheap when nothing changed).

@@ -72,6 +72,20 @@ void await_start(Control& c) {
   while (!c.go.load(std::memory_order_acquire)) std::this_thread::sleep_for(std::chrono::microseconds(50));
 }
 
+/// The rates of the side with several processes: each sender's events over
+/// the run's seconds (P->1, so they add up to the total), each receiver's
+/// events (all of them) over the time it took to get them (1->K).
+void note_each_process(const Control& c, int senders, int receivers, uint64_t start_ns, ThroughputResult& result) {
+  if (senders > 1)
+    for (int s = 0; s < senders; ++s) result.per_process.push_back(double(c.child[s].events.load()) / result.seconds);
+  if (receivers > 1)
+    for (int r = 0; r < receivers; ++r) {
+      const uint64_t done = c.child[senders + r].done_ns.load();
+      const uint64_t took = done > start_ns ? done - start_ns : 1;
+      result.per_process.push_back(double(result.events) / (double(took) / 1e9));
+    }
+}
+
 /// Forks `receivers` then `senders` processes, starts them together once all are ready, stops the senders after
 /// `seconds`, tells the receivers how many events to expect, and times until
 /// the last receiver has them all. Child i reports in control.child[i]
@@ -134,14 +148,7 @@ void run_processes(Control& c, int senders, int receivers, double seconds, Throu
   result.events = sent;
   result.seconds = double(std::max<uint64_t>(done_ns - start_ns, 1)) / 1e9;
   result.time_shared = senders + receivers > usable_cpus();
-  if (senders > 1)
-    for (int s = 0; s < senders; ++s) result.per_process.push_back(double(c.child[s].events.load()) / result.seconds);
-  if (receivers > 1)
-    for (int r = 0; r < receivers; ++r) {
-      const uint64_t done = c.child[senders + r].done_ns.load();
-      const uint64_t took = done > start_ns ? done - start_ns : 1;
-      result.per_process.push_back(double(sent) / (double(took) / 1e9));
-    }
+  note_each_process(c, senders, receivers, start_ns, result);
 }
 
 const char* mode_name(int publishers, int subscribers) {

@@ -101,6 +101,23 @@ int flowbus_publisher_publish_batch(flowbus_publisher* publisher, const flowbus_
                                     uint64_t timeout_ns, size_t* published);
 
 flowbus_subscriber* flowbus_subscriber_open(flowbus_bus* bus, const char* pattern, int from_earliest);
+
+/* How flowbus_subscriber_wait backs off (WaitStrategy::Backoff in C++):
+ * `spins` looks at the rings (0 to 100000000), then `yields` sched_yield()
+ * calls (0 to 1000000), then sleeps of min_park_ns (1000 ns up) doubling to
+ * max_park_ns (up to 1 s). Uses part of a CPU while idle; publishers never
+ * make a system call for it. flowbus_subscriber_open's subscribers instead
+ * spin 50 us, then sleep until a publish wakes them. */
+typedef struct flowbus_backoff {
+  uint32_t spins, yields;
+  uint64_t min_park_ns, max_park_ns;
+} flowbus_backoff;
+/* The defaults: 1000 spins, 10 yields, 1 us to 1 ms. */
+flowbus_backoff flowbus_backoff_defaults(void);
+/* As flowbus_subscriber_open, waiting as `backoff` says (NULL: the
+ * defaults). NULL with the setting out of range named (flowbus_last_error). */
+flowbus_subscriber* flowbus_subscriber_open_backoff(flowbus_bus* bus, const char* pattern, int from_earliest,
+                                                    const flowbus_backoff* backoff);
 void flowbus_subscriber_close(flowbus_subscriber* subscriber);
 /* FLOWBUS_OK fills *event; release it before the next read. */
 int flowbus_subscriber_read(flowbus_subscriber* subscriber, flowbus_event* event);

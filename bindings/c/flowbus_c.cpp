@@ -192,6 +192,28 @@ flowbus_subscriber* flowbus_subscriber_open(flowbus_bus* bus, const char* patter
       static_cast<flowbus_subscriber*>(nullptr));
 }
 
+flowbus_backoff flowbus_backoff_defaults(void) {
+  const flowbus::BackoffOptions d;
+  return {d.spins, d.yields, uint64_t(d.min_park.count()), uint64_t(d.max_park.count())};
+}
+
+flowbus_subscriber* flowbus_subscriber_open_backoff(flowbus_bus* bus, const char* pattern, int from_earliest,
+                                                    const flowbus_backoff* backoff) {
+  if (!check(bus, "bus") || !check(pattern, "pattern")) return nullptr;
+  const flowbus_backoff b = backoff ? *backoff : flowbus_backoff_defaults();
+  return guarded(
+      [&] {
+        flowbus::SubscriberOptions options;
+        options.from = from_earliest ? flowbus::StartAt::Earliest : flowbus::StartAt::Latest;
+        options.wait_strategy = flowbus::WaitStrategy::Backoff;
+        // Above INT64_MAX ns: kept out of range, so subscribe() refuses it by name.
+        auto ns = [](uint64_t v) { return std::chrono::nanoseconds(int64_t(std::min<uint64_t>(v, INT64_MAX))); };
+        options.backoff = {b.spins, b.yields, ns(b.min_park_ns), ns(b.max_park_ns)};
+        return new flowbus_subscriber{bus->bus.subscribe(pattern, options), {}, false};
+      },
+      static_cast<flowbus_subscriber*>(nullptr));
+}
+
 void flowbus_subscriber_close(flowbus_subscriber* subscriber) { delete subscriber; }
 
 int flowbus_subscriber_read(flowbus_subscriber* s, flowbus_event* out) {

@@ -1,15 +1,18 @@
 // Subscriber: finds the rings matching its pattern, reads them in turn, waits.
-#include <cstring>
+#include <sched.h>
+#include <time.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <utility>
 
 #include "bus_state.hpp"
-#include "subscriptions.hpp"
 #include "flowbus/bus.hpp"
 #include "flowbus/error.hpp"
 #include "flowbus/internal/mirroring.hpp"
 #include "flowbus/names.hpp"
+#include "subscriptions.hpp"
 
 namespace flowbus {
 using namespace detail;
@@ -22,6 +25,7 @@ Subscriber Bus::subscribe_with(std::string_view pattern, const SubscriberOptions
                                const mirroring::ExportOptions* export_options) {
   state_->check_not_inherited("Bus handle");
   validate_pattern(pattern);
+  validate_subscriber_options(options);
   Subscriber s(state_, std::string(pattern), options, export_options);
   // Recorded first, then the rings scanned: a ring created from now on
   // either reserves a cursor for us, or is seen by the scan while it is
@@ -369,28 +373,35 @@ bool Subscriber::still_valid(const Event& event) const noexcept {
   return r.verifier != nullptr || r.still_valid_at(event.position_);  // untrusted: a copy, checked when it was made
 }
 
+/// True if a read may find something: an event at some ring's cursor, or a
+/// change of the bus's rings. Touches only lines the next read needs anyway.
+bool Subscriber::ready_to_read() const noexcept {
+  for (const RingReader& r : readers_)
+    if (!r.quarantined && r.has_data()) return true;
+  return changed();
+}
+
+/// Once an event shows up: keep away from the rings for options.coalesce, so
+/// the writer fills lines no reader touches. Returns true (what wait() returns).
+bool Subscriber::after_data() const noexcept {
+  if (options_.coalesce.count() <= 0) return true;  // the default: no clock reads
+  const uint64_t until = monotonic_now_ns() + uint64_t(options_.coalesce.count());
+  while (monotonic_now_ns() < until) cpu_relax();  // touches no shared line
+  return true;
+}
+
 bool Subscriber::wait(std::chrono::nanoseconds timeout) {
   if (inherited()) throw Error(ErrorCode::WrongProcess, inherited_handle_message("Subscriber", bus_->pid));
+  if (options_.wait_strategy == WaitStrategy::Backoff) return wait_backoff(timeout);
   const uint64_t start = monotonic_now_ns();
   const uint64_t deadline = start + uint64_t(std::max<int64_t>(0, timeout.count()));
   const uint64_t spin_until = std::min(deadline, start + uint64_t(std::max<int64_t>(0, options_.spin.count())));
-  auto ready = [&] {
-    for (const RingReader& r : readers_)
-      if (!r.quarantined && r.has_data()) return true;
-    return changed();
-  };
-  auto coalesce = [&] {
-    if (options_.coalesce.count() <= 0) return true;  // the default: no clock reads
-    const uint64_t until = monotonic_now_ns() + uint64_t(std::max<int64_t>(0, options_.coalesce.count()));
-    while (monotonic_now_ns() < until) cpu_relax();  // touches no shared line
-    return true;
-  };
   // The clock costs more than a look at the rings (the commit word at each
   // cursor, a line that stays in our cache until the writer touches it), so
   // it is read once per 32 looks: a new event is seen within a few ns.
   do {
     for (int look = 0; look < 32; ++look)
-      if (ready()) return coalesce();
+      if (ready_to_read()) return after_data();
   } while (monotonic_now_ns() < spin_until);
   std::atomic<uint32_t>* words[128];
   uint32_t expected[128];
@@ -409,17 +420,80 @@ bool Subscriber::wait(std::chrono::nanoseconds timeout) {
     const uint64_t max_sleep = heavy && !heavy_barrier() ? 1'000'000 : UINT64_MAX;
     words[count] = &bus_->dir->header.topology_word;  // new rings wake us too
     expected[count++] = bus_->dir->header.topology_word.load(std::memory_order_acquire);
-    bool have = ready();
+    bool have = ready_to_read();
     for (RingReader& r : readers_) have |= r.stuck_below_write_position();  // the read says what it is
     const uint64_t now = monotonic_now_ns();
     if (!have && now < deadline) futex_wait_any(words, expected, count, std::min(deadline - now, max_sleep));
     for (RingReader& r : readers_) r.end_sleep();
-    if (have || ready()) {
+    if (have || ready_to_read()) {
       if (changed()) refresh();
-      return coalesce();
+      return after_data();
     }
     if (monotonic_now_ns() >= deadline) return false;
   }
+}
+
+namespace {
+
+void sleep_ns(uint64_t ns) noexcept {
+  timespec ts{time_t(ns / 1'000'000'000), long(ns % 1'000'000'000)};
+  while (clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, &ts) == EINTR) {
+  }
+}
+
+}  // namespace
+
+// Never registers as a sleeper, so no publisher makes a wake-up call for us,
+// and none can be lost: every phase ends in a look at each ring's commit
+// word, and no sleep is longer than max_park or than the time left.
+bool Subscriber::wait_backoff(std::chrono::nanoseconds timeout) {
+  if (ready_to_read()) return after_data();  // data there: no clock read, no system call
+  const BackoffOptions& b = options_.backoff;
+  const uint64_t deadline = monotonic_now_ns() + uint64_t(std::max<int64_t>(0, timeout.count()));
+  // Spin: the clock costs more than a look, so it is read once per 32 looks.
+  for (uint32_t spin = 1; spin < b.spins; ++spin) {
+    cpu_relax();  // between looks: each one pulls the line the writer is filling
+    if (ready_to_read()) return after_data();
+    if (spin % 32 == 0 && monotonic_now_ns() >= deadline) return false;
+  }
+  for (uint32_t yield = 0; yield < b.yields; ++yield) {
+    if (monotonic_now_ns() >= deadline) return false;
+    sched_yield();
+    if (ready_to_read()) return after_data();
+  }
+  for (uint64_t park = uint64_t(b.min_park.count());; park = std::min(2 * park, uint64_t(b.max_park.count()))) {
+    bool stuck = false;  // damage (W past a cursor with nothing committed): the read reports it
+    for (RingReader& r : readers_) stuck |= r.stuck_below_write_position();
+    if (stuck) return true;
+    const uint64_t now = monotonic_now_ns();
+    if (now >= deadline) return false;
+    sleep_ns(std::min(park, deadline - now));
+    if (ready_to_read()) {
+      if (changed()) refresh();
+      return after_data();
+    }
+  }
+}
+
+void validate_subscriber_options(const SubscriberOptions& options) {
+  if (options.wait_strategy != WaitStrategy::SpinThenSleep && options.wait_strategy != WaitStrategy::Backoff)
+    throw Error(ErrorCode::InvalidArgument, "SubscriberOptions::wait_strategy: use SpinThenSleep or Backoff");
+  const BackoffOptions& b = options.backoff;
+  auto refuse = [](const std::string& what) {
+    throw Error(ErrorCode::InvalidArgument, "SubscriberOptions::backoff." + what);
+  };
+  if (b.spins > BackoffOptions::kMaxSpins)
+    refuse("spins is " + std::to_string(b.spins) + ": at most " + std::to_string(BackoffOptions::kMaxSpins));
+  if (b.yields > BackoffOptions::kMaxYields)
+    refuse("yields is " + std::to_string(b.yields) + ": at most " + std::to_string(BackoffOptions::kMaxYields));
+  if (b.min_park < std::chrono::microseconds(1))
+    refuse("min_park is " + std::to_string(b.min_park.count()) + " ns: at least 1 us (1000 ns)");
+  if (b.max_park < b.min_park)
+    refuse("max_park is " + std::to_string(b.max_park.count()) + " ns: at least min_park (" +
+           std::to_string(b.min_park.count()) + " ns)");
+  if (b.max_park > std::chrono::seconds(1))
+    refuse("max_park is " + std::to_string(b.max_park.count()) +
+           " ns: at most 1 s (sleep longer with WaitStrategy::SpinThenSleep, which a publish wakes)");
 }
 
 }  // namespace flowbus

@@ -160,6 +160,11 @@ TEST(CliLimitsTest, CountsAndRatesOutOfRangeAreRefusedNamingTheArgumentAndTheRan
       {{"inspect", b, t, "--dump", "-1"}, {"--dump", counts}},
       {{"inspect", b, t, "--dump", "0"}, {"--dump", counts}},
       {{"perf", "latency", "--iters", "-1"}, {"--iters", "a whole number from 1 to 10000000"}},
+      {{"perf", "latency", "--gap-us", "-5"}, {"--gap-us", "a whole number from 0 to 1000000"}},
+      {{"perf", "latency", "--backoff-max-park-us", "0"},
+       {"--backoff-max-park-us", "a whole number from 1 to 1000000"}},
+      {{"perf", "latency", "--wait", "yield"}, {"--wait", "unknown wait 'yield'", "spin, backoff or futex"}},
+      {{"perf", "throughput", "--wait", "spin"}, {"--wait", "unknown wait 'spin'", "futex or backoff"}},
   });
   // None of these published anything.
   const Outcome s = bus.sub({"--timeout", "0.2"});

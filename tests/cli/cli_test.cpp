@@ -332,7 +332,10 @@ TEST(CliTest, PerfLatencyJsonGivesPercentilesForEveryTransportAndLeavesNothingBe
     const auto m = j.root();
     transports.insert(str(m, "transport"));
     EXPECT_EQ(m["iters"].AsUInt64(), 2000u) << line;
-    EXPECT_EQ(str(m, "wait"), "spin") << line;
+    // How each receiver waits: flowbus as --wait says (spin by default), the floor spins, the rest block.
+    const std::string t = str(m, "transport");
+    EXPECT_EQ(str(m, "wait"), t == "flowbus" || t == "floor" ? "spin" : "kernel") << line;
+    EXPECT_GT(m["echo_cpus"].AsDouble(), 0) << line;
     const double p50 = m["rtt_p50_ns"].AsDouble(), p99 = m["rtt_p99_ns"].AsDouble(), max = m["rtt_max_ns"].AsDouble();
     EXPECT_GT(p50, 0) << line;
     EXPECT_LE(p50, m["rtt_p90_ns"].AsDouble()) << line;
@@ -366,6 +369,35 @@ TEST(CliTest, PerfLatencyOverZmqAndBmqGivesOneOrderedLinePerTransportAndLeavesNo
   }
   EXPECT_EQ(transports, (std::vector<std::string>{"zmq", "bmq"}));
   EXPECT_TRUE(left_by("flowbus-perf-bmq-", o.pid).empty()) << "bmq left its queues in /dev/shm";
+}
+
+// Issue 19 item 4: every --wait in one run, each flowbus line with its
+// strategy and the CPU its echo side used; uds beside them, run once.
+TEST(CliTest, PerfLatencyMeasuresEachWaitStrategyInOneRunWithTheEchoSidesCpu) {
+  const Outcome o = flowbus_cli({"perf", "latency", "--transport", "flowbus,uds", "--wait", "spin,backoff,futex",
+                                 "--gap-us", "20", "--iters", "2000", "--size", "64", "--json"},
+                                120s);
+  ASSERT_EQ(o.exit_code, 0) << describe(o);
+  std::vector<std::string> seen;
+  for (const std::string& line : lines_of(o.out)) {
+    Json j(line);
+    ASSERT_TRUE(j.ok()) << j.error() << "\n" << line;
+    const auto m = j.root();
+    seen.push_back(str(m, "transport") + "/" + str(m, "wait"));
+    EXPECT_EQ(m["gap_ns"].AsUInt64(), 20000u) << line;
+    EXPECT_GT(m["echo_cpus"].AsDouble(), 0) << line;
+    EXPECT_LE(m["echo_cpus"].AsDouble(), 1.1) << line;  // one process on one CPU
+  }
+  EXPECT_EQ(seen, (std::vector<std::string>{"flowbus/spin", "flowbus/backoff", "flowbus/futex", "uds/kernel"}))
+      << o.out;
+  EXPECT_TRUE(left_by("flowbus.perf-", o.pid).empty()) << "perf left its bus in /dev/shm";
+}
+
+TEST(CliTest, PerfLatencyRefusesAnUnknownWaitBeforeMeasuring) {
+  const Outcome o = flowbus_cli({"perf", "latency", "--wait", "spin,nap", "--iters", "1000", "--size", "64"});
+  EXPECT_NE(o.exit_code, 0) << describe(o);
+  EXPECT_NE(o.err.find("unknown wait 'nap': use spin, backoff or futex"), std::string::npos) << describe(o);
+  EXPECT_EQ(o.out, "") << describe(o);
 }
 
 static bool gnuplot_on_path() {
@@ -419,6 +451,19 @@ TEST(CliTest, PerfThroughputJsonCountsEventsInEveryModeAndLeavesNothingBehind) {
       EXPECT_EQ(mode, "1->1") << line;
       floor_sizes.insert(m["bytes"].AsUInt64());
     }
+    // 1->K and P->1: each process of the many side's rate, beside this size's 1->1 (issue 19 item 3).
+    const auto per_process = m["per_process_events_per_s"].AsVector();
+    if (mode == "1->K" || mode == "P->1") {
+      EXPECT_EQ(per_process.size(), 2u) << line;
+      double total = 0;
+      for (size_t i = 0; i < per_process.size(); ++i) total += per_process[i].AsDouble();
+      EXPECT_NEAR(total, m["total_events_per_s"].AsDouble(), 2) << line;
+      EXPECT_GT(m["one_to_one_events_per_s"].AsDouble(), 0) << line;
+      EXPECT_EQ(str(m, "wait"), "futex") << line;
+      EXPECT_TRUE(m["time_shared"].AsBool() || ::sysconf(_SC_NPROCESSORS_ONLN) > 2) << line;
+    } else {
+      EXPECT_EQ(per_process.size(), 0u) << line;
+    }
     if (mode == "1->K") {
       EXPECT_EQ(m["subscribers"].AsInt64(), 2) << line;  // the default K
     } else if (mode == "P->1") {
@@ -432,6 +477,37 @@ TEST(CliTest, PerfThroughputJsonCountsEventsInEveryModeAndLeavesNothingBehind) {
   EXPECT_EQ(floor_sizes, (std::set<uint64_t>{64, 65536})) << o.out;  // a floor for each size
   EXPECT_EQ(batches, (std::set<uint64_t>{1, 64})) << o.out;  // one event per publish, and publish_batch's default burst
   EXPECT_TRUE(left_by("flowbus.perf-", o.pid).empty()) << "perf throughput left its bus in /dev/shm";
+}
+
+// Collector and distributor with backing-off subscribers: one rate per
+// process of the many side, all of them summing to the total.
+TEST(CliTest, PerfThroughputGivesEachProcessesRateUnderEachWait) {
+  const Outcome o = flowbus_cli({"perf", "throughput", "--size", "64", "--seconds", "0.2", "--publishers", "3",
+                                 "--subscribers", "3", "--batch", "1", "--wait", "backoff", "--json"},
+                                120s);
+  ASSERT_EQ(o.exit_code, 0) << describe(o);
+  std::set<std::string> many;
+  for (const std::string& line : lines_of(o.out)) {
+    Json j(line);
+    ASSERT_TRUE(j.ok()) << j.error() << "\n" << line;
+    const auto m = j.root();
+    const std::string mode = str(m, "mode");
+    if (mode != "1->K" && mode != "P->1") continue;
+    many.insert(mode);
+    EXPECT_EQ(str(m, "wait"), "backoff") << line;
+    const auto rates = m["per_process_events_per_s"].AsVector();
+    ASSERT_EQ(rates.size(), 3u) << line;
+    double total = 0;
+    for (size_t i = 0; i < rates.size(); ++i) {
+      EXPECT_GT(rates[i].AsDouble(), 0) << line;
+      total += rates[i].AsDouble();
+    }
+    EXPECT_NEAR(total, m["total_events_per_s"].AsDouble(), 3) << line;
+  }
+  EXPECT_EQ(many, (std::set<std::string>{"1->K", "P->1"})) << o.out;
+  const Outcome bad = flowbus_cli({"perf", "throughput", "--wait", "spin"});
+  EXPECT_NE(bad.exit_code, 0) << describe(bad);
+  EXPECT_NE(bad.err.find("unknown wait 'spin': use futex or backoff"), std::string::npos) << describe(bad);
 }
 
 TEST(CliTest, PerfMirrorJsonGivesThroughputPerSizeAndRoundTripsAgainstTcpAndLeavesNothingBehind) {

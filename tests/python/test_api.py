@@ -67,6 +67,24 @@ def test_wait_returns_none_after_its_timeout(bus, sensor_topic):
     assert sub.read() is None and sub.poll() == [] and sub.read_batch(timeout=0.05) == []
 
 
+def test_a_backing_off_subscriber_gets_events_keeps_its_timeout_and_its_settings_are_checked(bus, sensor_topic):
+    sub = bus.subscribe(sensor_topic, wait="backoff", backoff_spins=10, backoff_yields=1, backoff_max_park=0.002)
+    start = time.monotonic()
+    assert sub.wait(0.1) is None
+    assert 0.099 <= time.monotonic() - start < 1.0
+    bus.publisher(sensor_topic).publish(sensor_reading(seq=7))
+    event = sub.wait(1.0)
+    assert event is not None and SensorReading.GetRootAs(event.data).Seq() == 7
+    with pytest.raises(flowbus.InvalidArgument, match="wait='nap': use 'futex' .* or 'backoff'"):
+        bus.subscribe(sensor_topic, wait="nap")
+    with pytest.raises(flowbus.InvalidArgument, match="backoff_spins=-1: from 0 to 100000000"):
+        bus.subscribe(sensor_topic, wait="backoff", backoff_spins=-1)
+    with pytest.raises(flowbus.InvalidArgument, match=r"SubscriberOptions::backoff.max_park .*at most 1 s"):
+        bus.subscribe(sensor_topic, wait="backoff", backoff_max_park=2.0)
+    with pytest.raises(flowbus.InvalidArgument, match=r"SubscriberOptions::backoff.min_park .*at least 1 us"):
+        bus.subscribe(sensor_topic, wait="backoff", backoff_min_park=0)
+
+
 def test_iteration_yields_every_event_in_order(bus, sensor_topic):
     pub = bus.publisher(sensor_topic)
     sub = bus.subscribe(sensor_topic, start="earliest")

@@ -137,6 +137,26 @@ int main(int argc, char** argv) {
     flowbus_publisher_close(rogue);
   }
 
+  /* A subscriber that backs off while it waits: it sees what comes, and
+   * settings out of range are refused by name. */
+  {
+    flowbus_subscriber* patient = flowbus_subscriber_open_backoff(bus, "sensor.temp.line1", 0, NULL);
+    CHECK(patient != NULL);
+    CHECK(flowbus_subscriber_wait(patient, 1000000ull) == FLOWBUS_TIMEOUT);
+    CHECK(flowbus_publisher_try_publish(pub, payload, sizeof payload) == FLOWBUS_OK);
+    CHECK(flowbus_subscriber_wait(patient, 1000000000ull) == FLOWBUS_OK);
+    flowbus_event got;
+    CHECK(flowbus_subscriber_read(patient, &got) == FLOWBUS_OK);
+    CHECK(got.size == sizeof payload && memcmp(got.data, payload, sizeof payload) == 0);
+    CHECK(flowbus_subscriber_release(patient) == FLOWBUS_OK);
+    flowbus_subscriber_close(patient);
+    flowbus_backoff wrong = flowbus_backoff_defaults();
+    CHECK(wrong.spins == 1000 && wrong.min_park_ns == 1000 && wrong.max_park_ns == 1000000);
+    wrong.max_park_ns = wrong.min_park_ns - 1;
+    CHECK(flowbus_subscriber_open_backoff(bus, "sensor.temp.line1", 0, &wrong) == NULL);
+    CHECK(strstr(flowbus_last_error(), "max_park") != NULL);
+  }
+
   flowbus_subscriber_close(sub);
   flowbus_publisher_close(pub);
   flowbus_bus_close(bus);

@@ -10,6 +10,8 @@
 //    sidecar A -> sidecar B -> bus B): events/s and MB/s per size, and the
 //    round trip ping (A) -> echo (B) -> pong (A) against a plain loopback TCP
 //    echo measured in the same run.
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <x86intrin.h>
 
 #include <algorithm>
@@ -53,40 +55,91 @@ struct Run {
   std::vector<double> rtt_ns;
   double cpu_ns_per_rtt = 0;  ///< CPU time of both processes (user + system) per round trip
   double wall_ns_per_rtt = 0;
+  double echo_cpus = 0;  ///< the echo (waiting, responding) process: CPU seconds per wall second
+};
+
+/// Spins on the clock for `ns` (0: not at all): the ping side's pause
+/// between round trips, so the echo side idles as a subscriber between events.
+void pause_for(uint64_t ns) {
+  if (ns == 0) return;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::nanoseconds(ns);
+  while (std::chrono::steady_clock::now() < until) _mm_pause();
+}
+
+/// CPU seconds (user + system) the calling process has used: getrusage,
+/// exact for the caller (the kernel brings its own running time up to date;
+/// another process's CPU clock lags by up to a scheduler tick).
+double own_cpu_s() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  auto s = [](const timeval& t) { return double(t.tv_sec) + double(t.tv_usec) / 1e6; };
+  return s(u.ru_utime) + s(u.ru_stime);
+}
+
+/// The echo side's CPU seconds per wall second over the timed round trips,
+/// measured by the echo process itself and handed back in a shared page.
+class EchoCpu {
+ public:
+  EchoCpu() {
+    void* m = mmap(nullptr, sizeof(double), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) perf::fail("cannot map a page for the echo's CPU use");
+    cpus_ = new (m) double(0);
+  }
+  ~EchoCpu() { munmap(cpus_, sizeof(double)); }
+  /// Child: echoes the untimed warm-up, then the timed messages, measuring the latter.
+  void echo(perf::PingPong& pp, uint64_t warmup, uint64_t iters) {
+    pp.echo(0, warmup);
+    const double cpu0 = own_cpu_s();
+    const auto t0 = std::chrono::steady_clock::now();
+    pp.echo(warmup, iters);
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    *cpus_ = (own_cpu_s() - cpu0) / wall;
+  }
+  double cpus() const { return *cpus_; }
+
+ private:
+  double* cpus_;
 };
 
 /// One transport at one size: round-trip times in ns and the CPU they cost.
-Run run_one(const std::string& transport, size_t bytes, uint64_t iters, perf::WaitMode wait) {
-  auto pp = perf::make_transport(transport, bytes, wait);
+/// `gap_ns` passes between round trips, untimed.
+Run run_one(const std::string& transport, size_t bytes, uint64_t iters, perf::WaitMode wait, uint64_t gap_ns,
+            const BackoffOptions& backoff) {
+  auto pp = perf::make_transport(transport, bytes, wait, backoff);
   const uint64_t warmup = std::max<uint64_t>(1000, iters / 10);
+  EchoCpu echo_cpu;
   const pid_t child = perf::fork_pinned(1, "echo side", [&] {
     pp->start_echo_side();
-    pp->echo(warmup + iters);
+    echo_cpu.echo(*pp, warmup, iters);
+    pp->end_echo_side();
   });
   perf::pin_to_cpu(0);
   pp->start_ping_side();
-  for (uint64_t i = 0; i < warmup; ++i) pp->round_trip(i);
+  for (uint64_t i = 0; i < warmup; ++i) {
+    pause_for(gap_ns);
+    pp->round_trip(i);
+  }
   std::vector<uint64_t> ticks(iters);
-  clockid_t echo_clock = CLOCK_PROCESS_CPUTIME_ID;
-  const bool echo_known = clock_getcpuclockid(child, &echo_clock) == 0;
-  const double self0 = cpu_ns(CLOCK_PROCESS_CPUTIME_ID), echo0 = echo_known ? cpu_ns(echo_clock) : 0;
+  const double self0 = cpu_ns(CLOCK_PROCESS_CPUTIME_ID);
   const auto t0 = std::chrono::steady_clock::now();
   const uint64_t c0 = __rdtsc();
   for (uint64_t i = 0; i < iters; ++i) {
+    pause_for(gap_ns);
     const uint64_t start = __rdtsc();
     pp->round_trip(warmup + i);
     ticks[i] = __rdtsc() - start;
   }
   const uint64_t c1 = __rdtsc();
   const double wall_ns = double(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
-  const double self1 = cpu_ns(CLOCK_PROCESS_CPUTIME_ID), echo1 = echo_known ? cpu_ns(echo_clock) : 0;
+  const double self1 = cpu_ns(CLOCK_PROCESS_CPUTIME_ID);
   const double ns_per_tick = wall_ns / double(c1 - c0);
   perf::wait_child(child, transport + ": the echo");
   Run run;
   run.rtt_ns.resize(iters);
   for (uint64_t i = 0; i < iters; ++i) run.rtt_ns[i] = double(ticks[i]) * ns_per_tick;
-  run.cpu_ns_per_rtt = (self1 - self0 + echo1 - echo0) / double(iters);
+  run.echo_cpus = echo_cpu.cpus();
   run.wall_ns_per_rtt = wall_ns / double(iters);
+  run.cpu_ns_per_rtt = (self1 - self0) / double(iters) + run.echo_cpus * run.wall_ns_per_rtt;
   return run;
 }
 
@@ -110,10 +163,50 @@ std::vector<std::string> latency_transports(const std::string& text, bool untrus
   return transports;
 }
 
+/// Every --wait of a latency run, checked before anything is measured.
+std::vector<perf::WaitMode> latency_waits(const std::string& text) {
+  std::vector<perf::WaitMode> waits;
+  for (const std::string& w : perf::split_list(text)) {
+    perf::WaitMode mode;
+    if (w == "spin")
+      mode = perf::WaitMode::Spin;
+    else if (w == "backoff")
+      mode = perf::WaitMode::Backoff;
+    else if (w == "futex")
+      mode = perf::WaitMode::Futex;
+    else
+      throw CLI::ValidationError("--wait", "unknown wait '" + w + "': use spin, backoff or futex, comma separated");
+    if (std::find(waits.begin(), waits.end(), mode) == waits.end()) waits.push_back(mode);
+  }
+  if (waits.empty()) throw CLI::ValidationError("--wait", "give at least one of spin, backoff or futex");
+  return waits;
+}
+
+bool is_flowbus(const std::string& transport) {
+  return transport == "flowbus" || transport == perf::kUntrustedTransport;
+}
+
+/// How a transport's receiver waits: flowbus as --wait says, the floor
+/// spins, the others block in the kernel.
+std::string receiver_wait(const std::string& transport, perf::WaitMode wait) {
+  if (is_flowbus(transport)) return perf::to_string(wait);
+  return transport == "floor" ? "spin" : "kernel";
+}
+
+/// One row of a latency table.
+struct LatencyRow {
+  std::string wait;
+  Percentiles p;
+  double cpus = 0, echo_cpus = 0;
+  uint64_t iters = 0;
+};
+
 void add_latency_command(CLI::App& perf) {
   struct Args {
     std::string sizes = "64,4096,1048576", transports = perf::kTransportNames, wait = "spin", plot;
     uint64_t iters = 100000;
+    uint64_t gap_us = 0;
+    uint64_t max_park_us = uint64_t(BackoffOptions{}.max_park.count() / 1000);
     bool untrusted = false;
     bool json = false;
   };
@@ -123,16 +216,33 @@ void add_latency_command(CLI::App& perf) {
   latency->add_option("--iters", args->iters, "round trips measured per size and transport, 1 to 10000000 (default 100000; 10% more warm up)")
       ->check(whole_number(1, 10'000'000));
   latency->add_option("--transport", args->transports, std::string("any of ") + perf::kTransportNames + " (default all)");
-  latency->add_option("--wait", args->wait, "spin (busy poll) or futex (flowbus sleeps after a short spin)")->check(CLI::IsMember({"spin", "futex"}));
+  latency->add_option("--wait", args->wait,
+                      "how flowbus's receivers wait, comma separated, each measured in the same run: spin (busy poll), "
+                      "backoff (Subscriber::wait with WaitStrategy::Backoff: spin, yield, then sleeps of 1 us doubling "
+                      "to 1 ms) or futex (sleep on the futex at once); default spin");
+  latency
+      ->add_option("--gap-us", args->gap_us,
+                   "the ping side pauses this long between round trips (untimed), so the echo side idles between "
+                   "events as a real subscriber does: 0 to 1000000 us (default 0: back to back)")
+      ->check(whole_number(0, 1'000'000));
+  latency
+      ->add_option("--backoff-max-park-us", args->max_park_us,
+                   "--wait backoff: the longest sleep (BackoffOptions::max_park), 1 to 1000000 us (default 1000); "
+                   "the other settings keep their defaults")
+      ->check(whole_number(1, 1'000'000));
   latency->add_option("--plot", args->plot, "also draw p50/p90/p99/p99.9 per transport and size into this PNG (needs gnuplot)");
   latency->add_flag("--untrusted", args->untrusted,
                     "also measure flowbus on untrusted topics (flowbus-untrusted: readers copy and verify each event), "
                     "right after flowbus");
-  latency->add_flag("--json", args->json, "one JSON object per transport and size");
+  latency->add_flag("--json", args->json, "one JSON object per transport, wait and size");
   latency->callback([args] {
     // Every argument before measuring anything: a typo should not cost a whole run.
     const std::vector<size_t> sizes = parse_payload_sizes(args->sizes, "--size", uint64_t(1) << 30);
     const std::vector<std::string> transports = latency_transports(args->transports, args->untrusted);
+    const std::vector<perf::WaitMode> waits = latency_waits(args->wait);
+    const uint64_t gap_ns = args->gap_us * 1000;
+    BackoffOptions backoff;
+    backoff.max_park = std::chrono::microseconds(args->max_park_us);
     if (!args->plot.empty() && !perf::have_gnuplot()) {
       std::fprintf(stderr, "flowbus perf latency: --plot needs gnuplot, which is not installed: apt-get install gnuplot-nox\n");
       throw ExitCode{1};
@@ -145,38 +255,56 @@ void add_latency_command(CLI::App& perf) {
       }
       std::fclose(png);
     }
-    const perf::WaitMode wait = args->wait == "futex" ? perf::WaitMode::Futex : perf::WaitMode::Spin;
     std::vector<perf::LatencyPoint> plotted;
     for (const size_t bytes : sizes) {
-      std::map<std::string, Percentiles> results;
-      std::map<std::string, double> cpu;  // CPUs kept busy by the two processes (2.0: both spin all the time)
+      std::map<std::string, LatencyRow> rows;  // by label: the transport, "/<wait>" after flowbus's when several
       for (const std::string& t : transports) {
-        auto iters = args->iters;
-        if (bytes >= (1u << 20) && iters > 20000) iters = 20000;  // large copies: keep the run short
-        if (!args->json) std::fprintf(stderr, "  %s, %zu bytes, %llu round trips...\n", t.c_str(), bytes, static_cast<unsigned long long>(iters));
-        Run run = run_one(t, bytes, iters, wait);
-        results[t] = percentiles(run.rtt_ns);
-        cpu[t] = run.cpu_ns_per_rtt / run.wall_ns_per_rtt;
-        const Percentiles& p = results[t];
-        plotted.push_back({t, bytes, p.p50, p.p90, p.p99, p.p999});
-        if (args->json)
-          std::printf("{\"transport\":\"%s\",\"bytes\":%zu,\"iters\":%llu,\"wait\":\"%s\",\"rtt_p50_ns\":%.0f,\"rtt_p90_ns\":%.0f,"
-                      "\"rtt_p99_ns\":%.0f,\"rtt_p999_ns\":%.0f,\"rtt_max_ns\":%.0f,\"cpu_ns_per_rtt\":%.0f,\"cpus_busy\":%.2f}\n",
-                      t.c_str(), bytes, static_cast<unsigned long long>(iters), args->wait.c_str(), p.p50, p.p90, p.p99, p.p999, p.max,
-                      run.cpu_ns_per_rtt, cpu[t]);
+        for (const perf::WaitMode wait : waits) {
+          if (!is_flowbus(t) && wait != waits.front()) continue;  // --wait is flowbus's: the others run once
+          const std::string label = is_flowbus(t) && waits.size() > 1 ? t + "/" + perf::to_string(wait) : t;
+          auto iters = args->iters;
+          if (bytes >= (1u << 20) && iters > 20000) iters = 20000;  // large copies: keep the run short
+          if (!args->json)
+            std::fprintf(stderr, "  %s, %zu bytes, %llu round trips...\n", label.c_str(), bytes,
+                         static_cast<unsigned long long>(iters));
+          Run run = run_one(t, bytes, iters, wait, gap_ns, backoff);
+          LatencyRow& row = rows[label];
+          row = {receiver_wait(t, wait), percentiles(run.rtt_ns), run.cpu_ns_per_rtt / run.wall_ns_per_rtt,
+                 run.echo_cpus, iters};
+          const Percentiles& p = row.p;
+          plotted.push_back({label, bytes, p.p50, p.p90, p.p99, p.p999});
+          if (args->json)
+            std::printf(
+                "{\"transport\":\"%s\",\"bytes\":%zu,\"iters\":%llu,\"wait\":\"%s\",\"gap_ns\":%llu,\"max_park_ns\":%"
+                "lld,"
+                "\"rtt_p50_ns\":%.0f,\"rtt_p90_ns\":%.0f,\"rtt_p99_ns\":%.0f,\"rtt_p999_ns\":%.0f,"
+                "\"rtt_max_ns\":%.0f,\"cpu_ns_per_rtt\":%.0f,\"cpus_busy\":%.2f,\"echo_cpus\":%.3f}\n",
+                t.c_str(), bytes, static_cast<unsigned long long>(iters), row.wait.c_str(),
+                static_cast<unsigned long long>(gap_ns),
+                static_cast<long long>(row.wait == "backoff" ? backoff.max_park.count() : 0), p.p50, p.p90, p.p99,
+                p.p999, p.max, run.cpu_ns_per_rtt, row.cpus, row.echo_cpus);
+        }
       }
       std::fflush(stdout);
       if (args->json) continue;
-      const auto floor = results.find("floor");
-      std::printf("\n%zu bytes, round trip in ns (wait %s)\n", bytes, args->wait.c_str());
-      std::printf("%-17s %10s %10s %10s %10s %12s %12s %10s\n", "transport", "p50", "p90", "p99", "p99.9", "max",
-                  "p50/floor", "CPUs busy");
-      for (const auto& [name, p] : results) {
+      const auto floor = rows.find("floor");
+      std::printf(
+          "\n%zu bytes, round trip in ns (flowbus waits: %s, backoff sleeping up to %llu us; %llu us between "
+          "round trips)\n",
+          bytes, args->wait.c_str(), static_cast<unsigned long long>(args->max_park_us),
+          static_cast<unsigned long long>(args->gap_us));
+      std::printf("%-22s %-8s %10s %10s %10s %10s %12s %10s %10s %9s\n", "transport", "wait", "p50", "p90", "p99",
+                  "p99.9", "max", "p50/floor", "CPUs busy", "echo CPU");
+      for (const auto& [name, row] : rows) {
+        const Percentiles& p = row.p;
         char ratio[32] = "-";
-        if (floor != results.end()) std::snprintf(ratio, sizeof ratio, "%.2fx", p.p50 / floor->second.p50);
-        std::printf("%-17s %10.0f %10.0f %10.0f %10.0f %12.0f %12s %10.2f\n", name.c_str(), p.p50, p.p90, p.p99, p.p999,
-                    p.max, ratio, cpu[name]);
+        if (floor != rows.end()) std::snprintf(ratio, sizeof ratio, "%.2fx", p.p50 / floor->second.p.p50);
+        std::printf("%-22s %-8s %10.0f %10.0f %10.0f %10.0f %12.0f %10s %10.2f %9.3f\n", name.c_str(), row.wait.c_str(),
+                    p.p50, p.p90, p.p99, p.p999, p.max, ratio, row.cpus, row.echo_cpus);
       }
+      std::printf(
+          "(CPUs busy: both processes' CPU seconds per wall second; echo CPU: the echo side's, the one that "
+          "waits for each ping and answers it)\n");
       std::fflush(stdout);
     }
     if (!args->plot.empty()) {
@@ -186,15 +314,40 @@ void add_latency_command(CLI::App& perf) {
   });
 }
 
-void print_throughput(const perf::ThroughputResult& r, double ceiling_events_per_s, double floor_events_per_s, bool json) {
+/// "12.3M": events/s in a column.
+std::string millions(double events_per_s) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.2fM", events_per_s / 1e6);
+  return text;
+}
+
+/// The per-process rates of a 1->K or P->1 run as a JSON array.
+std::string json_list(const std::vector<double>& rates) {
+  std::string out = "[";
+  for (size_t i = 0; i < rates.size(); ++i) {
+    char item[32];
+    std::snprintf(item, sizeof item, "%s%.0f", i == 0 ? "" : ",", rates[i]);
+    out += item;
+  }
+  return out + "]";
+}
+
+/// `one_to_one`: the events/s of this size's plain flowbus 1->1 run (0: not run yet).
+void print_throughput(const perf::ThroughputResult& r, double ceiling_events_per_s, double floor_events_per_s,
+                      double one_to_one, bool json) {
+  std::vector<double> sorted = r.per_process;
+  std::sort(sorted.begin(), sorted.end());
   if (json) {
     std::printf(
         "{\"mode\":\"%s\",\"transport\":\"%s\",\"bytes\":%zu,\"publishers\":%d,\"subscribers\":%d,\"seconds\":%.3f,"
-        "\"events\":%llu,\"events_per_s\":%.0f,\"mb_per_s\":%.1f,\"coalesce_ns\":%llu,\"batch\":%zu,\"untrusted\":%s}"
-        "\n",
+        "\"events\":%llu,\"events_per_s\":%.0f,\"mb_per_s\":%.1f,\"coalesce_ns\":%llu,\"batch\":%zu,\"untrusted\":%s,"
+        "\"wait\":\"%s\",\"total_events_per_s\":%.0f,\"per_process_events_per_s\":%s,\"one_to_one_events_per_s\":%.0f,"
+        "\"time_shared\":%s}\n",
         r.mode.c_str(), r.transport.c_str(), r.bytes, r.publishers, r.subscribers, r.seconds,
         static_cast<unsigned long long>(r.events), r.events_per_s(), r.mb_per_s(),
-        static_cast<unsigned long long>(r.coalesce_ns), r.batch, r.untrusted ? "true" : "false");
+        static_cast<unsigned long long>(r.coalesce_ns), r.batch, r.untrusted ? "true" : "false",
+        r.backoff ? "backoff" : "futex", r.total_events_per_s(), json_list(r.per_process).c_str(), one_to_one,
+        r.time_shared ? "true" : "false");
   } else {
     // The ceiling moves 64-byte items: a ratio is only meaningful at that size.
     char ratio[32] = "-";
@@ -202,20 +355,29 @@ void print_throughput(const perf::ThroughputResult& r, double ceiling_events_per
     // The floor moves this payload's lines from one process to one other.
     char to_floor[32] = "-";
     if (floor_events_per_s > 0 && r.mode == "1->1") std::snprintf(to_floor, sizeof to_floor, "%.3f", r.events_per_s() / floor_events_per_s);
+    // 1->K and P->1: each process's rate, and all of them against 1->1.
+    std::string spread = "-";
+    if (!sorted.empty())
+      spread = millions(sorted.front()) + "/" + millions(sorted[sorted.size() / 2]) + "/" + millions(sorted.back());
+    char to_one[32] = "-";
+    if (one_to_one > 0 && r.mode != "1->1" && r.mode != "in-process")
+      std::snprintf(to_one, sizeof to_one, "%.3f", r.total_events_per_s() / one_to_one);
     std::string label = r.transport;
     if (r.coalesce_ns > 0) label += "+" + std::to_string(r.coalesce_ns / 1000) + "us";  // coalescing subscribers
     if (r.batch > 1) label += " x" + std::to_string(r.batch);                            // publish_batch bursts
     if (r.untrusted) label += " untrusted";  // readers verify a copy of each event
-    std::printf("%-10s %-18s %9zu %4d %4d %8.2f %12llu %14.0f %10.1f %12s %7s\n", r.mode.c_str(), label.c_str(),
-                r.bytes, r.publishers, r.subscribers, r.seconds, static_cast<unsigned long long>(r.events),
-                r.events_per_s(), r.mb_per_s(), ratio, to_floor);
+    if (r.backoff) label += " backoff";      // subscribers wait with WaitStrategy::Backoff
+    std::printf("%-10s %-18s %9zu %4d %4d %8.2f %12llu %14.0f %10.1f %12s %7s %14.0f %-26s %7s\n", r.mode.c_str(),
+                label.c_str(), r.bytes, r.publishers, r.subscribers, r.seconds,
+                static_cast<unsigned long long>(r.events), r.events_per_s(), r.mb_per_s(), ratio, to_floor,
+                r.total_events_per_s(), spread.c_str(), to_one);
   }
   std::fflush(stdout);
 }
 
 void add_throughput_command(CLI::App& perf) {
   struct Args {
-    std::string sizes = "64,65536";
+    std::string sizes = "64,65536", wait = "futex";
     int publishers = 2, subscribers = 2;
     double seconds = 1, coalesce_us = 0;
     int batch = 64;
@@ -237,41 +399,69 @@ void add_throughput_command(CLI::App& perf) {
                          "also run 1->1 with a publisher that hands this many events at a time to publish_batch "
                          "(default 64; 1: not run)")
       ->check(CLI::Range(1, 4096));
+  throughput->add_option("--wait", args->wait,
+                         "how the subscribers of 1->K and P->1 wait when they run dry, comma separated, each run in "
+                         "turn: futex (spin 50 us, then sleep on the futex: the default SubscriberOptions) or backoff "
+                         "(WaitStrategy::Backoff: spin, sched_yield, short sleeps; lets subscribers that share a CPU "
+                         "take turns); 1->1 always uses futex (default futex)");
   throughput->add_flag(
       "--untrusted", args->untrusted,
       "also run 1->1 on an untrusted topic (the subscriber copies and verifies each event), right after "
       "the plain 1->1 run");
   throughput->add_flag("--json", args->json, "one JSON object per run");
   throughput->callback([args] {
+    std::vector<bool> backoffs;  // the --wait list, checked before anything runs
+    for (const std::string& w : perf::split_list(args->wait)) {
+      if (w != "futex" && w != "backoff")
+        throw CLI::ValidationError("--wait", "unknown wait '" + w + "': use futex or backoff, comma separated");
+      if (std::find(backoffs.begin(), backoffs.end(), w == "backoff") == backoffs.end())
+        backoffs.push_back(w == "backoff");
+    }
+    if (backoffs.empty()) throw CLI::ValidationError("--wait", "give futex, backoff or both");
     if (!args->json)
-      std::printf("%-10s %-18s %9s %4s %4s %8s %12s %14s %10s %12s %7s\n", "mode", "transport", "bytes", "P", "K",
-                  "seconds", "events", "events/s", "MB/s", "/moodycamel", "/floor");
+      std::printf("%-10s %-18s %9s %4s %4s %8s %12s %14s %10s %12s %7s %14s %-26s %7s\n", "mode", "transport", "bytes",
+                  "P", "K", "seconds", "events", "events/s", "MB/s", "/moodycamel", "/floor", "total/s",
+                  "per process min/med/max", "/1->1");
     // The in-process ceilings first. Every 64-byte row is compared with
     // moodycamel moving one item per call, as flowbus moves one event per
     // publish and per read; its bulk figure (256 items a call) is shown too.
     const std::vector<size_t> sizes = parse_payload_sizes(args->sizes, "--size", uint64_t(1) << 30);  // all checked first
     const perf::ThroughputResult ceiling = perf::moodycamel_throughput(args->seconds, false);
-    print_throughput(ceiling, ceiling.events_per_s(), 0, args->json);
-    print_throughput(perf::moodycamel_throughput(args->seconds, true), ceiling.events_per_s(), 0, args->json);
+    print_throughput(ceiling, ceiling.events_per_s(), 0, 0, args->json);
+    print_throughput(perf::moodycamel_throughput(args->seconds, true), ceiling.events_per_s(), 0, 0, args->json);
+    bool time_shared = false;
     for (const size_t bytes : sizes) {
       const double s = args->seconds;
       // The floor first: every 1->1 row of this size is compared with it.
       const perf::ThroughputResult floor = perf::floor_throughput(bytes, s);
-      print_throughput(floor, ceiling.events_per_s(), floor.events_per_s(), args->json);
-      const std::vector<std::function<perf::ThroughputResult()>> runs{
-          [&] { return perf::flowbus_throughput(bytes, 1, 1, s); },
+      print_throughput(floor, ceiling.events_per_s(), floor.events_per_s(), 0, args->json);
+      // Then plain flowbus 1->1: every 1->K and P->1 row of this size is compared with it.
+      const perf::ThroughputResult one = perf::flowbus_throughput(bytes, 1, 1, s);
+      print_throughput(one, ceiling.events_per_s(), floor.events_per_s(), one.events_per_s(), args->json);
+      std::vector<std::function<perf::ThroughputResult()>> runs{
           [&] { return perf::flowbus_throughput(bytes, 1, 1, s, 0, 1, /*untrusted=*/true); },
           [&] { return perf::flowbus_throughput(bytes, 1, 1, s, uint64_t(args->coalesce_us * 1000)); },
           [&] { return perf::flowbus_throughput(bytes, 1, 1, s, 0, size_t(args->batch)); },
           [&] { return perf::fd_throughput(true, bytes, s); },   // uds
           [&] { return perf::fd_throughput(false, bytes, s); },  // pipe
-          [&] { return perf::flowbus_throughput(bytes, 1, args->subscribers, s); },
-          [&] { return perf::flowbus_throughput(bytes, args->publishers, 1, s); },
       };
       for (size_t i = 0; i < runs.size(); ++i)
-        if ((i != 1 || args->untrusted) && (i != 2 || args->coalesce_us > 0) && (i != 3 || args->batch > 1))
-          print_throughput(runs[i](), ceiling.events_per_s(), floor.events_per_s(), args->json);
+        if ((i != 0 || args->untrusted) && (i != 1 || args->coalesce_us > 0) && (i != 2 || args->batch > 1))
+          print_throughput(runs[i](), ceiling.events_per_s(), floor.events_per_s(), one.events_per_s(), args->json);
+      for (const bool backoff : backoffs) {
+        for (const auto& [p, k] : {std::pair{1, args->subscribers}, std::pair{args->publishers, 1}}) {
+          const perf::ThroughputResult r = perf::flowbus_throughput(bytes, p, k, s, 0, 1, false, backoff);
+          time_shared |= r.time_shared;
+          print_throughput(r, ceiling.events_per_s(), floor.events_per_s(), one.events_per_s(), args->json);
+        }
+      }
     }
+    if (time_shared && !args->json)
+      std::printf(
+          "\nnote: more processes than the %d CPUs: the single side (the publisher of 1->K, the subscriber of "
+          "P->1) has CPU 0 and the others take turns on the rest, so those rows measure the scheduler as "
+          "much as the bus (a spinning subscriber holds its CPU until its time slice ends; backoff yields it)\n",
+          perf::usable_cpus());
   });
 }
 

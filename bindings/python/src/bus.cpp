@@ -61,8 +61,28 @@ class PyBus {
     return PyPublisher(bus_, use().publisher(topic, PublisherOptions{name, {}}));
   }
 
-  PySubscriber subscribe(const std::string& pattern, const std::string& start, bool raise_on_loss, double spin) {
+  PySubscriber subscribe(const std::string& pattern, const std::string& start, bool raise_on_loss, double spin,
+                         const std::string& wait, int64_t backoff_spins, int64_t backoff_yields,
+                         double backoff_min_park, double backoff_max_park) {
     SubscriberOptions options;
+    if (wait == "backoff")
+      options.wait_strategy = WaitStrategy::Backoff;
+    else if (wait != "futex")
+      raise(ErrorCode::InvalidArgument,
+            "wait='" + wait +
+                "': use 'futex' (spin, then sleep until a publish wakes it) or 'backoff' (spin, yield, "
+                "then short sleeps)");
+    // Counts out of uint32_t's range are refused here, the rest by subscribe() (it names the setting).
+    auto count = [](int64_t value, const char* name, uint32_t most) {
+      if (value < 0 || value > int64_t(most))
+        raise(ErrorCode::InvalidArgument,
+              std::string(name) + "=" + std::to_string(value) + ": from 0 to " + std::to_string(most));
+      return uint32_t(value);
+    };
+    options.backoff.spins = count(backoff_spins, "backoff_spins", BackoffOptions::kMaxSpins);
+    options.backoff.yields = count(backoff_yields, "backoff_yields", BackoffOptions::kMaxYields);
+    options.backoff.min_park = to_ns(backoff_min_park);
+    options.backoff.max_park = to_ns(backoff_max_park);
     if (start == "earliest")
       options.from = StartAt::Earliest;
     else if (start != "latest")
@@ -154,11 +174,15 @@ messages.)doc")
            "A Publisher on `topic` under `name` (part of each event's source). Takes over the ring of a dead publisher "
            "of that name (its sequence continues); NameInUse if a live process holds it.")
       .def("subscribe", &PyBus::subscribe, py::arg("pattern"), py::kw_only(), py::arg("start") = "latest",
-           py::arg("raise_on_loss") = false, py::arg("spin") = 50e-6,
+           py::arg("raise_on_loss") = false, py::arg("spin") = 50e-6, py::arg("wait") = "futex",
+           py::arg("backoff_spins") = 1000, py::arg("backoff_yields") = 10, py::arg("backoff_min_park") = 1e-6,
+           py::arg("backoff_max_park") = 1e-3,
            "A Subscriber on every ring of every topic matching `pattern` ('*' one token, '>' the rest), now and "
            "created later. `start`: 'latest' (from now on) or 'earliest' (the oldest retained event) for rings that "
-           "exist now. raise_on_loss: raise EventsLost at a gap instead of only counting it. `spin`: seconds wait() "
-           "spins before it sleeps.")
+           "exist now. raise_on_loss: raise EventsLost at a gap instead of only counting it. `wait`: how wait() "
+           "idles: 'futex' (spin `spin` seconds, then sleep until a publish wakes it; no CPU while idle) or "
+           "'backoff' (look backoff_spins times, sched_yield backoff_yields times, then sleep backoff_min_park "
+           "seconds doubling up to backoff_max_park: some CPU, and publishers never make a system call for it).")
       .def_property_readonly("name", &PyBus::name)
       .def_property_readonly("closed", &PyBus::closed)
       .def("close", &PyBus::close,

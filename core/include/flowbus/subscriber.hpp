@@ -21,6 +21,36 @@ namespace mirroring { struct Access; struct ExportOptions; }
 
 enum class StartAt { Latest, Earliest };
 
+/// How Subscriber::wait() passes the time while no event is there.
+enum class WaitStrategy {
+  /// Spin for SubscriberOptions::spin, then sleep on the rings' futexes until
+  /// a publish wakes it (the default). Idle, it costs no CPU; an event that
+  /// finds it asleep pays a kernel wake-up, and its publisher a system call.
+  SpinThenSleep,
+  /// Spin, then sched_yield, then sleep in slices that double up to a
+  /// maximum (SubscriberOptions::backoff), like Aeron's BackoffIdleStrategy.
+  /// Its publishers never make a system call for it; an event that comes
+  /// while it sleeps is seen at the end of the slice. For a subscriber that
+  /// may use part of a CPU but not all of it.
+  Backoff,
+};
+
+/// WaitStrategy::Backoff's phases. subscribe() throws Error(InvalidArgument)
+/// for values out of the ranges given.
+struct BackoffOptions {
+  static constexpr uint32_t kMaxSpins = 100'000'000, kMaxYields = 1'000'000;
+  /// Looks at the rings, a pause between them, before yielding (0 to 100,000,000).
+  uint32_t spins = 1000;
+  /// Then sched_yield() this many times, a look after each (0 to 1,000,000).
+  uint32_t yields = 10;
+  /// Then sleep this long (1 us to max_park), look, and double the sleep...
+  std::chrono::nanoseconds min_park = std::chrono::microseconds(1);
+  /// ...up to this (min_park to 1 s): how late an event that comes while
+  /// the subscriber sleeps can be seen, plus the thread's timer slack (Linux:
+  /// 50 us by default, prctl(PR_SET_TIMERSLACK) lowers it).
+  std::chrono::nanoseconds max_park = std::chrono::milliseconds(1);
+};
+
 struct SubscriberOptions {
   /// Where a ring found at subscribe time starts. A ring of a matching topic
   /// created after subscribe() is read from its first event, whatever the
@@ -38,7 +68,15 @@ struct SubscriberOptions {
   /// (a reader that polls right behind the writer pulls each line back and
   /// forth); adds up to this much latency. 0 (the default): return at once.
   std::chrono::nanoseconds coalesce{0};
+  /// wait(): sleep on a futex after `spin` (the default), or back off
+  /// (spin, yield, short sleeps, as `backoff` says).
+  WaitStrategy wait_strategy = WaitStrategy::SpinThenSleep;
+  BackoffOptions backoff;  ///< used under WaitStrategy::Backoff
 };
+
+/// Throws Error(InvalidArgument) naming the first setting out of range;
+/// subscribe() calls it.
+void validate_subscriber_options(const SubscriberOptions& options);
 
 /// What read() found. `missed` counts events skipped (Evicted, Lost), or
 /// refused (Rejected: they failed verification).
@@ -99,9 +137,12 @@ class Subscriber {
   PollResult poll(F&& on_event, size_t max_events = SIZE_MAX) noexcept(noexcept(on_event(std::declval<const Event&>())));
 
   /// Waits until an event may be readable: spins for options.spin, then
-  /// sleeps on the futex of every ring at once. False on timeout. New rings
-  /// wake it too and are attached (throws Error as refresh() does; in a
-  /// fork() child, Error(WrongProcess)). Thread: owner only.
+  /// sleeps on the futex of every ring at once (WaitStrategy::SpinThenSleep);
+  /// or spins, yields and sleeps in growing slices (WaitStrategy::Backoff).
+  /// Returns at once, with no system call, when an event is there already.
+  /// False on timeout. New rings wake it too and are attached (throws Error
+  /// as refresh() does; in a fork() child, Error(WrongProcess)).
+  /// Thread: owner only.
   bool wait(std::chrono::nanoseconds timeout);
 
   /// Attaches rings created since the last look (cheap when nothing changed).
@@ -144,6 +185,9 @@ class Subscriber {
   void acknowledge(uint32_t ring, uint64_t next_position) noexcept;
   void rewind(uint32_t ring) noexcept;
   bool changed() const noexcept;
+  bool ready_to_read() const noexcept;
+  bool after_data() const noexcept;
+  bool wait_backoff(std::chrono::nanoseconds timeout);
   ReadResult read_attached(Event& event) noexcept;
   void attach_rings(StartAt from, bool at_subscribe);
   void make_copy_room(uint64_t bytes);

@@ -24,6 +24,13 @@
 
 namespace flowbus::perf {
 
+double ThroughputResult::total_events_per_s() const {
+  if (per_process.empty()) return events_per_s();
+  double total = 0;
+  for (const double rate : per_process) total += rate;
+  return total;
+}
+
 namespace {
 
 constexpr int kMaxProcesses = 64;
@@ -63,6 +70,20 @@ class SharedControl {
 void await_start(Control& c) {
   c.ready.fetch_add(1);
   while (!c.go.load(std::memory_order_acquire)) std::this_thread::sleep_for(std::chrono::microseconds(50));
+}
+
+/// The rates of the side with several processes: each sender's events over
+/// the run's seconds (P->1, so they add up to the total), each receiver's
+/// events (all of them) over the time it took to get them (1->K).
+void note_each_process(const Control& c, int senders, int receivers, uint64_t start_ns, ThroughputResult& result) {
+  if (senders > 1)
+    for (int s = 0; s < senders; ++s) result.per_process.push_back(double(c.child[s].events.load()) / result.seconds);
+  if (receivers > 1)
+    for (int r = 0; r < receivers; ++r) {
+      const uint64_t done = c.child[senders + r].done_ns.load();
+      const uint64_t took = done > start_ns ? done - start_ns : 1;
+      result.per_process.push_back(double(result.events) / (double(took) / 1e9));
+    }
 }
 
 /// Forks `receivers` then `senders` processes, starts them together once all are ready, stops the senders after
@@ -126,6 +147,8 @@ void run_processes(Control& c, int senders, int receivers, double seconds, Throu
   }
   result.events = sent;
   result.seconds = double(std::max<uint64_t>(done_ns - start_ns, 1)) / 1e9;
+  result.time_shared = senders + receivers > usable_cpus();
+  note_each_process(c, senders, receivers, start_ns, result);
 }
 
 const char* mode_name(int publishers, int subscribers) {
@@ -154,13 +177,14 @@ class OrderCheck {
 }  // namespace
 
 ThroughputResult flowbus_throughput(size_t bytes, int publishers, int subscribers, double seconds, uint64_t coalesce_ns,
-                                    size_t batch, bool untrusted) {
+                                    size_t batch, bool untrusted, bool backoff) {
   if (publishers != 1 && subscribers != 1) fail("throughput runs 1->K or P->1");
   if (batch == 0) fail("a batch holds at least one event");
   ThroughputResult result{mode_name(publishers, subscribers), "flowbus", bytes, publishers, subscribers};
   result.coalesce_ns = coalesce_ns;
   result.batch = batch;
   result.untrusted = untrusted;
+  result.backoff = backoff;
   const std::string bus_name = "perf-" + std::to_string(getpid()) + "-tput";
   const char* topic = "perf.throughput";
   uint64_t ring = 4u << 20;  // the default topic ring; larger payloads get 64 events' worth
@@ -217,6 +241,7 @@ ThroughputResult flowbus_throughput(size_t bytes, int publishers, int subscriber
     SubscriberOptions options;
     options.from = StartAt::Earliest;
     options.coalesce = std::chrono::nanoseconds(coalesce_ns);
+    if (backoff) options.wait_strategy = WaitStrategy::Backoff;
     Subscriber sub = bus.subscribe(topic, options);
     while (sub.ring_count() < size_t(publishers)) {  // every publisher's ring, before the start
       std::this_thread::sleep_for(std::chrono::microseconds(100));

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace flowbus::perf {
 
@@ -18,8 +19,17 @@ struct ThroughputResult {
   uint64_t coalesce_ns = 0;  ///< flowbus: the subscribers' SubscriberOptions::coalesce
   size_t batch = 1;          ///< flowbus: events per publish call (publish_batch when above 1)
   bool untrusted = false;    ///< flowbus: an untrusted topic (readers verify a copy of each event)
+  bool backoff = false;      ///< flowbus: subscribers wait with WaitStrategy::Backoff (else spin 50 us, then the futex)
+  /// The side with several processes: each publisher's events/s in P->1
+  /// (its events over the run's seconds), each subscriber's in 1->K (all
+  /// events over the time it took to get them). Empty for 1->1.
+  std::vector<double> per_process;
+  bool time_shared = false;  ///< more processes than CPUs: some took turns on one
   double events_per_s() const { return double(events) / seconds; }
   double mb_per_s() const { return events_per_s() * double(bytes) / 1e6; }
+  /// Events moved per second by all processes of the many side together (1->K:
+  /// deliveries, K per event); events_per_s() for 1->1.
+  double total_events_per_s() const;
 };
 
 /// `publishers` processes publish on one Block topic through the normal API
@@ -29,8 +39,10 @@ struct ThroughputResult {
 /// `batch` above 1 each publisher hands `batch` events at a time to
 /// Publisher::publish_batch (one clock read and one wake-up check per call).
 /// `untrusted`: the topic is untrusted, so subscribers read verified copies.
+/// `backoff`: subscribers wait with WaitStrategy::Backoff (default BackoffOptions).
 ThroughputResult flowbus_throughput(size_t bytes, int publishers, int subscribers, double seconds,
-                                    uint64_t coalesce_ns = 0, size_t batch = 1, bool untrusted = false);
+                                    uint64_t coalesce_ns = 0, size_t batch = 1, bool untrusted = false,
+                                    bool backoff = false);
 /// The floor of 1->1: a bare single-writer ring of slots as large as
 /// flowbus's records for this payload, in shared memory between two pinned
 /// processes; a commit word per slot, the payload's first and last cache line

@@ -48,8 +48,8 @@ class Bmq : public PingPong {
     receive(*pong_);
     if (!check_stamp(buffer_.data(), buffer_.size(), i)) fail("bmq: echo damaged");
   }
-  void echo(uint64_t count) override {
-    for (uint64_t i = 0; i < count; ++i) {
+  void echo(uint64_t first, uint64_t count) override {
+    for (uint64_t i = first; i < first + count; ++i) {
       receive(*ping_);
       if (!check_stamp(buffer_.data(), buffer_.size(), i)) fail("bmq: ping damaged");
       stamp(buffer_.data(), buffer_.size(), i);

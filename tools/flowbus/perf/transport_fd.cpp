@@ -32,8 +32,8 @@ class FdPair : public PingPong {
     read_all(pong_read_);
     if (!check_stamp(buffer_.data(), buffer_.size(), i)) fail("echo damaged");
   }
-  void echo(uint64_t count) override {
-    for (uint64_t i = 0; i < count; ++i) {
+  void echo(uint64_t first, uint64_t count) override {
+    for (uint64_t i = first; i < first + count; ++i) {
       read_all(ping_read_);
       if (!check_stamp(buffer_.data(), buffer_.size(), i)) fail("ping damaged");
       stamp(buffer_.data(), buffer_.size(), i);

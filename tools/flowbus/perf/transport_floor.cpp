@@ -32,8 +32,8 @@ class Floor : public PingPong {
     while (flag(128)->load(std::memory_order_acquire) != i) detail::cpu_relax();
     if (!check_stamp(pong_payload(), bytes_, i)) fail("floor: echo damaged");
   }
-  void echo(uint64_t count) override {
-    for (uint64_t i = 0; i < count; ++i) {
+  void echo(uint64_t first, uint64_t count) override {
+    for (uint64_t i = first; i < first + count; ++i) {
       while (flag(0)->load(std::memory_order_acquire) != i) detail::cpu_relax();
       if (!check_stamp(ping_payload(), bytes_, i)) fail("floor: ping damaged");
       stamp(pong_payload(), bytes_, i);

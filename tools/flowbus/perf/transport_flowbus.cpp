@@ -33,8 +33,8 @@ namespace {
 
 class Flowbus : public PingPong {
  public:
-  Flowbus(size_t bytes, WaitMode wait, bool untrusted)
-      : bytes_(bytes), wait_(wait), bus_name_("perf-" + std::to_string(getpid())) {
+  Flowbus(size_t bytes, WaitMode wait, const BackoffOptions& backoff, bool untrusted)
+      : bytes_(bytes), wait_(wait), backoff_(backoff), bus_name_("perf-" + std::to_string(getpid())) {
     Bus bus = Bus::open(bus_name_);
     uint64_t ring = 1 << 22;
     while (ring < 8 * (bytes + 4096)) ring <<= 1;
@@ -59,8 +59,8 @@ class Flowbus : public PingPong {
     send(i);
     receive(i);
   }
-  void echo(uint64_t count) override {
-    for (uint64_t i = 0; i < count; ++i) {
+  void echo(uint64_t first, uint64_t count) override {
+    for (uint64_t i = first; i < first + count; ++i) {
       receive(i);
       send(i);
     }
@@ -72,7 +72,11 @@ class Flowbus : public PingPong {
     pub_.emplace(bus_->publisher(out, PublisherOptions{name, {}}));
     SubscriberOptions options;
     options.from = StartAt::Earliest;
-    options.spin = std::chrono::nanoseconds(0);
+    options.spin = std::chrono::nanoseconds(0);  // futex: straight to sleep
+    if (wait_ == WaitMode::Backoff) {
+      options.wait_strategy = WaitStrategy::Backoff;
+      options.backoff = backoff_;
+    }
     sub_.emplace(bus_->subscribe(in, options));
     // Small payloads: build once, then stamp and publish (one copy) per message.
     uint8_t* bytes = nullptr;
@@ -105,8 +109,10 @@ class Flowbus : public PingPong {
       // spin: a pause between looks, as a spinning service would; each look
       // pulls the commit line the writer is filling away from it (measured:
       // 64 B p50 -6%, lower in 10 of 10 interleaved rounds, bench/README.md).
-      if (wait_ == WaitMode::Futex) sub_->wait(std::chrono::seconds(1));
-      else detail::cpu_relax();
+      if (wait_ == WaitMode::Spin)
+        detail::cpu_relax();
+      else
+        sub_->wait(std::chrono::seconds(1));
     }
     const auto* payload = flatbuffers::GetRoot<flowbus::perf::Payload>(e.data());
     if (!check_stamp(payload->bytes()->data(), bytes_, i)) fail("flowbus: message damaged");
@@ -115,6 +121,7 @@ class Flowbus : public PingPong {
 
   size_t bytes_;
   WaitMode wait_;
+  BackoffOptions backoff_;
   std::string bus_name_;
   pid_t owner_pid_ = 0;
   std::optional<Bus> bus_;
@@ -126,8 +133,8 @@ class Flowbus : public PingPong {
 
 }  // namespace
 
-std::unique_ptr<PingPong> make_flowbus(size_t bytes, WaitMode wait, bool untrusted) {
-  return std::make_unique<Flowbus>(bytes, wait, untrusted);
+std::unique_ptr<PingPong> make_flowbus(size_t bytes, WaitMode wait, const BackoffOptions& backoff, bool untrusted) {
+  return std::make_unique<Flowbus>(bytes, wait, backoff, untrusted);
 }
 
 }  // namespace flowbus::perf

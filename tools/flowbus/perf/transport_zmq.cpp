@@ -39,13 +39,15 @@ class Zmq : public PingPong {
     receive();
     if (!check_stamp(buffer_.data(), buffer_.size(), i)) fail("zmq: echo damaged");
   }
-  void echo(uint64_t count) override {
-    for (uint64_t i = 0; i < count; ++i) {
+  void echo(uint64_t first, uint64_t count) override {
+    for (uint64_t i = first; i < first + count; ++i) {
       receive();
       if (!check_stamp(buffer_.data(), buffer_.size(), i)) fail("zmq: ping damaged");
       stamp(buffer_.data(), buffer_.size(), i);
       send();
     }
+  }
+  void end_echo_side() override {
     // The echo process _exits next: close with the default linger and end the
     // context, which waits until ZeroMQ's I/O thread has sent the last echo.
     zmq_close(socket_);

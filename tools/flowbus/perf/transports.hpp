@@ -11,9 +11,16 @@
 #include <string>
 #include <vector>
 
+#include "flowbus/subscriber.hpp"
+
 namespace flowbus::perf {
 
-enum class WaitMode { Spin, Futex };
+/// How flowbus's receivers wait (the other transports wait as they do):
+/// spin on read() with a pause, Subscriber::wait under WaitStrategy::Backoff
+/// (default BackoffOptions), or under SpinThenSleep with no spin (the futex).
+enum class WaitMode { Spin, Backoff, Futex };
+/// "spin", "backoff", "futex"
+const char* to_string(WaitMode mode) noexcept;
 
 class PingPong {
  public:
@@ -24,12 +31,16 @@ class PingPong {
   virtual void start_ping_side() = 0;
   /// Parent: send message `i` and wait for its echo.
   virtual void round_trip(uint64_t i) = 0;
-  /// Child: echo `count` messages.
-  virtual void echo(uint64_t count) = 0;
+  /// Child: echo messages first, first + 1, ... (`count` of them).
+  virtual void echo(uint64_t first, uint64_t count) = 0;
+  /// Child: after the last echo, before the process exits.
+  virtual void end_echo_side() {}
 };
 
 /// Made in the parent before fork (shared set-up: mappings, sockets, bus names).
-std::unique_ptr<PingPong> make_transport(const std::string& name, size_t bytes, WaitMode wait);
+/// `backoff`: flowbus's receivers under WaitMode::Backoff.
+std::unique_ptr<PingPong> make_transport(const std::string& name, size_t bytes, WaitMode wait,
+                                         const BackoffOptions& backoff = {});
 
 /// The payload's first and last cache lines carry `i`; the reader checks them.
 void stamp(uint8_t* payload, size_t bytes, uint64_t i) noexcept;
@@ -45,7 +56,7 @@ std::vector<uint8_t> perf_schema();
 std::unique_ptr<PingPong> make_floor(size_t bytes);
 std::unique_ptr<PingPong> make_uds(size_t bytes);
 std::unique_ptr<PingPong> make_pipe(size_t bytes);
-std::unique_ptr<PingPong> make_flowbus(size_t bytes, WaitMode wait, bool untrusted);
+std::unique_ptr<PingPong> make_flowbus(size_t bytes, WaitMode wait, const BackoffOptions& backoff, bool untrusted);
 std::unique_ptr<PingPong> make_zmq(size_t bytes);
 std::unique_ptr<PingPong> make_bmq(size_t bytes);
 

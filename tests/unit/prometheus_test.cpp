@@ -6,6 +6,10 @@
 
 #include <cmath>
 #include <limits>
+#include <vector>
+
+#include "flowbus/bus.hpp"
+#include "test_bus.hpp"
 
 using namespace flowbus;
 using namespace flowbus::metrics;
@@ -122,6 +126,7 @@ BusSnapshot sample_bus() {
   lagging.lag_events = 20;
   lagging.evictions = 1;
   lagging.losses = 5;
+  lagging.rejected = 7;
   lagging.idle_ns = 1500000000;
   CursorSnapshot lapped = lagging;
   lapped.slot = 4;
@@ -175,6 +180,7 @@ TEST(PrometheusText, ASnapshotBecomesRingReaderMirrorAndBusSeries) {
   EXPECT_TRUE(contains(page, "flowbus_reader_lag_bytes" + reader + " 2048\n"));
   EXPECT_TRUE(contains(page, "flowbus_reader_evictions_total" + reader + " 1\n"));
   EXPECT_TRUE(contains(page, "flowbus_reader_lost_events_total" + reader + " 5\n"));
+  EXPECT_TRUE(contains(page, "flowbus_reader_rejected_events_total" + reader + " 7\n"));
   EXPECT_TRUE(contains(page, "flowbus_reader_idle_seconds" + reader + " 1.5\n"));
   EXPECT_TRUE(contains(page, "flowbus_reader_asleep" + reader + " 0\n"));
   // A lapped reader's lag in events is not known: absent, not made up.
@@ -233,6 +239,28 @@ TEST(PrometheusText, ADeadSidecarsPeersAreNotConnected) {
   EXPECT_FALSE(contains(page,
                         "flowbus_mirror_stream_connected{bus=\"b\",kind=\"sidecar\",node=\"n\",peer=\"p\",direction="
                         "\"export\",topic=\"t\",publisher_id=\"0000000000000001\"} 1"));
+}
+
+TEST(PrometheusText, EventsAReaderOfAnUntrustedTopicRefusedAreCountedPerReader) {
+  flowbus::testing::ScopedBusName name("prom-untrusted");
+  Bus bus = Bus::open(name.name);
+  TopicSpec spec = flowbus::testing::sensor_topic("t");
+  spec.untrusted = true;
+  bus.create_topic(spec);
+  Subscriber sub = bus.subscribe("t", {StartAt::Earliest});
+  Publisher pub = bus.publisher("t", {"rogue"});
+  const std::vector<uint8_t> junk(64, 0xff);  // not a FlatBuffer: publishing checks nothing
+  ASSERT_EQ(pub.try_publish(junk), PublishStatus::Ok);
+  ASSERT_EQ(pub.try_publish(junk), PublishStatus::Ok);
+  sub.refresh();
+  const PollResult r = sub.poll([](const Event&) { ADD_FAILURE() << "a refused event was handed over"; });
+  ASSERT_EQ(r.rejected, 2u);
+  const std::string page = render(read_buses({name.name}));
+  const std::string series =
+      "flowbus_reader_rejected_events_total{bus=\"" + name.name + "\",topic=\"t\",publisher=\"rogue\"";
+  const size_t at = page.find(series);
+  ASSERT_NE(at, std::string::npos) << page;
+  EXPECT_EQ(page.substr(page.find("} ", at) + 2, 2), "2\n") << page.substr(at, 200);
 }
 
 TEST(PrometheusText, ReadBusesSaysWhyABusCannotBeReadAndGoesOn) {

@@ -175,6 +175,8 @@ constexpr FamilySpec kFamilies[] = {
      "Times the owners of this cursor slot were evicted (too slow or dead on a block ring)"},
     {"flowbus_reader_lost_events_total", C,
      "Events the owners of this cursor slot were told they missed (lapped or evicted)"},
+    {"flowbus_reader_rejected_events_total", C,
+     "Untrusted topics: events the owners of this cursor slot refused because they failed verification"},
     {"flowbus_reader_asleep", G, "1 if the reader is asleep on the ring's wake word, waiting for events"},
     {"flowbus_reader_idle_seconds", G, "Seconds since the reader last moved its cursor (or joined)"},
     {"flowbus_mirror_alive", G, "1 if the mirroring process (kind: sidecar, bridge) is alive"},
@@ -301,6 +303,7 @@ void add_bus(Exposition& out, const BusReading& reading) {
       out.add("flowbus_reader_lapped", reader, flag(c.lapped));
       out.add("flowbus_reader_evictions_total", reader, c.evictions);
       out.add("flowbus_reader_lost_events_total", reader, c.losses);
+      out.add("flowbus_reader_rejected_events_total", reader, c.rejected);
       out.add("flowbus_reader_asleep", reader, flag(c.sleeping));
       out.add("flowbus_reader_idle_seconds", reader, seconds_of(c.idle_ns));
     }

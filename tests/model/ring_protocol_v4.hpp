@@ -63,6 +63,8 @@ struct Variants4 {
   // admit a joiner below it and step 4 lowers its limit: an honest joiner
   // then skips events the writer still holds, counted as lost.
   bool validate_by_tail = false;
+  bool evict_no_wake = false;   // an eviction bumps admissions but does not wake
+  bool slot_overwrite = false;  // a joiner takes slot 0 whatever it holds (a slot "free" when merely complete)
 };
 inline Variants4& variants4() {
   static Variants4 v;  // set once in main(), before any simulation
@@ -191,6 +193,11 @@ struct Reader4 {
   }
 
   void ring_bell() {
+    if (variants4().slot_overwrite) {
+      r->bell[0]($).store(id, rl::mo_seq_cst);
+      r->rings($).fetch_add(1, rl::mo_seq_cst);
+      return;
+    }
     for (unsigned s = 0; s < kMaxBell; ++s) {
       uint32_t e = 0;
       if (r->bell[s]($).compare_exchange_strong(e, id, rl::mo_seq_cst)) break;
@@ -441,15 +448,15 @@ struct Writer4 {
     att_word[k] = w;
     r->att[k]($).store(w, rl::mo_release);
   }
-  void announce() {
+  void announce(bool wakes = true) {
     r->admissions($).fetch_add(1, rl::mo_release);
-    wake();  // a joiner or an evicted reader may be asleep
+    if (wakes) wake();  // a joiner or an evicted reader may be asleep
   }
 
   void evict(unsigned k) {
     const uint32_t who = AS::who(att_word[k]);
     set_att(k, AS::pack(AS::epoch(att_word[k]) + 1, 0, Free));
-    announce();
+    announce(!variants4().evict_no_wake);
     if (who < kMaxReaders4) {
       ++r->g_evictions[who];
       if (r->g_reader[who]) r->g_reader[who]->g_protected = false;

@@ -7,8 +7,8 @@
 //   ring_model_v4 [--scenario N] [--iterations K] [--search both|random|bound|full]
 //                 [--context-bound N] [--variant NAME]...
 //
-// Default: scenarios 1..8, each searched twice: every schedule with at most 2
-// preemptions (1 in scenarios 2, 6 and 8, which have three threads), then
+// Default: scenarios 1..9, each searched twice: every schedule with at most 2
+// preemptions (1 in scenarios 2, 6, 8 and 9, which have three threads), then
 // `--iterations` (default 100000) random schedules.
 // Exit code 1 when a scenario fails, 2 on a usage error. See README.md.
 #include <chrono>
@@ -123,7 +123,8 @@ struct JoinWithAdmission : rl::test_suite<JoinWithAdmission, 2> {
 // writer may never see J's ring); J's validation must turn that into a
 // counted loss.
 // Invariants: no torn event handed over as valid; every position past the
-// join point is delivered or counted (losses may happen now).
+// join point is delivered or counted (losses may happen now); once J has
+// found its admission, the writer destroys nothing at or above its position.
 // --variant no-join-validate: J trusts its reads while joining: a torn event.
 // ---------------------------------------------------------------------------
 struct JoinWithForgedBell : rl::test_suite<JoinWithForgedBell, 3> {
@@ -135,8 +136,9 @@ struct JoinWithForgedBell : rl::test_suite<JoinWithForgedBell, 3> {
     ring.init(8);
     w.attach(ring);
     j.attach(ring, 1);
-    j.g_honest_bell = false;
+    j.g_honest_bell = false;  // protected only once it finds its admission
     for (int k = 0; k < 7; ++k) RL_ASSERT(w.publish());
+    ring.g_check_destroy = true;
   }
   void thread(unsigned t) {
     if (t == 0) {
@@ -163,7 +165,8 @@ struct JoinWithForgedBell : rl::test_suite<JoinWithForgedBell, 3> {
 // --variant check-no-fence: the ownership check without its acquire fence:
 // A takes a torn read for valid.
 // ---------------------------------------------------------------------------
-struct EvictionWithoutCas : rl::test_suite<EvictionWithoutCas, 2> {
+template <bool Forger>
+struct Eviction : rl::test_suite<Eviction<Forger>, Forger ? 3 : 2> {
   Ring4 ring;
   Writer4 w;
   Reader4 a;
@@ -172,6 +175,7 @@ struct EvictionWithoutCas : rl::test_suite<EvictionWithoutCas, 2> {
     ring.init(8);
     w.attach(ring);
     a.attach(ring, 1);
+    a.g_honest_bell = !Forger;
     a.join_at(0, false);
     for (int k = 0; k < 7; ++k) RL_ASSERT(w.publish());  // the first one admits A
     Event ev;
@@ -186,6 +190,10 @@ struct EvictionWithoutCas : rl::test_suite<EvictionWithoutCas, 2> {
       for (int k = 0; k < 2; ++k) publish_retrying(w);
       return;
     }
+    if (t == 2) {
+      forge_bell(ring);
+      return;
+    }
     read_some(a, 3);
   }
   void after() {
@@ -193,6 +201,11 @@ struct EvictionWithoutCas : rl::test_suite<EvictionWithoutCas, 2> {
     check_accounting(a);
   }
 };
+using EvictionWithoutCas = Eviction<false>;
+// Scenario 9: scenario 3 with a forger on the bell (it may name A, so that
+// the writer re-admits A at its old line, or clear A's ring after its
+// rejoin). A is protected again only once it finds its admission.
+using EvictionWithForgedBell = Eviction<true>;
 
 // ---------------------------------------------------------------------------
 // Scenario 4: the self-clearing wake request, honest processes. R1 and R2
@@ -426,12 +439,12 @@ struct TwoJoiners : rl::test_suite<TwoJoiners, 3> {
 // ---------------------------------------------------------------------------
 // Driver
 // ---------------------------------------------------------------------------
-constexpr int kScenarios = 8;
+constexpr int kScenarios = 9;
 
 enum class Search { Both, Random, Bound, Full };
 
 struct Options {
-  int scenario = 0;          // 0: scenarios 1..8
+  int scenario = 0;          // 0: scenarios 1..9
   long iterations = 100000;  // random search
   int context_bound = -1;    // -1: per scenario (default_bound)
   Search search = Search::Both;
@@ -440,7 +453,7 @@ struct Options {
 // The context bound of the default search: 2 preemptions, 1 for the
 // scenarios with three threads (2 costs 18 s for scenario 2 and more than
 // 100 s for scenario 6).
-inline unsigned default_bound(int n) { return n == 2 || n == 6 || n == 8 ? 1 : 2; }
+inline unsigned default_bound(int n) { return n == 2 || n == 6 || n == 8 || n == 9 ? 1 : 2; }
 
 const char* name_of(int n) {
   switch (n) {
@@ -460,6 +473,8 @@ const char* name_of(int n) {
       return "v4 EvictedSleeperIsWoken (eviction wakes)";
     case 8:
       return "v4 TwoJoiners (two rings in flight)";
+    case 9:
+      return "v4 EvictionWithForgedBell (re-admission at an old line)";
   }
   return "?";
 }
@@ -523,18 +538,20 @@ bool run_scenario(int n, const Options& o) {
       return run_relacy<EvictedSleeperIsWoken>(n, o);
     case 8:
       return run_relacy<TwoJoiners>(n, o);
+    case 9:
+      return run_relacy<EvictionWithForgedBell>(n, o);
   }
   return false;
 }
 
 int usage() {
-  std::cerr << "usage: ring_model_v4 [--scenario 1..8] [--iterations K] [--search both|random|bound|full]\n"
+  std::cerr << "usage: ring_model_v4 [--scenario 1..9] [--iterations K] [--search both|random|bound|full]\n"
                "                     [--context-bound N]\n"
                "                     [--variant limit-before-bell|no-join-validate|check-no-fence|request-first|\n"
                "                                "
                "clear-before-fence|no-recheck|no-slices|ignore-reserved|validate-by-tail|\n"
                "                                evict-no-wake|slot-overwrite]...\n"
-               "  default: scenarios 1..8, each with the context-bound search (2 preemptions; 1 in 2, 6 and 8) and\n"
+               "  default: scenarios 1..9, each with the context-bound search (2 preemptions; 1 in 2, 6, 8 and 9) and\n"
                "  100000 iterations of the random search\n";
   return 2;
 }

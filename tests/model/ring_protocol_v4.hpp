@@ -240,6 +240,7 @@ struct Reader4 {
       // The writer may have admitted us below the tail it had published:
       // what lies below it may be gone.
       if (!still_valid_at(position)) skip_to_tail();
+      g_protected = true;  // admitted: the writer holds our line from now on, forger or not
       return;
     }
   }

@@ -174,9 +174,15 @@ void add_record_info_command(CLI::App& record) {
             "`flowbus replay --recover` replays them\n",
             incomplete.c_str(), static_cast<unsigned long long>(recorded_events),
             static_cast<unsigned long long>(chunks));
-      std::printf("events: %llu (%llu MCAP messages with subjects) in %llu chunk(s), compression %s\n",
-                  static_cast<unsigned long long>(recorded_events), static_cast<unsigned long long>(events),
-                  static_cast<unsigned long long>(chunks), compression.empty() ? "none" : compression.c_str());
+      // Subjects are messages of their own channels (recorder.cpp): say so only when there are some.
+      const uint64_t subject_messages = events > recorded_events ? events - recorded_events : 0;
+      const std::string subjects = subject_messages == 0
+                                       ? ""
+                                       : " (and " + std::to_string(subject_messages) +
+                                             (subject_messages == 1 ? " subject message)" : " subject messages)");
+      std::printf("events: %llu%s in %llu chunk(s), compression %s\n", static_cast<unsigned long long>(recorded_events),
+                  subjects.c_str(), static_cast<unsigned long long>(chunks),
+                  compression.empty() ? "none" : compression.c_str());
       if (events)
         std::printf("time: %s .. %s (%.3fs)\n", format_rfc3339(start).c_str(), format_rfc3339(end).c_str(),
                     double(end - start) / 1e9);

@@ -11,10 +11,12 @@
 // preemptions (1 in scenarios 2, 6, 8 and 9, which have three threads), then
 // `--iterations` (default 100000) random schedules.
 // Exit code 1 when a scenario fails, 2 on a usage error. See README.md.
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <iterator>
 #include <string>
 
 #include "ring_protocol_v4.hpp"
@@ -559,6 +561,28 @@ int usage() {
 }  // namespace v4
 }  // namespace model
 
+namespace {
+// --variant NAME: each breaks one mechanism on purpose (ring_protocol_v4.hpp, Variants4).
+struct VariantFlag {
+  const char* name;
+  bool model::v4::Variants4::*flag;
+};
+using V4 = model::v4::Variants4;
+constexpr VariantFlag kVariants[] = {
+    {"limit-before-bell", &V4::limit_before_bell},
+    {"no-join-validate", &V4::no_join_validate},
+    {"check-no-fence", &V4::check_no_fence},
+    {"request-first", &V4::request_first},
+    {"clear-before-fence", &V4::clear_before_fence},
+    {"no-recheck", &V4::no_recheck},
+    {"no-slices", &V4::no_slices},
+    {"ignore-reserved", &V4::ignore_reserved},
+    {"evict-no-wake", &V4::evict_no_wake},
+    {"slot-overwrite", &V4::slot_overwrite},
+    {"validate-by-tail", &V4::validate_by_tail},
+};
+}  // namespace
+
 int main(int argc, char** argv) {
   using namespace model::v4;
   Options o;
@@ -590,31 +614,10 @@ int main(int argc, char** argv) {
       else
         return usage();
     } else if (arg == "--variant") {
-      Variants4& x = variants4();
-      if (v == "limit-before-bell")
-        x.limit_before_bell = true;
-      else if (v == "no-join-validate")
-        x.no_join_validate = true;
-      else if (v == "check-no-fence")
-        x.check_no_fence = true;
-      else if (v == "request-first")
-        x.request_first = true;
-      else if (v == "clear-before-fence")
-        x.clear_before_fence = true;
-      else if (v == "no-recheck")
-        x.no_recheck = true;
-      else if (v == "no-slices")
-        x.no_slices = true;
-      else if (v == "ignore-reserved")
-        x.ignore_reserved = true;
-      else if (v == "evict-no-wake")
-        x.evict_no_wake = true;
-      else if (v == "slot-overwrite")
-        x.slot_overwrite = true;
-      else if (v == "validate-by-tail")
-        x.validate_by_tail = true;
-      else
-        return usage();
+      const auto* known =
+          std::find_if(std::begin(kVariants), std::end(kVariants), [&](const VariantFlag& f) { return v == f.name; });
+      if (known == std::end(kVariants)) return usage();
+      variants4().*(known->flag) = true;
       names += " [variant " + v + "]";
     } else {
       return usage();

@@ -123,8 +123,14 @@ void install() {
   // the kernel kills the process, and chain() relies on the raised SIGBUS
   // waiting until it returns. No SA_RESETHAND: every fault must be caught.
   ours.sa_flags = SA_SIGINFO | SA_ONSTACK;
-  if (::sigaction(SIGBUS, &ours, nullptr) != 0)
+  struct sigaction now {};
+  if (::sigaction(SIGBUS, &ours, nullptr) != 0 || ::sigaction(SIGBUS, nullptr, &now) != 0)
     throw Error(ErrorCode::System, std::string("fault guard: sigaction(SIGBUS): ") + std::strerror(errno));
+  // ASan with handle_sigbus=2 keeps SIGBUS to itself and drops our sigaction
+  // without an error: better a clear error now than a crash at the first fault.
+  if (!(now.sa_flags & SA_SIGINFO) || now.sa_sigaction != on_sigbus)
+    throw Error(ErrorCode::System,
+                "fault guard: our SIGBUS handler did not stay installed (ASAN_OPTIONS=handle_sigbus=2?)");
 }
 
 }  // namespace

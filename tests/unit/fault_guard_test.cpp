@@ -5,8 +5,9 @@
 // `--fault-guard-child NAME` (see run_child below).
 //
 // Sanitizers: ASan (and UBSan with it) install their own SIGBUS handler before
-// main when handle_sigbus=1 (the default), and let ours go over it (only
-// handle_sigbus=2 would refuse our sigaction). Faults outside every guarded
+// main when handle_sigbus=1 (the default), and let ours go over it
+// (handle_sigbus=2 drops our sigaction silently: guard_mapping then throws;
+// handle_sigbus=0 leaves SIG_DFL, and all tests pass). Faults outside every guarded
 // range are then chained to ASan's handler, which reports and exits 1 instead
 // of dying of SIGBUS: the tests that expect a death accept that when the
 // process started with a SIGBUS handler already there. TSan delivers the

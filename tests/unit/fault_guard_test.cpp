@@ -7,9 +7,9 @@
 // Sanitizers: ASan (and UBSan with it) install their own SIGBUS handler before
 // main when handle_sigbus=1 (the default), and let ours go over it
 // (handle_sigbus=2 drops our sigaction silently: guard_mapping then throws;
-// handle_sigbus=0 leaves SIG_DFL, and all tests pass). Faults outside every guarded
-// range are then chained to ASan's handler, which reports and exits 1 instead
-// of dying of SIGBUS: the tests that expect a death accept that when the
+// handle_sigbus=0 leaves SIG_DFL, and all tests pass). Faults outside every
+// guarded range are then chained to ASan's handler, which reports and exits 1
+// instead of dying of SIGBUS: the tests that expect a death accept that when the
 // process started with a SIGBUS handler already there. TSan delivers the
 // synchronous SIGBUS at once and is not run on this test (.ci/run).
 #include "fault_guard.hpp"
@@ -108,8 +108,8 @@ void app_handler(int, siginfo_t* info, void*) {
   g_app_fault_addr.store(reinterpret_cast<uintptr_t>(info->si_addr));
   g_app_fault_code.store(info->si_code);
   g_app_faults.fetch_add(1);
-  const uintptr_t p = reinterpret_cast<uintptr_t>(info->si_addr) & ~(kPage - 1);
-  ::mmap(reinterpret_cast<void*>(p), kPage, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  char* p = static_cast<char*>(info->si_addr) - (reinterpret_cast<uintptr_t>(info->si_addr) & (kPage - 1));
+  (void)::mmap(p, kPage, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 }
 
 int run_child(const std::string& scenario) {
@@ -285,7 +285,7 @@ TEST(FaultGuardTest, AfterUnregisteringAFaultThereIsNoLongerAbsorbed) {
 // fault is absorbed and counted, none is missed or taken for another range.
 TEST(FaultGuardTest, FaultsAreAbsorbedWhileOtherThreadsRegisterAndUnregister) {
   constexpr size_t kPages = 16;
-  constexpr int kThreads = 3, kRangesPerThread = 4;
+  constexpr size_t kThreads = 3, kRangesPerThread = 4;
   ShmFile file(kPages);
   // Dummy ranges to register: a reserved region away from the file.
   const size_t dummy_size = kThreads * kRangesPerThread * kPage;
@@ -294,8 +294,7 @@ TEST(FaultGuardTest, FaultsAreAbsorbedWhileOtherThreadsRegisterAndUnregister) {
   GuardedRange range;
   {
     std::vector<GuardedRange> below;  // free slots before the file's once these go
-    for (int i = 0; i < kThreads * kRangesPerThread; ++i)
-      below.push_back(guard_mapping(page(dummies, size_t(i)), kPage));
+    for (size_t i = 0; i < kThreads * kRangesPerThread; ++i) below.push_back(guard_mapping(page(dummies, i), kPage));
     range = guard_mapping(file.data(), file.size());
   }
   ASSERT_EQ(::ftruncate(file.fd(), 0), 0);
@@ -303,12 +302,13 @@ TEST(FaultGuardTest, FaultsAreAbsorbedWhileOtherThreadsRegisterAndUnregister) {
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> registrations{0};
   std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t) {
+  for (size_t t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       std::vector<GuardedRange> mine;
+      mine.reserve(kRangesPerThread);
       while (!stop.load(std::memory_order_relaxed)) {
-        for (int i = 0; i < kRangesPerThread; ++i)
-          mine.push_back(guard_mapping(page(dummies, size_t(t * kRangesPerThread + i)), kPage));
+        for (size_t i = 0; i < kRangesPerThread; ++i)
+          mine.push_back(guard_mapping(page(dummies, t * kRangesPerThread + i), kPage));
         registrations.fetch_add(kRangesPerThread, std::memory_order_relaxed);
         mine.clear();
       }

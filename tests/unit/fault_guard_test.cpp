@@ -324,6 +324,8 @@ TEST(FaultGuardTest, FaultsAreAbsorbedWhileOtherThreadsRegisterAndUnregister) {
   stop = true;
   for (std::thread& t : threads) t.join();
   ::munmap(dummies, dummy_size);
+  RecordProperty("rounds", std::to_string(rounds));
+  RecordProperty("registrations", std::to_string(registrations.load()));
   EXPECT_EQ(nonzero, 0u);
   EXPECT_EQ(range.repairs(), rounds * kPages) << "every fault repaired and counted to this range";
   EXPECT_GT(rounds, 10u);

@@ -25,15 +25,16 @@ struct Slot {
   // Owner side only: claimed by guard_mapping (CAS, acquire), given back by
   // reset (release) after begin and end are cleared. The handler never reads it.
   std::atomic<bool> claimed{false};
-  // A seqlock over begin and end: odd while the owner rewrites them. The
-  // owner's release store of the even value pairs with the handler's acquire
-  // load before it reads them; the owner's release fence after making it odd
-  // pairs with the handler's acquire fence before its second load. A changing
-  // slot is skipped: by the rule in fault_guard.hpp, no load in a range being
-  // registered or unregistered may fault, so that slot is not the one sought.
+  // A seqlock over begin and end, odd while the owner rewrites them. The
+  // even store (release) pairs with the handler's first load (acquire). A
+  // changing slot is skipped: by the rule in fault_guard.hpp no load in a
+  // range being registered or unregistered may fault, so it is not the one sought.
   std::atomic<uint32_t> sequence{0};
-  std::atomic<uintptr_t> begin{0};  // relaxed: read and written under `sequence`
-  std::atomic<uintptr_t> end{0};    // relaxed: read and written under `sequence`; begin == end: free
+  // Stored (release) after the odd sequence, loaded (acquire) before the
+  // handler's second load of it: a bound being rewritten shows as a changed
+  // sequence. No fences: TSan does not model them. begin == end: free.
+  std::atomic<uintptr_t> begin{0};
+  std::atomic<uintptr_t> end{0};
   // Repairs: the handler's fetch_add (release, after the zero page is mapped)
   // pairs with repairs() (acquire). Cleared by the owner when it claims the slot.
   std::atomic<uint32_t> repairs{0};
@@ -50,9 +51,8 @@ uintptr_t g_page_size = 0;  // the same
 void publish(Slot& slot, uintptr_t begin, uintptr_t end) noexcept {
   const uint32_t s = slot.sequence.load(std::memory_order_relaxed);  // only the owner writes it
   slot.sequence.store(s + 1, std::memory_order_relaxed);
-  std::atomic_thread_fence(std::memory_order_release);  // odd before the new bounds (seqlock writer)
-  slot.begin.store(begin, std::memory_order_relaxed);
-  slot.end.store(end, std::memory_order_relaxed);
+  slot.begin.store(begin, std::memory_order_release);  // odd before the new bounds
+  slot.end.store(end, std::memory_order_release);
   slot.sequence.store(s + 2, std::memory_order_release);  // the bounds before even
 }
 
@@ -61,9 +61,8 @@ bool repair(uintptr_t addr) noexcept {
   for (Slot& slot : g_slots) {
     const uint32_t s = slot.sequence.load(std::memory_order_acquire);
     if (s & 1) continue;
-    const uintptr_t begin = slot.begin.load(std::memory_order_relaxed);
-    const uintptr_t end = slot.end.load(std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_acquire);
+    const uintptr_t begin = slot.begin.load(std::memory_order_acquire);
+    const uintptr_t end = slot.end.load(std::memory_order_acquire);
     if (slot.sequence.load(std::memory_order_relaxed) != s || addr < begin || addr >= end) continue;
     const uintptr_t page = addr & ~(g_page_size - 1);
     // Private anonymous: zeroes, and nothing written to it reaches the file.
@@ -77,7 +76,8 @@ bool repair(uintptr_t addr) noexcept {
   return false;
 }
 
-// Hands a fault we do not absorb to whoever had SIGBUS before us.
+// Hands a fault we do not absorb to whoever had SIGBUS before us (its
+// sa_mask, SA_NODEFER and SA_RESETHAND are not emulated).
 void chain(int sig, siginfo_t* info, void* context) noexcept {
   if (g_previous.sa_flags & SA_SIGINFO) {
     g_previous.sa_sigaction(sig, info, context);  // sanitizers' handlers come this way

@@ -17,6 +17,10 @@
 //   of the whole range frees the zero pages too).
 // * A syscall given a pointer into a truncated page fails with EFAULT; the
 //   kernel raises no signal, so nothing is repaired or flagged.
+// * A thread that blocks SIGBUS (a sigfillset mask for worker threads) is
+//   not protected: the kernel then resets SIGBUS to SIG_DFL and the process
+//   dies at the fault.
+// * A repair replaces the whole page: guard whole pages of one mapping.
 // * A range must be unregistered (GuardedRange destroyed) only once no thread
 //   can still load from it, and before it is unmapped: the same rule munmap
 //   has. The handler never synchronizes with unregistration beyond that.

@@ -130,6 +130,19 @@ int run_child(const std::string& scenario) {
     say("survived\n");
     return 0;
   }
+  if (scenario == "blocked") {  // a limit: a thread that blocks SIGBUS is not protected
+    ShmFile guarded(1);
+    GuardedRange range = guard_mapping(guarded.data(), guarded.size());
+    if (::ftruncate(guarded.fd(), 0) != 0) return 2;
+    sigset_t bus;
+    sigemptyset(&bus);
+    sigaddset(&bus, SIGBUS);
+    if (::pthread_sigmask(SIG_BLOCK, &bus, nullptr) != 0) return 2;
+    say("loading\n");
+    (void)load(guarded.data());
+    say("survived\n");
+    return 0;
+  }
   if (scenario == "app-handler") {  // the application's handler first, then the guard
     struct sigaction app {};
     app.sa_sigaction = app_handler;
@@ -263,6 +276,15 @@ TEST(FaultGuardTest, AFaultOutsideEveryGuardedRangeStillKillsTheProcess) {
 }
 
 TEST(FaultGuardTest, ASigbusSentByKillStillKillsTheProcess) { expect_died_of_sigbus(run_scenario("sent")); }
+
+// A known limit, pinned: a fault in a thread that blocks SIGBUS makes the
+// kernel reset SIGBUS to SIG_DFL, whatever handlers there are.
+TEST(FaultGuardTest, AThreadThatBlocksSigbusIsNotProtected) {
+  const ChildResult r = run_scenario("blocked");
+  ASSERT_TRUE(r.status.has_value()) << "the child hung: " << lines_of(r);
+  EXPECT_EQ(r.lines, std::vector<std::string>{"loading"});
+  EXPECT_TRUE(WIFSIGNALED(*r.status) && WTERMSIG(*r.status) == SIGBUS) << "wait status " << *r.status;
+}
 
 TEST(FaultGuardTest, AnApplicationsEarlierHandlerStillGetsTheFaultsOutsideGuardedRanges) {
   const ChildResult r = run_scenario("app-handler");

@@ -50,14 +50,16 @@ constexpr uint64_t kPattern = 0xabababababababab;
 uint64_t load(const void* p) { return *static_cast<const volatile uint64_t*>(p); }
 char* page(void* base, size_t i) { return static_cast<char*>(base) + i * kPage; }
 
-/// A /dev/shm file of `pages` pages of kPattern, mapped shared read-write;
-/// unlinked and unmapped at the end.
+/// A /dev/shm file of `pages` pages of kPattern, mapped shared read-write.
+/// Unlinked at once, so a child that dies leaves nothing behind; another
+/// process opens it through /proc/<pid>/fd.
 class ShmFile {
  public:
   explicit ShmFile(size_t pages, void* at = nullptr) : size_(pages * kPage) {
     static std::atomic<int> counter{0};
     name_ = "/fault_guard_test." + std::to_string(::getpid()) + "." + std::to_string(counter++);
     fd_ = ::shm_open(name_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd_ >= 0) ::shm_unlink(name_.c_str());
     if (fd_ < 0 || ::ftruncate(fd_, off_t(size_)) != 0) throw std::runtime_error("shm " + name_);
     data_ = ::mmap(at, size_, PROT_READ | PROT_WRITE, MAP_SHARED | (at ? MAP_FIXED : 0), fd_, 0);
     if (data_ == MAP_FAILED) throw std::runtime_error("mmap " + name_);
@@ -66,12 +68,11 @@ class ShmFile {
   ~ShmFile() {
     ::munmap(data_, size_);
     ::close(fd_);
-    ::shm_unlink(name_.c_str());
   }
   ShmFile(const ShmFile&) = delete;
   ShmFile& operator=(const ShmFile&) = delete;
 
-  std::string path() const { return "/dev/shm" + name_; }
+  std::string path() const { return "/proc/" + std::to_string(::getpid()) + "/fd/" + std::to_string(fd_); }
   void* data() const { return data_; }
   size_t size() const { return size_; }
   int fd() const { return fd_; }

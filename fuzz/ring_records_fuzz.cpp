@@ -63,6 +63,8 @@ void read_ring(const uint8_t* data, uint64_t capacity, const uint8_t* control_by
   r.header = reinterpret_cast<const RingHeader*>(data);
   r.records = data + kRecordsOffset;
   r.control = control;
+  static BellHeader bell{};  // a reader writes only its wake request there, on the way to sleep (never here)
+  r.bell = &bell;
   r.capacity = capacity;
   r.mask = capacity - 1;
   r.policy = policy;

@@ -1,6 +1,9 @@
 // The bus directory: participants, topics and rings, changed only by CAS on
 // slot state words, and the Bus handle. The memory-ordering rules for every
 // directory word are stated once, in directory_layout.hpp.
+#include "flowbus/bus.hpp"
+
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -12,7 +15,6 @@
 #include <thread>
 
 #include "bus_state.hpp"
-#include "flowbus/bus.hpp"
 #include "flowbus/error.hpp"
 #include "flowbus/names.hpp"
 #include "flowbus/schema.hpp"
@@ -120,9 +122,25 @@ std::string data_segment_name(const std::string& bus, const std::string& topic, 
 std::string control_segment_name(const std::string& bus, const std::string& topic, const std::string& publisher) {
   return data_segment_name(bus, topic, publisher) + ".ctl";
 }
+std::string bell_segment_name(const std::string& bus, const std::string& topic, const std::string& publisher) {
+  return data_segment_name(bus, topic, publisher) + ".bell";
+}
+std::vector<std::string> ring_segment_names(const std::string& bus, const std::string& topic,
+                                            const std::string& publisher) {
+  return {data_segment_name(bus, topic, publisher), control_segment_name(bus, topic, publisher),
+          bell_segment_name(bus, topic, publisher)};
+}
+
+void guard_bell(RingSegments& ring) {
+  ring.bell_guard = guard_mapping(ring.bell.data(), kBellSegmentSize);
+  struct stat st {};
+  // The mode says who else may write it; its owner is the ring's writer (or
+  // the writer's uid), trusted with the ring anyway.
+  ring.bell_shared = ::stat(("/dev/shm/" + ring.bell.name()).c_str(), &st) != 0 || (st.st_mode & 0022) != 0;
+}
 
 void open_ring_segments(RingSegments& ring, const std::string& bus, const std::string& topic,
-                        const std::string& publisher, Access data_access, Access control_access) {
+                        const std::string& publisher, Access data_access, Access control_access, Access bell_access) {
   const std::string data_name = data_segment_name(bus, topic, publisher);
   ring.data = Segment::open(data_name, data_access, kRecordsOffset);
   const RingHeader* h = ring.header();
@@ -151,6 +169,12 @@ void open_ring_segments(RingSegments& ring, const std::string& bus, const std::s
     throw Error(ErrorCode::VersionMismatch, "control segment '" + ctl_name + "' has layout version " +
                                                 std::to_string(c->layout_version) + ", this flowbus speaks version " +
                                                 std::to_string(kLayoutVersion));
+  const std::string bell_name = bell_segment_name(bus, topic, publisher);
+  ring.bell = Segment::open(bell_name, bell_access, kBellSegmentSize);
+  guard_bell(ring);  // before the first load: a reader may have truncated it since our size check
+  const BellHeader* b = ring.bell_header();
+  if (b->magic.load(std::memory_order_acquire) != kBellMagic || b->layout_version != kLayoutVersion)
+    throw Error(ErrorCode::Corrupt, "bell segment '" + bell_name + "' has no valid magic or version: it is damaged");
   ring.publisher_id = h->publisher_id;
   ring.capacity = cap;
   ring.policy = Policy(h->policy) == Policy::Latest ? Policy::Latest : Policy::Block;
@@ -261,8 +285,7 @@ void free_cursors_of(const std::string& bus, const RingSlot& ring, uint32_t part
         CursorWord::participant_epoch(w) != (participant_epoch & 0xff))
       continue;
     // Same CAS as an eviction: bumping the epoch frees the slot for good.
-    const uint64_t was = w;
-    if (slot.word.compare_exchange_strong(w, CursorWord::freed(w), std::memory_order_acq_rel)) count_out_sleeper(c, was);
+    (void)slot.word.compare_exchange_strong(w, CursorWord::freed(w), std::memory_order_acq_rel);
   }
 }
 
@@ -314,8 +337,7 @@ size_t BusState::clean_up_dead_participants() {
     if (strnlen(r.topic, kNameBytes) < kNameBytes && strnlen(r.publisher, kPublisherNameBytes) < kPublisherNameBytes &&
         r.topic[0] != 0 && r.publisher[0] != 0) {
       const std::string topic = read_name(r.topic, kNameBytes), publisher = read_name(r.publisher, kPublisherNameBytes);
-      Segment::remove(data_segment_name(name, topic, publisher));
-      Segment::remove(control_segment_name(name, topic, publisher));
+      for (const std::string& seg : ring_segment_names(name, topic, publisher)) Segment::remove(seg);
     }
     changed |= roll_back_if_dead_claimer(r.state);
   }
@@ -348,7 +370,7 @@ size_t BusState::remove_expired_rings(std::vector<std::string>* removed_segments
       uint64_t last = r.created_ns;
       try {
         RingSegments ring;
-        open_ring_segments(ring, name, topic, publisher, Access::ReadOnly, Access::ReadOnly);
+        open_ring_segments(ring, name, topic, publisher, Access::ReadOnly, Access::ReadOnly, Access::ReadOnly);
         last = std::max(last, ring.header()->last_publish_ns.load(std::memory_order_relaxed));
       } catch (const Error& e) {
         if (e.code() == ErrorCode::PermissionDenied) {  // not ours to judge, nor to remove
@@ -372,7 +394,7 @@ size_t BusState::remove_expired_rings(std::vector<std::string>* removed_segments
     }
     // Segments, then the slot: killed anywhere in between, we leave a
     // tombstone with a dead pid, which the next opener finishes (above).
-    for (const std::string& seg : {data_segment_name(name, topic, publisher), control_segment_name(name, topic, publisher)})
+    for (const std::string& seg : ring_segment_names(name, topic, publisher))
       if (Segment::remove(seg) && removed_segments != nullptr) removed_segments->push_back(seg);
     // Free the slot through Claiming(us): clearing the owner after the slot
     // is Free could overwrite the owner a new claimer just stored; while we

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "directory_layout.hpp"
+#include "fault_guard.hpp"
 #include "flowbus/event.hpp"
 #include "flowbus/schema.hpp"
 #include "flowbus/topic.hpp"
@@ -21,10 +22,15 @@
 
 namespace flowbus::detail {
 
-/// The two segments of one ring and the constant CloudEvents context of its events.
+/// The three segments of one ring and the constant CloudEvents context of its events.
 struct RingSegments {
   Segment data;
   Segment control;
+  Segment bell;
+  GuardedRange bell_guard;  // declared after `bell`: unregistered before the bell is unmapped
+  // Others than the bell's owner may write it (group or other write bits), so
+  // they may forge or erase wake requests: sleepers wake in bounded slices.
+  bool bell_shared = false;
   RingContext context;
   uint32_t slot = 0;  // index in the directory's ring table
   uint64_t publisher_id = 0;
@@ -36,6 +42,7 @@ struct RingSegments {
   RingHeader* header() const noexcept { return reinterpret_cast<RingHeader*>(data.data()); }
   uint8_t* records() const noexcept { return data.data() + kRecordsOffset; }
   ControlHeader* control_header() const noexcept { return reinterpret_cast<ControlHeader*>(control.data()); }
+  BellHeader* bell_header() const noexcept { return reinterpret_cast<BellHeader*>(bell.data()); }
 };
 
 /// A NUL-padded fixed-size name field of a directory slot, as a string.
@@ -53,13 +60,22 @@ std::string directory_segment_name(const std::string& bus);
 Segment open_directory_read_only(const std::string& bus);
 std::string data_segment_name(const std::string& bus, const std::string& topic, const std::string& publisher);
 std::string control_segment_name(const std::string& bus, const std::string& topic, const std::string& publisher);
+std::string bell_segment_name(const std::string& bus, const std::string& topic, const std::string& publisher);
+/// Every segment of one ring, for removal.
+std::vector<std::string> ring_segment_names(const std::string& bus, const std::string& topic,
+                                            const std::string& publisher);
+/// Maps `ring.bell` (already opened or created) through the fault guard and
+/// notes whether others may write it.
+void guard_bell(RingSegments& ring);
 /// A bus directory being made is named "<directory>@new.<pid>" until it is
 /// whole ('@' is in no bus name, so no tool takes it for a bus or a ring).
 inline constexpr const char* kDirectoryDraftSuffix = "@new.";
 
 /// Opens and checks a ring's segments (magic, version, sizes). Throws Error.
+/// Readers and the writer open the bell read-write, tools read-only.
 void open_ring_segments(RingSegments& ring, const std::string& bus, const std::string& topic,
-                        const std::string& publisher, Access data_access, Access control_access = Access::ReadWrite);
+                        const std::string& publisher, Access data_access, Access control_access = Access::ReadWrite,
+                        Access bell_access = Access::ReadWrite);
 
 struct BusState {
   std::string name;

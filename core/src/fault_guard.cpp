@@ -150,8 +150,8 @@ GuardedRange guard_mapping(const void* base, size_t len) {
     return GuardedRange(static_cast<int>(i));
   }
   throw Error(ErrorCode::NoSpace, "fault guard: " + std::to_string(kGuardedRangeCapacity) +
-                                      " mappings are guarded already (each .bell or reader segment a "
-                                      "writer maps takes one); close some publishers");
+                                      " mappings are guarded already (each ring a process publishes or "
+                                      "reads takes one); close some publishers or subscribers");
 }
 
 GuardedRange& GuardedRange::operator=(GuardedRange&& other) noexcept {

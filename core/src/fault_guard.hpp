@@ -34,8 +34,10 @@
 
 namespace flowbus::detail {
 
-/// How many ranges may be guarded at once, in the whole process.
-inline constexpr size_t kGuardedRangeCapacity = 256;
+/// How many ranges may be guarded at once, in the whole process: every ring
+/// a process publishes or reads maps its bell through the guard (a bus holds
+/// up to 512 rings, a process may open several buses).
+inline constexpr size_t kGuardedRangeCapacity = 4096;
 
 /// A registered range [base, base + len): unregistered on destruction. An
 /// empty one (default or moved-from) guards nothing.

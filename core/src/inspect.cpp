@@ -161,7 +161,7 @@ void snapshot_ring_cursors(const uint8_t* data, const ControlHeader* c, const Di
     cur.rejected = s.rejected.load(std::memory_order_relaxed);  // statistics: no ordering with anything else
     const uint64_t moved = s.last_moved_ns.load(std::memory_order_relaxed);
     cur.idle_ns = moved != 0 && now > moved ? now - moved : 0;
-    cur.sleeping = CursorWord::asleep(word);
+    cur.sleeping = s.sleeping.load(std::memory_order_relaxed) != 0;  // tools flag: no ordering
     cur.reserved_for = s.subscription.load(std::memory_order_relaxed);
     if (cur.alive) slowest = std::min(slowest, cur.position);
     out.cursors.push_back(cur);

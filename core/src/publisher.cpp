@@ -54,7 +54,8 @@ using namespace detail;
 namespace {
 
 uint32_t control_mode(uint32_t data_mode) {
-  // Readers write their cursors: whoever may read the topic may write its control segment.
+  // Readers write their cursors and wake requests: whoever may read the topic
+  // may write its control and bell segments.
   uint32_t mode = data_mode;
   if (data_mode & 0040) mode |= 0020;
   if (data_mode & 0004) mode |= 0002;
@@ -66,13 +67,18 @@ void create_ring_segments(RingSegments& ring, const std::string& bus, const Topi
   const std::string data_name = data_segment_name(bus, topic.name, publisher);
   const std::string ctl_name = control_segment_name(bus, topic.name, publisher);
   // Left over from a creator that died before its slot was Ready: ours now.
-  Segment::remove(data_name);
-  Segment::remove(ctl_name);
+  for (const std::string& seg : ring_segment_names(bus, topic.name, publisher)) Segment::remove(seg);
   ring.control = Segment::create(ctl_name, sizeof(ControlHeader), control_mode(topic.mode), topic.group);
   auto* c = ring.control_header();
   c->layout_version = kLayoutVersion;
   c->slot_count = kCursorSlots;
   c->magic.store(kControlMagic, std::memory_order_release);  // written last: openers acquire it
+  ring.bell = Segment::create(bell_segment_name(bus, topic.name, publisher), kBellSegmentSize, control_mode(topic.mode),
+                              topic.group);
+  guard_bell(ring);  // a reader may truncate it as soon as it exists
+  BellHeader* b = ring.bell_header();
+  b->layout_version = kLayoutVersion;
+  b->magic.store(kBellMagic, std::memory_order_release);  // written last: openers acquire it
   ring.data = Segment::create(data_name, kRecordsOffset + topic.ring_size, topic.mode, topic.group);
   RingHeader* h = ring.header();
   h->layout_version = kLayoutVersion;
@@ -233,10 +239,11 @@ Publisher Bus::attach_publisher(std::string_view topic_name, const std::string& 
       } catch (...) {
         // A ring half made (its data segment refused for want of space, say)
         // leaves nothing behind: no slot, no segment.
+        ring->bell_guard.reset();
         ring->data = Segment();
         ring->control = Segment();
-        Segment::remove(data_segment_name(bus.name, topic->name, name));
-        Segment::remove(control_segment_name(bus.name, topic->name, name));
+        ring->bell = Segment();
+        for (const std::string& seg : ring_segment_names(bus.name, topic->name, name)) Segment::remove(seg);
         r.state.store(SlotWord::pack(epoch, 0, kFree), std::memory_order_release);
         throw;
       }
@@ -272,6 +279,7 @@ Publisher::Publisher(std::shared_ptr<BusState> bus, std::unique_ptr<RingSegments
   writer_.header = ring_->header();
   writer_.records = ring_->records();
   writer_.control = ring_->control_header();
+  writer_.bell = ring_->bell_header();
   writer_.capacity = ring_->capacity;
   writer_.mask = writer_.capacity - 1;
   writer_.liveness = LivenessProbe{&BusState::cursor_owner_alive, bus_.get()};

@@ -60,7 +60,7 @@ RingTap::RingTap(const std::string& bus, const std::string& topic, const std::st
         read_name(dir->topics[i].name, kNameBytes) == topic)
       info = topic_info_of(dir->topics[i]);
   if (!info) throw Error(ErrorCode::NotFound, "bus '" + bus + "' has no topic '" + topic + "'; `flowbus inspect " + bus + "` lists them");
-  open_ring_segments(s_->ring, bus, topic, publisher, Access::ReadOnly, Access::ReadOnly);
+  open_ring_segments(s_->ring, bus, topic, publisher, Access::ReadOnly, Access::ReadOnly, Access::ReadOnly);
   s_->ring.context = make_ring_context(host_name(), bus, *info, publisher, s_->ring.publisher_id);
   for (uint32_t i = 0; i < kRings; ++i) {
     const RingSlot& r = dir->rings[i];

@@ -126,6 +126,10 @@ void Subscriber::refresh() {
 
 namespace {
 
+// How long a sleeper on a ring whose bell others may write sleeps before it
+// looks again: the latency a forged wake request can cost, at most, per wait.
+constexpr uint64_t kSharedBellSleepSliceNs = 20'000'000;
+
 /// "topic@publisher", as flowbus sub and inspect name a ring.
 std::string ring_label(const std::string& topic, const std::string& publisher) {
   std::string label;
@@ -147,9 +151,8 @@ void give_up_reservation(const BusState& bus, SubscriptionHandle h, const std::s
   const int index = find_reserved_cursor(bus, h, ring.control_header(), word);
   if (index < 0) return;
   // Release, as RingReader::leave: a claimer that sees the slot free may reuse it.
-  if (ring.control_header()->slots[index].word.compare_exchange_strong(word, CursorWord::freed(word),
-                                                                       std::memory_order_release))
-    count_out_sleeper(ring.control_header(), word);
+  (void)ring.control_header()->slots[index].word.compare_exchange_strong(word, CursorWord::freed(word),
+                                                                         std::memory_order_release);
 }
 
 /// The verifier of an untrusted topic's events: one a ring of the same
@@ -250,6 +253,7 @@ void Subscriber::attach_rings(StartAt from, bool at_subscribe) {
     r.header = ring->header();
     r.records = ring->records();
     r.control = ring->control_header();
+    r.bell = ring->bell_header();
     r.capacity = ring->capacity;
     r.mask = r.capacity - 1;
     r.policy = ring->policy;
@@ -410,14 +414,18 @@ bool Subscriber::wait(std::chrono::nanoseconds timeout) {
     bool heavy = false;
     for (RingReader& r : readers_) {
       if (r.quarantined || count == 127) continue;  // beyond 127 rings: woken by the others or the timeout
-      heavy |= r.begin_sleep();
-      words[count] = &r.control->wake_word;
-      expected[count++] = r.control->wake_word.load(std::memory_order_acquire);
+      heavy |= r.begin_sleep(expected[count]);      // reads the wake word, then asks for a wake-up
+      words[count++] = &r.control->wake_word;
     }
     // Writers with the light fence need a full barrier in them now (see
     // RingWriter::publish_position). If the kernel refuses, sleep in short
     // slices so a missed wake-up costs at most a millisecond.
-    const uint64_t max_sleep = heavy && !heavy_barrier() ? 1'000'000 : UINT64_MAX;
+    uint64_t max_sleep = heavy && !heavy_barrier() ? 1'000'000 : UINT64_MAX;
+    // A bell others may write may have had our request erased (a forged 0):
+    // then only a slice's end wakes us, and nothing is lost but that time.
+    // So may a bell cut short (truncated): our request went to a zero page.
+    for (const auto& seg : segments_)
+      if (seg->bell_shared || seg->bell_guard.damaged()) max_sleep = std::min(max_sleep, kSharedBellSleepSliceNs);
     words[count] = &bus_->dir->header.topology_word;  // new rings wake us too
     expected[count++] = bus_->dir->header.topology_word.load(std::memory_order_acquire);
     bool have = ready_to_read();

@@ -71,8 +71,7 @@ std::string leftovers(const std::string& bus, bool retention_zero = true) {
     else if (owner != 0) out += "ring slot " + std::to_string(i) + " still owned\n";
     else if (retention_zero) out += "ring slot " + std::to_string(i) + " ready, unowned, retention 0\n";
     const std::string topic = read_name(r.topic, kNameBytes), pub = read_name(r.publisher, kPublisherNameBytes);
-    expected.insert(data_segment_name(bus, topic, pub));
-    expected.insert(control_segment_name(bus, topic, pub));
+    for (const std::string& s : ring_segment_names(bus, topic, pub)) expected.insert(s);
   }
   for (const std::string& s : segments_of(bus))
     if (!expected.count(s)) out += "segment " + s + " belongs to no ring\n";
@@ -117,7 +116,7 @@ TEST_F(CleanupTest, AfterEveryProcessOfABusIsKilledTheNextOpenFreesWhatTheyLeft)
   for (const auto& r : before.rings) cursors_before += r.cursors.size();
   EXPECT_EQ(cursors_before, 3u) << "two holders on c.gone's ring, one on c.kept's";
   for (ChildProcess* p : {&kept_pub, &gone_pub, &pattern_holder, &topic_holder}) p->kill_and_reap();
-  EXPECT_EQ(segments_of(name.name).size(), 5u) << "directory and two rings of two segments";
+  EXPECT_EQ(segments_of(name.name).size(), 7u) << "directory and two rings of three segments";
 
   Bus next = Bus::open(name.name);  // the next process: no rm, no gc
   const BusSnapshot after = inspect_bus(name.name);
@@ -130,7 +129,8 @@ TEST_F(CleanupTest, AfterEveryProcessOfABusIsKilledTheNextOpenFreesWhatTheyLeft)
   EXPECT_TRUE(kept.cursors.empty()) << "the dead holders' cursors are freed";
   EXPECT_EQ(kept.retained_events, 3u);
   const std::set<std::string> expected{"flowbus." + name.name, "flowbus." + name.name + ".c.kept@pk",
-                                       "flowbus." + name.name + ".c.kept@pk.ctl"};
+                                       "flowbus." + name.name + ".c.kept@pk.ctl",
+                                       "flowbus." + name.name + ".c.kept@pk.bell"};
   EXPECT_EQ(segments_of(name.name), expected);
   EXPECT_EQ(leftovers(name.name, false), "");
 
@@ -319,8 +319,7 @@ TEST_F(CleanupTest, EachHalfDoneStateOfAKilledCleanerOrCreatorIsFinishedByTheNex
     if (pub != "tomb1" && pub != "tomb2") continue;
     r.owner.store(removing_owner(uint32_t(gone)));
     if (pub == "tomb2") {
-      Segment::remove(data_segment_name(name.name, "s.kept", pub));
-      Segment::remove(control_segment_name(name.name, "s.kept", pub));
+      for (const std::string& s : ring_segment_names(name.name, "s.kept", pub)) Segment::remove(s);
     }
   }
   // A ring slot claimed by a creator that died after making its segments.
@@ -345,7 +344,8 @@ TEST_F(CleanupTest, EachHalfDoneStateOfAKilledCleanerOrCreatorIsFinishedByTheNex
   { Bus next = Bus::open(name.name); }
   EXPECT_EQ(leftovers(name.name, false), "") << "before the open:\n" << before;
   const std::set<std::string> expected{"flowbus." + name.name, "flowbus." + name.name + ".s.kept@owned",
-                                       "flowbus." + name.name + ".s.kept@owned.ctl"};
+                                       "flowbus." + name.name + ".s.kept@owned.ctl",
+                                       "flowbus." + name.name + ".s.kept@owned.bell"};
   EXPECT_EQ(segments_of(name.name), expected);
   const BusSnapshot snap = inspect_bus(name.name);
   ASSERT_EQ(snap.rings.size(), 1u);

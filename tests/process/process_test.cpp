@@ -315,10 +315,10 @@ TEST_F(ProcessTest, GcRemovesWhatADeadBusLeftKeepsItsTopicsUntilForcedAndLeavesA
   build_payload(fbb, "main", 0);
   ASSERT_EQ(pub.try_publish({fbb.GetBufferPointer(), fbb.GetSize()}), PublishStatus::Ok);
   const auto live_segments = segments_of(live.name);
-  ASSERT_EQ(live_segments.size(), 3u);
+  ASSERT_EQ(live_segments.size(), 4u);  // directory, ring, control, bell
 
   leave_a_dead_bus(dead.name, 0);
-  ASSERT_EQ(segments_of(dead.name).size(), 3u) << "directory, ring, control";
+  ASSERT_EQ(segments_of(dead.name).size(), 4u) << "directory, ring, control, bell";
 
   // Its ring's retention has ended: gc removes the ring. Its topic is
   // configuration, kept until --force (issue 15 item 7).
@@ -349,7 +349,7 @@ TEST_F(ProcessTest, GcKeepsADeadBusWhoseRingIsWithinRetentionUnlessForced) {
   ScopedBusName dead("gcretain");
   leave_a_dead_bus(dead.name, 3600);
   const auto segments = segments_of(dead.name);
-  ASSERT_EQ(segments.size(), 3u);
+  ASSERT_EQ(segments.size(), 4u);
 
   const auto gc = run_cli({"gc", dead.name});
   EXPECT_EQ(gc.exit_code, 0) << gc.out << gc.err;

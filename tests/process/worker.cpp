@@ -424,15 +424,18 @@ uint8_t* map_read_write(const std::string& name, size_t& size) {
 int rogue(const std::string& bus, const std::string& topic, const std::string& publisher, uint64_t seed) {
   using namespace flowbus::detail;
   const std::string data_name = "flowbus." + bus + "." + topic + "@" + publisher;
-  size_t data_size = 0, ctl_size = 0;
+  size_t data_size = 0, ctl_size = 0, bell_size = 0;
   uint8_t* data = map_read_write(data_name, data_size);
   uint8_t* ctl = map_read_write(data_name + ".ctl", ctl_size);
-  if (data == nullptr || ctl == nullptr || data_size <= kRecordsOffset || ctl_size < sizeof(ControlHeader)) {
+  uint8_t* bell_bytes = map_read_write(data_name + ".bell", bell_size);
+  if (data == nullptr || ctl == nullptr || bell_bytes == nullptr || data_size <= kRecordsOffset ||
+      ctl_size < sizeof(ControlHeader) || bell_size < sizeof(BellHeader)) {
     say("error cannot map %s read-write", data_name.c_str());
     return 2;
   }
   auto* h = reinterpret_cast<RingHeader*>(data);
   auto* c = reinterpret_cast<ControlHeader*>(ctl);
+  auto* bell = reinterpret_cast<BellHeader*>(bell_bytes);
   const uint64_t capacity = data_size - kRecordsOffset;  // from the segment, not from the header we scribble on
   uint8_t* records = data + kRecordsOffset;
   std::mt19937_64 rng(seed);
@@ -480,8 +483,10 @@ int rogue(const std::string& bus, const std::string& topic, const std::string& p
         }
         case 6: {
           CursorSlot& s = c->slots[rng() % kCursorSlots];
-          if (rng() % 2) s.word.fetch_xor(CursorWord::kAsleep, std::memory_order_relaxed);  // a forged sleeper, or a hidden one
-          if (rng() % 2) c->waiters.store(uint32_t(junk >> 32), std::memory_order_relaxed);
+          if (rng() % 2)
+            s.sleeping.store(uint32_t(junk), std::memory_order_relaxed);  // a forged sleeper, or a hidden one
+          if (rng() % 2)
+            bell->wake_request.store(uint32_t(junk >> 32), std::memory_order_relaxed);  // forged, or erased
           else c->wake_word.fetch_add(1, std::memory_order_relaxed);
           break;
         }

@@ -87,9 +87,13 @@ TEST(AccessTest, SegmentsGetTheRequestedModeWhateverTheUmask) {
     }
     ::umask(old);
     const std::map<std::string, unsigned> expected{
-        {"", 0600},                                      // directory
-        {".private@main", 0600}, {".private@main.ctl", 0600},
-        {".shared@main", 0640}, {".shared@main.ctl", 0660},  // readers write their cursors
+        {"", 0600},  // directory
+        {".private@main", 0600},
+        {".private@main.ctl", 0600},
+        {".private@main.bell", 0600},
+        {".shared@main", 0640},
+        {".shared@main.ctl", 0660},
+        {".shared@main.bell", 0660},  // readers write their cursors and wake requests
     };
     EXPECT_EQ(modes_of(name.name), expected) << "umask " << std::oct << mask;
   }

@@ -364,7 +364,9 @@ TEST(FaultGuardTest, AFullTableIsAClearErrorAndAFreedSlotIsUsedAgain) {
     for (;;) ranges.push_back(guard_mapping(region, kPage));
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::NoSpace);
-    EXPECT_NE(std::string(e.what()).find("256 mappings are guarded already"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(std::to_string(kGuardedRangeCapacity) + " mappings are guarded already"),
+              std::string::npos)
+        << e.what();
   }
   EXPECT_EQ(ranges.size(), kGuardedRangeCapacity);
   ranges.pop_back();

@@ -42,12 +42,14 @@ struct MemoryRing {
   static constexpr uint64_t kCapacity = 4096;
   std::vector<uint64_t> data = std::vector<uint64_t>((kRecordsOffset + kCapacity) / 8);
   std::vector<uint64_t> control = std::vector<uint64_t>(sizeof(ControlHeader) / 8);
+  std::vector<uint64_t> bell = std::vector<uint64_t>(sizeof(BellHeader) / 8);
   RingContext context;
 
   RingHeader* header() { return reinterpret_cast<RingHeader*>(data.data()); }
   uint8_t* bytes() { return reinterpret_cast<uint8_t*>(data.data()); }
   uint8_t* records() { return bytes() + kRecordsOffset; }
   ControlHeader* control_header() { return reinterpret_cast<ControlHeader*>(control.data()); }
+  BellHeader* bell_header() { return reinterpret_cast<BellHeader*>(bell.data()); }
 
   MemoryRing(Policy policy, uint64_t events) {
     header()->magic.store(kRingMagic);
@@ -60,6 +62,7 @@ struct MemoryRing {
     w.header = header();
     w.records = records();
     w.control = control_header();
+    w.bell = bell_header();
     w.capacity = kCapacity;
     w.mask = kCapacity - 1;
     w.policy = policy;
@@ -78,6 +81,7 @@ struct MemoryRing {
     r.header = header();
     r.records = records();
     r.control = control_header();
+    r.bell = bell_header();
     r.capacity = kCapacity;
     r.mask = kCapacity - 1;
     r.policy = policy;

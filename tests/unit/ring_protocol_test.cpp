@@ -26,9 +26,11 @@ struct FreeDeleter {
 struct LocalRing {
   std::unique_ptr<uint8_t, FreeDeleter> data;
   std::unique_ptr<uint8_t, FreeDeleter> ctl;
+  std::unique_ptr<uint8_t, FreeDeleter> bell_bytes;
   RingHeader* header = nullptr;
   uint8_t* records = nullptr;
   ControlHeader* control = nullptr;
+  BellHeader* bell = nullptr;
   uint64_t capacity;
   Policy policy;
   RingWriter w;
@@ -39,6 +41,9 @@ struct LocalRing {
     ctl.reset(static_cast<uint8_t*>(std::aligned_alloc(128, sizeof(ControlHeader))));
     std::memset(data.get(), 0, kRecordsOffset + capacity);
     std::memset(ctl.get(), 0, sizeof(ControlHeader));
+    bell_bytes.reset(static_cast<uint8_t*>(std::aligned_alloc(128, sizeof(BellHeader))));
+    std::memset(bell_bytes.get(), 0, sizeof(BellHeader));
+    bell = reinterpret_cast<BellHeader*>(bell_bytes.get());
     header = reinterpret_cast<RingHeader*>(data.get());
     records = data.get() + kRecordsOffset;
     control = reinterpret_cast<ControlHeader*>(ctl.get());
@@ -53,6 +58,7 @@ struct LocalRing {
     writer.header = header;
     writer.records = records;
     writer.control = control;
+    writer.bell = bell;
     writer.capacity = capacity;
     writer.mask = capacity - 1;
     writer.policy = policy;
@@ -69,6 +75,7 @@ struct LocalRing {
     r.header = header;
     r.records = records;
     r.control = control;
+    r.bell = bell;
     r.capacity = capacity;
     r.mask = capacity - 1;
     r.policy = policy;
@@ -187,58 +194,93 @@ TEST(RingProtocolTest, AReaderThatHasReadEverythingNeverHoldsABlockWriterBack) {
   EXPECT_EQ(ring.publish(largest + kRecordAlign), PublishStatus::TooLarge);
 }
 
-// Fault 4: a slot's asleep mark belongs to its owner. Reader A is evicted, B
-// takes the slot and sleeps; A waking or leaving must not take B out of the
-// waiter count (the writer would then skip B's wake-up).
-TEST(RingProtocolTest, AnEvictedReaderCannotWakeOrFreeTheNextOwnerOfItsSlot) {
+// Fault 4 (layout 3: a slot's asleep mark belonged to its owner, and an
+// evicted reader waking or leaving could take the next owner out of the
+// waiter count). Layout 4 has no count and no mark: a sleeper asks for a
+// wake-up in one shared word that only the writer clears. Reader A is
+// evicted, B takes the slot and sleeps; whatever A does must leave B's
+// request and its slot's sleeping flag alone.
+TEST(RingProtocolTest, AnEvictedReaderCannotTakeAwayTheWakeRequestOrSlotOfTheNextOwner) {
   LocalRing ring(4096, Policy::Block);
   RingReader a = ring.reader(1);
   ASSERT_TRUE(a.join_latest());
-  ASSERT_FALSE(a.begin_sleep());  // a sleeps (full fence: returns false)
-  EXPECT_EQ(ring.control->waiters.load(), 1u);
+  uint32_t seen_a = 0;
+  ASSERT_FALSE(a.begin_sleep(seen_a));  // a sleeps (full fence: returns false)
+  EXPECT_EQ(ring.bell->wake_request.load(), 1u);
   // The writer evicts A (as slowest_cursor does for a dead or stuck owner).
   CursorSlot& slot = ring.control->slots[a.slot];
   uint64_t word = slot.word.load();
   ASSERT_TRUE(slot.word.compare_exchange_strong(word, CursorWord::freed(word)));
-  count_out_sleeper(ring.control, word);
-  EXPECT_EQ(ring.control->waiters.load(), 0u);
   RingReader b = ring.reader(2);
   ASSERT_TRUE(b.join_latest());
   ASSERT_EQ(b.slot, a.slot);  // the first free slot: A's
-  b.begin_sleep();
-  EXPECT_EQ(ring.control->waiters.load(), 1u);
+  uint32_t seen_b = 0;
+  b.begin_sleep(seen_b);
+  EXPECT_EQ(slot.sleeping.load(), 1u);
   a.end_sleep();
   a.leave();
-  EXPECT_EQ(ring.control->waiters.load(), 1u) << "A took B out of the waiter count";
-  EXPECT_TRUE(CursorWord::asleep(slot.word.load()));
+  EXPECT_EQ(ring.bell->wake_request.load(), 1u) << "A took B's wake request away";
+  EXPECT_EQ(slot.sleeping.load(), 1u) << "A marked B's slot awake";
   EXPECT_EQ(CursorWord::participant(slot.word.load()), 2u);
+  // The next publish grants the request: one wake-up, for both.
+  const uint64_t wakes = futex_wake_calls();
+  ASSERT_EQ(ring.publish(64), PublishStatus::Ok);
+  EXPECT_EQ(futex_wake_calls(), wakes + 1);
+  EXPECT_NE(ring.control->wake_word.load(), seen_b) << "B would sleep through the publish";
+  EXPECT_EQ(ring.bell->wake_request.load(), 0u);
   b.end_sleep();
-  EXPECT_EQ(ring.control->waiters.load(), 0u);
+  EXPECT_EQ(slot.sleeping.load(), 0u);
   b.leave();
+}
+
+// The wake request is granted once: the publish that finds it clears it and
+// wakes; later publishes, with nobody asleep, make no system call.
+TEST(RingProtocolTest, APublishGrantsAWakeRequestOnceAndTheNextPublishesMakeNoSystemCall) {
+  LocalRing ring(1 << 16, Policy::Block);
+  RingReader r = ring.reader(1);
+  ASSERT_TRUE(r.join_latest());
+  const uint64_t wakes = futex_wake_calls();
+  for (int i = 0; i < 100; ++i) ASSERT_EQ(ring.publish(64), PublishStatus::Ok);
+  EXPECT_EQ(futex_wake_calls(), wakes) << "nobody sleeps";
+  ASSERT_EQ(drain(r).size(), 100u);
+  uint32_t seen = 0;
+  r.begin_sleep(seen);
+  EXPECT_FALSE(r.has_data());
+  ASSERT_EQ(ring.publish(64), PublishStatus::Ok);
+  EXPECT_EQ(futex_wake_calls(), wakes + 1);
+  EXPECT_NE(ring.control->wake_word.load(), seen);
+  EXPECT_TRUE(r.has_data());
+  r.end_sleep();
+  for (int i = 0; i < 100; ++i) ASSERT_EQ(ring.publish(64), PublishStatus::Ok);
+  EXPECT_EQ(futex_wake_calls(), wakes + 1) << "a granted request was granted again";
+  r.leave();
 }
 
 // Found by the model (tests/model, scenario 9): a sleeper the writer evicts
 // is woken, and sees that it was evicted although the commit word at its
 // cursor reads 0 again (the writer lapped it to the frontier); otherwise it
-// slept on, counted nowhere, until its own timeout.
+// slept on until its own timeout. The eviction itself wakes: the publish
+// that follows may find the request already granted.
 TEST(RingProtocolTest, AnEvictedSleeperIsWokenAndSeesItWasEvicted) {
   LocalRing ring(4096, Policy::Block);
   RingReader a = ring.reader(5);
   ASSERT_TRUE(a.join_latest());
   ASSERT_EQ(ring.publish(1024), PublishStatus::Ok);
   ASSERT_EQ(drain(a).size(), 1u);
-  a.begin_sleep();  // publishes its cursor (1024) first
-  EXPECT_EQ(ring.control->waiters.load(), 1u);
+  uint32_t seen = 0;
+  a.begin_sleep(seen);  // publishes its cursor (1024) first
   EXPECT_FALSE(a.has_data());
+  ring.bell->wake_request.store(0);  // granted by a publish a's sleep did not need (the worst case)
   ring.alive[5] = false;  // stopped for good, as far as the writer can tell
   for (int i = 0; i < 3; ++i) ASSERT_EQ(ring.publish(1024), PublishStatus::Ok);
+  const uint64_t wakes = futex_wake_calls();
   ASSERT_EQ(ring.publish(1024), PublishStatus::Ok);  // needs A's bytes: evicts it
   EXPECT_EQ(ring.w.evictions, 1u);
-  EXPECT_EQ(ring.control->waiters.load(), 0u);
+  EXPECT_EQ(futex_wake_calls(), wakes + 1) << "the eviction woke nobody";
+  EXPECT_NE(ring.control->wake_word.load(), seen);
   EXPECT_EQ(ring.records[1024 % 4096], 0);  // the commit word at A's cursor reads 0 again
   EXPECT_TRUE(a.has_data()) << "asleep and evicted, it would sleep on";
   a.end_sleep();
-  EXPECT_EQ(ring.control->waiters.load(), 0u);
   Event e;
   (void)a.peek(e);
   EXPECT_TRUE(a.evicted_pending);
@@ -246,7 +288,7 @@ TEST(RingProtocolTest, AnEvictedSleeperIsWokenAndSeesItWasEvicted) {
 
 // Fault 5: a reader evicted while every other slot is taken cannot rejoin.
 // begin_sleep used to index slots[-1] then (byte 152 of the control header)
-// and count itself in waiters for good.
+// and count itself in waiters for good; its tools flag would land there now.
 TEST(RingProtocolTest, AReaderThatLostItsSlotAndCannotRejoinNeverSleepsOnSlotMinusOne) {
   LocalRing ring(4096, Policy::Block);
   RingReader a = ring.reader(1);
@@ -261,14 +303,14 @@ TEST(RingProtocolTest, AReaderThatLostItsSlotAndCannotRejoinNeverSleepsOnSlotMin
     others.push_back(ring.reader(2));
     ASSERT_TRUE(others.back().join_latest());
   }
+  ring.bell->wake_request.store(1);  // what begin_sleep stores there: the rest must stay as it is
   const std::vector<uint8_t> before(ring.ctl.get(), ring.ctl.get() + offsetof(ControlHeader, slots));
-  EXPECT_FALSE(a.begin_sleep());
-  const std::vector<uint8_t> after(ring.ctl.get(), ring.ctl.get() + offsetof(ControlHeader, slots));
-  EXPECT_EQ(before, after) << "the control header was written through slot -1";
-  EXPECT_EQ(ring.control->waiters.load(), 0u);
+  uint32_t seen = 0;
+  EXPECT_FALSE(a.begin_sleep(seen));
   EXPECT_TRUE(a.has_data());  // so wait() does not sleep on it: the next read reports the eviction
   a.end_sleep();
-  EXPECT_EQ(ring.control->waiters.load(), 0u);
+  const std::vector<uint8_t> after(ring.ctl.get(), ring.ctl.get() + offsetof(ControlHeader, slots));
+  EXPECT_EQ(before, after) << "the control header was written through slot -1";
   Event e;
   EXPECT_EQ(a.peek(e), ReadStatus::Corrupt);  // no slot to read with: quarantined, reported once
   for (RingReader& o : others) o.leave();
@@ -299,30 +341,22 @@ TEST(RingProtocolTest, ALatestJoinAtTheOldestEventAlwaysLearnsItsSequenceUnderAL
 }
 
 // Fault 7: Latest writers never evict slow readers, but a reader that died
-// asleep must not keep `waiters` up (a futex call on every publish, for good).
-TEST(RingProtocolTest, ALatestReaderThatDiedAsleepStopsCostingTheWriterAWakeUp) {
+// asleep must not cost every publish a futex call for good (layout 3 kept
+// it counted in `waiters`, and freed it only after a liveness probe). Now
+// it costs one wake-up: the publish that grants its request.
+TEST(RingProtocolTest, ALatestReaderThatDiedAsleepCostsTheWriterOneWakeUp) {
   LocalRing ring(4096, Policy::Latest);
+  const uint64_t wakes = futex_wake_calls();
   {
     RingReader r = ring.reader(7);
     ASSERT_TRUE(r.join_latest());
-    r.begin_sleep();
-    EXPECT_EQ(ring.control->waiters.load(), 1u);
+    uint32_t seen = 0;
+    r.begin_sleep(seen);
   }  // it dies asleep
   ring.alive[7] = false;
-  for (int i = 0; i < 200; ++i) ASSERT_EQ(ring.publish(64), PublishStatus::Ok);  // three ring laps
-  EXPECT_EQ(ring.control->waiters.load(), 0u);
-  const uint64_t wakes = futex_wake_calls();
-  for (int i = 0; i < 200; ++i) ASSERT_EQ(ring.publish(64), PublishStatus::Ok);
-  EXPECT_EQ(futex_wake_calls(), wakes);
-  // A live sleeper is kept, however long it sleeps.
-  RingReader live = ring.reader(8);
-  ASSERT_TRUE(live.join_latest());
-  live.begin_sleep();
-  for (int i = 0; i < 200; ++i) ASSERT_EQ(ring.publish(64), PublishStatus::Ok);
-  EXPECT_EQ(ring.control->waiters.load(), 1u);
-  EXPECT_TRUE(CursorWord::owned(ring.control->slots[live.slot].word.load()));
-  live.end_sleep();
-  live.leave();
+  for (int i = 0; i < 400; ++i) ASSERT_EQ(ring.publish(64), PublishStatus::Ok);  // six ring laps
+  EXPECT_EQ(futex_wake_calls(), wakes + 1);
+  EXPECT_EQ(ring.w.evictions, 0u) << "Latest writers free no slot";
 }
 
 // Issue 15 item 9: the writer judges a reader that holds it back by progress

@@ -1,10 +1,17 @@
 // Subscriber::wait under WaitStrategy::Backoff: an event is seen in each
 // phase (spinning, yielding, sleeping), a wait never outlasts its timeout,
 // one with an event there returns at once, and its settings are checked.
+// And the kernel fact that least privilege rests on: a futex works on a
+// mapping that is read-only to the process that waits or wakes.
 // Times here only tell phases apart (a phase that missed the event would wait
 // out a 1 s sleep); nothing is asserted about speed.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <random>
 #include <string>
@@ -225,6 +232,65 @@ TEST(BackoffWait, TheLimitsThemselvesAreAccepted) {
   EXPECT_NO_THROW((void)bus.subscribe("t", options));
   options.backoff = {0, 0, 1us, 1us};
   EXPECT_NO_THROW((void)bus.subscribe("t", options));
+}
+
+// Readers will sleep on a wake word in a segment they map read-only
+// (docs/proposals/least-privilege.md, section 1): FUTEX_WAIT and FUTEX_WAKE
+// take a FUTEX_READ key on shared mappings. A process with a read-only
+// mapping sleeps until woken (not at once with EFAULT), and wakes a process
+// sleeping on its own read-write mapping of the same word.
+TEST(FutexTest, AWordMappedReadOnlyCanBeSleptOnAndWoken) {
+  ScopedBusName name("futex");
+  const std::string path = "/" + name.name + ".word";
+  const int fd = ::shm_open(path.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::ftruncate(fd, 4096), 0);
+  auto* rw = static_cast<std::atomic<uint32_t>*>(::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+  ASSERT_NE(rw, MAP_FAILED);
+  // role 0: the child sleeps on its read-only mapping, we wake it;
+  // role 1: we sleep on ours, the child wakes us through its read-only mapping.
+  for (int role = 0; role < 2; ++role) {
+    rw[1].store(0);  // the child's "about to sleep" / "about to wake" flag (a second word)
+    const pid_t child = ::fork();
+    if (child == 0) {
+      const int ro_fd = ::shm_open(path.c_str(), O_RDONLY, 0);
+      void* ro = ro_fd < 0 ? MAP_FAILED : ::mmap(nullptr, 4096, PROT_READ, MAP_SHARED, ro_fd, 0);
+      if (ro == MAP_FAILED) ::_exit(2);
+      auto* word = static_cast<std::atomic<uint32_t>*>(ro);
+      if (role == 0) {
+        rw[1].store(1);
+        std::atomic<uint32_t>* words[] = {word};
+        const uint32_t expected[] = {word->load()};
+        const auto t0 = std::chrono::steady_clock::now();
+        detail::futex_wait_any(words, expected, 1, 10'000'000'000);
+        const auto slept = std::chrono::steady_clock::now() - t0;
+        ::_exit(slept >= 200ms && slept < 9s ? 0 : 3);  // woken by us, not EFAULT at once, not the timeout
+      }
+      std::this_thread::sleep_for(300ms);  // we are asleep by then
+      detail::futex_wake_all(word);
+      ::_exit(0);
+    }
+    ASSERT_GT(child, 0);
+    if (role == 0) {
+      while (rw[1].load() == 0) std::this_thread::sleep_for(1ms);
+      std::this_thread::sleep_for(300ms);
+      detail::futex_wake_all(rw);  // the word is unchanged: only the wake can end its sleep
+    } else {
+      std::atomic<uint32_t>* words[] = {rw};
+      const uint32_t expected[] = {rw->load()};
+      const auto t0 = std::chrono::steady_clock::now();
+      detail::futex_wait_any(words, expected, 1, 10'000'000'000);
+      const auto slept = std::chrono::steady_clock::now() - t0;
+      EXPECT_GE(slept, 200ms);
+      EXPECT_LT(slept, 9s) << "the wake through a read-only mapping reached nobody";
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "role " << role << " status " << status;
+  }
+  ::munmap(rw, 4096);
+  ::close(fd);
+  ::shm_unlink(path.c_str());
 }
 
 }  // namespace

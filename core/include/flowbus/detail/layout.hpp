@@ -21,10 +21,15 @@ inline constexpr size_t kLinePad = 128;
 // 3: a cursor word's asleep bit replaces CursorSlot::sleeping; records are at
 //    most 7/16 of the ring (max_record_length); subscriptions in the directory,
 //    cursors reserved for them, and the ring's first sequence.
-inline constexpr uint32_t kLayoutVersion = 3;
+// 4: a self-clearing `wake_request` word, in a segment of its own (`.bell`),
+//    replaces `waiters` and the cursor word's asleep bit (the first steps to
+//    least privilege, docs/proposals/least-privilege.md); CursorSlot::sleeping
+//    is a tools flag.
+inline constexpr uint32_t kLayoutVersion = 4;
 
 inline constexpr uint64_t kRingMagic = 0x474e495242574c46ull;     // "FLWBRING"
 inline constexpr uint64_t kControlMagic = 0x4c54434242574c46ull;  // "FLWBBCTL"
+inline constexpr uint64_t kBellMagic = 0x4c4c454242574c46ull;     // "FLWBBELL"
 
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
 static_assert(std::atomic<uint32_t>::is_always_lock_free);
@@ -59,7 +64,7 @@ static_assert(std::atomic<uint32_t>::is_always_lock_free);
 // ---------------------------------------------------------------------------
 
 // How the current writer orders its write_position store before its load of
-// `waiters` (the wake-up Dekker): a full fence per publish, or only a compiler
+// `wake_request` (the wake-up Dekker): a full fence per publish, or only a compiler
 // fence, which is enough when every sleeper first runs membarrier(GLOBAL_EXPEDITED).
 inline constexpr uint32_t kWakeFullFence = 0;
 inline constexpr uint32_t kWakeLightFence = 1;
@@ -141,21 +146,18 @@ static_assert(std::is_standard_layout_v<RingHeader>);
 //   0     +-------------------------------------------+
 //         | magic, version, slot count                 |
 //   128   +-------------------------------------------+
-//         | waiters (readers asleep), wake word (futex)|
+//         | wake word (futex)                          |
 //   256   +-------------------------------------------+
 //         | CursorSlot[kCursorSlots], 128 bytes each   |
 //         +-------------------------------------------+
 //
-// A cursor word packs [epoch:8][participant:8][participant epoch:8][asleep:1][position/32:39].
+// A cursor word packs [epoch:8][participant:8][participant epoch:8][0:1][position/32:39].
 // The epoch is odd while the slot is owned and even while free; every claim
 // and every free (or eviction) bumps it, so an evicted owner's compare-and-
 // swap fails and it can never write into a slot that someone else now owns.
 // The participant's own epoch (low 8 bits of its directory slot's epoch)
 // tells a live owner from a dead one whose participant slot was reused.
-// The asleep bit is set while the owner counts itself in `waiters`: it lives
-// in the word so that only a CAS that owns the slot can set or clear it, and
-// whoever clears it (the owner waking or leaving, or the writer evicting)
-// takes the sleeper out of `waiters`, exactly once.
+// Bit 39 was the asleep bit (layout 3); it is always 0 now.
 // ---------------------------------------------------------------------------
 
 inline constexpr uint32_t kCursorSlots = 64;
@@ -163,7 +165,6 @@ inline constexpr uint32_t kCursorSlots = 64;
 struct CursorWord {
   static constexpr uint64_t kUnitsBits = 39;  // 32-byte units: a 16 TiB window, far above any capacity
   static constexpr uint64_t kUnitsMask = (1ull << kUnitsBits) - 1;
-  static constexpr uint64_t kAsleep = 1ull << kUnitsBits;
   static uint64_t pack(uint32_t epoch, uint32_t participant, uint32_t participant_epoch, uint64_t position) {
     return (uint64_t(epoch & 0xff) << 56) | (uint64_t(participant & 0xff) << 48) |
            (uint64_t(participant_epoch & 0xff) << 40) | ((position / kRecordAlign) & kUnitsMask);
@@ -173,7 +174,6 @@ struct CursorWord {
   static uint32_t participant(uint64_t word) { return uint32_t(word >> 48) & 0xff; }
   static uint32_t participant_epoch(uint64_t word) { return uint32_t(word >> 40) & 0xff; }
   static bool owned(uint64_t word) { return (epoch(word) & 1) != 0; }
-  static bool asleep(uint64_t word) { return (word & kAsleep) != 0; }
   /// The full position, given any position `near` within 2^44 bytes above it.
   static uint64_t position(uint64_t word, uint64_t near) {
     const uint64_t near_units = near / kRecordAlign;
@@ -186,7 +186,7 @@ struct CursorSlot {
   std::atomic<uint64_t> word;           // see CursorWord
   std::atomic<uint64_t> last_moved_ns;  // event time (Unix ns) when its owner last published a move (tools)
   std::atomic<uint64_t> evictions;      // times this slot's owner was evicted (tools)
-  uint32_t reserved0;                   // was `sleeping` (layout 2): now the word's asleep bit
+  std::atomic<uint32_t> sleeping;       // 1 while its owner sleeps on wake_word (tools only, not the protocol)
   // A cursor a new ring's writer claimed for a subscription that existed
   // before the ring (SubscriptionSlot::tag), for that subscriber to adopt;
   // 0 for cursors that readers claimed themselves.
@@ -207,14 +207,47 @@ struct ControlHeader {
   uint32_t layout_version;
   uint32_t slot_count;
   char pad0[kLinePad - 16];
-  std::atomic<uint32_t> waiters;  // readers about to sleep or asleep on wake_word
-  std::atomic<uint32_t> wake_word;
+  uint32_t reserved0;               // was `waiters` (layout 3)
+  std::atomic<uint32_t> wake_word;  // the futex readers sleep on; the writer bumps it to wake them
   char pad1[kLinePad - 8];
   CursorSlot slots[kCursorSlots];
 };
 static_assert(offsetof(ControlHeader, layout_version) == 8 && offsetof(ControlHeader, slot_count) == 12);
-static_assert(offsetof(ControlHeader, waiters) == kLinePad && offsetof(ControlHeader, wake_word) == kLinePad + 4);
+static_assert(offsetof(ControlHeader, wake_word) == kLinePad + 4);
 static_assert(offsetof(ControlHeader, slots) == 2 * kLinePad);
 static_assert(std::is_standard_layout_v<ControlHeader>);
+
+// ---------------------------------------------------------------------------
+// Bell segment "flowbus.<bus>.<topic>@<publisher>.bell": every reader may
+// write it, so its writer trusts none of it. Created with the control
+// segment's mode; the writer and readers map it through the fault guard
+// (core/src/fault_guard.hpp), since whoever may write it may truncate it.
+//
+//   0     +-------------------------------------------+
+//         | magic, version                             |
+//   128   +-------------------------------------------+
+//         | wake request              (loaded per publish)|
+//   256   +-------------------------------------------+
+//
+// A reader about to sleep sets `wake_request`; the writer's next publish
+// clears it and wakes every sleeper (RingWriter::publish_position). No count,
+// so a reader that dies asleep costs at most one wake-up, and nobody has
+// anything to take back when a sleeper is evicted or leaves. A forged 1 costs
+// the writer a futex call per publish; a forged 0 erases requests, so where
+// others may write the bell, readers sleep in bounded slices.
+// ---------------------------------------------------------------------------
+struct BellHeader {
+  std::atomic<uint64_t> magic;
+  uint32_t layout_version;
+  uint32_t reserved0;
+  char pad0[kLinePad - 16];
+  std::atomic<uint32_t>
+      wake_request;  // nonzero: a reader sleeps, or is about to (set by readers, cleared by the writer)
+  char pad1[kLinePad - 4];
+};
+static_assert(offsetof(BellHeader, layout_version) == 8 && offsetof(BellHeader, wake_request) == kLinePad);
+static_assert(sizeof(BellHeader) == 2 * kLinePad);
+inline constexpr uint64_t kBellSegmentSize = 4096;  // one whole page: the fault guard repairs pages
+static_assert(std::is_standard_layout_v<BellHeader>);
 
 }  // namespace flowbus::detail

@@ -1,7 +1,9 @@
 // The ring protocol: one writer, many readers, one shared-memory byte log.
 //
 // This file is the whole protocol. Layouts are in layout.hpp; who creates and
-// maps the segments is in core/src (segment.cpp, bus.cpp).
+// maps the segments is in core/src (segment.cpp, bus.cpp). Three segments per
+// ring: data (the writer's), control (cursors: readers write their own slot)
+// and the bell (the wake request: anyone who reads may write it).
 //
 // Positions are absolute byte counts since the ring was created; a position P
 // lives at offset P & mask. The writer owns write_position W; each reader owns
@@ -36,8 +38,8 @@
 //            forward for the slow-consumer timeout while the writer is blocked
 //            on it, is freed by the writer with a CAS that bumps the slot's
 //            epoch. The owner's next CAS fails: it learns Evicted, and rejoins
-//            at tail. Under Latest, only a dead owner's slot is freed, and
-//            only while it counts among the sleepers.
+//            at tail. Under Latest the writer frees no slot (a dead owner's
+//            is freed by the next bus open's clean-up of dead participants).
 // Latest:    readers validate after the fact: read the record, acquire fence,
 //            re-read tail; a record below tail may have been torn and is
 //            dropped and counted as lost.
@@ -49,15 +51,21 @@
 //            at W: the writer stores W on every publish, and a reader polling
 //            it would pull that line across on every event (a second line
 //            per event on top of the record's own).
-// Wake-up:   after a commit the writer reads `waiters`; a reader increments
-//            waiters, sets the asleep bit in its own cursor word (a CAS: only
-//            the slot's owner can), then looks at the commit word at its
-//            cursor again before it sleeps. A full barrier on each side
-//            between the two (see publish_position) means one of them sees
-//            the other: no lost wake-up, and no syscall while nobody sleeps.
-//            Whoever clears the asleep bit (the reader waking or leaving, the
-//            writer evicting) takes it out of waiters, exactly once; an
-//            eviction also wakes it. The model in tests/model checks this.
+// Wake-up:   a reader about to sleep reads the wake word, sets the bell's
+//            `wake_request`, then looks at the commit word at its cursor
+//            again; after a commit the writer reads wake_request and, if set,
+//            clears it, bumps the wake word and wakes everyone asleep on it.
+//            A full barrier on each side between store and load (see
+//            publish_position) means one of them sees the other: no lost
+//            wake-up, and no syscall while nobody sleeps. Reading the wake
+//            word first matters: a request erased by the clear of a publish
+//            the reader had already seen is then covered by that publish's
+//            bump (see begin_sleep). No count: a reader that dies or is
+//            evicted asleep costs at most one wasted wake-up; an eviction
+//            wakes everyone. The models in tests/model check this. Others
+//            may forge the request: a 1 costs the writer a syscall per
+//            publish, a 0 erases requests, so where others can write the bell
+//            readers sleep in bounded slices (Subscriber::wait).
 //
 // Internal: publisher.hpp and subscriber.hpp include this so the hot path
 // inlines. Not API: user code needs nothing from it, and it may change in any
@@ -124,14 +132,6 @@ inline bool fields_sane(const RecordFields& f, uint64_t room_to_end) noexcept {
   return !f.padding() || len == room_to_end;
 }
 
-/// After a successful CAS that replaced `old_word`: if that word said its
-/// owner sleeps, this CAS took it out of the waiter count, so we do (only one
-/// CAS can replace a given word: the sleeper is counted out exactly once).
-inline void count_out_sleeper(ControlHeader* control, uint64_t old_word) noexcept {
-  if (CursorWord::asleep(old_word))
-    control->waiters.fetch_sub(1, std::memory_order_relaxed);  // a hint for the writer: relaxed is enough
-}
-
 inline RecordHeader* record_at(uint8_t* records, uint64_t mask, uint64_t position) noexcept {
   return reinterpret_cast<RecordHeader*>(records + (position & mask));
 }
@@ -143,6 +143,7 @@ struct RingWriter {
   RingHeader* header = nullptr;
   uint8_t* records = nullptr;
   ControlHeader* control = nullptr;
+  BellHeader* bell = nullptr;  // readers may write (and truncate) it: mapped through the fault guard
   uint64_t capacity = 0;
   uint64_t mask = 0;
   Policy policy = Policy::Block;
@@ -166,7 +167,7 @@ struct RingWriter {
   // Per cursor slot, while the writer is blocked: the cursor's owner, the
   // highest position it was seen at and since when (monotonic ns). Only
   // progress frees the writer, so only a move past that high mark starts a
-  // new watch: a reader that toggles fields (epoch, asleep bit) or steps its
+  // new watch: a reader that toggles fields (its slot epoch) or steps its
   // position back and forth keeps no timer young. A step back within one
   // claim (same slot epoch), or a cursor that is not on a record start, is no
   // reader's doing: evicted at once. A new claim by the same participant below
@@ -193,8 +194,6 @@ struct RingWriter {
   LivenessProbed probed[kCursorSlots];
   SlotWatch watch[kCursorSlots];
   bool watching = false;  // in a blocked stretch: watch[] is current
-  // Latest: per cursor slot, the asleep word seen at the last limit refresh.
-  uint64_t asleep_seen[kCursorSlots] = {};
   uint64_t evictions = 0;
 
   struct Reservation {
@@ -312,24 +311,30 @@ struct RingWriter {
   void publish_position(uint64_t time_ns) noexcept {
     header->last_publish_ns.store(time_ns, std::memory_order_relaxed);  // tools only
     store_write_position();
-    // The wake-up Dekker: we stored the commit word, then load waiters; a
-    // sleeper increments waiters, then re-reads the commit word at its
+    // The wake-up Dekker: we stored the commit word, then load wake_request;
+    // a sleeper stores wake_request, then re-reads the commit word at its
     // cursor (RingReader::begin_sleep, has_data). Without a barrier our load
     // could pass the store (StoreLoad) and both sides miss each other: a
     // lost wake-up.
     if (light_fence) {
       // Asymmetric: the sleeper runs membarrier(GLOBAL_EXPEDITED) between its
-      // increment and its re-read, which puts a full barrier into this thread
+      // request and its re-read, which puts a full barrier into this thread
       // wherever it is; so a compiler fence here is enough, and publishing
       // costs no fence at all.
       std::atomic_signal_fence(std::memory_order_seq_cst);
-      if (control->waiters.load(std::memory_order_relaxed) != 0) wake_readers();
     } else {
       // Symmetric: a seq_cst fence on each side (the sleeper's is in
       // begin_sleep). If ours comes first in the fences' total order the
-      // sleeper sees the commit, otherwise we see its increment.
+      // sleeper sees the commit, otherwise we see its request.
       std::atomic_thread_fence(std::memory_order_seq_cst);
-      if (control->waiters.load(std::memory_order_relaxed) != 0) wake_readers();
+    }
+    // Relaxed, and the load alone while nobody sleeps: the fence above orders
+    // it. A clear may erase a request posted between our load and our store;
+    // that sleeper read the wake word before posting (begin_sleep), so the
+    // bump below, which follows our clear, still changes the word under it.
+    if (bell->wake_request.load(std::memory_order_relaxed) != 0) [[unlikely]] {
+      bell->wake_request.store(0, std::memory_order_relaxed);
+      wake_readers();
     }
   }
 
@@ -421,31 +426,11 @@ struct RingWriter {
   /// once; the same owner again only once kLivenessProbeIntervalNs has passed
   /// since its last probe (so one that dies is found within about that).
   bool owner_alive(uint32_t i, uint64_t word, const CursorSlot& slot, uint64_t now_ns) noexcept {
-    const uint64_t owner = word & ~CursorWord::kAsleep & ~CursorWord::kUnitsMask;  // slot epoch and participant
+    const uint64_t owner = word & ~CursorWord::kUnitsMask;  // slot epoch and participant
     LivenessProbed& p = probed[i];
     if (p.owner == owner && now_ns - p.at_ns < kLivenessProbeIntervalNs) return true;
     p = {owner, now_ns};
     return liveness(word, slot);
-  }
-
-  /// Latest: readers are lapped, never evicted for being slow, but one that
-  /// died asleep would keep `waiters` up and cost every publish a futex call.
-  /// A sleeper whose word has not changed since the last refresh (a quarter
-  /// ring ago) slept through all those wake-ups: only then is its owner's
-  /// liveness probed (a /proc read), and a dead one's slot freed.
-  void free_dead_sleepers() noexcept {
-    for (uint32_t i = 0; i < kCursorSlots; ++i) {
-      CursorSlot& slot = control->slots[i];
-      // Acquire, as every cursor load (see slowest_cursor).
-      const uint64_t word = slot.word.load(std::memory_order_acquire);
-      if (!CursorWord::asleep(word) || !CursorWord::owned(word)) {
-        asleep_seen[i] = 0;
-        continue;
-      }
-      if (asleep_seen[i] == word && !liveness(word, slot))
-        (void)evict(slot, word);
-      asleep_seen[i] = word;
-    }
   }
 
   bool evict(CursorSlot& slot, uint64_t word) noexcept {
@@ -455,12 +440,10 @@ struct RingWriter {
     // owner moved meanwhile the CAS fails and the cursor stays.
     if (!slot.word.compare_exchange_strong(expected, CursorWord::freed(word), std::memory_order_acq_rel)) return false;
     slot.evictions.fetch_add(1, std::memory_order_relaxed);  // statistics only
-    if (CursorWord::asleep(word)) {
-      count_out_sleeper(control, word);
-      // Wake it: asleep, it would otherwise sleep through its eviction (its
-      // cursor's commit word can still read 0), counted nowhere.
-      wake_readers();
-    }
+    // Wake it, in case it sleeps: it would otherwise sleep through its
+    // eviction (its cursor's commit word can still read 0). We cannot tell
+    // whether it does, and evictions are rare: everyone asleep is woken.
+    wake_readers();
     ++evictions;
     return true;
   }
@@ -495,7 +478,6 @@ struct RingWriter {
       if (slowest != UINT64_MAX) wanted = std::min(wanted, slowest + capacity);
     }
     if (wanted < needed_end) return false;
-    if (policy == Policy::Latest && control->waiters.load(std::memory_order_relaxed) != 0) free_dead_sleepers();
     advance_tail(wanted > capacity ? wanted - capacity : 0);
     // Dekker with joining readers: tail was stored seq_cst; the fence keeps
     // the re-scan below from being satisfied before that store is visible
@@ -559,6 +541,7 @@ struct RingReader {
   const RingHeader* header = nullptr;
   const uint8_t* records = nullptr;
   ControlHeader* control = nullptr;
+  BellHeader* bell = nullptr;  // others may write (and truncate) it: mapped through the fault guard
   uint64_t capacity = 0;  // validated when the segment was opened: never re-read from shared memory
   uint64_t mask = 0;
   Policy policy = Policy::Block;
@@ -742,9 +725,8 @@ struct RingReader {
     uint64_t expected = cursor_word;
     // Release: our reads of the ring happen before anyone reuses the slot's
     // bytes. A failure means the writer evicted us: the slot is not ours.
-    if (control->slots[slot].word.compare_exchange_strong(expected, CursorWord::freed(cursor_word),
-                                                          std::memory_order_release, std::memory_order_relaxed))
-      count_out_sleeper(control, cursor_word);
+    (void)control->slots[slot].word.compare_exchange_strong(expected, CursorWord::freed(cursor_word),
+                                                            std::memory_order_release, std::memory_order_relaxed);
     slot = -1;
   }
 
@@ -857,46 +839,34 @@ struct RingReader {
     return true;
   }
 
-  /// Counts us among the ring's sleepers (before the last look and the futex
-  /// wait). Returns true if the writer relies on a heavy barrier from us.
-  bool begin_sleep() noexcept {
+  /// Asks the writer for a wake-up, before our last look (has_data) and the
+  /// futex wait on `wake_word_seen`, which this returns. True if the writer
+  /// relies on a heavy barrier from us (the caller runs it before that look).
+  bool begin_sleep(uint32_t& wake_word_seen) noexcept {
     publish_progress();  // a sleeping reader must not hold the writer back
-    // Our slot may be gone now (evicted, and no slot free to rejoin): then we
-    // are not counted, has_data() says so, and wait() does not sleep on us.
-    if (slot < 0 || CursorWord::asleep(cursor_word)) return false;
-    // Counted first, marked second: waiters never falls below the number of
-    // asleep marks, so an evictor that takes our mark away (and one off the
-    // count) can never take another sleeper's count with it. (Marked first,
-    // an eviction between the two made waiters 0 while another reader slept:
-    // a lost wake-up, found by the model in tests/model.) seq_cst: the
-    // increment half of the wake-up Dekker (see publish_position).
-    control->waiters.fetch_add(1, std::memory_order_seq_cst);
-    uint64_t expected = cursor_word;
-    // seq_cst, and only on a word we own: an evicted reader's CAS fails, so it
-    // can never mark (or later unmark) a slot that someone else now owns.
-    if (!control->slots[slot].word.compare_exchange_strong(expected, cursor_word | CursorWord::kAsleep,
-                                                           std::memory_order_seq_cst)) {
-      control->waiters.fetch_sub(1, std::memory_order_relaxed);  // not sleeping after all
-      rejoin_after_eviction();  // sets evicted_pending: has_data() is true, we do not sleep
-      return false;
-    }
-    cursor_word |= CursorWord::kAsleep;
-    // Our half of the symmetric Dekker's fences: the increment is ordered
-    // before the re-read in has_data(). (The light protocol adds membarrier.)
+    // Acquire, and before the request: pairs with the writer's release bump.
+    // A writer may clear our request right after we post it (it loaded an
+    // older one just before); it bumps the wake word after that clear. Read
+    // first, the word cannot already hold that bump, so the futex returns at
+    // once. Read after the request, it could, and we would sleep through the
+    // publish that came next (a lost wake-up the model in tests/model found:
+    // --variant request-first).
+    wake_word_seen = control->wake_word.load(std::memory_order_acquire);
+    // seq_cst: the store half of our side of the wake-up Dekker (see
+    // RingWriter::publish_position). Posted even when already set: the model
+    // proves this order, and it runs only on the way to sleep.
+    bell->wake_request.store(1, std::memory_order_seq_cst);
+    // Our fence of the symmetric Dekker: the request is ordered before the
+    // re-read in has_data(). (The light protocol adds membarrier.)
     std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (still_owned_relaxed()) control->slots[slot].sleeping.store(1, std::memory_order_relaxed);  // tools only
     // Relaxed: a writer that switches protocol stores it before it publishes.
     return header->wake_protocol.load(std::memory_order_relaxed) == kWakeLightFence;
   }
-  /// Takes us out of the waiter count, if we still own our slot (otherwise
-  /// whoever freed it did that).
+  /// After the futex wait (or instead of it). Nothing to take back: the
+  /// writer clears requests itself, and one left over costs it one wake-up.
   void end_sleep() noexcept {
-    if (slot < 0 || !CursorWord::asleep(cursor_word)) return;
-    uint64_t expected = cursor_word;
-    const uint64_t awake = cursor_word & ~CursorWord::kAsleep;
-    // Relaxed: only the bit changes; our position was published before we slept.
-    if (control->slots[slot].word.compare_exchange_strong(expected, awake, std::memory_order_relaxed))
-      control->waiters.fetch_sub(1, std::memory_order_relaxed);  // a hint for the writer
-    cursor_word = awake;  // if evicted, the next CAS or ownership check fails either way
+    if (still_owned_relaxed()) control->slots[slot].sleeping.store(0, std::memory_order_relaxed);  // tools only
   }
 
  private:
@@ -921,8 +891,7 @@ struct RingReader {
   bool store_cursor() noexcept {
     if (slot < 0) return false;
     const uint64_t at = std::min(position, hold);
-    const uint64_t next = CursorWord::pack(CursorWord::epoch(cursor_word), participant, participant_epoch, at) |
-                          (cursor_word & CursorWord::kAsleep);
+    const uint64_t next = CursorWord::pack(CursorWord::epoch(cursor_word), participant, participant_epoch, at);
     if (next == cursor_word) return still_owned();
     uint64_t expected = cursor_word;
     // Release, paired with the writer's acquire load of cursors: our reads of
@@ -947,6 +916,12 @@ struct RingReader {
     // Relaxed load: only asks "was I evicted?"; our own line, rarely touched
     // by others. (On x86 both are free.)
     std::atomic_thread_fence(std::memory_order_acquire);
+    return slot >= 0 && control->slots[slot].word.load(std::memory_order_relaxed) == cursor_word;
+  }
+
+  /// For tools-only stores into our slot: whether it is still ours (so we
+  /// never mark another reader's slot), with no ordering to keep.
+  bool still_owned_relaxed() const noexcept {
     return slot >= 0 && control->slots[slot].word.load(std::memory_order_relaxed) == cursor_word;
   }
 

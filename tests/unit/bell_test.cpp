@@ -1,0 +1,156 @@
+// The bell segment (layout 4): the ring's wake request, which every reader
+// may write. Whoever may write it may forge it or truncate it. Here a forked
+// child plays that reader, and the writer and the sleeping readers must lose
+// time at most: never an event, never the process.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bus_state.hpp"
+#include "flowbus/detail/platform.hpp"
+#include "flowbus/inspect.hpp"
+#include "test_bus.hpp"
+
+namespace flowbus::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+/// Runs `body` in a forked child, a process of its own as a hostile reader
+/// is; returns its exit status (the child's return value, or 100 + signal).
+template <class F>
+int in_child(F body) {
+  const pid_t child = ::fork();
+  if (child == 0) ::_exit(body());
+  int status = 0;
+  if (child < 0 || ::waitpid(child, &status, 0) != child) return -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 100 + WTERMSIG(status);
+}
+
+std::string bell_name(const std::string& bus) {
+  std::string name = "/";  // shm_open's form (appended: GCC 12 warns of "/" + string, falsely)
+  name += detail::bell_segment_name(bus, "t", "p");
+  return name;
+}
+
+/// Publishes `n` readings `gap` apart while a subscriber that sleeps at once
+/// (no spin) waits for each with a 5 s timeout; returns the sequences it got
+/// and the longest it waited for one.
+struct Delivery {
+  std::vector<uint64_t> sequences;
+  Clock::duration longest_wait{};
+};
+Delivery publish_to_a_sleeper(Publisher& pub, Subscriber& sub, int n, Clock::duration gap) {
+  Delivery got;
+  std::atomic<bool> listening{false};
+  std::thread reader([&] {
+    listening = true;
+    while (got.sequences.size() < size_t(n)) {
+      const auto t0 = Clock::now();
+      if (!sub.wait(5s)) break;  // a lost wake-up: only the timeout ends the sleep
+      got.longest_wait = std::max(got.longest_wait, Clock::now() - t0);
+      (void)sub.poll([&](const Event& e) { got.sequences.push_back(e.sequence()); });
+    }
+  });
+  while (!listening) std::this_thread::yield();
+  for (int i = 0; i < n; ++i) {
+    std::this_thread::sleep_for(gap);  // the reader is asleep again by now
+    EXPECT_EQ(publish_reading(pub, uint64_t(i)), PublishStatus::Ok);
+  }
+  reader.join();
+  return got;
+}
+
+/// first, first + 1, ..., first + n - 1: every sequence, in order.
+std::vector<uint64_t> sequences_from(uint64_t first, int n) {
+  std::vector<uint64_t> v;
+  for (int i = 0; i < n; ++i) v.push_back(first + uint64_t(i));
+  return v;
+}
+
+SubscriberOptions sleeps_at_once() {
+  SubscriberOptions options;
+  options.spin = 0ns;
+  return options;
+}
+
+// Truncated to 0 bytes by a process that may write it, the bell would kill
+// the writer (its next publish loads the wake request: SIGBUS) and every
+// sleeping reader. Through the fault guard, the lost page reads 0 in each,
+// the readers sleep in slices, and `check` names the damage.
+TEST(BellTest, ATruncatedBellCrashesNobodyAndASleepingReaderStillGetsEveryEvent) {
+  ScopedBusName name("bell");
+  Bus bus = Bus::open(name.name);
+  bus.create_topic(sensor_topic("t"));  // 0600: a bell only we may write (no slices: the guard must tell)
+  Publisher pub = bus.publisher("t", {"p"});
+  Subscriber sub = bus.subscribe("t", sleeps_at_once());
+  ASSERT_EQ(in_child([&] {
+              const int fd = ::shm_open(bell_name(name.name).c_str(), O_RDWR, 0);
+              return fd >= 0 && ::ftruncate(fd, 0) == 0 ? 0 : 1;
+            }),
+            0);
+  const Delivery got = publish_to_a_sleeper(pub, sub, 20, 30ms);
+  EXPECT_EQ(got.sequences, sequences_from(0, 20));
+  EXPECT_LT(got.longest_wait, 1s) << "a reader slept through an event";
+  const CheckReport report = check_bus(name.name);
+  bool named = false;
+  for (const CheckFinding& f : report.findings) named |= f.problem.find("bell") != std::string::npos;
+  EXPECT_TRUE(named) << "check did not report the truncated bell";
+}
+
+// Where others may write the bell (a 0640 topic: its bell is 0660), a member
+// of the group can erase every wake request (a forged 0) or hold one up (a
+// forged 1). Erased, sleepers wake at their next 20 ms slice: late, never
+// asleep for good. Held up, the writer calls the kernel on every publish.
+// Either way every event arrives, in order.
+TEST(BellTest, ForgedWakeRequestsCostTimeAndNeverAnEvent) {
+  ScopedBusName name("bell");
+  Bus bus = Bus::open(name.name);
+  TopicSpec spec = sensor_topic("t");
+  spec.mode = 0640;
+  bus.create_topic(spec);
+  Publisher pub = bus.publisher("t", {"p"});
+  Subscriber sub = bus.subscribe("t", sleeps_at_once());
+  struct stat st {};
+  ASSERT_EQ(::stat(("/dev/shm" + bell_name(name.name)).c_str(), &st), 0);
+  ASSERT_EQ(st.st_mode & 0777, 0660u) << "readers of a 0640 topic may write its bell";
+  for (const uint32_t forged : {0u, 1u}) {
+    SCOPED_TRACE("forging " + std::to_string(forged));
+    const int fd = ::shm_open(bell_name(name.name).c_str(), O_RDWR, 0);
+    ASSERT_GE(fd, 0);
+    auto* bell = static_cast<detail::BellHeader*>(
+        ::mmap(nullptr, detail::kBellSegmentSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+    ::close(fd);
+    ASSERT_NE(bell, MAP_FAILED);
+    const pid_t forger = ::fork();
+    if (forger == 0) {
+      for (;;) bell->wake_request.store(forged, std::memory_order_relaxed);  // until killed
+    }
+    ASSERT_GT(forger, 0);
+    const uint64_t wakes = detail::futex_wake_calls();
+    Subscriber fresh = bus.subscribe("t", sleeps_at_once());
+    const Delivery got = publish_to_a_sleeper(pub, fresh, 20, 30ms);
+    ::kill(forger, SIGKILL);
+    ::waitpid(forger, nullptr, 0);
+    ::munmap(bell, detail::kBellSegmentSize);
+    EXPECT_EQ(got.sequences, sequences_from(forged == 0 ? 0 : 20, 20));
+    EXPECT_LT(got.longest_wait, 1s) << "a reader slept through an event";
+    if (forged == 1) {
+      EXPECT_GE(detail::futex_wake_calls(), wakes + 10) << "the forged request cost the writer nothing?";
+    }
+    (void)sub.poll([](const Event&) {});
+  }
+}
+
+}  // namespace
+}  // namespace flowbus::testing

@@ -19,6 +19,7 @@
 #include "flowbus/names.hpp"
 #include "flowbus/schema.hpp"
 #include "liveness.hpp"
+#include "reader_segment.hpp"
 #include "subscriptions.hpp"
 
 namespace flowbus {
@@ -502,6 +503,7 @@ std::shared_ptr<BusState> attach(std::string_view name_view, const BusOptions* c
   state->dir = reinterpret_cast<DirectoryLayout*>(state->segment.data());
   check_directory(state->dir, name, size);
   state->clean_up_dead_participants();
+  remove_dead_reader_segments(name);
   // Rings whose writer is gone and whose retention ended go too, so that no
   // one ever needs `rm /dev/shm/...` (flowbus gc does the same, bus by bus).
   state->remove_expired_rings();
@@ -697,11 +699,14 @@ size_t Bus::destroy(std::string_view name_view) {
   validate_bus_name(name);
   // Every segment of bus B is named "flowbus.B" or "flowbus.B.<...>", and bus
   // names hold no '.', so this prefix matches bus B and nothing else; drafts
-  // of its directory are "flowbus.B@new.<pid>".
+  // of its directory are "flowbus.B@new.<pid>", its readers' segments
+  // "flowbus.B~<...>".
   const std::string directory = directory_segment_name(name), prefix = directory + ".", drafts = directory + kDirectoryDraftSuffix;
+  const std::string readers = reader_segment_prefix(name);
   size_t removed = 0;
   for (const std::string& seg : list_shm_segments())
-    if (seg == directory || seg.rfind(prefix, 0) == 0 || seg.rfind(drafts, 0) == 0) removed += Segment::remove(seg);
+    if (seg == directory || seg.rfind(prefix, 0) == 0 || seg.rfind(drafts, 0) == 0 || seg.rfind(readers, 0) == 0)
+      removed += Segment::remove(seg);
   return removed;
 }
 

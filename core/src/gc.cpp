@@ -11,6 +11,7 @@
 #include "flowbus/error.hpp"
 #include "flowbus/names.hpp"
 #include "liveness.hpp"
+#include "reader_segment.hpp"
 
 namespace flowbus {
 using namespace detail;
@@ -19,7 +20,7 @@ std::vector<std::string> list_buses() {
   std::set<std::string> names;
   for (const std::string& seg : list_shm_segments()) {
     const std::string rest = seg.substr(8);  // after "flowbus."
-    names.insert(rest.substr(0, rest.find('.')));
+    names.insert(rest.substr(0, rest.find_first_of(".@~")));  // a ring's, a draft's, a reader's
   }
   return {names.begin(), names.end()};
 }
@@ -38,7 +39,9 @@ void collect_bus(const std::string& name, bool force, GcReport& report) {
     const std::string dir_name = directory_segment_name(name), prefix = dir_name + ".";
     size_t removed = 0;
     for (const std::string& seg : list_shm_segments())
-      if ((seg == dir_name || seg.rfind(prefix, 0) == 0 || seg.rfind(dir_name + kDirectoryDraftSuffix, 0) == 0) && Segment::remove(seg)) {
+      if ((seg == dir_name || seg.rfind(prefix, 0) == 0 || seg.rfind(dir_name + kDirectoryDraftSuffix, 0) == 0 ||
+           seg.rfind(reader_segment_prefix(name), 0) == 0) &&
+          Segment::remove(seg)) {
         report.removed_segments.push_back(seg);
         ++removed;
       }
@@ -66,6 +69,7 @@ void collect_bus(const std::string& name, bool force, GcReport& report) {
     return;
   }
   report.participants_cleaned += state->clean_up_dead_participants();
+  remove_dead_reader_segments(name, &report.removed_segments);
   size_t live = 0;
   for (uint32_t i = 0; i < kParticipants; ++i) live += state->participant_alive(i);
   const size_t retained = state->remove_expired_rings(&report.removed_segments);

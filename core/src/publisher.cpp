@@ -101,10 +101,7 @@ void check_may_publish(const TopicInfo& topic) {
   if (topic.owner_uid < 0) return;  // made by an older flowbus: no owner recorded
   const uid_t me = ::geteuid();
   if (me == 0 || int64_t(me) == topic.owner_uid) return;  // the owner always has rw (validated)
-  bool in_group = int64_t(::getegid()) == topic.owner_gid;
-  gid_t groups[256];
-  const int n = ::getgroups(256, groups);
-  for (int i = 0; i < n && !in_group; ++i) in_group = int64_t(groups[i]) == topic.owner_gid;
+  const bool in_group = topic.owner_gid >= 0 && detail::in_group(gid_t(topic.owner_gid));
   if ((topic.mode & (in_group ? 0020u : 0002u)) != 0) return;
   char bits[10];
   for (int i = 0; i < 9; ++i) bits[i] = (topic.mode & (0400u >> i)) ? "rwxrwxrwx"[i] : '-';

@@ -151,6 +151,15 @@ bool Segment::publish_as(const std::string& name) {
   throw Error(ErrorCode::System, "cannot create '" + name + "': link from '" + name_ + "': " + std::strerror(err));
 }
 
+bool in_group(gid_t group) noexcept {
+  if (::getegid() == group) return true;
+  gid_t groups[256];
+  const int n = ::getgroups(256, groups);
+  for (int i = 0; i < n; ++i)
+    if (groups[i] == group) return true;
+  return false;
+}
+
 std::vector<std::string> list_shm_segments() {
   std::vector<std::string> out;
   if (DIR* d = ::opendir("/dev/shm")) {

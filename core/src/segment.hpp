@@ -3,6 +3,8 @@
 // /dev/shm is an error at create time rather than a SIGBUS later.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -56,6 +58,9 @@ class Segment {
   uint64_t size_ = 0;
   std::string name_;
 };
+
+/// Whether this process is in group `group` (its effective or a supplementary group).
+bool in_group(gid_t group) noexcept;
 
 /// Names of every segment in /dev/shm that starts with "flowbus.".
 std::vector<std::string> list_shm_segments();

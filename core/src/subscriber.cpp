@@ -1,6 +1,7 @@
 // Subscriber: finds the rings matching its pattern, reads them in turn, waits.
 #include <sched.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -12,6 +13,7 @@
 #include "flowbus/error.hpp"
 #include "flowbus/internal/mirroring.hpp"
 #include "flowbus/names.hpp"
+#include "reader_segment.hpp"
 #include "subscriptions.hpp"
 
 namespace flowbus {
@@ -54,6 +56,7 @@ Subscriber::Subscriber(Subscriber&& other) noexcept
       options_(other.options_),
       export_(std::move(other.export_)),
       segments_(std::move(other.segments_)),
+      reader_segments_(std::move(other.reader_segments_)),
       readers_(std::move(other.readers_)),
       reported_corrupt_(std::move(other.reported_corrupt_)),
       next_ring_(other.next_ring_),
@@ -69,6 +72,7 @@ Subscriber::Subscriber(Subscriber&& other) noexcept
       incarnation_(other.incarnation_) {
   other.readers_.clear();
   other.segments_.clear();
+  other.reader_segments_.clear();
 }
 
 Subscriber& Subscriber::operator=(Subscriber&& other) noexcept {
@@ -79,6 +83,7 @@ Subscriber& Subscriber::operator=(Subscriber&& other) noexcept {
   options_ = other.options_;
   export_ = std::move(other.export_);
   segments_ = std::move(other.segments_);  // after close(): our cursors are gone from them
+  reader_segments_ = std::move(other.reader_segments_);  // readers_ point into them: moved together
   readers_ = std::move(other.readers_);
   reported_corrupt_ = std::move(other.reported_corrupt_);
   next_ring_ = other.next_ring_;
@@ -94,6 +99,7 @@ Subscriber& Subscriber::operator=(Subscriber&& other) noexcept {
   incarnation_ = other.incarnation_;
   other.readers_.clear();
   other.segments_.clear();
+  other.reader_segments_.clear();
   return *this;
 }
 
@@ -167,6 +173,20 @@ std::shared_ptr<const SchemaCodec> verifier_for(const std::vector<std::unique_pt
 }
 
 }  // namespace
+
+/// Our line for a ring, in our reader segment of the topic's group (made on
+/// first need). The group a reader segment gets must be one we are in (the
+/// kernel allows no other), so a topic whose group is not ours, or that has
+/// none, goes to our segment of our own group.
+CursorLine* Subscriber::claim_line(const TopicInfo& topic, uint64_t publisher_id, uint32_t ring_slot) {
+  int64_t group = -1;
+  if (topic.group >= 0 && (::geteuid() == 0 || in_group(gid_t(topic.group)))) group = topic.group;
+  for (const auto& own : reader_segments_)
+    if (own->group() == group)
+      if (CursorLine* line = own->claim_line(publisher_id, ring_slot)) return line;
+  reader_segments_.push_back(ReaderSegment::create(bus_->name, group));
+  return reader_segments_.back()->claim_line(publisher_id, ring_slot);
+}
 
 void Subscriber::make_copy_room(uint64_t bytes) {
   if (bytes <= copy_capacity_) return;
@@ -254,6 +274,7 @@ void Subscriber::attach_rings(StartAt from, bool at_subscribe) {
     r.records = ring->records();
     r.control = ring->control_header();
     r.bell = ring->bell_header();
+    r.line = claim_line(*info, ring->publisher_id, i);
     r.capacity = ring->capacity;
     r.mask = r.capacity - 1;
     r.policy = ring->policy;

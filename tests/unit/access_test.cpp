@@ -3,17 +3,23 @@
 // that drops to an unused uid and gid; needs root, skipped otherwise).
 // That a subscriber's data mapping is read-only, so a write through it
 // faults, is RingTest.SubscriberMapsRingReadOnlySoAWriteFaults.
+#include <fcntl.h>
 #include <grp.h>
-#include <pwd.h>
 #include <gtest/gtest.h>
+#include <pwd.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <map>
 #include <string>
 
 #include "flowbus/error.hpp"
+#include "reader_segment.hpp"
 #include "segment.hpp"
 #include "test_bus.hpp"
 
@@ -36,20 +42,22 @@ std::map<std::string, unsigned> modes_of(const std::string& bus) {
 constexpr uid_t kStrangerUid = 54321;
 constexpr gid_t kStrangerGid = 54321;
 constexpr gid_t kTopicGroup = 54322;
+constexpr uid_t kOtherStrangerUid = 54323;
 
-/// Runs `body` in a forked child as uid/gid kStranger*, with `groups` as its
-/// supplementary groups; returns what it wrote to the pipe.
+/// Runs `body` in a forked child as uid `uid` (kStrangerUid unless given),
+/// gid kStrangerGid, with `groups` as its supplementary groups; returns what
+/// it wrote to the pipe.
 template <class F>
-std::string as_stranger(const std::vector<gid_t>& groups, F body) {
+std::string as_stranger(const std::vector<gid_t>& groups, F body, uid_t uid = kStrangerUid) {
   int fds[2];
   if (::pipe(fds) != 0) return "pipe failed";
   const pid_t child = ::fork();
   if (child == 0) {
     ::close(fds[0]);
     std::string out;
-    if (::setgroups(groups.size(), groups.data()) != 0 || ::setgid(kStrangerGid) != 0 || ::setuid(kStrangerUid) != 0) {
+    if (::setgroups(groups.size(), groups.data()) != 0 || ::setgid(kStrangerGid) != 0 || ::setuid(uid) != 0) {
       out = "could not drop privileges";
-    } else if (::getuid() != kStrangerUid || ::setuid(0) == 0) {
+    } else if (::getuid() != uid || ::setuid(0) == 0) {
       out = "privileges not dropped";
     } else {
       try {
@@ -175,4 +183,59 @@ TEST(AccessTest, AUserOutsideTheTopicsGroupIsRefusedAndToldWhyAMemberMayReadButN
   EXPECT_NE(member.find("new ring permission-denied"), std::string::npos) << member;
   EXPECT_NE(member.find("(in its group) may not publish"), std::string::npos) << member;
   EXPECT_NE(member.find("writable topic ok"), std::string::npos) << member;
+}
+
+// Least privilege, step 5: a group member's reader segment, where it
+// publishes its positions, is its own (its uid), in the topic's group, mode
+// 0640: another member, even of the same group, may read it and not write
+// it; an outsider may not even read it. Its process killed, the next open of
+// the bus (here by root) removes it.
+TEST(AccessTest, AMembersReaderSegmentIsItsOwnInTheTopicsGroupAndNoOtherReaderMayWriteIt) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to become another user";
+  ASSERT_EQ(::getpwuid(kOtherStrangerUid), nullptr);
+  ScopedBusName name("aclrdr");
+  Bus bus = Bus::open(name.name, {.mode = 0666});
+  TopicSpec spec = sensor_topic("acl.t");
+  spec.mode = 0640;
+  spec.group = kTopicGroup;
+  bus.create_topic(spec);
+  Publisher pub = bus.publisher("acl.t", {"main"});
+  ASSERT_EQ(publish_reading(pub, 7), PublishStatus::Ok);
+
+  const std::string reader = as_stranger({kTopicGroup}, [&] {
+    Bus b = Bus::open_existing(name.name);
+    // Never destroyed: the child ends with _exit, as a killed reader does.
+    auto* s = new Subscriber(b.subscribe("acl.t", {StartAt::Earliest}));
+    Event e;
+    if (s->read(e).status != ReadStatus::Ok) return std::string("no event");
+    (void)s->release(e);
+    (void)s->wait(std::chrono::milliseconds(1));
+    return std::to_string(::getpid());
+  });
+  const pid_t reader_pid = pid_t(std::atol(reader.c_str()));
+  ASSERT_GT(reader_pid, 0) << reader;
+  const std::string segment = detail::reader_segment_prefix(name.name) + "r." + reader + ".0";
+  struct stat st {};
+  ASSERT_EQ(::stat(("/dev/shm/" + segment).c_str(), &st), 0) << segment;
+  EXPECT_EQ(st.st_uid, kStrangerUid);
+  EXPECT_EQ(st.st_gid, kTopicGroup) << "in the topic's group, not the reader's own";
+  EXPECT_EQ(st.st_mode & 0777, 0640u);
+
+  auto try_open = [&] {
+    std::string out;
+    const int rw = ::shm_open(segment.c_str(), O_RDWR, 0);
+    out += rw >= 0 ? "rw ok\n" : "rw " + std::string(std::strerror(errno)) + "\n";
+    const int ro = ::shm_open(segment.c_str(), O_RDONLY, 0);
+    out += ro >= 0 ? "ro ok\n" : "ro " + std::string(std::strerror(errno)) + "\n";
+    if (rw >= 0) ::close(rw);
+    if (ro >= 0) ::close(ro);
+    return out;
+  };
+  const std::string member = as_stranger({kTopicGroup}, try_open, kOtherStrangerUid);
+  EXPECT_EQ(member, "rw Permission denied\nro ok\n");
+  const std::string outsider = as_stranger({}, try_open, kOtherStrangerUid);
+  EXPECT_EQ(outsider, "rw Permission denied\nro Permission denied\n");
+
+  Bus next = Bus::open(name.name);  // the reader is dead: its segment goes
+  EXPECT_FALSE(detail::Segment::exists(segment));
 }

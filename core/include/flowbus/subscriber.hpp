@@ -16,7 +16,12 @@
 
 namespace flowbus {
 
-namespace detail { struct BusState; struct RingSegments; }
+namespace detail {
+struct BusState;
+struct RingSegments;
+class ReaderSegment;
+struct CursorLine;
+}  // namespace detail
 namespace mirroring { struct Access; struct ExportOptions; }
 
 enum class StartAt { Latest, Earliest };
@@ -191,6 +196,7 @@ class Subscriber {
   ReadResult read_attached(Event& event) noexcept;
   void attach_rings(StartAt from, bool at_subscribe);
   void make_copy_room(uint64_t bytes);
+  detail::CursorLine* claim_line(const TopicInfo& topic, uint64_t publisher_id, uint32_t ring_slot);
   void close() noexcept;
 
   std::shared_ptr<detail::BusState> bus_;
@@ -198,6 +204,9 @@ class Subscriber {
   SubscriberOptions options_;
   std::unique_ptr<mirroring::ExportOptions> export_;  // the sidecar's; null for applications
   std::vector<std::unique_ptr<detail::RingSegments>> segments_;
+  // Our own segments, one per group of the topics we read (usually one): each
+  // ring's line there holds our position too (least privilege, step 5).
+  std::vector<std::unique_ptr<detail::ReaderSegment>> reader_segments_;
   std::vector<detail::RingReader> readers_;
   std::vector<bool> reported_corrupt_;
   size_t next_ring_ = 0;

@@ -248,6 +248,60 @@ struct BellHeader {
 static_assert(offsetof(BellHeader, layout_version) == 8 && offsetof(BellHeader, wake_request) == kLinePad);
 static_assert(sizeof(BellHeader) == 2 * kLinePad);
 inline constexpr uint64_t kBellSegmentSize = 4096;  // one whole page: the fault guard repairs pages
+
+// ---------------------------------------------------------------------------
+// Reader segment "flowbus.<bus>~r.<pid>.<n>": one per Subscriber and group
+// (and per 64 rings of that group),
+// created by that reader, written by it alone (mode 0640, group = the group
+// of the topics it reads), so others may read it and nobody else can write
+// it. The reader publishes its position on each ring here as well as in its
+// cursor slot; least privilege (docs/proposals/least-privilege.md, step 6)
+// moves the writer to reading it, mapped read-only, and retires the slots.
+//
+//   0     +-------------------------------------------+
+//         | magic, version, token, pid, start time,    |
+//         | creation time                              |
+//   256   +-------------------------------------------+
+//         | CursorLine[kReaderLines], 128 bytes each   |
+//         +-------------------------------------------+
+//
+// A line is free while its publisher_id is 0. The reader fills
+// publisher_id and ring_slot (the ring's key), then stores position
+// (release); kLineLeft says it has left that ring.
+// ---------------------------------------------------------------------------
+inline constexpr uint64_t kReaderMagic = 0x5244524242574c46ull;  // "FLWBBRDR"
+// One line per ring read; a Subscriber that reads more rings of one group
+// makes another segment. Small, so a process under a file size limit
+// (RLIMIT_FSIZE applies to /dev/shm too) or with many subscribers pays 8 KiB
+// a segment: the proposal's 512 lines made 64 KiB, over `ulimit -f 128`.
+inline constexpr uint32_t kReaderLines = 64;
+inline constexpr uint64_t kLineLeft = UINT64_MAX;
+
+struct CursorLine {
+  std::atomic<uint64_t> position;      // start of the reader's next record; kLineLeft once it left
+  std::atomic<uint64_t> publisher_id;  // with ring_slot: which ring; 0 while the line is free
+  std::atomic<uint32_t> ring_slot;     // the ring's slot in the directory
+  uint32_t reserved0;
+  std::atomic<uint64_t> last_moved_ns;  // event time (Unix ns) of its last move (tools)
+  char pad[kLinePad - 32];
+};
+static_assert(sizeof(CursorLine) == kLinePad);
+static_assert(offsetof(CursorLine, publisher_id) == 8 && offsetof(CursorLine, ring_slot) == 16 &&
+              offsetof(CursorLine, last_moved_ns) == 24);
+
+struct ReaderHeader {
+  std::atomic<uint64_t> magic;
+  uint32_t layout_version;
+  uint32_t lines;       // kReaderLines
+  uint64_t token;       // random, nonzero: tells this segment from a later one of the same name
+  uint64_t pid;         // the reader's process
+  uint64_t start_time;  // its start time (/proc/<pid>/stat), so a reused pid is not taken for it
+  uint64_t created_ns;  // Unix ns (tools)
+  char pad[2 * kLinePad - 48];
+  CursorLine line[kReaderLines];
+};
+static_assert(offsetof(ReaderHeader, token) == 16 && offsetof(ReaderHeader, line) == 2 * kLinePad);
+static_assert(std::is_standard_layout_v<ReaderHeader>);
 static_assert(std::is_standard_layout_v<BellHeader>);
 
 }  // namespace flowbus::detail

@@ -542,6 +542,7 @@ struct RingReader {
   const uint8_t* records = nullptr;
   ControlHeader* control = nullptr;
   BellHeader* bell = nullptr;  // others may write (and truncate) it: mapped through the fault guard
+  CursorLine* line = nullptr;  // our position on this ring in our own reader segment; null: none
   uint64_t capacity = 0;  // validated when the segment was opened: never re-read from shared memory
   uint64_t mask = 0;
   Policy policy = Policy::Block;
@@ -721,6 +722,12 @@ struct RingReader {
   }
 
   void leave() noexcept {
+    if (line != nullptr) {
+      // Release, as below. Then the line is free for the reader's next ring.
+      line->position.store(kLineLeft, std::memory_order_release);
+      line->publisher_id.store(0, std::memory_order_release);
+      line = nullptr;
+    }
     if (slot < 0) return;
     uint64_t expected = cursor_word;
     // Release: our reads of the ring happen before anyone reuses the slot's
@@ -905,7 +912,16 @@ struct RingReader {
     // Tools only (idle time in `flowbus inspect`); once per eighth of a ring,
     // which for 1 MiB events is every other event: the TSC clock, since a
     // clock_gettime here cost 1 MiB round trips ~70 ns of their ~400 (p50).
-    control->slots[slot].last_moved_ns.store(unix_now_ns(), std::memory_order_relaxed);
+    const uint64_t now = unix_now_ns();
+    control->slots[slot].last_moved_ns.store(now, std::memory_order_relaxed);
+    if (line != nullptr) {
+      // The same position in our own segment, which only we may write (least
+      // privilege, step 5: nobody obeys it yet). Release, as the CAS above:
+      // our reads of what we passed happen before a writer that acquires it
+      // reuses those bytes.
+      line->position.store(at, std::memory_order_release);
+      line->last_moved_ns.store(now, std::memory_order_relaxed);  // tools only
+    }
     return true;
   }
 

@@ -1,0 +1,123 @@
+#include "reader_segment.hpp"
+
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include "flowbus/detail/platform.hpp"
+#include "flowbus/error.hpp"
+#include "liveness.hpp"
+
+namespace flowbus::detail {
+
+namespace {
+
+constexpr uint32_t kReaderMode = 0640;  // others may read it (tools, and the writer from step 6); only we write
+constexpr uint32_t kMaxReaderSegmentsPerProcess = 4096;
+
+uint64_t random_token() {
+  uint64_t token = 0;
+  while (token == 0)
+    if (::getrandom(&token, sizeof token, 0) != ssize_t(sizeof token))
+      throw Error(ErrorCode::System, std::string("getrandom: ") + std::strerror(errno));
+  return token;
+}
+
+/// The pid in "<prefix>r.<pid>.<n>" or "<prefix>d.<pid>.<k>", or 0.
+pid_t pid_in(const std::string& name, const std::string& prefix) {
+  if (name.size() < prefix.size() + 3 || (name[prefix.size()] != 'r' && name[prefix.size()] != 'd') ||
+      name[prefix.size() + 1] != '.')
+    return 0;
+  const char* digits = name.c_str() + prefix.size() + 2;
+  char* end = nullptr;
+  const long pid = std::strtol(digits, &end, 10);
+  return end != digits && *end == '.' && pid > 0 ? pid_t(pid) : 0;
+}
+
+}  // namespace
+
+std::string reader_segment_prefix(const std::string& bus) { return "flowbus." + bus + "~"; }
+
+std::unique_ptr<ReaderSegment> ReaderSegment::create(const std::string& bus, int64_t group) {
+  const std::string prefix = reader_segment_prefix(bus), pid = std::to_string(::getpid());
+  static std::atomic<uint64_t> drafts{0};
+  // A draft of a process that died is removed by the next bus open; one of an
+  // earlier life of our pid is not in use.
+  const std::string draft = prefix + "d." + pid + "." + std::to_string(drafts.fetch_add(1, std::memory_order_relaxed));
+  Segment::remove(draft);
+  Segment segment = Segment::create(draft, sizeof(ReaderHeader), kReaderMode, group);
+  auto* h = reinterpret_cast<ReaderHeader*>(segment.data());
+  h->layout_version = kLayoutVersion;
+  h->lines = kReaderLines;
+  h->token = random_token();
+  h->pid = uint64_t(::getpid());
+  h->start_time = process_start_time(::getpid());
+  h->created_ns = unix_now_ns();
+  // Release: whoever acquires the magic sees the header whole. The link below
+  // makes the segment visible whole anyway; tools still read magic first.
+  h->magic.store(kReaderMagic, std::memory_order_release);
+  const std::string stem = prefix + "r." + pid + ".";
+  for (uint32_t n = 0; n < kMaxReaderSegmentsPerProcess; ++n) {
+    const std::string name = stem + std::to_string(n);
+    if (segment.publish_as(name))
+      return std::unique_ptr<ReaderSegment>(new ReaderSegment(std::move(segment), group, ::getpid()));
+    // Taken: ours (another Subscriber), or squatted; either way the next n.
+    // publish_as removed the draft: make it again under the same name.
+    Segment again = Segment::create(draft, sizeof(ReaderHeader), kReaderMode, group);
+    std::memcpy(again.data(), segment.data(), sizeof(ReaderHeader));
+    segment = std::move(again);
+  }
+  Segment::remove(draft);
+  throw Error(ErrorCode::NoSpace, "bus '" + bus + "': this process holds " +
+                                      std::to_string(kMaxReaderSegmentsPerProcess) +
+                                      " reader segments already; close some subscribers");
+}
+
+ReaderSegment::~ReaderSegment() {
+  if (::getpid() == creator_) Segment::remove(segment_.name());
+}
+
+CursorLine* ReaderSegment::claim_line(uint64_t publisher_id, uint32_t ring_slot) noexcept {
+  for (CursorLine& line : mutable_header()->line) {
+    // Relaxed: only we write our lines; readers of them (tools) acquire position.
+    if (line.publisher_id.load(std::memory_order_relaxed) != 0) continue;
+    line.ring_slot.store(ring_slot, std::memory_order_relaxed);
+    line.last_moved_ns.store(0, std::memory_order_relaxed);
+    line.position.store(0, std::memory_order_relaxed);
+    // The key before the position: whoever acquires a position sees whose it is.
+    line.publisher_id.store(publisher_id, std::memory_order_relaxed);
+    return &line;
+  }
+  return nullptr;
+}
+
+size_t remove_dead_reader_segments(const std::string& bus, std::vector<std::string>* removed_names) {
+  const std::string prefix = reader_segment_prefix(bus);
+  size_t removed = 0;
+  for (const std::string& name : list_shm_segments()) {
+    if (name.rfind(prefix, 0) != 0) continue;
+    const pid_t pid = pid_in(name, prefix);
+    if (pid == 0 || pid == ::getpid()) continue;  // not ours to judge, or ours
+    uint64_t start_time = 0;                      // a draft: its header may be half written
+    if (name[prefix.size()] == 'r') {
+      try {
+        const Segment seg = Segment::open(name, Access::ReadOnly, sizeof(ReaderHeader));
+        const auto* h = reinterpret_cast<const ReaderHeader*>(seg.data());
+        if (h->magic.load(std::memory_order_acquire) == kReaderMagic && h->pid == uint64_t(pid))
+          start_time = h->start_time;
+      } catch (const Error&) {
+        // Unreadable to us (another group) or cut short: judged by its pid alone.
+      }
+    }
+    if (process_alive(pid, start_time) || !Segment::remove(name)) continue;
+    ++removed;
+    if (removed_names != nullptr) removed_names->push_back(name);
+  }
+  return removed;
+}
+
+}  // namespace flowbus::detail

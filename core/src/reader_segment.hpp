@@ -1,0 +1,58 @@
+// A reader's own segment (layout.hpp, "Reader segment"): where a Subscriber
+// publishes its position on each ring it reads, in memory only it may write.
+// Step 5 of least privilege (docs/proposals/least-privilege.md): the writer
+// does not read it yet; cursor slots still hold the positions it obeys.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "flowbus/detail/layout.hpp"
+#include "segment.hpp"
+
+namespace flowbus::detail {
+
+/// "flowbus.<bus>~": every reader segment of bus `bus` (and their drafts)
+/// starts with it. '~' is in no bus, topic or publisher name, so no ring
+/// segment and no other bus shares it.
+std::string reader_segment_prefix(const std::string& bus);
+
+class ReaderSegment {
+ public:
+  /// Creates this process's next reader segment of bus `bus`: whole under a
+  /// draft name, then linked to the first free "flowbus.<bus>~r.<pid>.<n>",
+  /// mode 0640, group `group` (-1: our effective group). Throws Error.
+  static std::unique_ptr<ReaderSegment> create(const std::string& bus, int64_t group);
+  /// Removes it: a reader that is gone holds nobody back. (Not in a fork()
+  /// child, whose copy of a Subscriber holds its parent's segments.)
+  ~ReaderSegment();
+  ReaderSegment(const ReaderSegment&) = delete;
+  ReaderSegment& operator=(const ReaderSegment&) = delete;
+
+  /// A free line for the ring (publisher_id, ring_slot), its position not
+  /// yet set (RingReader stores it with its cursor, and frees the line when
+  /// it leaves); null when all kReaderLines are taken. Thread: owner only.
+  CursorLine* claim_line(uint64_t publisher_id, uint32_t ring_slot) noexcept;
+
+  int64_t group() const noexcept { return group_; }
+  const std::string& name() const noexcept { return segment_.name(); }
+  const ReaderHeader* header() const noexcept { return reinterpret_cast<const ReaderHeader*>(segment_.data()); }
+
+ private:
+  ReaderSegment(Segment segment, int64_t group, pid_t creator)
+      : segment_(std::move(segment)), group_(group), creator_(creator) {}
+  ReaderHeader* mutable_header() noexcept { return reinterpret_cast<ReaderHeader*>(segment_.data()); }
+  Segment segment_;
+  int64_t group_;
+  pid_t creator_;
+};
+
+/// Removes the reader segments (and drafts) of bus `bus` whose process is
+/// dead, among those this process may remove (its own uid's, or all as
+/// root: /dev/shm is sticky). Returns how many it removed, and appends
+/// their names to `removed` if given.
+size_t remove_dead_reader_segments(const std::string& bus, std::vector<std::string>* removed = nullptr);
+
+}  // namespace flowbus::detail

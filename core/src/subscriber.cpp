@@ -300,6 +300,7 @@ void Subscriber::attach_rings(StartAt from, bool at_subscribe) {
       joined = true;
     }
     if (!joined) {
+      r.leave();  // frees the line we claimed for it: a retry claims it again
       if (pattern_.find_first_of("*>") == std::string::npos)
         throw Error(ErrorCode::NoSpace, "ring '" + ring->data.name() + "' has all its " + std::to_string(kCursorSlots) +
                                             " reader slots taken; close some subscribers");

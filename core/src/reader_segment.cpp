@@ -88,7 +88,8 @@ CursorLine* ReaderSegment::claim_line(uint64_t publisher_id, uint32_t ring_slot)
     line.ring_slot.store(ring_slot, std::memory_order_relaxed);
     line.last_moved_ns.store(0, std::memory_order_relaxed);
     line.position.store(0, std::memory_order_relaxed);
-    // The key before the position: whoever acquires a position sees whose it is.
+    // Relaxed: the positions RingReader stores from now on are release
+    // stores after this one, so whoever acquires a position sees whose it is.
     line.publisher_id.store(publisher_id, std::memory_order_relaxed);
     return &line;
   }

@@ -9,6 +9,8 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <gtest/gtest.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -73,10 +75,9 @@ struct OwnReader {
   CursorLine* line = nullptr;
   AdmissionRequest request;
 
-  explicit OwnReader(const std::string& bus, uint64_t position = 100, uint64_t publisher = kPublisher,
-                     uint32_t slot = kRingSlot)
-      : segment(ReaderSegment::create(bus, -1)) {
-    claim(position, publisher, slot);
+  explicit OwnReader(const std::string& bus, uint64_t position = 100, int64_t group = -1)
+      : segment(ReaderSegment::create(bus, group)) {
+    claim(position);
   }
   /// Claims another line, and announces that one from now on.
   CursorLine* claim(uint64_t position, uint64_t publisher = kPublisher, uint32_t slot = kRingSlot) {
@@ -117,17 +118,22 @@ std::string forge(const std::string& bus, uint32_t n, const ReaderHeader& model,
 /// with a process that lives on.)
 class Stranger {
  public:
+  /// `as_root`, if given, runs first, before the child drops its
+  /// privileges: if it returns anything, that is the output, and `body` is
+  /// not run.
   template <class F>
-  Stranger(const std::vector<gid_t>& groups, F body) {
+  Stranger(const std::vector<gid_t>& groups, F body, const std::function<std::string()>& as_root = nullptr) {
     int out[2], hold[2];
     if (::pipe(out) != 0 || ::pipe(hold) != 0) throw std::runtime_error("pipe failed");
     pid_ = ::fork();
     if (pid_ == 0) {
       ::close(out[0]);
       ::close(hold[1]);
-      std::string result;
-      if (::setgroups(groups.size(), groups.data()) != 0 || ::setgid(kStrangerGid) != 0 ||
-          ::setuid(kStrangerUid) != 0) {
+      std::string result = as_root ? as_root() : std::string();
+      if (!result.empty()) {
+        // as_root said why not
+      } else if (::setgroups(groups.size(), groups.data()) != 0 || ::setgid(kStrangerGid) != 0 ||
+                 ::setuid(kStrangerUid) != 0) {
         result = "could not drop privileges";
       } else if (::getuid() != kStrangerUid || ::setuid(0) == 0) {
         result = "privileges not dropped";
@@ -478,6 +484,36 @@ TEST(ReaderAdmissionTest, AnotherUsersSegmentIsAdmittedOnlyIfItMayReadTheTopic) 
     EXPECT_EQ(admitted->line->position.load(std::memory_order_acquire), 640u);
     admissions.release(*admitted);
   }
+}
+
+// /proc mounted with hidepid=1 shows the writer that a reader's process
+// exists, not its status: without its euid the writer cannot bind the
+// segment to the process, and refuses it.
+TEST(ReaderAdmissionTest, AReaderWhoseProcessProcHidesFromTheWriterIsRefused) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to become another user and mount /proc";
+  ScopedBusName bus("adm");
+  OwnReader reader(bus.name, 100, int64_t(kTopicGroup));  // root's, in the topic's group: the writer may open it
+  const AdmissionRequest request = reader.request;
+  auto admit = [&] {
+    ReaderAdmissions admissions(bus.name, kPublisher, kRingSlot, {0, int64_t(kTopicGroup), 0640});
+    return refusal(admissions, request);
+  };
+  // In the child's own mount namespace, private, so that the host's /proc is left as it is.
+  auto hide_proc = []() -> std::string {
+    if (::unshare(CLONE_NEWNS) != 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+        ::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=1") != 0) {
+      std::string out = "cannot mount /proc: ";
+      out.append(std::strerror(errno));
+      return out;
+    }
+    return {};
+  };
+  EXPECT_EQ(Stranger({kTopicGroup}, admit).output(), "admitted") << "a writer of another uid that /proc shows it to";
+  const std::string hidden = Stranger({kTopicGroup}, admit, hide_proc).output();
+  if (hidden.rfind("cannot mount /proc", 0) == 0) GTEST_SKIP() << hidden;
+  EXPECT_NE(hidden.find("its process " + std::to_string(::getpid()) + " is gone or hidden from us (/proc)"),
+            std::string::npos)
+      << hidden;
 }
 
 // A reader may truncate its own segment under the writer's mapping: the

@@ -35,12 +35,12 @@ std::vector<uint8_t> read_segment(const std::string& name, size_t n) {
   return std::vector<uint8_t>(seg.data(), seg.data() + std::min<uint64_t>(n, seg.size()));
 }
 
-// The data segment, then the control header with its first `slots` cursor slots.
+// The data segment, then the control header with its first `slots` attachments.
 std::vector<uint8_t> ring_seed(const std::string& bus, const std::string& topic, const std::string& publisher, size_t slots) {
   std::vector<uint8_t> out = read_segment(data_segment_name(bus, topic, publisher), SIZE_MAX);
   if (slots != 0) {
-    const std::vector<uint8_t> ctl =
-        read_segment(control_segment_name(bus, topic, publisher), offsetof(ControlHeader, slots) + slots * sizeof(CursorSlot));
+    const std::vector<uint8_t> ctl = read_segment(control_segment_name(bus, topic, publisher),
+                                                  offsetof(ControlHeader, attachments) + slots * sizeof(Attachment));
     out.insert(out.end(), ctl.begin(), ctl.end());
   }
   return out;

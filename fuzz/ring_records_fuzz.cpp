@@ -49,7 +49,7 @@ const DirectoryLayout* empty_directory() {
 
 void inspect(const uint8_t* data, uint64_t size, const ControlHeader* control) {
   RingSnapshot snap;
-  if (snapshot_ring_data("fuzz", data, size, snap)) snapshot_ring_cursors(data, control, empty_directory(), snap);
+  if (snapshot_ring_data("fuzz", data, size, snap)) snapshot_ring_cursors(data, control, empty_directory(), {}, snap);
 }
 
 volatile uint8_t sink;
@@ -63,7 +63,7 @@ void read_ring(const uint8_t* data, uint64_t capacity, const uint8_t* control_by
   r.header = reinterpret_cast<const RingHeader*>(data);
   r.records = data + kRecordsOffset;
   r.control = control;
-  static BellHeader bell{};  // a reader writes only its wake request there, on the way to sleep (never here)
+  static BellHeader bell{};  // a reader writes its announcements and wake requests there
   r.bell = &bell;
   r.capacity = capacity;
   r.mask = capacity - 1;

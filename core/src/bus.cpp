@@ -266,30 +266,6 @@ bool roll_back_if_dead_claimer(std::atomic<uint64_t>& state) {
   return state.compare_exchange_strong(w, SlotWord::pack(SlotWord::epoch(w), 0, kFree), std::memory_order_acq_rel);
 }
 
-// Frees the cursors of a dead participant. If a control segment cannot be
-// opened here (permissions), its cursors stay, but writers see them as dead:
-// the participant epoch in the cursor word no longer matches the slot.
-void free_cursors_of(const std::string& bus, const RingSlot& ring, uint32_t participant, uint32_t participant_epoch) {
-  const std::string topic = read_name(ring.topic, kNameBytes);
-  const std::string publisher = read_name(ring.publisher, kPublisherNameBytes);
-  Segment ctl;
-  try {
-    ctl = Segment::open(control_segment_name(bus, topic, publisher), Access::ReadWrite, sizeof(ControlHeader));
-  } catch (const Error&) {
-    return;  // gone or not ours to touch: nothing to free here
-  }
-  auto* c = reinterpret_cast<ControlHeader*>(ctl.data());
-  if (c->magic.load(std::memory_order_acquire) != kControlMagic) return;
-  for (CursorSlot& slot : c->slots) {
-    uint64_t w = slot.word.load(std::memory_order_acquire);
-    if (!CursorWord::owned(w) || CursorWord::participant(w) != participant ||
-        CursorWord::participant_epoch(w) != (participant_epoch & 0xff))
-      continue;
-    // Same CAS as an eviction: bumping the epoch frees the slot for good.
-    (void)slot.word.compare_exchange_strong(w, CursorWord::freed(w), std::memory_order_acq_rel);
-  }
-}
-
 }  // namespace
 
 size_t BusState::clean_up_dead_participants() {
@@ -316,7 +292,6 @@ size_t BusState::clean_up_dead_participants() {
       uint64_t owner = ring.owner.load(std::memory_order_acquire);
       if (owner != 0 && SlotWord::who(owner) == i && SlotWord::epoch(owner) == epoch)
         ring.owner.compare_exchange_strong(owner, 0, std::memory_order_acq_rel);  // the ring stays: it is retention
-      free_cursors_of(name, ring, i, epoch);
     }
     release_subscriptions_of(*this, i, epoch);
     // Release: the cleanup above happens before the slot can be claimed again.

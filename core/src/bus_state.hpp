@@ -23,6 +23,8 @@
 namespace flowbus::detail {
 
 /// The three segments of one ring and the constant CloudEvents context of its events.
+class WriterDoor;
+
 struct RingSegments {
   Segment data;
   Segment control;
@@ -33,6 +35,9 @@ struct RingSegments {
   bool bell_shared = false;
   RingContext context;
   uint32_t slot = 0;  // index in the directory's ring table
+  // The writer's: its door to readers' segments (ring.hpp, ReaderDoor). A
+  // shared_ptr so that RingSegments may be destroyed where it is incomplete.
+  std::shared_ptr<WriterDoor> door;
   uint64_t publisher_id = 0;
   uint64_t capacity = 0;  // validated at open; never re-read from shared memory
   Policy policy = Policy::Block;
@@ -72,10 +77,10 @@ void guard_bell(RingSegments& ring);
 inline constexpr const char* kDirectoryDraftSuffix = "@new.";
 
 /// Opens and checks a ring's segments (magic, version, sizes). Throws Error.
-/// Readers and the writer open the bell read-write, tools read-only.
+/// The writer opens all three read-write; readers the bell only (data and
+/// control are the writer's); tools none.
 void open_ring_segments(RingSegments& ring, const std::string& bus, const std::string& topic,
-                        const std::string& publisher, Access data_access, Access control_access = Access::ReadWrite,
-                        Access bell_access = Access::ReadWrite);
+                        const std::string& publisher, Access data_access, Access control_access, Access bell_access);
 
 struct BusState {
   std::string name;
@@ -112,19 +117,16 @@ struct BusState {
     const uint64_t w = bus->dir->participants[index].state.load(std::memory_order_acquire);
     return (SlotWord::epoch(w) & 0xff) == participant_epoch && bus->participant_alive(index);
   }
-  /// As liveness_thunk, and a cursor reserved for subscription tag
-  /// `subscription` (not 0) lives only while that subscription does: one
-  /// whose Subscriber is gone would otherwise hold the writer back.
-  static bool cursor_owner_alive(const void* self, uint32_t index, uint32_t participant_epoch,
-                                 uint32_t subscription) noexcept {
+  /// Whether subscription `tag` of participant `index` (epoch: the low 8
+  /// bits of its slot's epoch) still exists: an attachment reserved for a
+  /// subscription whose Subscriber is gone would otherwise hold the writer back.
+  static bool subscription_alive(const void* self, uint32_t index, uint32_t participant_epoch, uint32_t tag) noexcept {
     const auto* bus = static_cast<const BusState*>(self);
-    if (subscription != 0) {
-      const uint32_t slot = (subscription & 0xffff) - 1;
-      if (slot >= kSubscriptions) return false;
-      const SubscriptionSlot& s = bus->dir->subscriptions[slot];
-      // Acquire: pairs with the Ready store; then the tag is the subscription's.
-      if (SlotWord::state(s.state.load(std::memory_order_acquire)) != kReady || s.tag != subscription) return false;
-    }
+    const uint32_t slot = (tag & 0xffff) - 1;
+    if (slot >= kSubscriptions) return false;
+    const SubscriptionSlot& s = bus->dir->subscriptions[slot];
+    // Acquire: pairs with the Ready store; then the tag is the subscription's.
+    if (SlotWord::state(s.state.load(std::memory_order_acquire)) != kReady || s.tag != tag) return false;
     return liveness_thunk(self, index, participant_epoch);
   }
   uint32_t participant_epoch() const noexcept { return SlotWord::epoch(participant_word) & 0xff; }

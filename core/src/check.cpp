@@ -224,33 +224,52 @@ void check_positions(const RingSegments& ring, Findings& f) {
           "the record at the write position " + num(w2) + " is already committed (its commit word was not zeroed)");
 }
 
-void check_control(const RingSegments& ring, const RingWalk& walk, const DirectoryLayout* dir, CheckReport& report,
-                   Findings& f) {
+void check_control(const RingSegments& ring, const RingWalk& walk, const std::vector<FoundReaderLine>& lines,
+                   CheckReport& report, Findings& f) {
   const ControlHeader* c = ring.control_header();
-  f.check(c->slot_count == kCursorSlots,
-          "control: " + num(c->slot_count) + " cursor slots, this build has " + num(kCursorSlots));
-  for (uint32_t i = 0; i < kCursorSlots; ++i) {
-    const CursorSlot& s = c->slots[i];
-    const uint64_t word = s.word.load(std::memory_order_acquire);
-    if (!CursorWord::owned(word)) continue;
+  const RingHeader* h = ring.header();
+  f.check(c->attachment_count == kAttachments,
+          "control: " + num(c->attachment_count) + " attachments, this build has " + num(kAttachments));
+  const uint64_t w = h->write_position.load(std::memory_order_acquire);
+  const uint64_t floor = h->reuse_floor.load(std::memory_order_acquire);
+  f.check(floor <= w, "reuse floor " + num(floor) + " is above the write position " + num(w));
+  for (uint32_t k = 0; k < kAttachments; ++k) {
+    const Attachment& a = c->attachments[k];
+    const uint64_t kind = AttachmentState::kind(a.state.load(std::memory_order_acquire));
+    const std::string at = "attachment " + num(k);
+    if (!f.check(kind <= AttachmentState::kWriting, at + ": state kind " + num(kind) + " is not one a writer stores"))
+      continue;
+    if (kind == AttachmentState::kAdmitted)
+      f.check(a.line.load(std::memory_order_relaxed) < kReaderLines,
+              at + ": names line " + num(a.line.load(std::memory_order_relaxed)) + " of " + num(kReaderLines));
+  }
+  // The readers' own lines: where the walk went, a live block reader stands
+  // on a record start, and the writer never laps one it admitted.
+  for (const FoundReaderLine& l : lines) {
+    if (!l.alive) continue;  // a dead reader's line: its writer stops following it; not damage
     ++report.cursors;
-    const uint64_t w = ring.header()->write_position.load(std::memory_order_acquire);
-    const uint64_t position = CursorWord::position(word, w);
-    const uint32_t participant = CursorWord::participant(word);
-    const std::string at = "cursor slot " + num(i);
-    if (!f.check(participant < kParticipants, at + ": names participant " + num(participant) + " of " + num(kParticipants))) continue;
-    const uint64_t pw = dir->participants[participant].state.load(std::memory_order_acquire);
-    const bool owner_ready = SlotWord::state(pw) == kReady && (SlotWord::epoch(pw) & 0xff) == CursorWord::participant_epoch(word);
-    if (!owner_ready) continue;  // a dead owner's cursor: the writer frees it; not damage
-    const uint64_t tail = ring.header()->tail_position.load(std::memory_order_acquire);
+    bool admitted = false;
+    for (const Attachment& a : c->attachments)
+      admitted |= AttachmentState::kind(a.state.load(std::memory_order_acquire)) == AttachmentState::kAdmitted &&
+                  a.token.load(std::memory_order_relaxed) == l.token &&
+                  a.line.load(std::memory_order_relaxed) == l.line;
+    const std::string at =
+        "reader " + num(l.pid) + " (line " + num(l.line) + " of its segment ~r." + num(l.pid) + "." + num(l.n) + ")";
+    const uint64_t tail = h->tail_position.load(std::memory_order_acquire);
+    if (ring.policy != Policy::Block || !admitted) continue;
     // Only where the walk went: past its last record the writer may have moved on.
-    if (ring.policy == Policy::Block && position >= tail && !walk.starts.empty() && position <= *walk.starts.rbegin())
-      f.check(walk.starts.count(position) != 0,
-              at + ": position " + num(position) + " is not the start of a record");
-    // The writer never laps a live reader under block. (Tail itself may pass
-    // a live reader: it is kept conservatively, see advance_tail.)
-    if (ring.policy == Policy::Block)
-      f.check(position + ring.capacity >= w, at + ": the writer at " + num(w) + " has lapped a live reader at " + num(position) + " under block");
+    if (l.position >= tail && !walk.starts.empty() && l.position <= *walk.starts.rbegin())
+      f.check(walk.starts.count(l.position) != 0,
+              at + ": position " + num(l.position) + " is not the start of a record");
+    // (Tail itself may pass a live reader: it is kept conservatively, see advance_tail.)
+    f.check(
+        l.position + ring.capacity >= w,
+        at + ": the writer at " + num(w) + " has lapped a reader it admitted, at " + num(l.position) + ", under block");
+  }
+  for (uint32_t i = 0; i < kBellSlots; ++i) {
+    const uint64_t seq = ring.bell_header()->slot[i].seq.load(std::memory_order_relaxed);
+    f.check(seq <= kBellSlotRung,
+            "bell: slot " + num(i) + " holds " + num(seq) + " (readers store 1 and 2, the writer 0)");
   }
   // Readers store only 1, the writer only 0: anything else was written by
   // something that is not flowbus (harmless to the protocol: nonzero asks for
@@ -302,6 +321,7 @@ void check_ring(const std::string& bus, const DirectoryLayout* dir, uint32_t ind
     return;
   }
   ++report.rings;
+  const std::vector<FoundReaderLine> lines = find_reader_lines(bus, ring.publisher_id, index);
   std::vector<CheckFinding> found;
   RingWalk walk;
   const size_t cursors_before = report.cursors;
@@ -318,7 +338,7 @@ void check_ring(const std::string& bus, const DirectoryLayout* dir, uint32_t ind
     }
     check_positions(ring, f);
     if (found.empty()) walk = walk_records(ring, tc, f);
-    check_control(ring, walk, dir, report, f);
+    check_control(ring, walk, lines, report, f);
     if (found.empty()) break;  // clean: what an earlier walk saw was the writer moving
   }
   report.records += walk.records;

@@ -56,12 +56,12 @@ void futex_wake_all(std::atomic<uint32_t>* word) noexcept {
   ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
 }
 
-void futex_wait_any(std::atomic<uint32_t>* const* words, const uint32_t* expected, unsigned count,
+void futex_wait_any(const std::atomic<uint32_t>* const* words, const uint32_t* expected, unsigned count,
                     uint64_t timeout_ns) noexcept {
   if (count == 0) return;
   if (count == 1) {
     timespec rel{time_t(timeout_ns / 1000000000ull), long(timeout_ns % 1000000000ull)};
-    ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(words[0]), FUTEX_WAIT, expected[0], &rel, nullptr, 0);
+    ::syscall(SYS_futex, reinterpret_cast<const uint32_t*>(words[0]), FUTEX_WAIT, expected[0], &rel, nullptr, 0);
     return;
   }
   WaitV waiters[128];
@@ -77,7 +77,7 @@ void futex_wait_any(std::atomic<uint32_t>* const* words, const uint32_t* expecte
     // Kernels before 5.16: wait on the first word, but wake up often to look at the rest.
     const uint64_t slice = timeout_ns < 1000000 ? timeout_ns : 1000000;
     timespec rel{0, long(slice)};
-    ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(words[0]), FUTEX_WAIT, expected[0], &rel, nullptr, 0);
+    ::syscall(SYS_futex, reinterpret_cast<const uint32_t*>(words[0]), FUTEX_WAIT, expected[0], &rel, nullptr, 0);
   }
 }
 

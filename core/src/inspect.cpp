@@ -134,21 +134,17 @@ bool snapshot_ring_data(const std::string& bus, const uint8_t* data, uint64_t si
   return true;
 }
 
-void snapshot_ring_cursors(const uint8_t* data, const ControlHeader* c, const DirectoryLayout* dir, RingSnapshot& out) {
+void snapshot_ring_cursors(const uint8_t* data, const ControlHeader* c, const DirectoryLayout* dir,
+                           const std::vector<FoundReaderLine>& lines, RingSnapshot& out) {
   uint64_t slowest = UINT64_MAX;
-  const uint64_t now = realtime_ns();  // cursors stamp their moves with event time (Unix ns)
-  for (uint32_t i = 0; i < kCursorSlots; ++i) {
-    const CursorSlot& s = c->slots[i];
-    const uint64_t word = s.word.load(std::memory_order_acquire);
-    if (!CursorWord::owned(word)) continue;
-    CursorSnapshot cur;
-    cur.slot = i;
-    cur.alive = participant_alive(dir, CursorWord::participant(word), CursorWord::participant_epoch(word), &cur.pid);
-    cur.position = CursorWord::position(word, out.write_position);
+  const uint64_t now = realtime_ns();  // readers stamp their moves with event time (Unix ns)
+  auto lag = [&](CursorSnapshot& cur) {
     cur.lag_bytes = out.write_position >= cur.position ? out.write_position - cur.position : 0;
     uint64_t seq = 0;
-    if (cur.lag_bytes == 0) cur.lag_events = 0;
-    else if (sequence_at(data, out, cur.position, &seq) && seq <= out.next_sequence) cur.lag_events = int64_t(out.next_sequence - seq);
+    if (cur.lag_bytes == 0)
+      cur.lag_events = 0;
+    else if (sequence_at(data, out, cur.position, &seq) && seq <= out.next_sequence)
+      cur.lag_events = int64_t(out.next_sequence - seq);
     // Latest: bytes below tail may be overwritten (a sequence read there may
     // be torn); a reader there was lapped. Under block tail may pass a live
     // reader (kept conservatively, see advance_tail), so it says nothing there.
@@ -156,14 +152,81 @@ void snapshot_ring_cursors(const uint8_t* data, const ControlHeader* c, const Di
       cur.lapped = true;
       cur.lag_events = -1;
     }
-    cur.evictions = s.evictions.load(std::memory_order_relaxed);
-    cur.losses = s.losses.load(std::memory_order_relaxed);
-    cur.rejected = s.rejected.load(std::memory_order_relaxed);  // statistics: no ordering with anything else
-    const uint64_t moved = s.last_moved_ns.load(std::memory_order_relaxed);
-    cur.idle_ns = moved != 0 && now > moved ? now - moved : 0;
-    cur.sleeping = s.sleeping.load(std::memory_order_relaxed) != 0;  // tools flag: no ordering
-    cur.reserved_for = s.subscription.load(std::memory_order_relaxed);
     if (cur.alive) slowest = std::min(slowest, cur.position);
+  };
+  // The writer's attachments: whom it holds bytes for. Read once each:
+  // another process may change .ctl while we look (its owner, a group writer).
+  struct Seen {
+    uint64_t kind = AttachmentState::kFree;
+    uint64_t token = 0;
+    uint32_t line = 0;
+    uint32_t pid = 0;
+    bool matched = false;
+  };
+  std::vector<Seen> attached(kAttachments);
+  for (uint32_t k = 0; k < kAttachments; ++k) {
+    const Attachment& a = c->attachments[k];
+    // Acquire: pairs with the writer's release store of the state (tools: a torn view is harmless).
+    attached[k].kind = AttachmentState::kind(a.state.load(std::memory_order_acquire));
+    attached[k].token = a.token.load(std::memory_order_relaxed);
+    attached[k].line = a.line.load(std::memory_order_relaxed);
+    attached[k].pid = a.pid.load(std::memory_order_relaxed);
+  }
+  for (const FoundReaderLine& l : lines) {
+    CursorSnapshot cur;
+    cur.slot = UINT32_MAX;
+    for (uint32_t k = 0; k < kAttachments; ++k) {
+      if (attached[k].kind != AttachmentState::kAdmitted || attached[k].token != l.token || attached[k].line != l.line)
+        continue;
+      attached[k].matched = true;
+      cur.slot = k;
+      cur.admitted = true;
+      cur.reserved_for = c->attachments[k].subscription.load(std::memory_order_relaxed);
+      cur.evictions = c->attachments[k].evictions.load(std::memory_order_relaxed);
+      break;
+    }
+    // A reservation its subscriber adopted, which the writer has not
+    // answered yet: the same reader (by its process).
+    for (uint32_t k = 0; k < kAttachments && cur.slot == UINT32_MAX; ++k) {
+      if (attached[k].kind != AttachmentState::kReserved || attached[k].matched || attached[k].pid != l.pid) continue;
+      attached[k].matched = true;
+      cur.slot = k;
+      cur.reserved_for = c->attachments[k].subscription.load(std::memory_order_relaxed);
+    }
+    cur.pid = l.pid;
+    cur.alive = l.alive;
+    cur.position = l.position;
+    cur.evictions = std::max(cur.evictions, l.evictions);
+    cur.losses = l.losses;
+    cur.rejected = l.rejected;
+    cur.idle_ns = l.last_moved_ns != 0 && now > l.last_moved_ns ? now - l.last_moved_ns : 0;
+    cur.sleeping = l.sleeping;
+    lag(cur);
+    out.cursors.push_back(cur);
+  }
+  // Attachments whose reader we did not find: reservations not adopted yet,
+  // and readers whose segment we may not read (another group's).
+  for (uint32_t k = 0; k < kAttachments; ++k) {
+    if (attached[k].matched || attached[k].kind == AttachmentState::kFree) continue;
+    const Attachment& a = c->attachments[k];
+    CursorSnapshot cur;
+    cur.slot = k;
+    cur.admitted = attached[k].kind == AttachmentState::kAdmitted;
+    cur.reserved_for = a.subscription.load(std::memory_order_relaxed);
+    cur.evictions = a.evictions.load(std::memory_order_relaxed);
+    const uint64_t since = a.since_ns.load(std::memory_order_relaxed);
+    cur.idle_ns = since != 0 && now > since ? now - since : 0;
+    if (cur.admitted) {
+      cur.pid = a.pid.load(std::memory_order_relaxed);
+      cur.alive = false;  // unknown: its segment is not ours to read
+      cur.position_unknown = true;
+      cur.position = out.write_position;
+    } else {
+      const uint32_t participant = a.participant.load(std::memory_order_relaxed);
+      cur.alive = participant_alive(dir, participant & 0xffff, participant >> 16, &cur.pid);
+      cur.position = std::min(a.held_from.load(std::memory_order_relaxed), out.write_position);
+    }
+    lag(cur);
     out.cursors.push_back(cur);
   }
   // Capped: a lapped latest reader is more than a ring behind, and what it
@@ -176,7 +239,7 @@ void snapshot_ring_cursors(const uint8_t* data, const ControlHeader* c, const Di
 
 namespace {
 
-void read_ring(const std::string& bus, const DirectoryLayout* dir, RingSnapshot& out) {
+void read_ring(const std::string& bus, const DirectoryLayout* dir, uint32_t ring_slot, RingSnapshot& out) {
   Segment data;
   try {
     data = Segment::open(data_segment_name(bus, out.topic, out.publisher), Access::ReadOnly, kRecordsOffset);
@@ -192,7 +255,8 @@ void read_ring(const std::string& bus, const DirectoryLayout* dir, RingSnapshot&
     out.error = e.what();
     return;
   }
-  snapshot_ring_cursors(data.data(), reinterpret_cast<const ControlHeader*>(ctl.data()), dir, out);
+  snapshot_ring_cursors(data.data(), reinterpret_cast<const ControlHeader*>(ctl.data()), dir,
+                        find_reader_lines(bus, out.publisher_id, ring_slot), out);
 }
 
 std::string topic_of_ring(const RingSnapshot& r) { return r.topic + "@" + r.publisher; }
@@ -346,7 +410,7 @@ BusSnapshot inspect_bus(const std::string& name) {
       ring.remover_pid = SlotWord::who(owner);
       ring.error = removal_note(name, owner);
     } else {
-      read_ring(name, dir, ring);
+      read_ring(name, dir, i, ring);
       // Removed (its slot freed or reused) while we read it: no longer on the bus.
       if (!ring.error.empty() && r.state.load(std::memory_order_acquire) != state) continue;
     }

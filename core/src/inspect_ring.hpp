@@ -5,9 +5,11 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "directory_layout.hpp"
 #include "flowbus/inspect.hpp"
+#include "reader_lines.hpp"
 
 namespace flowbus::detail {
 
@@ -17,10 +19,11 @@ namespace flowbus::detail {
 /// is damaged.
 bool snapshot_ring_data(const std::string& bus, const uint8_t* data, uint64_t size, RingSnapshot& out);
 
-/// Fills out's cursors and fill from the control segment `control`. Only
-/// after snapshot_ring_data accepted `data`. `dir` answers who is alive.
+/// Fills out's cursors and fill from the writer's attachments in `control`
+/// and the readers' `lines` for this ring (find_reader_lines). Only after
+/// snapshot_ring_data accepted `data`. `dir` answers who is alive.
 void snapshot_ring_cursors(const uint8_t* data, const ControlHeader* control, const DirectoryLayout* dir,
-                           RingSnapshot& out);
+                           const std::vector<FoundReaderLine>& lines, RingSnapshot& out);
 
 /// Why a ring under removal tombstone `owner` (is_removing_owner) is not
 /// read: its remover is at it now, or died half-way and `flowbus gc` finishes

@@ -4,12 +4,11 @@
 #include <pwd.h>
 #include <unistd.h>
 
-#include <thread>
-
 #include <cctype>
 #include <cstdio>
 #include <cstring>
 #include <random>
+#include <thread>
 
 #include "bus_state.hpp"
 #include "flowbus/bus.hpp"
@@ -19,6 +18,7 @@
 #include "flowbus/schema.hpp"
 #include "liveness.hpp"
 #include "subscriptions.hpp"
+#include "writer_door.hpp"
 
 namespace flowbus {
 namespace detail {
@@ -53,9 +53,9 @@ using namespace detail;
 
 namespace {
 
-uint32_t control_mode(uint32_t data_mode) {
-  // Readers write their cursors and wake requests: whoever may read the topic
-  // may write its control and bell segments.
+uint32_t bell_mode(uint32_t data_mode) {
+  // Readers post wake requests and announce themselves: whoever may read the
+  // topic may write its bell (and nothing else of the ring's).
   uint32_t mode = data_mode;
   if (data_mode & 0040) mode |= 0020;
   if (data_mode & 0004) mode |= 0002;
@@ -68,16 +68,18 @@ void create_ring_segments(RingSegments& ring, const std::string& bus, const Topi
   const std::string ctl_name = control_segment_name(bus, topic.name, publisher);
   // Left over from a creator that died before its slot was Ready: ours now.
   for (const std::string& seg : ring_segment_names(bus, topic.name, publisher)) Segment::remove(seg);
-  ring.control = Segment::create(ctl_name, sizeof(ControlHeader), control_mode(topic.mode), topic.group);
+  // The writer's alone, as the data segment: readers map it read-only.
+  ring.control = Segment::create(ctl_name, sizeof(ControlHeader), topic.mode, topic.group);
   auto* c = ring.control_header();
   c->layout_version = kLayoutVersion;
-  c->slot_count = kCursorSlots;
+  c->attachment_count = kAttachments;
   c->magic.store(kControlMagic, std::memory_order_release);  // written last: openers acquire it
-  ring.bell = Segment::create(bell_segment_name(bus, topic.name, publisher), kBellSegmentSize, control_mode(topic.mode),
+  ring.bell = Segment::create(bell_segment_name(bus, topic.name, publisher), kBellSegmentSize, bell_mode(topic.mode),
                               topic.group);
   guard_bell(ring);  // a reader may truncate it as soon as it exists
   BellHeader* b = ring.bell_header();
   b->layout_version = kLayoutVersion;
+  b->slot_count = kBellSlots;
   b->magic.store(kBellMagic, std::memory_order_release);  // written last: openers acquire it
   ring.data = Segment::create(data_name, kRecordsOffset + topic.ring_size, topic.mode, topic.group);
   RingHeader* h = ring.header();
@@ -179,7 +181,7 @@ Publisher Bus::attach_publisher(std::string_view topic_name, const std::string& 
                                             std::to_string(r.owner_pid) + "; choose another --name");
     r.owner_pid = uint32_t(bus.pid);
     r.owner_participant = bus.participant;
-    open_ring_segments(*ring, bus.name, topic->name, name, Access::ReadWrite);
+    open_ring_segments(*ring, bus.name, topic->name, name, Access::ReadWrite, Access::ReadWrite, Access::ReadWrite);
     ring->slot = i;
     attached = true;
   }
@@ -229,10 +231,10 @@ Publisher Bus::attach_publisher(std::string_view topic_name, const std::string& 
         // A local ring starts at sequence 0, a mirror ring where its origin's stream does.
         create_ring_segments(*ring, bus.name, *topic, name, r.publisher_id, origin != nullptr ? origin->first_sequence : 0);
         // Before Ready, so before any reader can know the ring, and before
-        // our first write: every live subscription that matches gets a
-        // cursor at the start (the start-up Dekker: our Claiming store above
-        // was seq_cst, see subscriptions.cpp).
-        reserve_cursors_for_subscribers(bus, *topic, ring->control_header());
+        // our first write: every live subscription that matches gets an
+        // attachment at the start (the start-up Dekker: our Claiming store
+        // above was seq_cst, see subscriptions.cpp).
+        reserve_for_subscribers(bus, *topic, ring->control_header());
       } catch (...) {
         // A ring half made (its data segment refused for want of space, say)
         // leaves nothing behind: no slot, no segment.
@@ -259,6 +261,10 @@ Publisher Bus::attach_publisher(std::string_view topic_name, const std::string& 
   p.writer_.policy = topic->policy;
   p.writer_.slow_timeout_ns = topic->slow_consumer_timeout == kNever ? UINT64_MAX : uint64_t(topic->slow_consumer_timeout.count());
   p.writer_.light_fence = enable_light_writer_fence();
+  p.writer_.publisher_id = p.ring_->publisher_id;
+  p.writer_.ring_slot = p.ring_->slot;
+  p.ring_->door = std::make_shared<WriterDoor>(bus, *topic, p.ring_->publisher_id, p.ring_->slot);
+  p.writer_.door = p.ring_->door->door();  // before recover(): it attests the readers an earlier writer admitted
   // seq_cst: visible before anything this writer publishes (readers read it
   // when they go to sleep).
   p.writer_.header->wake_protocol.store(p.writer_.light_fence ? kWakeLightFence : kWakeFullFence,
@@ -279,7 +285,6 @@ Publisher::Publisher(std::shared_ptr<BusState> bus, std::unique_ptr<RingSegments
   writer_.bell = ring_->bell_header();
   writer_.capacity = ring_->capacity;
   writer_.mask = writer_.capacity - 1;
-  writer_.liveness = LivenessProbe{&BusState::cursor_owner_alive, bus_.get()};
   incarnation_ = bus_->incarnation;
 }
 

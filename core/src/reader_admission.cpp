@@ -114,7 +114,7 @@ std::optional<AdmittedReader> ReaderAdmissions::admit(const AdmissionRequest& re
     name = prefix_ + std::to_string(request.pid) + "." + std::to_string(request.n);
     if (request.pid == 0 || request.pid > uint32_t(INT_MAX))
       return refuse("pid " + std::to_string(request.pid) + " is no process");
-    if (request.line >= kReaderLines)
+    if (request.line >= kReaderLines && request.line != kNoLine)
       return refuse("line " + std::to_string(request.line) + " is past its " + std::to_string(kReaderLines) + " lines");
     if (request.token == 0) return refuse("token 0 is no segment's");
 
@@ -197,6 +197,21 @@ std::optional<AdmittedReader> ReaderAdmissions::admit(const AdmissionRequest& re
     if (*euid != st.st_uid)
       return refuse("owner uid " + std::to_string(st.st_uid) + ", but process " + std::to_string(request.pid) +
                     " runs as uid " + std::to_string(*euid));
+
+    // No line: the request asks only who it is (a reader giving up a
+    // reservation proves it is the process the reservation was made for).
+    if (request.line == kNoLine) {
+      AdmittedReader who;
+      who.token = token;
+      who.pid = request.pid;
+      who.uid = st.st_uid;
+      who.n = request.n;
+      who.line_index = kNoLine;
+      who.start_time = start_time;
+      who.ino = uint64_t(st.st_ino);
+      drop_if_unused(mapping);
+      return who;
+    }
 
     // 6. The line: the reader stores its key, then its position (release,
     // RingReader::store_cursor; ReaderSegment::claim_line stores the key).

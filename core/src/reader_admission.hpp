@@ -71,6 +71,11 @@ class ReaderAdmissions {
 
   /// Validates `request` (every check in reader_admission.cpp's admit) and
   /// returns the admitted reader; or nullopt, with `why` set (for tools and
+  /// tests) if given. A request with line kNoLine asks only who the reader
+  /// is: every check but the line's, and nothing stays mapped (`line` is
+  /// null, nothing to release).
+  ///
+  /// returns the admitted reader; or nullopt, with `why` set (for tools and
   /// tests) if given. A line that is admitted already (and not released) is
   /// refused: one announcement, replayed, takes one attachment.
   std::optional<AdmittedReader> admit(const AdmissionRequest& request, std::string* why = nullptr) noexcept;

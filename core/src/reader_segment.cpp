@@ -64,7 +64,7 @@ std::unique_ptr<ReaderSegment> ReaderSegment::create(const std::string& bus, int
   for (uint32_t n = 0; n < kMaxReaderSegmentsPerProcess; ++n) {
     const std::string name = stem + std::to_string(n);
     if (segment.publish_as(name))
-      return std::unique_ptr<ReaderSegment>(new ReaderSegment(std::move(segment), group, ::getpid()));
+      return std::unique_ptr<ReaderSegment>(new ReaderSegment(std::move(segment), group, ::getpid(), n));
     // Taken: ours (another Subscriber), or squatted; either way the next n.
     // publish_as removed the draft: make it again under the same name.
     Segment again = Segment::create(draft, sizeof(ReaderHeader), kReaderMode, group);
@@ -85,15 +85,31 @@ CursorLine* ReaderSegment::claim_line(uint64_t publisher_id, uint32_t ring_slot)
   for (CursorLine& line : mutable_header()->line) {
     // Relaxed: only we write our lines; readers of them (tools) acquire position.
     if (line.publisher_id.load(std::memory_order_relaxed) != 0) continue;
+    // kLineLeft before the new key: a writer that still follows this line
+    // for the ring it served before sees "left", never an old position
+    // under the new key. Relaxed: the positions RingReader stores from now
+    // on are release stores after these, so whoever acquires a position sees
+    // whose it is.
+    line.position.store(kLineLeft, std::memory_order_relaxed);
     line.ring_slot.store(ring_slot, std::memory_order_relaxed);
     line.last_moved_ns.store(0, std::memory_order_relaxed);
-    line.position.store(0, std::memory_order_relaxed);
-    // Relaxed: the positions RingReader stores from now on are release
-    // stores after this one, so whoever acquires a position sees whose it is.
+    line.sleeping.store(0, std::memory_order_relaxed);
+    line.losses.store(0, std::memory_order_relaxed);
+    line.rejected.store(0, std::memory_order_relaxed);
+    line.evictions.store(0, std::memory_order_relaxed);
     line.publisher_id.store(publisher_id, std::memory_order_relaxed);
     return &line;
   }
   return nullptr;
+}
+
+ReaderAnnouncement ReaderSegment::announcement_for(const CursorLine* line) const noexcept {
+  ReaderAnnouncement a;
+  a.token = header()->token;
+  a.pid = uint32_t(creator_);
+  a.n = n_;
+  a.line = uint32_t(line - header()->line);
+  return a;
 }
 
 size_t remove_dead_reader_segments(const std::string& bus, std::vector<std::string>* removed_names) {

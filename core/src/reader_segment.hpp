@@ -1,7 +1,7 @@
 // A reader's own segment (layout.hpp, "Reader segment"): where a Subscriber
 // publishes its position on each ring it reads, in memory only it may write.
-// Step 5 of least privilege (docs/proposals/least-privilege.md): the writer
-// does not read it yet; cursor slots still hold the positions it obeys.
+// A Block ring's writer that admitted it maps it read-only and obeys those
+// positions (least privilege, docs/proposals/least-privilege.md).
 #pragma once
 
 #include <cstdint>
@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "flowbus/detail/layout.hpp"
+#include "flowbus/detail/ring.hpp"
 #include "segment.hpp"
 
 namespace flowbus::detail {
@@ -35,18 +36,21 @@ class ReaderSegment {
   /// yet set (RingReader stores it with its cursor, and frees the line when
   /// it leaves); null when all kReaderLines are taken. Thread: owner only.
   CursorLine* claim_line(uint64_t publisher_id, uint32_t ring_slot) noexcept;
+  /// How a reader announces `line` (one of ours) on a ring's bell.
+  ReaderAnnouncement announcement_for(const CursorLine* line) const noexcept;
 
   int64_t group() const noexcept { return group_; }
   const std::string& name() const noexcept { return segment_.name(); }
   const ReaderHeader* header() const noexcept { return reinterpret_cast<const ReaderHeader*>(segment_.data()); }
 
  private:
-  ReaderSegment(Segment segment, int64_t group, pid_t creator)
-      : segment_(std::move(segment)), group_(group), creator_(creator) {}
+  ReaderSegment(Segment segment, int64_t group, pid_t creator, uint32_t n)
+      : segment_(std::move(segment)), group_(group), creator_(creator), n_(n) {}
   ReaderHeader* mutable_header() noexcept { return reinterpret_cast<ReaderHeader*>(segment_.data()); }
   Segment segment_;
   int64_t group_;
   pid_t creator_;
+  uint32_t n_;  // our name's last number: "flowbus.<bus>~r.<pid>.<n>"
 };
 
 /// Removes the reader segments (and drafts) of bus `bus` whose process is

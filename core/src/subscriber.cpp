@@ -144,23 +144,6 @@ std::string ring_label(const std::string& topic, const std::string& publisher) {
   return label;
 }
 
-/// Gives up the cursor a ring's creator reserved for us in a ring we will
-/// not read (refused by accept_ring), so that it holds no writer back.
-void give_up_reservation(const BusState& bus, SubscriptionHandle h, const std::string& topic, const std::string& publisher) {
-  RingSegments ring;
-  try {
-    open_ring_segments(ring, bus.name, topic, publisher, Access::ReadOnly);
-  } catch (const Error&) {
-    return;  // cannot open it: the writer evicts the cursor after its timeout
-  }
-  uint64_t word = 0;
-  const int index = find_reserved_cursor(bus, h, ring.control_header(), word);
-  if (index < 0) return;
-  // Release, as RingReader::leave: a claimer that sees the slot free may reuse it.
-  (void)ring.control_header()->slots[index].word.compare_exchange_strong(word, CursorWord::freed(word),
-                                                                         std::memory_order_release);
-}
-
 /// The verifier of an untrusted topic's events: one a ring of the same
 /// topic and schema already has, or a new one (throws Error if the schema
 /// cannot be verified safely; create_topic refuses such a topic).
@@ -175,17 +158,24 @@ std::shared_ptr<const SchemaCodec> verifier_for(const std::vector<std::unique_pt
 }  // namespace
 
 /// Our line for a ring, in our reader segment of the topic's group (made on
-/// first need). The group a reader segment gets must be one we are in (the
-/// kernel allows no other), so a topic whose group is not ours, or that has
-/// none, goes to our segment of our own group.
-CursorLine* Subscriber::claim_line(const TopicInfo& topic, uint64_t publisher_id, uint32_t ring_slot) {
+/// first need), and how we announce it on the ring's bell. The group a
+/// reader segment gets must be one we are in (the kernel allows no other),
+/// so a topic whose group is not ours, or that has none, goes to our
+/// segment of our own group.
+void Subscriber::claim_line(const TopicInfo& topic, uint64_t publisher_id, uint32_t ring_slot, RingReader& reader) {
   int64_t group = -1;
   if (topic.group >= 0 && (::geteuid() == 0 || in_group(gid_t(topic.group)))) group = topic.group;
-  for (const auto& own : reader_segments_)
-    if (own->group() == group)
-      if (CursorLine* line = own->claim_line(publisher_id, ring_slot)) return line;
+  for (const auto& own : reader_segments_) {
+    if (own->group() != group) continue;
+    if (CursorLine* line = own->claim_line(publisher_id, ring_slot)) {
+      reader.line = line;
+      reader.announcement = own->announcement_for(line);
+      return;
+    }
+  }
   reader_segments_.push_back(ReaderSegment::create(bus_->name, group));
-  return reader_segments_.back()->claim_line(publisher_id, ring_slot);
+  reader.line = reader_segments_.back()->claim_line(publisher_id, ring_slot);
+  reader.announcement = reader_segments_.back()->announcement_for(reader.line);
 }
 
 void Subscriber::make_copy_room(uint64_t bytes) {
@@ -228,14 +218,14 @@ void Subscriber::attach_rings(StartAt from, bool at_subscribe) {
     }
     RingContext context = make_ring_context(bus_->host, bus_->name, *info, publisher, slot.publisher_id);
     apply_mirror_origin(context, slot);
-    if (export_ && export_->accept_ring && !export_->accept_ring(context)) {
-      // Only a ring made since we subscribed can hold a cursor reserved for us.
-      if (subscription.valid() && created_since) give_up_reservation(*bus_, subscription, topic, publisher);
-      continue;  // looked at again on the next change
-    }
+    const bool refused = export_ && export_->accept_ring && !export_->accept_ring(context);
+    // Only a ring made since we subscribed can hold an attachment reserved
+    // for us; one we will not read we give up (below), or it holds its
+    // writer until the slow-consumer timeout.
+    if (refused && !(subscription.valid() && created_since)) continue;  // looked at again on the next change
     auto ring = std::make_unique<RingSegments>();
     try {
-      open_ring_segments(*ring, bus_->name, topic, publisher, Access::ReadOnly);
+      open_ring_segments(*ring, bus_->name, topic, publisher, Access::ReadOnly, Access::ReadOnly, Access::ReadWrite);
     } catch (const Error& e) {
       // A topic named exactly must be readable; under a wildcard, rings we may
       // not open are skipped (they belong to someone else).
@@ -274,43 +264,36 @@ void Subscriber::attach_rings(StartAt from, bool at_subscribe) {
     r.records = ring->records();
     r.control = ring->control_header();
     r.bell = ring->bell_header();
-    r.line = claim_line(*info, ring->publisher_id, i);
+    claim_line(*info, ring->publisher_id, i, r);
     r.capacity = ring->capacity;
     r.mask = r.capacity - 1;
     r.policy = ring->policy;
     r.context = &ring->context;
-    r.participant = bus_->participant;
-    r.participant_epoch = bus_->participant_epoch();
     r.ring_index = uint32_t(readers_.size());
     r.verifier = ring->verifier.get();
     r.copy = r.verifier != nullptr ? copy_buffers_.back().get() : nullptr;
     const uint64_t first_sequence = r.header->first_sequence;  // written before magic, which the open acquired
-    uint64_t reserved_word = 0;
-    const int reserved = find_reserved_cursor(*bus_, subscription, r.control, reserved_word);
+    uint64_t reserved_state = 0;
+    const int reserved =
+        subscription.valid() && created_since
+            ? r.find_attachment(subscription.tag, reservation_participant(bus_->participant, bus_->participant_epoch()),
+                                reserved_state)
+            : -1;
+    if (refused) {
+      if (reserved >= 0) r.ring_bell(subscription.tag, kNoLine);  // the writer frees it at its next refresh
+      r.leave();
+      continue;  // looked at again on the next change
+    }
     bool joined = true;
-    if (reserved >= 0) r.adopt(reserved, reserved_word, first_sequence);
+    if (reserved >= 0)
+      r.adopt(reserved, reserved_state, r.control->attachments[reserved].held_from.load(std::memory_order_relaxed),
+              first_sequence, subscription.tag);
     else if (created_since) joined = r.join_from_start(first_sequence);
     else joined = from == StartAt::Earliest ? r.join_earliest() : r.join_latest();
-    // A join also fails when tail turns out to be off the record grid (the
-    // header was scribbled on): that ring is damaged, not full. It joins
-    // quarantined, holding no slot, so the first read reports it Corrupt.
-    // (Acquire, though any order would do: this only chooses the diagnosis.)
-    if (!joined && r.header->tail_position.load(std::memory_order_acquire) % kRecordAlign != 0) {
-      r.quarantined = true;
-      joined = true;
-    }
-    if (!joined) {
-      r.leave();  // frees the line we claimed for it: a retry claims it again
-      if (pattern_.find_first_of("*>") == std::string::npos)
-        throw Error(ErrorCode::NoSpace, "ring '" + ring->data.name() + "' has all its " + std::to_string(kCursorSlots) +
-                                            " reader slots taken; close some subscribers");
-      retry = true;  // a wildcard attaches it once a reader slot frees up
-      unread_.push_back({ring_label(topic, publisher),
-                         "all its " + std::to_string(kCursorSlots) +
-                             " reader slots are taken; it is attached when one frees (close some subscribers)",
-                         true});
-      continue;
-    }
+    // A join fails only when tail turns out to be off the record grid (the
+    // header was scribbled on): that ring is damaged. It joins quarantined,
+    // holding nothing, so the first read reports it Corrupt.
+    if (!joined) r.quarantine();
     if (export_ && export_->hold_until_acknowledged) r.hold = r.position;
     segments_.push_back(std::move(ring));
     readers_.push_back(r);
@@ -429,7 +412,7 @@ bool Subscriber::wait(std::chrono::nanoseconds timeout) {
     for (int look = 0; look < 32; ++look)
       if (ready_to_read()) return after_data();
   } while (monotonic_now_ns() < spin_until);
-  std::atomic<uint32_t>* words[128];
+  const std::atomic<uint32_t>* words[128];
   uint32_t expected[128];
   for (;;) {
     unsigned count = 0;

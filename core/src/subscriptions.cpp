@@ -1,10 +1,10 @@
-// Subscriptions in the directory and the cursors reserved for them.
+// Subscriptions in the directory and the attachments reserved for them.
 //
 // Ordering (the start-up Dekker): a subscriber stores its subscription Ready
 // (seq_cst), then scans the ring table (seq_cst loads); a ring's creator
 // stores its ring slot Claiming (seq_cst), then, before the ring is Ready,
 // scans the subscriptions (seq_cst loads). One of the two sees the other:
-// either the creator reserves a cursor for the subscription, or the
+// either the creator reserves an attachment for the subscription, or the
 // subscriber saw the ring while it was being created, and so treats it as
 // new (joined at its start, with what was overwritten before it came counted).
 #include "subscriptions.hpp"
@@ -73,49 +73,36 @@ bool may_read(const SubscriptionSlot& s, const TopicInfo& topic) noexcept {
 
 }  // namespace
 
-uint32_t reserve_cursors_for_subscribers(BusState& bus, const TopicInfo& topic, ControlHeader* control) noexcept {
+uint32_t reserve_for_subscribers(BusState& bus, const TopicInfo& topic, ControlHeader* control) noexcept {
+  // Under Latest nothing holds the writer: a reader of a ring made after it
+  // subscribed joins at the ring's start, and counts what was overwritten.
+  if (topic.policy != Policy::Block) return 0;
   // The load half of the start-up Dekker: our ring slot's Claiming store
   // (seq_cst) is ordered before these loads.
   std::atomic_thread_fence(std::memory_order_seq_cst);
   uint32_t reserved = 0;
-  uint32_t next_cursor = 0;
+  uint32_t next = 0;
   for (const SubscriptionSlot& s : bus.dir->subscriptions) {
     if (SlotWord::state(s.state.load(std::memory_order_seq_cst)) != kReady) continue;
     const std::string_view pattern(s.pattern, strnlen(s.pattern, kNameBytes));
     if (!pattern_matches(pattern, topic.name) || !may_read(s, topic)) continue;
     if (!BusState::liveness_thunk(&bus, s.participant, s.participant_epoch)) continue;
-    // Nobody else touches these cursor slots yet: the ring is not Ready, so
-    // no reader knows it. Tag first, then the word (release: a reader that
-    // sees the word owned also sees the tag).
-    for (; next_cursor < kCursorSlots; ++next_cursor) {
-      CursorSlot& c = control->slots[next_cursor];
-      const uint64_t word = c.word.load(std::memory_order_relaxed);
-      if (CursorWord::owned(word)) continue;
-      c.subscription.store(s.tag, std::memory_order_relaxed);
-      c.last_moved_ns.store(unix_now_ns(), std::memory_order_relaxed);  // tools: idle since the reservation
-      c.word.store(CursorWord::pack(CursorWord::epoch(word) + 1, s.participant, s.participant_epoch, 0),
-                   std::memory_order_release);
-      ++reserved;
-      ++next_cursor;
-      break;
-    }
+    if (next == kAttachments) break;
+    // Ours alone (.ctl is the writer's), and no reader knows the ring yet:
+    // fields first, then the state (release: a reader that acquires it sees
+    // the fields). The writer's recover() takes these over.
+    Attachment& a = control->attachments[next++];
+    const uint64_t epoch = AttachmentState::epoch(a.state.load(std::memory_order_relaxed)) + 1;
+    a.subscription.store(s.tag, std::memory_order_relaxed);
+    a.participant.store(reservation_participant(s.participant, s.participant_epoch), std::memory_order_relaxed);
+    a.pid.store(SlotWord::who(bus.dir->participants[s.participant].state.load(std::memory_order_acquire)),
+                std::memory_order_relaxed);
+    a.held_from.store(0, std::memory_order_relaxed);
+    a.since_ns.store(unix_now_ns(), std::memory_order_relaxed);  // tools: idle since the reservation
+    a.state.store(AttachmentState::pack(epoch, AttachmentState::kReserved), std::memory_order_release);
+    ++reserved;
   }
   return reserved;
-}
-
-int find_reserved_cursor(const BusState& bus, SubscriptionHandle handle, const ControlHeader* control,
-                         uint64_t& word) noexcept {
-  if (!handle.valid()) return -1;
-  for (uint32_t i = 0; i < kCursorSlots; ++i) {
-    const CursorSlot& c = control->slots[i];
-    // Acquire: pairs with the creator's release store of the word (the tag is then visible).
-    word = c.word.load(std::memory_order_acquire);
-    if (!CursorWord::owned(word) || CursorWord::participant(word) != bus.participant ||
-        CursorWord::participant_epoch(word) != bus.participant_epoch())
-      continue;
-    if (c.subscription.load(std::memory_order_relaxed) == handle.tag) return int(i);
-  }
-  return -1;
 }
 
 }  // namespace flowbus::detail

@@ -1,5 +1,5 @@
-// Subscriptions recorded in the bus directory, and the cursors a new ring's
-// writer reserves for them, so that a subscriber started before its
+// Subscriptions recorded in the bus directory, and the attachments a new
+// ring's writer reserves for them, so that a subscriber started before its
 // publisher loses nothing of the new ring (docs/design.md, "Start-up order").
 #pragma once
 
@@ -24,15 +24,16 @@ void release_subscription(BusState& bus, SubscriptionHandle handle) noexcept;
 /// Frees the subscriptions of dead participant `participant` (epoch: its slot's epoch).
 bool release_subscriptions_of(BusState& bus, uint32_t participant, uint32_t epoch) noexcept;
 
-/// Called by the creator of a new ring after its segments exist and before
-/// the ring is Ready: claims a cursor at position 0 for every live
-/// subscription whose pattern matches `topic` and that may read the ring.
-/// Returns the number of cursors reserved.
-uint32_t reserve_cursors_for_subscribers(BusState& bus, const TopicInfo& topic, ControlHeader* control) noexcept;
+/// Called by the creator of a new Block ring after its segments exist and
+/// before the ring is Ready: reserves an attachment at position 0 for every
+/// live subscription whose pattern matches `topic` and that may read the
+/// ring, for its subscriber to adopt (RingReader::adopt). Returns how many.
+uint32_t reserve_for_subscribers(BusState& bus, const TopicInfo& topic, ControlHeader* control) noexcept;
 
-/// The cursor slot reserved in `control` for subscription `handle` of our
-/// participant, or -1 (with its word in `word`).
-int find_reserved_cursor(const BusState& bus, SubscriptionHandle handle, const ControlHeader* control,
-                         uint64_t& word) noexcept;
+/// How a reservation names its subscriber's participant: slot index and
+/// the low 8 bits of its epoch (Attachment::participant).
+inline uint32_t reservation_participant(uint32_t index, uint32_t participant_epoch) noexcept {
+  return index | (participant_epoch & 0xff) << 16;
+}
 
 }  // namespace flowbus::detail

@@ -204,21 +204,6 @@ TEST(CliTest, SubReportsARingWithAnUncommittedRecordBelowTheWriterAsCorruptAndEx
   EXPECT_EQ(healthy.sub({"--timeout", "0.3"}).exit_code, 0);
 }
 
-// Issue 17 item 3: a wildcard subscriber that cannot read a matching ring
-// (its 64 reader slots taken) says so, names the ring and why, instead of
-// waiting with 0 rings in silence.
-TEST(CliTest, SubSaysWhichMatchingRingItCannotReadAndWhy) {
-  OrdersBus bus;
-  ASSERT_EQ(bus.pub(kOrderJson, {"--count", "1", "--name", "shop"}).exit_code, 0);
-  Bus b = Bus::open_existing(bus.name.name);
-  std::vector<Subscriber> full;
-  for (uint32_t i = 0; i < detail::kCursorSlots; ++i) full.push_back(b.subscribe("orders.created"));
-  const Outcome o = bus.sub({"--timeout", "0.3"});  // orders.>
-  EXPECT_NE(o.err.find("not reading ring orders.created@shop: all its 64 reader slots are taken"), std::string::npos)
-      << describe(o);
-  EXPECT_EQ(o.out, "") << describe(o);
-}
-
 TEST(CliTest, PubRefusesJsonThatDoesNotFitTheSchemaNamingTheField) {
   OrdersBus bus;
   const Outcome o = bus.pub(R"({"id":1,"colour":"red"})");

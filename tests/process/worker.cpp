@@ -473,21 +473,22 @@ int rogue(const std::string& bus, const std::string& topic, const std::string& p
           if (rng() % 2) h->capacity = uint64_t(1) << (rng() % 48);  // a "valid" power of two
           break;
         }
-        case 5: {  // a cursor slot: noise or an owned word near W
-          CursorSlot& s = c->slots[rng() % kCursorSlots];
-          const uint64_t word = rng() % 2 ? junk
-                                          : CursorWord::pack(uint32_t(rng() % 256) | 1, uint32_t(rng() % 4),
-                                                             uint32_t(rng() % 4), position_like(w));
-          s.word.store(word, std::memory_order_relaxed);
+        case 5: {  // an attachment: noise, or a state word near a real one (readers then see themselves evicted)
+          Attachment& at = c->attachments[rng() % kAttachments];
+          const uint64_t word = rng() % 2 ? junk : AttachmentState::pack(rng() % 8, rng() % 4);
+          at.state.store(word, std::memory_order_relaxed);
+          if (rng() % 2) at.line.store(uint32_t(junk >> 32), std::memory_order_relaxed);
           break;
         }
-        case 6: {
-          CursorSlot& s = c->slots[rng() % kCursorSlots];
-          if (rng() % 2)
-            s.sleeping.store(uint32_t(junk), std::memory_order_relaxed);  // a forged sleeper, or a hidden one
+        case 6: {  // the bell: wake requests forged or erased, announcements of nobody, the doorbell rung
           if (rng() % 2)
             bell->wake_request.store(uint32_t(junk >> 32), std::memory_order_relaxed);  // forged, or erased
           else c->wake_word.fetch_add(1, std::memory_order_relaxed);
+          BellSlot& slot = bell->slot[rng() % kBellSlots];
+          slot.pid.store(uint32_t(junk), std::memory_order_relaxed);
+          slot.line.store(uint32_t(rng() % 70), std::memory_order_relaxed);
+          slot.seq.store(rng() % 4, std::memory_order_relaxed);
+          bell->rings.fetch_add(1, std::memory_order_relaxed);
           break;
         }
         case 7: case 8: {  // a commit word that looks right for the current lap (or the next)

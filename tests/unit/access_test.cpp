@@ -100,8 +100,8 @@ TEST(AccessTest, SegmentsGetTheRequestedModeWhateverTheUmask) {
         {".private@main.ctl", 0600},
         {".private@main.bell", 0600},
         {".shared@main", 0640},
-        {".shared@main.ctl", 0660},
-        {".shared@main.bell", 0660},  // readers write their cursors and wake requests
+        {".shared@main.ctl", 0640},   // the writer's alone: readers map it read-only
+        {".shared@main.bell", 0660},  // readers post wake requests and announce themselves
     };
     EXPECT_EQ(modes_of(name.name), expected) << "umask " << std::oct << mask;
   }

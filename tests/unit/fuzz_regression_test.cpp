@@ -103,7 +103,8 @@ TEST(FuzzRegression, ReaderJoiningAtAWritePositionOffTheRecordGridReportsCorrupt
     ASSERT_TRUE(r.join_latest());
     Event e;
     EXPECT_EQ(r.peek(e), ReadStatus::Corrupt);
-    EXPECT_EQ(r.slot, -1);  // holds no cursor: it never holds the writer back
+    EXPECT_EQ(r.attachment, -1);  // holds nothing: it never holds the writer back
+    EXPECT_EQ(r.line, nullptr);
   }
 }
 

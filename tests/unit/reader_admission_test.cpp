@@ -283,8 +283,19 @@ TEST(ReaderAdmissionTest, AnAnnouncementThatDoesNotMatchTheSegmentOrItsLineIsRef
   r = honest;
   r.line = detail::kReaderLines;
   expect_refused(r, "line 64 is past its 64 lines");
-  r.line = UINT32_MAX;
+  r.line = UINT32_MAX - 1;
   expect_refused(r, "is past its 64 lines");
+  // kNoLine asks only who the reader is (a reader giving up a reservation):
+  // attested all the same, and nothing stays mapped.
+  r.line = detail::kNoLine;
+  const std::optional<AdmittedReader> who = admissions.admit(r);
+  ASSERT_TRUE(who.has_value());
+  EXPECT_EQ(who->line, nullptr);
+  EXPECT_EQ(who->pid, honest.pid);
+  EXPECT_EQ(admissions.mapped_segments(), 0u);
+  r.token ^= 1;
+  expect_refused(r, "token differs from the announced one");
+  r = honest;
   r = honest;
   r.pid = 0;
   expect_refused(r, "pid 0 is no process");

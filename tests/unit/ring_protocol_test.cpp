@@ -22,8 +22,14 @@ struct FreeDeleter {
   void operator()(void* p) const noexcept { std::free(p); }
 };
 
-// One ring's data and control segments in ordinary memory, and its writer.
+// One ring's data, control and bell segments in ordinary memory, its writer,
+// and its readers' segments. The writer's door (ring.hpp, ReaderDoor) stands
+// in for the kernel: it admits an announcement whose token and line match a
+// reader segment here (the real door, reader_admission.cpp, is tested on its
+// own, with real segments, processes and uids).
 struct LocalRing {
+  static constexpr uint64_t kPublisherId = 0x5eed;
+  static constexpr uint32_t kRingSlot = 3;
   std::unique_ptr<uint8_t, FreeDeleter> data;
   std::unique_ptr<uint8_t, FreeDeleter> ctl;
   std::unique_ptr<uint8_t, FreeDeleter> bell_bytes;
@@ -34,7 +40,9 @@ struct LocalRing {
   uint64_t capacity;
   Policy policy;
   RingWriter w;
-  std::vector<bool> alive = std::vector<bool>(256, true);  // by participant
+  std::vector<std::unique_ptr<ReaderHeader>> segments = std::vector<std::unique_ptr<ReaderHeader>>(256);  // by pid
+  std::vector<bool> alive = std::vector<bool>(256, true);                                                 // by pid
+  std::vector<bool> damaged = std::vector<bool>(256, false);  // by pid: its segment was cut short
 
   LocalRing(uint64_t capacity_bytes, Policy p) : capacity(capacity_bytes), policy(p) {
     data.reset(static_cast<uint8_t*>(std::aligned_alloc(128, kRecordsOffset + capacity)));
@@ -48,7 +56,8 @@ struct LocalRing {
     records = data.get() + kRecordsOffset;
     control = reinterpret_cast<ControlHeader*>(ctl.get());
     header->capacity = capacity;
-    control->slot_count = kCursorSlots;
+    header->publisher_id = kPublisherId;
+    control->attachment_count = kAttachments;
     w = make_writer();
     w.recover();
   }
@@ -63,14 +72,48 @@ struct LocalRing {
     writer.mask = capacity - 1;
     writer.policy = policy;
     writer.slow_timeout_ns = UINT64_MAX;
-    writer.liveness = LivenessProbe{[](const void* self, uint32_t participant, uint32_t, uint32_t) noexcept {
-                                      return static_cast<const LocalRing*>(self)->alive[participant];
-                                    },
-                                    this};
+    writer.publisher_id = kPublisherId;
+    writer.ring_slot = kRingSlot;
+    writer.door.context = this;
+    writer.door.admit = [](void* self, const ReaderAnnouncement& a, FollowedReader& out) noexcept {
+      auto* ring = static_cast<LocalRing*>(self);
+      if (a.pid >= ring->segments.size() || !ring->segments[a.pid] || ring->segments[a.pid]->token != a.token ||
+          !ring->alive[a.pid])
+        return false;
+      out = {};
+      out.pid = a.pid;
+      out.token = a.token;
+      out.n = a.n;
+      out.line_index = a.line;
+      if (a.line == kNoLine) return true;
+      if (a.line >= kReaderLines) return false;
+      const CursorLine& line = ring->segments[a.pid]->line[a.line];
+      const uint64_t position = line.position.load(std::memory_order_acquire);
+      if (position == kLineLeft || line.publisher_id.load() != kPublisherId || line.ring_slot.load() != kRingSlot)
+        return false;
+      out.line = &line;
+      return true;
+    };
+    writer.door.damaged = [](void* self, const FollowedReader& r) noexcept -> bool {
+      return static_cast<LocalRing*>(self)->damaged[r.pid];
+    };
+    writer.door.alive = [](void* self, uint32_t pid, uint64_t) noexcept -> bool {
+      return static_cast<LocalRing*>(self)->alive[pid];
+    };
+    writer.door.subscription_alive = [](void* self, uint32_t participant, uint32_t) noexcept -> bool {
+      return static_cast<LocalRing*>(self)->alive[participant & 0xffff];
+    };
     return writer;
   }
 
-  RingReader reader(uint32_t participant = 1) const {
+  /// A reader of process `pid`, with a line of its own in that process's segment.
+  RingReader reader(uint32_t pid = 1) {
+    if (!segments[pid]) {
+      segments[pid].reset(static_cast<ReaderHeader*>(std::aligned_alloc(128, sizeof(ReaderHeader))));
+      std::memset(static_cast<void*>(segments[pid].get()), 0, sizeof(ReaderHeader));
+      segments[pid]->token = 1000 + pid;
+      segments[pid]->pid = pid;
+    }
     RingReader r;
     r.header = header;
     r.records = records;
@@ -79,8 +122,16 @@ struct LocalRing {
     r.capacity = capacity;
     r.mask = capacity - 1;
     r.policy = policy;
-    r.participant = participant;
-    r.participant_epoch = 1;
+    for (uint32_t i = 0; i < kReaderLines; ++i) {
+      CursorLine& line = segments[pid]->line[i];
+      if (line.publisher_id.load() != 0) continue;
+      line.position.store(kLineLeft);
+      line.ring_slot.store(kRingSlot);
+      line.publisher_id.store(kPublisherId);
+      r.line = &line;
+      r.announcement = {segments[pid]->token, pid, 0, i, 0};
+      break;
+    }
     return r;
   }
 
@@ -93,6 +144,20 @@ struct LocalRing {
     w.commit_record(res, uint32_t(sizeof(RecordHeader)), uint32_t(size), 1);
     if (end) w.end_burst(1);
     return s;
+  }
+
+  /// Makes the writer refresh its limit at its next reserve: it answers the
+  /// bell and looks at every reader then.
+  void refresh_at_next_publish() { w.limit = w.write_position; }
+
+  /// The writer answers the bell now (a publish that refreshes its limit),
+  /// and `r` looks for its admission (an empty read); true if admitted.
+  bool admit(RingReader& r) {
+    refresh_at_next_publish();
+    if (publish(kRecordAlign) != PublishStatus::Ok) return false;
+    Event e;
+    while (r.peek(e) == ReadStatus::Ok) (void)r.release(e);
+    return r.attachment >= 0;
   }
 };
 
@@ -196,32 +261,36 @@ TEST(RingProtocolTest, AReaderThatHasReadEverythingNeverHoldsABlockWriterBack) {
 
 // Fault 4 (layout 3: a slot's asleep mark belonged to its owner, and an
 // evicted reader waking or leaving could take the next owner out of the
-// waiter count). Layout 4 has no count and no mark: a sleeper asks for a
-// wake-up in one shared word that only the writer clears. Reader A is
-// evicted, B takes the slot and sleeps; whatever A does must leave B's
-// request and its slot's sleeping flag alone.
-TEST(RingProtocolTest, AnEvictedReaderCannotTakeAwayTheWakeRequestOrSlotOfTheNextOwner) {
+// waiter count). Since layout 4 there is no count: a sleeper asks for a
+// wake-up in one shared word that only the writer clears; since layout 5 a
+// reader writes nothing but its own line. Reader A is evicted, B is admitted
+// to A's attachment and sleeps; whatever A does must leave B's request and
+// attachment alone.
+TEST(RingProtocolTest, AnEvictedReaderCannotTakeAwayTheWakeRequestOrAttachmentOfTheNextReader) {
   LocalRing ring(4096, Policy::Block);
   RingReader a = ring.reader(1);
   ASSERT_TRUE(a.join_latest());
+  ASSERT_TRUE(ring.admit(a));
   uint32_t seen_a = 0;
   ASSERT_FALSE(a.begin_sleep(seen_a));  // a sleeps (full fence: returns false)
   EXPECT_EQ(ring.bell->wake_request.load(), 1u);
-  // The writer evicts A (as slowest_cursor does for a dead or stuck owner).
-  CursorSlot& slot = ring.control->slots[a.slot];
-  uint64_t word = slot.word.load();
-  ASSERT_TRUE(slot.word.compare_exchange_strong(word, CursorWord::freed(word)));
+  EXPECT_EQ(a.line->sleeping.load(), 1u);
+  // The writer evicts A (its segment was cut short, say) at its next refresh.
+  ring.damaged[1] = true;
+  ring.refresh_at_next_publish();
+  ASSERT_EQ(ring.publish(64), PublishStatus::Ok);
+  EXPECT_EQ(ring.w.evictions, 1u);
+  const int a_attachment = a.attachment;
   RingReader b = ring.reader(2);
   ASSERT_TRUE(b.join_latest());
-  ASSERT_EQ(b.slot, a.slot);  // the first free slot: A's
+  ASSERT_TRUE(ring.admit(b));
+  ASSERT_EQ(b.attachment, a_attachment);  // the first free attachment: A's
   uint32_t seen_b = 0;
   b.begin_sleep(seen_b);
-  EXPECT_EQ(slot.sleeping.load(), 1u);
   a.end_sleep();
   a.leave();
   EXPECT_EQ(ring.bell->wake_request.load(), 1u) << "A took B's wake request away";
-  EXPECT_EQ(slot.sleeping.load(), 1u) << "A marked B's slot awake";
-  EXPECT_EQ(CursorWord::participant(slot.word.load()), 2u);
+  EXPECT_EQ(b.line->sleeping.load(), 1u);
   // The next publish grants the request: one wake-up, for both.
   const uint64_t wakes = futex_wake_calls();
   ASSERT_EQ(ring.publish(64), PublishStatus::Ok);
@@ -229,7 +298,12 @@ TEST(RingProtocolTest, AnEvictedReaderCannotTakeAwayTheWakeRequestOrSlotOfTheNex
   EXPECT_NE(ring.control->wake_word.load(), seen_b) << "B would sleep through the publish";
   EXPECT_EQ(ring.bell->wake_request.load(), 0u);
   b.end_sleep();
-  EXPECT_EQ(slot.sleeping.load(), 0u);
+  EXPECT_EQ(b.line->sleeping.load(), 0u);
+  ring.refresh_at_next_publish();
+  ASSERT_EQ(ring.publish(64), PublishStatus::Ok);
+  Event e;
+  EXPECT_EQ(b.peek(e), ReadStatus::Ok) << "B was evicted with A";
+  EXPECT_EQ(b.release(e), ReadStatus::Ok);
   b.leave();
 }
 
@@ -286,34 +360,155 @@ TEST(RingProtocolTest, AnEvictedSleeperIsWokenAndSeesItWasEvicted) {
   EXPECT_TRUE(a.evicted_pending);
 }
 
-// Fault 5: a reader evicted while every other slot is taken cannot rejoin.
-// begin_sleep used to index slots[-1] then (byte 152 of the control header)
-// and count itself in waiters for good; its tools flag would land there now.
-TEST(RingProtocolTest, AReaderThatLostItsSlotAndCannotRejoinNeverSleepsOnSlotMinusOne) {
+// Layout 5: a reader is protected only once the writer admitted it, and the
+// writer admits at most kAttachments readers. The next one (or one whose
+// announcement a hostile reader erased from the bell) reads as a joiner: it
+// holds nothing back, checks every read against the reuse floor, and is
+// told exactly what the writer overwrote before it read it. Never a silent
+// loss, never a torn read.
+TEST(RingProtocolTest, AReaderTheWriterCannotAdmitHoldsNothingBackAndCountsWhatItMissed) {
   LocalRing ring(4096, Policy::Block);
-  RingReader a = ring.reader(1);
-  ASSERT_TRUE(a.join_latest());
-  ASSERT_EQ(ring.publish(64), PublishStatus::Ok);
-  ASSERT_EQ(drain(a).size(), 1u);  // moved, not yet published (less than an eighth)
-  CursorSlot& slot = ring.control->slots[a.slot];
-  uint64_t word = slot.word.load();
-  ASSERT_TRUE(slot.word.compare_exchange_strong(word, CursorWord::freed(word)));  // evicted
-  std::vector<RingReader> others;
-  for (uint32_t i = 0; i < kCursorSlots; ++i) {
-    others.push_back(ring.reader(2));
-    ASSERT_TRUE(others.back().join_latest());
+  std::vector<RingReader> admitted;
+  for (uint32_t i = 0; i < kAttachments; ++i) {
+    admitted.push_back(ring.reader(10 + i % 100));
+    ASSERT_TRUE(admitted.back().join_latest());
   }
-  ring.bell->wake_request.store(1);  // what begin_sleep stores there: the rest must stay as it is
-  const std::vector<uint8_t> before(ring.ctl.get(), ring.ctl.get() + offsetof(ControlHeader, slots));
-  uint32_t seen = 0;
-  EXPECT_FALSE(a.begin_sleep(seen));
-  EXPECT_TRUE(a.has_data());  // so wait() does not sleep on it: the next read reports the eviction
-  a.end_sleep();
-  const std::vector<uint8_t> after(ring.ctl.get(), ring.ctl.get() + offsetof(ControlHeader, slots));
-  EXPECT_EQ(before, after) << "the control header was written through slot -1";
+  RingReader late = ring.reader(200);
+  ASSERT_TRUE(late.join_latest());  // its announcement waits in the bell: every attachment will be taken
+  // Answered four a refresh: refresh until every attachment is taken.
+  for (int i = 0; i < 64; ++i) {
+    ring.refresh_at_next_publish();
+    ASSERT_EQ(ring.publish(kRecordAlign), PublishStatus::Ok);
+    for (RingReader& r : admitted) drain(r);
+  }
+  for (RingReader& r : admitted) ASSERT_GE(r.attachment, 0);
+  EXPECT_LT(late.attachment, 0);
+  EXPECT_TRUE(late.joining);
+  // The writer laps the late reader (the admitted ones keep up).
+  for (int i = 0; i < 200; ++i) {
+    ASSERT_EQ(ring.publish(256), PublishStatus::Ok) << i;
+    for (RingReader& r : admitted) drain(r);
+  }
+  ReadStatus stopped = ReadStatus::Ok;
+  const std::vector<uint64_t> got = drain(late, &stopped);
+  ASSERT_FALSE(got.empty());
+  EXPECT_GT(late.missed, 0u) << "lapped before it read, and told nothing";
+  // Every sequence it skipped is counted: what it read plus what it missed
+  // is everything published since it joined.
+  EXPECT_EQ(late.missed + got.size(), ring.w.next_sequence);
+  for (size_t i = 1; i < got.size(); ++i) EXPECT_EQ(got[i], got[i - 1] + 1);
+  for (RingReader& r : admitted) r.leave();
+}
+
+// A reader not admitted holds nothing back while it reads an event in
+// place: if the writer reuses those bytes meanwhile (its reuse floor passes
+// the event), release() says so (Evicted, as for a Block reader whose bytes
+// were reused under it), so the caller knows what it read may be torn.
+TEST(RingProtocolTest, AJoinerWhoseEventIsOverwrittenWhileItReadsItIsTold) {
+  LocalRing ring(4096, Policy::Block);
+  RingReader r = ring.reader(9);
+  ring.alive[9] = false;  // the door refuses it: never admitted
+  ASSERT_TRUE(r.join_latest());
+  ASSERT_EQ(ring.publish(64), PublishStatus::Ok);
   Event e;
-  EXPECT_EQ(a.peek(e), ReadStatus::Corrupt);  // no slot to read with: quarantined, reported once
-  for (RingReader& o : others) o.leave();
+  ASSERT_EQ(r.peek(e), ReadStatus::Ok);
+  EXPECT_TRUE(r.joining);
+  for (int i = 0; i < 100; ++i) ASSERT_EQ(ring.publish(64), PublishStatus::Ok);  // laps it
+  EXPECT_GT(ring.header->reuse_floor.load(), e.position());
+  EXPECT_EQ(r.release(e), ReadStatus::Evicted) << "bytes reused under a read, and the reader not told";
+}
+
+// An honest joiner the writer admits after its next tail store (the joining
+// Dekker: the writer stored tail, then saw the bell) is held from where it
+// stood, below that tail: it reads everything, and nothing is counted lost.
+TEST(RingProtocolTest, AJoinerAdmittedBelowTheTailTheWriterHadStoredLosesNothing) {
+  LocalRing ring(4096, Policy::Block);
+  for (int i = 0; i < 52; ++i) ASSERT_EQ(ring.publish(64), PublishStatus::Ok);  // 3328 B: tail still 0
+  RingReader r = ring.reader(1);
+  ASSERT_TRUE(r.join_earliest());  // at 0, announced; the writer has not looked yet
+  ASSERT_EQ(r.position, 0u);
+  // The writer's next refresh stores a tail past 0 (its run wants W + 1/4
+  // ring), then answers the bell and admits r at 0: its limit goes no
+  // further than 0 + capacity.
+  ring.refresh_at_next_publish();
+  ASSERT_EQ(ring.publish(64), PublishStatus::Ok);
+  EXPECT_GT(ring.header->tail_position.load(), 0u) << "the scenario needs tail past the joiner";
+  EXPECT_LE(ring.header->reuse_floor.load(), 0u);
+  EXPECT_LE(ring.header->limit.load(), ring.capacity);
+  ReadStatus stopped = ReadStatus::Ok;
+  const std::vector<uint64_t> got = drain(r, &stopped);
+  EXPECT_EQ(stopped, ReadStatus::Empty);
+  EXPECT_EQ(got.size(), 53u);
+  EXPECT_EQ(r.missed, 0u);
+  EXPECT_GE(r.attachment, 0);
+  // And it holds the writer from now on: a full ring is Full, not overwritten.
+  while (ring.publish(64) == PublishStatus::Ok) {
+  }
+  EXPECT_EQ(drain(r).front(), 53u);
+  EXPECT_EQ(r.missed, 0u);
+}
+
+// A reservation (the ring's creator found a subscription made before the
+// ring) holds the writer at its start until its subscriber adopts it; the
+// adoption keeps the attachment's epoch, so the subscriber's ownership holds
+// across, and from then on the subscriber's line holds the writer.
+TEST(RingProtocolTest, AReservationHoldsTheWriterUntilAdoptedAndTheAdopterKeepsIt) {
+  LocalRing ring(4096, Policy::Block);
+  Attachment& a = ring.control->attachments[0];
+  a.subscription.store(77);
+  a.participant.store(5);
+  a.pid.store(5);
+  a.state.store(AttachmentState::pack(1, AttachmentState::kReserved));
+  ring.w = ring.make_writer();
+  ring.w.recover();  // a new ring's writer takes over what its creator reserved
+  while (ring.publish(64) == PublishStatus::Ok) {
+  }
+  EXPECT_EQ(ring.w.write_position, ring.capacity - 64 - 0) << "held at 0 by the reservation";
+  RingReader r = ring.reader(5);
+  uint64_t state = 0;
+  const int k = r.find_attachment(77, 5, state);
+  ASSERT_EQ(k, 0);
+  r.adopt(k, state, 0, 0, 77);
+  const std::vector<uint64_t> got = drain(r);
+  ASSERT_FALSE(got.empty());
+  EXPECT_EQ(got.front(), 0u);
+  EXPECT_EQ(r.missed, 0u);
+  r.publish_progress();
+  // The next refresh answers the adoption (the reservation's 0 still holds
+  // it); the one after obeys the adopter's line.
+  ring.refresh_at_next_publish();
+  (void)ring.publish(64);
+  EXPECT_EQ(AttachmentState::kind(a.state.load()), AttachmentState::kAdmitted);
+  ASSERT_EQ(ring.publish(64), PublishStatus::Ok) << "the adopter's line, not 0, holds the writer now";
+  EXPECT_EQ(AttachmentState::epoch(a.state.load()), 1u);
+  Event e;
+  ASSERT_EQ(r.peek(e), ReadStatus::Ok);
+  EXPECT_EQ(r.release(e), ReadStatus::Ok) << "adoption took its attachment away";
+}
+
+// Only the process a reservation was made for may adopt or give it up: an
+// announcement from another reader naming its tag changes nothing.
+TEST(RingProtocolTest, AnotherProcessCannotAdoptOrGiveUpAReservation) {
+  LocalRing ring(4096, Policy::Block);
+  Attachment& a = ring.control->attachments[0];
+  a.subscription.store(77);
+  a.participant.store(5);
+  a.pid.store(5);
+  a.state.store(AttachmentState::pack(1, AttachmentState::kReserved));
+  ring.w = ring.make_writer();
+  ring.w.recover();
+  RingReader thief = ring.reader(6);
+  thief.adopt(0, a.state.load(), 0, 0, 77);  // claims the reservation on the bell
+  thief.ring_bell(77, kNoLine);              // and gives it up
+  ring.refresh_at_next_publish();
+  ASSERT_EQ(ring.publish(64), PublishStatus::Ok);
+  EXPECT_EQ(a.state.load(), AttachmentState::pack(1, AttachmentState::kReserved));
+  // The subscriber itself gives it up: freed.
+  RingReader owner = ring.reader(5);
+  owner.ring_bell(77, kNoLine);
+  ring.refresh_at_next_publish();
+  ASSERT_EQ(ring.publish(64), PublishStatus::Ok);
+  EXPECT_EQ(AttachmentState::kind(a.state.load()), AttachmentState::kFree);
 }
 
 // Fault 6: a Latest reader joining at the oldest event while the writer laps
@@ -356,7 +551,7 @@ TEST(RingProtocolTest, ALatestReaderThatDiedAsleepCostsTheWriterOneWakeUp) {
   ring.alive[7] = false;
   for (int i = 0; i < 400; ++i) ASSERT_EQ(ring.publish(64), PublishStatus::Ok);  // six ring laps
   EXPECT_EQ(futex_wake_calls(), wakes + 1);
-  EXPECT_EQ(ring.w.evictions, 0u) << "Latest writers free no slot";
+  EXPECT_EQ(ring.w.evictions, 0u) << "Latest writers admit and evict nobody";
 }
 
 // Issue 15 item 9: the writer judges a reader that holds it back by progress
@@ -372,27 +567,31 @@ constexpr uint64_t kRecord = 64;  // every record of these tests, header include
 struct HeldWriter {
   LocalRing ring{4096, Policy::Block};
   RingReader r = ring.reader(1);
-  CursorSlot* slot = nullptr;
-  uint64_t word = 0;
 
   explicit HeldWriter(uint64_t slow_timeout_ns) {
     ring.w.slow_timeout_ns = slow_timeout_ns;
     EXPECT_TRUE(r.join_latest());
-    slot = &ring.control->slots[r.slot];
+    EXPECT_TRUE(ring.admit(r));
     while (ring.publish(kRecord) == PublishStatus::Ok) {
     }
     stand_at(4 * kRecord);
     while (ring.publish(kRecord) == PublishStatus::Ok) {
     }
   }
-  /// Writes our own cursor word as a hostile reader would (it may: the slot is its own).
-  void stand_at(uint64_t position, uint32_t epoch_step = 0) {
-    word = slot->word.load();
-    word = CursorWord::pack(CursorWord::epoch(word) + epoch_step, CursorWord::participant(word),
-                            CursorWord::participant_epoch(word), position);
-    slot->word.store(word);
+  /// Writes our own line as a hostile reader would (it may: the line is its own).
+  void stand_at(uint64_t position) { r.line->position.store(position); }
+  /// As a hostile process would: another reader of it announces itself at
+  /// `position`, below where `r` stood, and `r` leaves. The writer drops
+  /// r's attachment and admits the other in one refresh, so it stays held.
+  void rejoin_at(uint64_t position) {
+    RingReader next = ring.reader(1);
+    next.line->position.store(position);
+    next.ring_bell(0, next.announcement.line);
+    r.line->position.store(kLineLeft);
+    r.line->publisher_id.store(0);
+    r = next;
   }
-  bool evicted() const { return slot->word.load() != word; }
+  bool evicted() const { return ring.w.evictions != 0; }
 };
 
 using std::chrono::milliseconds;
@@ -402,7 +601,7 @@ using std::chrono::steady_clock;
 
 // Before: every move started a new watch, so stepping between two record
 // starts (one back, one forward) held the writer for good.
-TEST(RingProtocolTest, AReaderThatStepsItsCursorBackAndForthIsEvictedAtOnce) {
+TEST(RingProtocolTest, AReaderThatStepsItsPositionBackAndForthIsEvictedAtOnce) {
   HeldWriter h(UINT64_MAX);  // never evict a live reader for being slow: a step back is not slowness
   bool forward = false;
   for (int i = 0; i < 1000 && !h.evicted(); ++i) {
@@ -410,34 +609,39 @@ TEST(RingProtocolTest, AReaderThatStepsItsCursorBackAndForthIsEvictedAtOnce) {
     forward = !forward;
     (void)h.ring.publish(kRecord);
   }
-  EXPECT_TRUE(h.evicted()) << "a cursor that moved back within its claim still holds the writer";
+  EXPECT_TRUE(h.evicted()) << "a position that moved back within one admission still holds the writer";
   EXPECT_EQ(h.ring.w.evictions, 1u);
   EXPECT_EQ(h.ring.publish(kRecord), PublishStatus::Ok);
 }
 
-// Stepping back with a new claim each time (the slot's epoch moved on, as a
-// new subscriber of the same process would): the timer goes on from the
-// highest position, so the reader is evicted after the timeout, not before.
-TEST(RingProtocolTest, AReaderThatReclaimsItsSlotBelowWhereItStoodIsEvictedAfterTheTimeout) {
+// Stepping back with a new admission each time (another reader of the same
+// process announces itself below the mark as the last one leaves): the timer
+// goes on from the highest position, so the process is evicted after the
+// timeout, not before, and not never.
+TEST(RingProtocolTest, AProcessThatRejoinsBelowWhereItStoodIsEvictedAfterTheTimeout) {
   const auto timeout = milliseconds(50);
   HeldWriter h(uint64_t(std::chrono::nanoseconds(timeout).count()));
   const auto start = steady_clock::now();
   bool forward = false;
   while (!h.evicted() && steady_clock::now() - start < std::chrono::seconds(5)) {
-    h.stand_at(forward ? 4 * kRecord : 3 * kRecord, /*epoch_step=*/2);
+    h.rejoin_at(forward ? 4 * kRecord : 3 * kRecord);
     forward = !forward;
     const auto before = steady_clock::now();
-    if (h.ring.publish(kRecord) == PublishStatus::Ok) break;
+    h.ring.refresh_at_next_publish();
+    if (h.ring.publish(kRecord) == PublishStatus::Ok && !h.evicted()) {
+      ADD_FAILURE() << "the writer was not held by the rejoined reader";
+      break;
+    }
     EXPECT_FALSE(h.evicted() && before - start < timeout) << "evicted before its timeout";
     std::this_thread::sleep_for(milliseconds(1));
   }
-  EXPECT_TRUE(h.evicted()) << "a reader re-claiming its slot below its mark kept its timer young for 5 s";
+  EXPECT_TRUE(h.evicted()) << "a process rejoining below its mark kept its timer young for 5 s";
   EXPECT_GE(steady_clock::now() - start, timeout);
 }
 
-// A cursor between record starts is no reader's: a reader only ever stands
+// A position between record starts is no reader's: a reader only ever stands
 // on a record start. Evicted at once, even with a timeout of never.
-TEST(RingProtocolTest, ACursorOffTheRecordStartsIsEvictedAtOnce) {
+TEST(RingProtocolTest, APositionOffTheRecordStartsIsEvictedAtOnce) {
   HeldWriter h(UINT64_MAX);
   h.stand_at(3 * kRecord + 32);  // inside record 3
   EXPECT_EQ(h.ring.publish(kRecord), PublishStatus::Ok);
@@ -446,9 +650,10 @@ TEST(RingProtocolTest, ACursorOffTheRecordStartsIsEvictedAtOnce) {
 }
 
 // What must still hold: a reader that moves on, however slowly, is never
-// evicted; and a reader that holds the writer again, or takes a slot, after an
-// earlier blocked stretch starts with a timer of its own (watches do not outlive the stretch).
-TEST(RingProtocolTest, AReaderThatMovesOnKeepsItsSlotAndANewOneInheritsNoTimer) {
+// evicted; and a reader that holds the writer again, or a new reader, after
+// an earlier blocked stretch starts with a timer of its own (watches do not
+// outlive the stretch).
+TEST(RingProtocolTest, AReaderThatMovesOnIsNeverEvictedAndANewOneInheritsNoTimer) {
   const auto timeout = milliseconds(200);
   HeldWriter h(uint64_t(std::chrono::nanoseconds(timeout).count()));
   for (int i = 0; i < 10; ++i) {  // one record every 10 ms: slow, not stuck
@@ -458,7 +663,6 @@ TEST(RingProtocolTest, AReaderThatMovesOnKeepsItsSlotAndANewOneInheritsNoTimer) 
     EXPECT_EQ(h.ring.publish(kRecord), PublishStatus::Ok) << i;
   }
   EXPECT_FALSE(h.evicted());
-  EXPECT_EQ(h.ring.w.evictions, 0u);
   // Held by it again where the writer last saw it, in a later stretch: a
   // large record does not fit, a small one does (the stretch ends), and
   // after a pause the large one is tried again. A new stretch, a new timer.
@@ -468,19 +672,16 @@ TEST(RingProtocolTest, AReaderThatMovesOnKeepsItsSlotAndANewOneInheritsNoTimer) 
   std::this_thread::sleep_for(timeout + milliseconds(50));
   EXPECT_EQ(h.ring.publish(8 * kRecord), PublishStatus::Full);
   EXPECT_FALSE(h.evicted()) << "evicted at once, with the timer of an earlier stretch";
-  // The reader leaves; another of
-  // the same participant takes the slot at the oldest event, below where the
-  // first one stood, well after the first stretch's watch began.
-  const int first_slot = h.r.slot;
-  h.slot->word.store(CursorWord::freed(h.word));  // it leaves (we wrote its word: its own leave() would not know it)
+  // The reader leaves; another (of another process) joins at the oldest
+  // event, below where the first one stood, well after the first stretch's
+  // watch began.
+  h.r.leave();
   std::this_thread::sleep_for(timeout + milliseconds(50));
-  RingReader again = h.ring.reader(1);
+  RingReader again = h.ring.reader(2);
   ASSERT_TRUE(again.join_earliest());
-  ASSERT_EQ(again.slot, first_slot);
+  ASSERT_TRUE(h.ring.admit(again));
   while (h.ring.publish(kRecord) == PublishStatus::Ok) {
   }
-  EXPECT_TRUE(CursorWord::owned(h.ring.control->slots[again.slot].word.load()))
-      << "a new reader was evicted at once with the timer of the one before";
-  EXPECT_EQ(h.ring.w.evictions, 0u);
+  EXPECT_FALSE(h.evicted()) << "a new reader was evicted at once with the timer of the one before";
   again.leave();
 }

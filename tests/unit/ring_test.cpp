@@ -523,7 +523,7 @@ TEST(RingTest, ScribbledRingIsReportedCorruptWithoutCrashOrHang) {
 // Found by the rogue writer test (tests/process/rogue_test.cpp): joining at
 // latest takes the write position, then catches up with tail; a tail off the
 // record grid failed that join, and a subscriber on the topic was told
-// "all 64 reader slots taken" (NoSpace) instead of that the ring is damaged.
+// "all 64 reader slots taken" (NoSpace, layout 4) instead of that the ring is damaged.
 TEST(RingTest, ASubscriberJoiningARingWithAScribbledTailIsToldCorruptNotFull) {
   ScopedBusName name("ring");
   Bus bus = Bus::open(name.name);

@@ -21,7 +21,9 @@ struct ParticipantSnapshot {
 };
 
 struct CursorSnapshot {
-  uint32_t slot = 0;
+  uint32_t slot = 0;  ///< the writer's attachment holding bytes for it; UINT32_MAX: none (latest, or not admitted yet)
+  bool admitted = false;          ///< block: the writer admitted it and obeys its position
+  bool position_unknown = false;  ///< admitted, but its segment is not readable by us (another group's)
   int64_t pid = 0;            ///< owner's pid, 0 if its participant slot is gone
   bool alive = false;
   uint64_t position = 0;      ///< as last published (readers publish every eighth of a ring)
@@ -33,7 +35,8 @@ struct CursorSnapshot {
   uint64_t rejected = 0;      ///< untrusted topics: events this slot's owners refused (failed verification)
   uint64_t idle_ns = 0;       ///< since its owner last published a move (or joined)
   bool sleeping = false;
-  uint32_t reserved_for = 0;  ///< the tag of the subscription the ring's creator reserved it for; 0: claimed by its reader
+  uint32_t reserved_for =
+      0;  ///< the tag of the subscription the ring's creator reserved it for; 0: joined by its reader
 };
 
 struct RingSnapshot {

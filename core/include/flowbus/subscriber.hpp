@@ -107,7 +107,7 @@ struct [[nodiscard]] PollResult {
 struct UnreadRing {
   std::string ring;      ///< "<topic>@<publisher>"
   std::string reason;    ///< what keeps it out, and what to do
-  bool will_retry = false;  ///< attached by a later look once the cause goes (a reader slot frees)
+  bool will_retry = false;  ///< attached by a later look once the cause goes (none does today: kept for API stability)
 };
 
 class Subscriber {
@@ -152,8 +152,8 @@ class Subscriber {
 
   /// Attaches rings created since the last look (cheap when nothing changed).
   /// Throws Error when a ring of an exactly named topic cannot be read
-  /// (permission, all reader slots taken); under a wildcard such rings are
-  /// skipped. Thread: owner only.
+  /// (permission, damage); under a wildcard such rings are skipped.
+  /// Thread: owner only.
   void refresh();
 
   /// The CloudEvents context and policy of ring `ring` (Event::ring()), for
@@ -167,9 +167,8 @@ class Subscriber {
   size_t ring_count() const noexcept { return readers_.size(); }
   /// The rings of matching topics this subscriber does not read, as of its
   /// last look at the bus (subscribe, refresh, or a read or wait that found
-  /// the bus changed): all their reader slots taken (attached once one
-  /// frees), or not readable by this process under a wildcard (an exact
-  /// name throws instead). Empty when it reads every matching ring.
+  /// the bus changed): not readable by this process under a wildcard (an
+  /// exact name throws instead). Empty when it reads every matching ring.
   /// Thread: owner only.
   const std::vector<UnreadRing>& unread_rings() const noexcept { return unread_; }
   const std::string& pattern() const noexcept { return pattern_; }
@@ -196,7 +195,7 @@ class Subscriber {
   ReadResult read_attached(Event& event) noexcept;
   void attach_rings(StartAt from, bool at_subscribe);
   void make_copy_room(uint64_t bytes);
-  detail::CursorLine* claim_line(const TopicInfo& topic, uint64_t publisher_id, uint32_t ring_slot);
+  void claim_line(const TopicInfo& topic, uint64_t publisher_id, uint32_t ring_slot, detail::RingReader& reader);
   void close() noexcept;
 
   std::shared_ptr<detail::BusState> bus_;

@@ -1,4 +1,5 @@
-// Shared-memory layouts of flowbus: the ring's data and control segments.
+// Shared-memory layouts of flowbus: a ring's data, control and bell segments,
+// and a reader's own segment.
 // (The bus directory's layout is private to core/src/directory_layout.hpp.)
 // Every struct here is standard-layout, shared between processes that may be
 // built by different compilers, so sizes and offsets are pinned by asserts
@@ -25,7 +26,11 @@ inline constexpr size_t kLinePad = 128;
 //    replaces `waiters` and the cursor word's asleep bit (the first steps to
 //    least privilege, docs/proposals/least-privilege.md); CursorSlot::sleeping
 //    is a tools flag.
-inline constexpr uint32_t kLayoutVersion = 4;
+// 5: readers write only their own reader segments (least privilege, step 6):
+//    `.ctl` is the writer's (Attachment[64] replaces the cursor slots), the
+//    bell grows a doorbell (`rings`, BellSlot[64]), and the data segment a
+//    reuse floor beside tail.
+inline constexpr uint32_t kLayoutVersion = 5;
 
 inline constexpr uint64_t kRingMagic = 0x474e495242574c46ull;     // "FLWBRING"
 inline constexpr uint64_t kControlMagic = 0x4c54434242574c46ull;  // "FLWBBCTL"
@@ -45,7 +50,7 @@ static_assert(std::atomic<uint32_t>::is_always_lock_free);
 //         | write_position, next_sequence,             |
 //         | last_publish_ns          (writer, per event)|
 //   256   +-------------------------------------------+
-//         | tail_position, limit                       |
+//         | tail_position, limit, reuse_floor          |
 //         | (writer, when it refreshes its limit)      |
 //   384   +-------------------------------------------+
 //         | reserved                                   |
@@ -125,7 +130,11 @@ struct RingHeader {
 
   std::atomic<uint64_t> tail_position;    // oldest record still guaranteed intact
   std::atomic<uint64_t> limit;            // writer writes below it; bytes below limit - capacity may go
-  char pad2[kLinePad - 16];
+  // limit - capacity of the limit the writer set last, stored before any
+  // byte below it is reused: a reader not yet admitted checks its reads
+  // against it (tail may pass a joiner the writer admits after storing tail).
+  std::atomic<uint64_t> reuse_floor;
+  char pad2[kLinePad - 24];
 
   // Written once by the creator: the sequence of the ring's first record, so
   // a reader that attaches late counts what was overwritten before it came.
@@ -141,122 +150,145 @@ static_assert(offsetof(RingHeader, first_sequence) == 3 * kLinePad);
 static_assert(std::is_standard_layout_v<RingHeader>);
 
 // ---------------------------------------------------------------------------
-// Control segment "flowbus.<bus>.<topic>@<publisher>.ctl": written by readers.
+// Control segment "flowbus.<bus>.<topic>@<publisher>.ctl": written by the
+// ring's writer only (mode as the data segment); readers map it read-only.
 //
 //   0     +-------------------------------------------+
-//         | magic, version, slot count                 |
+//         | magic, version, attachment count           |
 //   128   +-------------------------------------------+
-//         | wake word (futex)                          |
+//         | wake word (futex), admissions              |
 //   256   +-------------------------------------------+
-//         | CursorSlot[kCursorSlots], 128 bytes each   |
+//         | Attachment[kAttachments], 128 bytes each   |
 //         +-------------------------------------------+
 //
-// A cursor word packs [epoch:8][participant:8][participant epoch:8][0:1][position/32:39].
-// The epoch is odd while the slot is owned and even while free; every claim
-// and every free (or eviction) bumps it, so an evicted owner's compare-and-
-// swap fails and it can never write into a slot that someone else now owns.
-// The participant's own epoch (low 8 bits of its directory slot's epoch)
-// tells a live owner from a dead one whose participant slot was reused.
-// Bit 39 was the asleep bit (layout 3); it is always 0 now.
+// An attachment is the writer's record of a reader it holds bytes for: a
+// reader it admitted (whose line, in the reader's own segment, it obeys),
+// or a reservation it made at the ring's start for a subscription that
+// existed before the ring. Its state word packs [epoch:56][kind:8]; every
+// claim, free and eviction bumps the epoch, so a reader that finds its
+// epoch changed knows it was evicted. Only the writer writes any of it:
+// readers learn of their admission by watching `admissions`.
 // ---------------------------------------------------------------------------
 
-inline constexpr uint32_t kCursorSlots = 64;
+inline constexpr uint32_t kAttachments = 64;
 
-struct CursorWord {
-  static constexpr uint64_t kUnitsBits = 39;  // 32-byte units: a 16 TiB window, far above any capacity
-  static constexpr uint64_t kUnitsMask = (1ull << kUnitsBits) - 1;
-  static uint64_t pack(uint32_t epoch, uint32_t participant, uint32_t participant_epoch, uint64_t position) {
-    return (uint64_t(epoch & 0xff) << 56) | (uint64_t(participant & 0xff) << 48) |
-           (uint64_t(participant_epoch & 0xff) << 40) | ((position / kRecordAlign) & kUnitsMask);
-  }
-  static uint64_t freed(uint64_t word) { return pack(epoch(word) + 1, 0, 0, 0); }
-  static uint32_t epoch(uint64_t word) { return uint32_t(word >> 56); }
-  static uint32_t participant(uint64_t word) { return uint32_t(word >> 48) & 0xff; }
-  static uint32_t participant_epoch(uint64_t word) { return uint32_t(word >> 40) & 0xff; }
-  static bool owned(uint64_t word) { return (epoch(word) & 1) != 0; }
-  /// The full position, given any position `near` within 2^44 bytes above it.
-  static uint64_t position(uint64_t word, uint64_t near) {
-    const uint64_t near_units = near / kRecordAlign;
-    const uint64_t behind = (near_units - (word & kUnitsMask)) & kUnitsMask;
-    return (near_units - behind) * kRecordAlign;
-  }
+struct AttachmentState {
+  // kWriting: the writer is changing the fields (readers look again).
+  static constexpr uint64_t kFree = 0, kReserved = 1, kAdmitted = 2, kWriting = 3;
+  static uint64_t pack(uint64_t epoch, uint64_t kind) { return epoch << 8 | kind; }
+  static uint64_t epoch(uint64_t word) { return word >> 8; }
+  static uint64_t kind(uint64_t word) { return word & 0xff; }
 };
 
-struct CursorSlot {
-  std::atomic<uint64_t> word;           // see CursorWord
-  std::atomic<uint64_t> last_moved_ns;  // event time (Unix ns) when its owner last published a move (tools)
-  std::atomic<uint64_t> evictions;      // times this slot's owner was evicted (tools)
-  std::atomic<uint32_t> sleeping;       // 1 while its owner sleeps on wake_word (tools only, not the protocol)
-  // A cursor a new ring's writer claimed for a subscription that existed
-  // before the ring (SubscriptionSlot::tag), for that subscriber to adopt;
-  // 0 for cursors that readers claimed themselves.
+struct Attachment {
+  std::atomic<uint64_t> state;  // AttachmentState: written last (release), after the fields below
+  // Admitted: the reader segment "flowbus.<bus>~r.<pid>.<n>" (token) and its line.
+  std::atomic<uint64_t> token;
+  std::atomic<uint32_t> pid;  // attested by the kernel at admission (owner and /proc), or the
+                              // subscriber's pid for a reservation
+  std::atomic<uint32_t> uid;
+  std::atomic<uint32_t> n;
+  std::atomic<uint32_t> line;
+  std::atomic<uint64_t> start_time;  // of pid (/proc/<pid>/stat), so a reused pid is not taken for it
+  // Reserved: the subscription it holds position 0 for (SubscriptionSlot::tag)
+  // and its participant slot and epoch in the directory.
   std::atomic<uint32_t> subscription;
-  std::atomic<uint64_t> losses;         // events its owners were told they missed (tools)
-  // Untrusted topics: events its owners refused because their copy failed
-  // verification (tools). Was padding (zero) before, so older readers show 0.
-  std::atomic<uint64_t> rejected;
-  char pad[kLinePad - 48];
+  std::atomic<uint32_t> participant;
+  std::atomic<uint64_t> held_from;  // the position it held the writer at when made (tools)
+  std::atomic<uint64_t> evictions;  // readers evicted from this attachment (tools)
+  std::atomic<uint64_t> since_ns;   // Unix ns of the claim (tools)
+  char pad[kLinePad - 72];
 };
-static_assert(sizeof(CursorSlot) == kLinePad);
-static_assert(offsetof(CursorSlot, word) == 0 && offsetof(CursorSlot, last_moved_ns) == 8 &&
-              offsetof(CursorSlot, evictions) == 16 && offsetof(CursorSlot, subscription) == 28 &&
-              offsetof(CursorSlot, losses) == 32 && offsetof(CursorSlot, rejected) == 40);
+static_assert(sizeof(Attachment) == kLinePad);
+static_assert(offsetof(Attachment, token) == 8 && offsetof(Attachment, start_time) == 32 &&
+              offsetof(Attachment, held_from) == 48 && offsetof(Attachment, since_ns) == 64);
 
 struct ControlHeader {
   std::atomic<uint64_t> magic;
   uint32_t layout_version;
-  uint32_t slot_count;
+  uint32_t attachment_count;  // kAttachments
   char pad0[kLinePad - 16];
-  uint32_t reserved0;               // was `waiters` (layout 3)
-  std::atomic<uint32_t> wake_word;  // the futex readers sleep on; the writer bumps it to wake them
-  char pad1[kLinePad - 8];
-  CursorSlot slots[kCursorSlots];
+  uint32_t reserved0;
+  std::atomic<uint32_t> wake_word;   // the futex readers sleep on; the writer bumps it to wake them
+  std::atomic<uint64_t> admissions;  // bumped (release) after every change of an attachment
+  char pad1[kLinePad - 16];
+  Attachment attachments[kAttachments];
 };
-static_assert(offsetof(ControlHeader, layout_version) == 8 && offsetof(ControlHeader, slot_count) == 12);
-static_assert(offsetof(ControlHeader, wake_word) == kLinePad + 4);
-static_assert(offsetof(ControlHeader, slots) == 2 * kLinePad);
+static_assert(offsetof(ControlHeader, layout_version) == 8 && offsetof(ControlHeader, attachment_count) == 12);
+static_assert(offsetof(ControlHeader, wake_word) == kLinePad + 4 &&
+              offsetof(ControlHeader, admissions) == kLinePad + 8);
+static_assert(offsetof(ControlHeader, attachments) == 2 * kLinePad);
 static_assert(std::is_standard_layout_v<ControlHeader>);
 
 // ---------------------------------------------------------------------------
 // Bell segment "flowbus.<bus>.<topic>@<publisher>.bell": every reader may
-// write it, so its writer trusts none of it. Created with the control
-// segment's mode; the writer and readers map it through the fault guard
-// (core/src/fault_guard.hpp), since whoever may write it may truncate it.
+// write it, so its writer trusts none of it. Created with the mode that lets
+// the topic's readers write; the writer and readers map it through the fault
+// guard (core/src/fault_guard.hpp), since whoever may write it may truncate it.
 //
 //   0     +-------------------------------------------+
-//         | magic, version                             |
+//         | magic, version, slot count                 |
 //   128   +-------------------------------------------+
-//         | wake request              (loaded per publish)|
+//         | wake request             (loaded per publish)|
 //   256   +-------------------------------------------+
+//         | rings          (loaded per limit refresh)  |
+//   384   +-------------------------------------------+
+//         | BellSlot[kBellSlots], 32 bytes each        |
+//         +-------------------------------------------+
 //
-// A reader about to sleep sets `wake_request`; the writer's next publish
-// clears it and wakes every sleeper (RingWriter::publish_position). No count,
-// so a reader that dies asleep costs at most one wake-up, and nobody has
-// anything to take back when a sleeper is evicted or leaves. A forged 1 costs
-// the writer a futex call per publish; a forged 0 erases requests, so where
-// others may write the bell, readers sleep in bounded slices.
+// Wake-up: a reader about to sleep sets `wake_request`; the writer's next
+// publish clears it and wakes every sleeper (RingWriter::publish_position).
+// No count, so a reader that dies asleep costs at most one wake-up. A forged
+// 1 costs the writer a futex call per publish; a forged 0 erases requests,
+// so where others may write the bell, readers sleep in bounded slices.
+//
+// Joining: a reader announces itself in a free slot (its reader segment and
+// line), then bumps `rings`; the writer, at its next limit refresh, attests
+// the segment with the kernel (owner, group, mode, /proc) before it trusts
+// a byte of it, admits the reader, and frees the slot. A forged or erased
+// announcement costs the victim a slower admission, never an event: a reader
+// not yet admitted validates every read (RingReader, "joining").
 // ---------------------------------------------------------------------------
+inline constexpr uint32_t kBellSlots = 64;
+inline constexpr uint32_t kNoLine = UINT32_MAX;  // BellSlot::line: give up the reservation, join nothing
+
+struct BellSlot {
+  // 0 free, kBellSlotFilling while a reader fills it, kBellSlotRung once
+  // filled (release); the writer sets 0 again once it has processed it.
+  std::atomic<uint64_t> seq;
+  std::atomic<uint64_t> token;
+  std::atomic<uint32_t> pid;
+  std::atomic<uint32_t> n;
+  std::atomic<uint32_t> line;          // the line for this ring in that segment, or kNoLine
+  std::atomic<uint32_t> subscription;  // adopting the reservation for this tag; 0: a plain join
+};
+inline constexpr uint64_t kBellSlotFilling = 1, kBellSlotRung = 2;
+static_assert(sizeof(BellSlot) == 32);
+
 struct BellHeader {
   std::atomic<uint64_t> magic;
   uint32_t layout_version;
-  uint32_t reserved0;
+  uint32_t slot_count;  // kBellSlots
   char pad0[kLinePad - 16];
   std::atomic<uint32_t>
       wake_request;  // nonzero: a reader sleeps, or is about to (set by readers, cleared by the writer)
   char pad1[kLinePad - 4];
+  std::atomic<uint64_t> rings;  // bumped (seq_cst) after a slot is rung
+  char pad2[kLinePad - 8];
+  BellSlot slot[kBellSlots];
 };
 static_assert(offsetof(BellHeader, layout_version) == 8 && offsetof(BellHeader, wake_request) == kLinePad);
-static_assert(sizeof(BellHeader) == 2 * kLinePad);
+static_assert(offsetof(BellHeader, rings) == 2 * kLinePad && offsetof(BellHeader, slot) == 3 * kLinePad);
 inline constexpr uint64_t kBellSegmentSize = 4096;  // one whole page: the fault guard repairs pages
+static_assert(sizeof(BellHeader) <= kBellSegmentSize);
 
 // ---------------------------------------------------------------------------
 // Reader segment "flowbus.<bus>~r.<pid>.<n>": one per Subscriber and group
 // (and per 64 rings of that group),
 // created by that reader, written by it alone (mode 0640, group = the group
 // of the topics it reads), so others may read it and nobody else can write
-// it. The reader publishes its position on each ring here as well as in its
-// cursor slot; least privilege (docs/proposals/least-privilege.md, step 6)
-// moves the writer to reading it, mapped read-only, and retires the slots.
+// it. The reader publishes its position on each ring here; a Block ring's
+// writer that admitted it (an Attachment) maps it read-only and obeys it.
 //
 //   0     +-------------------------------------------+
 //         | magic, version, token, pid, start time,    |
@@ -265,9 +297,9 @@ inline constexpr uint64_t kBellSegmentSize = 4096;  // one whole page: the fault
 //         | CursorLine[kReaderLines], 128 bytes each   |
 //         +-------------------------------------------+
 //
-// A line is free while its publisher_id is 0. The reader fills
-// publisher_id and ring_slot (the ring's key), then stores position
-// (release); kLineLeft says it has left that ring.
+// A line is free while its publisher_id is 0. The reader stores kLineLeft
+// in position, fills publisher_id and ring_slot (the ring's key), then
+// stores its position (release); kLineLeft says it has left that ring.
 // ---------------------------------------------------------------------------
 inline constexpr uint64_t kReaderMagic = 0x5244524242574c46ull;  // "FLWBBRDR"
 // One line per ring read; a Subscriber that reads more rings of one group
@@ -278,16 +310,20 @@ inline constexpr uint32_t kReaderLines = 64;
 inline constexpr uint64_t kLineLeft = UINT64_MAX;
 
 struct CursorLine {
-  std::atomic<uint64_t> position;      // start of the reader's next record; kLineLeft once it left
-  std::atomic<uint64_t> publisher_id;  // with ring_slot: which ring; 0 while the line is free
-  std::atomic<uint32_t> ring_slot;     // the ring's slot in the directory
-  uint32_t reserved0;
+  std::atomic<uint64_t> position;       // start of the reader's next record; kLineLeft once it left
+  std::atomic<uint64_t> publisher_id;   // with ring_slot: which ring; 0 while the line is free
+  std::atomic<uint32_t> ring_slot;      // the ring's slot in the directory
+  std::atomic<uint32_t> sleeping;       // 1 while the reader sleeps on the ring's wake word (tools)
   std::atomic<uint64_t> last_moved_ns;  // event time (Unix ns) of its last move (tools)
-  char pad[kLinePad - 32];
+  std::atomic<uint64_t> losses;         // events the reader was told it missed (tools)
+  std::atomic<uint64_t> rejected;       // untrusted topics: events whose copy failed verification (tools)
+  std::atomic<uint64_t> evictions;      // times the writer evicted it (tools)
+  char pad[kLinePad - 56];
 };
 static_assert(sizeof(CursorLine) == kLinePad);
 static_assert(offsetof(CursorLine, publisher_id) == 8 && offsetof(CursorLine, ring_slot) == 16 &&
-              offsetof(CursorLine, last_moved_ns) == 24);
+              offsetof(CursorLine, sleeping) == 20 && offsetof(CursorLine, last_moved_ns) == 24 &&
+              offsetof(CursorLine, evictions) == 48);
 
 struct ReaderHeader {
   std::atomic<uint64_t> magic;

@@ -62,7 +62,7 @@ uint64_t futex_wake_calls() noexcept;
 
 /// Sleeps while *words[i] == expected[i] for all i, up to timeout_ns.
 /// Returns early on any wake, signal or change. At most 128 words.
-void futex_wait_any(std::atomic<uint32_t>* const* words, const uint32_t* expected,
-                    unsigned count, uint64_t timeout_ns) noexcept;
+void futex_wait_any(const std::atomic<uint32_t>* const* words, const uint32_t* expected, unsigned count,
+                    uint64_t timeout_ns) noexcept;
 
 }  // namespace flowbus::detail

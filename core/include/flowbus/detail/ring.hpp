@@ -1,13 +1,15 @@
 // The ring protocol: one writer, many readers, one shared-memory byte log.
 //
 // This file is the whole protocol. Layouts are in layout.hpp; who creates and
-// maps the segments is in core/src (segment.cpp, bus.cpp). Three segments per
-// ring: data (the writer's), control (cursors: readers write their own slot)
-// and the bell (the wake request: anyone who reads may write it).
+// maps the segments is in core/src (segment.cpp, bus.cpp, reader_admission.cpp).
+// Three segments per ring, and one per reader: data and control (the
+// writer's alone: readers map them read-only), the bell (the wake request and
+// the doorbell: anyone who reads may write it, so the writer trusts none of
+// it), and each reader's own segment, where only that reader writes its
+// position C (the start of its next record) on every ring it reads.
 //
 // Positions are absolute byte counts since the ring was created; a position P
-// lives at offset P & mask. The writer owns write_position W; each reader owns
-// one cursor slot holding its position C (the start of its next record).
+// lives at offset P & mask. The writer owns write_position W.
 //
 // Publish:   reserve(len) -> fill payload -> commit(): header fields, then the
 //            next record's commit word is zeroed, then this record's commit
@@ -28,18 +30,29 @@
 //            stored tail never passes the stored W (mid-burst, W is stored
 //            first). A record is at most 7/16 of the ring (max_record_length),
 //            so a reader that has read everything never holds the writer back.
-// Joining:   a reader claims a cursor slot, then re-reads tail (both seq_cst);
-//            the writer stores tail, then re-scans cursors (both seq_cst). One
-//            of the two sees the other, so a joiner can never sit on bytes the
-//            writer is about to reuse. A joiner learns the exact sequence at
+// Joining:   under Block, a reader stores its position in its line, rings
+//            the bell (a slot naming its segment and line, then the `rings`
+//            count, seq_cst), then re-reads tail (seq_cst); the writer stores
+//            tail (seq_cst), then reads the count, attests each announced
+//            segment with the kernel (door.admit), records the reader in an
+//            attachment of its own .ctl, and re-scans before it raises its
+//            limit. One of the two sees the other, so an honest joiner never
+//            sits on bytes the writer is about to reuse. The bell is
+//            untrusted, so until a reader finds its attachment it checks
+//            every read against the writer's reuse floor (as a Latest reader
+//            checks tail): an erased announcement costs a counted loss at
+//            worst, never a torn read. A joiner learns the exact sequence at
 //            its position (locate_write_position), so whatever the writer
 //            does before its first read is counted, never skipped.
-// Eviction:  under Block, a cursor whose owner is dead, or that has not moved
-//            forward for the slow-consumer timeout while the writer is blocked
-//            on it, is freed by the writer with a CAS that bumps the slot's
-//            epoch. The owner's next CAS fails: it learns Evicted, and rejoins
-//            at tail. Under Latest the writer frees no slot (a dead owner's
-//            is freed by the next bus open's clean-up of dead participants).
+// Eviction:  under Block, a reader whose process is dead, that has not moved
+//            forward for the slow-consumer timeout while the writer is
+//            blocked on it, or whose segment was cut short, is evicted: the
+//            writer bumps its attachment's epoch (in .ctl, its own), then
+//            reuses bytes only after its next tail store and release fence.
+//            The reader checks the epoch after each read (acquire fence
+//            first): it learns Evicted, and joins again. Nobody writes
+//            anyone else's memory. Under Latest nobody is admitted: readers
+//            validate, and their lines are for tools.
 // Latest:    readers validate after the fact: read the record, acquire fence,
 //            re-read tail; a record below tail may have been torn and is
 //            dropped and counted as lost.
@@ -89,18 +102,44 @@ namespace flowbus {
 
 namespace detail {
 
-/// Tells the writer whether the owner of a cursor still lives, and, for a
-/// cursor reserved for a subscription (CursorSlot::subscription != 0),
-/// whether that subscription still exists.
-struct LivenessProbe {
-  bool (*alive)(const void* context, uint32_t participant, uint32_t participant_epoch, uint32_t subscription) noexcept =
-      nullptr;
-  const void* context = nullptr;
-  bool operator()(uint64_t word, const CursorSlot& slot) const noexcept {
-    // Relaxed: the tag was written before the word that the caller acquired.
-    return alive == nullptr || alive(context, CursorWord::participant(word), CursorWord::participant_epoch(word),
-                                     slot.subscription.load(std::memory_order_relaxed));
-  }
+/// A reader's announcement, copied out of a bell slot: untrusted (anyone who
+/// may write the bell may forge one).
+struct ReaderAnnouncement {
+  uint64_t token = 0;  // the reader segment's token
+  uint32_t pid = 0;    // with n: the segment "flowbus.<bus>~r.<pid>.<n>"
+  uint32_t n = 0;
+  uint32_t line = kNoLine;    // its line for this ring; kNoLine: give up a reservation
+  uint32_t subscription = 0;  // adopting (or giving up) the reservation for this tag; 0: a plain join
+};
+
+/// A reader the writer admitted, as the writer keeps it: in its own memory,
+/// attested by the kernel at admission, never re-read from shared memory
+/// (but for the line, which only the reader writes).
+struct FollowedReader {
+  const CursorLine* line = nullptr;  // in the reader's segment, mapped read-only through the fault guard
+  const void* segment = nullptr;     // the door's handle on that mapping
+  uint64_t token = 0;
+  uint64_t start_time = 0;
+  uint32_t pid = 0, uid = 0, n = 0, line_index = 0;
+};
+
+/// The writer's way to readers' segments and to the kernel (core/src,
+/// reader_admission.cpp): cold paths only, behind function pointers so the
+/// protocol here stays free of system calls and tests can stand in for them.
+struct ReaderDoor {
+  void* context = nullptr;
+  /// Attests the segment an announcement names (owner, group, mode, /proc,
+  /// token, and the line's ring key unless line is kNoLine) and maps it.
+  bool (*admit)(void* context, const ReaderAnnouncement& announcement, FollowedReader& out) noexcept = nullptr;
+  /// The writer no longer follows `reader`: its mapping may go.
+  void (*release)(void* context, const FollowedReader& reader) noexcept = nullptr;
+  /// True once `reader`'s segment was cut short under us (the fault guard repaired a page).
+  bool (*damaged)(void* context, const FollowedReader& reader) noexcept = nullptr;
+  /// Whether process `pid` (started at `start_time`) lives.
+  bool (*alive)(void* context, uint32_t pid, uint64_t start_time) noexcept = nullptr;
+  /// Whether subscription `tag` of directory participant `participant`
+  /// (index | epoch << 16) still exists, for a reservation made for it.
+  bool (*subscription_alive)(void* context, uint32_t participant, uint32_t tag) noexcept = nullptr;
 };
 
 /// The header fields after the commit word, copied once: shared memory may
@@ -142,20 +181,23 @@ inline RecordHeader* record_at(uint8_t* records, uint64_t mask, uint64_t positio
 struct RingWriter {
   RingHeader* header = nullptr;
   uint8_t* records = nullptr;
-  ControlHeader* control = nullptr;
-  BellHeader* bell = nullptr;  // readers may write (and truncate) it: mapped through the fault guard
+  ControlHeader* control = nullptr;  // ours alone: readers map it read-only
+  BellHeader* bell = nullptr;        // readers may write (and truncate) it: mapped through the fault guard
   uint64_t capacity = 0;
   uint64_t mask = 0;
   Policy policy = Policy::Block;
   uint64_t slow_timeout_ns = 0;  // UINT64_MAX: never evict a live reader
-  LivenessProbe liveness;
+  ReaderDoor door;
+  uint64_t publisher_id = 0;  // with ring_slot: the key a reader's line for this ring carries
+  uint32_t ring_slot = 0;
   bool light_fence = false;      // sleepers run a heavy barrier, so we need no full fence (see publish_position)
 
   uint64_t write_position = 0;  // local copy of header->write_position
   uint64_t next_sequence = 0;
-  uint64_t limit = 0;           // cached: may write below it without looking at cursors
+  uint64_t limit = 0;               // cached: may write below it without looking at readers
   uint64_t next_early_refresh = 0;  // refresh_limit_early looks again once W passes this
   uint64_t tail = 0;            // local copy of header->tail_position
+  uint64_t reuse_floor = 0;     // local copy of header->reuse_floor
 
   // The first record start in each sixteenth of the ring (absolute positions,
   // indexed by chunk number mod 16), so advance_tail can find a record
@@ -164,35 +206,57 @@ struct RingWriter {
   uint64_t chunk_first_record[kChunks] = {};
   uint64_t last_record_chunk = UINT64_MAX;
 
-  // Per cursor slot, while the writer is blocked: the cursor's owner, the
-  // highest position it was seen at and since when (monotonic ns). Only
-  // progress frees the writer, so only a move past that high mark starts a
-  // new watch: a reader that toggles fields (its slot epoch) or steps its
-  // position back and forth keeps no timer young. A step back within one
-  // claim (same slot epoch), or a cursor that is not on a record start, is no
-  // reader's doing: evicted at once. A new claim by the same participant below
-  // the mark (another subscriber of that process) goes on with the timer: the
+  // Our own copy of each attachment (only we write .ctl, so it is exact), and
+  // what we keep of its reader: a reader we admitted, or a reservation.
+  struct Follow {
+    uint64_t state = 0;         // as stored in control->attachments[k].state
+    FollowedReader reader;      // admitted: whose line we obey
+    uint32_t subscription = 0;  // reserved: for which subscription tag
+    uint32_t participant = 0;   // reserved: its participant (index | epoch << 16)
+    uint32_t pid = 0;           // reserved: its pid then, which must adopt or give it up
+    uint64_t held_from = 0;     // reserved: the position it holds us at
+  };
+  Follow follow[kAttachments];
+  uint64_t seen_rings = 0;   // bell->rings when we last answered the bell
+  bool bell_backlog = true;  // rung slots may be left (more than one answer's worth, or a restart)
+  // Announcements answered per limit refresh at most: all the bell holds.
+  // The joining Dekker protects an honest joiner only if the refresh that
+  // sees its ring answers it before raising the limit; one left for later
+  // reads with validation, and may lose events (counted) it need not have.
+  // Each answer costs system calls (the segment attested and mapped, tens of
+  // us), so a flood of forged announcements costs a publish at most 64 of
+  // them; most forgeries fail at the first (a name that does not exist).
+  static constexpr uint32_t kAnswersPerRefresh = kBellSlots;
+
+  // Per attachment, while the writer is blocked: its reader, the highest
+  // position it was seen at and since when (monotonic ns). Only progress
+  // frees the writer, so only a move past that high mark starts a new watch:
+  // a reader that steps its position back and forth keeps no timer young. A
+  // step back within one admission (same epoch), or a position that is not
+  // a record start, is no reader's doing: evicted at once. A new admission of
+  // the same process below the mark (a rejoin) goes on with the timer: the
   // process has held the writer that long. Watches live for one blocked
   // stretch only (reset once a reserve fits again), so no reader inherits a
-  // timer from an earlier stretch; a new owner starts a new watch.
+  // timer from an earlier stretch; a new reader starts a new watch.
   struct SlotWatch {
     uint64_t owner = 0;
-    uint32_t slot_epoch = 0;
-    uint64_t high = 0;
+    uint64_t epoch = 0;     // the admission judged now
+    uint64_t high = 0;      // the owner's highest position in this watch: only passing it restarts the timer
+    uint64_t own_high = 0;  // the highest position of admission `epoch`: below it is a step back
     uint64_t since_ns = 0;
   };
-  // Per cursor slot: whose liveness was last probed, and when (monotonic ns).
+  // Per attachment: whose liveness was last probed, and when (monotonic ns).
   // A probe reads /proc (four syscalls) and a blocked writer retries often,
   // so an owner is probed at most once per kLivenessProbeIntervalNs. Kept
   // across blocked stretches: a writer held back again and again by a reader
   // that only just keeps up probes it once per interval, not once a stretch.
   struct LivenessProbed {
-    uint64_t owner = 0;
+    uint64_t state = 0;
     uint64_t at_ns = 0;
   };
   static constexpr uint64_t kLivenessProbeIntervalNs = 1'000'000;
-  LivenessProbed probed[kCursorSlots];
-  SlotWatch watch[kCursorSlots];
+  LivenessProbed probed[kAttachments];
+  SlotWatch watch[kAttachments];
   bool watching = false;  // in a blocked stretch: watch[] is current
   uint64_t evictions = 0;
 
@@ -229,8 +293,49 @@ struct RingWriter {
       write_position += f.length();
       walked += f.length();
     }
-    limit = write_position;  // forces a refresh (and a cursor scan) on the first publish
+    limit = write_position;  // forces a refresh (and a look at readers) on the first publish
+    reuse_floor = header->reuse_floor.load(std::memory_order_relaxed);
+    if (reuse_floor > write_position) {  // scribbled: a floor is never above W
+      reuse_floor = write_position;
+      header->reuse_floor.store(reuse_floor, std::memory_order_relaxed);
+    }
     store_write_position();
+    recover_attachments();
+  }
+
+  /// Takes over the attachments an earlier writer of this ring left in .ctl:
+  /// a reader it admitted is attested again (its segment reopened; one that
+  /// fails, or whose process is gone, is freed), a reservation is kept. The
+  /// bell is answered at the first limit refresh. Cold: once per writer.
+  void recover_attachments() noexcept {
+    for (uint32_t k = 0; k < kAttachments; ++k) {
+      Attachment& a = control->attachments[k];
+      Follow& f = follow[k];
+      f = {};
+      // Relaxed: written by an earlier writer of this ring, a process that is
+      // gone or handed the ring over; our open of .ctl ordered us after it.
+      f.state = a.state.load(std::memory_order_relaxed);
+      const uint64_t kind = AttachmentState::kind(f.state);
+      if (kind == AttachmentState::kReserved) {
+        f.subscription = a.subscription.load(std::memory_order_relaxed);
+        f.participant = a.participant.load(std::memory_order_relaxed);
+        f.pid = a.pid.load(std::memory_order_relaxed);
+        f.held_from = std::min(a.held_from.load(std::memory_order_relaxed), write_position);
+        continue;
+      }
+      if (kind != AttachmentState::kAdmitted) {
+        if (kind != AttachmentState::kFree) drop(k, false);  // half written by a writer that died, or scribbled
+        continue;
+      }
+      ReaderAnnouncement again;
+      again.token = a.token.load(std::memory_order_relaxed);
+      again.pid = a.pid.load(std::memory_order_relaxed);
+      again.n = a.n.load(std::memory_order_relaxed);
+      again.line = a.line.load(std::memory_order_relaxed);
+      if (door.admit == nullptr || !door.admit(door.context, again, f.reader)) drop(k, false);
+    }
+    seen_rings = 0;
+    bell_backlog = true;
   }
 
   /// Reserves room for a record with `data_offset` header bytes and `size`
@@ -372,29 +477,45 @@ struct RingWriter {
     write_position = position + padding;
   }
 
-  /// Slowest owned cursor, or UINT64_MAX when there is none. When
-  /// `blocked_below` is set, frees the cursors below it whose owner is dead,
-  /// that have made no progress for the slow-consumer timeout, or that no
-  /// reader could have written (see SlotWatch).
-  uint64_t slowest_cursor(uint64_t blocked_below, uint64_t now_ns, std::memory_order order) noexcept {
+  /// Slowest position an attachment holds, or UINT64_MAX when there is none.
+  /// Frees the attachments of readers that left (or whose line no longer
+  /// names this ring). When `blocked_below` is set, evicts the readers below
+  /// it whose process is dead, that have made no progress for the
+  /// slow-consumer timeout, or that no reader could have put there (see
+  /// SlotWatch), and those whose segment was cut short.
+  uint64_t slowest_reader(uint64_t blocked_below, uint64_t now_ns, std::memory_order order) noexcept {
     uint64_t slowest = UINT64_MAX;
-    for (uint32_t i = 0; i < kCursorSlots; ++i) {
-      CursorSlot& slot = control->slots[i];
-      // Acquire (at least): pairs with the reader's release CAS when it moves
-      // its cursor, so its reads of the bytes it passed happen before we reuse them.
-      const uint64_t word = slot.word.load(order);
-      if (!CursorWord::owned(word)) {
-        if (blocked_below != 0) watch[i] = {};  // the next owner starts afresh
+    for (uint32_t k = 0; k < kAttachments; ++k) {
+      Follow& f = follow[k];
+      const uint64_t kind = AttachmentState::kind(f.state);
+      if (kind == AttachmentState::kFree) {
+        if (blocked_below != 0) watch[k] = {};  // the next reader starts afresh
         continue;
       }
-      const uint64_t position = CursorWord::position(word, write_position);
-      if (position > write_position) continue;  // a lying cursor cannot hold us back
+      uint64_t position = f.held_from;
+      uint64_t owner = uint64_t(f.pid) | 1ull << 32;
+      if (kind == AttachmentState::kAdmitted) {
+        if (door.damaged != nullptr && door.damaged(door.context, f.reader)) {
+          evict(k);  // its segment was cut short: its line reads 0 from now on
+          continue;
+        }
+        // Acquire (at least): pairs with the reader's release store of its
+        // position, so its reads of the bytes it passed happen before we
+        // reuse them. The key after it (relaxed): the reader stores the key
+        // before any position of this ring, and kLineLeft before a new key.
+        position = f.reader.line->position.load(order);
+        if (position == kLineLeft || f.reader.line->publisher_id.load(std::memory_order_relaxed) != publisher_id ||
+            f.reader.line->ring_slot.load(std::memory_order_relaxed) != ring_slot) {
+          drop(k, false);  // it left this ring
+          continue;
+        }
+        owner = uint64_t(f.reader.pid) | 2ull << 32;
+      }
+      if (position > write_position) continue;  // a lie holds nothing back
       if (blocked_below != 0 && position < blocked_below && policy == Policy::Block) {
-        if (!progressing(i, word, position, now_ns) || !owner_alive(i, word, slot, now_ns)) {
-          if (evict(slot, word)) {
-            watch[i] = {};
-            continue;
-          }
+        if (!progressing(k, owner, position, now_ns) || !owner_alive(k, now_ns)) {
+          evict(k);
+          continue;
         }
       }
       slowest = std::min(slowest, position);
@@ -402,55 +523,216 @@ struct RingWriter {
     return slowest;
   }
 
-  /// Whether cursor slot `i`, holding the writer back at `position`, may keep
+  /// Whether attachment `k`, holding the writer back at `position`, may keep
   /// doing so (see SlotWatch).
-  bool progressing(uint32_t i, uint64_t word, uint64_t position, uint64_t now_ns) noexcept {
-    SlotWatch& w = watch[i];
-    const uint64_t owner = uint64_t(CursorWord::participant(word)) << 8 | CursorWord::participant_epoch(word);
-    const uint32_t slot_epoch = CursorWord::epoch(word);
+  bool progressing(uint32_t k, uint64_t owner, uint64_t position, uint64_t now_ns) noexcept {
+    SlotWatch& w = watch[k];
+    const uint64_t epoch = AttachmentState::epoch(follow[k].state);
     // Our own records: the commit word of a record start below W is its position + 1.
     // At or above tail only (below it, a joiner about to move up may stand on old bytes).
     if (position >= tail && position != write_position &&
         record_at(records, mask, position)->commit.load(std::memory_order_relaxed) != position + 1)
       return false;
     if (w.since_ns == 0 || owner != w.owner || position > w.high) {
-      w = {owner, slot_epoch, position, now_ns};
+      w = {owner, epoch, position, position, now_ns};
       return true;
     }
-    if (position < w.high && slot_epoch == w.slot_epoch) return false;  // stepped back within one claim
-    w.slot_epoch = slot_epoch;
+    if (epoch != w.epoch) {  // a new admission of the same process, below its mark: judged from here
+      w.epoch = epoch;
+      w.own_high = position;
+    } else if (position < w.own_high) {
+      return false;  // stepped back within one admission
+    } else {
+      w.own_high = position;
+    }
     return slow_timeout_ns == UINT64_MAX || now_ns - w.since_ns < slow_timeout_ns;
   }
 
-  /// Whether the owner of cursor slot `i` lives. A new owner is probed at
-  /// once; the same owner again only once kLivenessProbeIntervalNs has passed
-  /// since its last probe (so one that dies is found within about that).
-  bool owner_alive(uint32_t i, uint64_t word, const CursorSlot& slot, uint64_t now_ns) noexcept {
-    const uint64_t owner = word & ~CursorWord::kUnitsMask;  // slot epoch and participant
-    LivenessProbed& p = probed[i];
-    if (p.owner == owner && now_ns - p.at_ns < kLivenessProbeIntervalNs) return true;
-    p = {owner, now_ns};
-    return liveness(word, slot);
+  /// Whether the reader of attachment `k` lives (for a reservation: whether
+  /// its subscription does). A new one is probed at once; the same one again
+  /// only once kLivenessProbeIntervalNs has passed since its last probe (so
+  /// one that dies is found within about that).
+  bool owner_alive(uint32_t k, uint64_t now_ns) noexcept {
+    const Follow& f = follow[k];
+    LivenessProbed& p = probed[k];
+    if (p.state == f.state && now_ns - p.at_ns < kLivenessProbeIntervalNs) return true;
+    p = {f.state, now_ns};
+    if (AttachmentState::kind(f.state) == AttachmentState::kAdmitted)
+      return door.alive == nullptr || door.alive(door.context, f.reader.pid, f.reader.start_time);
+    return door.subscription_alive == nullptr || door.subscription_alive(door.context, f.participant, f.subscription);
   }
 
-  bool evict(CursorSlot& slot, uint64_t word) noexcept {
-    uint64_t expected = word;
-    // acq_rel: acquire pairs with the owner's last release CAS (we are about to
-    // reuse what it read); release publishes the free slot to claimers. If the
-    // owner moved meanwhile the CAS fails and the cursor stays.
-    if (!slot.word.compare_exchange_strong(expected, CursorWord::freed(word), std::memory_order_acq_rel)) return false;
-    slot.evictions.fetch_add(1, std::memory_order_relaxed);  // statistics only
-    // Wake it, in case it sleeps: it would otherwise sleep through its
-    // eviction (its cursor's commit word can still read 0). We cannot tell
-    // whether it does, and evictions are rare: everyone asleep is woken.
-    wake_readers();
+  /// Stores attachment `k`'s fields, then its state (release): a reader that
+  /// acquires the state sees the fields it names.
+  void store_attachment(uint32_t k) noexcept {
+    Follow& f = follow[k];
+    Attachment& a = control->attachments[k];
+    const bool admitted = AttachmentState::kind(f.state) == AttachmentState::kAdmitted;
+    // The fields are read seqlock-style (RingReader::find_attachment,
+    // evicted_unawares): the state says kWriting while they change, and this
+    // fence orders that store before the field stores, so a reader that reads
+    // a field stored here, then fences (acquire) and re-reads the state, sees
+    // that the state changed. Same epoch: its reader's ownership holds.
+    a.state.store(AttachmentState::pack(AttachmentState::epoch(f.state), AttachmentState::kWriting),
+                  std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_release);
+    // Relaxed, each: published by the release store of the state below.
+    a.token.store(admitted ? f.reader.token : 0, std::memory_order_relaxed);
+    a.pid.store(admitted ? f.reader.pid : f.pid, std::memory_order_relaxed);
+    a.uid.store(admitted ? f.reader.uid : 0, std::memory_order_relaxed);
+    a.n.store(admitted ? f.reader.n : 0, std::memory_order_relaxed);
+    a.line.store(admitted ? f.reader.line_index : kNoLine, std::memory_order_relaxed);
+    a.start_time.store(admitted ? f.reader.start_time : 0, std::memory_order_relaxed);
+    a.subscription.store(f.subscription, std::memory_order_relaxed);
+    a.participant.store(f.participant, std::memory_order_relaxed);
+    a.held_from.store(f.held_from, std::memory_order_relaxed);
+    a.since_ns.store(unix_now_ns(), std::memory_order_relaxed);  // tools
+    a.state.store(f.state, std::memory_order_release);
+  }
+
+  /// Frees attachment `k` (its reader left, died, or we evict it): a new
+  /// epoch, so its reader's next ownership check fails.
+  void drop(uint32_t k, bool eviction) noexcept {
+    Follow& f = follow[k];
+    if (AttachmentState::kind(f.state) == AttachmentState::kAdmitted && door.release != nullptr)
+      door.release(door.context, f.reader);
+    // Release: a reader that sees the new epoch is done with the bytes we
+    // reuse next (see RingReader::still_owned: its acquire fence, then this
+    // word). Fields first: they may be read under the new state.
+    const uint64_t state = AttachmentState::pack(AttachmentState::epoch(f.state) + 1, AttachmentState::kFree);
+    f = {};
+    f.state = state;
+    Attachment& a = control->attachments[k];
+    a.state.store(state, std::memory_order_release);
+    // Any byte we reuse from now on is written after this fence: a reader
+    // that read such a byte, then fences (acquire) and loads its state (its
+    // ownership check), sees the new epoch, and reports Evicted.
+    std::atomic_thread_fence(std::memory_order_release);
+    if (eviction)
+      a.evictions.store(a.evictions.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);  // tools
+    // watch[k] stays: if its process is admitted again in this blocked
+    // stretch, its timer goes on (answer), so leaving and joining again
+    // below the mark keeps no timer young.
+    announce(eviction);
+  }
+
+  /// Tells readers that the attachment table changed. Release: a reader that
+  /// acquires the new count sees the attachment stores before it.
+  void announce(bool wake) noexcept {
+    control->admissions.fetch_add(1, std::memory_order_release);
+    // An evicted reader may sleep on data that will never come at its
+    // cursor (the commit word there can read 0 again): everyone asleep is
+    // woken (rare).
+    if (wake) wake_readers();
+  }
+
+  void evict(uint32_t k) noexcept {
+    drop(k, true);
     ++evictions;
-    return true;
+  }
+
+  /// Answers the bell: admits (at most kAnswersPerRefresh of) the readers
+  /// announced in it. Every announcement is untrusted: copied out of the
+  /// slot, then attested by the door against the kernel.
+  void answer_bell() noexcept {
+    // seq_cst: the load half of the joining Dekker (see refresh_limit).
+    const uint64_t rung = bell->rings.load(std::memory_order_seq_cst);
+    if (rung == seen_rings && !bell_backlog) return;
+    seen_rings = rung;
+    bell_backlog = false;
+    uint32_t answered = 0;
+    for (BellSlot& slot : bell->slot) {
+      // Acquire: pairs with the reader's release store of kBellSlotRung; its
+      // fields are then visible (a forger may change them later: we copy).
+      if (slot.seq.load(std::memory_order_acquire) != kBellSlotRung) continue;
+      if (answered == kAnswersPerRefresh) {
+        bell_backlog = true;
+        break;
+      }
+      ReaderAnnouncement a;
+      a.token = slot.token.load(std::memory_order_relaxed);
+      a.pid = slot.pid.load(std::memory_order_relaxed);
+      a.n = slot.n.load(std::memory_order_relaxed);
+      a.line = slot.line.load(std::memory_order_relaxed);
+      a.subscription = slot.subscription.load(std::memory_order_relaxed);
+      // Processed: the slot is free for the next announcement (relaxed: our
+      // copy is taken; a reader claims a slot by CAS from 0).
+      slot.seq.store(0, std::memory_order_relaxed);
+      ++answered;
+      answer(a);
+    }
+  }
+
+  void answer(const ReaderAnnouncement& a) noexcept {
+    if (a.subscription != 0) {
+      answer_reserved(a);
+      return;
+    }
+    if (a.line == kNoLine || door.admit == nullptr) return;
+    uint32_t free_k = kAttachments;
+    for (uint32_t k = 0; k < kAttachments; ++k) {
+      const Follow& f = follow[k];
+      const uint64_t kind = AttachmentState::kind(f.state);
+      if (kind == AttachmentState::kFree) {
+        if (free_k == kAttachments) free_k = k;
+      } else if (kind == AttachmentState::kAdmitted && f.reader.token == a.token && f.reader.line_index == a.line) {
+        return;  // admitted already (a reader rings again after each rejoin; this one is a repeat)
+      }
+    }
+    if (free_k == kAttachments) return;  // all taken: the joiner reads with validation until one frees
+    FollowedReader reader;
+    if (!door.admit(door.context, a, reader)) return;  // not a reader of ours: forged, gone or damaged
+    Follow& f = follow[free_k];
+    const uint64_t epoch = AttachmentState::epoch(f.state) + 1;  // a free one keeps its last epoch
+    f = {};
+    f.state = AttachmentState::pack(epoch, AttachmentState::kAdmitted);
+    f.reader = reader;
+    store_attachment(free_k);
+    // No wake-up: an admission changes nothing a sleeping joiner waits for
+    // (it reads with validation meanwhile, and looks at its next read).
+    announce(false);
+    // The same process held us back before in this blocked stretch (it left
+    // or was evicted, and joined again): its timer goes on.
+    const uint64_t owner = uint64_t(reader.pid) | 2ull << 32;
+    if (watching && watch[free_k].owner != owner)
+      for (const SlotWatch& w : watch)
+        if (w.owner == owner && w.since_ns != 0) {
+          watch[free_k] = w;
+          watch[free_k].epoch = ~epoch;  // not this admission's: its own high mark starts at its first look
+          break;
+        }
+  }
+
+  /// An announcement that names a reservation: its subscriber adopts it (or
+  /// gives it up). Only the process the reservation was made for may.
+  void answer_reserved(const ReaderAnnouncement& a) noexcept {
+    for (uint32_t k = 0; k < kAttachments; ++k) {
+      Follow& f = follow[k];
+      if (AttachmentState::kind(f.state) != AttachmentState::kReserved || f.subscription != a.subscription) continue;
+      FollowedReader reader;
+      if (door.admit == nullptr || !door.admit(door.context, a, reader)) return;
+      if (reader.pid != f.pid) {  // a reader of another process names it: not theirs
+        if (door.release != nullptr) door.release(door.context, reader);
+        return;
+      }
+      if (a.line == kNoLine) {  // given up: it will not read this ring
+        if (door.release != nullptr) door.release(door.context, reader);
+        drop(k, false);
+        return;
+      }
+      // Adopted: the same epoch, so the reader's ownership check holds
+      // across; from now on its line, not position held_from, holds us.
+      f.state = AttachmentState::pack(AttachmentState::epoch(f.state), AttachmentState::kAdmitted);
+      f.reader = reader;
+      store_attachment(k);
+      announce(false);
+      return;
+    }
   }
 
   /// After a commit, while readers handle it: once half the run below limit
   /// is used, moves limit on now rather than in the next reserve, where the
-  /// cursor scans, the fence and the miss on a reader's cursor line would
+  /// scans of readers, the fence and the miss on a reader's line would
   /// delay the next event. At most once per sixteenth of the ring written, so
   /// a writer held back by a slow reader does not scan on every publish. It
   /// evicts nobody: the slow-consumer watch starts only when a reserve is
@@ -467,32 +749,52 @@ struct RingWriter {
   bool refresh_limit(uint64_t needed_end, bool watch_stuck = true) noexcept {
     const uint64_t run = std::max(capacity / 4, needed_end - write_position);
     uint64_t wanted = write_position + run;
-    if (policy == Policy::Block) {
-      const uint64_t blocked_below = watch_stuck && needed_end > capacity ? needed_end - capacity : 0;
-      if (blocked_below != 0 && !watching) {
-        for (SlotWatch& w : watch) w = {};  // a new blocked stretch: no timer carries over
-        watching = true;
-      }
-      const uint64_t now = blocked_below != 0 ? monotonic_now_ns() : 0;
-      const uint64_t slowest = slowest_cursor(blocked_below, now, std::memory_order_acquire);
-      if (slowest != UINT64_MAX) wanted = std::min(wanted, slowest + capacity);
+    if (policy == Policy::Latest) {  // nobody holds us back, and nobody needs admitting
+      advance_tail(wanted > capacity ? wanted - capacity : 0);
+      set_limit(wanted);
+      return true;
     }
+    const uint64_t blocked_below = watch_stuck && needed_end > capacity ? needed_end - capacity : 0;
+    if (blocked_below != 0 && !watching) {
+      for (SlotWatch& w : watch) w = {};  // a new blocked stretch: no timer carries over
+      watching = true;
+    }
+    const uint64_t now = blocked_below != 0 ? monotonic_now_ns() : 0;
+    uint64_t slowest = slowest_reader(blocked_below, now, std::memory_order_acquire);
+    if (slowest != UINT64_MAX) wanted = std::min(wanted, slowest + capacity);
+    if (wanted >= needed_end) advance_tail(wanted > capacity ? wanted - capacity : 0);
+    // The joining Dekker. A joiner stores its line, rings the bell (seq_cst),
+    // then loads tail (seq_cst); we store tail (seq_cst, in advance_tail),
+    // fence, then load the bell's count. One of the two sees the other: the
+    // joiner moves up to our tail, or we admit it here and re-scan below,
+    // before the limit that lets us destroy what it stands on. The bell is
+    // answered even while we are blocked: a reservation holding us may be
+    // adopted now.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    answer_bell();
+    // The re-scan judges as the first scan does: a reader admitted just now
+    // (a process that left and joined again below its mark, say) is watched
+    // here, or it could hold us for good by doing so at every refresh.
+    slowest = slowest_reader(blocked_below, now, std::memory_order_seq_cst);
+    if (slowest != UINT64_MAX) wanted = std::min(wanted, slowest + capacity);
     if (wanted < needed_end) return false;
-    advance_tail(wanted > capacity ? wanted - capacity : 0);
-    // Dekker with joining readers: tail was stored seq_cst; the fence keeps
-    // the re-scan below from being satisfied before that store is visible
-    // (store-buffering). A reader that claimed a slot below the new tail
-    // before our store is seen here; one that claims later sees the new tail.
-    if (policy == Policy::Block) {
-      std::atomic_thread_fence(std::memory_order_seq_cst);
-      const uint64_t slowest = slowest_cursor(0, 0, std::memory_order_seq_cst);
-      if (slowest != UINT64_MAX) wanted = std::min(wanted, slowest + capacity);
-      if (wanted < needed_end) return false;
-    }
-    limit = wanted;
-    watching = false;                                       // not blocked any more
-    header->limit.store(limit, std::memory_order_relaxed);  // tools only
+    set_limit(wanted);
+    watching = false;  // not blocked any more
     return true;
+  }
+
+  /// Takes limit `wanted`, and raises the reuse floor with it before any
+  /// byte below the floor is reused: a reader not yet admitted that read
+  /// bytes we write after this sees the new floor (release fence; it
+  /// acquire-fences, then loads the floor: RingReader::still_valid_for_joiner).
+  void set_limit(uint64_t wanted) noexcept {
+    limit = wanted;
+    header->limit.store(limit, std::memory_order_relaxed);  // tools only
+    if (wanted > capacity && wanted - capacity > reuse_floor) {
+      reuse_floor = wanted - capacity;
+      header->reuse_floor.store(reuse_floor, std::memory_order_relaxed);
+      std::atomic_thread_fence(std::memory_order_release);
+    }
   }
 
   /// Moves tail to a record boundary at or above `bound` and publishes it
@@ -540,22 +842,33 @@ struct RingWriter {
 struct RingReader {
   const RingHeader* header = nullptr;
   const uint8_t* records = nullptr;
-  ControlHeader* control = nullptr;
-  BellHeader* bell = nullptr;  // others may write (and truncate) it: mapped through the fault guard
-  CursorLine* line = nullptr;  // our position on this ring in our own reader segment; null: none
+  const ControlHeader* control = nullptr;  // the writer's: mapped read-only
+  BellHeader* bell = nullptr;              // others may write (and truncate) it: mapped through the fault guard
+  CursorLine* line = nullptr;              // our position on this ring, in our own reader segment; null: none
+  ReaderAnnouncement announcement;         // our segment and line, as we ring them on the bell
   uint64_t capacity = 0;  // validated when the segment was opened: never re-read from shared memory
   uint64_t mask = 0;
   Policy policy = Policy::Block;
   const RingContext* context = nullptr;
-  uint32_t participant = 0;
-  uint32_t participant_epoch = 0;
   uint32_t ring_index = 0;
 
-  int slot = -1;             // our cursor slot, -1 when we hold none
-  uint64_t cursor_word = 0;  // what we last stored in it
+  // Block: the writer's attachment that holds bytes for us, once it admitted
+  // us (or reserved it for our subscription); -1 before. Its epoch changes
+  // when the writer evicts us.
+  int attachment = -1;
+  uint64_t attachment_epoch = 0;
+  uint32_t reserved_tag = 0;  // the subscription tag of a reservation we adopted
+  // Block, announced but not admitted yet: nothing holds bytes for us, so
+  // every read is checked against the writer's reuse floor, as a Latest
+  // reader checks tail, and what was overwritten is counted.
+  bool joining = false;
+  uint64_t seen_admissions = 0;         // control->admissions when we last looked for ours
+  uint64_t eviction_seen = UINT64_MAX;  // state of the freed attachment that named us, once we knew
+  uint32_t looks_since_ring = 0;        // while joining: ring again now and then (an announcement may be erased)
+  uint32_t reads_since_look = 0;
   uint64_t position = 0;     // start of our next record
-  uint64_t published = 0;    // the position stored in cursor_word
-  // Mirroring: the cursor the writer sees stays at `hold` (the last position
+  uint64_t published = 0;    // the position last stored in our line
+  // Mirroring: the position the writer sees stays at `hold` (the last position
   // a peer acknowledged) while `position` reads ahead. UINT64_MAX: no hold.
   // Under Block the bytes in [hold, W) stay intact, so rewind() may go back.
   uint64_t hold = UINT64_MAX;
@@ -578,55 +891,80 @@ struct RingReader {
     return reinterpret_cast<const RecordHeader*>(records + (p & mask));
   }
 
-  /// Claims a free cursor slot at `at`, then moves it up to tail if the
-  /// writer may already reuse those bytes. False when no slot could be had.
-  /// A position off the record grid (the header was scribbled on) joins
-  /// quarantined: the first peek reports Corrupt.
+  /// Starts reading at `at`: publishes it in our line, announces us on the
+  /// bell (Block), then moves up to tail if the writer may already reuse
+  /// those bytes. False if tail is off the record grid (the header was
+  /// scribbled on). A position off the record grid joins quarantined: the
+  /// first peek reports Corrupt.
   bool join_at(uint64_t at) noexcept {
     if (at % kRecordAlign != 0) {
       quarantined = true;
       return true;
     }
-    for (uint32_t i = 0; i < kCursorSlots; ++i) {
-      CursorSlot& s = control->slots[i];
-      uint64_t word = s.word.load(std::memory_order_relaxed);
-      if (CursorWord::owned(word)) continue;
-      const uint64_t mine = CursorWord::pack(CursorWord::epoch(word) + 1, participant, participant_epoch, at);
-      // A slot once reserved for a subscription keeps its tag when freed: a
-      // cursor we claim ourselves carries none, so nobody takes it for theirs.
-      // (Tags are written only before a ring is known to readers: no race.)
-      s.subscription.store(0, std::memory_order_relaxed);
-      // seq_cst: the claim half of the joiner Dekker (see the writer's refresh_limit).
-      if (!s.word.compare_exchange_strong(word, mine, std::memory_order_seq_cst)) continue;
-      // Tools only. The event clock, not clock_gettime: this also makes a
-      // subscribing process learn the TSC rate now, not mid-stream.
-      s.last_moved_ns.store(unix_now_ns(), std::memory_order_relaxed);
-      slot = int(i);
-      cursor_word = mine;
-      position = published = at;
-      if (hold != UINT64_MAX && hold < at) hold = at;  // a rejoin after eviction: what we held is gone
-      if (catch_up_with_tail()) return true;
-      leave();
-      return false;
+    attachment = -1;
+    reserved_tag = 0;
+    position = at;
+    if (hold != UINT64_MAX && hold < at) hold = at;  // a rejoin after eviction: what we held is gone
+    published = UINT64_MAX;                          // store_cursor stores even an unchanged position
+    store_cursor();                                  // before the bell: the writer reads our line when it admits us
+    if (policy == Policy::Block) {
+      joining = true;
+      looks_since_ring = 0;
+      // Acquire: pairs with the writer's release bump; any admission of us
+      // comes after our ring below, so it changes this count.
+      seen_admissions = control->admissions.load(std::memory_order_acquire);
+      ring_bell(0, announcement.line);
     }
-    return false;
+    return catch_up_with_tail();
   }
 
-  /// Takes over cursor slot `index`, which the ring's creator reserved for
-  /// us at the ring's start (`word`, read with acquire). Under Block it held
-  /// everything since; under Latest the first read counts what was lapped.
-  void adopt(int index, uint64_t word, uint64_t first_sequence) noexcept {
-    slot = index;
-    cursor_word = word;
-    position = published = CursorWord::position(word, header->write_position.load(std::memory_order_acquire));
+  /// Takes over attachment `k`, which the ring's creator reserved for our
+  /// subscription `tag` at the ring's start (`state`, found by
+  /// find_attachment): under Block it held everything since `held_from`.
+  /// Rings the bell so that the writer follows our line from now on.
+  void adopt(int k, uint64_t state, uint64_t held_from, uint64_t first_sequence, uint32_t tag) noexcept {
+    attachment = k;
+    attachment_epoch = AttachmentState::epoch(state);
+    reserved_tag = tag;
+    joining = false;
+    position = held_from;
+    published = UINT64_MAX;
+    store_cursor();  // before the bell, as in join_at
+    ring_bell(tag, announcement.line);
     expected_sequence = first_sequence;
     sequence_known = first_sequence != UINT64_MAX;
   }
 
-  /// Joins a ring that was created after we subscribed but holds no cursor
-  /// for us (its creator did not see us, or our reserved cursor was
-  /// evicted): at its oldest event, expecting its first sequence, so that
-  /// whatever was overwritten before we came is counted, not skipped.
+  /// The attachment holding bytes for us: a reservation for subscription
+  /// `tag` of directory participant `participant` (index | epoch << 16), or
+  /// (tag 0) an admission of our announcement. -1 when there is none; else
+  /// its index, and its state word in `state`.
+  int find_attachment(uint32_t tag, uint32_t participant, uint64_t& state) const noexcept {
+    for (uint32_t k = 0; k < kAttachments; ++k) {
+      const Attachment& a = control->attachments[k];
+      // Acquire: pairs with the writer's release store of the state; the
+      // fields it names are visible.
+      state = a.state.load(std::memory_order_acquire);
+      const uint64_t kind = AttachmentState::kind(state);
+      const bool mine = tag == 0 ? kind == AttachmentState::kAdmitted &&
+                                       a.token.load(std::memory_order_relaxed) == announcement.token &&
+                                       a.line.load(std::memory_order_relaxed) == announcement.line
+                                 : kind == AttachmentState::kReserved &&
+                                       a.subscription.load(std::memory_order_relaxed) == tag &&
+                                       a.participant.load(std::memory_order_relaxed) == participant;
+      if (!mine) continue;
+      // The fields may be a later claim's if the writer freed and reused the
+      // attachment while we read: then the state changed too. The fence
+      // pairs with the writer's release fence before it stores fields.
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (a.state.load(std::memory_order_relaxed) == state) return int(k);
+    }
+    return -1;
+  }
+
+  /// Joins a ring that was created after we subscribed but holds no
+  /// reservation for us (its creator did not see us, or it was evicted): at its oldest event, expecting its first
+  /// sequence, so that whatever was overwritten before we came is counted, not skipped.
   bool join_from_start(uint64_t first_sequence) noexcept {
     if (!join_at(header->tail_position.load(std::memory_order_acquire))) return false;
     expected_sequence = first_sequence;
@@ -640,13 +978,13 @@ struct RingReader {
     sequence_known = locate_write_position(at);
     if (!join_at(at)) return false;
     if (position == at || quarantined) return true;
-    // The writer moved tail past `at` before our claim took hold: join at
-    // the write position again (now held by our cursor), so the events in
-    // between count as before our join, not as lost.
+    // The writer moved tail past `at` before our announcement took hold:
+    // join at the write position again, so the events in between count as
+    // before our join, not as lost.
     sequence_known = locate_write_position(at);
     if (at % kRecordAlign == 0 && at > position) {
       position = at;
-      (void)store_cursor();  // if the slot was taken from us meanwhile, the first read finds out
+      store_cursor();
     }
     return true;
   }
@@ -686,7 +1024,7 @@ struct RingReader {
     sequence_known = locate_write_position(at);
     if (at % kRecordAlign != 0) return true;  // scribbled: peek finds out
     position = std::max(position, at);
-    (void)store_cursor();  // if the slot was taken from us meanwhile, the first read finds out
+    store_cursor();
     return true;
   }
 
@@ -721,20 +1059,25 @@ struct RingReader {
     return false;
   }
 
+  /// Stops reading this ring: the writer frees our attachment at its next
+  /// limit refresh, and our line is free for another ring.
   void leave() noexcept {
+    // A reservation we adopted but the writer has not followed yet holds it
+    // at held_from: give it up, or it holds until the slow-consumer timeout.
+    if (attachment >= 0 && reserved_tag != 0 &&
+        AttachmentState::kind(control->attachments[attachment].state.load(std::memory_order_relaxed)) ==
+            AttachmentState::kReserved)
+      ring_bell(reserved_tag, kNoLine);
     if (line != nullptr) {
-      // Release, as below. Then the line is free for the reader's next ring.
+      // Release, as every position we store: our reads of the ring happen
+      // before the writer, seeing kLineLeft, reuses what we read. Then the
+      // key: the line is free for our next ring.
       line->position.store(kLineLeft, std::memory_order_release);
       line->publisher_id.store(0, std::memory_order_release);
       line = nullptr;
     }
-    if (slot < 0) return;
-    uint64_t expected = cursor_word;
-    // Release: our reads of the ring happen before anyone reuses the slot's
-    // bytes. A failure means the writer evicted us: the slot is not ours.
-    (void)control->slots[slot].word.compare_exchange_strong(expected, CursorWord::freed(cursor_word),
-                                                            std::memory_order_release, std::memory_order_relaxed);
-    slot = -1;
+    attachment = -1;
+    joining = false;
   }
 
   /// Looks at the record at our cursor; Ok fills `out`. The cursor does not
@@ -748,7 +1091,8 @@ struct RingReader {
     return peek_record<true>(out);
   }
 
-  /// Moves past `event`. Evicted if our slot was freed meanwhile: the bytes of
+  /// Moves past `event`. Evicted if the writer evicted us meanwhile (or,
+  /// before our admission, passed it with its reuse floor): the bytes of
   /// `event` may have been reused while they were read.
   ReadStatus release(const Event& event) noexcept { return move_past(event.next_position_, event.sequence_); }
 
@@ -757,16 +1101,20 @@ struct RingReader {
 
   /// Moves the cursor past the record at `next_position` whose sequence is `sequence`.
   ReadStatus move_past(uint64_t next_position, uint64_t sequence) noexcept {
+    const uint64_t read_at = position;
     position = next_position;
     expected_sequence = sequence + 1;
     sequence_known = true;
-    // Publishing once per eighth of a ring (and before sleeping) is enough,
-    // with no CAS per event: a reader that has read everything is then at
-    // most an eighth behind in the writer's eyes, and the largest record
-    // (with its padding) fits in the other seven (max_record_length).
-    if (position - published >= capacity / 8) {
-      if (store_cursor()) return ReadStatus::Ok;
-    } else if (policy == Policy::Latest || still_owned()) {
+    // Publishing once per eighth of a ring (and before sleeping) is enough:
+    // a reader that has read everything is then at most an eighth behind in
+    // the writer's eyes, and the largest record (with its padding) fits in
+    // the other seven (max_record_length).
+    if (position - published >= capacity / 8) store_cursor();
+    if (policy == Policy::Latest) return ReadStatus::Ok;
+    if (!joining) {
+      if (still_owned()) return ReadStatus::Ok;
+    } else if (still_valid_for_joiner(read_at)) {
+      if ((++reads_since_look & 63) == 0) look_for_admission();
       return ReadStatus::Ok;
     }
     rejoin_after_eviction();
@@ -796,12 +1144,22 @@ struct RingReader {
     return at >= header->tail_position.load(std::memory_order_relaxed);
   }
 
+  /// Joining (Block, not admitted yet): true if the bytes at `at` were not
+  /// reused yet. Pairs with the writer's release fence after it raises the
+  /// reuse floor (RingWriter::set_limit): if what we read was written after
+  /// that fence, this load sees the new floor.
+  bool still_valid_for_joiner(uint64_t at) const noexcept {
+    std::atomic_thread_fence(std::memory_order_acquire);
+    return at >= header->reuse_floor.load(std::memory_order_relaxed);
+  }
+
   /// Hands over the count of events skipped since the last call, and adds it
-  /// to our slot's loss counter for tools (a rare path: only after a loss).
+  /// to our line's loss counter for tools (a rare path: only after a loss).
   uint64_t take_missed() noexcept {
     const uint64_t n = missed;
     missed = 0;
-    if (n != 0 && slot >= 0) control->slots[slot].losses.fetch_add(n, std::memory_order_relaxed);  // statistics only
+    if (n != 0 && line != nullptr)  // statistics only: our own line, nobody else writes it
+      line->losses.store(line->losses.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
     return n;
   }
 
@@ -813,9 +1171,10 @@ struct RingReader {
     // begin_sleep); pairs with the writer's release store of commit.
     const uint64_t commit = record_at(records, mask, position)->commit.load(std::memory_order_acquire);
     if (commit == position + 1) return true;  // the record at our cursor is there
-    // Evicted (our word changed): the next read says so. Relaxed: our own
-    // line, and only read here when there is nothing to read.
-    if (slot >= 0 && control->slots[slot].word.load(std::memory_order_relaxed) != cursor_word) return true;
+    // Evicted (our attachment's epoch changed): the next read says so.
+    // Relaxed: a line the writer rarely writes, only read here when there is
+    // nothing to read.
+    if (attachment >= 0 && !still_owned_relaxed()) return true;
     // 0: the write frontier. The writer zeroes the commit word after each
     // record before it commits that record, and we got here by reading that
     // record (or joined at W, stored after it), so a stale word from an
@@ -866,14 +1225,52 @@ struct RingReader {
     // Our fence of the symmetric Dekker: the request is ordered before the
     // re-read in has_data(). (The light protocol adds membarrier.)
     std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (still_owned_relaxed()) control->slots[slot].sleeping.store(1, std::memory_order_relaxed);  // tools only
+    if (line != nullptr) line->sleeping.store(1, std::memory_order_relaxed);  // tools only
     // Relaxed: a writer that switches protocol stores it before it publishes.
     return header->wake_protocol.load(std::memory_order_relaxed) == kWakeLightFence;
   }
   /// After the futex wait (or instead of it). Nothing to take back: the
   /// writer clears requests itself, and one left over costs it one wake-up.
   void end_sleep() noexcept {
-    if (still_owned_relaxed()) control->slots[slot].sleeping.store(0, std::memory_order_relaxed);  // tools only
+    if (line != nullptr) line->sleeping.store(0, std::memory_order_relaxed);  // tools only
+  }
+
+  /// Stops reading a damaged ring: it reports Corrupt, and holds nobody back.
+  void quarantine() noexcept {
+    quarantined = true;
+    leave();  // a reader that stops reading must not hold the writer back
+  }
+
+  /// Announces us on the bell: a free slot filled, then the count bumped.
+  /// All slots taken (a flood): the count alone, and look_for_admission
+  /// rings again later. Untrusted memory: anyone may clear or fill it.
+  void ring_bell(uint32_t tag, uint32_t line_index) noexcept {
+    for (BellSlot& slot : bell->slot) {
+      uint64_t free_slot = 0;
+      // Relaxed: the release store of kBellSlotRung below publishes the fields.
+      if (slot.seq.load(std::memory_order_relaxed) != 0 ||
+          !slot.seq.compare_exchange_strong(free_slot, kBellSlotFilling, std::memory_order_relaxed))
+        continue;
+      slot.token.store(announcement.token, std::memory_order_relaxed);
+      slot.pid.store(announcement.pid, std::memory_order_relaxed);
+      slot.n.store(announcement.n, std::memory_order_relaxed);
+      slot.line.store(line_index, std::memory_order_relaxed);
+      slot.subscription.store(tag, std::memory_order_relaxed);
+      // Release: pairs with the writer's acquire load of seq (answer_bell).
+      slot.seq.store(kBellSlotRung, std::memory_order_release);
+      break;
+    }
+    // seq_cst: the store half of the joining Dekker (the caller loads tail
+    // next, seq_cst; see RingWriter::refresh_limit).
+    bell->rings.fetch_add(1, std::memory_order_seq_cst);
+  }
+
+  /// Publishes our position now (or the held one) if it moved; rejoins if
+  /// that shows we were evicted.
+  void publish_progress() noexcept {
+    if (std::min(position, hold) == published) return;
+    store_cursor();
+    if (policy == Policy::Block && !joining && !still_owned()) rejoin_after_eviction();
   }
 
  private:
@@ -881,74 +1278,122 @@ struct RingReader {
   ReadStatus peek_record(Event& out) noexcept;
 
   /// Untrusted topics: the event at our cursor failed verification. It is
-  /// counted (here and in our slot, for tools) and passed; never handed over.
+  /// counted (here and in our line, for tools) and passed; never handed over.
   void reject(Event& out, uint64_t next_position, uint64_t sequence) noexcept {
     out.data_ = nullptr;
     out.size_ = 0;
     out.subject_ = {};
     ++rejected_unreported;
     ++rejected;
-    if (slot >= 0) control->slots[slot].rejected.fetch_add(1, std::memory_order_relaxed);  // statistics only
+    if (line != nullptr)  // statistics only: our own line
+      line->rejected.store(line->rejected.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     empty_peeks = 0;
     // Evicted meanwhile: evicted_pending is set, and the read reports that first.
     (void)move_past(next_position, sequence);
   }
 
-  /// Publishes our position. False if the slot was taken from us.
-  bool store_cursor() noexcept {
-    if (slot < 0) return false;
+  /// Publishes our position (or the held one) in our line.
+  void store_cursor() noexcept {
     const uint64_t at = std::min(position, hold);
-    const uint64_t next = CursorWord::pack(CursorWord::epoch(cursor_word), participant, participant_epoch, at);
-    if (next == cursor_word) return still_owned();
-    uint64_t expected = cursor_word;
-    // Release, paired with the writer's acquire load of cursors: our reads of
-    // the records we pass happen before the writer reuses their bytes. A
-    // failure means the writer evicted us (the epoch moved on).
-    if (!control->slots[slot].word.compare_exchange_strong(expected, next, std::memory_order_release,
-                                                          std::memory_order_relaxed))
-      return false;
-    cursor_word = next;
+    if (at == published) return;
     published = at;
+    if (line == nullptr) return;
     // Tools only (idle time in `flowbus inspect`); once per eighth of a ring,
     // which for 1 MiB events is every other event: the TSC clock, since a
     // clock_gettime here cost 1 MiB round trips ~70 ns of their ~400 (p50).
-    const uint64_t now = unix_now_ns();
-    control->slots[slot].last_moved_ns.store(now, std::memory_order_relaxed);
-    if (line != nullptr) {
-      // The same position in our own segment, which only we may write (least
-      // privilege, step 5: nobody obeys it yet). Release, as the CAS above:
-      // our reads of what we passed happen before a writer that acquires it
-      // reuses those bytes.
-      line->position.store(at, std::memory_order_release);
-      line->last_moved_ns.store(now, std::memory_order_relaxed);  // tools only
-    }
-    return true;
+    line->last_moved_ns.store(unix_now_ns(), std::memory_order_relaxed);
+    // Release, paired with the writer's acquire load of our line: our reads
+    // of the records we passed happen before it reuses their bytes. A plain
+    // store: only we write our line (the writer evicts us in its own .ctl).
+    line->position.store(at, std::memory_order_release);
   }
 
   bool still_owned() const noexcept {
     // The acquire fence keeps our reads of the record (before) ahead of this
-    // load: if we read bytes the writer wrote after evicting us (its CAS
-    // comes first), we see the eviction here, so release() reports Evicted.
-    // Relaxed load: only asks "was I evicted?"; our own line, rarely touched
-    // by others. (On x86 both are free.)
+    // load: if we read bytes the writer wrote after evicting us (its store of
+    // our attachment's new epoch comes first, then its tail store and release
+    // fence), we see the eviction here, so release() reports Evicted.
+    // Relaxed load: only asks "was I evicted?"; a line the writer rarely
+    // writes, so it stays in our cache. (On x86 both are free.)
     std::atomic_thread_fence(std::memory_order_acquire);
-    return slot >= 0 && control->slots[slot].word.load(std::memory_order_relaxed) == cursor_word;
+    return still_owned_relaxed();
   }
 
-  /// For tools-only stores into our slot: whether it is still ours (so we
-  /// never mark another reader's slot), with no ordering to keep.
   bool still_owned_relaxed() const noexcept {
-    return slot >= 0 && control->slots[slot].word.load(std::memory_order_relaxed) == cursor_word;
+    return attachment >= 0 &&
+           AttachmentState::epoch(control->attachments[attachment].state.load(std::memory_order_relaxed)) ==
+               attachment_epoch;
   }
 
-  void publish_progress() noexcept {
-    if (position != published && !store_cursor()) rejoin_after_eviction();
+  /// Joining: has the writer admitted us? Looks only when the attachment
+  /// table changed (one load of a line the writer rarely writes).
+  void look_for_admission() noexcept {
+    // Acquire: pairs with the writer's release bump after it stored an attachment.
+    const uint64_t admissions = control->admissions.load(std::memory_order_acquire);
+    if (admissions == seen_admissions) {
+      // Our announcement may have been erased by a forger, or found the bell
+      // full: ring again now and then (a repeat is ignored by the writer).
+      if ((++looks_since_ring & 4095) == 0) ring_bell(0, announcement.line);
+      return;
+    }
+    seen_admissions = admissions;
+    uint64_t state = 0;
+    const int k = find_attachment(0, 0, state);
+    if (k < 0) {
+      // Admitted and evicted before we ever looked (a reader that reads
+      // nothing for the slow-consumer timeout): say so, and announce us again.
+      if (evicted_unawares()) rejoin_after_eviction();
+      return;
+    }
+    attachment = k;
+    attachment_epoch = AttachmentState::epoch(state);
+    joining = false;
+    // The writer may have admitted us below the floor it had reached before
+    // (our announcement waited in the bell): what lies below it may be gone.
+    (void)lapped_while_joining_at(position);
   }
 
-  void quarantine() noexcept {
-    quarantined = true;
-    leave();  // a reader that stops reading must not hold the writer back
+  /// Joining: true if the bytes at our position may have been reused (below
+  /// the reuse floor); then moves up to tail (a record start at or above the
+  /// floor), and the sequence tells what we missed.
+  bool lapped_while_joining_at(uint64_t at) noexcept {
+    if (still_valid_for_joiner(at)) return false;
+    // Acquire again: the floor we loaded was stored after the tail it lies
+    // below (and after the release fence that follows that tail store).
+    std::atomic_thread_fence(std::memory_order_acquire);
+    const uint64_t tail = header->tail_position.load(std::memory_order_relaxed);
+    if (tail % kRecordAlign != 0 || tail <= position) {
+      quarantine();  // tail below the floor: scribbled
+      return true;
+    }
+    position = tail;
+    if (joining && evicted_unawares()) rejoin_after_eviction();
+    return true;
   }
+
+  /// Joining: did the writer admit us and then evict us, before we found our
+  /// admission? Then a free attachment still names us (the writer clears no
+  /// field when it frees one); each such freeing is reported once.
+  bool evicted_unawares() noexcept {
+    for (uint32_t k = 0; k < kAttachments; ++k) {
+      const Attachment& a = control->attachments[k];
+      // Acquire, and the re-check after the fence: as in find_attachment.
+      const uint64_t state = a.state.load(std::memory_order_acquire);
+      if (AttachmentState::kind(state) != AttachmentState::kFree || AttachmentState::epoch(state) == 0 ||
+          a.token.load(std::memory_order_relaxed) != announcement.token ||
+          a.line.load(std::memory_order_relaxed) != announcement.line)
+        continue;
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (a.state.load(std::memory_order_relaxed) != state || state == eviction_seen) continue;
+      eviction_seen = state;
+      return true;
+    }
+    return false;
+  }
+
+  /// After a read that turns out insane: torn by a lap (retry at tail), or
+  /// damaged (quarantine).
+  bool torn() noexcept { return joining ? lapped_while_joining_at(position) : torn_by_lap(); }
 
   /// Moves the cursor to tail if the writer may reuse the bytes we sit on.
   bool catch_up_with_tail() noexcept {
@@ -959,17 +1404,20 @@ struct RingReader {
       if (tail <= position) return true;
       position = tail;
       if (hold != UINT64_MAX && hold < tail) hold = tail;  // what lies below tail is gone anyway
-      if (!store_cursor()) return false;
+      store_cursor();
     }
     return false;  // the writer outran us a thousand times in a row
   }
 
-  /// We were evicted: take a slot again at our position (moved up to tail).
+  /// We were evicted: announce us again at our position (moved up to tail).
   /// The sequence we expect is kept, so the next record found tells exactly
   /// how many we missed.
   void rejoin_after_eviction() noexcept {
     evicted_pending = true;
-    slot = -1;
+    // Our freed attachment still names us: not an eviction to report again.
+    if (attachment >= 0) eviction_seen = control->attachments[attachment].state.load(std::memory_order_relaxed);
+    if (line != nullptr)  // tools only: our own line
+      line->evictions.store(line->evictions.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     if (!join_at(position)) quarantine();
   }
 
@@ -978,10 +1426,17 @@ struct RingReader {
   enum class Gap { Retry, Empty, Corrupt };
   Gap no_record_at_cursor() noexcept {
     if (policy == Policy::Block) {
-      // A live cursor is never passed by the writer: unless we were evicted,
-      // there is nothing new. Our slot word stays in our cache; the writer's
-      // lines are not touched on this path.
-      if (!still_owned()) {
+      if (joining) {
+        // Nothing holds bytes for us yet: were we admitted meanwhile (or
+        // admitted and evicted: then we joined again, at tail), or lapped?
+        const bool evicted_before = evicted_pending;
+        look_for_admission();
+        if (evicted_pending != evicted_before) return quarantined ? Gap::Corrupt : Gap::Retry;
+        if (joining && lapped_while_joining_at(position)) return quarantined ? Gap::Corrupt : Gap::Retry;
+      } else if (!still_owned()) {
+        // An admitted reader is never passed by the writer: unless we were
+        // evicted, there is nothing new. Our attachment's line stays in our
+        // cache; the writer's busy lines are not touched on this path.
         rejoin_after_eviction();
         return quarantined ? Gap::Corrupt : Gap::Retry;
       }
@@ -1049,7 +1504,7 @@ inline ReadStatus RingReader::peek_record(Event& out) noexcept {
     const RecordFields f = read_fields(rec);
     const uint64_t room_to_end = capacity - (position & mask);
     if (!fields_sane(f, room_to_end)) {
-      if (torn_by_lap()) continue;
+      if (torn()) continue;
       quarantine();
       return ReadStatus::Corrupt;
     }
@@ -1063,7 +1518,7 @@ inline ReadStatus RingReader::peek_record(Event& out) noexcept {
       uint16_t n;
       std::memcpy(&n, base + sizeof(RecordHeader), sizeof n);
       if (sizeof(RecordHeader) + 2 + n > f.data_offset()) {
-        if (torn_by_lap()) continue;
+        if (torn()) continue;
         quarantine();
         return ReadStatus::Corrupt;
       }
@@ -1084,7 +1539,7 @@ inline ReadStatus RingReader::peek_record(Event& out) noexcept {
       // flowbus writer never writes a longer record than this (reserve
       // refuses it), so the copy always fits; a longer one is damage.
       if (f.length() > max_record_length(capacity)) {
-        if (torn_by_lap()) continue;
+        if (torn()) continue;
         quarantine();
         return ReadStatus::Corrupt;
       }
@@ -1092,17 +1547,19 @@ inline ReadStatus RingReader::peek_record(Event& out) noexcept {
       if (!subject.empty()) std::memcpy(copy + f.size, subject.data(), subject.size());
       out.data_ = copy;
       out.subject_ = std::string_view(reinterpret_cast<const char*>(copy + f.size), subject.size());
-      // Is the copy what the writer committed? Latest: the check below, as
-      // for every Latest read. Block: the writer reuses these bytes only
-      // after evicting us; acquire fence in still_owned keeps the copy
-      // before that look, so a copy torn by the writer is never verified.
-      if (policy == Policy::Block && !still_owned()) {
+      // Is the copy what the writer committed? Latest, or Block not yet
+      // admitted: the check below, as for every such read. Block: the
+      // writer reuses these bytes only after evicting us; acquire fence in
+      // still_owned keeps the copy before that look, so a copy torn by the
+      // writer is never verified.
+      if (policy == Policy::Block && !joining && !still_owned()) {
         rejoin_after_eviction();
         if (quarantined) return ReadStatus::Corrupt;
         continue;  // read() reports Evicted first
       }
     }
-    if (policy == Policy::Latest && torn_by_lap()) continue;  // overwritten while we looked
+    // Overwritten while we looked (Latest, or Block before our admission).
+    if (policy == Policy::Latest ? torn_by_lap() : joining && lapped_while_joining_at(position)) continue;
     if (sequence_known && f.sequence != expected_sequence) {
       if (f.sequence < expected_sequence) {  // sequences only grow: this ring is damaged
         quarantine();

@@ -1,0 +1,62 @@
+#include "reader_lines.hpp"
+
+#include <cstdlib>
+
+#include "flowbus/detail/layout.hpp"
+#include "flowbus/error.hpp"
+#include "liveness.hpp"
+#include "reader_segment.hpp"
+#include "segment.hpp"
+
+namespace flowbus::detail {
+
+std::vector<FoundReaderLine> find_reader_lines(const std::string& bus, uint64_t publisher_id, uint32_t ring_slot,
+                                               uint32_t* unreadable) {
+  std::vector<FoundReaderLine> found;
+  const std::string prefix = reader_segment_prefix(bus) + "r.";
+  for (const std::string& name : list_shm_segments()) {
+    if (name.rfind(prefix, 0) != 0) continue;
+    char* end = nullptr;
+    const unsigned long pid = std::strtoul(name.c_str() + prefix.size(), &end, 10);
+    if (end == nullptr || *end != '.') continue;
+    const unsigned long n = std::strtoul(end + 1, &end, 10);
+    if (*end != 0) continue;
+    Segment seg;
+    try {
+      seg = Segment::open(name, Access::ReadOnly, sizeof(ReaderHeader));
+    } catch (const Error&) {
+      if (unreadable != nullptr) ++*unreadable;  // another group's, or cut short
+      continue;
+    }
+    const auto* h = reinterpret_cast<const ReaderHeader*>(seg.data());
+    // Acquire: pairs with the reader's release store of magic (written last).
+    if (h->magic.load(std::memory_order_acquire) != kReaderMagic || h->pid != pid) continue;
+    const bool alive = process_alive(pid_t(pid), h->start_time);
+    for (uint32_t i = 0; i < kReaderLines; ++i) {
+      const CursorLine& l = h->line[i];
+      // Acquire: pairs with the reader's release store of the position; the
+      // key it stored before is then the line's (tools: a stale view is fine).
+      const uint64_t position = l.position.load(std::memory_order_acquire);
+      if (position == kLineLeft || l.publisher_id.load(std::memory_order_relaxed) != publisher_id ||
+          (ring_slot != kAnyRingSlot && l.ring_slot.load(std::memory_order_relaxed) != ring_slot))
+        continue;
+      FoundReaderLine f;
+      f.pid = uint32_t(pid);
+      f.n = uint32_t(n);
+      f.line = i;
+      f.token = h->token;
+      f.alive = alive;
+      f.position = position;
+      // Statistics, each on its own: no ordering with anything else.
+      f.last_moved_ns = l.last_moved_ns.load(std::memory_order_relaxed);
+      f.losses = l.losses.load(std::memory_order_relaxed);
+      f.rejected = l.rejected.load(std::memory_order_relaxed);
+      f.evictions = l.evictions.load(std::memory_order_relaxed);
+      f.sleeping = l.sleeping.load(std::memory_order_relaxed) != 0;
+      found.push_back(f);
+    }
+  }
+  return found;
+}
+
+}  // namespace flowbus::detail

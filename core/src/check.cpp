@@ -224,13 +224,16 @@ void check_positions(const RingSegments& ring, Findings& f) {
           "the record at the write position " + num(w2) + " is already committed (its commit word was not zeroed)");
 }
 
-void check_control(const RingSegments& ring, const RingWalk& walk, const std::vector<FoundReaderLine>& lines,
+void check_control(const std::string& bus, uint32_t ring_slot, const RingSegments& ring, const RingWalk& walk,
                    CheckReport& report, Findings& f) {
   const ControlHeader* c = ring.control_header();
   const RingHeader* h = ring.header();
   f.check(c->attachment_count == kAttachments,
           "control: " + num(c->attachment_count) + " attachments, this build has " + num(kAttachments));
   const uint64_t w = h->write_position.load(std::memory_order_acquire);
+  // The readers' lines after W: a line is never older than the W it is
+  // judged against (a live writer may pass a line sampled before W).
+  const std::vector<FoundReaderLine> lines = find_reader_lines(bus, ring.publisher_id, ring_slot);
   const uint64_t floor = h->reuse_floor.load(std::memory_order_acquire);
   f.check(floor <= w, "reuse floor " + num(floor) + " is above the write position " + num(w));
   for (uint32_t k = 0; k < kAttachments; ++k) {
@@ -321,7 +324,6 @@ void check_ring(const std::string& bus, const DirectoryLayout* dir, uint32_t ind
     return;
   }
   ++report.rings;
-  const std::vector<FoundReaderLine> lines = find_reader_lines(bus, ring.publisher_id, index);
   std::vector<CheckFinding> found;
   RingWalk walk;
   const size_t cursors_before = report.cursors;
@@ -338,7 +340,7 @@ void check_ring(const std::string& bus, const DirectoryLayout* dir, uint32_t ind
     }
     check_positions(ring, f);
     if (found.empty()) walk = walk_records(ring, tc, f);
-    check_control(ring, walk, lines, report, f);
+    check_control(bus, index, ring, walk, report, f);
     if (found.empty()) break;  // clean: what an earlier walk saw was the writer moving
   }
   report.records += walk.records;

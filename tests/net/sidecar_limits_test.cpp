@@ -365,7 +365,8 @@ size_t readers_of(const std::string& bus, const std::string& topic) {
 
 // Before the fix every authenticated peer (any node name) got an export
 // reader on each ring, kept through its resume window: enough of them took
-// all 64 reader slots, and local subscribers got NoSpace.
+// all 64 reader slots, and local subscribers got NoSpace (layout 4; since
+// layout 5 they would read unprotected).
 TEST(SidecarLimitsTest, PeersBeyondMaxPeersTakeTheLongestParkedPlaceOrAreRefused) {
   Pair p("limits-peers");
   {

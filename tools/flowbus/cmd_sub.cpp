@@ -69,7 +69,7 @@ void add_sub_command(CLI::App& app) {
       }
       return slot.get();
     };
-    // Matching rings it cannot read (reader slots full, not readable): said
+    // Matching rings it cannot read (not readable by this process): said
     // whenever that list changes, never silently.
     std::vector<std::string> told_unread;
     auto tell_unread = [&] {

@@ -69,7 +69,8 @@ void validate(SidecarOptions& o) {
   if (o.max_pending == 0) throw Error(ErrorCode::InvalidArgument, "--max-pending must be at least 1");
   if (o.max_peers == 0 || o.max_peers > 48)
     throw Error(ErrorCode::InvalidArgument,
-                "--max-peers must be 1 to 48 (each peer holds one of a ring's 64 reader slots; 16 stay local)");
+                "--max-peers must be 1 to 48 (each peer takes one of the 64 readers a ring's writer holds bytes for; "
+                "16 stay local)");
   if (o.handshake_timeout.count() <= 0) throw Error(ErrorCode::InvalidArgument, "--handshake-timeout-ms must be positive");
   if (o.batch_bytes < 4096) throw Error(ErrorCode::InvalidArgument, "--batch-bytes must be at least 4096");
   // Log lines carry what peers sent (reasons, topics, sources): a control

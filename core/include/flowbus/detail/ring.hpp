@@ -217,8 +217,9 @@ struct RingWriter {
     uint64_t held_from = 0;     // reserved: the position it holds us at
   };
   Follow follow[kAttachments];
-  uint64_t seen_rings = 0;   // bell->rings when we last answered the bell
-  bool bell_backlog = true;  // rung slots may be left (more than one answer's worth, or a restart)
+  uint64_t seen_rings = 0;    // bell->rings when we last answered the bell
+  uint64_t filling_seen = 0;  // bell slots seen half filled at the last answer (bit i: slot i)
+  bool bell_backlog = true;   // rung slots may be left (more than one answer's worth, or a restart)
   // Announcements answered per limit refresh at most: all the bell holds.
   // The joining Dekker protects an honest joiner only if the refresh that
   // sees its ring answers it before raising the limit; one left for later
@@ -332,7 +333,9 @@ struct RingWriter {
       again.pid = a.pid.load(std::memory_order_relaxed);
       again.n = a.n.load(std::memory_order_relaxed);
       again.line = a.line.load(std::memory_order_relaxed);
-      if (door.admit == nullptr || !door.admit(door.context, again, f.reader)) drop(k, false);
+      // A line past the segment's (kNoLine included) is no reader's: .ctl was scribbled.
+      if (again.line >= kReaderLines || door.admit == nullptr || !door.admit(door.context, again, f.reader))
+        drop(k, false);
     }
     seen_rings = 0;
     bell_backlog = true;
@@ -511,7 +514,10 @@ struct RingWriter {
         }
         owner = uint64_t(f.reader.pid) | 2ull << 32;
       }
-      if (position > write_position) continue;  // a lie holds nothing back
+      if (position > write_position) {  // a lie: no reader stands past what we committed
+        evict(k);                       // (kept, it would hold an attachment for good)
+        continue;
+      }
       if (blocked_below != 0 && position < blocked_below && policy == Policy::Block) {
         if (!progressing(k, owner, position, now_ns) || !owner_alive(k, now_ns)) {
           evict(k);
@@ -641,10 +647,28 @@ struct RingWriter {
     seen_rings = rung;
     bell_backlog = false;
     uint32_t answered = 0;
-    for (BellSlot& slot : bell->slot) {
+    for (uint32_t i = 0; i < kBellSlots; ++i) {
+      BellSlot& slot = bell->slot[i];
       // Acquire: pairs with the reader's release store of kBellSlotRung; its
       // fields are then visible (a forger may change them later: we copy).
-      if (slot.seq.load(std::memory_order_acquire) != kBellSlotRung) continue;
+      const uint64_t seq = slot.seq.load(std::memory_order_acquire);
+      const uint64_t bit = uint64_t(1) << i;
+      if (seq == kBellSlotFilling) {
+        // A reader fills a slot in a few stores; one seen filling at two
+        // answers in a row was left so (its reader died, or a forger):
+        // free it, or 64 such slots would shut every joiner out.
+        if (filling_seen & bit) {
+          uint64_t filling = kBellSlotFilling;
+          (void)slot.seq.compare_exchange_strong(filling, 0, std::memory_order_relaxed);
+          filling_seen &= ~bit;
+        } else {
+          filling_seen |= bit;
+        }
+        bell_backlog = true;  // look again at the next refresh, rung or not
+        continue;
+      }
+      filling_seen &= ~bit;
+      if (seq != kBellSlotRung) continue;
       if (answered == kAnswersPerRefresh) {
         bell_backlog = true;
         break;
@@ -655,9 +679,10 @@ struct RingWriter {
       a.n = slot.n.load(std::memory_order_relaxed);
       a.line = slot.line.load(std::memory_order_relaxed);
       a.subscription = slot.subscription.load(std::memory_order_relaxed);
-      // Processed: the slot is free for the next announcement (relaxed: our
-      // copy is taken; a reader claims a slot by CAS from 0).
-      slot.seq.store(0, std::memory_order_relaxed);
+      // Processed: the slot is free for the next announcement. Release:
+      // our loads of its fields above come before a reader that claims it
+      // (acquire CAS from 0) fills it again.
+      slot.seq.store(0, std::memory_order_release);
       ++answered;
       answer(a);
     }
@@ -898,7 +923,7 @@ struct RingReader {
   /// first peek reports Corrupt.
   bool join_at(uint64_t at) noexcept {
     if (at % kRecordAlign != 0) {
-      quarantined = true;
+      quarantine();  // also frees our line
       return true;
     }
     attachment = -1;
@@ -1094,14 +1119,20 @@ struct RingReader {
   /// Moves past `event`. Evicted if the writer evicted us meanwhile (or,
   /// before our admission, passed it with its reuse floor): the bytes of
   /// `event` may have been reused while they were read.
-  ReadStatus release(const Event& event) noexcept { return move_past(event.next_position_, event.sequence_); }
+  ReadStatus release(const Event& event) noexcept {
+    // Evicted between the read and this release (wait() publishes our
+    // position on its way to sleep, and learns it then): we joined again
+    // elsewhere already, and the bytes of `event` may have been reused.
+    if (evicted_pending) return ReadStatus::Evicted;
+    return move_past(event.next_position_, event.sequence_, event.position_);
+  }
 
   /// Hands over the count of refused events not yet reported.
   uint64_t take_rejected() noexcept { return std::exchange(rejected_unreported, 0); }
 
-  /// Moves the cursor past the record at `next_position` whose sequence is `sequence`.
-  ReadStatus move_past(uint64_t next_position, uint64_t sequence) noexcept {
-    const uint64_t read_at = position;
+  /// Moves the cursor past the record at `read_at`, whose sequence is
+  /// `sequence` and whose successor is at `next_position`.
+  ReadStatus move_past(uint64_t next_position, uint64_t sequence, uint64_t read_at) noexcept {
     position = next_position;
     expected_sequence = sequence + 1;
     sequence_known = true;
@@ -1247,9 +1278,12 @@ struct RingReader {
   void ring_bell(uint32_t tag, uint32_t line_index) noexcept {
     for (BellSlot& slot : bell->slot) {
       uint64_t free_slot = 0;
-      // Relaxed: the release store of kBellSlotRung below publishes the fields.
+      // Acquire: pairs with the writer's release store of 0, so our stores
+      // below come after its loads of the slot's last announcement. The
+      // release store of kBellSlotRung below publishes them.
       if (slot.seq.load(std::memory_order_relaxed) != 0 ||
-          !slot.seq.compare_exchange_strong(free_slot, kBellSlotFilling, std::memory_order_relaxed))
+          !slot.seq.compare_exchange_strong(free_slot, kBellSlotFilling, std::memory_order_acquire,
+                                            std::memory_order_relaxed))
         continue;
       slot.token.store(announcement.token, std::memory_order_relaxed);
       slot.pid.store(announcement.pid, std::memory_order_relaxed);
@@ -1268,6 +1302,7 @@ struct RingReader {
   /// Publishes our position now (or the held one) if it moved; rejoins if
   /// that shows we were evicted.
   void publish_progress() noexcept {
+    if (reserved_tag != 0 && attachment >= 0) confirm_adoption(16);  // on the way to sleep: sooner
     if (std::min(position, hold) == published) return;
     store_cursor();
     if (policy == Policy::Block && !joining && !still_owned()) rejoin_after_eviction();
@@ -1289,7 +1324,7 @@ struct RingReader {
       line->rejected.store(line->rejected.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     empty_peeks = 0;
     // Evicted meanwhile: evicted_pending is set, and the read reports that first.
-    (void)move_past(next_position, sequence);
+    (void)move_past(next_position, sequence, position);
   }
 
   /// Publishes our position (or the held one) in our line.
@@ -1323,6 +1358,22 @@ struct RingReader {
     return attachment >= 0 &&
            AttachmentState::epoch(control->attachments[attachment].state.load(std::memory_order_relaxed)) ==
                attachment_epoch;
+  }
+
+  /// A reservation we adopted: until the writer follows our line (the
+  /// attachment says Admitted), ring again now and then. The first ring may
+  /// have been lost (a bell full or scribbled, a writer that restarted
+  /// before it answered), and the reservation would hold the writer at its
+  /// start until the slow-consumer timeout, or for good with `never`.
+  /// `every`: ring again once per that many calls (a power of two).
+  void confirm_adoption(uint32_t every = 4096) noexcept {
+    // Relaxed: only a hint to ring again (ownership is checked elsewhere).
+    const uint64_t state = control->attachments[attachment].state.load(std::memory_order_relaxed);
+    if (AttachmentState::kind(state) == AttachmentState::kAdmitted) {
+      reserved_tag = 0;  // followed: nothing to give up on leaving either
+      return;
+    }
+    if ((++looks_since_ring & (every - 1)) == 0) ring_bell(reserved_tag, announcement.line);
   }
 
   /// Joining: has the writer admitted us? Looks only when the attachment
@@ -1439,6 +1490,8 @@ struct RingReader {
         // cache; the writer's busy lines are not touched on this path.
         rejoin_after_eviction();
         return quarantined ? Gap::Corrupt : Gap::Retry;
+      } else if (reserved_tag != 0) {
+        confirm_adoption();
       }
       // No need to publish our position here: release() publishes every
       // eighth of a ring, and a writer never needs more than the other seven

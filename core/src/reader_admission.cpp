@@ -89,7 +89,7 @@ std::optional<uid_t> effective_uid(pid_t pid) noexcept {
 
 }  // namespace
 
-ReaderAdmissions::ReaderAdmissions(std::string bus, uint64_t publisher_id, uint32_t ring_slot, ReaderRule rule)
+ReaderAdmissions::ReaderAdmissions(const std::string& bus, uint64_t publisher_id, uint32_t ring_slot, ReaderRule rule)
     : prefix_(reader_segment_prefix(bus) + "r."), publisher_id_(publisher_id), ring_slot_(ring_slot), rule_(rule) {}
 
 ReaderAdmissions::~ReaderAdmissions() = default;

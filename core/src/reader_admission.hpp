@@ -63,7 +63,7 @@ struct AdmittedReader {
 /// One per ring writer. Not thread-safe: the writer's thread only.
 class ReaderAdmissions {
  public:
-  ReaderAdmissions(std::string bus, uint64_t publisher_id, uint32_t ring_slot, ReaderRule rule);
+  ReaderAdmissions(const std::string& bus, uint64_t publisher_id, uint32_t ring_slot, ReaderRule rule);
   /// Unmaps every segment: no AdmittedReader of it may be used after.
   ~ReaderAdmissions();
   ReaderAdmissions(const ReaderAdmissions&) = delete;

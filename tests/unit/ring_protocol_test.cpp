@@ -40,9 +40,10 @@ struct LocalRing {
   uint64_t capacity;
   Policy policy;
   RingWriter w;
-  std::vector<std::unique_ptr<ReaderHeader>> segments = std::vector<std::unique_ptr<ReaderHeader>>(256);  // by pid
-  std::vector<bool> alive = std::vector<bool>(256, true);                                                 // by pid
-  std::vector<bool> damaged = std::vector<bool>(256, false);  // by pid: its segment was cut short
+  std::vector<std::unique_ptr<ReaderHeader, FreeDeleter>> segments =
+      std::vector<std::unique_ptr<ReaderHeader, FreeDeleter>>(256);  // by pid (aligned_alloc: freed with free)
+  std::vector<bool> alive = std::vector<bool>(256, true);            // by pid
+  std::vector<bool> damaged = std::vector<bool>(256, false);         // by pid: its segment was cut short
 
   LocalRing(uint64_t capacity_bytes, Policy p) : capacity(capacity_bytes), policy(p) {
     data.reset(static_cast<uint8_t*>(std::aligned_alloc(128, kRecordsOffset + capacity)));

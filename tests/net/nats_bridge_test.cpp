@@ -299,6 +299,40 @@ TEST(NatsBridgeTest, AnExistingStreamOnOtherSubjectsIsExplainedAndNothingStarts)
       << r.logs();
 }
 
+// Two bridges started together both find no stream and both create it; the
+// one that loses the race must take the stream the other made (CI once saw
+// "subjects overlap with an existing stream" end a bridge at start-up).
+TEST(NatsBridgeTest, TwoBridgesCreatingTheStreamAtOnceBothGoOn) {
+  NatsServer server("createrace");
+  PlainNats one(server.url()), two(server.url());
+  int created = 0;
+  for (int round = 0; round < 100; ++round) {
+    BridgeOptions o;
+    o.stream = "RACE" + std::to_string(round);
+    o.subject_prefix = "race" + std::to_string(round);
+    std::atomic<int> ready{0};
+    std::string errors[2];
+    bool made[2] = {false, false};
+    const auto create = [&](int i, jsCtx* js) {
+      ready.fetch_add(1);
+      while (ready.load() < 2) {
+      }
+      try {
+        made[i] = bridge::ensure_stream(js, o);
+      } catch (const std::exception& e) {
+        errors[i] = e.what();
+      }
+    };
+    std::thread first(create, 0, one.js), second(create, 1, two.js);
+    first.join();
+    second.join();
+    ASSERT_EQ(errors[0] + errors[1], "") << "round " << round;
+    ASSERT_TRUE(made[0] || made[1]) << "round " << round;
+    created += int(made[0]) + int(made[1]);
+  }
+  std::printf("both bridges said they created the stream in %d of 100 rounds\n", created - 100);
+}
+
 TEST(NatsBridgeTest, EitherBridgeKilledMidStreamAndRestartedLosesAndDoublesNothing) {
   // A's ring is the retention while its exporter is down: it holds all events here.
   Rig r("kill9", {}, 32u << 20);

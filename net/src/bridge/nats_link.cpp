@@ -110,61 +110,74 @@ natsStatus fetch(natsMsgList* list, natsSubscription* sub, int batch, int64_t ti
   return natsSubscription_Fetch(list, sub, batch, timeout_ms, jerr);
 }
 
+namespace {
+
+// Checks that an existing stream can take the bridge's messages.
+void check_existing_stream(const jsStreamConfig& c, const BridgeOptions& o, const std::string& wanted) {
+  bool covered = false;
+  std::string subjects;
+  for (int i = 0; i < c.SubjectsLen; ++i) {
+    subjects += std::string(i ? ", " : "") + c.Subjects[i];
+    if (wanted == c.Subjects[i] || std::string_view(c.Subjects[i]) == ">") covered = true;
+  }
+  if (!covered)
+    throw Error(ErrorCode::InvalidArgument,
+                "stream " + o.stream + " exists but takes subjects [" + subjects + "], not '" + wanted +
+                    "': the bridge publishes every topic under --subject-prefix " + o.subject_prefix +
+                    "; give another --stream (it is created), another --subject-prefix, or add '" + wanted +
+                    "' to that stream's subjects");
+  if (c.Retention != js_LimitsPolicy)
+    throw Error(ErrorCode::InvalidArgument,
+                "stream " + o.stream +
+                    " does not use the limits retention policy (work queue or interest): "
+                    "messages would vanish when one consumer acknowledges them; give another --stream");
+  if (c.Duplicates <= 0)
+    throw Error(ErrorCode::InvalidArgument,
+                "stream " + o.stream + " has no duplicate window: the bridge needs one (Nats-Msg-Id)");
+}
+
+}  // namespace
+
 bool ensure_stream(jsCtx* js, const BridgeOptions& o) {
   const std::string wanted = o.subject_prefix + ".>";
-  jsStreamInfo* si = nullptr;
-  jsErrCode jerr = jsErrCode(0);
-  natsStatus s = js_GetStreamInfo(&si, js, o.stream.c_str(), nullptr, &jerr);
-  if (s == NATS_OK) {
-    std::unique_ptr<jsStreamInfo, void (*)(jsStreamInfo*)> info(si, jsStreamInfo_Destroy);
-    const jsStreamConfig& c = *si->Config;
-    bool covered = false;
-    std::string subjects;
-    for (int i = 0; i < c.SubjectsLen; ++i) {
-      subjects += std::string(i ? ", " : "") + c.Subjects[i];
-      if (wanted == c.Subjects[i] || std::string_view(c.Subjects[i]) == ">") covered = true;
+  // Two bridges started together (or both seeing the stream deleted) race:
+  // both look it up, both find nothing, one creates it, and the other's
+  // create fails (JetStream says its subjects overlap the new stream's). A
+  // failed create therefore looks once more before it reports anything.
+  for (int attempt = 0;; ++attempt) {
+    jsStreamInfo* si = nullptr;
+    jsErrCode jerr = jsErrCode(0);
+    natsStatus s = js_GetStreamInfo(&si, js, o.stream.c_str(), nullptr, &jerr);
+    if (s == NATS_OK) {
+      std::unique_ptr<jsStreamInfo, void (*)(jsStreamInfo*)> info(si, jsStreamInfo_Destroy);
+      check_existing_stream(*si->Config, o, wanted);
+      return false;
     }
-    if (!covered)
-      throw Error(ErrorCode::InvalidArgument,
-                  "stream " + o.stream + " exists but takes subjects [" + subjects + "], not '" + wanted +
-                      "': the bridge publishes every topic under --subject-prefix " + o.subject_prefix +
-                      "; give another --stream (it is created), another --subject-prefix, or add '" + wanted +
-                      "' to that stream's subjects");
-    if (c.Retention != js_LimitsPolicy)
-      throw Error(ErrorCode::InvalidArgument,
-                  "stream " + o.stream +
-                      " does not use the limits retention policy (work queue or interest): "
-                      "messages would vanish when one consumer acknowledges them; give another --stream");
-    if (c.Duplicates <= 0)
-      throw Error(ErrorCode::InvalidArgument,
-                  "stream " + o.stream + " has no duplicate window: the bridge needs one (Nats-Msg-Id)");
-    return false;
-  }
-  if (s != NATS_NOT_FOUND && jerr != JSStreamNotFoundErr) {
-    if (jerr == JSNotEnabledErr || s == NATS_NO_RESPONDERS)
-      throw Error(ErrorCode::InvalidArgument,
-                  "JetStream is not enabled on the server at " + o.url + " (start nats-server with -js)");
-    throw Error(ErrorCode::InvalidArgument, nats_error(s, "cannot look up stream " + o.stream));
-  }
-  jsStreamConfig cfg;
-  jsStreamConfig_Init(&cfg);
-  cfg.Name = o.stream.c_str();
-  const char* subjects[] = {wanted.c_str()};
-  cfg.Subjects = subjects;
-  cfg.SubjectsLen = 1;
-  cfg.Storage = js_FileStorage;
-  cfg.Retention = js_LimitsPolicy;
-  cfg.Duplicates = int64_t(std::chrono::nanoseconds(o.duplicate_window).count());
-  cfg.AllowDirect = true;
-  jerr = jsErrCode(0);
-  s = js_AddStream(nullptr, js, &cfg, nullptr, &jerr);
-  if (s != NATS_OK) {
+    if (s != NATS_NOT_FOUND && jerr != JSStreamNotFoundErr) {
+      if (jerr == JSNotEnabledErr || s == NATS_NO_RESPONDERS)
+        throw Error(ErrorCode::InvalidArgument,
+                    "JetStream is not enabled on the server at " + o.url + " (start nats-server with -js)");
+      throw Error(ErrorCode::InvalidArgument, nats_error(s, "cannot look up stream " + o.stream));
+    }
+    jsStreamConfig cfg;
+    jsStreamConfig_Init(&cfg);
+    cfg.Name = o.stream.c_str();
+    const char* subjects[] = {wanted.c_str()};
+    cfg.Subjects = subjects;
+    cfg.SubjectsLen = 1;
+    cfg.Storage = js_FileStorage;
+    cfg.Retention = js_LimitsPolicy;
+    cfg.Duplicates = int64_t(std::chrono::nanoseconds(o.duplicate_window).count());
+    cfg.AllowDirect = true;
+    jerr = jsErrCode(0);
+    s = js_AddStream(nullptr, js, &cfg, nullptr, &jerr);
+    if (s == NATS_OK) return true;
+    if (attempt == 0) continue;  // created by another bridge since we looked?
     throw Error(ErrorCode::InvalidArgument,
                 nats_error(s, "cannot create stream " + o.stream + " on subjects '" + wanted + "'") +
                     " (JetStream error " + std::to_string(int(jerr)) +
                     "; another stream may already take these subjects)");
   }
-  return true;
 }
 
 }  // namespace flowbus::bridge

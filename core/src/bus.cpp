@@ -20,7 +20,6 @@
 #include "flowbus/schema.hpp"
 #include "liveness.hpp"
 #include "reader_segment.hpp"
-#include "subscriptions.hpp"
 
 namespace flowbus {
 namespace detail {
@@ -293,14 +292,12 @@ size_t BusState::clean_up_dead_participants() {
       if (owner != 0 && SlotWord::who(owner) == i && SlotWord::epoch(owner) == epoch)
         ring.owner.compare_exchange_strong(owner, 0, std::memory_order_acq_rel);  // the ring stays: it is retention
     }
-    release_subscriptions_of(*this, i, epoch);
     // Release: the cleanup above happens before the slot can be claimed again.
     p.state.store(SlotWord::pack(epoch, 0, kFree), std::memory_order_release);
     ++cleaned;
     changed = true;
   }
   for (TopicSlot& t : dir->topics) changed |= roll_back_if_dead_claimer(t.state);
-  for (SubscriptionSlot& s : dir->subscriptions) changed |= roll_back_if_dead_claimer(s.state);
   for (RingSlot& r : dir->rings) {
     // A creator that died before its ring was Ready may have made its
     // segments already. Remove them before freeing the slot: while the slot

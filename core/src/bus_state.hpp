@@ -117,18 +117,6 @@ struct BusState {
     const uint64_t w = bus->dir->participants[index].state.load(std::memory_order_acquire);
     return (SlotWord::epoch(w) & 0xff) == participant_epoch && bus->participant_alive(index);
   }
-  /// Whether subscription `tag` of participant `index` (epoch: the low 8
-  /// bits of its slot's epoch) still exists: an attachment reserved for a
-  /// subscription whose Subscriber is gone would otherwise hold the writer back.
-  static bool subscription_alive(const void* self, uint32_t index, uint32_t participant_epoch, uint32_t tag) noexcept {
-    const auto* bus = static_cast<const BusState*>(self);
-    const uint32_t slot = (tag & 0xffff) - 1;
-    if (slot >= kSubscriptions) return false;
-    const SubscriptionSlot& s = bus->dir->subscriptions[slot];
-    // Acquire: pairs with the Ready store; then the tag is the subscription's.
-    if (SlotWord::state(s.state.load(std::memory_order_acquire)) != kReady || s.tag != tag) return false;
-    return liveness_thunk(self, index, participant_epoch);
-  }
   uint32_t participant_epoch() const noexcept { return SlotWord::epoch(participant_word) & 0xff; }
 
   void bump_generation() noexcept;

@@ -12,8 +12,9 @@
 //           +------------------------------------------+
 //           | RingSlot[kRings]                 512 B   |
 //           +------------------------------------------+
-//           | SubscriptionSlot[kSubscriptions] 256 B   |
-//           +------------------------------------------+
+//
+// Subscriptions are not here: each Subscriber records its pattern in its own
+// reader segment (layout.hpp, "Reader segment"; subscriptions.cpp).
 //
 // Slot state words pack [epoch:24][pid or participant:32][state:8]. A slot is
 // claimed by CAS from Free to Claiming (with the claimer in the word), filled,
@@ -45,7 +46,6 @@ inline constexpr uint64_t kDirectoryMagic = 0x5249444257574c46ull;  // "FLWWBDIR
 inline constexpr uint32_t kParticipants = 64;
 inline constexpr uint32_t kTopics = 128;
 inline constexpr uint32_t kRings = 512;
-inline constexpr uint32_t kSubscriptions = 256;
 inline constexpr size_t kMaxSchemaBytes = size_t{32} * 1024;
 inline constexpr size_t kNameBytes = 128;  // topic and type names, NUL-terminated
 inline constexpr size_t kPublisherNameBytes = 40;
@@ -154,29 +154,13 @@ struct RingSlot {
 };
 static_assert(sizeof(RingSlot) == 512);
 
-// A live Subscriber's pattern, so that a ring created later gives it a
-// cursor at the ring's start before the first write (see
-// reserve_cursors_for_subscribers in publisher.cpp). who = pid while
-// Claiming; fields written before Ready (seq_cst: the subscriber then scans
-// the rings, the creator of a ring scans these: one sees the other).
-struct SubscriptionSlot {
-  std::atomic<uint64_t> state;
-  uint32_t participant;        // owner's participant slot
-  uint32_t participant_epoch;  // low 8 bits of its epoch, as in cursor words
-  uint32_t uid;                // the subscribing process's effective uid
-  uint32_t tag;                // names this subscription in CursorSlot::subscription (never 0)
-  char pattern[kNameBytes];
-  char pad[256 - 24 - kNameBytes];
-};
-static_assert(sizeof(SubscriptionSlot) == 256);
-
 struct DirectoryLayout {
   DirectoryHeader header;
   ParticipantSlot participants[kParticipants];
   TopicSlot topics[kTopics];
   RingSlot rings[kRings];
-  SubscriptionSlot subscriptions[kSubscriptions];
 };
 static_assert(std::is_standard_layout_v<DirectoryLayout>);
+static_assert(kPatternBytes == kNameBytes, "a pattern is as long as a topic name");
 
 }  // namespace flowbus::detail

@@ -8,10 +8,11 @@
 
 #include "bus_state.hpp"
 #include "flowbus/detail/ring.hpp"
-#include "inspect_ring.hpp"
 #include "flowbus/error.hpp"
 #include "flowbus/names.hpp"
+#include "inspect_ring.hpp"
 #include "liveness.hpp"
+#include "reader_lines.hpp"
 
 namespace flowbus::detail {
 std::vector<SidecarSnapshot> read_sidecars(const std::string& bus, const std::vector<RingSnapshot>& rings);
@@ -38,25 +39,16 @@ bool participant_alive(const DirectoryLayout* dir, uint32_t index, uint32_t epoc
   return process_alive(pid_t(SlotWord::who(w)), p.start_time);
 }
 
-// The pid of participant `index` if it is still the one of that epoch, else 0.
-int64_t participant_pid(const DirectoryLayout* dir, uint32_t index, uint32_t epoch_low8) {
-  if (index >= kParticipants) return 0;
-  const uint64_t w = dir->participants[index].state.load(std::memory_order_acquire);
-  return SlotWord::state(w) == kReady && (SlotWord::epoch(w) & 0xff) == epoch_low8 ? SlotWord::who(w) : 0;
-}
-
-std::vector<SubscriptionSnapshot> read_subscriptions(const DirectoryLayout* dir) {
+std::vector<SubscriptionSnapshot> read_subscriptions(const std::string& bus) {
   std::vector<SubscriptionSnapshot> out;
-  for (uint32_t i = 0; i < kSubscriptions; ++i) {
-    const SubscriptionSlot& s = dir->subscriptions[i];
-    if (SlotWord::state(s.state.load(std::memory_order_acquire)) != kReady) continue;
+  for (const FoundSubscription& f : find_subscriptions(bus)) {
     SubscriptionSnapshot sub;
-    sub.slot = i;
-    sub.pattern.assign(s.pattern, strnlen(s.pattern, kNameBytes));
-    sub.pid = participant_pid(dir, s.participant, s.participant_epoch);
-    sub.alive = sub.pid != 0 && participant_alive(dir, s.participant, s.participant_epoch, nullptr);
-    sub.uid = s.uid;
-    sub.tag = s.tag;
+    sub.slot = f.n;
+    sub.pattern = f.pattern;
+    sub.pid = f.pid;
+    sub.alive = f.alive;
+    sub.uid = f.uid;
+    sub.tag = f.tag;
     out.push_back(std::move(sub));
   }
   return out;
@@ -134,8 +126,8 @@ bool snapshot_ring_data(const std::string& bus, const uint8_t* data, uint64_t si
   return true;
 }
 
-void snapshot_ring_cursors(const uint8_t* data, const ControlHeader* c, const DirectoryLayout* dir,
-                           const std::vector<FoundReaderLine>& lines, RingSnapshot& out) {
+void snapshot_ring_cursors(const uint8_t* data, const ControlHeader* c, const std::vector<FoundReaderLine>& lines,
+                           RingSnapshot& out) {
   uint64_t slowest = UINT64_MAX;
   const uint64_t now = realtime_ns();  // readers stamp their moves with event time (Unix ns)
   auto lag = [&](CursorSnapshot& cur) {
@@ -222,8 +214,8 @@ void snapshot_ring_cursors(const uint8_t* data, const ControlHeader* c, const Di
       cur.position_unknown = true;
       cur.position = out.write_position;
     } else {
-      const uint32_t participant = a.participant.load(std::memory_order_relaxed);
-      cur.alive = participant_alive(dir, participant & 0xffff, participant >> 16, &cur.pid);
+      cur.pid = a.pid.load(std::memory_order_relaxed);
+      cur.alive = process_alive(pid_t(cur.pid), a.start_time.load(std::memory_order_relaxed));
       cur.position = std::min(a.held_from.load(std::memory_order_relaxed), out.write_position);
     }
     lag(cur);
@@ -239,7 +231,7 @@ void snapshot_ring_cursors(const uint8_t* data, const ControlHeader* c, const Di
 
 namespace {
 
-void read_ring(const std::string& bus, const DirectoryLayout* dir, uint32_t ring_slot, RingSnapshot& out) {
+void read_ring(const std::string& bus, uint32_t ring_slot, RingSnapshot& out) {
   Segment data;
   try {
     data = Segment::open(data_segment_name(bus, out.topic, out.publisher), Access::ReadOnly, kRecordsOffset);
@@ -255,7 +247,7 @@ void read_ring(const std::string& bus, const DirectoryLayout* dir, uint32_t ring
     out.error = e.what();
     return;
   }
-  snapshot_ring_cursors(data.data(), reinterpret_cast<const ControlHeader*>(ctl.data()), dir,
+  snapshot_ring_cursors(data.data(), reinterpret_cast<const ControlHeader*>(ctl.data()),
                         find_reader_lines(bus, out.publisher_id, ring_slot), out);
 }
 
@@ -410,13 +402,13 @@ BusSnapshot inspect_bus(const std::string& name) {
       ring.remover_pid = SlotWord::who(owner);
       ring.error = removal_note(name, owner);
     } else {
-      read_ring(name, dir, i, ring);
+      read_ring(name, i, ring);
       // Removed (its slot freed or reused) while we read it: no longer on the bus.
       if (!ring.error.empty() && r.state.load(std::memory_order_acquire) != state) continue;
     }
     snap.rings.push_back(std::move(ring));
   }
-  snap.subscriptions = read_subscriptions(dir);
+  snap.subscriptions = read_subscriptions(name);
   count_subscription_rings(snap);
   snap.sidecars = read_sidecars(name, snap.rings);
   add_warnings(snap);

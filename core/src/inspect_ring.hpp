@@ -21,9 +21,9 @@ bool snapshot_ring_data(const std::string& bus, const uint8_t* data, uint64_t si
 
 /// Fills out's cursors and fill from the writer's attachments in `control`
 /// and the readers' `lines` for this ring (find_reader_lines). Only after
-/// snapshot_ring_data accepted `data`. `dir` answers who is alive.
-void snapshot_ring_cursors(const uint8_t* data, const ControlHeader* control, const DirectoryLayout* dir,
-                           const std::vector<FoundReaderLine>& lines, RingSnapshot& out);
+/// snapshot_ring_data accepted `data`.
+void snapshot_ring_cursors(const uint8_t* data, const ControlHeader* control, const std::vector<FoundReaderLine>& lines,
+                           RingSnapshot& out);
 
 /// Why a ring under removal tombstone `owner` (is_removing_owner) is not
 /// read: its remover is at it now, or died half-way and `flowbus gc` finishes

@@ -234,7 +234,7 @@ Publisher Bus::attach_publisher(std::string_view topic_name, const std::string& 
         // our first write: every live subscription that matches gets an
         // attachment at the start (the start-up Dekker: our Claiming store
         // above was seq_cst, see subscriptions.cpp).
-        reserve_for_subscribers(bus, *topic, ring->control_header());
+        reserve_for_subscribers(bus, *topic, r.publisher_id, i, ring->control_header());
       } catch (...) {
         // A ring half made (its data segment refused for want of space, say)
         // leaves nothing behind: no slot, no segment.

@@ -95,6 +95,20 @@ ReaderAdmissions::ReaderAdmissions(const std::string& bus, uint64_t publisher_id
 ReaderAdmissions::~ReaderAdmissions() = default;
 
 std::optional<AdmittedReader> ReaderAdmissions::admit(const AdmissionRequest& request, std::string* why) noexcept {
+  return attest(request, why, nullptr);
+}
+
+std::optional<ReaderSubscription> ReaderAdmissions::subscription_of(uint32_t pid, uint32_t n,
+                                                                    std::string* why) noexcept {
+  ReaderSubscription found;
+  std::optional<AdmittedReader> who = attest({0, pid, n, kNoLine}, why, &found);
+  if (!who) return std::nullopt;
+  found.who = *who;
+  return found;
+}
+
+std::optional<AdmittedReader> ReaderAdmissions::attest(const AdmissionRequest& request, std::string* why,
+                                                       ReaderSubscription* subscription) noexcept {
   Mapping* mapping = nullptr;
   std::string name;
   auto refuse = [&](const std::string& reason) -> std::optional<AdmittedReader> {
@@ -116,7 +130,7 @@ std::optional<AdmittedReader> ReaderAdmissions::admit(const AdmissionRequest& re
       return refuse("pid " + std::to_string(request.pid) + " is no process");
     if (request.line >= kReaderLines && request.line != kNoLine)
       return refuse("line " + std::to_string(request.line) + " is past its " + std::to_string(kReaderLines) + " lines");
-    if (request.token == 0) return refuse("token 0 is no segment's");
+    if (request.token == 0 && subscription == nullptr) return refuse("token 0 is no segment's");
 
     // 2. Open it without following a link, and without blocking on a FIFO
     // someone put under that name; then ask the kernel who owns it.
@@ -149,7 +163,8 @@ std::optional<AdmittedReader> ReaderAdmissions::admit(const AdmissionRequest& re
     // it), or reuse our mapping of that very file (same inode, same token)
     // unless a truncation damaged that one.
     for (const std::unique_ptr<Mapping>& m : mappings_)
-      if (m->dev == st.st_dev && m->ino == st.st_ino && m->token == request.token && !m->guard.damaged()) {
+      if (m->dev == st.st_dev && m->ino == st.st_ino && m->token == request.token && request.token != 0 &&
+          !m->guard.damaged()) {
         mapping = m.get();
         break;
       }
@@ -182,7 +197,8 @@ std::optional<AdmittedReader> ReaderAdmissions::admit(const AdmissionRequest& re
     if (lines != kReaderLines)
       return refuse("holds " + std::to_string(lines) + " lines, not " + std::to_string(kReaderLines));
     if (pid != request.pid) return refuse("belongs to pid " + std::to_string(pid) + ", not the announced one");
-    if (token != request.token) return refuse("token differs from the announced one (a later segment of that name?)");
+    if (token != request.token && subscription == nullptr)
+      return refuse("token differs from the announced one (a later segment of that name?)");
     if (start_time == 0) return refuse("gives no start time for its process");
 
     // 5. Its process lives, and runs as the segment's owner: a segment made
@@ -201,6 +217,12 @@ std::optional<AdmittedReader> ReaderAdmissions::admit(const AdmissionRequest& re
     // No line: the request asks only who it is (a reader giving up a
     // reservation proves it is the process the reservation was made for).
     if (request.line == kNoLine) {
+      if (subscription != nullptr) {
+        // Relaxed: written before the magic (acquired above), never changed.
+        subscription->tag = h->subscription.load(std::memory_order_relaxed);
+        subscription->pattern.assign(h->pattern, strnlen(h->pattern, kPatternBytes));
+        if (subscription->tag == 0) return refuse("holds no subscription");
+      }
       AdmittedReader who;
       who.token = token;
       who.pid = request.pid;

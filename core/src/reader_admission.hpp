@@ -60,6 +60,13 @@ struct AdmittedReader {
   const GuardedRange* guard_ = nullptr;  // its mapping's, owned by the ReaderAdmissions
 };
 
+/// A subscription found in a reader segment's header, with who holds it.
+struct ReaderSubscription {
+  AdmittedReader who;  // its line is null: nothing stays mapped
+  uint32_t tag = 0;    // nonzero
+  std::string pattern;
+};
+
 /// One per ring writer. Not thread-safe: the writer's thread only.
 class ReaderAdmissions {
  public:
@@ -73,12 +80,15 @@ class ReaderAdmissions {
   /// returns the admitted reader; or nullopt, with `why` set (for tools and
   /// tests) if given. A request with line kNoLine asks only who the reader
   /// is: every check but the line's, and nothing stays mapped (`line` is
-  /// null, nothing to release).
-  ///
-  /// returns the admitted reader; or nullopt, with `why` set (for tools and
-  /// tests) if given. A line that is admitted already (and not released) is
-  /// refused: one announcement, replayed, takes one attachment.
+  /// null, nothing to release). A line that is admitted already (and not
+  /// released) is refused: one announcement, replayed, takes one attachment.
   std::optional<AdmittedReader> admit(const AdmissionRequest& request, std::string* why = nullptr) noexcept;
+
+  /// The subscription recorded in reader segment "…~r.<pid>.<n>", attested
+  /// as admit() attests a reader (every check but the token's and the
+  /// line's); nullopt, with `why` set if given, if a check fails or the
+  /// segment holds no subscription (none, or its Subscriber closed).
+  std::optional<ReaderSubscription> subscription_of(uint32_t pid, uint32_t n, std::string* why = nullptr) noexcept;
 
   /// The writer no longer follows this reader's line: unmaps its segment
   /// once no admitted line uses it. Releasing twice is harmless.
@@ -89,6 +99,10 @@ class ReaderAdmissions {
 
  private:
   struct Mapping;
+  // admit() and subscription_of(): with `subscription`, any token is taken
+  // and the header's subscription read.
+  std::optional<AdmittedReader> attest(const AdmissionRequest& request, std::string* why,
+                                       ReaderSubscription* subscription) noexcept;
   void drop_if_unused(Mapping* mapping) noexcept;
 
   std::string prefix_;  // reader_segment_prefix(bus) + "r."

@@ -1,6 +1,9 @@
 #include "reader_lines.hpp"
 
+#include <sys/stat.h>
+
 #include <cstdlib>
+#include <cstring>
 
 #include "flowbus/detail/layout.hpp"
 #include "flowbus/error.hpp"
@@ -15,12 +18,8 @@ std::vector<FoundReaderLine> find_reader_lines(const std::string& bus, uint64_t 
   std::vector<FoundReaderLine> found;
   const std::string prefix = reader_segment_prefix(bus) + "r.";
   for (const std::string& name : list_shm_segments()) {
-    if (name.rfind(prefix, 0) != 0) continue;
-    char* end = nullptr;
-    const unsigned long pid = std::strtoul(name.c_str() + prefix.size(), &end, 10);
-    if (end == nullptr || *end != '.') continue;
-    const unsigned long n = std::strtoul(end + 1, &end, 10);
-    if (*end != 0) continue;
+    uint32_t pid = 0, n = 0;
+    if (!parse_reader_segment_name(name, prefix, pid, n)) continue;
     Segment seg;
     try {
       seg = Segment::open(name, Access::ReadOnly, sizeof(ReaderHeader));
@@ -41,8 +40,8 @@ std::vector<FoundReaderLine> find_reader_lines(const std::string& bus, uint64_t 
           (ring_slot != kAnyRingSlot && l.ring_slot.load(std::memory_order_relaxed) != ring_slot))
         continue;
       FoundReaderLine f;
-      f.pid = uint32_t(pid);
-      f.n = uint32_t(n);
+      f.pid = pid;
+      f.n = n;
       f.line = i;
       f.token = h->token;
       f.alive = alive;
@@ -55,6 +54,40 @@ std::vector<FoundReaderLine> find_reader_lines(const std::string& bus, uint64_t 
       f.sleeping = l.sleeping.load(std::memory_order_relaxed) != 0;
       found.push_back(f);
     }
+  }
+  return found;
+}
+
+std::vector<FoundSubscription> find_subscriptions(const std::string& bus) {
+  std::vector<FoundSubscription> found;
+  const std::string prefix = reader_segment_prefix(bus) + "r.";
+  for (const std::string& name : list_shm_segments()) {
+    uint32_t pid = 0, n = 0;
+    if (!parse_reader_segment_name(name, prefix, pid, n)) continue;
+    Segment seg;
+    try {
+      seg = Segment::open(name, Access::ReadOnly, sizeof(ReaderHeader));
+    } catch (const Error&) {
+      continue;  // another group's, or cut short
+    }
+    const auto* h = reinterpret_cast<const ReaderHeader*>(seg.data());
+    // Acquire: pairs with the reader's release store of magic (written last).
+    if (h->magic.load(std::memory_order_acquire) != kReaderMagic || h->pid != pid) continue;
+    // Relaxed: written before the magic (acquired above), never changed.
+    const uint32_t tag = h->subscription.load(std::memory_order_relaxed);
+    if (tag == 0) continue;
+    bool known = false;
+    for (const FoundSubscription& f : found) known |= f.pid == pid && f.tag == tag;
+    if (known) continue;
+    FoundSubscription f;
+    f.pid = pid;
+    f.n = n;
+    f.tag = tag;
+    f.pattern.assign(h->pattern, strnlen(h->pattern, kPatternBytes));
+    f.alive = process_alive(pid_t(pid), h->start_time);
+    struct stat st {};
+    if (::stat(("/dev/shm/" + name).c_str(), &st) == 0) f.uid = uint32_t(st.st_uid);
+    found.push_back(std::move(f));
   }
   return found;
 }

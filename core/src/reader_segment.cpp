@@ -42,7 +42,26 @@ pid_t pid_in(const std::string& name, const std::string& prefix) {
 
 std::string reader_segment_prefix(const std::string& bus) { return "flowbus." + bus + "~"; }
 
-std::unique_ptr<ReaderSegment> ReaderSegment::create(const std::string& bus, int64_t group) {
+bool parse_reader_segment_name(const std::string& name, const std::string& prefix, uint32_t& pid,
+                               uint32_t& n) noexcept {
+  if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) return false;
+  const char* digits = name.c_str() + prefix.size();
+  char* end = nullptr;
+  const unsigned long p = std::strtoul(digits, &end, 10);
+  if (end == digits || *end != '.' || p == 0 || p > INT32_MAX) return false;
+  const char* n_digits = end + 1;
+  const unsigned long k = std::strtoul(n_digits, &end, 10);
+  if (end == n_digits || *end != 0 || k > UINT32_MAX) return false;
+  pid = uint32_t(p);
+  n = uint32_t(k);
+  return true;
+}
+
+std::unique_ptr<ReaderSegment> ReaderSegment::create(const std::string& bus, int64_t group, uint32_t tag,
+                                                     std::string_view pattern) {
+  if (pattern.size() >= kPatternBytes)
+    throw Error(ErrorCode::InvalidArgument, "pattern '" + std::string(pattern) + "' is longer than " +
+                                                std::to_string(kPatternBytes - 1) + " bytes");
   const std::string prefix = reader_segment_prefix(bus), pid = std::to_string(::getpid());
   static std::atomic<uint64_t> drafts{0};
   // A draft of a process that died is removed by the next bus open; one of an
@@ -57,6 +76,9 @@ std::unique_ptr<ReaderSegment> ReaderSegment::create(const std::string& bus, int
   h->pid = uint64_t(::getpid());
   h->start_time = process_start_time(::getpid());
   h->created_ns = unix_now_ns();
+  std::memcpy(h->pattern, pattern.data(), pattern.size());  // the rest is 0 (a new segment)
+  // Relaxed: published whole by the magic's release store and the link.
+  h->subscription.store(tag, std::memory_order_relaxed);
   // Release: whoever acquires the magic sees the header whole. The link below
   // makes the segment visible whole anyway; tools still read magic first.
   h->magic.store(kReaderMagic, std::memory_order_release);
@@ -78,6 +100,8 @@ std::unique_ptr<ReaderSegment> ReaderSegment::create(const std::string& bus, int
 }
 
 ReaderSegment::~ReaderSegment() {
+  // Unlinked, the segment's subscription ends too: a ring's creator, or the
+  // writer checking a reservation, finds it by name (subscription_of).
   if (::getpid() == creator_) Segment::remove(segment_.name());
 }
 

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "flowbus/detail/layout.hpp"
@@ -20,14 +21,21 @@ namespace flowbus::detail {
 /// segment and no other bus shares it.
 std::string reader_segment_prefix(const std::string& bus);
 
+/// Reads pid and n out of "<prefix><pid>.<n>", where prefix is
+/// reader_segment_prefix(bus) + "r."; false for any other name (a draft).
+bool parse_reader_segment_name(const std::string& name, const std::string& prefix, uint32_t& pid, uint32_t& n) noexcept;
+
 class ReaderSegment {
  public:
   /// Creates this process's next reader segment of bus `bus`: whole under a
   /// draft name, then linked to the first free "flowbus.<bus>~r.<pid>.<n>",
-  /// mode 0640, group `group` (-1: our effective group). Throws Error.
-  static std::unique_ptr<ReaderSegment> create(const std::string& bus, int64_t group);
-  /// Removes it: a reader that is gone holds nobody back. (Not in a fork()
-  /// child, whose copy of a Subscriber holds its parent's segments.)
+  /// mode 0640, group `group` (-1: our effective group), recording the
+  /// subscription (`tag`, `pattern`; tag 0: none). Throws Error.
+  static std::unique_ptr<ReaderSegment> create(const std::string& bus, int64_t group, uint32_t tag = 0,
+                                               std::string_view pattern = {});
+  /// Removes the segment, which ends its subscription: a reader that is
+  /// gone holds nobody back. (Not in a fork() child, whose copy of a
+  /// Subscriber holds its parent's segments.)
   ~ReaderSegment();
   ReaderSegment(const ReaderSegment&) = delete;
   ReaderSegment& operator=(const ReaderSegment&) = delete;

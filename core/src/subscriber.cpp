@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <random>
 #include <utility>
 
 #include "bus_state.hpp"
@@ -14,7 +15,6 @@
 #include "flowbus/internal/mirroring.hpp"
 #include "flowbus/names.hpp"
 #include "reader_segment.hpp"
-#include "subscriptions.hpp"
 
 namespace flowbus {
 using namespace detail;
@@ -30,12 +30,9 @@ Subscriber Bus::subscribe_with(std::string_view pattern, const SubscriberOptions
   validate_subscriber_options(options);
   Subscriber s(state_, std::string(pattern), options, export_options);
   // Recorded first, then the rings scanned: a ring created from now on
-  // either reserves a cursor for us, or is seen by the scan while it is
+  // either reserves an attachment for us, or is seen by the scan while it is
   // being created (the start-up Dekker, see subscriptions.cpp).
-  const bool reserve = export_options == nullptr || export_options->reserve_new_rings;
-  const SubscriptionHandle h = reserve ? register_subscription(*state_, pattern) : SubscriptionHandle{};
-  s.subscription_index_ = h.index;
-  s.subscription_tag_ = h.tag;
+  if (export_options == nullptr || export_options->reserve_new_rings) s.record_subscription();
   s.attach_rings(options.from, /*at_subscribe=*/true);
   return s;
 }
@@ -62,8 +59,7 @@ Subscriber::Subscriber(Subscriber&& other) noexcept
       next_ring_(other.next_ring_),
       seen_generation_(other.seen_generation_),
       retry_at_ns_(other.retry_at_ns_),
-      subscription_index_(std::exchange(other.subscription_index_, UINT32_MAX)),
-      subscription_tag_(other.subscription_tag_),
+      subscription_tag_(std::exchange(other.subscription_tag_, 0)),
       rings_at_subscribe_(std::move(other.rings_at_subscribe_)),
       unread_(std::move(other.unread_)),
       unreported_(other.unreported_),
@@ -89,8 +85,7 @@ Subscriber& Subscriber::operator=(Subscriber&& other) noexcept {
   next_ring_ = other.next_ring_;
   seen_generation_ = other.seen_generation_;
   retry_at_ns_ = other.retry_at_ns_;
-  subscription_index_ = std::exchange(other.subscription_index_, UINT32_MAX);
-  subscription_tag_ = other.subscription_tag_;
+  subscription_tag_ = std::exchange(other.subscription_tag_, 0);
   unreported_ = other.unreported_;
   rings_at_subscribe_ = std::move(other.rings_at_subscribe_);
   unread_ = std::move(other.unread_);
@@ -108,13 +103,15 @@ Subscriber::~Subscriber() { close(); }
 void Subscriber::close() noexcept {
   if (bus_ && bus_->not_ours()) {  // a fork() child's copy: the cursors and subscription are its parent's
     readers_.clear();
-    subscription_index_ = UINT32_MAX;
+    subscription_tag_ = 0;
     return;
   }
   for (RingReader& r : readers_) r.leave();
   readers_.clear();
-  if (bus_) release_subscription(*bus_, {subscription_index_, subscription_tag_});
-  subscription_index_ = UINT32_MAX;
+  // Our segments go (each ends the subscription it records, then is
+  // removed): nobody reserves for us any more, or follows our lines.
+  reader_segments_.clear();
+  subscription_tag_ = 0;
 }
 
 bool Subscriber::changed() const noexcept {
@@ -173,9 +170,26 @@ void Subscriber::claim_line(const TopicInfo& topic, uint64_t publisher_id, uint3
       return;
     }
   }
-  reader_segments_.push_back(ReaderSegment::create(bus_->name, group));
+  reader_segments_.push_back(ReaderSegment::create(bus_->name, group, subscription_tag_, pattern_));
   reader.line = reader_segments_.back()->claim_line(publisher_id, ring_slot);
   reader.announcement = reader_segments_.back()->announcement_for(reader.line);
+}
+
+/// A random tag for our subscription, recorded with our pattern in a
+/// reader segment of our own group and of each group of the topics that
+/// match it now and that we are in; later ones add segments as they come
+/// (claim_line). Before the ring scan: the start-up Dekker.
+void Subscriber::record_subscription() {
+  std::random_device random;
+  while (subscription_tag_ == 0) subscription_tag_ = random();
+  std::vector<int64_t> groups{-1};
+  for (const TopicInfo& topic : bus_->topics())
+    if (topic.group >= 0 && pattern_matches(pattern_, topic.name) &&
+        (::geteuid() == 0 || in_group(gid_t(topic.group))) &&
+        std::find(groups.begin(), groups.end(), topic.group) == groups.end())
+      groups.push_back(topic.group);
+  for (const int64_t group : groups)
+    reader_segments_.push_back(ReaderSegment::create(bus_->name, group, subscription_tag_, pattern_));
 }
 
 void Subscriber::make_copy_room(uint64_t bytes) {
@@ -190,7 +204,6 @@ void Subscriber::make_copy_room(uint64_t bytes) {
 
 void Subscriber::attach_rings(StartAt from, bool at_subscribe) {
   const DirectoryLayout* dir = bus_->dir;
-  const SubscriptionHandle subscription{subscription_index_, subscription_tag_};
   seen_generation_ = dir->header.generation.load(std::memory_order_acquire);
   bool retry = false;  // a matching ring could not be attached now: look again soon
   unread_.clear();
@@ -222,7 +235,7 @@ void Subscriber::attach_rings(StartAt from, bool at_subscribe) {
     // Only a ring made since we subscribed can hold an attachment reserved
     // for us; one we will not read we give up (below), or it holds its
     // writer until the slow-consumer timeout.
-    if (refused && !(subscription.valid() && created_since)) continue;  // looked at again on the next change
+    if (refused && !(subscription_tag_ != 0 && created_since)) continue;  // looked at again on the next change
     auto ring = std::make_unique<RingSegments>();
     try {
       open_ring_segments(*ring, bus_->name, topic, publisher, Access::ReadOnly, Access::ReadOnly, Access::ReadWrite);
@@ -274,20 +287,18 @@ void Subscriber::attach_rings(StartAt from, bool at_subscribe) {
     r.copy = r.verifier != nullptr ? copy_buffers_.back().get() : nullptr;
     const uint64_t first_sequence = r.header->first_sequence;  // written before magic, which the open acquired
     uint64_t reserved_state = 0;
-    const int reserved =
-        subscription.valid() && created_since
-            ? r.find_attachment(subscription.tag, reservation_participant(bus_->participant, bus_->participant_epoch()),
-                                reserved_state)
-            : -1;
+    const int reserved = subscription_tag_ != 0 && created_since
+                             ? r.find_attachment(subscription_tag_, uint32_t(bus_->pid), reserved_state)
+                             : -1;
     if (refused) {
-      if (reserved >= 0) r.ring_bell(subscription.tag, kNoLine);  // the writer frees it at its next refresh
+      if (reserved >= 0) r.ring_bell(subscription_tag_, kNoLine);  // the writer frees it at its next refresh
       r.leave();
       continue;  // looked at again on the next change
     }
     bool joined = true;
     if (reserved >= 0)
       r.adopt(reserved, reserved_state, r.control->attachments[reserved].held_from.load(std::memory_order_relaxed),
-              first_sequence, subscription.tag);
+              first_sequence, subscription_tag_);
     else if (created_since) joined = r.join_from_start(first_sequence);
     else joined = from == StartAt::Earliest ? r.join_earliest() : r.join_latest();
     // A join fails only when tail turns out to be off the record grid (the

@@ -8,10 +8,12 @@
 
 namespace flowbus::detail {
 
+ReaderRule reader_rule(const TopicInfo& topic) noexcept {
+  return ReaderRule{uint32_t(topic.owner_uid < 0 ? 0 : topic.owner_uid), topic.group, topic.mode};
+}
+
 WriterDoor::WriterDoor(const BusState& bus, const TopicInfo& topic, uint64_t publisher_id, uint32_t ring_slot)
-    : bus_(bus),
-      admissions_(bus.name, publisher_id, ring_slot,
-                  ReaderRule{uint32_t(topic.owner_uid < 0 ? 0 : topic.owner_uid), topic.group, topic.mode}) {}
+    : admissions_(bus.name, publisher_id, ring_slot, reader_rule(topic)) {}
 
 ReaderDoor WriterDoor::door() noexcept {
   ReaderDoor d;
@@ -64,9 +66,11 @@ bool WriterDoor::alive(void*, uint32_t pid, uint64_t start_time) noexcept {
   return process_alive(pid_t(pid), start_time);
 }
 
-bool WriterDoor::subscription_alive(void* self, uint32_t participant, uint32_t tag) noexcept {
-  return BusState::subscription_alive(&static_cast<WriterDoor*>(self)->bus_, participant & 0xffff, participant >> 16,
-                                      tag);
+bool WriterDoor::subscription_alive(void* self, const FollowedReader& reservation, uint32_t tag) noexcept {
+  // The same segment (token), its process alive, the subscription not closed.
+  const std::optional<ReaderSubscription> s =
+      static_cast<WriterDoor*>(self)->admissions_.subscription_of(reservation.pid, reservation.n);
+  return s && s->who.token == reservation.token && s->tag == tag;
 }
 
 }  // namespace flowbus::detail

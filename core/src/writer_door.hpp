@@ -14,6 +14,9 @@ namespace flowbus::detail {
 
 struct BusState;
 
+/// Who may read `topic`'s rings: the rule a reader segment is attested against.
+ReaderRule reader_rule(const TopicInfo& topic) noexcept;
+
 /// Owned by the writer's RingSegments (a stable address: ReaderDoor keeps a
 /// pointer to it). Thread: the writer's only.
 class WriterDoor {
@@ -27,9 +30,8 @@ class WriterDoor {
   static void release(void* self, const FollowedReader& reader) noexcept;
   static bool damaged(void* self, const FollowedReader& reader) noexcept;
   static bool alive(void* self, uint32_t pid, uint64_t start_time) noexcept;
-  static bool subscription_alive(void* self, uint32_t participant, uint32_t tag) noexcept;
+  static bool subscription_alive(void* self, const FollowedReader& reservation, uint32_t tag) noexcept;
 
-  const BusState& bus_;
   ReaderAdmissions admissions_;
   // What the writer follows, one entry per admitted reader (FollowedReader::segment points here).
   std::vector<std::unique_ptr<AdmittedReader>> followed_;

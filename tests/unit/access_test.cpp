@@ -13,12 +13,17 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "flowbus/error.hpp"
+#include "flowbus/inspect.hpp"
+#include "reader_lines.hpp"
 #include "reader_segment.hpp"
 #include "segment.hpp"
 #include "test_bus.hpp"
@@ -214,7 +219,13 @@ TEST(AccessTest, AMembersReaderSegmentIsItsOwnInTheTopicsGroupAndNoOtherReaderMa
   });
   const pid_t reader_pid = pid_t(std::atol(reader.c_str()));
   ASSERT_GT(reader_pid, 0) << reader;
-  const std::string segment = detail::reader_segment_prefix(name.name) + "r." + reader + ".0";
+  // The segment holding its line for the ring (it also has one of its own group).
+  const std::vector<detail::FoundReaderLine> lines =
+      detail::find_reader_lines(name.name, inspect_bus(name.name).rings.at(0).publisher_id, detail::kAnyRingSlot);
+  ASSERT_EQ(lines.size(), 1u);
+  ASSERT_EQ(lines[0].pid, uint32_t(reader_pid));
+  const std::string segment =
+      detail::reader_segment_prefix(name.name) + "r." + reader + "." + std::to_string(lines[0].n);
   struct stat st {};
   ASSERT_EQ(::stat(("/dev/shm/" + segment).c_str(), &st), 0) << segment;
   EXPECT_EQ(st.st_uid, kStrangerUid);
@@ -238,4 +249,62 @@ TEST(AccessTest, AMembersReaderSegmentIsItsOwnInTheTopicsGroupAndNoOtherReaderMa
 
   Bus next = Bus::open(name.name);  // the reader is dead: its segment goes
   EXPECT_FALSE(detail::Segment::exists(segment));
+}
+
+// Least privilege, step 7: a member of the topic's group that subscribes
+// before the publisher exists loses nothing of the new ring. Its subscription
+// is in its own reader segment, whose group (the topic's) the kernel vouches
+// for, so the ring's creator reserves an attachment for it. Before, a
+// subscription in the directory told the creator only the subscriber's uid,
+// and a group reader got no reservation: the first laps were overwritten
+// before it attached (counted as lost).
+TEST(AccessTest, AGroupMemberSubscribedBeforeThePublisherGetsAReservationAndLosesNothing) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to become another user";
+  ScopedBusName name("aclres");
+  Bus bus = Bus::open(name.name, {.mode = 0666});
+  TopicSpec spec = sensor_topic("acl.r", Policy::Block, 64 * 1024);
+  spec.mode = 0640;
+  spec.group = kTopicGroup;
+  bus.create_topic(spec);
+  constexpr uint64_t kEvents = 20'000;  // about 20 laps of the ring
+  std::string reader;
+  std::thread child([&] {
+    reader = as_stranger({kTopicGroup}, [&] {
+      Bus b = Bus::open_existing(name.name);
+      Subscriber s = b.subscribe("acl.r", {StartAt::Earliest});
+      uint64_t next = 0, lost = 0;
+      std::string problems;
+      const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+      while (next < kEvents && std::chrono::steady_clock::now() < until) {
+        Event e;
+        const ReadResult r = s.read(e);
+        if (r.status == ReadStatus::Ok) {
+          if (e.sequence() != next && problems.empty()) problems = " first out of order at " + std::to_string(next);
+          next = e.sequence() + 1;
+          (void)s.release(e);
+        } else if (r.status != ReadStatus::Empty) {
+          lost += r.missed;
+          if (problems.empty()) problems = std::string(" ") + to_string(r.status);
+        }
+      }
+      return "got " + std::to_string(next) + " lost " + std::to_string(lost) + problems;
+    });
+  });
+  // Its subscription shows (inspect reads it from the member's segment).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  bool subscribed = false;
+  while (!subscribed && std::chrono::steady_clock::now() < deadline) {
+    for (const SubscriptionSnapshot& sub : inspect_bus(name.name).subscriptions)
+      subscribed |= sub.pattern == "acl.r" && sub.uid == kStrangerUid && sub.alive;
+    if (!subscribed) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_TRUE(subscribed);
+  {
+    Publisher pub = bus.publisher("acl.r", {"main"});
+    for (uint64_t i = 0; i < kEvents && std::chrono::steady_clock::now() < deadline + std::chrono::seconds(40);) {
+      if (publish_reading(pub, i) == PublishStatus::Ok) ++i;
+    }
+  }
+  child.join();
+  EXPECT_EQ(reader, "got " + std::to_string(kEvents) + " lost 0");
 }

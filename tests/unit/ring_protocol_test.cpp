@@ -101,8 +101,8 @@ struct LocalRing {
     writer.door.alive = [](void* self, uint32_t pid, uint64_t) noexcept -> bool {
       return static_cast<LocalRing*>(self)->alive[pid];
     };
-    writer.door.subscription_alive = [](void* self, uint32_t participant, uint32_t) noexcept -> bool {
-      return static_cast<LocalRing*>(self)->alive[participant & 0xffff];
+    writer.door.subscription_alive = [](void* self, const FollowedReader& r, uint32_t) noexcept -> bool {
+      return static_cast<LocalRing*>(self)->alive[r.pid];
     };
     return writer;
   }
@@ -449,17 +449,26 @@ TEST(RingProtocolTest, AJoinerAdmittedBelowTheTailTheWriterHadStoredLosesNothing
   EXPECT_EQ(r.missed, 0u);
 }
 
+/// What a ring's creator does for subscription `tag` of process `pid` found
+/// in a reader segment: attachment 0 Reserved (epoch 1) at position 0.
+Attachment& reserve_for(LocalRing& ring, uint32_t pid, uint32_t tag) {
+  Attachment& a = ring.control->attachments[0];
+  a.subscription.store(tag);
+  a.token.store(1000 + pid);
+  a.pid.store(pid);
+  a.n.store(0);
+  a.line.store(kNoLine);
+  a.state.store(AttachmentState::pack(1, AttachmentState::kReserved));
+  return a;
+}
+
 // A reservation (the ring's creator found a subscription made before the
 // ring) holds the writer at its start until its subscriber adopts it; the
 // adoption keeps the attachment's epoch, so the subscriber's ownership holds
 // across, and from then on the subscriber's line holds the writer.
 TEST(RingProtocolTest, AReservationHoldsTheWriterUntilAdoptedAndTheAdopterKeepsIt) {
   LocalRing ring(4096, Policy::Block);
-  Attachment& a = ring.control->attachments[0];
-  a.subscription.store(77);
-  a.participant.store(5);
-  a.pid.store(5);
-  a.state.store(AttachmentState::pack(1, AttachmentState::kReserved));
+  Attachment& a = reserve_for(ring, 5, 77);
   ring.w = ring.make_writer();
   ring.w.recover();  // a new ring's writer takes over what its creator reserved
   while (ring.publish(64) == PublishStatus::Ok) {
@@ -491,11 +500,7 @@ TEST(RingProtocolTest, AReservationHoldsTheWriterUntilAdoptedAndTheAdopterKeepsI
 // announcement from another reader naming its tag changes nothing.
 TEST(RingProtocolTest, AnotherProcessCannotAdoptOrGiveUpAReservation) {
   LocalRing ring(4096, Policy::Block);
-  Attachment& a = ring.control->attachments[0];
-  a.subscription.store(77);
-  a.participant.store(5);
-  a.pid.store(5);
-  a.state.store(AttachmentState::pack(1, AttachmentState::kReserved));
+  Attachment& a = reserve_for(ring, 5, 77);
   ring.w = ring.make_writer();
   ring.w.recover();
   RingReader thief = ring.reader(6);

@@ -98,12 +98,12 @@ struct SidecarSnapshot {
 /// A subscription recorded in the bus directory (Bus::subscribe): a ring
 /// created after it reserves a cursor for it, so it misses nothing of that ring.
 struct SubscriptionSnapshot {
-  uint32_t slot = 0;
+  uint32_t slot = 0;  ///< n of its (first) reader segment "flowbus.<bus>~r.<pid>.<n>"
   std::string pattern;
-  int64_t pid = 0;              ///< its process; 0 if that process's participant slot is gone
+  int64_t pid = 0;  ///< its process
   bool alive = false;
   uint32_t uid = 0;             ///< its process's effective uid
-  uint32_t tag = 0;             ///< names it in the cursors reserved for it (CursorSnapshot::reserved_for)
+  uint32_t tag = 0;             ///< names it in the attachments reserved for it (CursorSnapshot::reserved_for)
   uint32_t rings_attached = 0;  ///< rings matching its pattern in which its process holds a cursor
   uint32_t rings_reserved = 0;  ///< rings whose creator reserved a cursor for it (adopted or not yet)
 };

@@ -196,6 +196,7 @@ class Subscriber {
   void attach_rings(StartAt from, bool at_subscribe);
   void make_copy_room(uint64_t bytes);
   void claim_line(const TopicInfo& topic, uint64_t publisher_id, uint32_t ring_slot, detail::RingReader& reader);
+  void record_subscription();
   void close() noexcept;
 
   std::shared_ptr<detail::BusState> bus_;
@@ -204,17 +205,17 @@ class Subscriber {
   std::unique_ptr<mirroring::ExportOptions> export_;  // the sidecar's; null for applications
   std::vector<std::unique_ptr<detail::RingSegments>> segments_;
   // Our own segments, one per group of the topics we read (usually one): each
-  // ring's line there holds our position too (least privilege, step 5).
+  // ring's line there holds our position (least privilege), and each
+  // records our subscription (pattern and tag) for rings created later.
   std::vector<std::unique_ptr<detail::ReaderSegment>> reader_segments_;
   std::vector<detail::RingReader> readers_;
   std::vector<bool> reported_corrupt_;
   size_t next_ring_ = 0;
   uint64_t seen_generation_ = 0;
   uint64_t retry_at_ns_ = 0;  // monotonic: look at the rings again then (0: no ring is waiting)
-  // Our subscription in the bus directory (UINT32_MAX: none), and the rings
-  // that were Ready when we subscribed (slot << 32 | slot epoch): any other
-  // ring was created after, so we expect its every event.
-  uint32_t subscription_index_ = UINT32_MAX;
+  // Our subscription's tag (random, 0: none), and the rings that were Ready
+  // when we subscribed (slot << 32 | slot epoch): any other ring was created
+  // after, so we expect its every event.
   uint32_t subscription_tag_ = 0;
   std::vector<uint64_t> rings_at_subscribe_;
   std::vector<UnreadRing> unread_;

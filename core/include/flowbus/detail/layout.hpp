@@ -30,7 +30,10 @@ inline constexpr size_t kLinePad = 128;
 //    `.ctl` is the writer's (Attachment[64] replaces the cursor slots), the
 //    bell grows a doorbell (`rings`, BellSlot[64]), and the data segment a
 //    reuse floor beside tail.
-inline constexpr uint32_t kLayoutVersion = 5;
+// 6: subscriptions live in the subscribers' reader segments (a pattern and
+//    a tag in the header), not in the directory (SubscriptionSlot is gone);
+//    a reservation names the reader segment it was made from.
+inline constexpr uint32_t kLayoutVersion = 6;
 
 inline constexpr uint64_t kRingMagic = 0x474e495242574c46ull;     // "FLWBRING"
 inline constexpr uint64_t kControlMagic = 0x4c54434242574c46ull;  // "FLWBBCTL"
@@ -184,16 +187,17 @@ struct Attachment {
   std::atomic<uint64_t> state;  // AttachmentState: written last (release), after the fields below
   // Admitted: the reader segment "flowbus.<bus>~r.<pid>.<n>" (token) and its line.
   std::atomic<uint64_t> token;
-  std::atomic<uint32_t> pid;  // attested by the kernel at admission (owner and /proc), or the
-                              // subscriber's pid for a reservation
+  // Reserved: the reader segment holding the subscription it was made for.
+  // Either way attested by the kernel (owner, /proc) when the writer made it.
+  std::atomic<uint32_t> pid;
   std::atomic<uint32_t> uid;
   std::atomic<uint32_t> n;
-  std::atomic<uint32_t> line;
+  std::atomic<uint32_t> line;        // kNoLine while Reserved
   std::atomic<uint64_t> start_time;  // of pid (/proc/<pid>/stat), so a reused pid is not taken for it
-  // Reserved: the subscription it holds position 0 for (SubscriptionSlot::tag)
-  // and its participant slot and epoch in the directory.
+  // Reserved: the subscription it holds position held_from for (the tag in
+  // that segment's header).
   std::atomic<uint32_t> subscription;
-  std::atomic<uint32_t> participant;
+  uint32_t reserved0;
   std::atomic<uint64_t> held_from;  // the position it held the writer at when made (tools)
   std::atomic<uint64_t> evictions;  // readers evicted from this attachment (tools)
   std::atomic<uint64_t> since_ns;   // Unix ns of the claim (tools)
@@ -292,7 +296,7 @@ static_assert(sizeof(BellHeader) <= kBellSegmentSize);
 //
 //   0     +-------------------------------------------+
 //         | magic, version, token, pid, start time,    |
-//         | creation time                              |
+//         | creation time, subscription tag, pattern   |
 //   256   +-------------------------------------------+
 //         | CursorLine[kReaderLines], 128 bytes each   |
 //         +-------------------------------------------+
@@ -300,6 +304,12 @@ static_assert(sizeof(BellHeader) <= kBellSegmentSize);
 // A line is free while its publisher_id is 0. The reader stores kLineLeft
 // in position, fills publisher_id and ring_slot (the ring's key), then
 // stores its position (release); kLineLeft says it has left that ring.
+//
+// The subscription: the Subscriber's pattern and a random nonzero tag,
+// written before the segment is linked into place (so the file appears
+// whole); the subscription ends when the segment is removed. A ring's
+// creator lists these segments before its ring is Ready and reserves an
+// attachment for each live subscription that matches (subscriptions.cpp).
 // ---------------------------------------------------------------------------
 inline constexpr uint64_t kReaderMagic = 0x5244524242574c46ull;  // "FLWBBRDR"
 // One line per ring read; a Subscriber that reads more rings of one group
@@ -308,6 +318,7 @@ inline constexpr uint64_t kReaderMagic = 0x5244524242574c46ull;  // "FLWBBRDR"
 // a segment: the proposal's 512 lines made 64 KiB, over `ulimit -f 128`.
 inline constexpr uint32_t kReaderLines = 64;
 inline constexpr uint64_t kLineLeft = UINT64_MAX;
+inline constexpr size_t kPatternBytes = 128;  // as a topic name (directory_layout.hpp, kNameBytes)
 
 struct CursorLine {
   std::atomic<uint64_t> position;       // start of the reader's next record; kLineLeft once it left
@@ -328,15 +339,19 @@ static_assert(offsetof(CursorLine, publisher_id) == 8 && offsetof(CursorLine, ri
 struct ReaderHeader {
   std::atomic<uint64_t> magic;
   uint32_t layout_version;
-  uint32_t lines;       // kReaderLines
-  uint64_t token;       // random, nonzero: tells this segment from a later one of the same name
-  uint64_t pid;         // the reader's process
-  uint64_t start_time;  // its start time (/proc/<pid>/stat), so a reused pid is not taken for it
-  uint64_t created_ns;  // Unix ns (tools)
-  char pad[2 * kLinePad - 48];
+  uint32_t lines;                      // kReaderLines
+  uint64_t token;                      // random, nonzero: tells this segment from a later one of the same name
+  uint64_t pid;                        // the reader's process
+  uint64_t start_time;                 // its start time (/proc/<pid>/stat), so a reused pid is not taken for it
+  uint64_t created_ns;                 // Unix ns (tools)
+  std::atomic<uint32_t> subscription;  // its Subscriber's tag; 0: none
+  uint32_t reserved0;
+  char pattern[kPatternBytes];  // the Subscriber's pattern, NUL-terminated
+  char pad[2 * kLinePad - 56 - kPatternBytes];
   CursorLine line[kReaderLines];
 };
-static_assert(offsetof(ReaderHeader, token) == 16 && offsetof(ReaderHeader, line) == 2 * kLinePad);
+static_assert(offsetof(ReaderHeader, token) == 16 && offsetof(ReaderHeader, subscription) == 48 &&
+              offsetof(ReaderHeader, line) == 2 * kLinePad);
 static_assert(std::is_standard_layout_v<ReaderHeader>);
 static_assert(std::is_standard_layout_v<BellHeader>);
 

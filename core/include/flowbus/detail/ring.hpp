@@ -137,9 +137,9 @@ struct ReaderDoor {
   bool (*damaged)(void* context, const FollowedReader& reader) noexcept = nullptr;
   /// Whether process `pid` (started at `start_time`) lives.
   bool (*alive)(void* context, uint32_t pid, uint64_t start_time) noexcept = nullptr;
-  /// Whether subscription `tag` of directory participant `participant`
-  /// (index | epoch << 16) still exists, for a reservation made for it.
-  bool (*subscription_alive)(void* context, uint32_t participant, uint32_t tag) noexcept = nullptr;
+  /// Whether subscription `tag`, for which `reservation` was made (its
+  /// reader segment: token, pid, n; no line), still exists.
+  bool (*subscription_alive)(void* context, const FollowedReader& reservation, uint32_t tag) noexcept = nullptr;
 };
 
 /// The header fields after the commit word, copied once: shared memory may
@@ -210,10 +210,9 @@ struct RingWriter {
   // what we keep of its reader: a reader we admitted, or a reservation.
   struct Follow {
     uint64_t state = 0;         // as stored in control->attachments[k].state
-    FollowedReader reader;      // admitted: whose line we obey
+    FollowedReader reader;      // admitted: whose line we obey; reserved: whose segment holds the
+                                // subscription (no line), whose process must adopt or give it up
     uint32_t subscription = 0;  // reserved: for which subscription tag
-    uint32_t participant = 0;   // reserved: its participant (index | epoch << 16)
-    uint32_t pid = 0;           // reserved: its pid then, which must adopt or give it up
     uint64_t held_from = 0;     // reserved: the position it holds us at
   };
   Follow follow[kAttachments];
@@ -319,8 +318,12 @@ struct RingWriter {
       const uint64_t kind = AttachmentState::kind(f.state);
       if (kind == AttachmentState::kReserved) {
         f.subscription = a.subscription.load(std::memory_order_relaxed);
-        f.participant = a.participant.load(std::memory_order_relaxed);
-        f.pid = a.pid.load(std::memory_order_relaxed);
+        f.reader.token = a.token.load(std::memory_order_relaxed);
+        f.reader.pid = a.pid.load(std::memory_order_relaxed);
+        f.reader.uid = a.uid.load(std::memory_order_relaxed);
+        f.reader.n = a.n.load(std::memory_order_relaxed);
+        f.reader.line_index = kNoLine;
+        f.reader.start_time = a.start_time.load(std::memory_order_relaxed);
         f.held_from = std::min(a.held_from.load(std::memory_order_relaxed), write_position);
         continue;
       }
@@ -496,7 +499,7 @@ struct RingWriter {
         continue;
       }
       uint64_t position = f.held_from;
-      uint64_t owner = uint64_t(f.pid) | 1ull << 32;
+      uint64_t owner = uint64_t(f.reader.pid) | 1ull << 32;
       if (kind == AttachmentState::kAdmitted) {
         if (door.damaged != nullptr && door.damaged(door.context, f.reader)) {
           evict(k);  // its segment was cut short: its line reads 0 from now on
@@ -565,7 +568,7 @@ struct RingWriter {
     p = {f.state, now_ns};
     if (AttachmentState::kind(f.state) == AttachmentState::kAdmitted)
       return door.alive == nullptr || door.alive(door.context, f.reader.pid, f.reader.start_time);
-    return door.subscription_alive == nullptr || door.subscription_alive(door.context, f.participant, f.subscription);
+    return door.subscription_alive == nullptr || door.subscription_alive(door.context, f.reader, f.subscription);
   }
 
   /// Stores attachment `k`'s fields, then its state (release): a reader that
@@ -573,7 +576,6 @@ struct RingWriter {
   void store_attachment(uint32_t k) noexcept {
     Follow& f = follow[k];
     Attachment& a = control->attachments[k];
-    const bool admitted = AttachmentState::kind(f.state) == AttachmentState::kAdmitted;
     // The fields are read seqlock-style (RingReader::find_attachment,
     // evicted_unawares): the state says kWriting while they change, and this
     // fence orders that store before the field stores, so a reader that reads
@@ -583,14 +585,13 @@ struct RingWriter {
                   std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_release);
     // Relaxed, each: published by the release store of the state below.
-    a.token.store(admitted ? f.reader.token : 0, std::memory_order_relaxed);
-    a.pid.store(admitted ? f.reader.pid : f.pid, std::memory_order_relaxed);
-    a.uid.store(admitted ? f.reader.uid : 0, std::memory_order_relaxed);
-    a.n.store(admitted ? f.reader.n : 0, std::memory_order_relaxed);
-    a.line.store(admitted ? f.reader.line_index : kNoLine, std::memory_order_relaxed);
-    a.start_time.store(admitted ? f.reader.start_time : 0, std::memory_order_relaxed);
+    a.token.store(f.reader.token, std::memory_order_relaxed);
+    a.pid.store(f.reader.pid, std::memory_order_relaxed);
+    a.uid.store(f.reader.uid, std::memory_order_relaxed);
+    a.n.store(f.reader.n, std::memory_order_relaxed);
+    a.line.store(f.reader.line_index, std::memory_order_relaxed);
+    a.start_time.store(f.reader.start_time, std::memory_order_relaxed);
     a.subscription.store(f.subscription, std::memory_order_relaxed);
-    a.participant.store(f.participant, std::memory_order_relaxed);
     a.held_from.store(f.held_from, std::memory_order_relaxed);
     a.since_ns.store(unix_now_ns(), std::memory_order_relaxed);  // tools
     a.state.store(f.state, std::memory_order_release);
@@ -736,7 +737,7 @@ struct RingWriter {
       if (AttachmentState::kind(f.state) != AttachmentState::kReserved || f.subscription != a.subscription) continue;
       FollowedReader reader;
       if (door.admit == nullptr || !door.admit(door.context, a, reader)) return;
-      if (reader.pid != f.pid) {  // a reader of another process names it: not theirs
+      if (reader.pid != f.reader.pid) {  // a reader of another process names it: not theirs
         if (door.release != nullptr) door.release(door.context, reader);
         return;
       }
@@ -961,10 +962,10 @@ struct RingReader {
   }
 
   /// The attachment holding bytes for us: a reservation for subscription
-  /// `tag` of directory participant `participant` (index | epoch << 16), or
-  /// (tag 0) an admission of our announcement. -1 when there is none; else
-  /// its index, and its state word in `state`.
-  int find_attachment(uint32_t tag, uint32_t participant, uint64_t& state) const noexcept {
+  /// `tag` of our process `pid`, or (tag 0) an admission of our
+  /// announcement. -1 when there is none; else its index, and its state
+  /// word in `state`.
+  int find_attachment(uint32_t tag, uint32_t pid, uint64_t& state) const noexcept {
     for (uint32_t k = 0; k < kAttachments; ++k) {
       const Attachment& a = control->attachments[k];
       // Acquire: pairs with the writer's release store of the state; the
@@ -976,7 +977,7 @@ struct RingReader {
                                        a.line.load(std::memory_order_relaxed) == announcement.line
                                  : kind == AttachmentState::kReserved &&
                                        a.subscription.load(std::memory_order_relaxed) == tag &&
-                                       a.participant.load(std::memory_order_relaxed) == participant;
+                                       a.pid.load(std::memory_order_relaxed) == pid;
       if (!mine) continue;
       // The fields may be a later claim's if the writer freed and reused the
       // attachment while we read: then the state changed too. The fence

@@ -203,6 +203,14 @@ void BusState::check_not_inherited(const char* what) const {
   if (inherited()) throw Error(ErrorCode::WrongProcess, inherited_handle_message(what, pid));
 }
 
+void BusState::check_writable(const std::string& what) const {
+  if (!read_only) return;
+  throw Error(ErrorCode::PermissionDenied,
+              "bus '" + name + "': this process may only read it (its directory /dev/shm/" + segment.name() + " is " +
+                  describe_owner_and_mode(segment.name()) + "), so it may not " + what +
+                  "; run as the bus's owner, or ask them to create it with a --mode and --group that let you write it");
+}
+
 BusState::~BusState() {
   // A fork() child's copy: the participant slot is its parent's.
   if (dir == nullptr || participant >= kParticipants || not_ours()) return;
@@ -456,7 +464,15 @@ std::shared_ptr<BusState> attach(std::string_view name_view, const BusOptions* c
   }
   if (!created) {
     try {
-      state->segment = Segment::open(seg_name, Access::ReadWrite, sizeof(DirectoryHeader));
+      try {
+        state->segment = Segment::open(seg_name, Access::ReadWrite, sizeof(DirectoryHeader));
+      } catch (const Error& e) {
+        // A reader needs no write access to the directory: a member of a
+        // 0640 bus's group opens it read-only (least privilege).
+        if (e.code() != ErrorCode::PermissionDenied) throw;
+        state->segment = Segment::open(seg_name, Access::ReadOnly, sizeof(DirectoryHeader));
+        state->read_only = true;
+      }
     } catch (const Error& e) {
       if (e.code() == ErrorCode::NotFound)
         throw Error(ErrorCode::NotFound, "bus '" + name + "' does not exist on this host; create it with `flowbus topic create " + name + " ...` or list buses with `flowbus inspect`");
@@ -474,6 +490,12 @@ std::shared_ptr<BusState> attach(std::string_view name_view, const BusOptions* c
   }
   state->dir = reinterpret_cast<DirectoryLayout*>(state->segment.data());
   check_directory(state->dir, name, size);
+  if (state->read_only) {
+    // Only what is ours to clean: the reader segments of our uid's dead.
+    remove_dead_reader_segments(name);
+    state->participant = UINT32_MAX;
+    return state;
+  }
   state->clean_up_dead_participants();
   remove_dead_reader_segments(name);
   // Rings whose writer is gone and whose retention ended go too, so that no
@@ -649,6 +671,13 @@ std::vector<TopicInfo> Bus::topics() const { return state_->topics(); }
 TopicInfo Bus::create_topic(const TopicSpec& spec) {
   state_->check_not_inherited("Bus handle");
   validate_spec(spec);
+  if (state_->read_only) {  // a topic that exists as asked needs no write
+    if (auto existing = state_->find_topic(spec.name)) {
+      check_same_topic(*existing, spec);
+      return *existing;
+    }
+  }
+  state_->check_writable("create topic '" + spec.name + "'");
   std::minstd_rand backoff(uint32_t(state_->pid));
   for (int attempt = 0; attempt < 200; ++attempt) {
     if (auto existing = state_->find_topic(spec.name)) {

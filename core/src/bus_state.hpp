@@ -89,8 +89,12 @@ struct BusState {
   DirectoryLayout* dir = nullptr;
   pid_t pid = 0;
   uint64_t start_time = 0;
-  uint32_t participant = 0;       // our slot
+  uint32_t participant = 0;       // our slot (UINT32_MAX: none, read_only)
   uint64_t participant_word = 0;  // our slot's Ready word
+  // The directory is mapped read-only: we may not write it (a member of a
+  // 0640 bus's group), so we only read (subscribe, list): no participant
+  // slot, no clean-up, no topic or ring of ours.
+  bool read_only = false;
   uint32_t incarnation = process_incarnation();  // differs in a fork() child: see fork_guard.hpp
 
   ~BusState();
@@ -102,6 +106,9 @@ struct BusState {
   bool not_ours() const noexcept { return inherited() || ::getpid() != pid; }
   /// Throws Error(WrongProcess) in a fork() child; `what` names the handle.
   void check_not_inherited(const char* what) const;
+  /// Throws Error(PermissionDenied) if we opened the directory read-only;
+  /// `what` says what needed to write it ("publish on topic 't'").
+  void check_writable(const std::string& what) const;
 
   /// What a ring slot's `owner` holds while we own it: our epoch and slot index.
   uint64_t owner_word() const noexcept {

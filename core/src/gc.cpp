@@ -3,8 +3,10 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <set>
+#include <vector>
 
 #include "bus_state.hpp"
 #include "flowbus/bus.hpp"
@@ -70,8 +72,15 @@ void collect_bus(const std::string& name, bool force, GcReport& report) {
   }
   report.participants_cleaned += state->clean_up_dead_participants();
   remove_dead_reader_segments(name, &report.removed_segments);
-  size_t live = 0;
-  for (uint32_t i = 0; i < kParticipants; ++i) live += state->participant_alive(i);
+  size_t live = 0;  // processes: participants, and readers without a participant slot
+  std::vector<uint32_t> live_pids;
+  for (uint32_t i = 0; i < kParticipants; ++i)
+    if (state->participant_alive(i))
+      live_pids.push_back(SlotWord::who(state->dir->participants[i].state.load(std::memory_order_acquire)));
+  // Readers of a read-only directory hold no participant slot: their reader segments say they are there.
+  for (const uint32_t pid : live_reader_pids(name))
+    if (std::find(live_pids.begin(), live_pids.end(), pid) == live_pids.end()) live_pids.push_back(pid);
+  live = live_pids.size();
   const size_t retained = state->remove_expired_rings(&report.removed_segments);
   // A topic is configuration an operator made on purpose (often before its
   // publisher starts): it is not garbage, only --force removes it.

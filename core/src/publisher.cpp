@@ -137,6 +137,7 @@ Publisher Bus::attach_publisher(std::string_view topic_name, const std::string& 
                                          "'; create it first with `flowbus topic create " + bus.name + " " +
                                          std::string(topic_name) + " --schema FILE.fbs --type ROOT`");
   check_may_publish(*topic);
+  bus.check_writable("publish on topic '" + topic->name + "'");
   if (!schema.empty()) check_compatible_evolution(topic->schema, schema);
   auto ring = std::make_unique<RingSegments>();
   DirectoryLayout* dir = bus.dir;

@@ -151,7 +151,9 @@ std::optional<AdmittedReader> ReaderAdmissions::attest(const AdmissionRequest& r
       return refuse("mode " + mode_bits(st.st_mode) + " lets others write it (a reader segment is rw-r-----)");
     // A non-root process can give its file only a group it is in (fchown):
     // st_gid == the topic's group is the kernel's word that the owner is in it.
-    const bool may_read = st.st_uid == 0 || st.st_uid == rule_.owner_uid ||
+    // The writer's own uid reads what it writes (a member publishing on a
+    // 0660 topic it does not own).
+    const bool may_read = st.st_uid == 0 || st.st_uid == rule_.owner_uid || st.st_uid == ::geteuid() ||
                           (rule_.group >= 0 && int64_t(st.st_gid) == rule_.group) || (rule_.mode & 0004) != 0;
     if (!may_read)
       return refuse("owner uid " + std::to_string(st.st_uid) + ", group " + std::to_string(st.st_gid) +

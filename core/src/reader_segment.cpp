@@ -3,6 +3,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
@@ -63,12 +64,20 @@ std::unique_ptr<ReaderSegment> ReaderSegment::create(const std::string& bus, int
     throw Error(ErrorCode::InvalidArgument, "pattern '" + std::string(pattern) + "' is longer than " +
                                                 std::to_string(kPatternBytes - 1) + " bytes");
   const std::string prefix = reader_segment_prefix(bus), pid = std::to_string(::getpid());
-  static std::atomic<uint64_t> drafts{0};
-  // A draft of a process that died is removed by the next bus open; one of an
-  // earlier life of our pid is not in use.
-  const std::string draft = prefix + "d." + pid + "." + std::to_string(drafts.fetch_add(1, std::memory_order_relaxed));
-  Segment::remove(draft);
-  Segment segment = Segment::create(draft, sizeof(ReaderHeader), kReaderMode, group);
+  // A draft under a random name: /dev/shm is sticky, so a name another user
+  // took first (a predictable one could be) is not ours to remove; we pick
+  // another. A draft of a process that died is removed by the next bus open.
+  const auto make_draft = [&] {
+    for (int attempt = 0;; ++attempt) {
+      try {
+        return Segment::create(prefix + "d." + pid + "." + std::to_string(random_token()), sizeof(ReaderHeader),
+                               kReaderMode, group);
+      } catch (const Error& e) {
+        if (e.code() != ErrorCode::AlreadyExists || attempt == 15) throw;
+      }
+    }
+  };
+  Segment segment = make_draft();
   auto* h = reinterpret_cast<ReaderHeader*>(segment.data());
   h->layout_version = kLayoutVersion;
   h->lines = kReaderLines;
@@ -88,12 +97,12 @@ std::unique_ptr<ReaderSegment> ReaderSegment::create(const std::string& bus, int
     if (segment.publish_as(name))
       return std::unique_ptr<ReaderSegment>(new ReaderSegment(std::move(segment), group, ::getpid(), n));
     // Taken: ours (another Subscriber), or squatted; either way the next n.
-    // publish_as removed the draft: make it again under the same name.
-    Segment again = Segment::create(draft, sizeof(ReaderHeader), kReaderMode, group);
+    // publish_as removed the draft (our mapping stays): make another.
+    Segment again = make_draft();
     std::memcpy(again.data(), segment.data(), sizeof(ReaderHeader));
     segment = std::move(again);
   }
-  Segment::remove(draft);
+  Segment::remove(segment.name());
   throw Error(ErrorCode::NoSpace, "bus '" + bus + "': this process holds " +
                                       std::to_string(kMaxReaderSegmentsPerProcess) +
                                       " reader segments already; close some subscribers");
@@ -159,6 +168,17 @@ size_t remove_dead_reader_segments(const std::string& bus, std::vector<std::stri
     if (removed_names != nullptr) removed_names->push_back(name);
   }
   return removed;
+}
+
+std::vector<uint32_t> live_reader_pids(const std::string& bus) {
+  const std::string prefix = reader_segment_prefix(bus) + "r.";
+  std::vector<uint32_t> live;
+  for (const std::string& name : list_shm_segments()) {
+    uint32_t pid = 0, n = 0;
+    if (!parse_reader_segment_name(name, prefix, pid, n)) continue;
+    if (std::find(live.begin(), live.end(), pid) == live.end() && process_alive(pid_t(pid), 0)) live.push_back(pid);
+  }
+  return live;
 }
 
 }  // namespace flowbus::detail

@@ -67,4 +67,9 @@ class ReaderSegment {
 /// their names to `removed` if given.
 size_t remove_dead_reader_segments(const std::string& bus, std::vector<std::string>* removed = nullptr);
 
+/// The live processes that hold reader segments of bus `bus` (a reader that
+/// opened the bus read-only holds no participant slot: this is how gc knows
+/// it is there). Judged by pid, from the names.
+std::vector<uint32_t> live_reader_pids(const std::string& bus);
+
 }  // namespace flowbus::detail

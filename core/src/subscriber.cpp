@@ -160,8 +160,9 @@ std::shared_ptr<const SchemaCodec> verifier_for(const std::vector<std::unique_pt
 /// so a topic whose group is not ours, or that has none, goes to our
 /// segment of our own group.
 void Subscriber::claim_line(const TopicInfo& topic, uint64_t publisher_id, uint32_t ring_slot, RingReader& reader) {
-  int64_t group = -1;
-  if (topic.group >= 0 && (::geteuid() == 0 || in_group(gid_t(topic.group)))) group = topic.group;
+  int64_t group = -1;  // our effective group's, also when it is the topic's
+  if (topic.group >= 0 && gid_t(topic.group) != ::getegid() && (::geteuid() == 0 || in_group(gid_t(topic.group))))
+    group = topic.group;
   for (const auto& own : reader_segments_) {
     if (own->group() != group) continue;
     if (CursorLine* line = own->claim_line(publisher_id, ring_slot)) {
@@ -184,7 +185,7 @@ void Subscriber::record_subscription() {
   while (subscription_tag_ == 0) subscription_tag_ = random();
   std::vector<int64_t> groups{-1};
   for (const TopicInfo& topic : bus_->topics())
-    if (topic.group >= 0 && pattern_matches(pattern_, topic.name) &&
+    if (topic.group >= 0 && gid_t(topic.group) != ::getegid() && pattern_matches(pattern_, topic.name) &&
         (::geteuid() == 0 || in_group(gid_t(topic.group))) &&
         std::find(groups.begin(), groups.end(), topic.group) == groups.end())
       groups.push_back(topic.group);
@@ -232,10 +233,13 @@ void Subscriber::attach_rings(StartAt from, bool at_subscribe) {
     RingContext context = make_ring_context(bus_->host, bus_->name, *info, publisher, slot.publisher_id);
     apply_mirror_origin(context, slot);
     const bool refused = export_ && export_->accept_ring && !export_->accept_ring(context);
-    // Only a ring made since we subscribed can hold an attachment reserved
-    // for us; one we will not read we give up (below), or it holds its
-    // writer until the slow-consumer timeout.
-    if (refused && !(subscription_tag_ != 0 && created_since)) continue;  // looked at again on the next change
+    // Only a ring made since we recorded our subscription can hold an
+    // attachment reserved for us: one created since we subscribed, or one
+    // that became Ready while we subscribed (its creator listed our segment
+    // before our scan got to it). One we will not read we give up (below),
+    // or it holds its writer until the slow-consumer timeout.
+    const bool may_hold_ours = subscription_tag_ != 0 && (created_since || at_subscribe);
+    if (refused && !may_hold_ours) continue;  // looked at again on the next change
     auto ring = std::make_unique<RingSegments>();
     try {
       open_ring_segments(*ring, bus_->name, topic, publisher, Access::ReadOnly, Access::ReadOnly, Access::ReadWrite);
@@ -287,15 +291,15 @@ void Subscriber::attach_rings(StartAt from, bool at_subscribe) {
     r.copy = r.verifier != nullptr ? copy_buffers_.back().get() : nullptr;
     const uint64_t first_sequence = r.header->first_sequence;  // written before magic, which the open acquired
     uint64_t reserved_state = 0;
-    const int reserved = subscription_tag_ != 0 && created_since
-                             ? r.find_attachment(subscription_tag_, uint32_t(bus_->pid), reserved_state)
-                             : -1;
+    const int reserved = may_hold_ours ? r.find_attachment(subscription_tag_, uint32_t(bus_->pid), reserved_state) : -1;
     if (refused) {
       if (reserved >= 0) r.ring_bell(subscription_tag_, kNoLine);  // the writer frees it at its next refresh
       r.leave();
       continue;  // looked at again on the next change
     }
     bool joined = true;
+    // A reservation for us means the ring's creator saw our subscription:
+    // the ring is newer than it, whatever our scan saw, so read it all.
     if (reserved >= 0)
       r.adopt(reserved, reserved_state, r.control->attachments[reserved].held_from.load(std::memory_order_relaxed),
               first_sequence, subscription_tag_);

@@ -10,8 +10,13 @@
 // reserves an attachment for the subscription, or the subscriber's scan
 // comes after the creator's Claiming store and sees the ring being created,
 // and so treats it as new (joined at its start, with what was overwritten
-// before it came counted).
+// before it came counted). Or both: the creator listed the segment and made
+// the ring Ready before the scan got to its slot; the subscriber then finds
+// the reservation all the same (Subscriber::attach_rings looks in every ring
+// its subscribe-time scan attaches).
 #include "subscriptions.hpp"
+
+#include <unistd.h>
 
 #include <atomic>
 #include <string>
@@ -25,6 +30,10 @@
 #include "writer_door.hpp"
 
 namespace flowbus::detail {
+
+namespace {
+constexpr uint32_t kReservationsPerOtherUser = 16;  // of kAttachments (64)
+}  // namespace
 
 uint32_t reserve_for_subscribers(const BusState& bus, const TopicInfo& topic, uint64_t publisher_id, uint32_t ring_slot,
                                  ControlHeader* control) noexcept {
@@ -46,10 +55,20 @@ uint32_t reserve_for_subscribers(const BusState& bus, const TopicInfo& topic, ui
       const std::optional<ReaderSubscription> s = admissions.subscription_of(pid, n);
       if (!s || !pattern_matches(s->pattern, topic.name)) continue;
       bool known = false;  // a Subscriber with segments of several groups records its tag in each
-      for (uint32_t k = 0; k < reserved; ++k)
-        known |= control->attachments[k].pid.load(std::memory_order_relaxed) == s->who.pid &&
-                 control->attachments[k].subscription.load(std::memory_order_relaxed) == s->tag;
+      uint32_t of_uid = 0;
+      for (uint32_t k = 0; k < reserved; ++k) {
+        const Attachment& b = control->attachments[k];
+        known |= b.pid.load(std::memory_order_relaxed) == s->who.pid &&
+                 b.subscription.load(std::memory_order_relaxed) == s->tag;
+        of_uid += b.uid.load(std::memory_order_relaxed) == s->who.uid;
+      }
       if (known) continue;
+      // Another user (a member of the topic's group, or anyone on a
+      // world-readable topic) may hold only so many: one who subscribes
+      // 64 times would otherwise take every attachment of every new ring.
+      // Our own uid and root are trusted as we are.
+      const bool trusted = s->who.uid == 0 || s->who.uid == uint32_t(::geteuid());
+      if (!trusted && of_uid == kReservationsPerOtherUser) continue;
       if (reserved == kAttachments) break;
       // Ours alone (.ctl is the writer's), and no reader knows the ring yet:
       // fields first, then the state (release: a reader that acquires it sees

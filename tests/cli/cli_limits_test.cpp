@@ -3,14 +3,16 @@
 // /dev/shm, a pattern matching nothing. Each case runs the real binary and
 // checks the exit code, that the message names the argument and what is
 // allowed, and that a refused command leaves nothing in /dev/shm.
+#include <grp.h>
+#include <gtest/gtest.h>
 #include <sys/resource.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
-#include <gtest/gtest.h>
 
 #include <cstdio>
 #include <fstream>
 
+#include "as_stranger.hpp"
 #include "bus_state.hpp"
 #include "cli_helpers.hpp"
 #include "directory_layout.hpp"
@@ -374,3 +376,30 @@ TEST(CliLimitsTest, TopicLsPrintsDurationsAsTheyAreWrittenAndJsonHasEverySetting
 }
 
 }  // namespace
+
+// The reader recipe of the README and docs/security.md, by group name
+// (issue 15 item 10): `topic create --mode 0640 --group G` on a new bus, and
+// a member of G (another uid, a forked child) subscribes with `flowbus sub`
+// and may not publish.
+TEST(CliLimitsTest, TheReaderRecipeLetsAGroupMemberSubscribeByGroupNameAndNotPublish) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to become another user";
+  const struct group* nogroup = ::getgrnam("nogroup");
+  if (nogroup == nullptr) GTEST_SKIP() << "no group 'nogroup' here";
+  const gid_t readers = nogroup->gr_gid;
+  ScopedBusName name("recipe");
+  Outcome o = flowbus_cli({"topic", "create", name.name, "orders.created", "--schema", example_schema("order.fbs"),
+                           "--mode", "0640", "--group", "nogroup"});
+  ASSERT_EQ(o.exit_code, 0) << describe(o);
+  o = flowbus_cli({"pub", name.name, "orders.created", "--json", kOrderJson});
+  ASSERT_EQ(o.exit_code, 0) << describe(o);
+  const std::string member = as_stranger({readers}, [&] {
+    const Outcome sub =
+        flowbus_cli({"sub", name.name, "orders.created", "--from", "earliest", "--count", "1", "--timeout", "5"});
+    const Outcome pub = flowbus_cli({"pub", name.name, "orders.created", "--json", kOrderJson});
+    return "sub " + describe(sub) + "\npub " + describe(pub);
+  });
+  EXPECT_NE(member.find("sub exit 0"), std::string::npos) << member;
+  EXPECT_NE(member.find("\"customer\": \"acme\""), std::string::npos) << member;
+  EXPECT_NE(member.find("pub exit 1"), std::string::npos) << member;
+  EXPECT_NE(member.find("(in its group) may not publish on it"), std::string::npos) << member;
+}

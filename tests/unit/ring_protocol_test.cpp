@@ -450,9 +450,9 @@ TEST(RingProtocolTest, AJoinerAdmittedBelowTheTailTheWriterHadStoredLosesNothing
 }
 
 /// What a ring's creator does for subscription `tag` of process `pid` found
-/// in a reader segment: attachment 0 Reserved (epoch 1) at position 0.
-Attachment& reserve_for(LocalRing& ring, uint32_t pid, uint32_t tag) {
-  Attachment& a = ring.control->attachments[0];
+/// in a reader segment: attachment k Reserved (epoch 1) at position 0.
+Attachment& reserve_for(LocalRing& ring, uint32_t pid, uint32_t tag, uint32_t k = 0) {
+  Attachment& a = ring.control->attachments[k];
   a.subscription.store(tag);
   a.token.store(1000 + pid);
   a.pid.store(pid);
@@ -515,6 +515,31 @@ TEST(RingProtocolTest, AnotherProcessCannotAdoptOrGiveUpAReservation) {
   ring.refresh_at_next_publish();
   ASSERT_EQ(ring.publish(64), PublishStatus::Ok);
   EXPECT_EQ(AttachmentState::kind(a.state.load()), AttachmentState::kFree);
+}
+
+// Tags are readable by whoever may read a segment: another process may
+// subscribe under the victim's tag and get a reservation of its own, below
+// the victim's. The victim's adoption must still find its own.
+TEST(RingProtocolTest, AReservationOfAnotherProcessUnderTheSameTagDoesNotStopTheAdoption) {
+  LocalRing ring(4096, Policy::Block);
+  reserve_for(ring, 6, 77, 0);  // the copycat's, first in the table
+  Attachment& mine = reserve_for(ring, 5, 77, 1);
+  ring.w = ring.make_writer();
+  ring.w.recover();
+  RingReader r = ring.reader(5);
+  uint64_t state = 0;
+  ASSERT_EQ(r.find_attachment(77, 5, state), 1);
+  r.adopt(1, state, 0, 0, 77);
+  ring.refresh_at_next_publish();
+  ASSERT_EQ(ring.publish(64), PublishStatus::Ok);
+  EXPECT_EQ(AttachmentState::kind(mine.state.load()), AttachmentState::kAdmitted) << "the adoption was answered";
+  // And giving up finds its own too.
+  RingReader copycat = ring.reader(6);
+  copycat.ring_bell(77, kNoLine);
+  ring.refresh_at_next_publish();
+  ASSERT_EQ(ring.publish(64), PublishStatus::Ok);
+  EXPECT_EQ(AttachmentState::kind(ring.control->attachments[0].state.load()), AttachmentState::kFree);
+  EXPECT_EQ(AttachmentState::kind(mine.state.load()), AttachmentState::kAdmitted);
 }
 
 // Fault 6: a Latest reader joining at the oldest event while the writer laps

@@ -1,10 +1,13 @@
-// Subscriptions recorded in the directory, and the cursors new rings reserve
+// Subscriptions recorded in reader segments, and the attachments new rings reserve
 // for them: the cases an attack on the first version found (issue 15 item 1;
 // the multi-process start-up races are tests/process/startup_order_test.cpp).
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "cursor_slots.hpp"
 #include "flowbus/bus.hpp"
@@ -125,4 +128,66 @@ TEST(SubscriptionTest, SubscribersBeyondTheWritersAttachmentsStillAttachAndRead)
   ASSERT_EQ(pub.try_publish(reading(7)), PublishStatus::Ok);
   EXPECT_EQ(exact.poll([](const Event&) {}).delivered, 1u);
   EXPECT_EQ(late.poll([](const Event&) {}).delivered, 1u);
+}
+
+// A ring whose creator listed the subscriber's segment (and so reserved for
+// it) may be Ready before the subscriber's own scan reaches it: that scan
+// sees it as existing at subscribe time, yet the reservation is ours, and
+// must be adopted, or it holds the writer at 0 until the slow-consumer
+// timeout evicts it (for good with "never"). Subscribing and creating the
+// ring race here, round after round: no round may leave a reservation
+// behind or evict anyone.
+TEST(SubscriptionTest, ARingMadeWhileItsSubscriberSubscribesLeavesNoReservationBehind) {
+  constexpr int kRounds = 100;
+  constexpr uint64_t kEvents = 300;  // several laps of the ring
+  int evicted_rounds = 0;
+  for (int round = 0; round < kRounds; ++round) {
+    ScopedBusName name("subsrace");
+    Bus bus = Bus::open(name.name);
+    TopicSpec spec = sensor_topic("t.a", Policy::Block, 4096);
+    spec.slow_consumer_timeout = 200ms;
+    bus.create_topic(spec);
+    // Rings that exist already, in the slots before the new one: the
+    // subscriber's scan opens and maps each before it gets to the new ring,
+    // which leaves the creator time to list, reserve and make it Ready.
+    bus.create_topic(sensor_topic("t.b", Policy::Block, 1 << 20));
+    std::vector<Publisher> older;
+    for (const char* p : {"x", "y", "z"}) older.push_back(bus.publisher("t.b", {p}));
+    std::atomic<int> ready{0};
+    const auto go = [&] {
+      ready.fetch_add(1);
+      while (ready.load() < 2) {
+      }
+    };
+    uint64_t evictions = 0;
+    std::string reader_problem;
+    std::thread reader([&] {
+      go();
+      Subscriber s = bus.subscribe("t.>", {StartAt::Earliest});
+      uint64_t next = 0;
+      for (const auto until = std::chrono::steady_clock::now() + 10s;
+           next < kEvents && std::chrono::steady_clock::now() < until;) {
+        Event e;
+        const ReadResult r = s.read(e);
+        if (r.status == ReadStatus::Ok) {
+          next = e.sequence() + 1;
+          (void)s.release(e);
+        } else if (r.status == ReadStatus::Evicted && reader_problem.empty()) {
+          reader_problem = "evicted";
+        }
+      }
+    });
+    go();
+    {
+      Publisher pub = bus.publisher("t.a", {"p"});
+      const auto until = std::chrono::steady_clock::now() + 10s;
+      for (uint64_t i = 0; i < kEvents && std::chrono::steady_clock::now() < until;)
+        if (pub.try_publish(reading(i)) == PublishStatus::Ok) ++i;
+      reader.join();
+      evictions = pub.evictions();
+    }
+    evicted_rounds += evictions != 0;
+    EXPECT_EQ(reader_problem, "") << "round " << round;
+  }
+  EXPECT_EQ(evicted_rounds, 0) << "rounds in which a reservation was left to hold the writer";
 }

@@ -95,8 +95,9 @@ struct SidecarSnapshot {
   std::string error;  ///< the status could not be read
 };
 
-/// A subscription recorded in the bus directory (Bus::subscribe): a ring
-/// created after it reserves a cursor for it, so it misses nothing of that ring.
+/// A subscription (Bus::subscribe), recorded in its subscriber's reader
+/// segments: a ring created after it reserves room for it, so it misses
+/// nothing of that ring.
 struct SubscriptionSnapshot {
   uint32_t slot = 0;  ///< n of its (first) reader segment "flowbus.<bus>~r.<pid>.<n>"
   std::string pattern;
@@ -104,8 +105,8 @@ struct SubscriptionSnapshot {
   bool alive = false;
   uint32_t uid = 0;             ///< its process's effective uid
   uint32_t tag = 0;             ///< names it in the attachments reserved for it (CursorSnapshot::reserved_for)
-  uint32_t rings_attached = 0;  ///< rings matching its pattern in which its process holds a cursor
-  uint32_t rings_reserved = 0;  ///< rings whose creator reserved a cursor for it (adopted or not yet)
+  uint32_t rings_attached = 0;  ///< rings matching its pattern its process reads
+  uint32_t rings_reserved = 0;  ///< rings whose creator reserved an attachment for it (adopted or not yet)
 };
 
 struct TopicSnapshot {

@@ -59,12 +59,13 @@ struct BackoffOptions {
 struct SubscriberOptions {
   /// Where a ring found at subscribe time starts. A ring of a matching topic
   /// created after subscribe() is read from its first event, whatever the
-  /// timing: its creator reserves a cursor for this subscriber before its
+  /// timing: its creator reserves room for this subscriber before its
   /// first publish (Block: the writer waits for it, up to the topic's
-  /// slow-consumer timeout). Beyond 256 live subscriptions on a bus, or for a
-  /// reader the topic admits only through its group, no cursor is reserved:
-  /// such a ring is joined at its oldest retained event and what was
-  /// overwritten before is reported (Lost), never skipped silently.
+  /// slow-consumer timeout). Where nothing could be reserved (64 waiting
+  /// subscriptions already, or a topic of a group this subscriber had no
+  /// reader segment of when the ring was made), such a ring is joined at its
+  /// oldest retained event and what was overwritten before is reported
+  /// (Lost), never skipped silently.
   StartAt from = StartAt::Latest;
   std::chrono::nanoseconds spin = std::chrono::microseconds(50);  ///< wait(): spin this long, then sleep
   /// wait(): once an event shows up, keep away from the rings this much

@@ -730,14 +730,19 @@ struct RingWriter {
   }
 
   /// An announcement that names a reservation: its subscriber adopts it (or
-  /// gives it up). Only the process the reservation was made for may.
+  /// gives it up). Only the process the reservation was made for may. Tags
+  /// are not secret (anyone who may read a segment reads its tag), so the
+  /// reservation is the one of that tag made for the announcer's pid: a
+  /// reservation another process got for the same tag stops nobody.
   void answer_reserved(const ReaderAnnouncement& a) noexcept {
     for (uint32_t k = 0; k < kAttachments; ++k) {
       Follow& f = follow[k];
-      if (AttachmentState::kind(f.state) != AttachmentState::kReserved || f.subscription != a.subscription) continue;
+      if (AttachmentState::kind(f.state) != AttachmentState::kReserved || f.subscription != a.subscription ||
+          f.reader.pid != a.pid)
+        continue;
       FollowedReader reader;
       if (door.admit == nullptr || !door.admit(door.context, a, reader)) return;
-      if (reader.pid != f.reader.pid) {  // a reader of another process names it: not theirs
+      if (reader.pid != f.reader.pid) {  // attested as another process: not theirs
         if (door.release != nullptr) door.release(door.context, reader);
         return;
       }

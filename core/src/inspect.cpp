@@ -60,7 +60,7 @@ void count_subscription_rings(BusSnapshot& snap) {
     for (const RingSnapshot& r : snap.rings) {
       bool reserved = false, attached = false;
       for (const CursorSnapshot& c : r.cursors) {
-        reserved |= c.reserved_for == sub.tag;
+        reserved |= c.reserved_for == sub.tag && c.pid == sub.pid;  // tags are not secret: the pid too
         attached |= sub.pid != 0 && c.pid == sub.pid;
       }
       sub.rings_reserved += reserved;

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "fault_guard.hpp"
 #include "flowbus/detail/layout.hpp"
 #include "flowbus/error.hpp"
 #include "liveness.hpp"
@@ -21,13 +22,19 @@ std::vector<FoundReaderLine> find_reader_lines(const std::string& bus, uint64_t 
     uint32_t pid = 0, n = 0;
     if (!parse_reader_segment_name(name, prefix, pid, n)) continue;
     Segment seg;
+    GuardedRange guard;  // after seg: unguarded before it is unmapped
     try {
       seg = Segment::open(name, Access::ReadOnly, sizeof(ReaderHeader));
+      // Its owner may truncate it while we read (a long-running exporter
+      // must not die of SIGBUS for it): a cut page reads 0, and we drop what
+      // we read from it.
+      guard = guard_mapping(seg.data(), seg.size());
     } catch (const Error&) {
       if (unreadable != nullptr) ++*unreadable;  // another group's, or cut short
       continue;
     }
     const auto* h = reinterpret_cast<const ReaderHeader*>(seg.data());
+    const size_t found_before = found.size();
     // Acquire: pairs with the reader's release store of magic (written last).
     if (h->magic.load(std::memory_order_acquire) != kReaderMagic || h->pid != pid) continue;
     const bool alive = process_alive(pid_t(pid), h->start_time);
@@ -54,6 +61,7 @@ std::vector<FoundReaderLine> find_reader_lines(const std::string& bus, uint64_t 
       f.sleeping = l.sleeping.load(std::memory_order_relaxed) != 0;
       found.push_back(f);
     }
+    if (guard.damaged()) found.resize(found_before);  // cut short under us: what we read may be zeros
   }
   return found;
 }
@@ -65,8 +73,10 @@ std::vector<FoundSubscription> find_subscriptions(const std::string& bus) {
     uint32_t pid = 0, n = 0;
     if (!parse_reader_segment_name(name, prefix, pid, n)) continue;
     Segment seg;
+    GuardedRange guard;  // as in find_reader_lines
     try {
       seg = Segment::open(name, Access::ReadOnly, sizeof(ReaderHeader));
+      guard = guard_mapping(seg.data(), seg.size());
     } catch (const Error&) {
       continue;  // another group's, or cut short
     }
@@ -85,6 +95,7 @@ std::vector<FoundSubscription> find_subscriptions(const std::string& bus) {
     f.tag = tag;
     f.pattern.assign(h->pattern, strnlen(h->pattern, kPatternBytes));
     f.alive = process_alive(pid_t(pid), h->start_time);
+    if (guard.damaged()) continue;  // cut short under us
     struct stat st {};
     if (::stat(("/dev/shm/" + name).c_str(), &st) == 0) f.uid = uint32_t(st.st_uid);
     found.push_back(std::move(f));

@@ -270,7 +270,8 @@ TEST(InspectCliTest, SubscriptionsAreShownWithTheirProcessAndTheRingsTheyRead) {
   Json j("{}");
   for (int i = 0; i < 500 && subscriptions_of(bus.name.name, j).size() == 0; ++i) std::this_thread::sleep_for(10ms);
   ASSERT_EQ(subscriptions_of(bus.name.name, j).size(), 1u) << "the subscriber never registered";
-  ASSERT_EQ(bus.pub(kOrderJson, {"--name", "shop"}).exit_code, 0);  // its ring reserves a cursor for the subscription
+  ASSERT_EQ(bus.pub(kOrderJson, {"--name", "shop"}).exit_code,
+            0);  // its ring reserves an attachment for the subscription
   ASSERT_TRUE(sub.read_line(10s)) << "the subscriber did not get the event";
 
   auto subs = subscriptions_of(bus.name.name, j);

@@ -1,11 +1,19 @@
 // flowbus inspect against a bus whose state the test knows exactly.
+#include "flowbus/inspect.hpp"
+
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
+#include <thread>
+
 #include "flowbus/error.hpp"
-#include "flowbus/inspect.hpp"
+#include "reader_lines.hpp"
+#include "reader_segment.hpp"
 #include "test_bus.hpp"
 
 using namespace flowbus;
@@ -91,7 +99,8 @@ TEST(InspectTest, AGonePublisherWithAnUndrainedRingIsNamedWithTheFix) {
   ASSERT_EQ(s.rings.size(), 1u);
   EXPECT_FALSE(s.rings[0].writer_alive);
   bool named = false;
-  for (const auto& w : s.warnings) named |= w.find("publisher") != std::string::npos && w.find("'gone'") != std::string::npos;
+  for (const auto& w : s.warnings)
+    named |= w.find("publisher") != std::string::npos && w.find("'gone'") != std::string::npos;
   EXPECT_TRUE(named);
 }
 
@@ -130,7 +139,8 @@ TEST(InspectTest, ALatestReaderIsShownLappedNotAboutToBeEvictedAndItsLagIsExactO
   EXPECT_TRUE(r.cursors[0].lapped);
   EXPECT_EQ(r.cursors[0].lag_events, -1);  // more than the ring retains: the exact count is not in the ring any more
   EXPECT_GT(r.cursors[0].lag_bytes, r.capacity);
-  EXPECT_TRUE(any_warning_has(lapped, "reader pid " + std::to_string(getpid()) + " was lapped")) << warnings_text(lapped);
+  EXPECT_TRUE(any_warning_has(lapped, "reader pid " + std::to_string(getpid()) + " was lapped"))
+      << warnings_text(lapped);
   EXPECT_FALSE(any_warning_has(lapped, "evicted")) << warnings_text(lapped);
 
   uint64_t missed = 0;
@@ -190,4 +200,33 @@ TEST(InspectTest, AMissingBusIsAClearError) {
     EXPECT_EQ(e.code(), ErrorCode::NotFound);
     EXPECT_NE(std::string(e.what()).find("flowbus inspect"), std::string::npos);
   }
+}
+
+// A reader may truncate its own segment at any time; tools map every reader
+// segment they can read (inspect, check, the Prometheus exporter, which runs
+// for weeks). A segment cut short while a tool reads it must cost the tool
+// nothing but that segment's lines: no SIGBUS.
+TEST(InspectTest, AReaderSegmentCutShortWhileToolsReadItKillsNoTool) {
+  ScopedBusName bus("cutseg");
+  auto segment = detail::ReaderSegment::create(bus.name, -1, 77, "t.>");
+  ASSERT_NE(segment->claim_line(7, 0), nullptr);
+  const std::string path = "/dev/shm/" + segment->name();
+  std::atomic<bool> stop{false};
+  std::thread cutter([&] {
+    const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+    while (!stop.load()) {
+      (void)!::ftruncate(fd, 0);
+      (void)!::ftruncate(fd, sizeof(detail::ReaderHeader));
+    }
+    ::close(fd);
+  });
+  size_t scans = 0;
+  for (const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+       std::chrono::steady_clock::now() < until; ++scans) {
+    (void)detail::find_reader_lines(bus.name, 7, detail::kAnyRingSlot);
+    (void)detail::find_subscriptions(bus.name);
+  }
+  stop = true;
+  cutter.join();
+  EXPECT_GT(scans, 100u);
 }

@@ -67,11 +67,13 @@ std::unique_ptr<ReaderSegment> ReaderSegment::create(const std::string& bus, int
   // A draft under a random name: /dev/shm is sticky, so a name another user
   // took first (a predictable one could be) is not ours to remove; we pick
   // another. A draft of a process that died is removed by the next bus open.
+  const std::string draft_stem = prefix + "d." + pid + ".";
   const auto make_draft = [&] {
     for (int attempt = 0;; ++attempt) {
       try {
-        return Segment::create(prefix + "d." + pid + "." + std::to_string(random_token()), sizeof(ReaderHeader),
-                               kReaderMode, group);
+        std::string draft = draft_stem;
+        draft += std::to_string(random_token());
+        return Segment::create(draft, sizeof(ReaderHeader), kReaderMode, group);
       } catch (const Error& e) {
         if (e.code() != ErrorCode::AlreadyExists || attempt == 15) throw;
       }

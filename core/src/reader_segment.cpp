@@ -87,7 +87,7 @@ std::unique_ptr<ReaderSegment> ReaderSegment::create(const std::string& bus, int
   h->pid = uint64_t(::getpid());
   h->start_time = process_start_time(::getpid());
   h->created_ns = unix_now_ns();
-  std::memcpy(h->pattern, pattern.data(), pattern.size());  // the rest is 0 (a new segment)
+  if (!pattern.empty()) std::memcpy(h->pattern, pattern.data(), pattern.size());  // the rest is 0 (a new segment)
   // Relaxed: published whole by the magic's release store and the link.
   h->subscription.store(tag, std::memory_order_relaxed);
   // Release: whoever acquires the magic sees the header whole. The link below

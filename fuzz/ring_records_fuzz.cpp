@@ -26,7 +26,7 @@ using namespace flowbus::detail;
 namespace {
 
 constexpr uint64_t kMaxCapacity = 64 * 1024;
-constexpr int kMaxPeeks = 2048;      // per reader run
+constexpr int kMaxPeeks = 2048;       // per reader run
 constexpr int kMaxEmptyInARow = 130;  // two damage checks (every 64th empty peek)
 
 [[noreturn]] void fail(const char* what) {
@@ -42,14 +42,9 @@ std::unique_ptr<uint8_t[]> copy_padded(const uint8_t* data, size_t n, size_t siz
   return out;
 }
 
-const DirectoryLayout* empty_directory() {
-  static const auto* dir = static_cast<const DirectoryLayout*>(std::calloc(1, sizeof(DirectoryLayout)));
-  return dir;
-}
-
 void inspect(const uint8_t* data, uint64_t size, const ControlHeader* control) {
   RingSnapshot snap;
-  if (snapshot_ring_data("fuzz", data, size, snap)) snapshot_ring_cursors(data, control, empty_directory(), {}, snap);
+  if (snapshot_ring_data("fuzz", data, size, snap)) snapshot_ring_cursors(data, control, {}, snap);
 }
 
 volatile uint8_t sink;

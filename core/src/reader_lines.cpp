@@ -14,6 +14,28 @@
 
 namespace flowbus::detail {
 
+namespace {
+
+/// A reader segment mapped read-only through the fault guard: its owner may
+/// truncate it while we read (a long-running exporter must not die of SIGBUS
+/// for it); a cut page reads 0, and callers drop what they read from it.
+struct GuardedSegment {
+  Segment segment;
+  GuardedRange guard;  // after segment: unguarded before it is unmapped
+  bool open(const std::string& name) {
+    try {
+      segment = Segment::open(name, Access::ReadOnly, sizeof(ReaderHeader));
+      guard = guard_mapping(segment.data(), segment.size());
+      return true;
+    } catch (const Error&) {
+      return false;
+    }
+  }
+  const ReaderHeader* header() const { return reinterpret_cast<const ReaderHeader*>(segment.data()); }
+};
+
+}  // namespace
+
 std::vector<FoundReaderLine> find_reader_lines(const std::string& bus, uint64_t publisher_id, uint32_t ring_slot,
                                                uint32_t* unreadable) {
   std::vector<FoundReaderLine> found;
@@ -21,19 +43,13 @@ std::vector<FoundReaderLine> find_reader_lines(const std::string& bus, uint64_t 
   for (const std::string& name : list_shm_segments()) {
     uint32_t pid = 0, n = 0;
     if (!parse_reader_segment_name(name, prefix, pid, n)) continue;
-    Segment seg;
-    GuardedRange guard;  // after seg: unguarded before it is unmapped
-    try {
-      seg = Segment::open(name, Access::ReadOnly, sizeof(ReaderHeader));
-      // Its owner may truncate it while we read (a long-running exporter
-      // must not die of SIGBUS for it): a cut page reads 0, and we drop what
-      // we read from it.
-      guard = guard_mapping(seg.data(), seg.size());
-    } catch (const Error&) {
+    GuardedSegment seg;
+    if (!seg.open(name)) {
       if (unreadable != nullptr) ++*unreadable;  // another group's, or cut short
       continue;
     }
-    const auto* h = reinterpret_cast<const ReaderHeader*>(seg.data());
+    const ReaderHeader* h = seg.header();
+    const GuardedRange& guard = seg.guard;
     const size_t found_before = found.size();
     // Acquire: pairs with the reader's release store of magic (written last).
     if (h->magic.load(std::memory_order_acquire) != kReaderMagic || h->pid != pid) continue;
@@ -72,15 +88,10 @@ std::vector<FoundSubscription> find_subscriptions(const std::string& bus) {
   for (const std::string& name : list_shm_segments()) {
     uint32_t pid = 0, n = 0;
     if (!parse_reader_segment_name(name, prefix, pid, n)) continue;
-    Segment seg;
-    GuardedRange guard;  // as in find_reader_lines
-    try {
-      seg = Segment::open(name, Access::ReadOnly, sizeof(ReaderHeader));
-      guard = guard_mapping(seg.data(), seg.size());
-    } catch (const Error&) {
-      continue;  // another group's, or cut short
-    }
-    const auto* h = reinterpret_cast<const ReaderHeader*>(seg.data());
+    GuardedSegment seg;
+    if (!seg.open(name)) continue;  // another group's, or cut short
+    const ReaderHeader* h = seg.header();
+    const GuardedRange& guard = seg.guard;
     // Acquire: pairs with the reader's release store of magic (written last).
     if (h->magic.load(std::memory_order_acquire) != kReaderMagic || h->pid != pid) continue;
     // Relaxed: written before the magic (acquired above), never changed.

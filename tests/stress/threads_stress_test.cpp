@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cinttypes>
 #include <map>
@@ -71,7 +72,13 @@ TEST(ThreadsStressTest, PublishersAndSubscribersJoinAndLeaveWhileEventsFlow) {
   ASSERT_EQ(steady.ring_count(), size_t(kPublishers));
   std::atomic<bool> stop{false}, publishers_done{false};
   std::atomic<uint64_t> published{0}, publisher_joins{0}, subscriber_joins{0}, churn_delivered{0}, bad_events{0},
-      gaps{0}, unexpected_status{0};
+      gaps{0};
+  // Block, live readers, 5 s timeout: no loss, eviction or damage. Counted per
+  // status (and per where it was seen) so a failure says which one came.
+  std::array<std::atomic<uint64_t>, 8> unexpected_read{}, unexpected_release{};
+  auto unexpected = [](std::array<std::atomic<uint64_t>, 8>& counts, ReadStatus status) {
+    ++counts[std::min(size_t(status), counts.size() - 1)];
+  };
   std::vector<uint64_t> final_sequence(kPublishers, 0);
   std::vector<std::thread> threads;
   for (int p = 0; p < kPublishers; ++p)
@@ -109,7 +116,7 @@ TEST(ThreadsStressTest, PublishersAndSubscribersJoinAndLeaveWhileEventsFlow) {
             continue;
           }
           if (r.status != ReadStatus::Ok) {
-            ++unexpected_status;  // Block, live readers, 5 s timeout: no loss, eviction or damage
+            unexpected(unexpected_read, r.status);
             continue;
           }
           check(e);
@@ -117,7 +124,8 @@ TEST(ThreadsStressTest, PublishersAndSubscribersJoinAndLeaveWhileEventsFlow) {
           if (!first && e.sequence() != it->second) ++gaps;
           it->second = e.sequence() + 1;
           ++churn_delivered;
-          if (sub.release(e) != ReadStatus::Ok) ++unexpected_status;
+          if (const ReadStatus released = sub.release(e); released != ReadStatus::Ok)
+            unexpected(unexpected_release, released);
         }
       }
     });
@@ -141,10 +149,11 @@ TEST(ThreadsStressTest, PublishersAndSubscribersJoinAndLeaveWhileEventsFlow) {
       expected = e.sequence() + 1;
       ++steady_delivered;
       last_event = std::chrono::steady_clock::now();
-      if (steady.release(e) != ReadStatus::Ok) ++unexpected_status;
+      if (const ReadStatus released = steady.release(e); released != ReadStatus::Ok)
+        unexpected(unexpected_release, released);
       continue;
     }
-    if (r.status != ReadStatus::Empty) ++unexpected_status;
+    if (r.status != ReadStatus::Empty) unexpected(unexpected_read, r.status);
     if (publishers_done && std::chrono::steady_clock::now() - last_event >= 200ms) break;
     (void)steady.wait(1ms);
   }
@@ -158,7 +167,11 @@ TEST(ThreadsStressTest, PublishersAndSubscribersJoinAndLeaveWhileEventsFlow) {
   EXPECT_GT(churn_delivered.load(), 0u);
   EXPECT_EQ(bad_events.load(), 0u);
   EXPECT_EQ(gaps.load(), 0u);
-  EXPECT_EQ(unexpected_status.load(), 0u);
+  for (size_t status = 0; status < unexpected_read.size(); ++status) {
+    const char* name = to_string(ReadStatus(status));
+    EXPECT_EQ(unexpected_read[status].load(), 0u) << "read() returned " << name;
+    EXPECT_EQ(unexpected_release[status].load(), 0u) << "release() returned " << name;
+  }
   uint64_t total = 0;
   for (int p = 0; p < kPublishers; ++p) {
     EXPECT_EQ(steady_next["p" + std::to_string(p)], final_sequence[size_t(p)]) << "publisher " << p;

@@ -419,6 +419,51 @@ TEST(RingProtocolTest, AJoinerWhoseEventIsOverwrittenWhileItReadsItIsTold) {
   EXPECT_EQ(r.release(e), ReadStatus::Evicted) << "bytes reused under a read, and the reader not told";
 }
 
+// A reader claims a bell slot, fills it in a few stores, then marks it
+// rung. One stopped in between (preempted under load, or dead, or a forger
+// that leaves slots half filled) keeps the slot filling. The writer frees it
+// only once that same claim has held it for the grace period: freed after two
+// answers in a row (the rule before), a live reader preempted for a time
+// slice lost its announcement and then events (TSan's thread stress test).
+// A reader whose slot was freed under it fails its CAS to rung (its filling
+// value is its claim's own) and rings in another slot.
+TEST(RingProtocolTest, ABellSlotLeftHalfFilledIsFreedOnlyAfterAGracePeriod) {
+  LocalRing ring(4096, Policy::Block);
+  const uint64_t stopped_claim = bell_filling_value(77, 1);
+  ASSERT_TRUE(bell_slot_filling(stopped_claim));
+  ring.bell->slot[0].seq.store(stopped_claim);
+  ring.bell->rings.fetch_add(1);
+  RingReader honest = ring.reader(1);
+  ASSERT_TRUE(honest.join_latest());  // rings in slot 1: slot 0 is taken
+  ASSERT_TRUE(ring.admit(honest)) << "a half-filled slot stops no other joiner";
+  for (int i = 0; i < 4; ++i) {  // answers in a row, as fast as publishes come
+    ring.refresh_at_next_publish();
+    ASSERT_EQ(ring.publish(kRecordAlign), PublishStatus::Ok);
+  }
+  EXPECT_EQ(ring.bell->slot[0].seq.load(), stopped_claim)
+      << "freed within answers of each other: a preempted reader loses its announcement";
+  // Another claim in the same slot (the stopped reader gave up, another
+  // reader claimed it) starts the grace period afresh.
+  const uint64_t next_claim = bell_filling_value(77, 2);
+  ASSERT_NE(next_claim, stopped_claim);
+  std::this_thread::sleep_for(std::chrono::nanoseconds(RingWriter::kBellFillingGraceNs) / 2);
+  ring.bell->slot[0].seq.store(next_claim);
+  RingReader second = ring.reader(2);
+  ASSERT_TRUE(second.join_latest());
+  ASSERT_TRUE(ring.admit(second));
+  std::this_thread::sleep_for(std::chrono::nanoseconds(RingWriter::kBellFillingGraceNs) * 3 / 4);
+  ring.refresh_at_next_publish();
+  ASSERT_EQ(ring.publish(kRecordAlign), PublishStatus::Ok);
+  EXPECT_EQ(ring.bell->slot[0].seq.load(), next_claim) << "the grace period is the claim's, not the slot's";
+  // The same claim past the grace period: freed for the next joiner.
+  std::this_thread::sleep_for(std::chrono::nanoseconds(RingWriter::kBellFillingGraceNs) / 2);
+  ring.refresh_at_next_publish();
+  ASSERT_EQ(ring.publish(kRecordAlign), PublishStatus::Ok);
+  EXPECT_EQ(ring.bell->slot[0].seq.load(), 0u) << "left filling for good: 64 such slots shut every joiner out";
+  honest.leave();
+  second.leave();
+}
+
 // An honest joiner the writer admits after its next tail store (the joining
 // Dekker: the writer stored tail, then saw the bell) is held from where it
 // stood, below that tail: it reads everything, and nothing is counted lost.

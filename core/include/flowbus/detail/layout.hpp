@@ -33,7 +33,7 @@ inline constexpr size_t kLinePad = 128;
 // 6: subscriptions live in the subscribers' reader segments (a pattern and
 //    a tag in the header), not in the directory (SubscriptionSlot is gone);
 //    a reservation names the reader segment it was made from.
-inline constexpr uint32_t kLayoutVersion = 6;
+inline constexpr uint32_t kLayoutVersion = 7;
 
 inline constexpr uint64_t kRingMagic = 0x474e495242574c46ull;     // "FLWBRING"
 inline constexpr uint64_t kControlMagic = 0x4c54434242574c46ull;  // "FLWBBCTL"
@@ -257,8 +257,10 @@ inline constexpr uint32_t kBellSlots = 64;
 inline constexpr uint32_t kNoLine = UINT32_MAX;  // BellSlot::line: give up the reservation, join nothing
 
 struct BellSlot {
-  // 0 free, kBellSlotFilling while a reader fills it, kBellSlotRung once
-  // filled (release); the writer sets 0 again once it has processed it.
+  // 0 free; odd while a reader fills it (a value of that claim's own, see
+  // bell_filling_value); kBellSlotRung once filled (the reader's CAS from its
+  // filling value, release); the writer sets 0 again once it has processed
+  // it, or freed a slot left filling (its reader died, or a forger).
   std::atomic<uint64_t> seq;
   std::atomic<uint64_t> token;
   std::atomic<uint32_t> pid;
@@ -266,7 +268,14 @@ struct BellSlot {
   std::atomic<uint32_t> line;          // the line for this ring in that segment, or kNoLine
   std::atomic<uint32_t> subscription;  // adopting the reservation for this tag; 0: a plain join
 };
-inline constexpr uint64_t kBellSlotFilling = 1, kBellSlotRung = 2;
+inline constexpr uint64_t kBellSlotFilling = 1, kBellSlotRung = 2;  // any odd value is filling
+inline constexpr bool bell_slot_filling(uint64_t seq) noexcept { return (seq & 1) != 0; }
+/// A claim's own filling value: odd, and differs from claim to claim, so a
+/// reader whose slot the writer freed and another reader claimed meanwhile
+/// fails its CAS to kBellSlotRung (no ABA) and rings in another slot.
+inline constexpr uint64_t bell_filling_value(uint64_t token, uint64_t claim) noexcept {
+  return ((token ^ (claim * 0x9e3779b97f4a7c15ull)) << 1) | kBellSlotFilling;
+}
 static_assert(sizeof(BellSlot) == 32);
 
 struct BellHeader {

@@ -216,9 +216,23 @@ struct RingWriter {
     uint64_t held_from = 0;     // reserved: the position it holds us at
   };
   Follow follow[kAttachments];
-  uint64_t seen_rings = 0;    // bell->rings when we last answered the bell
-  uint64_t filling_seen = 0;  // bell slots seen half filled at the last answer (bit i: slot i)
-  bool bell_backlog = true;   // rung slots may be left (more than one answer's worth, or a restart)
+  uint64_t seen_rings = 0;  // bell->rings when we last answered the bell
+  // Per bell slot seen half filled: the filling value, and since when
+  // (monotonic ns); freed once the same claim has filled it for
+  // kBellFillingGraceNs.
+  struct FillingSeen {
+    uint64_t seq = 0;
+    uint64_t since_ns = 0;
+  };
+  FillingSeen filling_seen[kBellSlots];
+  // A reader fills a slot in a few stores, but it may be preempted in
+  // between for a scheduler's time slice or more: freed after two answers
+  // in a row (the rule before), a slot was freed under a live reader under
+  // load (TSan's thread stress test lost its announcement, and it lost
+  // events, counted). A slot left filling by a dead reader or a forger waits
+  // this long; the reader whose slot was freed rings in another one.
+  static constexpr uint64_t kBellFillingGraceNs = 100'000'000;
+  bool bell_backlog = true;  // rung slots may be left (more than one answer's worth, or a restart)
   // Announcements answered per limit refresh at most: all the bell holds.
   // The joining Dekker protects an honest joiner only if the refresh that
   // sees its ring answers it before raising the limit; one left for later
@@ -653,22 +667,23 @@ struct RingWriter {
       // Acquire: pairs with the reader's release store of kBellSlotRung; its
       // fields are then visible (a forger may change them later: we copy).
       const uint64_t seq = slot.seq.load(std::memory_order_acquire);
-      const uint64_t bit = uint64_t(1) << i;
-      if (seq == kBellSlotFilling) {
-        // A reader fills a slot in a few stores; one seen filling at two
-        // answers in a row was left so (its reader died, or a forger):
-        // free it, or 64 such slots would shut every joiner out.
-        if (filling_seen & bit) {
-          uint64_t filling = kBellSlotFilling;
+      FillingSeen& seen = filling_seen[i];
+      if (bell_slot_filling(seq)) {
+        // One claim filling it for the grace period was left so (its reader
+        // died, or a forger): free it, or 64 such slots would shut every
+        // joiner out. The clock is read only while a slot is seen filling.
+        const uint64_t now = monotonic_now_ns();
+        if (seen.seq != seq) {
+          seen = {seq, now};
+        } else if (now - seen.since_ns >= kBellFillingGraceNs) {
+          uint64_t filling = seq;
           (void)slot.seq.compare_exchange_strong(filling, 0, std::memory_order_relaxed);
-          filling_seen &= ~bit;
-        } else {
-          filling_seen |= bit;
+          seen = {};
         }
         bell_backlog = true;  // look again at the next refresh, rung or not
         continue;
       }
-      filling_seen &= ~bit;
+      if (seen.seq != 0) seen = {};
       if (seq != kBellSlotRung) continue;
       if (answered == kAnswersPerRefresh) {
         bell_backlog = true;
@@ -896,6 +911,7 @@ struct RingReader {
   uint64_t seen_admissions = 0;         // control->admissions when we last looked for ours
   uint64_t eviction_seen = UINT64_MAX;  // state of the freed attachment that named us, once we knew
   uint32_t looks_since_ring = 0;        // while joining: ring again now and then (an announcement may be erased)
+  uint64_t bell_claims = 0;             // bell slots we claimed: each claim fills with a value of its own
   uint32_t reads_since_look = 0;
   uint64_t position = 0;     // start of our next record
   uint64_t published = 0;    // the position last stored in our line
@@ -1139,6 +1155,11 @@ struct RingReader {
   /// Moves the cursor past the record at `read_at`, whose sequence is
   /// `sequence` and whose successor is at `next_position`.
   ReadStatus move_past(uint64_t next_position, uint64_t sequence, uint64_t read_at) noexcept {
+    // A joiner judges what it read before it publishes that it passed it:
+    // once our line says we passed read_at, a writer that admitted us may
+    // raise its floor to our line, and the floor would then condemn a read
+    // that was whole (TSan's thread stress test caught this order).
+    const bool valid = policy != Policy::Block || !joining || still_valid_for_joiner(read_at);
     position = next_position;
     expected_sequence = sequence + 1;
     sequence_known = true;
@@ -1150,7 +1171,7 @@ struct RingReader {
     if (policy == Policy::Latest) return ReadStatus::Ok;
     if (!joining) {
       if (still_owned()) return ReadStatus::Ok;
-    } else if (still_valid_for_joiner(read_at)) {
+    } else if (valid) {
       if ((++reads_since_look & 63) == 0) look_for_admission();
       return ReadStatus::Ok;
     }
@@ -1284,12 +1305,12 @@ struct RingReader {
   void ring_bell(uint32_t tag, uint32_t line_index) noexcept {
     for (BellSlot& slot : bell->slot) {
       uint64_t free_slot = 0;
+      const uint64_t filling = bell_filling_value(announcement.token, ++bell_claims);
       // Acquire: pairs with the writer's release store of 0, so our stores
       // below come after its loads of the slot's last announcement. The
-      // release store of kBellSlotRung below publishes them.
+      // release CAS to kBellSlotRung below publishes them.
       if (slot.seq.load(std::memory_order_relaxed) != 0 ||
-          !slot.seq.compare_exchange_strong(free_slot, kBellSlotFilling, std::memory_order_acquire,
-                                            std::memory_order_relaxed))
+          !slot.seq.compare_exchange_strong(free_slot, filling, std::memory_order_acquire, std::memory_order_relaxed))
         continue;
       slot.token.store(announcement.token, std::memory_order_relaxed);
       slot.pid.store(announcement.pid, std::memory_order_relaxed);
@@ -1297,8 +1318,12 @@ struct RingReader {
       slot.line.store(line_index, std::memory_order_relaxed);
       slot.subscription.store(tag, std::memory_order_relaxed);
       // Release: pairs with the writer's acquire load of seq (answer_bell).
-      slot.seq.store(kBellSlotRung, std::memory_order_release);
-      break;
+      // A CAS from our own filling value: if we were stopped so long that
+      // the writer freed the slot (and another reader may have claimed it),
+      // our announcement is not in it: ring in another slot.
+      uint64_t ours = filling;
+      if (slot.seq.compare_exchange_strong(ours, kBellSlotRung, std::memory_order_release, std::memory_order_relaxed))
+        break;
     }
     // seq_cst: the store half of the joining Dekker (the caller loads tail
     // next, seq_cst; see RingWriter::refresh_limit).

@@ -59,7 +59,8 @@ std::vector<FoundReaderLine> find_reader_lines(const std::string& bus, uint64_t 
       // Acquire: pairs with the reader's release store of the position; the
       // key it stored before is then the line's (tools: a stale view is fine).
       const uint64_t position = l.position.load(std::memory_order_acquire);
-      if (position == kLineLeft || l.publisher_id.load(std::memory_order_relaxed) != publisher_id ||
+      if (position == kLineLeft || position == kLineGivenUp ||
+          l.publisher_id.load(std::memory_order_relaxed) != publisher_id ||
           (ring_slot != kAnyRingSlot && l.ring_slot.load(std::memory_order_relaxed) != ring_slot))
         continue;
       FoundReaderLine f;

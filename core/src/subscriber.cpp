@@ -293,7 +293,7 @@ void Subscriber::attach_rings(StartAt from, bool at_subscribe) {
     uint64_t reserved_state = 0;
     const int reserved = may_hold_ours ? r.find_attachment(subscription_tag_, uint32_t(bus_->pid), reserved_state) : -1;
     if (refused) {
-      if (reserved >= 0) r.ring_bell(subscription_tag_, kNoLine);  // the writer frees it at its next refresh
+      if (reserved >= 0) r.give_up(subscription_tag_);  // the writer frees it at its next refresh
       r.leave();
       continue;  // looked at again on the next change
     }

@@ -550,13 +550,14 @@ TEST(RingProtocolTest, AnotherProcessCannotAdoptOrGiveUpAReservation) {
   ring.w.recover();
   RingReader thief = ring.reader(6);
   thief.adopt(0, a.state.load(), 0, 0, 77);  // claims the reservation on the bell
-  thief.ring_bell(77, kNoLine);              // and gives it up
+  thief.ring_bell(77, kNoLine);              // gives it up with no line (once accepted: bell only)
+  thief.give_up(77);                         // and with its own line
   ring.refresh_at_next_publish();
   ASSERT_EQ(ring.publish(64), PublishStatus::Ok);
   EXPECT_EQ(a.state.load(), AttachmentState::pack(1, AttachmentState::kReserved));
-  // The subscriber itself gives it up: freed.
+  // The subscriber itself gives it up, its line saying so: freed.
   RingReader owner = ring.reader(5);
-  owner.ring_bell(77, kNoLine);
+  owner.give_up(77);
   ring.refresh_at_next_publish();
   ASSERT_EQ(ring.publish(64), PublishStatus::Ok);
   EXPECT_EQ(AttachmentState::kind(a.state.load()), AttachmentState::kFree);
@@ -580,7 +581,7 @@ TEST(RingProtocolTest, AReservationOfAnotherProcessUnderTheSameTagDoesNotStopThe
   EXPECT_EQ(AttachmentState::kind(mine.state.load()), AttachmentState::kAdmitted) << "the adoption was answered";
   // And giving up finds its own too.
   RingReader copycat = ring.reader(6);
-  copycat.ring_bell(77, kNoLine);
+  copycat.give_up(77);
   ring.refresh_at_next_publish();
   ASSERT_EQ(ring.publish(64), PublishStatus::Ok);
   EXPECT_EQ(AttachmentState::kind(ring.control->attachments[0].state.load()), AttachmentState::kFree);

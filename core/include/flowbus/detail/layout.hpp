@@ -312,7 +312,8 @@ static_assert(sizeof(BellHeader) <= kBellSegmentSize);
 //
 // A line is free while its publisher_id is 0. The reader stores kLineLeft
 // in position, fills publisher_id and ring_slot (the ring's key), then
-// stores its position (release); kLineLeft says it has left that ring.
+// stores its position (release); kLineLeft says it has left that ring,
+// kLineGivenUp that it gave up the ring's reservation for it.
 //
 // The subscription: the Subscriber's pattern and a random nonzero tag,
 // written before the segment is linked into place (so the file appears
@@ -327,6 +328,11 @@ inline constexpr uint64_t kReaderMagic = 0x5244524242574c46ull;  // "FLWBBRDR"
 // a segment: the proposal's 512 lines made 64 KiB, over `ulimit -f 128`.
 inline constexpr uint32_t kReaderLines = 64;
 inline constexpr uint64_t kLineLeft = UINT64_MAX;
+// A reader gives up a reservation it will not use by storing this in a line
+// keyed to the ring and announcing that line: the writer reads it in the
+// reader's own segment, which nobody else can write, so nobody can give up
+// another's reservation. The line stays so (not reused) while the segment lives.
+inline constexpr uint64_t kLineGivenUp = UINT64_MAX - 1;
 inline constexpr size_t kPatternBytes = 128;  // as a topic name (directory_layout.hpp, kNameBytes)
 
 struct CursorLine {

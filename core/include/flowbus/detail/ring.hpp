@@ -108,7 +108,7 @@ struct ReaderAnnouncement {
   uint64_t token = 0;  // the reader segment's token
   uint32_t pid = 0;    // with n: the segment "flowbus.<bus>~r.<pid>.<n>"
   uint32_t n = 0;
-  uint32_t line = kNoLine;    // its line for this ring; kNoLine: give up a reservation
+  uint32_t line = kNoLine;    // its line for this ring (kLineGivenUp in it: give up the reservation)
   uint32_t subscription = 0;  // adopting (or giving up) the reservation for this tag; 0: a plain join
 };
 
@@ -524,7 +524,8 @@ struct RingWriter {
         // reuse them. The key after it (relaxed): the reader stores the key
         // before any position of this ring, and kLineLeft before a new key.
         position = f.reader.line->position.load(order);
-        if (position == kLineLeft || f.reader.line->publisher_id.load(std::memory_order_relaxed) != publisher_id ||
+        if (position == kLineLeft || position == kLineGivenUp ||
+            f.reader.line->publisher_id.load(std::memory_order_relaxed) != publisher_id ||
             f.reader.line->ring_slot.load(std::memory_order_relaxed) != ring_slot) {
           drop(k, false);  // it left this ring
           continue;
@@ -755,15 +756,19 @@ struct RingWriter {
       if (AttachmentState::kind(f.state) != AttachmentState::kReserved || f.subscription != a.subscription ||
           f.reader.pid != a.pid)
         continue;
+      // Its line, attested in its own segment, says what it wants: the bell
+      // says only where to look (anyone may name anyone's line there). No
+      // line, no answer.
       FollowedReader reader;
-      if (door.admit == nullptr || !door.admit(door.context, a, reader)) return;
+      if (a.line == kNoLine || door.admit == nullptr || !door.admit(door.context, a, reader)) return;
       if (reader.pid != f.reader.pid) {  // attested as another process: not theirs
         if (door.release != nullptr) door.release(door.context, reader);
         return;
       }
-      if (a.line == kNoLine) {  // given up: it will not read this ring
+      // Acquire: pairs with the reader's release store of kLineGivenUp.
+      if (reader.line->position.load(std::memory_order_acquire) == kLineGivenUp) {
         if (door.release != nullptr) door.release(door.context, reader);
-        drop(k, false);
+        drop(k, false);  // given up: it will not read this ring
         return;
       }
       // Adopted: the same epoch, so the reader's ownership check holds
@@ -1106,6 +1111,19 @@ struct RingReader {
     return false;
   }
 
+  /// Gives up the reservation for subscription `tag` (we will not read this
+  /// ring): our line says kLineGivenUp, and the bell names it. The writer
+  /// believes the line, not the bell, so no one else can give ours up. The
+  /// line is not reused (the writer may read it later; 64 per segment, and
+  /// this is rare: a ring refused, or left before the writer followed us).
+  void give_up(uint32_t tag) noexcept {
+    if (line == nullptr) return;  // nothing to say it with: the writer's liveness check frees it
+    // Release: whoever acquires kLineGivenUp sees the key stored before it.
+    line->position.store(kLineGivenUp, std::memory_order_release);
+    ring_bell(tag, announcement.line);
+    line = nullptr;  // kept as it is: leave() must not free it
+  }
+
   /// Stops reading this ring: the writer frees our attachment at its next
   /// limit refresh, and our line is free for another ring.
   void leave() noexcept {
@@ -1114,7 +1132,7 @@ struct RingReader {
     if (attachment >= 0 && reserved_tag != 0 &&
         AttachmentState::kind(control->attachments[attachment].state.load(std::memory_order_relaxed)) ==
             AttachmentState::kReserved)
-      ring_bell(reserved_tag, kNoLine);
+      give_up(reserved_tag);
     if (line != nullptr) {
       // Release, as every position we store: our reads of the ring happen
       // before the writer, seeing kLineLeft, reuses what we read. Then the

@@ -216,8 +216,9 @@ std::optional<AdmittedReader> ReaderAdmissions::attest(const AdmissionRequest& r
       return refuse("owner uid " + std::to_string(st.st_uid) + ", but process " + std::to_string(request.pid) +
                     " runs as uid " + std::to_string(*euid));
 
-    // No line: the request asks only who it is (a reader giving up a
-    // reservation proves it is the process the reservation was made for).
+    // No line: the request asks only who it is, and what subscription its
+    // segment records (subscription_of: a ring's creator, or a writer
+    // checking that a reservation's subscription lives).
     if (request.line == kNoLine) {
       if (subscription != nullptr) {
         // Relaxed: written before the magic (acquired above), never changed.
@@ -266,6 +267,8 @@ std::optional<AdmittedReader> ReaderAdmissions::attest(const AdmissionRequest& r
     reader.line_index = request.line;
     reader.start_time = start_time;
     reader.ino = uint64_t(st.st_ino);
+    // Relaxed: written before the magic (acquired above), never changed.
+    reader.subscription = h->subscription.load(std::memory_order_relaxed);
     reader.guard_ = &mapping->guard;
     return reader;
   } catch (const std::exception& e) {

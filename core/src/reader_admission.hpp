@@ -48,8 +48,9 @@ struct AdmittedReader {
   uint32_t uid = 0;  // the segment's owner (st_uid), which is the reader's euid
   uint32_t n = 0;
   uint32_t line_index = 0;
-  uint64_t start_time = 0;  // the reader's start time (its header's, checked against /proc)
-  uint64_t ino = 0;         // the segment's inode at admission
+  uint64_t start_time = 0;    // the reader's start time (its header's, checked against /proc)
+  uint64_t ino = 0;           // the segment's inode at admission
+  uint32_t subscription = 0;  // the tag its Subscriber wrote in its header (fixed before the file was linked)
 
   /// The segment was cut short under us (the fault guard repaired a page of
   /// it: `line` may read 0 from now on): treat the reader as evicted.

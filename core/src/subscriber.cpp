@@ -239,7 +239,11 @@ void Subscriber::attach_rings(StartAt from, bool at_subscribe) {
     // before our scan got to it). One we will not read we give up (below),
     // or it holds its writer until the slow-consumer timeout.
     const bool may_hold_ours = subscription_tag_ != 0 && (created_since || at_subscribe);
-    if (refused && !may_hold_ours) continue;  // looked at again on the next change
+    // Given up once is enough: each give-up keeps its line (the writer may
+    // read it later), so giving up again at every change would use up lines
+    // and segments while the writer has not answered yet.
+    const bool given_up = std::find(given_up_.begin(), given_up_.end(), key) != given_up_.end();
+    if (refused && (!may_hold_ours || given_up)) continue;  // looked at again on the next change
     auto ring = std::make_unique<RingSegments>();
     try {
       open_ring_segments(*ring, bus_->name, topic, publisher, Access::ReadOnly, Access::ReadOnly, Access::ReadWrite);
@@ -293,7 +297,10 @@ void Subscriber::attach_rings(StartAt from, bool at_subscribe) {
     uint64_t reserved_state = 0;
     const int reserved = may_hold_ours ? r.find_attachment(subscription_tag_, uint32_t(bus_->pid), reserved_state) : -1;
     if (refused) {
-      if (reserved >= 0) r.give_up(subscription_tag_);  // the writer frees it at its next refresh
+      if (reserved >= 0) {
+        r.give_up(subscription_tag_);  // the writer frees it at its next refresh
+        given_up_.push_back(key);
+      }
       r.leave();
       continue;  // looked at again on the next change
     }

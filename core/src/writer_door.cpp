@@ -37,6 +37,7 @@ bool WriterDoor::admit(void* self, const ReaderAnnouncement& a, FollowedReader& 
   out.uid = admitted->uid;
   out.n = admitted->n;
   out.line_index = admitted->line_index;
+  out.subscription = admitted->subscription;
   if (admitted->line == nullptr) return true;  // who it is, no line to follow (kNoLine)
   try {
     door->followed_.push_back(std::make_unique<AdmittedReader>(*admitted));

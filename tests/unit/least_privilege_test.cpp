@@ -222,7 +222,8 @@ struct Announcement {
   uint32_t pid = 0, n = 0, line = 0, subscription = 0;
 };
 
-/// Rings the bell as RingReader::ring_bell does: claims a free slot (0 to
+/// Rings the bell as a forger may (RingReader::ring_bell claims with a
+/// filling value of its own and marks rung by CAS): claims a free slot (0 to
 /// Filling), fills it, marks it Rung, bumps `rings`. False if none was free.
 bool ring_as(detail::BellHeader* bell, const Announcement& a) {
   for (detail::BellSlot& slot : bell->slot) {

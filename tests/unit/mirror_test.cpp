@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <thread>
 
 #include "flowbus/bus.hpp"
@@ -285,4 +286,34 @@ TEST(MirrorTest, ASubscriberReadsOnlyTheRingsItAcceptsAndHoldsNoCursorOnTheOther
   EXPECT_EQ(sub.ring_count(), 1u);
   for (const RingSnapshot& ring : inspect_bus(name.name).rings)
     EXPECT_EQ(ring.cursors.size(), ring.origin_node.empty() ? 1u : 0u) << ring.publisher;
+}
+
+// A ring refused by accept_ring but reserved for the subscription (made
+// after it subscribed) is given up once: the give-up keeps its line (the
+// writer reads it when it answers), and a writer that publishes nothing
+// answers never. Given up again at every directory change, each claimed
+// another line, then another reader segment, until none were left.
+TEST(MirrorTest, ARefusedRingReservedForUsIsGivenUpOnceWhateverChangesAfter) {
+  ScopedBusName name("mirror");
+  Bus bus = Bus::open(name.name);
+  bus.create_topic(sensor_topic("sensor.temp"));
+  ExportOptions locals_only;
+  locals_only.accept_ring = [](const RingContext& c) { return !c.mirrored(); };
+  Subscriber sub = export_subscriber(bus, ">", {StartAt::Earliest}, locals_only);
+  Publisher mirrored = mirror_publisher(bus, "sensor.temp", origin_a());  // reserved for us; never publishes
+  const std::string ours = "flowbus." + name.name + "~r." + std::to_string(::getpid()) + ".";
+  auto our_segments = [&] {
+    size_t n = 0;
+    for (const auto& entry : std::filesystem::directory_iterator("/dev/shm"))
+      n += entry.path().filename().string().rfind(ours, 0) == 0;
+    return n;
+  };
+  const size_t before = our_segments();
+  ASSERT_GE(before, 1u);
+  for (int i = 0; i < 100; ++i) {  // directory changes (a segment holds 64 lines): each makes it look again
+    bus.create_topic(sensor_topic("other.t" + std::to_string(i)));
+    (void)sub.poll([](const Event&) {});
+  }
+  EXPECT_EQ(our_segments(), before) << "a reader segment per 64 looks at the refused ring";
+  EXPECT_EQ(sub.ring_count(), 0u);
 }

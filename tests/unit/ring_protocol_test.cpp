@@ -86,6 +86,7 @@ struct LocalRing {
       out.token = a.token;
       out.n = a.n;
       out.line_index = a.line;
+      out.subscription = ring->segments[a.pid]->subscription.load();
       if (a.line == kNoLine) return true;
       if (a.line >= kReaderLines) return false;
       const CursorLine& line = ring->segments[a.pid]->line[a.line];
@@ -107,14 +108,20 @@ struct LocalRing {
     return writer;
   }
 
-  /// A reader of process `pid`, with a line of its own in that process's segment.
-  RingReader reader(uint32_t pid = 1) {
+  /// Process `pid`'s reader segment (one per process here), made on first need.
+  ReaderHeader& segment(uint32_t pid) {
     if (!segments[pid]) {
       segments[pid].reset(static_cast<ReaderHeader*>(std::aligned_alloc(128, sizeof(ReaderHeader))));
       std::memset(static_cast<void*>(segments[pid].get()), 0, sizeof(ReaderHeader));
       segments[pid]->token = 1000 + pid;
       segments[pid]->pid = pid;
     }
+    return *segments[pid];
+  }
+
+  /// A reader of process `pid`, with a line of its own in that process's segment.
+  RingReader reader(uint32_t pid = 1) {
+    segment(pid);
     RingReader r;
     r.header = header;
     r.records = records;
@@ -422,13 +429,15 @@ TEST(RingProtocolTest, AJoinerWhoseEventIsOverwrittenWhileItReadsItIsTold) {
 // A reader claims a bell slot, fills it in a few stores, then marks it
 // rung. One stopped in between (preempted under load, or dead, or a forger
 // that leaves slots half filled) keeps the slot filling. The writer frees it
-// only once that same claim has held it for the grace period: freed after two
-// answers in a row (the rule before), a live reader preempted for a time
-// slice lost its announcement and then events (TSan's thread stress test).
+// only once it has seen it neither free nor rung for the grace period: freed
+// after two answers in a row (the rule before), a live reader preempted for
+// a time slice lost its announcement and then events (TSan's thread stress
+// test). A forger who writes a new value at every answer holds it no longer.
 // A reader whose slot was freed under it fails its CAS to rung (its filling
 // value is its claim's own) and rings in another slot.
 TEST(RingProtocolTest, ABellSlotLeftHalfFilledIsFreedOnlyAfterAGracePeriod) {
   LocalRing ring(4096, Policy::Block);
+  const auto grace = std::chrono::nanoseconds(RingWriter::kBellFillingGraceNs);
   const uint64_t stopped_claim = bell_filling_value(77, 1);
   ASSERT_TRUE(bell_slot_filling(stopped_claim));
   ring.bell->slot[0].seq.store(stopped_claim);
@@ -436,32 +445,29 @@ TEST(RingProtocolTest, ABellSlotLeftHalfFilledIsFreedOnlyAfterAGracePeriod) {
   RingReader honest = ring.reader(1);
   ASSERT_TRUE(honest.join_latest());  // rings in slot 1: slot 0 is taken
   ASSERT_TRUE(ring.admit(honest)) << "a half-filled slot stops no other joiner";
+  const auto first_seen = std::chrono::steady_clock::now();
   for (int i = 0; i < 4; ++i) {  // answers in a row, as fast as publishes come
     ring.refresh_at_next_publish();
     ASSERT_EQ(ring.publish(kRecordAlign), PublishStatus::Ok);
   }
   EXPECT_EQ(ring.bell->slot[0].seq.load(), stopped_claim)
       << "freed within answers of each other: a preempted reader loses its announcement";
-  // Another claim in the same slot (the stopped reader gave up, another
-  // reader claimed it) starts the grace period afresh.
-  const uint64_t next_claim = bell_filling_value(77, 2);
-  ASSERT_NE(next_claim, stopped_claim);
-  std::this_thread::sleep_for(std::chrono::nanoseconds(RingWriter::kBellFillingGraceNs) / 2);
-  ring.bell->slot[0].seq.store(next_claim);
-  RingReader second = ring.reader(2);
-  ASSERT_TRUE(second.join_latest());
-  ASSERT_TRUE(ring.admit(second));
-  std::this_thread::sleep_for(std::chrono::nanoseconds(RingWriter::kBellFillingGraceNs) * 3 / 4);
+  // A forger writes other values (another claim's, then garbage) at each
+  // answer: the slot stays neither free nor rung, and its time runs on.
+  std::this_thread::sleep_for(grace / 2);
+  for (const uint64_t forged : {bell_filling_value(77, 2), uint64_t(6)}) {
+    ring.bell->slot[0].seq.store(forged);
+    ring.refresh_at_next_publish();
+    ASSERT_EQ(ring.publish(kRecordAlign), PublishStatus::Ok);
+    if (std::chrono::steady_clock::now() - first_seen < grace) {
+      EXPECT_EQ(ring.bell->slot[0].seq.load(), forged) << "freed before the grace period";
+    }
+  }
+  std::this_thread::sleep_for(grace * 3 / 4);
   ring.refresh_at_next_publish();
   ASSERT_EQ(ring.publish(kRecordAlign), PublishStatus::Ok);
-  EXPECT_EQ(ring.bell->slot[0].seq.load(), next_claim) << "the grace period is the claim's, not the slot's";
-  // The same claim past the grace period: freed for the next joiner.
-  std::this_thread::sleep_for(std::chrono::nanoseconds(RingWriter::kBellFillingGraceNs) / 2);
-  ring.refresh_at_next_publish();
-  ASSERT_EQ(ring.publish(kRecordAlign), PublishStatus::Ok);
-  EXPECT_EQ(ring.bell->slot[0].seq.load(), 0u) << "left filling for good: 64 such slots shut every joiner out";
+  EXPECT_EQ(ring.bell->slot[0].seq.load(), 0u) << "a forger renewing its values held the slot past the grace period";
   honest.leave();
-  second.leave();
 }
 
 // An honest joiner the writer admits after its next tail store (the joining
@@ -497,6 +503,7 @@ TEST(RingProtocolTest, AJoinerAdmittedBelowTheTailTheWriterHadStoredLosesNothing
 /// What a ring's creator does for subscription `tag` of process `pid` found
 /// in a reader segment: attachment k Reserved (epoch 1) at position 0.
 Attachment& reserve_for(LocalRing& ring, uint32_t pid, uint32_t tag, uint32_t k = 0) {
+  ring.segment(pid).subscription.store(tag);  // the subscription the creator found in it
   Attachment& a = ring.control->attachments[k];
   a.subscription.store(tag);
   a.token.store(1000 + pid);
@@ -561,6 +568,37 @@ TEST(RingProtocolTest, AnotherProcessCannotAdoptOrGiveUpAReservation) {
   ring.refresh_at_next_publish();
   ASSERT_EQ(ring.publish(64), PublishStatus::Ok);
   EXPECT_EQ(AttachmentState::kind(a.state.load()), AttachmentState::kFree);
+}
+
+// Two Subscribers of one process: the writer must not take a line of the
+// other one's for the reservation's subscriber. A forger (any reader may
+// ring the bell, and read tokens, tags and line numbers) names, under the
+// reservation's tag and pid, a line of the process's other subscription:
+// one it gave up (the reservation would be given up) or one it reads (the
+// reservation would follow that line; its own reader, whose ownership check
+// holds across an adoption, would read bytes the writer reuses).
+TEST(RingProtocolTest, AnotherSubscriptionOfTheSameProcessCannotAdoptOrGiveUpAReservation) {
+  for (const bool given_up : {true, false}) {
+    LocalRing ring(4096, Policy::Block);
+    Attachment& a = reserve_for(ring, 5, 77);
+    ring.w = ring.make_writer();
+    ring.w.recover();
+    ring.segment(5).subscription.store(88);  // the process's segment is another subscription's
+    RingReader other = ring.reader(5);
+    ASSERT_TRUE(other.join_latest());  // reads the ring: its line is live
+    if (given_up) other.line->position.store(kLineGivenUp);
+    other.ring_bell(77, other.announcement.line);  // the forger's announcement, under tag 77
+    ring.refresh_at_next_publish();
+    ASSERT_EQ(ring.publish(64), PublishStatus::Ok);
+    EXPECT_EQ(a.state.load(), AttachmentState::pack(1, AttachmentState::kReserved))
+        << (given_up ? "given up" : "adopted") << " through another subscription's line";
+    // Its own subscriber (the segment says 77) adopts it.
+    ring.segment(5).subscription.store(77);
+    other.ring_bell(77, other.announcement.line);
+    ring.refresh_at_next_publish();
+    ASSERT_EQ(ring.publish(64), PublishStatus::Ok);
+    EXPECT_EQ(AttachmentState::kind(a.state.load()), given_up ? AttachmentState::kFree : AttachmentState::kAdmitted);
+  }
 }
 
 // Tags are readable by whoever may read a segment: another process may

@@ -219,6 +219,7 @@ class Subscriber {
   // after, so we expect its every event.
   uint32_t subscription_tag_ = 0;
   std::vector<uint64_t> rings_at_subscribe_;
+  std::vector<uint64_t> given_up_;  // rings (slot << 32 | epoch) whose reservation we gave up
   std::vector<UnreadRing> unread_;
   PollResult unreported_;  // counted by a poll whose callback threw: the next poll reports it
   // Untrusted topics: where events are copied to be verified, one buffer for

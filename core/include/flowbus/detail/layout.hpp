@@ -254,7 +254,7 @@ static_assert(std::is_standard_layout_v<ControlHeader>);
 // not yet admitted validates every read (RingReader, "joining").
 // ---------------------------------------------------------------------------
 inline constexpr uint32_t kBellSlots = 64;
-inline constexpr uint32_t kNoLine = UINT32_MAX;  // BellSlot::line: give up the reservation, join nothing
+inline constexpr uint32_t kNoLine = UINT32_MAX;  // no line (the writer answers no announcement naming none)
 
 struct BellSlot {
   // 0 free; odd while a reader fills it (a value of that claim's own, see
@@ -271,8 +271,8 @@ struct BellSlot {
 inline constexpr uint64_t kBellSlotFilling = 1, kBellSlotRung = 2;  // any odd value is filling
 inline constexpr bool bell_slot_filling(uint64_t seq) noexcept { return (seq & 1) != 0; }
 /// A claim's own filling value: odd, and differs from claim to claim, so a
-/// reader whose slot the writer freed and another reader claimed meanwhile
-/// fails its CAS to kBellSlotRung (no ABA) and rings in another slot.
+/// reader whose slot the writer freed (and another reader may have claimed)
+/// fails its CAS to kBellSlotRung and rings in another slot.
 inline constexpr uint64_t bell_filling_value(uint64_t token, uint64_t claim) noexcept {
   return ((token ^ (claim * 0x9e3779b97f4a7c15ull)) << 1) | kBellSlotFilling;
 }

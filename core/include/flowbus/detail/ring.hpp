@@ -121,6 +121,7 @@ struct FollowedReader {
   uint64_t token = 0;
   uint64_t start_time = 0;
   uint32_t pid = 0, uid = 0, n = 0, line_index = 0;
+  uint32_t subscription = 0;  // the subscription tag in its segment's header (0: none)
 };
 
 /// The writer's way to readers' segments and to the kernel (core/src,
@@ -217,14 +218,14 @@ struct RingWriter {
   };
   Follow follow[kAttachments];
   uint64_t seen_rings = 0;  // bell->rings when we last answered the bell
-  // Per bell slot seen half filled: the filling value, and since when
-  // (monotonic ns); freed once the same claim has filled it for
-  // kBellFillingGraceNs.
-  struct FillingSeen {
-    uint64_t seq = 0;
-    uint64_t since_ns = 0;
-  };
-  FillingSeen filling_seen[kBellSlots];
+  // Per bell slot: since when (monotonic ns; 0: not) we have seen it
+  // neither free nor rung at every answer. Freed once that lasts
+  // kBellFillingGraceNs, whatever values it held meanwhile: an honest slot
+  // goes from one claim's filling value to another's only through rung and
+  // our store of 0 (or our freeing), so a forger who writes a new odd value
+  // at every answer, or an even one that is neither, holds it no longer.
+  uint64_t filling_since_ns[kBellSlots] = {};
+  uint64_t filling_slots = 0;  // bit i: filling_since_ns[i] is running
   // A reader fills a slot in a few stores, but it may be preempted in
   // between for a scheduler's time slice or more: freed after two answers
   // in a row (the rule before), a slot was freed under a live reader under
@@ -663,28 +664,32 @@ struct RingWriter {
     seen_rings = rung;
     bell_backlog = false;
     uint32_t answered = 0;
+    uint64_t now = 0;  // read once, and only if a slot is seen filling
     for (uint32_t i = 0; i < kBellSlots; ++i) {
       BellSlot& slot = bell->slot[i];
-      // Acquire: pairs with the reader's release store of kBellSlotRung; its
+      // Acquire: pairs with the reader's release CAS to kBellSlotRung; its
       // fields are then visible (a forger may change them later: we copy).
       const uint64_t seq = slot.seq.load(std::memory_order_acquire);
-      FillingSeen& seen = filling_seen[i];
-      if (bell_slot_filling(seq)) {
-        // One claim filling it for the grace period was left so (its reader
-        // died, or a forger): free it, or 64 such slots would shut every
-        // joiner out. The clock is read only while a slot is seen filling.
-        const uint64_t now = monotonic_now_ns();
-        if (seen.seq != seq) {
-          seen = {seq, now};
-        } else if (now - seen.since_ns >= kBellFillingGraceNs) {
-          uint64_t filling = seq;
-          (void)slot.seq.compare_exchange_strong(filling, 0, std::memory_order_relaxed);
-          seen = {};
+      const uint64_t bit = uint64_t(1) << i;
+      if (seq != 0 && seq != kBellSlotRung) {
+        // Filling (or garbage) for the grace period: left so by a dead
+        // reader or a forger. Free it, or 64 such slots would shut every
+        // joiner out. The CAS from the value just seen never erases a
+        // reader's rung; a reader still filling fails its own CAS to rung
+        // and rings elsewhere.
+        if (now == 0) now = monotonic_now_ns();
+        if ((filling_slots & bit) == 0) {
+          filling_slots |= bit;
+          filling_since_ns[i] = now;
+        } else if (now - filling_since_ns[i] >= kBellFillingGraceNs) {
+          uint64_t seen = seq;
+          (void)slot.seq.compare_exchange_strong(seen, 0, std::memory_order_relaxed);
+          filling_slots &= ~bit;
         }
         bell_backlog = true;  // look again at the next refresh, rung or not
         continue;
       }
-      if (seen.seq != 0) seen = {};
+      filling_slots &= ~bit;
       if (seq != kBellSlotRung) continue;
       if (answered == kAnswersPerRefresh) {
         bell_backlog = true;
@@ -756,12 +761,17 @@ struct RingWriter {
       if (AttachmentState::kind(f.state) != AttachmentState::kReserved || f.subscription != a.subscription ||
           f.reader.pid != a.pid)
         continue;
-      // Its line, attested in its own segment, says what it wants: the bell
-      // says only where to look (anyone may name anyone's line there). No
-      // line, no answer.
+      // Its line, attested in a segment of its own subscription, says what
+      // it wants: the bell says only where to look (anyone may name anyone's
+      // line there). No line, no answer. The segment must be that process's
+      // AND carry the reservation's tag: another Subscriber of the same
+      // process has lines of its own (one it gave up, or one it reads), and
+      // a forger naming one of those would give the reservation up, or have
+      // it follow a line that is not its reader's, which would let us reuse
+      // bytes that reader has not read (the ownership check holds: same epoch).
       FollowedReader reader;
       if (a.line == kNoLine || door.admit == nullptr || !door.admit(door.context, a, reader)) return;
-      if (reader.pid != f.reader.pid) {  // attested as another process: not theirs
+      if (reader.pid != f.reader.pid || reader.subscription != f.subscription) {  // not theirs
         if (door.release != nullptr) door.release(door.context, reader);
         return;
       }
@@ -1322,13 +1332,13 @@ struct RingReader {
   /// rings again later. Untrusted memory: anyone may clear or fill it.
   void ring_bell(uint32_t tag, uint32_t line_index) noexcept {
     for (BellSlot& slot : bell->slot) {
+      if (slot.seq.load(std::memory_order_relaxed) != 0) continue;
       uint64_t free_slot = 0;
       const uint64_t filling = bell_filling_value(announcement.token, ++bell_claims);
       // Acquire: pairs with the writer's release store of 0, so our stores
       // below come after its loads of the slot's last announcement. The
       // release CAS to kBellSlotRung below publishes them.
-      if (slot.seq.load(std::memory_order_relaxed) != 0 ||
-          !slot.seq.compare_exchange_strong(free_slot, filling, std::memory_order_acquire, std::memory_order_relaxed))
+      if (!slot.seq.compare_exchange_strong(free_slot, filling, std::memory_order_acquire, std::memory_order_relaxed))
         continue;
       slot.token.store(announcement.token, std::memory_order_relaxed);
       slot.pid.store(announcement.pid, std::memory_order_relaxed);
@@ -1337,8 +1347,11 @@ struct RingReader {
       slot.subscription.store(tag, std::memory_order_relaxed);
       // Release: pairs with the writer's acquire load of seq (answer_bell).
       // A CAS from our own filling value: if we were stopped so long that
-      // the writer freed the slot (and another reader may have claimed it),
-      // our announcement is not in it: ring in another slot.
+      // the writer freed the slot, our announcement is not in it: ring in
+      // another slot. (If another reader claimed the slot meanwhile, our
+      // field stores above may have overwritten its announcement: it is
+      // lost, as an erased one, and that reader rings again later; a
+      // counted loss at worst.)
       uint64_t ours = filling;
       if (slot.seq.compare_exchange_strong(ours, kBellSlotRung, std::memory_order_release, std::memory_order_relaxed))
         break;

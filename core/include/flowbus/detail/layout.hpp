@@ -33,6 +33,9 @@ inline constexpr size_t kLinePad = 128;
 // 6: subscriptions live in the subscribers' reader segments (a pattern and
 //    a tag in the header), not in the directory (SubscriptionSlot is gone);
 //    a reservation names the reader segment it was made from.
+// 7: a bell slot is filled under a value of that claim's own (odd) and
+//    marked rung by CAS; a reservation is given up by kLineGivenUp in the
+//    reader's own line, never by a bell slot naming no line.
 inline constexpr uint32_t kLayoutVersion = 7;
 
 inline constexpr uint64_t kRingMagic = 0x474e495242574c46ull;     // "FLWBRING"

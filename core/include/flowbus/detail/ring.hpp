@@ -218,8 +218,8 @@ struct RingWriter {
   };
   Follow follow[kAttachments];
   uint64_t seen_rings = 0;  // bell->rings when we last answered the bell
-  // Per bell slot: since when (monotonic ns; 0: not) we have seen it
-  // neither free nor rung at every answer. Freed once that lasts
+  // Per bell slot whose bit in filling_slots is set: since when (monotonic
+  // ns) we have seen it neither free nor rung at every answer. Freed once that lasts
   // kBellFillingGraceNs, whatever values it held meanwhile: an honest slot
   // goes from one claim's filling value to another's only through rung and
   // our store of 0 (or our freeing), so a forger who writes a new odd value

@@ -225,6 +225,15 @@ std::optional<AdmittedReader> ReaderAdmissions::attest(const AdmissionRequest& r
         subscription->tag = h->subscription.load(std::memory_order_relaxed);
         subscription->pattern.assign(h->pattern, strnlen(h->pattern, kPatternBytes));
         if (subscription->tag == 0) return refuse("holds no subscription");
+        for (const CursorLine& line : h->line) {
+          // Acquire, paired with the reader's release store of kLineGivenUp
+          // (RingReader::give_up): the key it stored before is seen below.
+          if (line.position.load(std::memory_order_acquire) != kLineGivenUp) continue;
+          // Relaxed: ordered after the acquire load above.
+          if (line.publisher_id.load(std::memory_order_relaxed) == publisher_id_ &&
+              line.ring_slot.load(std::memory_order_relaxed) == ring_slot_)
+            subscription->gave_up_our_ring = true;
+        }
       }
       AdmittedReader who;
       who.token = token;

@@ -66,6 +66,10 @@ struct ReaderSubscription {
   AdmittedReader who;  // its line is null: nothing stays mapped
   uint32_t tag = 0;    // nonzero
   std::string pattern;
+  // A line of the segment says it gave up the reservation on the asking
+  // writer's ring (kLineGivenUp, keyed to it): the bell that announced it
+  // may have been erased or full, and the line is what the writer believes.
+  bool gave_up_our_ring = false;
 };
 
 /// One per ring writer. Not thread-safe: the writer's thread only.

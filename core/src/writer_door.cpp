@@ -68,10 +68,13 @@ bool WriterDoor::alive(void*, uint32_t pid, uint64_t start_time) noexcept {
 }
 
 bool WriterDoor::subscription_alive(void* self, const FollowedReader& reservation, uint32_t tag) noexcept {
-  // The same segment (token), its process alive, the subscription not closed.
+  // The same segment (token), its process alive, the subscription not closed,
+  // and not given up on this ring: a give-up is rung on the bell once, and
+  // if that announcement was erased (or the bell was full) its line still
+  // says so here, at the first probe of a writer blocked on it.
   const std::optional<ReaderSubscription> s =
       static_cast<WriterDoor*>(self)->admissions_.subscription_of(reservation.pid, reservation.n);
-  return s && s->who.token == reservation.token && s->tag == tag;
+  return s && s->who.token == reservation.token && s->tag == tag && !s->gave_up_our_ring;
 }
 
 }  // namespace flowbus::detail

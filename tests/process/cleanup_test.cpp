@@ -12,8 +12,8 @@
 #include <cstring>
 #include <map>
 #include <random>
-#include <sstream>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "bus_state.hpp"

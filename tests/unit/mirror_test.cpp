@@ -8,10 +8,12 @@
 #include <filesystem>
 #include <thread>
 
+#include "bus_state.hpp"
 #include "flowbus/bus.hpp"
 #include "flowbus/error.hpp"
 #include "flowbus/inspect.hpp"
 #include "flowbus/internal/mirroring.hpp"
+#include "segment.hpp"
 #include "test_bus.hpp"
 
 using namespace flowbus;
@@ -315,5 +317,37 @@ TEST(MirrorTest, ARefusedRingReservedForUsIsGivenUpOnceWhateverChangesAfter) {
     (void)sub.poll([](const Event&) {});
   }
   EXPECT_EQ(our_segments(), before) << "a reader segment per 64 looks at the refused ring";
+  EXPECT_EQ(sub.ring_count(), 0u);
+}
+
+// A give-up is announced on the bell once. Erased there (by a forger, or
+// lost with a full bell), the reservation used to hold the writer until the
+// topic's slow-consumer timeout, and with `never` until the Subscriber
+// closed. The writer's liveness probe of the reservation (its first blocked
+// reserve) now reads the give-up in the subscription's own line.
+TEST(MirrorTest, AGiveUpWhoseAnnouncementWasErasedStillFreesTheWriter) {
+  ScopedBusName name("mirror");
+  Bus bus = Bus::open(name.name);
+  bus.create_topic(never_evicting("sensor.temp", Policy::Block, 4096));
+  ExportOptions locals_only;
+  locals_only.accept_ring = [](const RingContext& c) { return !c.mirrored(); };
+  Subscriber sub = export_subscriber(bus, ">", {StartAt::Earliest}, locals_only);
+  Publisher pub = mirror_publisher(bus, "sensor.temp", origin_a());  // reserved for us
+  (void)sub.poll([](const Event&) {});                               // refused: given up, on the bell
+  detail::Segment bell_segment =
+      detail::Segment::open(detail::bell_segment_name(name.name, "sensor.temp", "m-0123456789abcdef"),
+                            detail::Access::ReadWrite, sizeof(detail::BellHeader));
+  auto* bell = reinterpret_cast<detail::BellHeader*>(bell_segment.data());
+  size_t rung = 0;
+  for (detail::BellSlot& slot : bell->slot) {
+    rung += slot.seq.load() == detail::kBellSlotRung;
+    slot.seq.store(0);  // a forger erases every announcement
+  }
+  ASSERT_EQ(rung, 1u) << "the give-up was not announced";
+  flatbuffers::FlatBufferBuilder fbb;
+  uint64_t full = 0;
+  for (uint64_t s = 0; s < 200; ++s)  // about five rings' worth
+    full += mirror(pub, fbb, s, 1) == PublishStatus::Full;
+  EXPECT_EQ(full, 0u) << "a reservation given up in its line still held the writer";
   EXPECT_EQ(sub.ring_count(), 0u);
 }

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -44,6 +45,7 @@ struct LocalRing {
       std::vector<std::unique_ptr<ReaderHeader, FreeDeleter>>(256);  // by pid (aligned_alloc: freed with free)
   std::vector<bool> alive = std::vector<bool>(256, true);            // by pid
   std::vector<bool> damaged = std::vector<bool>(256, false);         // by pid: its segment was cut short
+  std::function<void()> in_admit;                                    // called as the door starts attesting
 
   LocalRing(uint64_t capacity_bytes, Policy p) : capacity(capacity_bytes), policy(p) {
     data.reset(static_cast<uint8_t*>(std::aligned_alloc(128, kRecordsOffset + capacity)));
@@ -78,6 +80,7 @@ struct LocalRing {
     writer.door.context = this;
     writer.door.admit = [](void* self, const ReaderAnnouncement& a, FollowedReader& out) noexcept {
       auto* ring = static_cast<LocalRing*>(self);
+      if (ring->in_admit) ring->in_admit();
       if (a.pid >= ring->segments.size() || !ring->segments[a.pid] || ring->segments[a.pid]->token != a.token ||
           !ring->alive[a.pid])
         return false;
@@ -470,6 +473,74 @@ TEST(RingProtocolTest, ABellSlotLeftHalfFilledIsFreedOnlyAfterAGracePeriod) {
   honest.leave();
 }
 
+/// The ring's shared memory at one moment: what a writer killed -9 then leaves.
+struct SharedMemoryCopy {
+  std::vector<uint8_t> data, ctl, bell;
+  void take(const LocalRing& ring) {
+    data.assign(ring.data.get(), ring.data.get() + kRecordsOffset + ring.capacity);
+    ctl.assign(ring.ctl.get(), ring.ctl.get() + sizeof(ControlHeader));
+    bell.assign(ring.bell_bytes.get(), ring.bell_bytes.get() + sizeof(BellHeader));
+  }
+  /// Puts it back and starts the writer's successor on it.
+  void restore_for_successor(LocalRing& ring) const {
+    std::memcpy(ring.data.get(), data.data(), data.size());
+    std::memcpy(ring.ctl.get(), ctl.data(), ctl.size());
+    std::memcpy(ring.bell_bytes.get(), bell.data(), bell.size());
+    ring.w = ring.make_writer();
+    ring.w.recover();
+  }
+};
+
+// A writer killed while it answered the bell (inside the door's system
+// calls, tens of us) must leave the announcement to the next writer of the
+// ring. It used to free the slot first: the announcement died with the
+// writer, its reader read unprotected, never admitted, and lost events
+// (counted) once a later writer lapped it (TSan's torture test of a
+// publisher killed mid-burst). The kill is a copy of the shared memory taken
+// at that moment, put back after the writer went on.
+TEST(RingProtocolTest, AWriterKilledWhileAnsweringTheBellLeavesTheAnnouncementToItsSuccessor) {
+  LocalRing ring(4096, Policy::Block);
+  RingReader r = ring.reader(1);
+  ASSERT_TRUE(r.join_earliest());  // announced at 0
+  SharedMemoryCopy killed;
+  ring.in_admit = [&] { killed.take(ring); };
+  ring.refresh_at_next_publish();
+  ASSERT_EQ(ring.publish(kRecordAlign), PublishStatus::Ok);
+  ring.in_admit = nullptr;
+  ASSERT_FALSE(killed.bell.empty()) << "the writer did not answer the announcement";
+  killed.restore_for_successor(ring);
+  uint64_t published = 0;
+  while (published < 200 && ring.publish(64) == PublishStatus::Ok) ++published;
+  EXPECT_LT(published, ring.capacity / 64) << "the successor wrote over a live reader it never admitted";
+  ReadStatus stopped = ReadStatus::Ok;
+  const std::vector<uint64_t> got = drain(r, &stopped);
+  EXPECT_EQ(stopped, ReadStatus::Empty);
+  EXPECT_EQ(got.size(), published);
+  EXPECT_EQ(r.missed, 0u);
+  EXPECT_GE(r.attachment, 0) << "never admitted";
+}
+
+// A writer that admitted a joiner (its attachment stored) and died before
+// it bumped `admissions`: the joiner looks for its admission only when that
+// count moves, and the successor's repeat of its announcement is a no-op. So
+// the successor bumps the count once: the reader finds its attachment.
+TEST(RingProtocolTest, AnAdmissionAWriterDiedBeforeAnnouncingIsFoundByItsReader) {
+  LocalRing ring(4096, Policy::Block);
+  RingReader r = ring.reader(1);
+  ASSERT_TRUE(r.join_earliest());
+  const uint64_t before = ring.control->admissions.load();
+  ring.refresh_at_next_publish();
+  ASSERT_EQ(ring.publish(64), PublishStatus::Ok);  // admitted, and announced
+  ASSERT_EQ(AttachmentState::kind(ring.control->attachments[0].state.load()), AttachmentState::kAdmitted);
+  ring.control->admissions.store(before);  // as if it died before announcing
+  ring.w = ring.make_writer();
+  ring.w.recover();
+  ring.refresh_at_next_publish();
+  ASSERT_EQ(ring.publish(64), PublishStatus::Ok);
+  EXPECT_EQ(drain(r).size(), 2u);
+  EXPECT_EQ(r.attachment, 0) << "still joining: reading unprotected, as if never admitted";
+}
+
 // An honest joiner the writer admits after its next tail store (the joining
 // Dekker: the writer stored tail, then saw the bell) is held from where it
 // stood, below that tail: it reads everything, and nothing is counted lost.
@@ -546,6 +617,37 @@ TEST(RingProtocolTest, AReservationHoldsTheWriterUntilAdoptedAndTheAdopterKeepsI
   Event e;
   ASSERT_EQ(r.peek(e), ReadStatus::Ok);
   EXPECT_EQ(r.release(e), ReadStatus::Ok) << "adoption took its attachment away";
+}
+
+// A writer killed while it answered an adoption leaves it to its
+// successor: the slot stays rung until answered, and an adoption is written
+// while the attachment still says Reserved (recovery frees one that says
+// Writing, and the adopter, whose epoch it was, would be evicted).
+TEST(RingProtocolTest, AWriterKilledWhileAnsweringAnAdoptionLeavesItToItsSuccessor) {
+  LocalRing ring(4096, Policy::Block);
+  Attachment& a = reserve_for(ring, 5, 77);
+  ring.w = ring.make_writer();
+  ring.w.recover();
+  for (int i = 0; i < 8; ++i) ASSERT_EQ(ring.publish(64), PublishStatus::Ok);
+  RingReader r = ring.reader(5);
+  uint64_t state = 0;
+  const int k = r.find_attachment(77, 5, state);
+  ASSERT_EQ(k, 0);
+  r.adopt(k, state, 0, 0, 77);  // rings the bell with its tag
+  SharedMemoryCopy killed;
+  ring.in_admit = [&] { killed.take(ring); };
+  ring.refresh_at_next_publish();
+  ASSERT_EQ(ring.publish(64), PublishStatus::Ok);
+  ring.in_admit = nullptr;
+  ASSERT_FALSE(killed.bell.empty()) << "the writer did not answer the adoption";
+  killed.restore_for_successor(ring);
+  ring.refresh_at_next_publish();
+  ASSERT_EQ(ring.publish(64), PublishStatus::Ok);
+  EXPECT_EQ(a.state.load(), AttachmentState::pack(1, AttachmentState::kAdmitted)) << "the adoption was lost";
+  ReadStatus stopped = ReadStatus::Ok;
+  EXPECT_EQ(drain(r, &stopped).size(), 9u);
+  EXPECT_EQ(stopped, ReadStatus::Empty);
+  EXPECT_EQ(r.missed, 0u);
 }
 
 // Only the process a reservation was made for may adopt or give it up: an

@@ -343,7 +343,16 @@ struct RingWriter {
         continue;
       }
       if (kind != AttachmentState::kAdmitted) {
-        if (kind != AttachmentState::kFree) drop(k, false);  // half written by a writer that died, or scribbled
+        if (kind != AttachmentState::kFree) {
+          // Half written by a writer that died (an admission: adoptions
+          // stay Reserved while written), or scribbled. An admission cut
+          // short was never seen by its reader: clear the token first, so
+          // the freed attachment does not name it and it does not take
+          // itself for evicted (evicted_unawares). Relaxed: published by
+          // drop's release store of the state.
+          a.token.store(0, std::memory_order_relaxed);
+          drop(k, false);
+        }
         continue;
       }
       ReaderAnnouncement again;
@@ -357,6 +366,10 @@ struct RingWriter {
     }
     seen_rings = 0;
     bell_backlog = true;
+    // Our predecessor may have died between an admission's store and its
+    // announcement: its reader, still joining, looks for it only when the
+    // count moves (a repeat of its ring is answered as a no-op).
+    announce(false);
   }
 
   /// Reserves room for a record with `data_offset` header bytes and `size`
@@ -588,8 +601,9 @@ struct RingWriter {
   }
 
   /// Stores attachment `k`'s fields, then its state (release): a reader that
-  /// acquires the state sees the fields it names.
-  void store_attachment(uint32_t k) noexcept {
+  /// acquires the state sees the fields it names. `adoption`: a reservation
+  /// becomes an admission of the same subscription and pid.
+  void store_attachment(uint32_t k, bool adoption = false) noexcept {
     Follow& f = follow[k];
     Attachment& a = control->attachments[k];
     // The fields are read seqlock-style (RingReader::find_attachment,
@@ -597,9 +611,16 @@ struct RingWriter {
     // fence orders that store before the field stores, so a reader that reads
     // a field stored here, then fences (acquire) and re-reads the state, sees
     // that the state changed. Same epoch: its reader's ownership holds.
-    a.state.store(AttachmentState::pack(AttachmentState::epoch(f.state), AttachmentState::kWriting),
-                  std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_release);
+    // An adoption changes no field a reader matches a reservation by
+    // (subscription, pid), so it stays Reserved meanwhile: killed halfway,
+    // our successor keeps the reservation (recovery frees what says
+    // kWriting, and its reader, which had adopted it, would be evicted), and
+    // finishes the adoption when it answers the slot, still rung.
+    if (!adoption) {
+      a.state.store(AttachmentState::pack(AttachmentState::epoch(f.state), AttachmentState::kWriting),
+                    std::memory_order_relaxed);
+      std::atomic_thread_fence(std::memory_order_release);
+    }
     // Relaxed, each: published by the release store of the state below.
     a.token.store(f.reader.token, std::memory_order_relaxed);
     a.pid.store(f.reader.pid, std::memory_order_relaxed);
@@ -701,12 +722,19 @@ struct RingWriter {
       a.n = slot.n.load(std::memory_order_relaxed);
       a.line = slot.line.load(std::memory_order_relaxed);
       a.subscription = slot.subscription.load(std::memory_order_relaxed);
-      // Processed: the slot is free for the next announcement. Release:
-      // our loads of its fields above come before a reader that claims it
-      // (acquire CAS from 0) fills it again.
-      slot.seq.store(0, std::memory_order_release);
       ++answered;
       answer(a);
+      // Answered: the slot is free for the next announcement. Only now: a
+      // writer killed while it answered (the door's system calls take tens
+      // of us) leaves the slot rung, and the next writer of the ring answers
+      // it again (a repeat is harmless; an announcement that made the door
+      // crash every time would now crash every successor, but the door only
+      // opens, stats and maps, through the fault guard). Freed first, the announcement died
+      // with it, and its reader, never admitted, read unprotected and lost
+      // events (counted) once a later writer lapped it (TSan's torture test).
+      // Release: our loads of its fields above come before a reader that
+      // claims it (acquire CAS from 0) fills it again.
+      slot.seq.store(0, std::memory_order_release);
     }
   }
 
@@ -785,7 +813,7 @@ struct RingWriter {
       // across; from now on its line, not position held_from, holds us.
       f.state = AttachmentState::pack(AttachmentState::epoch(f.state), AttachmentState::kAdmitted);
       f.reader = reader;
-      store_attachment(k);
+      store_attachment(k, /*adoption=*/true);
       announce(false);
       return;
     }
@@ -1486,7 +1514,8 @@ struct RingReader {
 
   /// Joining: did the writer admit us and then evict us, before we found our
   /// admission? Then a free attachment still names us (the writer clears no
-  /// field when it frees one); each such freeing is reported once.
+  /// field when it frees one, but for the token of an admission a writer
+  /// died writing, which we never saw); each such freeing is reported once.
   bool evicted_unawares() noexcept {
     for (uint32_t k = 0; k < kAttachments; ++k) {
       const Attachment& a = control->attachments[k];

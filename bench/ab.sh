@@ -1,24 +1,58 @@
 #!/usr/bin/env bash
-# Interleaved A/B of flowbus binaries on this noisy machine: each round first
+# Interleaved A/B of flowbus binaries on this noisy machine. Each round first
 # measures the floor's 64 B round trip (which tells which of the machine's two
-# speeds the round ran at, see bench/README.md), then runs each binary's
-# `perf throughput` 1->1 64 B back to back, so every binary meets the same
-# moment. Compare medians over the rounds, never single runs.
+# speeds the round ran at, see bench/README.md), then runs every binary back
+# to back, in the opposite order every other round, so each meets the same
+# moments: `perf throughput` 1->1 64 B (one event per call, and bursts of 64)
+# and `perf latency` 64 B (spin). At the end: the median of each figure over
+# the rounds, and its ratio to the first binary's. Compare medians over the
+# rounds, never single runs.
 set -euo pipefail
 if [[ $# -lt 2 || $1 == -h || $1 == --help ]]; then
   echo "usage: bench/ab.sh ROUNDS FLOWBUS_BINARY [FLOWBUS_BINARY...]" >&2
-  echo "  prints per round: floor=<64 B round-trip p50 ns> <binary>=<1->1 64 B events/s> ..." >&2
+  echo "  per round: floor=<64 B round-trip p50 ns>, then per binary: b1=<1->1 events/s, one per call>" >&2
+  echo "  b64=<bursts of 64> p50=<64 B round trip p50 ns> p99=<p99 ns>; then medians and ratios to the first binary" >&2
   echo "  e.g. cp build/bin/flowbus /tmp/flowbus-new; bench/ab.sh 12 /tmp/flowbus-old /tmp/flowbus-new" >&2
   exit 2
 fi
 rounds=$1; shift
-for _ in $(seq 1 "$rounds"); do
-  floor=$("$1" perf latency --transport floor --size 64 --iters 20000 --json 2>/dev/null | grep -o '"rtt_p50_ns":[0-9.]*' | cut -d: -f2)
-  line="floor=$floor"
-  for b in "$@"; do
-    rate=$("$b" perf throughput --seconds 0.5 --size 64 --json 2>/dev/null |
-           grep '"mode":"1->1","transport":"flowbus"' | grep -E '"coalesce_ns":0(,"batch":1)?}' | grep -o '"events_per_s":[0-9]*' | cut -d: -f2)
-    line="$line $(basename "$b")=$rate"
+binaries=("$@")
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
+field() { grep -o "\"$1\":[0-9.]*" | head -1 | cut -d: -f2; }
+for round in $(seq 1 "$rounds"); do
+  floor=$("${binaries[0]}" perf latency --transport floor --size 64 --iters 20000 --json 2>/dev/null | field rtt_p50_ns)
+  order=("${binaries[@]}")
+  if (( round % 2 == 0 )); then
+    order=(); for (( i=${#binaries[@]}-1; i>=0; i-- )); do order+=("${binaries[i]}"); done
+  fi
+  line="round $round floor=$floor"
+  for b in "${order[@]}"; do
+    tput=$("$b" perf throughput --seconds 0.5 --size 64 --json 2>/dev/null | grep '"mode":"1->1","transport":"flowbus"' | grep '"coalesce_ns":0')
+    b1=$(grep '"batch":1,' <<<"$tput" | field events_per_s)
+    b64=$(grep '"batch":64,' <<<"$tput" | field events_per_s)
+    lat=$("$b" perf latency --transport flowbus --size 64 --iters 20000 --json 2>/dev/null)
+    p50=$(field rtt_p50_ns <<<"$lat")
+    p99=$(field rtt_p99_ns <<<"$lat")
+    echo "$b b1 $b1" >>"$results"; echo "$b b64 $b64" >>"$results"
+    echo "$b p50 $p50" >>"$results"; echo "$b p99 $p99" >>"$results"
+    line="$line | $(basename "$b") b1=$b1 b64=$b64 p50=$p50 p99=$p99"
   done
   echo "$line"
 done
+/usr/bin/python3 - "$results" "${binaries[@]}" <<'EOF'
+import statistics, sys
+values = {}
+for row in open(sys.argv[1]):
+    b, metric, v = row.split()
+    values.setdefault((b, metric), []).append(float(v))
+base = sys.argv[2]
+print("medians over the rounds (ratio to %s):" % base.rsplit("/", 1)[-1])
+for b in sys.argv[2:]:
+    cells = []
+    for metric in ("b1", "b64", "p50", "p99"):
+        m = statistics.median(values[(b, metric)])
+        r = m / statistics.median(values[(base, metric)])
+        cells.append("%s=%s (%.2fx)" % (metric, "%.3gM" % (m / 1e6) if metric.startswith("b") else "%.0f" % m, r))
+    print("  %s: %s" % (b.rsplit("/", 1)[-1], "  ".join(cells)))
+EOF

@@ -727,13 +727,13 @@ struct RingWriter {
       // Answered: the slot is free for the next announcement. Only now: a
       // writer killed while it answered (the door's system calls take tens
       // of us) leaves the slot rung, and the next writer of the ring answers
-      // it again (a repeat is harmless; an announcement that made the door
-      // crash every time would now crash every successor, but the door only
-      // opens, stats and maps, through the fault guard). Freed first, the announcement died
-      // with it, and its reader, never admitted, read unprotected and lost
-      // events (counted) once a later writer lapped it (TSan's torture test).
-      // Release: our loads of its fields above come before a reader that
-      // claims it (acquire CAS from 0) fills it again.
+      // it again; a repeat is harmless. Freed first, the announcement died
+      // with the writer, and its reader, never admitted, read unprotected
+      // and lost events (counted) once a later writer lapped it (TSan's
+      // torture test). (An announcement that crashed the door would now
+      // crash each successor; the door only opens, stats and maps, through
+      // the fault guard.) Release: our loads of its fields above come before
+      // a reader that claims it (acquire CAS from 0) fills it again.
       slot.seq.store(0, std::memory_order_release);
     }
   }

@@ -5,8 +5,10 @@
 # to back, in the opposite order every other round, so each meets the same
 # moments: `perf throughput` 1->1 64 B (one event per call, and bursts of 64)
 # and `perf latency` 64 B (spin). At the end: the median of each figure over
-# the rounds, and its ratio to the first binary's. Compare medians over the
-# rounds, never single runs.
+# the rounds, its ratio to the first binary's, and the median of the per-round
+# ratios (each binary against the first one in the same round: the machine's
+# speed changes between rounds, so this pairs like with like). Compare medians
+# over the rounds, never single runs.
 set -euo pipefail
 if [[ $# -lt 2 || $1 == -h || $1 == --help ]]; then
   echo "usage: bench/ab.sh ROUNDS FLOWBUS_BINARY [FLOWBUS_BINARY...]" >&2
@@ -28,31 +30,34 @@ for round in $(seq 1 "$rounds"); do
   fi
   line="round $round floor=$floor"
   for b in "${order[@]}"; do
-    tput=$("$b" perf throughput --seconds 0.5 --size 64 --json 2>/dev/null | grep '"mode":"1->1","transport":"flowbus"' | grep '"coalesce_ns":0')
+    tput=$("$b" perf throughput --seconds 0.5 --size 64 --rows flowbus,batch --json 2>/dev/null | grep '"mode":"1->1","transport":"flowbus"')
     b1=$(grep '"batch":1,' <<<"$tput" | field events_per_s)
     b64=$(grep '"batch":64,' <<<"$tput" | field events_per_s)
     lat=$("$b" perf latency --transport flowbus --size 64 --iters 20000 --json 2>/dev/null)
     p50=$(field rtt_p50_ns <<<"$lat")
     p99=$(field rtt_p99_ns <<<"$lat")
-    echo "$b b1 $b1" >>"$results"; echo "$b b64 $b64" >>"$results"
-    echo "$b p50 $p50" >>"$results"; echo "$b p99 $p99" >>"$results"
+    for metric in b1 b64 p50 p99; do echo "$round $b $metric ${!metric}" >>"$results"; done
     line="$line | $(basename "$b") b1=$b1 b64=$b64 p50=$p50 p99=$p99"
   done
   echo "$line"
 done
 /usr/bin/python3 - "$results" "${binaries[@]}" <<'EOF'
 import statistics, sys
-values = {}
+values, by_round = {}, {}
 for row in open(sys.argv[1]):
-    b, metric, v = row.split()
+    round_, b, metric, v = row.split()
     values.setdefault((b, metric), []).append(float(v))
+    by_round[(round_, b, metric)] = float(v)
 base = sys.argv[2]
-print("medians over the rounds (ratio to %s):" % base.rsplit("/", 1)[-1])
+rounds = sorted({k[0] for k in by_round})
+name = lambda b: b.rsplit("/", 1)[-1]
+print("medians over the rounds (ratio of medians to %s; median of the per-round ratios in brackets):" % name(base))
 for b in sys.argv[2:]:
     cells = []
     for metric in ("b1", "b64", "p50", "p99"):
         m = statistics.median(values[(b, metric)])
         r = m / statistics.median(values[(base, metric)])
-        cells.append("%s=%s (%.2fx)" % (metric, "%.3gM" % (m / 1e6) if metric.startswith("b") else "%.0f" % m, r))
-    print("  %s: %s" % (b.rsplit("/", 1)[-1], "  ".join(cells)))
+        paired = statistics.median(by_round[(k, b, metric)] / by_round[(k, base, metric)] for k in rounds)
+        cells.append("%s=%s (%.2fx [%.2fx])" % (metric, "%.3gM" % (m / 1e6) if metric.startswith("b") else "%.0f" % m, r, paired))
+    print("  %s: %s" % (name(b), "  ".join(cells)))
 EOF

@@ -167,6 +167,7 @@ TEST(CliLimitsTest, CountsAndRatesOutOfRangeAreRefusedNamingTheArgumentAndTheRan
        {"--backoff-max-park-us", "a whole number from 1 to 1000000"}},
       {{"perf", "latency", "--wait", "yield"}, {"--wait", "unknown wait 'yield'", "spin, backoff or futex"}},
       {{"perf", "throughput", "--wait", "spin"}, {"--wait", "unknown wait 'spin'", "futex or backoff"}},
+      {{"perf", "throughput", "--rows", "floor,zmq"}, {"--rows", "unknown row 'zmq'", "use all, or some of"}},
   });
   // None of these published anything.
   const Outcome s = bus.sub({"--timeout", "0.2"});

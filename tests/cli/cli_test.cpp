@@ -495,6 +495,29 @@ TEST(CliTest, PerfThroughputGivesEachProcessesRateUnderEachWait) {
   EXPECT_NE(bad.err.find("unknown wait 'spin': use futex or backoff"), std::string::npos) << describe(bad);
 }
 
+// --rows runs what it names and nothing else (an A/B script's short round):
+// the plain 1->1 row has its ratio to the floor, the burst row no ratio to a
+// 1->1 baseline, and no JSON value is NaN where a baseline did not run.
+TEST(CliTest, PerfThroughputRowsRunsOnlyTheRowsNamed) {
+  const Outcome o = flowbus_cli(
+      {"perf", "throughput", "--size", "64", "--seconds", "0.1", "--rows", "floor,flowbus,batch", "--json"}, 120s);
+  ASSERT_EQ(o.exit_code, 0) << describe(o);
+  std::multiset<std::string> ran;
+  for (const std::string& line : lines_of(o.out)) {
+    Json j(line);
+    ASSERT_TRUE(j.ok()) << j.error() << "\n" << line;
+    const auto m = j.root();
+    ran.insert(str(m, "mode") + " " + str(m, "transport") + " x" + std::to_string(m["batch"].AsUInt64()));
+    EXPECT_GT(m["events_per_s"].AsDouble(), 0) << line;
+  }
+  EXPECT_EQ(ran, (std::multiset<std::string>{"1->1 floor x1", "1->1 flowbus x1", "1->1 flowbus x64"})) << o.out;
+  const Outcome table =
+      flowbus_cli({"perf", "throughput", "--size", "64", "--seconds", "0.1", "--rows", "flowbus"}, 120s);
+  ASSERT_EQ(table.exit_code, 0) << describe(table);
+  EXPECT_EQ(lines_of(table.out).size(), 2u) << "a header and the one row: " << describe(table);
+  EXPECT_EQ(table.out.find("nan"), std::string::npos) << describe(table);
+}
+
 TEST(CliTest, PerfMirrorJsonGivesThroughputPerSizeAndRoundTripsAgainstTcpAndLeavesNothingBehind) {
   const Outcome o = flowbus_cli({"perf", "mirror", "--seconds", "0.3", "--iters", "2000", "--json"}, 180s);
   ASSERT_EQ(o.exit_code, 0) << describe(o);

@@ -377,7 +377,7 @@ void print_throughput(const perf::ThroughputResult& r, double ceiling_events_per
 
 void add_throughput_command(CLI::App& perf) {
   struct Args {
-    std::string sizes = "64,65536", wait = "futex";
+    std::string sizes = "64,65536", wait = "futex", rows = "all";
     int publishers = 2, subscribers = 2;
     double seconds = 1, coalesce_us = 0;
     int batch = 64;
@@ -408,8 +408,22 @@ void add_throughput_command(CLI::App& perf) {
       "--untrusted", args->untrusted,
       "also run 1->1 on an untrusted topic (the subscriber copies and verifies each event), right after "
       "the plain 1->1 run");
+  throughput->add_option("--rows", args->rows,
+                         "which runs, comma separated: moodycamel, floor, flowbus (1->1, one event per call), batch, "
+                         "coalesce, untrusted, uds, pipe, 1->K, P->1; batch, coalesce and untrusted also need their "
+                         "option; a ratio whose baseline did not run shows as - (default all)");
   throughput->add_flag("--json", args->json, "one JSON object per run");
   throughput->callback([args] {
+    static const std::vector<std::string> kRows{"moodycamel", "floor", "flowbus", "batch", "coalesce",
+                                                "untrusted",  "uds",   "pipe",    "1->K",  "P->1"};
+    std::vector<std::string> rows = perf::split_list(args->rows);  // checked before anything runs
+    if (rows == std::vector<std::string>{"all"}) rows = kRows;
+    for (const std::string& row : rows)
+      if (std::find(kRows.begin(), kRows.end(), row) == kRows.end())
+        throw CLI::ValidationError("--rows", "unknown row '" + row +
+                                                 "': use all, or some of moodycamel, floor, flowbus, batch, coalesce, "
+                                                 "untrusted, uds, pipe, 1->K, P->1");
+    const auto wanted = [&rows](const char* row) { return std::find(rows.begin(), rows.end(), row) != rows.end(); };
     std::vector<bool> backoffs;  // the --wait list, checked before anything runs
     for (const std::string& w : perf::split_list(args->wait)) {
       if (w != "futex" && w != "backoff")
@@ -426,18 +440,26 @@ void add_throughput_command(CLI::App& perf) {
     // moodycamel moving one item per call, as flowbus moves one event per
     // publish and per read; its bulk figure (256 items a call) is shown too.
     const std::vector<size_t> sizes = parse_payload_sizes(args->sizes, "--size", uint64_t(1) << 30);  // all checked first
-    const perf::ThroughputResult ceiling = perf::moodycamel_throughput(args->seconds, false);
-    print_throughput(ceiling, ceiling.events_per_s(), 0, 0, args->json);
-    print_throughput(perf::moodycamel_throughput(args->seconds, true), ceiling.events_per_s(), 0, 0, args->json);
+    perf::ThroughputResult ceiling;  // events_per_s() 0: not run, no ratio to it
+    if (wanted("moodycamel")) {
+      ceiling = perf::moodycamel_throughput(args->seconds, false);
+      print_throughput(ceiling, ceiling.events_per_s(), 0, 0, args->json);
+      print_throughput(perf::moodycamel_throughput(args->seconds, true), ceiling.events_per_s(), 0, 0, args->json);
+    }
     bool time_shared = false;
     for (const size_t bytes : sizes) {
       const double s = args->seconds;
       // The floor first: every 1->1 row of this size is compared with it.
-      const perf::ThroughputResult floor = perf::floor_throughput(bytes, s);
-      print_throughput(floor, ceiling.events_per_s(), floor.events_per_s(), 0, args->json);
+      perf::ThroughputResult floor, one;  // not run: 0 events/s, no ratio to them
+      if (wanted("floor")) {
+        floor = perf::floor_throughput(bytes, s);
+        print_throughput(floor, ceiling.events_per_s(), floor.events_per_s(), 0, args->json);
+      }
       // Then plain flowbus 1->1: every 1->K and P->1 row of this size is compared with it.
-      const perf::ThroughputResult one = perf::flowbus_throughput(bytes, 1, 1, s);
-      print_throughput(one, ceiling.events_per_s(), floor.events_per_s(), one.events_per_s(), args->json);
+      if (wanted("flowbus")) {
+        one = perf::flowbus_throughput(bytes, 1, 1, s);
+        print_throughput(one, ceiling.events_per_s(), floor.events_per_s(), one.events_per_s(), args->json);
+      }
       std::vector<std::function<perf::ThroughputResult()>> runs{
           [&] { return perf::flowbus_throughput(bytes, 1, 1, s, 0, 1, /*untrusted=*/true); },
           [&] { return perf::flowbus_throughput(bytes, 1, 1, s, uint64_t(args->coalesce_us * 1000)); },
@@ -445,11 +467,14 @@ void add_throughput_command(CLI::App& perf) {
           [&] { return perf::fd_throughput(true, bytes, s); },   // uds
           [&] { return perf::fd_throughput(false, bytes, s); },  // pipe
       };
+      const char* run_rows[] = {"untrusted", "coalesce", "batch", "uds", "pipe"};
       for (size_t i = 0; i < runs.size(); ++i)
-        if ((i != 0 || args->untrusted) && (i != 1 || args->coalesce_us > 0) && (i != 2 || args->batch > 1))
+        if (wanted(run_rows[i]) && (i != 0 || args->untrusted) && (i != 1 || args->coalesce_us > 0) &&
+            (i != 2 || args->batch > 1))
           print_throughput(runs[i](), ceiling.events_per_s(), floor.events_per_s(), one.events_per_s(), args->json);
       for (const bool backoff : backoffs) {
         for (const auto& [p, k] : {std::pair{1, args->subscribers}, std::pair{args->publishers, 1}}) {
+          if (!wanted(p == 1 ? "1->K" : "P->1")) continue;
           const perf::ThroughputResult r = perf::flowbus_throughput(bytes, p, k, s, 0, 1, false, backoff);
           time_shared |= r.time_shared;
           print_throughput(r, ceiling.events_per_s(), floor.events_per_s(), one.events_per_s(), args->json);

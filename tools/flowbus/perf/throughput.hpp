@@ -25,7 +25,7 @@ struct ThroughputResult {
   /// events over the time it took to get them). Empty for 1->1.
   std::vector<double> per_process;
   bool time_shared = false;  ///< more processes than CPUs: some took turns on one
-  double events_per_s() const { return double(events) / seconds; }
+  double events_per_s() const { return seconds > 0 ? double(events) / seconds : 0; }  ///< 0: not run
   double mb_per_s() const { return events_per_s() * double(bytes) / 1e6; }
   /// Events moved per second by all processes of the many side together (1->K:
   /// deliveries, K per event); events_per_s() for 1->1.

@@ -168,6 +168,7 @@ TEST(CliLimitsTest, CountsAndRatesOutOfRangeAreRefusedNamingTheArgumentAndTheRan
       {{"perf", "latency", "--wait", "yield"}, {"--wait", "unknown wait 'yield'", "spin, backoff or futex"}},
       {{"perf", "throughput", "--wait", "spin"}, {"--wait", "unknown wait 'spin'", "futex or backoff"}},
       {{"perf", "throughput", "--rows", "floor,zmq"}, {"--rows", "unknown row 'zmq'", "use all, or some of"}},
+      {{"perf", "throughput", "--rows", ""}, {"--rows", "at least one row"}},
   });
   // None of these published anything.
   const Outcome s = bus.sub({"--timeout", "0.2"});

@@ -516,6 +516,13 @@ TEST(CliTest, PerfThroughputRowsRunsOnlyTheRowsNamed) {
   ASSERT_EQ(table.exit_code, 0) << describe(table);
   EXPECT_EQ(lines_of(table.out).size(), 2u) << "a header and the one row: " << describe(table);
   EXPECT_EQ(table.out.find("nan"), std::string::npos) << describe(table);
+  // The collector by its name (no '>' for a shell to take as a redirection).
+  const Outcome collector = flowbus_cli(
+      {"perf", "throughput", "--size", "64", "--seconds", "0.1", "--publishers", "2", "--rows", "collector", "--json"},
+      120s);
+  ASSERT_EQ(collector.exit_code, 0) << describe(collector);
+  ASSERT_EQ(lines_of(collector.out).size(), 1u) << describe(collector);
+  EXPECT_NE(collector.out.find("\"mode\":\"P->1\""), std::string::npos) << describe(collector);
 }
 
 TEST(CliTest, PerfMirrorJsonGivesThroughputPerSizeAndRoundTripsAgainstTcpAndLeavesNothingBehind) {

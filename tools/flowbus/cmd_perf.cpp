@@ -410,19 +410,21 @@ void add_throughput_command(CLI::App& perf) {
       "the plain 1->1 run");
   throughput->add_option("--rows", args->rows,
                          "which runs, comma separated: moodycamel, floor, flowbus (1->1, one event per call), batch, "
-                         "coalesce, untrusted, uds, pipe, 1->K, P->1; batch, coalesce and untrusted also need their "
-                         "option; a ratio whose baseline did not run shows as - (default all)");
+                         "coalesce, untrusted, uds, pipe, distributor (1->K), collector (P->1); batch, coalesce and "
+                         "untrusted also need their option; a ratio whose baseline did not run shows as - (default "
+                         "all)");
   throughput->add_flag("--json", args->json, "one JSON object per run");
   throughput->callback([args] {
-    static const std::vector<std::string> kRows{"moodycamel", "floor", "flowbus", "batch", "coalesce",
-                                                "untrusted",  "uds",   "pipe",    "1->K",  "P->1"};
+    static const std::vector<std::string> kRows{"moodycamel", "floor", "flowbus", "batch",       "coalesce",
+                                                "untrusted",  "uds",   "pipe",    "distributor", "collector"};
     std::vector<std::string> rows = perf::split_list(args->rows);  // checked before anything runs
     if (rows == std::vector<std::string>{"all"}) rows = kRows;
+    if (rows.empty()) throw CLI::ValidationError("--rows", "give all, or at least one row");
     for (const std::string& row : rows)
       if (std::find(kRows.begin(), kRows.end(), row) == kRows.end())
         throw CLI::ValidationError("--rows", "unknown row '" + row +
                                                  "': use all, or some of moodycamel, floor, flowbus, batch, coalesce, "
-                                                 "untrusted, uds, pipe, 1->K, P->1");
+                                                 "untrusted, uds, pipe, distributor, collector");
     const auto wanted = [&rows](const char* row) { return std::find(rows.begin(), rows.end(), row) != rows.end(); };
     std::vector<bool> backoffs;  // the --wait list, checked before anything runs
     for (const std::string& w : perf::split_list(args->wait)) {
@@ -474,7 +476,7 @@ void add_throughput_command(CLI::App& perf) {
           print_throughput(runs[i](), ceiling.events_per_s(), floor.events_per_s(), one.events_per_s(), args->json);
       for (const bool backoff : backoffs) {
         for (const auto& [p, k] : {std::pair{1, args->subscribers}, std::pair{args->publishers, 1}}) {
-          if (!wanted(p == 1 ? "1->K" : "P->1")) continue;
+          if (!wanted(p == 1 ? "distributor" : "collector")) continue;
           const perf::ThroughputResult r = perf::flowbus_throughput(bytes, p, k, s, 0, 1, false, backoff);
           time_shared |= r.time_shared;
           print_throughput(r, ceiling.events_per_s(), floor.events_per_s(), one.events_per_s(), args->json);

@@ -3,6 +3,8 @@
 // directory word are stated once, in directory_layout.hpp.
 #include "flowbus/bus.hpp"
 
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -139,6 +141,22 @@ void guard_bell(RingSegments& ring) {
   ring.bell_shared = ::stat(("/dev/shm/" + ring.bell.name()).c_str(), &st) != 0 || (st.st_mode & 0022) != 0;
 }
 
+void init_bell(BellHeader& bell) noexcept {
+  bell.layout_version = kLayoutVersion;
+  bell.slot_count = kBellSlots;
+  bell.magic.store(kBellMagic, std::memory_order_release);  // written last: openers acquire it
+}
+
+/// Gives a bell cut short its page back (the writer's, before it opens it).
+static void restore_bell_size(const std::string& bell_name) {
+  const int fd = ::shm_open(("/" + bell_name).c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0);
+  if (fd < 0) return;  // Segment::open says why
+  struct stat st {};
+  if (::fstat(fd, &st) == 0 && uint64_t(st.st_size) < kBellSegmentSize)
+    (void)::posix_fallocate(fd, 0, off_t(kBellSegmentSize));  // refused: Segment::open reports the size
+  ::close(fd);
+}
+
 void open_ring_segments(RingSegments& ring, const std::string& bus, const std::string& topic,
                         const std::string& publisher, Access data_access, Access control_access, Access bell_access) {
   const std::string data_name = data_segment_name(bus, topic, publisher);
@@ -170,11 +188,30 @@ void open_ring_segments(RingSegments& ring, const std::string& bus, const std::s
                                                 std::to_string(c->layout_version) + ", this flowbus speaks version " +
                                                 std::to_string(kLayoutVersion));
   const std::string bell_name = bell_segment_name(bus, topic, publisher);
-  ring.bell = Segment::open(bell_name, bell_access, kBellSegmentSize);
+  // The writer (taking a ring over) owns the bell: a reader may have cut it
+  // short, so it gets its page back first, and its header below.
+  const bool writer = control_access == Access::ReadWrite;
+  if (writer) restore_bell_size(bell_name);
+  const std::string cut = "bell segment '" + bell_name +
+                          "' is cut short (a process that may write it truncated it); its writer makes it whole "
+                          "again at its next limit refresh, or a new writer when it takes the ring over: try again";
+  try {
+    ring.bell = Segment::open(bell_name, bell_access, kBellSegmentSize);
+  } catch (const Error& e) {
+    if (e.code() == ErrorCode::Corrupt) throw Error(ErrorCode::NotFound, cut);  // too short: subscribers retry
+    throw;
+  }
   guard_bell(ring);  // before the first load: a reader may have truncated it since our size check
-  const BellHeader* b = ring.bell_header();
-  if (b->magic.load(std::memory_order_acquire) != kBellMagic || b->layout_version != kLayoutVersion)
-    throw Error(ErrorCode::Corrupt, "bell segment '" + bell_name + "' has no valid magic or version: it is damaged");
+  BellHeader* b = ring.bell_header();
+  const uint64_t bell_magic = b->magic.load(std::memory_order_acquire);
+  if (bell_magic != kBellMagic || b->layout_version != kLayoutVersion) {
+    if (writer)
+      init_bell(*b);  // ours to write; whatever was in it is untrusted anyway
+    else if (bell_magic == 0 || ring.bell_guard.damaged())
+      throw Error(ErrorCode::NotFound, cut);
+    else
+      throw Error(ErrorCode::Corrupt, "bell segment '" + bell_name + "' has no valid magic or version: it is damaged");
+  }
   ring.publisher_id = h->publisher_id;
   ring.capacity = cap;
   ring.policy = Policy(h->policy) == Policy::Latest ? Policy::Latest : Policy::Block;

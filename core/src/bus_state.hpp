@@ -72,6 +72,8 @@ std::vector<std::string> ring_segment_names(const std::string& bus, const std::s
 /// Maps `ring.bell` (already opened or created) through the fault guard and
 /// notes whether others may write it.
 void guard_bell(RingSegments& ring);
+/// Writes a new bell's header (the writer's, at creation and after a repair).
+void init_bell(BellHeader& bell) noexcept;
 /// A bus directory being made is named "<directory>@new.<pid>" until it is
 /// whole ('@' is in no bus name, so no tool takes it for a bus or a ring).
 inline constexpr const char* kDirectoryDraftSuffix = "@new.";

@@ -77,10 +77,7 @@ void create_ring_segments(RingSegments& ring, const std::string& bus, const Topi
   ring.bell = Segment::create(bell_segment_name(bus, topic.name, publisher), kBellSegmentSize, bell_mode(topic.mode),
                               topic.group);
   guard_bell(ring);  // a reader may truncate it as soon as it exists
-  BellHeader* b = ring.bell_header();
-  b->layout_version = kLayoutVersion;
-  b->slot_count = kBellSlots;
-  b->magic.store(kBellMagic, std::memory_order_release);  // written last: openers acquire it
+  init_bell(*ring.bell_header());
   ring.data = Segment::create(data_name, kRecordsOffset + topic.ring_size, topic.mode, topic.group);
   RingHeader* h = ring.header();
   h->layout_version = kLayoutVersion;
@@ -264,7 +261,7 @@ Publisher Bus::attach_publisher(std::string_view topic_name, const std::string& 
   p.writer_.light_fence = enable_light_writer_fence();
   p.writer_.publisher_id = p.ring_->publisher_id;
   p.writer_.ring_slot = p.ring_->slot;
-  p.ring_->door = std::make_shared<WriterDoor>(bus, *topic, p.ring_->publisher_id, p.ring_->slot);
+  p.ring_->door = std::make_shared<WriterDoor>(bus, *topic, *p.ring_);
   p.writer_.door = p.ring_->door->door();  // before recover(): it attests the readers an earlier writer admitted
   // seq_cst: visible before anything this writer publishes (readers read it
   // when they go to sleep).

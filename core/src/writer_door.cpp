@@ -1,5 +1,10 @@
 #include "writer_door.hpp"
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <vector>
 
@@ -12,8 +17,16 @@ ReaderRule reader_rule(const TopicInfo& topic) noexcept {
   return ReaderRule{uint32_t(topic.owner_uid < 0 ? 0 : topic.owner_uid), topic.group, topic.mode};
 }
 
-WriterDoor::WriterDoor(const BusState& bus, const TopicInfo& topic, uint64_t publisher_id, uint32_t ring_slot)
-    : admissions_(bus.name, publisher_id, ring_slot, reader_rule(topic)) {}
+WriterDoor::WriterDoor(const BusState& bus, const TopicInfo& topic, RingSegments& ring)
+    : ring_(ring), admissions_(bus.name, ring.publisher_id, ring.slot, reader_rule(topic)) {
+  // Right after the ring's segments were made or opened under their names.
+  // Without it (no descriptor left) the bell is not repaired.
+  bell_fd_ = ::shm_open(("/" + ring.bell.name()).c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0);
+}
+
+WriterDoor::~WriterDoor() {
+  if (bell_fd_ >= 0) ::close(bell_fd_);
+}
 
 ReaderDoor WriterDoor::door() noexcept {
   ReaderDoor d;
@@ -23,6 +36,7 @@ ReaderDoor WriterDoor::door() noexcept {
   d.damaged = &WriterDoor::damaged;
   d.alive = &WriterDoor::alive;
   d.subscription_alive = &WriterDoor::subscription_alive;
+  d.repair_bell = &WriterDoor::repair_bell;
   return d;
 }
 
@@ -75,6 +89,49 @@ bool WriterDoor::subscription_alive(void* self, const FollowedReader& reservatio
   const std::optional<ReaderSubscription> s =
       static_cast<WriterDoor*>(self)->admissions_.subscription_of(reservation.pid, reservation.n);
   return s && s->who.token == reservation.token && s->tag == tag && !s->gave_up_our_ring;
+}
+
+bool WriterDoor::repair_bell(void* self) noexcept {
+  auto* door = static_cast<WriterDoor*>(self);
+  RingSegments& ring = door->ring_;
+  const bool faulted = ring.bell_guard.damaged();  // our page is the guard's zero page
+  if (!door->bell_cut_ && !faulted) {
+    // Cut within its page, the bell faults nobody: its size tells. One
+    // clock read per refresh, an fstat per 100 ms.
+    const uint64_t now = monotonic_now_ns();
+    if (door->bell_fd_ < 0 || now < door->next_bell_size_check_ns_) return false;
+    door->next_bell_size_check_ns_ = now + 100'000'000;
+    struct stat st {};
+    if (::fstat(door->bell_fd_, &st) != 0 || uint64_t(st.st_size) >= kBellSegmentSize) return false;
+  }
+  door->bell_cut_ = true;  // until repaired: a fresh guard forgets the old one's count
+  const uint64_t now = monotonic_now_ns();
+  if (door->bell_fd_ < 0 || now < door->next_bell_repair_ns_) return false;
+  door->next_bell_repair_ns_ = now + 10'000'000;  // a refusal, or a reader cutting it again, costs syscalls per 10 ms
+  // Its page back, with room reserved (a /dev/shm filled by a reader must
+  // not turn our header's stores into faults), then, if we faulted, that
+  // page mapped over the guard's zero page and guarded afresh.
+  if (::posix_fallocate(door->bell_fd_, 0, off_t(kBellSegmentSize)) != 0) return false;
+  if (faulted) {
+    void* base = ring.bell.data();
+    if (::mmap(base, kBellSegmentSize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, door->bell_fd_, 0) != base)
+      return false;
+    (void)::madvise(base, kBellSegmentSize, MADV_DONTFORK);  // as Segment maps it: a fork() child does not get it
+    try {
+      // Only this thread touches our mapping, so nothing faults before the
+      // fresh guard is in place; the old one, which counted, goes after.
+      GuardedRange fresh = guard_mapping(base, kBellSegmentSize);
+      ring.bell_guard = std::move(fresh);
+    } catch (...) {
+      return false;  // no guard slot: tried again in 10 ms (the old guard still covers the page)
+    }
+  }
+  door->bell_cut_ = false;
+  // What the cut took: the header (all zero when cut to 0 bytes) and the
+  // announcements in it. A reader that touched the bell while it was cut
+  // keeps a zero page of its own there (see docs/security.md).
+  init_bell(*ring.bell_header());
+  return true;
 }
 
 }  // namespace flowbus::detail

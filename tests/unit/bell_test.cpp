@@ -84,6 +84,26 @@ SubscriberOptions sleeps_at_once() {
   return options;
 }
 
+/// Truncates the ring's bell to `bytes` from another process.
+bool cut_bell(const std::string& bus, off_t bytes = 0) {
+  return in_child([&] {
+           const int fd = ::shm_open(bell_name(bus).c_str(), O_RDWR, 0);
+           return fd >= 0 && ::ftruncate(fd, bytes) == 0 ? 0 : 1;
+         }) == 0;
+}
+
+bool check_names_the_bell(const std::string& bus) {
+  bool named = false;
+  for (const CheckFinding& f : check_bus(bus).findings) named |= f.problem.find("bell") != std::string::npos;
+  return named;
+}
+
+/// The bell's size in /dev/shm (-1: not there).
+off_t bell_size(const std::string& bus) {
+  struct stat st {};
+  return ::stat(("/dev/shm" + bell_name(bus)).c_str(), &st) == 0 ? st.st_size : -1;
+}
+
 // Truncated to 0 bytes by a process that may write it, the bell would kill
 // the writer (its next publish loads the wake request: SIGBUS) and every
 // sleeping reader. Through the fault guard, the lost page reads 0 in each,
@@ -94,18 +114,115 @@ TEST(BellTest, ATruncatedBellCrashesNobodyAndASleepingReaderStillGetsEveryEvent)
   bus.create_topic(sensor_topic("t"));  // 0600: a bell only we may write (no slices: the guard must tell)
   Publisher pub = bus.publisher("t", {"p"});
   Subscriber sub = bus.subscribe("t", sleeps_at_once());
-  ASSERT_EQ(in_child([&] {
-              const int fd = ::shm_open(bell_name(name.name).c_str(), O_RDWR, 0);
-              return fd >= 0 && ::ftruncate(fd, 0) == 0 ? 0 : 1;
-            }),
-            0);
+  ASSERT_TRUE(cut_bell(name.name));
+  // Before the writer's next look at the bell, which makes it whole again.
+  EXPECT_TRUE(check_names_the_bell(name.name)) << "check did not report the truncated bell";
   const Delivery got = publish_to_a_sleeper(pub, sub, 20, 30ms);
   EXPECT_EQ(got.sequences, sequences_from(0, 20));
   EXPECT_LT(got.longest_wait, 1s) << "a reader slept through an event";
-  const CheckReport report = check_bus(name.name);
-  bool named = false;
-  for (const CheckFinding& f : report.findings) named |= f.problem.find("bell") != std::string::npos;
-  EXPECT_TRUE(named) << "check did not report the truncated bell";
+}
+
+// A bell cut short admits nobody: a subscriber could not even open the ring
+// (the bell is shorter than a bell), and a joiner's ring went to the zero
+// page. The writer, the bell's owner, gives it its page back at its next
+// look at the bell (a limit refresh; within 100 ms for a cut inside the
+// page, which faults nobody), and a new subscriber is then admitted: the
+// writer waits for it (Full) rather than lapping it, and it reads every
+// event. Under Latest nobody is admitted, but a subscriber must still be
+// able to open the ring. Without the repair the file stays cut, and
+// subscribe throws.
+struct CutCase {
+  Policy policy;
+  off_t cut_to;
+};
+void PrintTo(const CutCase& c, std::ostream* os) {
+  *os << (c.policy == Policy::Block ? "block" : "latest") << ", cut to " << c.cut_to << " bytes";
+}
+class BellRepairTest : public ::testing::TestWithParam<CutCase> {};
+
+TEST_P(BellRepairTest, TheWriterMakesABellCutShortWholeAgainAndNewReadersAreAdmitted) {
+  const CutCase c = GetParam();
+  ScopedBusName name("bell");
+  Bus bus = Bus::open(name.name);
+  bus.create_topic(sensor_topic("t", c.policy, 4096));  // a small ring: a refresh every few events
+  Publisher pub = bus.publisher("t", {"p"});
+  ASSERT_EQ(publish_reading(pub, 0), PublishStatus::Ok);
+  ASSERT_TRUE(cut_bell(name.name, c.cut_to));
+  ASSERT_EQ(bell_size(name.name), c.cut_to);
+  uint64_t published = 1;
+  const auto give_up = Clock::now() + 5s;
+  for (; Clock::now() < give_up && bell_size(name.name) == c.cut_to; ++published) {  // no reader: never Full
+    ASSERT_EQ(publish_reading(pub, published), PublishStatus::Ok);
+    std::this_thread::sleep_for(1ms);
+  }
+  ASSERT_EQ(bell_size(name.name), off_t(detail::kBellSegmentSize)) << "after " << published << " events";
+  EXPECT_FALSE(check_names_the_bell(name.name));
+  SubscriberOptions latest;
+  latest.from = StartAt::Latest;
+  Subscriber sub = bus.subscribe("t", latest);
+  ASSERT_EQ(sub.ring_count(), 1u);
+  uint64_t ahead = 0;
+  PublishStatus s = PublishStatus::Ok;
+  if (c.policy == Policy::Block) {
+    // Admitted: the writer stops a ring's worth ahead of it (a joiner it did
+    // not know of would be lapped, and lose events).
+    for (; ahead < 200 && (s = publish_reading(pub, published + ahead)) == PublishStatus::Ok; ++ahead) {
+    }
+    EXPECT_EQ(s, PublishStatus::Full) << "the writer passed a reader it should follow, after " << ahead << " events";
+  } else {
+    for (; ahead < 10; ++ahead) ASSERT_EQ(publish_reading(pub, published + ahead), PublishStatus::Ok);
+  }
+  uint64_t got = 0, missed = 0;
+  PollResult r;
+  do {
+    r = sub.poll([&](const Event& e) { got += e.sequence() >= published ? 1 : 0; });
+    missed += r.missed;
+  } while (r.delivered != 0);
+  EXPECT_EQ(got, ahead);
+  EXPECT_EQ(missed, 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Cuts, BellRepairTest,
+                         ::testing::Values(CutCase{Policy::Block, 0}, CutCase{Policy::Block, 1},
+                                           CutCase{Policy::Latest, 0}),
+                         [](const ::testing::TestParamInfo<CutCase>& info) {
+                           return std::string(info.param.policy == Policy::Block ? "Block" : "Latest") + "CutTo" +
+                                  std::to_string(info.param.cut_to);
+                         });
+
+// A writer that takes a ring over (its last writer gone) while the bell is
+// cut: the bell is its to make whole, at once. Until some writer does, a
+// subscriber waits for the ring (it looks again every 10 ms, as for a ring
+// being made) and `check` says what is wrong and that it passes.
+TEST(BellTest, AWriterTakingARingOverMakesItsCutBellWhole) {
+  ScopedBusName name("bell");
+  Bus bus = Bus::open(name.name);
+  bus.create_topic(sensor_topic("t"));
+  uint64_t next = 0;
+  {
+    Publisher first = bus.publisher("t", {"p"});
+    for (; next < 5; ++next) ASSERT_EQ(publish_reading(first, next), PublishStatus::Ok);
+  }
+  ASSERT_TRUE(cut_bell(name.name));
+  SubscriberOptions earliest;
+  earliest.from = StartAt::Earliest;
+  Subscriber sub = bus.subscribe("t", earliest);
+  EXPECT_EQ(sub.ring_count(), 0u) << "opened a ring whose bell is cut";
+  bool told = false;
+  for (const CheckFinding& f : check_bus(name.name).findings)
+    told |= f.problem.find("cut short") != std::string::npos && f.problem.find("try again") != std::string::npos;
+  EXPECT_TRUE(told) << "check did not say the bell is cut short";
+  Publisher second = bus.publisher("t", {"p"});
+  EXPECT_EQ(second.next_sequence(), next) << "not the same ring: nothing was taken over";
+  EXPECT_EQ(bell_size(name.name), off_t(detail::kBellSegmentSize));
+  ASSERT_EQ(publish_reading(second, next), PublishStatus::Ok);
+  uint64_t got = 0;
+  for (const auto until = Clock::now() + 5s; got < next + 1 && Clock::now() < until;) {
+    const PollResult r = sub.poll([&](const Event&) { ++got; });
+    EXPECT_EQ(r.missed, 0u);
+    if (r.delivered == 0) (void)sub.wait(10ms);
+  }
+  EXPECT_EQ(got, next + 1) << "the waiting subscriber did not read the ring once it was whole";
 }
 
 // Where others may write the bell (a 0640 topic: its bell is 0660), a member

@@ -141,6 +141,10 @@ struct ReaderDoor {
   /// Whether subscription `tag`, for which `reservation` was made (its
   /// reader segment: token, pid, n; no line), still exists.
   bool (*subscription_alive)(void* context, const FollowedReader& reservation, uint32_t tag) noexcept = nullptr;
+  /// If a reader cut the bell short under us (the fault guard repaired a
+  /// page of it), makes it whole again; true when it did: the bell is then
+  /// all free slots, and a count that starts over.
+  bool (*repair_bell)(void* context) noexcept = nullptr;
 };
 
 /// The header fields after the commit word, copied once: shared memory may
@@ -679,6 +683,9 @@ struct RingWriter {
   /// announced in it. Every announcement is untrusted: copied out of the
   /// slot, then attested by the door against the kernel.
   void answer_bell() noexcept {
+    // A bell cut short reads 0 here (the guard's zero page) and no joiner's
+    // ring reaches us until it is whole again: no joiner is admitted.
+    if (door.repair_bell != nullptr && door.repair_bell(door.context)) bell_backlog = true;  // look at every slot
     // seq_cst: the load half of the joining Dekker (see refresh_limit).
     const uint64_t rung = bell->rings.load(std::memory_order_seq_cst);
     if (rung == seen_rings && !bell_backlog) return;
@@ -839,6 +846,8 @@ struct RingWriter {
     const uint64_t run = std::max(capacity / 4, needed_end - write_position);
     uint64_t wanted = write_position + run;
     if (policy == Policy::Latest) {  // nobody holds us back, and nobody needs admitting
+      // But readers open the ring through its bell: keep it whole.
+      if (door.repair_bell != nullptr) (void)door.repair_bell(door.context);
       advance_tail(wanted > capacity ? wanted - capacity : 0);
       set_limit(wanted);
       return true;

@@ -147,6 +147,21 @@ void init_bell(BellHeader& bell) noexcept {
   bell.magic.store(kBellMagic, std::memory_order_release);  // written last: openers acquire it
 }
 
+/// A ring's last publish (or `created_ns`) from its data segment alone; 0
+/// when that cannot be read either.
+static uint64_t last_publish_in_data(const std::string& bus, const std::string& topic, const std::string& publisher,
+                                     uint64_t created_ns) noexcept {
+  try {
+    const Segment data = Segment::open(data_segment_name(bus, topic, publisher), Access::ReadOnly, kRecordsOffset);
+    const RingHeader* h = reinterpret_cast<const RingHeader*>(data.data());
+    // Acquire: pairs with the creator's release store of magic.
+    if (h->magic.load(std::memory_order_acquire) != kRingMagic) return 0;
+    return std::max(created_ns, h->last_publish_ns.load(std::memory_order_relaxed));
+  } catch (...) {
+    return 0;
+  }
+}
+
 /// Gives a bell cut short its page back (the writer's, before it opens it).
 static void restore_bell_size(const std::string& bell_name) {
   const int fd = ::shm_open(("/" + bell_name).c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0);
@@ -192,25 +207,26 @@ void open_ring_segments(RingSegments& ring, const std::string& bus, const std::s
   // short, so it gets its page back first, and its header below.
   const bool writer = control_access == Access::ReadWrite;
   if (writer) restore_bell_size(bell_name);
+  // Readers may write the bell, so whatever is wrong with it is theirs and
+  // its writer's to mend: readers are told to look again (NotFound), never
+  // that the ring is damaged.
   const std::string cut = "bell segment '" + bell_name +
-                          "' is cut short (a process that may write it truncated it); its writer makes it whole "
-                          "again at its next limit refresh, or a new writer when it takes the ring over: try again";
+                          "' is cut short or scribbled on (a process that may write it did); its writer makes it "
+                          "whole again at its next limit refresh, a new writer as it takes the ring over: try again "
+                          "(with no writer, `flowbus gc` removes the ring once its retention has passed)";
   try {
     ring.bell = Segment::open(bell_name, bell_access, kBellSegmentSize);
   } catch (const Error& e) {
-    if (e.code() == ErrorCode::Corrupt) throw Error(ErrorCode::NotFound, cut);  // too short: subscribers retry
+    if (e.code() == ErrorCode::Corrupt && !writer)
+      throw Error(ErrorCode::NotFound, cut);  // too short: subscribers retry
     throw;
   }
   guard_bell(ring);  // before the first load: a reader may have truncated it since our size check
   BellHeader* b = ring.bell_header();
   const uint64_t bell_magic = b->magic.load(std::memory_order_acquire);
   if (bell_magic != kBellMagic || b->layout_version != kLayoutVersion) {
-    if (writer)
-      init_bell(*b);  // ours to write; whatever was in it is untrusted anyway
-    else if (bell_magic == 0 || ring.bell_guard.damaged())
-      throw Error(ErrorCode::NotFound, cut);
-    else
-      throw Error(ErrorCode::Corrupt, "bell segment '" + bell_name + "' has no valid magic or version: it is damaged");
+    if (!writer) throw Error(ErrorCode::NotFound, cut);
+    init_bell(*b);  // ours to write; whatever was in it is untrusted anyway
   }
   ring.publisher_id = h->publisher_id;
   ring.capacity = cap;
@@ -395,7 +411,10 @@ size_t BusState::remove_expired_rings(std::vector<std::string>* removed_segments
           ++kept;
           continue;
         }
-        last = 0;  // damaged or missing: nothing worth retaining
+        // Being made, or its bell cut short by a reader: retention still
+        // counts from its data (a reader must not get retained events
+        // removed). Damaged or missing: nothing worth retaining.
+        last = e.code() == ErrorCode::NotFound ? last_publish_in_data(name, topic, publisher, r.created_ns) : 0;
       }
       const uint64_t retention_ns = info ? uint64_t(info->retention.count()) * 1000000000ull : 0;
       if (last + retention_ns > now) {

@@ -96,13 +96,18 @@ bool WriterDoor::repair_bell(void* self) noexcept {
   RingSegments& ring = door->ring_;
   const bool faulted = ring.bell_guard.damaged();  // our page is the guard's zero page
   if (!door->bell_cut_ && !faulted) {
-    // Cut within its page, the bell faults nobody: its size tells. One
-    // clock read per refresh, an fstat per 100 ms.
+    // Cut within its page, the bell faults nobody: its size tells; and a
+    // header scribbled on (readers may write it) makes openers wait. One
+    // clock read per refresh, an fstat and a look at the header per 100 ms.
     const uint64_t now = monotonic_now_ns();
     if (door->bell_fd_ < 0 || now < door->next_bell_size_check_ns_) return false;
     door->next_bell_size_check_ns_ = now + 100'000'000;
     struct stat st {};
-    if (::fstat(door->bell_fd_, &st) != 0 || uint64_t(st.st_size) >= kBellSegmentSize) return false;
+    const BellHeader* b = ring.bell_header();
+    if (::fstat(door->bell_fd_, &st) != 0) return false;
+    if (uint64_t(st.st_size) >= kBellSegmentSize && b->magic.load(std::memory_order_relaxed) == kBellMagic &&
+        b->layout_version == kLayoutVersion && b->slot_count == kBellSlots)
+      return false;
   }
   door->bell_cut_ = true;  // until repaired: a fresh guard forgets the old one's count
   const uint64_t now = monotonic_now_ns();

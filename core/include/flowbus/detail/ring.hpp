@@ -141,9 +141,9 @@ struct ReaderDoor {
   /// Whether subscription `tag`, for which `reservation` was made (its
   /// reader segment: token, pid, n; no line), still exists.
   bool (*subscription_alive)(void* context, const FollowedReader& reservation, uint32_t tag) noexcept = nullptr;
-  /// If a reader cut the bell short under us (the fault guard repaired a
-  /// page of it), makes it whole again; true when it did: the bell is then
-  /// all free slots, and a count that starts over.
+  /// If a reader cut the bell short (our fault guard repaired its page, or
+  /// the file is short) or scribbled on its header, makes it whole again;
+  /// true when it did: every slot is then looked at again.
   bool (*repair_bell)(void* context) noexcept = nullptr;
 };
 
